@@ -1,0 +1,180 @@
+#!/usr/bin/env bun
+/**
+ * The command line: one citty command per role, each a thin call into roles/.
+ */
+import { defineCommand, runMain } from "citty";
+import { passwordSource } from "./client/password";
+import { ChatError } from "./protocol/errors";
+
+const DEFAULT_BALANCER = "127.0.0.1:7000";
+
+const databaseUrl = {
+  "database-url": { type: "string", description: "PostgreSQL URL of ChatDB (default: $DATABASE_URL)" },
+} as const;
+
+const clientArgs = {
+  balancer: { type: "string", description: "Balancer address, HOST:PORT", default: DEFAULT_BALANCER },
+  user: { type: "string", description: "Your user name", required: true },
+} as const;
+
+function needDatabase(url: string | undefined): string {
+  const found = url || process.env.DATABASE_URL;
+  if (!found) fail(new ChatError("E_BAD_REQUEST", "Give --database-url or set DATABASE_URL (or use `chatterbox up`, which runs its own database)"));
+  return found!;
+}
+
+function fail(error: unknown): never {
+  if (error instanceof ChatError) console.error(`chatterbox: ${error.message} (${error.code})`);
+  else console.error(`chatterbox: ${(error as Error)?.stack ?? error}`);
+  process.exit(1);
+}
+
+async function guarded(run: () => Promise<unknown>): Promise<void> {
+  try {
+    await run();
+  } catch (error) {
+    fail(error);
+  }
+}
+
+function client(args: { balancer: string; user: string }) {
+  return { balancer: args.balancer, user: args.user, password: passwordSource() };
+}
+
+const balance = defineCommand({
+  meta: { name: "balance", description: "Run the load balancer that tells clients which chat server to use" },
+  args: {
+    port: { type: "string", description: "Port to listen on", default: "7000" },
+    host: { type: "string", description: "Address to listen on", default: "127.0.0.1" },
+    strategy: { type: "string", description: "roundrobin, leastconn, random or p2c", default: "roundrobin" },
+  },
+  run: ({ args }) =>
+    guarded(async () => {
+      const { runBalancer } = await import("./roles/run");
+      await runBalancer({ port: Number(args.port), hostname: args.host, strategy: args.strategy });
+    }),
+});
+
+const serve = defineCommand({
+  meta: { name: "serve", description: "Run a chat server" },
+  args: {
+    port: { type: "positional", description: "Port to listen on (0 = any free port)", required: true },
+    host: { type: "string", description: "Address to listen on", default: "127.0.0.1" },
+    balancer: { type: "string", description: "Balancer to register with, HOST:PORT", default: DEFAULT_BALANCER },
+    ...databaseUrl,
+  },
+  run: ({ args }) =>
+    guarded(async () => {
+      const { runServer } = await import("./roles/run");
+      await runServer({ port: Number(args.port), hostname: args.host, balancer: args.balancer, databaseUrl: needDatabase(args["database-url"]) });
+    }),
+});
+
+const up = defineCommand({
+  meta: { name: "up", description: "Run the whole system on this machine: embedded PostgreSQL, a balancer and servers" },
+  args: {
+    servers: { type: "string", description: "How many chat servers", default: "2" },
+    port: { type: "string", description: "Balancer port; servers take the next ports", default: "7000" },
+    strategy: { type: "string", description: "Balancing strategy", default: "roundrobin" },
+    data: { type: "string", description: "Folder for the embedded database (default: under your data directory)" },
+    ...databaseUrl,
+  },
+  run: ({ args }) =>
+    guarded(async () => {
+      const { runUp } = await import("./roles/up");
+      await runUp({
+        servers: Number(args.servers),
+        port: Number(args.port),
+        strategy: args.strategy,
+        dataDir: args.data,
+        databaseUrl: args["database-url"] || process.env.DATABASE_URL,
+      });
+    }),
+});
+
+const db = defineCommand({
+  meta: { name: "db", description: "Database administration" },
+  subCommands: {
+    migrate: defineCommand({
+      meta: { name: "migrate", description: "Apply the schema migrations to ChatDB" },
+      args: { ...databaseUrl },
+      run: ({ args }) =>
+        guarded(async () => {
+          const { migrate, openDatabase } = await import("./db/connect");
+          const database = openDatabase(needDatabase(args["database-url"]));
+          await migrate(database);
+          await database.close();
+          console.log("ChatDB is up to date");
+        }),
+    }),
+  },
+});
+
+const signup = defineCommand({
+  meta: { name: "signup", description: "Create an account (password from CHATTERBOX_PASSWORD or a prompt)" },
+  args: { ...clientArgs },
+  run: ({ args }) =>
+    guarded(async () => {
+      const roles = await import("./roles/client");
+      await roles.signup(client(args));
+      console.log(`Account ${args.user} created`);
+    }),
+});
+
+const send = defineCommand({
+  meta: { name: "send", description: "Send one message; exits 0 once the server has stored it" },
+  args: {
+    ...clientArgs,
+    to: { type: "string", description: "Recipient", required: true },
+    text: { type: "positional", description: "The message", required: true },
+  },
+  run: ({ args }) =>
+    guarded(async () => {
+      const roles = await import("./roles/client");
+      const { msg } = await roles.send({ ...client(args), to: args.to, text: args.text });
+      console.log(`Sent (message ${msg})`);
+    }),
+});
+
+const inbox = defineCommand({
+  meta: { name: "inbox", description: "Print every message waiting for you, oldest first, and acknowledge them" },
+  args: { ...clientArgs, json: { type: "boolean", description: "One JSON object a line" } },
+  run: ({ args }) =>
+    guarded(async () => {
+      const roles = await import("./roles/client");
+      await roles.inbox({ ...client(args), json: !!args.json });
+    }),
+});
+
+const history = defineCommand({
+  meta: { name: "history", description: "Print your conversation with another user" },
+  args: {
+    ...clientArgs,
+    with: { type: "string", description: "The other user", required: true },
+    limit: { type: "string", description: "How many of the latest messages", default: "50" },
+    json: { type: "boolean", description: "One JSON object a line" },
+  },
+  run: ({ args }) =>
+    guarded(async () => {
+      const roles = await import("./roles/client");
+      await roles.history({ ...client(args), with: args.with, limit: Number(args.limit), json: !!args.json });
+    }),
+});
+
+const chat = defineCommand({
+  meta: { name: "chat", description: "The interactive chat client (scriptable when stdin is not a terminal)" },
+  args: { ...clientArgs, json: { type: "boolean", description: "Print each event as one JSON object a line" } },
+  run: ({ args }) =>
+    guarded(async () => {
+      const roles = await import("./roles/client");
+      await roles.chat({ ...client(args), json: !!args.json });
+      process.exit(0);
+    }),
+});
+
+const main = defineCommand({
+  meta: { name: "chatterbox", version: "0.1.0", description: "A distributed, end-to-end encrypted terminal chat system" },
+  subCommands: { up, balance, serve, db, signup, send, inbox, history, chat },
+});
+
+await runMain(main);

@@ -1,0 +1,61 @@
+/**
+ * Opens ChatDB and brings its schema up to date. drizzle-orm over postgres.js:
+ * drizzle for the schema and migrations, the same postgres.js client for the few
+ * hot queries that want hand-written SQL.
+ */
+import { createHash } from "node:crypto";
+import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
+import postgres from "postgres";
+import { migrationFiles, migrationJournal } from "./migrations";
+import * as schema from "./schema";
+
+export type Sql = postgres.Sql;
+export type Db = PostgresJsDatabase<typeof schema>;
+
+export interface Database {
+  url: string;
+  sql: Sql;
+  db: Db;
+  close(): Promise<void>;
+}
+
+export function openDatabase(url: string, options: { max?: number } = {}): Database {
+  const sql = postgres(url, {
+    max: options.max ?? 10,
+    onnotice: () => {},
+    connection: { application_name: "chatterbox" },
+    // Sequence numbers and message ids are bigint columns that stay far below 2^53.
+    types: { int8: { to: 20, from: [20], serialize: (n: number) => String(n), parse: (s: string) => Number(s) } },
+  });
+  const db = drizzle(sql, { schema });
+  return { url, sql, db, close: () => sql.end({ timeout: 5 }) };
+}
+
+/** Any constant will do: every process that migrates takes the same advisory lock. */
+const MIGRATION_LOCK = 0x63686174;
+
+/**
+ * Applies the embedded migrations, recorded in drizzle's own table so that
+ * drizzle-kit sees the same history. Servers starting together take turns.
+ */
+export async function migrate(database: Database): Promise<void> {
+  const migrations = migrationJournal.entries.map((entry) => {
+    const query = migrationFiles[entry.tag];
+    if (query === undefined) throw new Error(`Migration ${entry.tag} is not embedded (db/migrations.ts)`);
+    return {
+      sql: query.split("--> statement-breakpoint"),
+      bps: entry.breakpoints,
+      folderMillis: entry.when,
+      hash: createHash("sha256").update(query).digest("hex"),
+    };
+  });
+  // A session-level advisory lock on a connection of its own, held while the
+  // pool migrates: a second process waits here, then finds nothing left to do.
+  const lock = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    await lock`select pg_advisory_lock(${MIGRATION_LOCK})`;
+    await (database.db as any).dialect.migrate(migrations, (database.db as any).session, { migrationsFolder: "" });
+  } finally {
+    await lock.end({ timeout: 5 });
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * ChatDB: the source of truth shared by every chat server. Message bodies are
+ * opaque bytes here; the servers never see plaintext.
+ */
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  bigserial,
+  customType,
+  index,
+  integer,
+  pgTable,
+  primaryKey,
+  serial,
+  text,
+  timestamp,
+  uniqueIndex,
+} from "drizzle-orm/pg-core";
+
+const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
+  dataType: () => "bytea",
+});
+
+export const users = pgTable("users", {
+  id: serial("id").primaryKey(),
+  name: text("name").notNull().unique(),
+  /** argon2id hash of the login secret. */
+  authHash: text("auth_hash").notNull(),
+  /** Consecutive failed logins, and until when the next attempt is refused. */
+  failedLogins: integer("failed_logins").notNull().default(0),
+  lockedUntil: timestamp("locked_until", { withTimezone: true }),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * Which server and connection hold each user. One row per user, made at signup,
+ * so that a login can always lock it with SELECT ... FOR UPDATE.
+ */
+export const sessions = pgTable("sessions", {
+  userId: integer("user_id")
+    .primaryKey()
+    .references(() => users.id, { onDelete: "cascade" }),
+  serverId: text("server_id"),
+  connId: integer("conn_id"),
+  /** SHA-256 of the resume token: the token is 256 random bits, so a fast hash is enough. */
+  tokenHash: bytea("token_hash"),
+  tokenExpires: timestamp("token_expires", { withTimezone: true }),
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Live chat servers, so that any server can find and reach any other. */
+export const servers = pgTable("servers", {
+  id: text("id").primaryKey(),
+  addr: text("addr").notNull(),
+  startedAt: timestamp("started_at", { withTimezone: true }).notNull().defaultNow(),
+  heartbeatAt: timestamp("heartbeat_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** Cluster-wide settings, such as the secret that servers show each other on the peer link. */
+export const settings = pgTable("settings", {
+  key: text("key").primaryKey(),
+  value: bytea("value").notNull(),
+});
+
+/** A direct conversation (a pair of users) or, later, a group. last_seq is allocated under this row's lock. */
+export const conversations = pgTable(
+  "conversations",
+  {
+    id: serial("id").primaryKey(),
+    kind: text("kind").notNull(),
+    /** For a direct conversation, "lowId:highId", so a pair has exactly one. */
+    dmKey: text("dm_key"),
+    lastSeq: bigint("last_seq", { mode: "number" }).notNull().default(0),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex("conversations_dm_key").on(t.dmKey).where(sql`${t.dmKey} is not null`)],
+);
+
+/** Each member's delivery cursor: everything up to `cursor` is acknowledged. */
+export const members = pgTable(
+  "members",
+  {
+    conversationId: integer("conversation_id")
+      .notNull()
+      .references(() => conversations.id, { onDelete: "cascade" }),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    cursor: bigint("cursor", { mode: "number" }).notNull().default(0),
+    /** The member sees messages after this sequence number only. */
+    joinedSeq: bigint("joined_seq", { mode: "number" }).notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.conversationId, t.userId] }), index("members_user").on(t.userId)],
+);
+
+/** Every message, stored once however many members its conversation has. */
+export const messages = pgTable(
+  "messages",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    conversationId: integer("conversation_id")
+      .notNull()
+      .references(() => conversations.id, { onDelete: "cascade" }),
+    seq: bigint("seq", { mode: "number" }).notNull(),
+    senderId: integer("sender_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    /** The sender's client message id: a retried send finds its first copy. */
+    cmid: text("cmid").notNull(),
+    body: bytea("body").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex("messages_conv_seq").on(t.conversationId, t.seq), uniqueIndex("messages_sender_cmid").on(t.senderId, t.cmid)],
+);

@@ -1,0 +1,164 @@
+/**
+ * The calling side of a connection: Bun.connect, hello, then requests that each
+ * resolve with their one reply, and events handed to a callback. Used by the
+ * client, by servers towards the balancer and their peers, and by tests.
+ */
+import type { Socket } from "bun";
+import { decode, encode } from "../protocol/codec";
+import { ChatError, isErrorCode } from "../protocol/errors";
+import { DEFAULT_MAX_FRAME, FrameReader } from "../protocol/frame";
+import { PROTOCOL_VERSION } from "../protocol/messages";
+import { Outbox } from "./outbox";
+
+export interface LinkHandlers {
+  onEvent?(ev: string, frame: Record<string, unknown>): void;
+  /** The other side said why it is closing. */
+  onBye?(error: ChatError): void;
+  onClose?(): void;
+}
+
+export interface LinkOptions extends LinkHandlers {
+  /** Fields of the hello request beyond the version (role, agent, peer credentials). */
+  hello?: Record<string, unknown>;
+  timeoutMs?: number;
+  maxFrame?: number;
+}
+
+type Pending = { resolve(value: Record<string, unknown>): void; reject(error: unknown): void; timer: Timer };
+
+export class Link {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly reader: FrameReader;
+  private socket!: Socket<undefined>;
+  private outbox!: Outbox;
+  private isClosed = false;
+  helloReply: Record<string, unknown> = {};
+
+  private constructor(private readonly options: LinkOptions) {
+    this.reader = new FrameReader(options.maxFrame ?? DEFAULT_MAX_FRAME);
+  }
+
+  static async connect(address: string, options: LinkOptions = {}): Promise<Link> {
+    const { host, port } = parseAddress(address);
+    const link = new Link(options);
+    try {
+      link.socket = await Bun.connect({
+        hostname: host,
+        port,
+        socket: {
+          data: (_socket, chunk) => link.onData(chunk),
+          drain: () => link.outbox.flush(),
+          close: () => link.onClosed(),
+          error: () => link.onClosed(),
+        },
+      });
+    } catch (error) {
+      throw new ChatError("E_UNAVAILABLE", `Cannot connect to ${address}: ${(error as Error).message}`);
+    }
+    link.outbox = new Outbox(link.socket, () => link.close());
+    try {
+      link.helloReply = await link.request("hello", { v: PROTOCOL_VERSION, ...options.hello });
+    } catch (error) {
+      link.close();
+      throw error;
+    }
+    return link;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  request(op: string, args: Record<string, unknown> = {}, timeoutMs = this.options.timeoutMs ?? 30_000): Promise<Record<string, unknown>> {
+    if (this.isClosed) return Promise.reject(new ChatError("E_CLOSED"));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new ChatError("E_TIMEOUT", `No answer to ${op} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.outbox.push(encode({ ...args, t: "req", id, op }));
+    });
+  }
+
+  /** Sends a frame that expects no reply (events between servers). */
+  notify(ev: string, fields: Record<string, unknown> = {}): void {
+    if (!this.isClosed) this.outbox.push(encode({ ...fields, t: "ev", ev }));
+  }
+
+  /** Sends raw bytes: for tests that speak bad protocol on purpose. */
+  sendRaw(bytes: Uint8Array): void {
+    this.socket.write(bytes);
+  }
+
+  close(): void {
+    if (this.isClosed) return;
+    this.outbox?.flush();
+    this.socket.end();
+    this.onClosed();
+  }
+
+  private onData(chunk: Uint8Array): void {
+    let frames: Uint8Array[];
+    try {
+      frames = this.reader.push(chunk);
+    } catch {
+      this.close();
+      return;
+    }
+    for (const payload of frames) {
+      let frame: Record<string, unknown>;
+      try {
+        frame = decode(payload);
+      } catch {
+        this.close();
+        return;
+      }
+      this.dispatch(frame);
+    }
+  }
+
+  private dispatch(frame: Record<string, unknown>): void {
+    if (frame.t === "res") {
+      const id = frame.id as number;
+      const waiter = this.pending.get(id);
+      if (!waiter) return;
+      this.pending.delete(id);
+      clearTimeout(waiter.timer);
+      if (frame.ok === true) waiter.resolve(frame);
+      else waiter.reject(toError(frame));
+    } else if (frame.t === "ev") {
+      this.options.onEvent?.(frame.ev as string, frame);
+    } else if (frame.t === "bye") {
+      this.options.onBye?.(toError(frame));
+    }
+  }
+
+  private onClosed(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.outbox?.close();
+    for (const waiter of this.pending.values()) {
+      clearTimeout(waiter.timer);
+      waiter.reject(new ChatError("E_CLOSED"));
+    }
+    this.pending.clear();
+    this.options.onClose?.();
+  }
+}
+
+function toError(frame: Record<string, unknown>): ChatError {
+  const code = isErrorCode(frame.code) ? frame.code : "E_INTERNAL";
+  return new ChatError(code, typeof frame.message === "string" ? frame.message : undefined);
+}
+
+export function parseAddress(address: string): { host: string; port: number } {
+  const at = address.lastIndexOf(":");
+  const port = Number(address.slice(at + 1));
+  if (at <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) {
+    throw new ChatError("E_BAD_REQUEST", `Expected HOST:PORT, got "${address}"`);
+  }
+  return { host: address.slice(0, at).replace(/^\[(.*)\]$/, "$1"), port };
+}

@@ -1,0 +1,226 @@
+/**
+ * The accepting side of the protocol: Bun.listen, framing, the hello handshake,
+ * and a request table. Each request gets exactly one reply; a frame that breaks
+ * the stream (oversized, undecodable, not a request) ends the connection with a
+ * bye that says why. Everything role-specific lives in the table.
+ */
+import type { Socket, TCPSocketListener } from "bun";
+import { decode, encode } from "../protocol/codec";
+import { ChatError } from "../protocol/errors";
+import { DEFAULT_MAX_FRAME, FrameReader } from "../protocol/frame";
+import { fail, ok, PROTOCOL_VERSION, type Request } from "../protocol/messages";
+import { DEFAULT_OUTBOX_LIMIT, Outbox } from "./outbox";
+
+export type Handler<S> = (conn: Connection<S>, req: Request) => Promise<Record<string, unknown> | void> | Record<string, unknown> | void;
+
+export interface Route<S> {
+  handle: Handler<S>;
+  /** Whether the connection must have passed `allowed` (logged in, registered). */
+  guard?: (conn: Connection<S>) => ChatError | undefined;
+}
+
+export interface ListenOptions<S> {
+  port: number;
+  hostname?: string;
+  maxFrame?: number;
+  outboxLimit?: number;
+  initialState(conn: Connection<S>): S;
+  routes: Record<string, Route<S>>;
+  /** Answers hello; may throw a ChatError to refuse it. */
+  hello?(conn: Connection<S>, req: Request): Record<string, unknown> | Promise<Record<string, unknown>>;
+  onEvent?(conn: Connection<S>, ev: string, frame: Record<string, unknown>): void;
+  onOpen?(conn: Connection<S>): void;
+  onClose?(conn: Connection<S>): void;
+  onError?(conn: Connection<S>, op: string, error: unknown): void;
+}
+
+let nextConnectionId = 1;
+
+export class Connection<S> {
+  readonly id = nextConnectionId++;
+  state!: S;
+  greeted = false;
+  /** Frames that arrived while hello was being answered wait here, in order. */
+  private early?: Uint8Array[];
+  closed = false;
+  readonly reader: FrameReader;
+  readonly outbox: Outbox;
+
+  constructor(
+    readonly socket: Socket<Connection<S>>,
+    maxFrame: number,
+    outboxLimit: number,
+  ) {
+    this.reader = new FrameReader(maxFrame);
+    this.outbox = new Outbox(socket, () => this.drop("E_SLOW_CONSUMER", "Disconnected: this connection fell too far behind its messages"), outboxLimit);
+  }
+
+  /** Holds frames until hello is answered; returns whether the frame was held. */
+  holdEarly(payload: Uint8Array): boolean {
+    if (!this.early) return false;
+    this.early.push(payload);
+    return true;
+  }
+
+  beginHello(): void {
+    this.early = [];
+  }
+
+  endHello(): Uint8Array[] {
+    const early = this.early ?? [];
+    this.early = undefined;
+    return early;
+  }
+
+  get remote(): string {
+    return this.socket.remoteAddress;
+  }
+
+  send(frame: Record<string, unknown>): boolean {
+    return this.outbox.push(encode(frame));
+  }
+
+  /** Sends already-encoded bytes: one encoding shared by many recipients. */
+  sendEncoded(bytes: Uint8Array): boolean {
+    return this.outbox.push(bytes);
+  }
+
+  event(ev: string, fields: Record<string, unknown> = {}): boolean {
+    return this.send({ ...fields, t: "ev", ev });
+  }
+
+  /** Says why, then closes. */
+  bye(code: ChatError["code"], message: string): void {
+    if (this.closed) return;
+    this.send({ t: "bye", code, message });
+    this.outbox.flush();
+    this.closed = true;
+    this.socket.end();
+  }
+
+  /** Closes without waiting for queued bytes (the queue is the problem). */
+  private drop(code: ChatError["code"], message: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.write(encode({ t: "bye", code, message }));
+    this.socket.end();
+  }
+}
+
+export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connection<S>> {
+  const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
+  const outboxLimit = options.outboxLimit ?? DEFAULT_OUTBOX_LIMIT;
+  return Bun.listen<Connection<S>>({
+    hostname: options.hostname ?? "127.0.0.1",
+    port: options.port,
+    socket: {
+      open(socket) {
+        const conn = new Connection<S>(socket, maxFrame, outboxLimit);
+        socket.data = conn;
+        conn.state = options.initialState(conn);
+        options.onOpen?.(conn);
+      },
+      data(socket, chunk) {
+        const conn = socket.data;
+        if (conn.closed) return;
+        let frames: Uint8Array[];
+        try {
+          frames = conn.reader.push(chunk);
+        } catch (error) {
+          const e = error as ChatError;
+          conn.bye(e.code ?? "E_BAD_FRAME", e.message);
+          return;
+        }
+        for (const payload of frames) {
+          if (conn.closed) return;
+          receive(conn, payload, options);
+        }
+      },
+      drain(socket) {
+        socket.data.outbox.flush();
+      },
+      close(socket) {
+        const conn = socket.data;
+        if (!conn) return;
+        conn.closed = true;
+        conn.outbox.close();
+        options.onClose?.(conn);
+      },
+      error() {},
+    },
+  });
+}
+
+function receive<S>(conn: Connection<S>, payload: Uint8Array, options: ListenOptions<S>): void {
+  if (conn.holdEarly(payload)) return;
+  let frame: Record<string, unknown>;
+  try {
+    frame = decode(payload);
+  } catch (error) {
+    conn.bye("E_BAD_FRAME", (error as Error).message);
+    return;
+  }
+  if (frame.t === "ev" && typeof frame.ev === "string" && conn.greeted) {
+    options.onEvent?.(conn, frame.ev, frame);
+    return;
+  }
+  if (frame.t !== "req" || typeof frame.id !== "number" || !Number.isSafeInteger(frame.id) || typeof frame.op !== "string") {
+    conn.bye("E_BAD_FRAME", "Expected a request: {t: 'req', id, op}");
+    return;
+  }
+  const req = frame as Request;
+  if (!conn.greeted) {
+    if (req.op !== "hello") {
+      conn.send(fail(req.id, "E_HELLO_FIRST", "The first request must be hello"));
+      conn.bye("E_HELLO_FIRST", "The first request must be hello");
+      return;
+    }
+    if (req.v !== PROTOCOL_VERSION) {
+      conn.send(fail(req.id, "E_VERSION", `This server speaks protocol version ${PROTOCOL_VERSION}`));
+      conn.bye("E_VERSION", `This server speaks protocol version ${PROTOCOL_VERSION}`);
+      return;
+    }
+    conn.beginHello();
+    void answer(conn, req, options, async () => {
+      const fields = (await options.hello?.(conn, req)) ?? {};
+      conn.greeted = true;
+      return { v: PROTOCOL_VERSION, maxFrame: conn.reader.maxFrame, ...fields };
+    }).then(() => {
+      for (const early of conn.endHello()) {
+        if (conn.closed) return;
+        receive(conn, early, options);
+      }
+    });
+    return;
+  }
+  const route = options.routes[req.op];
+  if (!route) {
+    conn.send(fail(req.id, "E_UNKNOWN_OP", `Unknown request "${req.op.slice(0, 40)}"`));
+    return;
+  }
+  const refusal = route.guard?.(conn);
+  if (refusal) {
+    conn.send(fail(req.id, refusal.code, refusal.message));
+    return;
+  }
+  void answer(conn, req, options, () => route.handle(conn, req));
+}
+
+async function answer<S>(
+  conn: Connection<S>,
+  req: Request,
+  options: ListenOptions<S>,
+  run: () => Promise<Record<string, unknown> | void> | Record<string, unknown> | void,
+): Promise<void> {
+  try {
+    const result = await run();
+    if (!conn.closed) conn.send(ok(req.id, result ?? {}));
+  } catch (error) {
+    if (error instanceof ChatError) {
+      if (!conn.closed) conn.send(fail(req.id, error.code, error.message));
+      return;
+    }
+    options.onError?.(conn, req.op, error);
+    if (!conn.closed) conn.send(fail(req.id, "E_INTERNAL", "Internal server error"));
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * The one error type of ChatterBox. Its code is the wire protocol's error code,
+ * so a server refusal, a test assertion and the client's message name the same thing.
+ */
+
+export const ErrorCodes = {
+  E_BAD_FRAME: "The frame could not be decoded",
+  E_FRAME_TOO_LARGE: "The frame is larger than the protocol allows",
+  E_VERSION: "Unsupported protocol version",
+  E_HELLO_FIRST: "The first frame must be hello",
+  E_UNKNOWN_OP: "Unknown request",
+  E_BAD_REQUEST: "The request is malformed",
+  E_NOT_LOGGED_IN: "Log in first",
+  E_ALREADY_LOGGED_IN: "This connection is already logged in",
+  E_INVALID_NAME: "Names are 1 to 32 characters from a-z, 0-9, '_', '.' and '-'",
+  E_WEAK_PASSWORD: "Passwords have at least 8 characters",
+  E_NAME_TAKEN: "That name is taken",
+  E_NO_SUCH_USER: "No such user",
+  E_AUTH: "Wrong password",
+  E_RATE_LIMITED: "Too many attempts; wait and try again",
+  E_TOKEN: "The resume token is not valid; log in with the password",
+  E_SESSION_REPLACED: "Logged in elsewhere",
+  E_LOGIN_TIMEOUT: "No login within the time allowed",
+  E_SLOW_CONSUMER: "The connection could not keep up with its messages",
+  E_MESSAGE_TOO_LARGE: "The message is too large",
+  E_DUPLICATE: "That client message id was used for another conversation",
+  E_NO_SERVER: "No chat server is available",
+  E_UNAVAILABLE: "The service is unavailable; try again",
+  E_SHUTDOWN: "The server is shutting down",
+  E_INTERNAL: "Internal server error",
+  E_TIMEOUT: "No answer in time",
+  E_CLOSED: "The connection closed",
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && Object.hasOwn(ErrorCodes, value);
+}
+
+export class ChatError extends Error {
+  override readonly name = "ChatError";
+  constructor(
+    readonly code: ErrorCode,
+    message: string = ErrorCodes[code],
+  ) {
+    super(message);
+  }
+}
+
+/** Whether a client should try again later rather than give up. */
+export function isTemporary(code: ErrorCode): boolean {
+  return (
+    code === "E_UNAVAILABLE" ||
+    code === "E_SHUTDOWN" ||
+    code === "E_NO_SERVER" ||
+    code === "E_TIMEOUT" ||
+    code === "E_CLOSED" ||
+    code === "E_INTERNAL" ||
+    code === "E_SLOW_CONSUMER"
+  );
+}

@@ -1,0 +1,39 @@
+/**
+ * Every frame on every link: requests, replies and events. Requests carry an id
+ * and get exactly one reply with the same id; events carry none.
+ */
+import type { ErrorCode } from "./errors";
+
+export const PROTOCOL_VERSION = 1;
+
+export type Request = { t: "req"; id: number; op: string; [arg: string]: unknown };
+export type Reply =
+  | { t: "res"; id: number; ok: true; [field: string]: unknown }
+  | { t: "res"; id: number; ok: false; code: ErrorCode; message: string };
+export type Event = { t: "ev"; ev: string; [field: string]: unknown };
+/** Sent just before the server closes a connection, saying why. */
+export type Bye = { t: "bye"; code: ErrorCode; message: string };
+export type Frame = Request | Reply | Event | Bye;
+
+/** A stored message as the server hands it to a client. The body is opaque bytes. */
+export interface WireMessage {
+  id: number;
+  conv: number;
+  seq: number;
+  /** Sender's name. */
+  from: string;
+  /** For a direct message, the recipient's name. */
+  to: string;
+  /** Milliseconds since the epoch, when the server stored it. */
+  at: number;
+  cmid: string;
+  body: Uint8Array;
+}
+
+export function ok(id: number, fields: Record<string, unknown> = {}): Reply {
+  return { ...fields, t: "res", id, ok: true };
+}
+
+export function fail(id: number, code: ErrorCode, message: string): Reply {
+  return { t: "res", id, ok: false, code, message };
+}

@@ -1,0 +1,53 @@
+/**
+ * The edge: the only place that distrusts what arrives. Each helper checks one
+ * field and throws a ChatError naming it; past these, types are exact.
+ */
+import { ChatError } from "./errors";
+
+export const NAME_PATTERN = /^[a-z0-9_.-]{1,32}$/;
+export const MIN_PASSWORD = 8;
+
+type Args = Record<string, unknown>;
+
+export function name(args: Args, field: string): string {
+  const value = args[field];
+  if (typeof value !== "string" || !NAME_PATTERN.test(value)) {
+    throw new ChatError("E_INVALID_NAME", `${field}: names are 1 to 32 characters from a-z, 0-9, '_', '.' and '-'`);
+  }
+  return value;
+}
+
+export function string(args: Args, field: string, max = 1024): string {
+  const value = args[field];
+  if (typeof value !== "string" || value.length === 0 || value.length > max) {
+    throw new ChatError("E_BAD_REQUEST", `${field}: expected a string of 1 to ${max} characters`);
+  }
+  return value;
+}
+
+export function bytes(args: Args, field: string, max: number): Uint8Array {
+  const value = args[field];
+  if (!(value instanceof Uint8Array)) {
+    throw new ChatError("E_BAD_REQUEST", `${field}: expected bytes`);
+  }
+  if (value.length > max) {
+    throw new ChatError("E_MESSAGE_TOO_LARGE", `${field}: ${value.length} bytes is over the limit of ${max}`);
+  }
+  return value;
+}
+
+export function int(args: Args, field: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const value = args[field];
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw new ChatError("E_BAD_REQUEST", `${field}: expected an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+export function optionalInt(args: Args, field: string, min = 0, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  return args[field] === undefined || args[field] === null ? undefined : int(args, field, min, max);
+}
+
+export function optionalName(args: Args, field: string): string | undefined {
+  return args[field] === undefined || args[field] === null ? undefined : name(args, field);
+}

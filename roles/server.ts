@@ -1,0 +1,154 @@
+/**
+ * The chat server role: accepts clients and peers on one port, authenticates,
+ * stores every message before it acknowledges it, and delivers. This file only
+ * wires the parts together: the listener and its request table, the store, the
+ * committer, the sessions, delivery, the peer links and the balancer announcer.
+ */
+import { randomUUID } from "node:crypto";
+import { announce } from "../balancer/announcer";
+import { migrate, openDatabase, type Database } from "../db/connect";
+import { listen } from "../net/listener";
+import { ChatError } from "../protocol/errors";
+import type { WireMessage } from "../protocol/messages";
+import { Acks } from "../server/acks";
+import { Committer } from "../server/committer";
+import { DEFAULT_CONFIG, type ClientState, type Conn, type ServerConfig, type ServerContext } from "../server/context";
+import { Delivery } from "../server/delivery";
+import { Directory } from "../server/directory";
+import { Peers } from "../server/peers";
+import { routes } from "../server/requests";
+import { Sessions } from "../server/sessions";
+import { Store } from "../server/store";
+
+export interface ServerOptions {
+  port: number;
+  hostname?: string;
+  databaseUrl: string;
+  /** HOST:PORT of the balancer to register with; none for a server reached directly. */
+  balancer?: string;
+  config?: Partial<ServerConfig>;
+  log?: (line: string) => void;
+}
+
+export interface ChatServer {
+  id: string;
+  port: number;
+  addr: string;
+  connections(): number;
+  stop(): Promise<void>;
+}
+
+export async function startServer(options: ServerOptions): Promise<ChatServer> {
+  const log = options.log ?? ((line: string) => console.error(line));
+  const config = { ...DEFAULT_CONFIG, ...options.config };
+  const database: Database = openDatabase(options.databaseUrl, { max: 16 });
+  await migrate(database);
+  const store = new Store(database.sql);
+  const secret = await store.clusterSecret();
+  const id = randomUUID();
+  const hostname = options.hostname ?? "127.0.0.1";
+
+  const ctx = {} as ServerContext;
+  const getCtx = () => ctx;
+  const directory = new Directory(store);
+  const acks = new Acks(store);
+  Object.assign(ctx, {
+    id,
+    config,
+    store,
+    log,
+    committer: new Committer(store, 2000, (e) => log(`commit failed: ${e}`)),
+    sessions: new Sessions(getCtx),
+    delivery: new Delivery(getCtx),
+    peers: new Peers(getCtx, secret),
+  } satisfies Omit<ServerContext, "addr">);
+
+  const listener = listen<ClientState>({
+    port: options.port,
+    hostname,
+    outboxLimit: config.outboxLimit,
+    initialState: () => ({ role: "unknown", authenticating: false }),
+    routes: routes(ctx, directory, acks),
+    onOpen(conn) {
+      conn.state.loginTimer = setTimeout(() => {
+        if (!conn.state.user && conn.state.role !== "peer") conn.bye("E_LOGIN_TIMEOUT", `No login within ${config.loginTimeoutMs / 1000} s`);
+      }, config.loginTimeoutMs);
+    },
+    hello(conn, req) {
+      if (req.role === "peer") {
+        if (typeof req.server !== "string" || !ctx.peers.verify(req.server, req.proof)) {
+          throw new ChatError("E_AUTH", "This peer did not prove it belongs to the cluster");
+        }
+        conn.state.role = "peer";
+        conn.state.peerId = req.server;
+        clearTimeout(conn.state.loginTimer);
+      }
+      return { server: id, role: "server" };
+    },
+    onEvent(conn, ev, frame) {
+      if (conn.state.role !== "peer") return;
+      peerEvent(ctx, conn, ev, frame);
+    },
+    onClose(conn) {
+      clearTimeout(conn.state.loginTimer);
+      void ctx.sessions.end(conn);
+    },
+    onError(_conn, op, error) {
+      log(`${op} failed: ${(error as Error).stack ?? error}`);
+    },
+  });
+
+  const addr = `${hostname}:${listener.port}`;
+  ctx.addr = addr;
+  await store.registerServer(id, addr);
+  await store.pruneServers(24 * 3600_000);
+  ctx.peers.start();
+  ctx.sessions.startAudit();
+  const announcer = options.balancer
+    ? announce({ balancer: options.balancer, id, addr, load: () => ctx.sessions.count, log })
+    : undefined;
+  log(`server ${id} listening on ${addr}`);
+
+  let stopping: Promise<void> | undefined;
+  return {
+    id,
+    port: listener.port,
+    addr,
+    connections: () => ctx.sessions.count,
+    stop() {
+      stopping ??= (async () => {
+        announcer?.stop();
+        ctx.peers.stop();
+        ctx.sessions.stop();
+        listener.stop(false);
+        await ctx.committer.stop();
+        await acks.flush();
+        for (const conn of ctx.sessions.all()) conn.bye("E_SHUTDOWN", "The server is shutting down; reconnect to another");
+        await store.removeServer(id).catch(() => {});
+        listener.stop(true);
+        await database.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Events from other servers: deliveries, displaced sessions, users who moved. */
+function peerEvent(ctx: ServerContext, _conn: Conn, ev: string, frame: Record<string, unknown>): void {
+  switch (ev) {
+    case "deliver": {
+      const to = frame.to;
+      if (!Array.isArray(to) || typeof frame.m !== "object") return;
+      const message = frame.m as WireMessage;
+      message.body = new Uint8Array(message.body);
+      void ctx.delivery.fromPeer(message, to as number[], Number(frame.hops ?? 0)).catch((e) => ctx.log(`peer deliver: ${e}`));
+      return;
+    }
+    case "kick":
+      ctx.sessions.kickRemote(Number(frame.user), Number(frame.conn));
+      return;
+    case "located":
+      ctx.delivery.located(Number(frame.user), typeof frame.server === "string" ? frame.server : null);
+      return;
+  }
+}

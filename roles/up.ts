@@ -1,0 +1,78 @@
+/**
+ * `chatterbox up`: the whole system on one machine. An embedded PostgreSQL
+ * (unless a database URL is given), migrations, a balancer on the port and the
+ * chat servers on the next ports, each server its own process, so one crashing
+ * does not take the others with it. Ctrl-C or SIGTERM stops everything.
+ */
+import type { Subprocess } from "bun";
+import { migrate, openDatabase } from "../db/connect";
+import { defaultDataDir, startEmbeddedPostgres, type EmbeddedPostgres } from "../db/embedded";
+import { startBalancer } from "./balancer";
+import { onSignal } from "./run";
+import { selfCommand } from "./self";
+
+export interface UpOptions {
+  servers: number;
+  port: number;
+  strategy: string;
+  dataDir?: string;
+  databaseUrl?: string;
+}
+
+export async function runUp(options: UpOptions): Promise<void> {
+  if (!Number.isInteger(options.servers) || options.servers < 1 || options.servers > 64) throw new Error("--servers takes 1 to 64");
+  let postgres: EmbeddedPostgres | undefined;
+  let url = options.databaseUrl;
+  if (!url) {
+    const dataDir = options.dataDir ?? defaultDataDir();
+    console.log(`Starting the embedded PostgreSQL (data in ${dataDir}) ...`);
+    postgres = await startEmbeddedPostgres({ dataDir });
+    url = postgres.url;
+  }
+  const database = openDatabase(url, { max: 1 });
+  await migrate(database);
+  await database.close();
+
+  const balancer = await startBalancer({ port: options.port, strategy: options.strategy, log: (l) => console.error(`[balancer] ${l}`) });
+  const children: Subprocess[] = [];
+  for (let i = 1; i <= options.servers; i++) {
+    const port = options.port + i;
+    const child = Bun.spawn([...selfCommand(), "serve", String(port), "--balancer", `127.0.0.1:${balancer.port}`, "--database-url", url], {
+      stdout: "ignore",
+      stderr: "inherit",
+      env: { ...process.env },
+    });
+    children.push(child);
+  }
+  await waitForServers(balancer.servers, options.servers, 20_000);
+
+  console.log("");
+  console.log("ChatterBox is up.");
+  console.log(`  balancer    127.0.0.1:${balancer.port} (${options.strategy})`);
+  for (const s of balancer.servers()) console.log(`  server      ${s.addr}`);
+  console.log(`  database    ${postgres ? `embedded PostgreSQL in ${postgres.dataDir}, port ${postgres.port}` : "the URL you gave"}`);
+  console.log("");
+  console.log("In another terminal:");
+  const b = balancer.port === 7000 ? "" : ` --balancer 127.0.0.1:${balancer.port}`;
+  console.log(`  chatterbox signup --user alice${b}`);
+  console.log(`  chatterbox chat --user alice${b}`);
+  console.log("Ctrl-C stops everything.");
+
+  onSignal(async () => {
+    console.log("\nStopping ...");
+    for (const child of children) child.kill("SIGTERM");
+    await Promise.race([Promise.all(children.map((c) => c.exited)), Bun.sleep(10_000)]);
+    for (const child of children) child.kill("SIGKILL");
+    balancer.stop();
+    await postgres?.stop();
+    console.log("Stopped.");
+  });
+}
+
+async function waitForServers(list: () => unknown[], count: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (list().length < count) {
+    if (Date.now() > deadline) throw new Error(`Only ${list().length} of ${count} servers registered within ${timeoutMs / 1000} s`);
+    await Bun.sleep(100);
+  }
+}

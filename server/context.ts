@@ -1,0 +1,55 @@
+/**
+ * What every part of a chat server can reach, and the per-connection state.
+ */
+import type { Connection } from "../net/listener";
+import type { Committer } from "./committer";
+import type { Delivery } from "./delivery";
+import type { Peers } from "./peers";
+import type { Sessions } from "./sessions";
+import type { Store } from "./store";
+
+export interface ServerConfig {
+  /** Close connections that have not logged in by then. */
+  loginTimeoutMs: number;
+  /** Largest message body, in bytes. */
+  maxBody: number;
+  /** Bytes queued for one connection before it is cut off as too slow. */
+  outboxLimit: number;
+  /** How long a resume token stays valid. */
+  tokenTtlMs: number;
+  /** A server whose heartbeat is older than this is considered gone. */
+  liveWithinMs: number;
+}
+
+export const DEFAULT_CONFIG: ServerConfig = {
+  loginTimeoutMs: 10_000,
+  maxBody: 64 * 1024,
+  outboxLimit: 8 * 1024 * 1024,
+  tokenTtlMs: 7 * 24 * 3600_000,
+  liveWithinMs: 5_000,
+};
+
+export interface ClientState {
+  role: "unknown" | "client" | "peer";
+  user?: { id: number; name: string };
+  /** A login or resume is in progress: one at a time per connection. */
+  authenticating: boolean;
+  loginTimer?: Timer;
+  /** While the backlog replays, live messages wait here so that order holds. */
+  held?: { conv: number; seq: number; bytes: Uint8Array }[];
+  peerId?: string;
+}
+
+export type Conn = Connection<ClientState>;
+
+export interface ServerContext {
+  id: string;
+  addr: string;
+  config: ServerConfig;
+  store: Store;
+  committer: Committer;
+  sessions: Sessions;
+  delivery: Delivery;
+  peers: Peers;
+  log(line: string): void;
+}

@@ -1,0 +1,42 @@
+/**
+ * Names to user ids and pairs of users to their direct conversation, cached:
+ * neither ever changes once made, so the hot path asks the database once.
+ */
+import { ChatError } from "../protocol/errors";
+import type { Store } from "./store";
+
+const MAX_ENTRIES = 200_000;
+
+export class Directory {
+  private readonly ids = new Map<string, number>();
+  private readonly direct_ = new Map<string, number>();
+
+  constructor(private readonly store: Store) {}
+
+  async userId(name: string): Promise<number> {
+    const cached = this.ids.get(name);
+    if (cached !== undefined) return cached;
+    const user = await this.store.findUser(name);
+    if (!user) throw new ChatError("E_NO_SUCH_USER", `No user is called "${name}"`);
+    remember(this.ids, name, user.id);
+    return user.id;
+  }
+
+  /** The direct conversation between a user and the named other, and who receives in it. */
+  async direct(me: number, otherName: string): Promise<{ convId: number; recipients: number[] }> {
+    const other = await this.userId(otherName);
+    if (other === me) throw new ChatError("E_BAD_REQUEST", "A direct message needs another user than yourself");
+    const key = me < other ? `${me}:${other}` : `${other}:${me}`;
+    let convId = this.direct_.get(key);
+    if (convId === undefined) {
+      convId = await this.store.directConversation(me, other);
+      remember(this.direct_, key, convId);
+    }
+    return { convId, recipients: [other] };
+  }
+}
+
+function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
+  if (map.size >= MAX_ENTRIES) map.clear();
+  map.set(key, value);
+}

@@ -1,0 +1,125 @@
+/**
+ * The peer links: one outbound link from this server to each other live server,
+ * found in the servers table. A link is a fast path, not the record: a send that
+ * finds no link is dropped, because the message is already in the database.
+ */
+import { createHmac, timingSafeEqual } from "node:crypto";
+import { Link } from "../net/link";
+import type { ServerContext } from "./context";
+
+const QUEUE_WHILE_CONNECTING = 10_000;
+
+interface PeerLink {
+  addr: string;
+  link?: Link;
+  queue?: [string, Record<string, unknown>][];
+}
+
+export class Peers {
+  private readonly links = new Map<string, PeerLink>();
+  private timer?: Timer;
+  private stopped = false;
+
+  constructor(
+    private readonly ctx: () => ServerContext,
+    private readonly secret: Uint8Array,
+  ) {}
+
+  /** What a server shows to prove it belongs to this cluster. */
+  proof(serverId: string): string {
+    return createHmac("sha256", this.secret).update(`chatterbox peer ${serverId}`).digest("base64");
+  }
+
+  verify(serverId: string, proof: unknown): boolean {
+    if (typeof proof !== "string") return false;
+    const expected = Buffer.from(this.proof(serverId));
+    const given = Buffer.from(proof);
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
+  start(intervalMs = 1000): void {
+    const tick = async () => {
+      const ctx = this.ctx();
+      try {
+        await ctx.store.heartbeatServer(ctx.id);
+        await this.refresh();
+      } catch (error) {
+        ctx.log(`peer refresh: ${error}`);
+      }
+    };
+    void tick();
+    this.timer = setInterval(tick, intervalMs);
+  }
+
+  async refresh(): Promise<void> {
+    const ctx = this.ctx();
+    const live = await ctx.store.liveServers(ctx.config.liveWithinMs);
+    const liveIds = new Set(live.map((s) => s.id));
+    for (const server of live) {
+      if (server.id === ctx.id) continue;
+      const known = this.links.get(server.id);
+      if (!known || (known.addr !== server.addr && !known.queue)) {
+        known?.link?.close();
+        this.connect(server.id, server.addr);
+      } else if (!known.link && !known.queue) {
+        this.connect(server.id, server.addr);
+      }
+    }
+    for (const [id, peer] of this.links) {
+      if (!liveIds.has(id)) {
+        peer.link?.close();
+        this.links.delete(id);
+        ctx.delivery.forgetServer(id);
+      }
+    }
+  }
+
+  send(serverId: string, ev: string, fields: Record<string, unknown>): boolean {
+    const peer = this.links.get(serverId);
+    if (!peer) return false;
+    if (peer.link && !peer.link.closed) {
+      peer.link.notify(ev, fields);
+      return true;
+    }
+    if (peer.queue && peer.queue.length < QUEUE_WHILE_CONNECTING) {
+      peer.queue.push([ev, fields]);
+      return true;
+    }
+    return false;
+  }
+
+  broadcast(ev: string, fields: Record<string, unknown>): void {
+    for (const id of this.links.keys()) this.send(id, ev, fields);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearInterval(this.timer);
+    for (const peer of this.links.values()) peer.link?.close();
+    this.links.clear();
+  }
+
+  private connect(serverId: string, addr: string): void {
+    const ctx = this.ctx();
+    const peer: PeerLink = { addr, queue: [] };
+    this.links.set(serverId, peer);
+    Link.connect(addr, {
+      hello: { role: "peer", server: ctx.id, proof: this.proof(ctx.id) },
+      timeoutMs: 5_000,
+      onClose: () => {
+        if (this.links.get(serverId) === peer) peer.link = undefined;
+      },
+    }).then(
+      (link) => {
+        if (this.stopped || this.links.get(serverId) !== peer) return link.close();
+        peer.link = link;
+        for (const [ev, fields] of peer.queue ?? []) link.notify(ev, fields);
+        peer.queue = undefined;
+      },
+      (error) => {
+        ctx.log(`peer link to ${serverId} at ${addr}: ${error.message}`);
+        if (this.links.get(serverId) === peer) peer.queue = undefined;
+      },
+    );
+  }
+}

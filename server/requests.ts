@@ -1,0 +1,157 @@
+/**
+ * The request table of a chat server: each op names its handler and whether it
+ * needs a logged-in user. Handlers validate their arguments at the top (the
+ * edge) and are straight-line past that.
+ */
+import { ChatError } from "../protocol/errors";
+import { encode } from "../protocol/codec";
+import type { Request, WireMessage } from "../protocol/messages";
+import * as v from "../protocol/validate";
+import type { Route } from "../net/listener";
+import type { Acks } from "./acks";
+import { checkSecret, login, resume, signup, type LoginResult } from "./auth";
+import type { ClientState, Conn, ServerContext } from "./context";
+import type { Directory } from "./directory";
+
+const loggedIn = (conn: Conn) =>
+  conn.state.user ? undefined : new ChatError("E_NOT_LOGGED_IN", "Log in first");
+const anonymous = (conn: Conn) =>
+  conn.state.role === "peer"
+    ? new ChatError("E_UNKNOWN_OP", "Peers do not log in")
+    : conn.state.user
+      ? new ChatError("E_ALREADY_LOGGED_IN")
+      : conn.state.authenticating
+        ? new ChatError("E_BAD_REQUEST", "A login is already in progress on this connection")
+        : undefined;
+
+export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Record<string, Route<ClientState>> {
+  async function authenticate(conn: Conn, run: () => Promise<LoginResult>) {
+    conn.state.authenticating = true;
+    // Live messages wait until the client's sync has replayed the backlog, so that order holds.
+    conn.state.held = [];
+    try {
+      const { user, token } = await run();
+      clearTimeout(conn.state.loginTimer);
+      const cursors = await ctx.store.cursors(user.id);
+      return { user: user.name, token, server: ctx.id, cursors };
+    } catch (error) {
+      conn.state.held = undefined;
+      throw error;
+    } finally {
+      conn.state.authenticating = false;
+    }
+  }
+
+  return {
+    signup: {
+      guard: anonymous,
+      async handle(_conn, req) {
+        const name = v.name(req, "user");
+        const secret = checkSecret(req.password);
+        await signup(ctx, name, secret);
+        return { user: name };
+      },
+    },
+    login: {
+      guard: anonymous,
+      handle(conn, req) {
+        const name = v.name(req, "user");
+        const secret = checkSecret(req.password);
+        return authenticate(conn, () => login(ctx, conn, name, secret));
+      },
+    },
+    resume: {
+      guard: anonymous,
+      handle(conn, req) {
+        const name = v.name(req, "user");
+        const token = v.string(req, "token", 100);
+        return authenticate(conn, () => resume(ctx, conn, name, token));
+      },
+    },
+    send: {
+      guard: loggedIn,
+      async handle(conn, req) {
+        const to = v.name(req, "to");
+        const cmid = v.string(req, "cmid", 64);
+        const body = v.bytes(req, "body", ctx.config.maxBody);
+        const me = conn.state.user!;
+        const { convId, recipients } = await directory.direct(me.id, to);
+        const result = await ctx.committer.append({ senderId: me.id, convId, cmid, body });
+        if (!result.ok) throw new ChatError(result.code, result.message);
+        if (!result.duplicate) {
+          const message: WireMessage = { id: result.id, conv: convId, seq: result.seq, from: me.name, to, at: result.at, cmid, body };
+          void ctx.delivery.deliver(message, recipients).catch((e) => ctx.log(`deliver ${result.id}: ${e}`));
+        }
+        return { msg: result.id, conv: convId, seq: result.seq, at: result.at, duplicate: result.duplicate };
+      },
+    },
+    sync: {
+      guard: loggedIn,
+      async handle(conn) {
+        return { count: await replay(ctx, conn) };
+      },
+    },
+    ack: {
+      guard: loggedIn,
+      async handle(conn, req) {
+        await acks.ack(conn.state.user!.id, v.int(req, "conv", 1), v.int(req, "seq", 0));
+      },
+    },
+    fetch: {
+      guard: loggedIn,
+      async handle(conn, req) {
+        const conv = v.int(req, "conv", 1);
+        const after = v.int(req, "after", 0);
+        const limit = v.optionalInt(req, "limit", 1, 1000) ?? 500;
+        return { messages: await ctx.store.after(conn.state.user!.id, conv, after, limit) };
+      },
+    },
+    history: {
+      guard: loggedIn,
+      async handle(conn, req) {
+        const other = v.name(req, "with");
+        const before = v.optionalInt(req, "before", 1);
+        const limit = v.optionalInt(req, "limit", 1, 1000) ?? 50;
+        const me = conn.state.user!;
+        const { convId } = await directory.direct(me.id, other);
+        return { conv: convId, messages: await ctx.store.history(me.id, convId, before, limit) };
+      },
+    },
+    who: {
+      guard: loggedIn,
+      async handle() {
+        return { users: await ctx.store.online(ctx.config.liveWithinMs) };
+      },
+    },
+    ping: { handle: () => ({}) },
+  };
+}
+
+/**
+ * Sends every message past the user's cursors, then the live messages held
+ * meanwhile that the replay did not already include.
+ */
+async function replay(ctx: ServerContext, conn: Conn): Promise<number> {
+  const userId = conn.state.user!.id;
+  conn.state.held ??= [];
+  const sent = new Set<string>();
+  let from = { conv: 0, seq: 0 };
+  for (;;) {
+    const page = await ctx.store.pending(userId, from);
+    for (const m of page) {
+      conn.sendEncoded(encode({ t: "ev", ev: "msg", m }));
+      sent.add(`${m.conv}:${m.seq}`);
+    }
+    if (page.length === 0 || conn.closed) break;
+    const last = page[page.length - 1]!;
+    from = { conv: last.conv, seq: last.seq };
+    // A long backlog goes out as fast as the client reads it, not faster.
+    while (!conn.closed && conn.outbox.queued > ctx.config.outboxLimit / 4) await Bun.sleep(2);
+  }
+  const held = conn.state.held ?? [];
+  conn.state.held = undefined;
+  for (const h of held) if (!sent.has(`${h.conv}:${h.seq}`)) conn.sendEncoded(h.bytes);
+  return sent.size;
+}
+
+export type { Request };

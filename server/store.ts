@@ -1,0 +1,330 @@
+/**
+ * Everything a chat server asks of ChatDB, behind one narrow class. The hot
+ * path (appendBatch, pending) is hand-written SQL; the rest is plain CRUD.
+ */
+import type { Sql } from "../db/connect";
+import { ChatError, type ErrorCode } from "../protocol/errors";
+import type { WireMessage } from "../protocol/messages";
+
+export interface StoredUser {
+  id: number;
+  name: string;
+  authHash: string;
+  failedLogins: number;
+  lockedUntil: number | null;
+}
+
+export interface SessionRow {
+  serverId: string | null;
+  connId: number | null;
+  tokenHash: Uint8Array | null;
+  tokenExpires: number | null;
+}
+
+export interface AppendItem {
+  senderId: number;
+  convId: number;
+  cmid: string;
+  body: Uint8Array;
+}
+
+export type AppendResult =
+  | { ok: true; id: number; seq: number; at: number; duplicate: boolean }
+  | { ok: false; code: ErrorCode; message: string };
+
+const MESSAGE_COLUMNS = (sql: Sql) => sql`
+  m.id, m.conversation_id as conv, m.seq, m.cmid, m.body,
+  s.name as "from",
+  (extract(epoch from m.created_at) * 1000)::float8 as at,
+  coalesce((select u.name from members o join users u on u.id = o.user_id
+            where o.conversation_id = m.conversation_id and o.user_id <> m.sender_id limit 1), s.name) as "to"`;
+
+export class Store {
+  constructor(readonly sql: Sql) {}
+
+  async createUser(name: string, authHash: string): Promise<number> {
+    try {
+      return await this.sql.begin(async (tx) => {
+        const [user] = await tx`insert into users (name, auth_hash) values (${name}, ${authHash}) returning id`;
+        await tx`insert into sessions (user_id) values (${user!.id})`;
+        return user!.id as number;
+      });
+    } catch (error) {
+      if ((error as { code?: string }).code === "23505") throw new ChatError("E_NAME_TAKEN", `The name "${name}" is taken`);
+      throw error;
+    }
+  }
+
+  async findUser(name: string): Promise<StoredUser | undefined> {
+    const [row] = await this.sql`
+      select id, name, auth_hash, failed_logins, (extract(epoch from locked_until) * 1000)::float8 as locked_until
+      from users where name = ${name}`;
+    if (!row) return undefined;
+    return { id: row.id, name: row.name, authHash: row.auth_hash, failedLogins: row.failed_logins, lockedUntil: row.locked_until };
+  }
+
+  async usersByName(names: string[]): Promise<Map<string, number>> {
+    const rows = await this.sql`select id, name from users where name = any(${names})`;
+    return new Map(rows.map((r) => [r.name as string, r.id as number]));
+  }
+
+  /** Counts a failed login; from the fifth on, the account is locked for a doubling time (capped at 5 minutes). */
+  async recordLoginFailure(userId: number): Promise<void> {
+    await this.sql`
+      update users set failed_logins = failed_logins + 1,
+        locked_until = case when failed_logins + 1 >= 5
+          then now() + least(power(2, failed_logins + 1 - 5), 300) * interval '1 second' else locked_until end
+      where id = ${userId}`;
+  }
+
+  async clearLoginFailures(userId: number): Promise<void> {
+    await this.sql`update users set failed_logins = 0, locked_until = null where id = ${userId} and failed_logins > 0`;
+  }
+
+  async session(userId: number): Promise<SessionRow | undefined> {
+    const [row] = await this.sql`
+      select server_id, conn_id, token_hash, (extract(epoch from token_expires) * 1000)::float8 as token_expires
+      from sessions where user_id = ${userId}`;
+    if (!row) return undefined;
+    return { serverId: row.server_id, connId: row.conn_id, tokenHash: row.token_hash, tokenExpires: row.token_expires };
+  }
+
+  /**
+   * Takes the user's session for this server and connection, under the row lock,
+   * so two logins of one user racing on two servers are serialised: the later one
+   * wins and learns which connection it displaced.
+   */
+  async claimSession(
+    userId: number,
+    serverId: string,
+    connId: number,
+    token?: { hash: Uint8Array; expires: Date },
+  ): Promise<{ serverId: string | null; connId: number | null }> {
+    return this.sql.begin(async (tx) => {
+      const [previous] = await tx`select server_id, conn_id from sessions where user_id = ${userId} for update`;
+      if (!previous) throw new ChatError("E_NO_SUCH_USER");
+      if (token) {
+        await tx`update sessions set server_id = ${serverId}, conn_id = ${connId}, token_hash = ${token.hash},
+                   token_expires = to_timestamp(${token.expires.getTime() / 1000}), updated_at = now() where user_id = ${userId}`;
+      } else {
+        await tx`update sessions set server_id = ${serverId}, conn_id = ${connId}, updated_at = now() where user_id = ${userId}`;
+      }
+      return { serverId: previous.server_id, connId: previous.conn_id };
+    });
+  }
+
+  /** Marks the user offline, unless another connection has taken the session since. */
+  async releaseSession(userId: number, serverId: string, connId: number): Promise<void> {
+    await this.sql`update sessions set server_id = null, conn_id = null, updated_at = now()
+                   where user_id = ${userId} and server_id = ${serverId} and conn_id = ${connId}`;
+  }
+
+  async sessionsOf(userIds: number[]): Promise<Map<number, { serverId: string | null; connId: number | null }>> {
+    const rows = await this.sql`select user_id, server_id, conn_id from sessions where user_id = any(${userIds})`;
+    return new Map(rows.map((r) => [r.user_id as number, { serverId: r.server_id, connId: r.conn_id }]));
+  }
+
+  /** Names of the users whose session is on a live server. */
+  async online(liveWithinMs: number): Promise<string[]> {
+    const rows = await this.sql`
+      select u.name from sessions s join users u on u.id = s.user_id join servers v on v.id = s.server_id
+      where v.heartbeat_at > now() - ${liveWithinMs} * interval '1 millisecond' order by u.name`;
+    return rows.map((r) => r.name as string);
+  }
+
+  /** The direct conversation of two users, made on first use. */
+  async directConversation(a: number, b: number): Promise<number> {
+    const [low, high] = a < b ? [a, b] : [b, a];
+    const key = `${low}:${high}`;
+    const [found] = await this.sql`select id from conversations where dm_key = ${key}`;
+    if (found) return found.id;
+    return this.sql.begin(async (tx) => {
+      const [made] = await tx`insert into conversations (kind, dm_key) values ('dm', ${key})
+                              on conflict (dm_key) where dm_key is not null do nothing returning id`;
+      if (!made) {
+        const [existing] = await tx`select id from conversations where dm_key = ${key}`;
+        return existing!.id as number;
+      }
+      await tx`insert into members (conversation_id, user_id) values (${made.id}, ${low}), (${made.id}, ${high})`;
+      return made.id as number;
+    });
+  }
+
+  async memberIds(convId: number): Promise<number[]> {
+    const rows = await this.sql`select user_id from members where conversation_id = ${convId} order by user_id`;
+    return rows.map((r) => r.user_id as number);
+  }
+
+  /**
+   * Group commit: stores many messages from many connections in one transaction.
+   * Conversations are locked in id order (two batches never deadlock), and each
+   * message's sequence number is allocated under its conversation's lock in the
+   * same transaction as the insert, so a later commit never gets a lower number.
+   */
+  async appendBatch(items: AppendItem[]): Promise<AppendResult[]> {
+    return this.sql.begin(async (tx) => {
+      const convIds = [...new Set(items.map((i) => i.convId))].sort((x, y) => x - y);
+      await tx`select id from conversations where id = any(${convIds}) order by id for update`;
+      const senders = items.map((i) => i.senderId);
+      const cmids = items.map((i) => i.cmid);
+      const existing = await tx`
+        select m.id, m.seq, m.sender_id, m.cmid, m.conversation_id, (extract(epoch from m.created_at) * 1000)::float8 as at
+        from messages m join unnest(${senders}::int[], ${cmids}::text[]) as k(sender_id, cmid)
+          on m.sender_id = k.sender_id and m.cmid = k.cmid`;
+      const known = new Map(existing.map((r) => [`${r.sender_id}:${r.cmid}`, r]));
+      const results: AppendResult[] = new Array(items.length);
+      const fresh: { index: number; item: AppendItem }[] = [];
+      const firstInBatch = new Map<string, number>();
+      items.forEach((item, index) => {
+        const key = `${item.senderId}:${item.cmid}`;
+        const old = known.get(key);
+        if (old) {
+          results[index] = old.conversation_id === item.convId
+            ? { ok: true, id: old.id, seq: old.seq, at: old.at, duplicate: true }
+            : { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
+        } else if (firstInBatch.has(key)) {
+          results[index] = { ok: false, code: "E_DUPLICATE", message: "pending" }; // resolved below
+        } else {
+          firstInBatch.set(key, index);
+          fresh.push({ index, item });
+        }
+      });
+      if (fresh.length > 0) {
+        const counts = new Map<number, number>();
+        for (const { item } of fresh) counts.set(item.convId, (counts.get(item.convId) ?? 0) + 1);
+        const ids = [...counts.keys()];
+        const bumps = ids.map((id) => counts.get(id)!);
+        const updated = await tx`
+          update conversations c set last_seq = c.last_seq + b.n
+          from unnest(${ids}::int[], ${bumps}::int[]) as b(id, n) where c.id = b.id
+          returning c.id, c.last_seq`;
+        const next = new Map(updated.map((r) => [r.id as number, (r.last_seq as number) - counts.get(r.id)! + 1]));
+        const rows = fresh.map(({ item }) => {
+          const seq = next.get(item.convId)!;
+          next.set(item.convId, seq + 1);
+          return { conversation_id: item.convId, seq, sender_id: item.senderId, cmid: item.cmid, body: item.body };
+        });
+        const inserted = await tx`
+          insert into messages ${tx(rows, "conversation_id", "seq", "sender_id", "cmid", "body")}
+          on conflict do nothing
+          returning id, seq, sender_id, cmid, (extract(epoch from created_at) * 1000)::float8 as at`;
+        const stored = new Map(inserted.map((r) => [`${r.sender_id}:${r.cmid}`, r]));
+        for (const { index, item } of fresh) {
+          const row = stored.get(`${item.senderId}:${item.cmid}`);
+          results[index] = row
+            ? { ok: true, id: row.id, seq: row.seq, at: row.at, duplicate: false }
+            : { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
+        }
+      }
+      items.forEach((item, index) => {
+        const first = firstInBatch.get(`${item.senderId}:${item.cmid}`);
+        if (first !== undefined && first !== index) {
+          const r = results[first]!;
+          results[index] = r.ok ? { ...r, duplicate: true } : r;
+        }
+      });
+      return results;
+    });
+  }
+
+  /**
+   * Messages past the user's cursor in every conversation, ordered by
+   * (conversation, seq); `from` pages through a long backlog.
+   */
+  async pending(userId: number, from: { conv: number; seq: number } = { conv: 0, seq: 0 }, limit = 2000): Promise<WireMessage[]> {
+    const rows = await this.sql`
+      select ${MESSAGE_COLUMNS(this.sql)}
+      from members me
+      join messages m on m.conversation_id = me.conversation_id and m.seq > me.cursor
+      join users s on s.id = m.sender_id
+      where me.user_id = ${userId} and (m.conversation_id, m.seq) > (${from.conv}::int, ${from.seq}::bigint)
+      order by m.conversation_id, m.seq
+      limit ${limit}`;
+    return rows.map(toWire);
+  }
+
+  /** Messages of one conversation after a sequence number, for filling a gap. */
+  async after(userId: number, convId: number, afterSeq: number, limit: number): Promise<WireMessage[]> {
+    const rows = await this.sql`
+      select ${MESSAGE_COLUMNS(this.sql)}
+      from members me
+      join messages m on m.conversation_id = me.conversation_id and m.seq > greatest(${afterSeq}, me.joined_seq)
+      join users s on s.id = m.sender_id
+      where me.user_id = ${userId} and me.conversation_id = ${convId}
+      order by m.seq limit ${limit}`;
+    return rows.map(toWire);
+  }
+
+  /** The last `limit` messages before a sequence number, returned oldest first. */
+  async history(userId: number, convId: number, beforeSeq: number | undefined, limit: number): Promise<WireMessage[]> {
+    const rows = await this.sql`
+      select ${MESSAGE_COLUMNS(this.sql)}
+      from members me
+      join messages m on m.conversation_id = me.conversation_id and m.seq > me.joined_seq
+      join users s on s.id = m.sender_id
+      where me.user_id = ${userId} and me.conversation_id = ${convId}
+        and (${beforeSeq ?? null}::bigint is null or m.seq < ${beforeSeq ?? null}::bigint)
+      order by m.seq desc limit ${limit}`;
+    return rows.map(toWire).reverse();
+  }
+
+  async cursors(userId: number): Promise<Record<number, number>> {
+    const rows = await this.sql`select conversation_id, cursor from members where user_id = ${userId}`;
+    return Object.fromEntries(rows.map((r) => [r.conversation_id, r.cursor]));
+  }
+
+  /** Moves cursors forward only: a late, smaller acknowledgement changes nothing. */
+  async ackBatch(acks: { userId: number; convId: number; seq: number }[]): Promise<void> {
+    if (acks.length === 0) return;
+    await this.sql`
+      update members m set cursor = greatest(m.cursor, a.seq)
+      from unnest(${acks.map((a) => a.userId)}::int[], ${acks.map((a) => a.convId)}::int[], ${acks.map((a) => a.seq)}::bigint[])
+        as a(user_id, conv, seq)
+      where m.user_id = a.user_id and m.conversation_id = a.conv`;
+  }
+
+  async registerServer(id: string, addr: string): Promise<void> {
+    await this.sql`insert into servers (id, addr) values (${id}, ${addr})
+                   on conflict (id) do update set addr = excluded.addr, heartbeat_at = now()`;
+  }
+
+  async heartbeatServer(id: string): Promise<void> {
+    await this.sql`update servers set heartbeat_at = now() where id = ${id}`;
+  }
+
+  async liveServers(withinMs: number): Promise<{ id: string; addr: string }[]> {
+    const rows = await this.sql`select id, addr from servers where heartbeat_at > now() - ${withinMs} * interval '1 millisecond'`;
+    return rows.map((r) => ({ id: r.id, addr: r.addr }));
+  }
+
+  async removeServer(id: string): Promise<void> {
+    await this.sql`delete from servers where id = ${id}`;
+    await this.sql`update sessions set server_id = null, conn_id = null where server_id = ${id}`;
+  }
+
+  /** Forgets servers silent for a long time, so the table does not grow with every restart. */
+  async pruneServers(olderThanMs: number): Promise<void> {
+    await this.sql`delete from servers where heartbeat_at < now() - ${olderThanMs} * interval '1 millisecond'`;
+  }
+
+  /** A random secret made once per cluster; servers prove they know it on the peer link. */
+  async clusterSecret(): Promise<Uint8Array> {
+    const fresh = crypto.getRandomValues(new Uint8Array(32));
+    await this.sql`insert into settings (key, value) values ('peer_secret', ${fresh}) on conflict (key) do nothing`;
+    const [row] = await this.sql`select value from settings where key = 'peer_secret'`;
+    return new Uint8Array(row!.value);
+  }
+}
+
+function toWire(row: Record<string, any>): WireMessage {
+  return {
+    id: row.id,
+    conv: row.conv,
+    seq: row.seq,
+    from: row.from,
+    to: row.to,
+    at: row.at,
+    cmid: row.cmid,
+    body: new Uint8Array(row.body),
+  };
+}

@@ -1,0 +1,158 @@
+/**
+ * Real systems for tests: a balancer and chat servers on free ports over a
+ * fresh database, in this process or as separate processes (for kill -9), and
+ * client sessions that record what their user would see.
+ */
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { migrate, openDatabase } from "../../db/connect";
+import { ChatSession, type Received } from "../../client/session";
+import { startBalancer, type Balancer } from "../../roles/balancer";
+import { startServer, type ChatServer } from "../../roles/server";
+import type { ServerConfig } from "../../server/context";
+import { Link } from "../../net/link";
+import { testDatabaseUrl } from "./pg";
+
+export const ROOT = join(import.meta.dir, "..", "..");
+export const PASSWORD = "correct horse battery";
+
+process.env.CHATTERBOX_HOME ??= mkdtempSync(join(tmpdir(), "chatterbox-home-"));
+
+export interface Cluster {
+  url: string;
+  balancer: Balancer;
+  balancerAddr: string;
+  servers: ChatServer[];
+  addServer(config?: Partial<ServerConfig>): Promise<ChatServer>;
+  stop(): Promise<void>;
+}
+
+export async function startCluster(options: { servers?: number; config?: Partial<ServerConfig>; url?: string } = {}): Promise<Cluster> {
+  const url = options.url ?? (await testDatabaseUrl());
+  const database = openDatabase(url, { max: 1 });
+  await migrate(database);
+  await database.close();
+  const balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+  const balancerAddr = `127.0.0.1:${balancer.port}`;
+  const servers: ChatServer[] = [];
+  const addServer = async (config?: Partial<ServerConfig>) => {
+    const server = await startServer({ port: 0, databaseUrl: url, balancer: balancerAddr, config: { ...options.config, ...config }, log: () => {} });
+    servers.push(server);
+    await waitFor(() => balancer.servers().some((s) => s.id === server.id), "the server to register");
+    return server;
+  };
+  for (let i = 0; i < (options.servers ?? 2); i++) await addServer();
+  return {
+    url,
+    balancer,
+    balancerAddr,
+    servers,
+    addServer,
+    async stop() {
+      await Promise.all(servers.map((s) => s.stop()));
+      balancer.stop();
+    },
+  };
+}
+
+/** A chat server in its own process, so that it can be killed with SIGKILL. */
+export interface ServerProcess {
+  proc: Subprocess;
+  id: string;
+  addr: string;
+  kill9(): Promise<void>;
+}
+
+export async function spawnServer(url: string, balancer: string): Promise<ServerProcess> {
+  const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "serve", "0", "--balancer", balancer, "--database-url", url], {
+    stdout: "pipe",
+    stderr: "ignore",
+  });
+  const reader = proc.stdout.getReader();
+  let text = "";
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const match = /server (\S+) listening on (\S+),/.exec(text);
+    if (match) {
+      reader.releaseLock();
+      return {
+        proc,
+        id: match[1]!,
+        addr: match[2]!,
+        async kill9() {
+          proc.kill("SIGKILL");
+          await proc.exited;
+        },
+      };
+    }
+    if (Date.now() > deadline) throw new Error(`server did not start: ${text}`);
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`server exited: ${text}`);
+    text += new TextDecoder().decode(value);
+  }
+}
+
+/** A signed-up user's live session that records every message shown, in order. */
+export interface TestUser {
+  name: string;
+  session: ChatSession;
+  received: Received[];
+  texts(): string[];
+  ended?: Error;
+  statuses: string[];
+}
+
+export async function signup(balancerAddr: string, name: string, password = PASSWORD): Promise<void> {
+  const { askBalancer } = await import("../../balancer/ask");
+  const link = await Link.connect(await askBalancer(balancerAddr), { hello: { role: "client" } });
+  try {
+    await link.request("signup", { user: name, password });
+  } finally {
+    link.close();
+  }
+}
+
+export async function connectUser(balancerAddr: string, name: string, password = PASSWORD): Promise<TestUser> {
+  const user = { name, received: [] as Received[], statuses: [] as string[] } as TestUser;
+  user.texts = () => user.received.map((m) => m.text);
+  user.session = await ChatSession.open({
+    balancer: balancerAddr,
+    user: name,
+    password: () => password,
+    persist: false,
+    onMessage: (m) => user.received.push(m),
+    onStatus: (s) => user.statuses.push(s),
+    onEnd: (e) => (user.ended = e),
+  });
+  return user;
+}
+
+export async function waitFor(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(10);
+  }
+}
+
+export function uniqueName(prefix: string): string {
+  return `${prefix}${Math.random().toString(36).slice(2, 8)}`;
+}
+
+/**
+ * A raw protocol link to one server, logged in as `name` (or just greeted when
+ * name is omitted): for tests that speak the wire protocol directly.
+ * Goes through the same login steps as the real client.
+ */
+export async function rawLink(
+  addr: string,
+  name?: string,
+  handlers: { onEvent?(ev: string, frame: Record<string, unknown>): void; onBye?(e: Error): void; onClose?(): void } = {},
+  password = PASSWORD,
+): Promise<Link> {
+  const link = await Link.connect(addr, { hello: { role: "client" }, ...handlers });
+  if (name) await link.request("login", { user: name, password });
+  return link;
+}

@@ -1,0 +1,9 @@
+/**
+ * bunfig.toml [test] preload. A top-level afterAll here runs once, after every
+ * test file: the only hook bun test reliably runs at the end (it fires no
+ * process "exit" event), so the test PostgreSQL is released here.
+ */
+import { afterAll } from "bun:test";
+import { releaseTestServer } from "./pg";
+
+afterAll(releaseTestServer);
