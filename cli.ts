@@ -172,9 +172,32 @@ const chat = defineCommand({
     }),
 });
 
+const verify = defineCommand({
+  meta: { name: "verify", description: "Show the safety number of you and a contact, to compare with them" },
+  args: { ...clientArgs, with: { type: "string", description: "The contact", required: true } },
+  run: ({ args }) =>
+    guarded(async () => {
+      const roles = await import("./roles/client");
+      const number = await roles.verify({ ...client(args), with: args.with });
+      console.log(`Safety number for ${args.user} and ${args.with}:\n\n    ${number}\n`);
+      console.log(`It is the same on both sides only if nobody swapped your keys. Compare it with ${args.with} in person or on a call.`);
+    }),
+});
+
+const passwd = defineCommand({
+  meta: { name: "passwd", description: "Change your password (new one from CHATTERBOX_NEW_PASSWORD or a prompt)" },
+  args: { ...clientArgs },
+  run: ({ args }) =>
+    guarded(async () => {
+      const roles = await import("./roles/client");
+      await roles.passwd({ ...client(args), newPassword: passwordSource("New password: ", "CHATTERBOX_NEW_PASSWORD") });
+      console.log("Password changed; other devices must log in again with the new password");
+    }),
+});
+
 const main = defineCommand({
   meta: { name: "chatterbox", version: "0.1.0", description: "A distributed, end-to-end encrypted terminal chat system" },
-  subCommands: { up, balance, serve, db, signup, send, inbox, history, chat },
+  subCommands: { up, balance, serve, db, signup, send, inbox, history, chat, verify, passwd },
 });
 
 await runMain(main);

@@ -8,6 +8,8 @@ export type Command =
   | { kind: "to"; user: string; text: string }
   | { kind: "history"; limit: number }
   | { kind: "who" }
+  | { kind: "verify"; user: string }
+  | { kind: "trust"; user: string }
   | { kind: "help" }
   | { kind: "quit" }
   | { kind: "error"; message: string };
@@ -18,6 +20,8 @@ export const HELP = [
   "  /to USER TEXT     send one message to USER",
   "  /history [N]      the last N messages of the current conversation (default 20)",
   "  /who              who is online now",
+  "  /verify USER      the safety number to compare with USER",
+  "  /trust USER       accept USER's new identity key (after comparing safety numbers)",
   "  /help             this list",
   "  /quit             leave (Ctrl-D too)",
 ].join("\n");
@@ -42,6 +46,11 @@ export function parse(line: string): Command | undefined {
     }
     case "/who":
       return { kind: "who" };
+    case "/verify":
+    case "/trust":
+      return rest.length === 1
+        ? { kind: word.slice(1) as "verify" | "trust", user: rest[0]! }
+        : { kind: "error", message: `usage: ${word} USER` };
     case "/help":
       return { kind: "help" };
     case "/quit":

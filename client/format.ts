@@ -10,6 +10,9 @@ export interface ShownMessage {
   to: string;
   time: string;
   text: string;
+  verified: boolean;
+  /** Why the message could not be verified; its text is then empty. */
+  problem?: string;
 }
 
 export function shown(message: Received): ShownMessage {
@@ -19,7 +22,9 @@ export function shown(message: Received): ShownMessage {
     from: message.from,
     to: message.to,
     time: new Date(message.at).toISOString(),
-    text: message.text,
+    text: message.verified ? message.text : "",
+    verified: message.verified,
+    ...(message.verified ? {} : { problem: message.problem ?? "unverified" }),
   };
 }
 
@@ -27,6 +32,7 @@ export function line(message: Received, json: boolean): string {
   const s = shown(message);
   if (json) return JSON.stringify(s);
   const time = new Date(message.at).toLocaleTimeString("en-GB", { hour12: false });
+  if (!s.verified) return `[${time}] ⚠ ${s.from} → ${s.to}: NOT SHOWN, ${sanitize(s.problem ?? "unverified")} (message ${s.id})`;
   return `[${time}] ${s.from} → ${s.to}: ${sanitize(s.text)}`;
 }
 

@@ -4,16 +4,16 @@
  */
 import { ChatError } from "../protocol/errors";
 
-export function passwordSource(prompt = "Password: "): () => Promise<string> {
+export function passwordSource(prompt = "Password: ", variable = "CHATTERBOX_PASSWORD"): () => Promise<string> {
   let cached: Promise<string> | undefined;
-  return () => (cached ??= readPassword(prompt));
+  return () => (cached ??= readPassword(prompt, variable));
 }
 
-async function readPassword(prompt: string): Promise<string> {
-  const fromEnv = process.env.CHATTERBOX_PASSWORD;
+async function readPassword(prompt: string, variable: string): Promise<string> {
+  const fromEnv = process.env[variable];
   if (fromEnv) return fromEnv;
   const stdin = process.stdin;
-  if (!stdin.isTTY) throw new ChatError("E_AUTH", "No terminal to ask for the password: set CHATTERBOX_PASSWORD");
+  if (!stdin.isTTY) throw new ChatError("E_AUTH", `No terminal to ask for the password: set ${variable}`);
   process.stderr.write(prompt);
   stdin.setRawMode(true);
   stdin.resume();

@@ -3,44 +3,46 @@
  * where to go, logs in (or resumes with its token), replays what it missed, and
  * when the link drops it starts over with exponential backoff and full jitter.
  * Sends stay pending until acknowledged and are sent again with the same client
- * message id after a reconnect, so a retry never makes a second message.
+ * message id after a reconnect, so a retry never makes a second message. Every
+ * message is sealed here and opened here: the server sees only envelopes.
  */
 import { randomUUID } from "node:crypto";
 import { askBalancer } from "../balancer/ask";
 import { backoffDelay } from "../balancer/backoff";
+import type { IdentityKeys, PublicIdentity } from "../crypto/keys";
+import { safetyNumber } from "../crypto/safety";
 import { Link } from "../net/link";
 import { ChatError, isTemporary } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
-import { decodeContent, encodeContent } from "./content";
+import { changePassword, loginKeys, restoreIdentity } from "./account";
+import { dmLabel, E2E } from "./e2e";
+import { loadIdentity, Pins, saveIdentity } from "./keystore";
 import { Sequencer } from "./sequencer";
 import { loadState, saveState, type ClientState } from "./state";
 
 export interface SessionOptions {
   balancer: string;
   user: string;
-  /** Asked only when there is no valid resume token. */
+  /** Asked only when there is no valid resume token or no keys on this device. */
   password: () => Promise<string> | string;
   /** A message from someone else, in order, once. */
   onMessage?(message: Received): void;
-  /** Connection news for the user: reconnecting, reconnected, displaced. */
+  /** Connection and trust news for the user: reconnecting, a contact's key changed. */
   onStatus?(line: string): void;
   /** The session ended for good (logged in elsewhere, or a refusal that retrying cannot fix). */
   onEnd?(error: ChatError): void;
-  /** Keep the token and positions under CHATTERBOX_HOME (default true). */
+  /** Keep the token, positions, keys and pins under CHATTERBOX_HOME (default true). */
   persist?: boolean;
   agent?: string;
 }
 
-interface PendingSend {
-  args: { to: string; cmid: string; body: Uint8Array };
-  resolve(result: SendResult): void;
-  reject(error: unknown): void;
-  inFlight: boolean;
-}
-
-/** A message as its reader sees it: the stored message and what it says. */
+/** A message as its reader sees it: what it says, and whether it could be verified. */
 export interface Received extends WireMessage {
   text: string;
+  verified: boolean;
+  /** Why it could not be verified or read; the text is then not shown. */
+  problem?: string;
+  code?: string;
 }
 
 export interface SendResult {
@@ -51,12 +53,26 @@ export interface SendResult {
   duplicate: boolean;
 }
 
+interface PendingSend {
+  args: { to: string; cmid: string; body: Uint8Array };
+  resolve(result: SendResult): void;
+  reject(error: unknown): void;
+  inFlight: boolean;
+}
+
 export class ChatSession {
   private link?: Link;
   private readonly state: ClientState;
+  private readonly persist: boolean;
   private readonly sequencer: Sequencer;
+  private readonly e2e: E2E;
+  private identity?: IdentityKeys;
   private readonly pending = new Map<string, PendingSend>();
   private readonly toAck = new Map<number, number>();
+  /** Conversations whose messages wait for the user to trust a changed key: not acknowledged past this. */
+  private readonly frozen = new Map<number, number>();
+  private readonly held = new Map<string, WireMessage[]>();
+  private reveals: Promise<void> = Promise.resolve();
   private ackTimer?: Timer;
   private ackInFlight: Promise<unknown> = Promise.resolve();
   private closing = false;
@@ -65,9 +81,13 @@ export class ChatSession {
   serverId = "";
 
   private constructor(private readonly options: SessionOptions) {
-    this.state = options.persist === false ? { shown: {} } : loadState(options.user);
+    this.persist = options.persist !== false;
+    this.state = this.persist ? loadState(options.user) : { shown: {} };
+    this.identity = this.persist ? loadIdentity(options.user) : undefined;
+    this.e2e = new E2E(options.user, () => this.keys(), new Pins(options.user, this.persist), (names) => this.fetchKeys(names));
+    this.e2e.restoreSeen(this.state.seen);
     this.sequencer = new Sequencer({
-      emit: (m) => this.emit(m),
+      emit: (m) => (this.reveals = this.reveals.then(() => this.deliver(m))),
       gap: (conv, after) => void this.fill(conv, after),
     });
     for (const [conv, seq] of Object.entries(this.state.shown)) this.sequencer.position(Number(conv), seq);
@@ -85,21 +105,24 @@ export class ChatSession {
   static async open(options: SessionOptions): Promise<ChatSession> {
     const session = new ChatSession(options);
     await session.connect();
+    await session.idle();
     return session;
   }
 
-  /** Resolves once the server has stored the message. */
-  send(to: string, body: Uint8Array): Promise<SendResult> {
+  /** Encrypts to the recipient's pinned key; resolves once the server has stored the message. */
+  async sendText(to: string, text: string): Promise<SendResult> {
     const cmid = randomUUID();
+    const body = await this.e2e.sealText(to, dmLabel(this.user, to), cmid, { kind: "text", text });
+    return this.send(to, body, cmid);
+  }
+
+  /** Sends an already-sealed body. */
+  send(to: string, body: Uint8Array, cmid: string = randomUUID()): Promise<SendResult> {
     return new Promise((resolve, reject) => {
       const p: PendingSend = { args: { to, cmid, body }, resolve, reject, inFlight: false };
       this.pending.set(cmid, p);
       this.transmit(p);
     });
-  }
-
-  sendText(to: string, text: string): Promise<SendResult> {
-    return this.send(to, encodeContent({ kind: "text", text }));
   }
 
   get unacknowledged(): number {
@@ -108,15 +131,56 @@ export class ChatSession {
 
   async history(other: string, limit = 50): Promise<Received[]> {
     const reply = await this.request("history", { with: other, limit });
-    return (reply.messages as WireMessage[]).map((m) => read(bytesOf(m)));
+    const out: Received[] = [];
+    for (const m of reply.messages as WireMessage[]) out.push(await this.read(bytesOf(m)));
+    return out;
   }
 
   async who(): Promise<string[]> {
     return (await this.request("who")).users as string[];
   }
 
+  /** The safety number of this user and a contact, from the keys pinned here. */
+  async safetyNumber(other: string): Promise<string> {
+    const mine = await this.e2e.keyOf(this.user);
+    const theirs = await this.e2e.keyOf(other);
+    return safetyNumber({ name: this.user, ...mine.key }, { name: other, ...theirs.key });
+  }
+
+  /** Accepts a contact's new identity key and shows what was held back because of it. */
+  async trust(other: string): Promise<number> {
+    await this.e2e.trust(other);
+    const held = this.held.get(other) ?? [];
+    this.held.delete(other);
+    for (const m of held) this.frozen.delete(m.conv);
+    for (const m of held) await this.deliver(m);
+    for (const conv of new Set(held.map((m) => m.conv))) this.shown(conv, this.sequencer.positions()[conv] ?? 0);
+    return held.length;
+  }
+
+  heldFrom(other: string): number {
+    return this.held.get(other)?.length ?? 0;
+  }
+
+  async changePassword(oldPassword: string, newPassword: string): Promise<void> {
+    if (!this.link) throw new ChatError("E_CLOSED");
+    await changePassword(this.link, this.user, oldPassword, newPassword, this.keys());
+    this.state.token = undefined;
+    this.save();
+  }
+
+  /** Resolves when every message received so far has been verified and handed on. */
+  async idle(): Promise<void> {
+    let seen: Promise<void>;
+    do {
+      seen = this.reveals;
+      await seen;
+    } while (seen !== this.reveals);
+  }
+
   /** Waits until every shown message is acknowledged to the server. */
   async flushAcks(): Promise<void> {
+    await this.idle();
     clearTimeout(this.ackTimer);
     this.sendAcks();
     await this.ackInFlight;
@@ -128,6 +192,15 @@ export class ChatSession {
     this.sequencer.stop();
     this.save();
     this.link?.close();
+  }
+
+  private keys(): IdentityKeys {
+    if (!this.identity) throw new ChatError("E_NO_KEYS");
+    return this.identity;
+  }
+
+  private async fetchKeys(names: string[]): Promise<Record<string, PublicIdentity>> {
+    return (await this.request("keys", { users: names })).keys as Record<string, PublicIdentity>;
   }
 
   private async request(op: string, args: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
@@ -190,7 +263,7 @@ export class ChatSession {
 
   private async login(link: Link): Promise<Record<string, unknown>> {
     const user = this.options.user;
-    if (this.state.token) {
+    if (this.state.token && this.identity) {
       try {
         return await link.request("resume", { user, token: this.state.token });
       } catch (error) {
@@ -198,7 +271,13 @@ export class ChatSession {
         this.state.token = undefined;
       }
     }
-    return link.request("login", { user, password: await this.options.password() });
+    const { authKey, wrapKey } = await loginKeys(link, user, await this.options.password());
+    const reply = await link.request("login", { user, auth: authKey });
+    if (!this.identity) {
+      this.identity = restoreIdentity(reply.backup as Uint8Array, wrapKey, user);
+      if (this.persist) saveIdentity(user, this.identity);
+    }
+    return reply;
   }
 
   private lost(link: Link): void {
@@ -243,13 +322,39 @@ export class ChatSession {
     }
   }
 
-  private emit(message: WireMessage): void {
-    this.state.shown[message.conv] = message.seq;
-    this.toAck.set(message.conv, message.seq);
+  /** One message in order: verify it, then show it, hold it, or (our own) just count it. */
+  private async deliver(message: WireMessage): Promise<void> {
+    if (message.from === this.user) {
+      this.shown(message.conv, message.seq);
+      return;
+    }
+    const received = await this.read(message).catch(
+      (error: Error): Received => ({ ...message, text: "", verified: false, problem: error.message, code: (error as ChatError).code }),
+    );
+    if (received.code === "E_KEY_CHANGED") {
+      const list = this.held.get(message.from) ?? [];
+      list.push(message);
+      this.held.set(message.from, list);
+      if (!this.frozen.has(message.conv)) this.frozen.set(message.conv, message.seq - 1);
+      if (list.length === 1) this.options.onStatus?.(keyChangedWarning(message.from));
+      return;
+    }
+    this.shown(message.conv, message.seq);
+    this.options.onMessage?.(received);
+  }
+
+  private async read(message: WireMessage): Promise<Received> {
+    const revealed = await this.e2e.reveal(message, dmLabel(message.from, message.to));
+    if (revealed.status === "ok") return { ...message, text: revealed.content.text, verified: true };
+    if (revealed.status === "held") return { ...message, text: "", verified: false, code: "E_KEY_CHANGED", problem: keyChangedWarning(message.from) };
+    return { ...message, text: "", verified: false, code: revealed.code, problem: revealed.reason };
+  }
+
+  private shown(conv: number, seq: number): void {
+    if (this.frozen.has(conv)) return;
+    this.state.shown[conv] = seq;
+    this.toAck.set(conv, seq);
     this.ackTimer ??= setTimeout(() => this.sendAcks(), 20);
-    // Our own messages fill their place in the sequence but are not news to us.
-    if (message.from === this.options.user) return;
-    this.options.onMessage?.(read(message));
   }
 
   private sendAcks(): void {
@@ -265,12 +370,18 @@ export class ChatSession {
   }
 
   private save(): void {
-    if (this.options.persist !== false) saveState(this.options.user, this.state);
+    if (!this.persist) return;
+    this.state.seen = this.e2e.seenList().slice(-5000);
+    saveState(this.options.user, this.state);
   }
 }
 
-function read(message: WireMessage): Received {
-  return { ...message, text: decodeContent(message.body).text };
+export function keyChangedWarning(user: string): string {
+  return (
+    `WARNING: the identity key of ${user} has changed. Their messages are held and nothing is sent to them ` +
+    `until you accept the new key. Compare safety numbers with them in person or on a call (/verify ${user}, ` +
+    `or \`chatterbox verify --with ${user}\`), then /trust ${user}.`
+  );
 }
 
 function bytesOf(m: WireMessage): WireMessage {

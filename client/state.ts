@@ -11,6 +11,8 @@ export interface ClientState {
   token?: string;
   /** Highest sequence number shown, per conversation id. */
   shown: Record<string, number>;
+  /** Recent (sender, client message id) pairs and their message ids, to reject replays. */
+  seen?: [string, number][];
 }
 
 export function homeDir(): string {
@@ -26,7 +28,7 @@ export function userDir(user: string): string {
 export function loadState(user: string): ClientState {
   try {
     const parsed = JSON.parse(readFileSync(join(userDir(user), "state.json"), "utf8"));
-    return { token: typeof parsed.token === "string" ? parsed.token : undefined, shown: parsed.shown ?? {} };
+    return { token: typeof parsed.token === "string" ? parsed.token : undefined, shown: parsed.shown ?? {}, seen: parsed.seen };
   } catch {
     return { shown: {} };
   }

@@ -24,8 +24,16 @@ const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
 export const users = pgTable("users", {
   id: serial("id").primaryKey(),
   name: text("name").notNull().unique(),
-  /** argon2id hash of the login secret. */
+  /** argon2id hash of the login secret: a key the client derives from the password, never the password. */
   authHash: text("auth_hash").notNull(),
+  /** The client's key derivation: its salt and parameters, handed back at login. */
+  salt: bytea("salt"),
+  kdf: text("kdf"),
+  /** The public halves of the identity keys (X25519, Ed25519). */
+  dhPublic: bytea("dh_public"),
+  signPublic: bytea("sign_public"),
+  /** The identity private keys, encrypted under a key only the password gives. */
+  keyBackup: bytea("key_backup"),
   /** Consecutive failed logins, and until when the next attempt is refused. */
   failedLogins: integer("failed_logins").notNull().default(0),
   lockedUntil: timestamp("locked_until", { withTimezone: true }),

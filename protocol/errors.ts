@@ -25,6 +25,8 @@ export const ErrorCodes = {
   E_MESSAGE_TOO_LARGE: "The message is too large",
   E_DUPLICATE: "That client message id was used for another conversation",
   E_NO_SERVER: "No chat server is available",
+  E_KEY_CHANGED: "The contact's identity key changed: compare safety numbers with /verify, then /trust them",
+  E_NO_KEYS: "This device has no identity keys for the account: log in with the password",
   E_UNAVAILABLE: "The service is unavailable; try again",
   E_SHUTDOWN: "The server is shutting down",
   E_INTERNAL: "Internal server error",

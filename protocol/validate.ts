@@ -51,3 +51,37 @@ export function optionalInt(args: Args, field: string, min = 0, max = Number.MAX
 export function optionalName(args: Args, field: string): string | undefined {
   return args[field] === undefined || args[field] === null ? undefined : name(args, field);
 }
+
+export function exactBytes(args: Args, field: string, length: number): Uint8Array {
+  const value = args[field];
+  if (!(value instanceof Uint8Array) || value.length !== length) {
+    throw new ChatError("E_BAD_REQUEST", `${field}: expected ${length} bytes`);
+  }
+  return value;
+}
+
+export function names(args: Args, field: string, max: number): string[] {
+  const value = args[field];
+  if (!Array.isArray(value) || value.length === 0 || value.length > max) {
+    throw new ChatError("E_BAD_REQUEST", `${field}: expected a list of 1 to ${max} names`);
+  }
+  return value.map((_, i) => name(value as unknown as Args, String(i)));
+}
+
+export interface KdfArgs {
+  alg: "scrypt";
+  N: number;
+  r: number;
+  p: number;
+}
+
+/** Key-derivation parameters the server stores for a client and hands back at login. */
+export function kdf(args: Args, field: string): KdfArgs {
+  const value = args[field] as Args | undefined;
+  if (!value || typeof value !== "object" || value.alg !== "scrypt") {
+    throw new ChatError("E_BAD_REQUEST", `${field}: expected {alg: "scrypt", N, r, p}`);
+  }
+  const N = int(value, "N", 1024, 2 ** 20);
+  if ((N & (N - 1)) !== 0) throw new ChatError("E_BAD_REQUEST", `${field}.N: expected a power of two`);
+  return { alg: "scrypt", N, r: int(value, "r", 1, 32), p: int(value, "p", 1, 16) };
+}

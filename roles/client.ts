@@ -5,7 +5,9 @@
 import { createInterface } from "node:readline";
 import { askBalancer } from "../balancer/ask";
 import { HELP, parse, type Command } from "../client/commands";
+import { checkPassword, signupAccount } from "../client/account";
 import { line, sanitize } from "../client/format";
+import { saveIdentity } from "../client/keystore";
 import { ChatSession, type Received } from "../client/session";
 import { lineEditor } from "../client/terminal";
 import { Link } from "../net/link";
@@ -17,12 +19,34 @@ export interface ClientOptions {
   password: () => Promise<string>;
 }
 
+/** Makes the account's identity keys here, and registers their public halves and a password-wrapped backup. */
 export async function signup(options: ClientOptions): Promise<void> {
+  const password = await options.password();
+  checkPassword(password);
   const link = await Link.connect(await askBalancer(options.balancer), { hello: { role: "client" } });
   try {
-    await link.request("signup", { user: options.user, password: await options.password() });
+    saveIdentity(options.user, await signupAccount(link, options.user, password));
   } finally {
     link.close();
+  }
+}
+
+/** The safety number of the user and a contact, to compare in person or on a call. */
+export async function verify(options: ClientOptions & { with: string }): Promise<string> {
+  const session = await ChatSession.open({ ...options });
+  try {
+    return await session.safetyNumber(options.with);
+  } finally {
+    await session.close();
+  }
+}
+
+export async function passwd(options: ClientOptions & { newPassword: () => Promise<string> }): Promise<void> {
+  const session = await ChatSession.open({ ...options });
+  try {
+    await session.changePassword(await options.password(), await options.newPassword());
+  } finally {
+    await session.close();
   }
 }
 
@@ -84,7 +108,7 @@ export async function chat(options: ClientOptions & { json: boolean }): Promise<
   const session = await ChatSession.open({
     ...options,
     onMessage: (m) => out(line(m, options.json)),
-    onStatus: (status) => event("status", { text: status }, `* ${status}`),
+    onStatus: (status) => event(status.startsWith("WARNING") ? "warning" : "status", { text: status }, `* ${status}`),
     onEnd: (error) => {
       event("error", { code: error.code, message: error.message }, `* ${error.message}`);
       finish();
@@ -127,6 +151,18 @@ export async function chat(options: ClientOptions & { json: boolean }): Promise<
       case "who": {
         const users = await session.who();
         return event("who", { users }, `* online: ${users.join(", ") || "nobody"}`);
+      }
+      case "verify": {
+        const number = await session.safetyNumber(command.user);
+        return event(
+          "safety",
+          { with: command.user, number },
+          `* safety number for you and ${command.user}:\n    ${number}\n  It matches on both sides only if nobody swapped your keys. Compare it with ${command.user} in person or on a call.`,
+        );
+      }
+      case "trust": {
+        const shownNow = await session.trust(command.user);
+        return event("status", { text: `trusting the current key of ${command.user}` }, `* now trusting the current key of ${command.user}; ${shownNow} held message(s) shown`);
       }
       case "help":
         return options.json ? event("help", { text: HELP }, HELP) : out(HELP);

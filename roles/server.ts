@@ -44,7 +44,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const database: Database = openDatabase(options.databaseUrl, { max: 16 });
   await migrate(database);
   const store = new Store(database.sql);
-  const secret = await store.clusterSecret();
+  const secret = await store.clusterSecret("peer_secret");
+  const saltSecret = await store.clusterSecret("salt_secret");
   const id = randomUUID();
   const hostname = options.hostname ?? "127.0.0.1";
 
@@ -54,6 +55,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const acks = new Acks(store);
   Object.assign(ctx, {
     id,
+    saltSecret,
     config,
     store,
     log,

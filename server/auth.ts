@@ -1,50 +1,62 @@
 /**
- * Accounts and logins: argon2id hashes made off the event loop (Bun.password
- * runs on a worker thread), a per-account slowdown after repeated failures that
- * holds across servers because it lives in ChatDB, and resume tokens so that a
- * reconnect storm after a crash does not hash passwords again.
+ * Accounts and logins. The server never sees a password: the client derives a
+ * login key from it (and a wrapping key the server never sees), and the server
+ * keeps an argon2id hash of the login key, made off the event loop (Bun.password
+ * runs on a worker thread). Failures slow the account down across servers, since
+ * the count lives in ChatDB, and resume tokens spare a reconnect storm the hashing.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
+import { DEFAULT_KDF, unknownUserSalt, type KdfParams } from "../crypto/kdf";
 import { ChatError } from "../protocol/errors";
 import type { Conn, ServerContext } from "./context";
+import type { Identity } from "./store";
 
-export const MIN_SECRET = 8;
-const MAX_SECRET = 1024;
+export const AUTH_KEY_BYTES = 32;
 
-export function checkSecret(secret: unknown): string {
-  if (typeof secret !== "string" || secret.length < MIN_SECRET) {
-    throw new ChatError("E_WEAK_PASSWORD", `Passwords have at least ${MIN_SECRET} characters`);
-  }
-  if (secret.length > MAX_SECRET) throw new ChatError("E_BAD_REQUEST", `Passwords have at most ${MAX_SECRET} characters`);
-  return secret;
+export async function signup(ctx: ServerContext, name: string, auth: Uint8Array, identity: Identity): Promise<number> {
+  const hash = await Bun.password.hash(auth, { algorithm: "argon2id" });
+  return ctx.store.createUser(name, hash, identity);
 }
 
-export async function signup(ctx: ServerContext, name: string, secret: string): Promise<number> {
-  const hash = await Bun.password.hash(secret, { algorithm: "argon2id" });
-  return ctx.store.createUser(name, hash);
+/**
+ * How the named user derives keys. An unknown name gets a salt that is stable
+ * and looks like any other, so that asking does not tell which accounts exist.
+ */
+export async function prelogin(ctx: ServerContext, name: string): Promise<{ salt: Uint8Array; kdf: KdfParams }> {
+  const user = await ctx.store.findUser(name);
+  if (user) return { salt: user.salt, kdf: JSON.parse(user.kdf) };
+  return { salt: unknownUserSalt(ctx.saltSecret, name), kdf: DEFAULT_KDF };
 }
 
 export interface LoginResult {
   user: { id: number; name: string };
   token: string;
+  /** The wrapped identity keys, for a client that does not hold them yet. */
+  backup?: Uint8Array;
 }
 
-export async function login(ctx: ServerContext, conn: Conn, name: string, secret: string): Promise<LoginResult> {
+/** Checks the login key and the account's slowdown; throws E_AUTH, E_NO_SUCH_USER or E_RATE_LIMITED. */
+export async function verify(ctx: ServerContext, name: string, auth: Uint8Array) {
   const found = await ctx.store.findUser(name);
   if (!found) throw new ChatError("E_NO_SUCH_USER", `No user is called "${name}"`);
   if (found.lockedUntil !== null && found.lockedUntil > Date.now()) {
     const seconds = Math.ceil((found.lockedUntil - Date.now()) / 1000);
     throw new ChatError("E_RATE_LIMITED", `Too many failed logins for "${name}": try again in ${seconds} s`);
   }
-  if (!(await Bun.password.verify(secret, found.authHash))) {
+  if (!(await Bun.password.verify(auth, found.authHash))) {
     await ctx.store.recordLoginFailure(found.id);
     throw new ChatError("E_AUTH", `Wrong password for "${name}"`);
   }
   if (found.failedLogins > 0) await ctx.store.clearLoginFailures(found.id);
+  return found;
+}
+
+export async function login(ctx: ServerContext, conn: Conn, name: string, auth: Uint8Array): Promise<LoginResult> {
+  const found = await verify(ctx, name, auth);
   const token = crypto.getRandomValues(new Uint8Array(32));
   const user = { id: found.id, name: found.name };
   await ctx.sessions.start(conn, user, { hash: sha256(token), expires: new Date(Date.now() + ctx.config.tokenTtlMs) });
-  return { user, token: Buffer.from(token).toString("base64url") };
+  return { user, token: Buffer.from(token).toString("base64url"), backup: found.backup };
 }
 
 export async function resume(ctx: ServerContext, conn: Conn, name: string, token: string): Promise<LoginResult> {
@@ -63,6 +75,19 @@ export async function resume(ctx: ServerContext, conn: Conn, name: string, token
   const user = { id: found.id, name: found.name };
   await ctx.sessions.start(conn, user);
   return { user, token };
+}
+
+/** A password change: the old login key proves it, then key hash, salt and backup change together. */
+export async function changePassword(
+  ctx: ServerContext,
+  name: string,
+  oldAuth: Uint8Array,
+  auth: Uint8Array,
+  next: { salt: Uint8Array; kdf: string; backup: Uint8Array },
+): Promise<void> {
+  const found = await verify(ctx, name, oldAuth);
+  const hash = await Bun.password.hash(auth, { algorithm: "argon2id" });
+  await ctx.store.changePassword(found.id, hash, next);
 }
 
 function sha256(bytes: Uint8Array): Uint8Array {

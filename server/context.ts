@@ -44,6 +44,8 @@ export type Conn = Connection<ClientState>;
 
 export interface ServerContext {
   id: string;
+  /** Makes the stable salts handed out for names that have no account. */
+  saltSecret: Uint8Array;
   addr: string;
   config: ServerConfig;
   store: Store;

@@ -9,7 +9,7 @@ import type { Request, WireMessage } from "../protocol/messages";
 import * as v from "../protocol/validate";
 import type { Route } from "../net/listener";
 import type { Acks } from "./acks";
-import { checkSecret, login, resume, signup, type LoginResult } from "./auth";
+import { AUTH_KEY_BYTES, changePassword, login, prelogin, resume, signup, type LoginResult } from "./auth";
 import type { ClientState, Conn, ServerContext } from "./context";
 import type { Directory } from "./directory";
 
@@ -30,10 +30,10 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     // Live messages wait until the client's sync has replayed the backlog, so that order holds.
     conn.state.held = [];
     try {
-      const { user, token } = await run();
+      const { user, token, backup } = await run();
       clearTimeout(conn.state.loginTimer);
       const cursors = await ctx.store.cursors(user.id);
-      return { user: user.name, token, server: ctx.id, cursors };
+      return { user: user.name, token, server: ctx.id, cursors, ...(backup ? { backup } : {}) };
     } catch (error) {
       conn.state.held = undefined;
       throw error;
@@ -43,12 +43,25 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
   }
 
   return {
+    salt: {
+      guard: anonymous,
+      async handle(_conn, req) {
+        return prelogin(ctx, v.name(req, "user"));
+      },
+    },
     signup: {
       guard: anonymous,
       async handle(_conn, req) {
         const name = v.name(req, "user");
-        const secret = checkSecret(req.password);
-        await signup(ctx, name, secret);
+        const auth = v.exactBytes(req, "auth", AUTH_KEY_BYTES);
+        const identity = {
+          salt: v.exactBytes(req, "salt", 16),
+          kdf: JSON.stringify(v.kdf(req, "kdf")),
+          dh: v.exactBytes(req, "dh", 32),
+          sign: v.exactBytes(req, "sign", 32),
+          backup: v.bytes(req, "backup", 1024),
+        };
+        await signup(ctx, name, auth, identity);
         return { user: name };
       },
     },
@@ -56,8 +69,8 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
       guard: anonymous,
       handle(conn, req) {
         const name = v.name(req, "user");
-        const secret = checkSecret(req.password);
-        return authenticate(conn, () => login(ctx, conn, name, secret));
+        const auth = v.exactBytes(req, "auth", AUTH_KEY_BYTES);
+        return authenticate(conn, () => login(ctx, conn, name, auth));
       },
     },
     resume: {
@@ -66,6 +79,29 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         const name = v.name(req, "user");
         const token = v.string(req, "token", 100);
         return authenticate(conn, () => resume(ctx, conn, name, token));
+      },
+    },
+    passwd: {
+      guard: loggedIn,
+      async handle(conn, req) {
+        const oldAuth = v.exactBytes(req, "old", AUTH_KEY_BYTES);
+        const auth = v.exactBytes(req, "auth", AUTH_KEY_BYTES);
+        const next = {
+          salt: v.exactBytes(req, "salt", 16),
+          kdf: JSON.stringify(v.kdf(req, "kdf")),
+          backup: v.bytes(req, "backup", 1024),
+        };
+        await changePassword(ctx, conn.state.user!.name, oldAuth, auth, next);
+      },
+    },
+    keys: {
+      guard: loggedIn,
+      async handle(_conn, req) {
+        const names = v.names(req, "users", 1000);
+        const found = await ctx.store.publicKeys(names);
+        const missing = names.filter((n) => !found.has(n));
+        if (missing.length > 0) throw new ChatError("E_NO_SUCH_USER", `No user is called "${missing[0]}"`);
+        return { keys: Object.fromEntries(found) };
       },
     },
     send: {

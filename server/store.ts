@@ -12,6 +12,23 @@ export interface StoredUser {
   authHash: string;
   failedLogins: number;
   lockedUntil: number | null;
+  salt: Uint8Array;
+  kdf: string;
+  backup: Uint8Array;
+}
+
+/** What a client publishes at signup: how it derives its keys, its public keys, its wrapped private keys. */
+export interface Identity {
+  salt: Uint8Array;
+  kdf: string;
+  dh: Uint8Array;
+  sign: Uint8Array;
+  backup: Uint8Array;
+}
+
+export interface PublicKeys {
+  dh: Uint8Array;
+  sign: Uint8Array;
 }
 
 export interface SessionRow {
@@ -42,10 +59,13 @@ const MESSAGE_COLUMNS = (sql: Sql) => sql`
 export class Store {
   constructor(readonly sql: Sql) {}
 
-  async createUser(name: string, authHash: string): Promise<number> {
+  async createUser(name: string, authHash: string, identity: Identity): Promise<number> {
     try {
       return await this.sql.begin(async (tx) => {
-        const [user] = await tx`insert into users (name, auth_hash) values (${name}, ${authHash}) returning id`;
+        const [user] = await tx`
+          insert into users (name, auth_hash, salt, kdf, dh_public, sign_public, key_backup)
+          values (${name}, ${authHash}, ${identity.salt}, ${identity.kdf}, ${identity.dh}, ${identity.sign}, ${identity.backup})
+          returning id`;
         await tx`insert into sessions (user_id) values (${user!.id})`;
         return user!.id as number;
       });
@@ -57,10 +77,37 @@ export class Store {
 
   async findUser(name: string): Promise<StoredUser | undefined> {
     const [row] = await this.sql`
-      select id, name, auth_hash, failed_logins, (extract(epoch from locked_until) * 1000)::float8 as locked_until
+      select id, name, auth_hash, failed_logins, (extract(epoch from locked_until) * 1000)::float8 as locked_until,
+        salt, kdf, key_backup
       from users where name = ${name}`;
     if (!row) return undefined;
-    return { id: row.id, name: row.name, authHash: row.auth_hash, failedLogins: row.failed_logins, lockedUntil: row.locked_until };
+    return {
+      id: row.id,
+      name: row.name,
+      authHash: row.auth_hash,
+      failedLogins: row.failed_logins,
+      lockedUntil: row.locked_until,
+      salt: new Uint8Array(row.salt),
+      kdf: row.kdf,
+      backup: new Uint8Array(row.key_backup),
+    };
+  }
+
+  async publicKeys(names: string[]): Promise<Map<string, PublicKeys>> {
+    const rows = await this.sql`select name, dh_public, sign_public from users where name = any(${names})`;
+    return new Map(rows.map((r) => [r.name as string, { dh: new Uint8Array(r.dh_public), sign: new Uint8Array(r.sign_public) }]));
+  }
+
+  /**
+   * A new password: the new login secret's hash, salt and key backup replace the
+   * old in one transaction, and every resume token dies with the old password.
+   */
+  async changePassword(userId: number, authHash: string, identity: Omit<Identity, "dh" | "sign">): Promise<void> {
+    await this.sql.begin(async (tx) => {
+      await tx`update users set auth_hash = ${authHash}, salt = ${identity.salt}, kdf = ${identity.kdf},
+                 key_backup = ${identity.backup}, failed_logins = 0, locked_until = null where id = ${userId}`;
+      await tx`update sessions set token_hash = null, token_expires = null where user_id = ${userId}`;
+    });
   }
 
   async usersByName(names: string[]): Promise<Map<string, number>> {
@@ -307,11 +354,14 @@ export class Store {
     await this.sql`delete from servers where heartbeat_at < now() - ${olderThanMs} * interval '1 millisecond'`;
   }
 
-  /** A random secret made once per cluster; servers prove they know it on the peer link. */
-  async clusterSecret(): Promise<Uint8Array> {
+  /**
+   * A random secret made once per cluster: "peer_secret", which servers show each
+   * other on the peer link, or "salt_secret", which makes stable salts for unknown names.
+   */
+  async clusterSecret(key: "peer_secret" | "salt_secret" = "peer_secret"): Promise<Uint8Array> {
     const fresh = crypto.getRandomValues(new Uint8Array(32));
-    await this.sql`insert into settings (key, value) values ('peer_secret', ${fresh}) on conflict (key) do nothing`;
-    const [row] = await this.sql`select value from settings where key = 'peer_secret'`;
+    await this.sql`insert into settings (key, value) values (${key}, ${fresh}) on conflict (key) do nothing`;
+    const [row] = await this.sql`select value from settings where key = ${key}`;
     return new Uint8Array(row!.value);
   }
 }

@@ -13,12 +13,17 @@ import { startBalancer, type Balancer } from "../../roles/balancer";
 import { startServer, type ChatServer } from "../../roles/server";
 import type { ServerConfig } from "../../server/context";
 import { Link } from "../../net/link";
+import { askBalancer } from "../../balancer/ask";
+import { loginKeys, signupAccount } from "../../client/account";
+import type { IdentityKeys } from "../../crypto/keys";
 import { testDatabaseUrl } from "./pg";
 
 export const ROOT = join(import.meta.dir, "..", "..");
 export const PASSWORD = "correct horse battery";
 
 process.env.CHATTERBOX_HOME ??= mkdtempSync(join(tmpdir(), "chatterbox-home-"));
+// Cheap key derivation for test accounts: the real setting costs ~250 ms a login.
+process.env.CHATTERBOX_TEST_KDF = "1";
 
 export interface Cluster {
   url: string;
@@ -104,11 +109,11 @@ export interface TestUser {
   statuses: string[];
 }
 
-export async function signup(balancerAddr: string, name: string, password = PASSWORD): Promise<void> {
-  const { askBalancer } = await import("../../balancer/ask");
+/** Signs up through the balancer as the real client does; returns the account's identity keys. */
+export async function signup(balancerAddr: string, name: string, password = PASSWORD): Promise<IdentityKeys> {
   const link = await Link.connect(await askBalancer(balancerAddr), { hello: { role: "client" } });
   try {
-    await link.request("signup", { user: name, password });
+    return await signupAccount(link, name, password);
   } finally {
     link.close();
   }
@@ -153,6 +158,6 @@ export async function rawLink(
   password = PASSWORD,
 ): Promise<Link> {
   const link = await Link.connect(addr, { hello: { role: "client" }, ...handlers });
-  if (name) await link.request("login", { user: name, password });
+  if (name) await link.request("login", { user: name, auth: (await loginKeys(link, name, password)).authKey });
   return link;
 }

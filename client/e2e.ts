@@ -1,0 +1,119 @@
+/**
+ * End-to-end encryption as the client applies it: seal each outgoing message to
+ * its recipients' pinned keys, and for each incoming one check, before showing
+ * anything, that it is signed by the pinned key of the sender the server names,
+ * addressed to this conversation and to us, and not a replay of an earlier one.
+ */
+import { CryptoError } from "../crypto/errors";
+import { open, peekHeader, seal } from "../crypto/envelope";
+import type { IdentityKeys, PublicIdentity } from "../crypto/keys";
+import { ChatError } from "../protocol/errors";
+import type { WireMessage } from "../protocol/messages";
+import { decodeContent, encodeContent, type Content } from "./content";
+import { sameKeys, type Pins } from "./keystore";
+
+export type Revealed =
+  | { status: "ok"; content: Content }
+  /** Shown as a failure with its reason, never as text. */
+  | { status: "failed"; reason: string; code: string }
+  /** The sender's key changed: kept back until the user trusts the new key. */
+  | { status: "held" };
+
+export function dmLabel(a: string, b: string): string {
+  return a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`;
+}
+
+/** Remembered (sender, client message id) pairs: an old envelope under a new id is a replay. */
+const SEEN_LIMIT = 20_000;
+
+export class E2E {
+  private readonly fromServer = new Map<string, PublicIdentity>();
+  private readonly seen = new Map<string, number>();
+
+  constructor(
+    private readonly me: string,
+    private readonly keys: () => IdentityKeys,
+    private readonly pins: Pins,
+    private readonly fetchKeys: (names: string[]) => Promise<Record<string, PublicIdentity>>,
+  ) {}
+
+  /** The key to use for a contact, pinning it on first use; `changed` when the server now hands out another. */
+  async keyOf(name: string, fresh = false): Promise<{ key: PublicIdentity; changed: boolean }> {
+    if (name === this.me) return { key: { dh: this.keys().dhPublic, sign: this.keys().signPublic }, changed: false };
+    if (fresh || !this.fromServer.has(name)) {
+      const got = (await this.fetchKeys([name]))[name]!;
+      this.fromServer.set(name, { dh: new Uint8Array(got.dh), sign: new Uint8Array(got.sign) });
+    }
+    const served = this.fromServer.get(name)!;
+    const pinned = this.pins.get(name);
+    if (!pinned) {
+      this.pins.set(name, served);
+      return { key: served, changed: false };
+    }
+    return { key: pinned, changed: !sameKeys(pinned, served) };
+  }
+
+  /** Accepts the key the server now hands out for a contact. */
+  async trust(name: string): Promise<void> {
+    const { key } = await this.keyOf(name, true);
+    this.pins.set(name, this.fromServer.get(name) ?? key);
+  }
+
+  async sealText(to: string, conv: string, cmid: string, content: Content): Promise<Uint8Array> {
+    const { key, changed } = await this.keyOf(to);
+    if (changed) throw new ChatError("E_KEY_CHANGED", `The identity key of ${to} changed. Compare safety numbers with /verify ${to}, then /trust ${to}`);
+    return seal({
+      header: { v: 1, from: this.me, conv, cmid, sentAt: Date.now(), kind: content.kind },
+      plaintext: encodeContent(content),
+      sender: this.keys(),
+      recipients: [{ name: to, dh: key.dh }],
+    });
+  }
+
+  async reveal(message: WireMessage, conv: string): Promise<Revealed> {
+    let claimed: string;
+    let cmid: string;
+    try {
+      const header = peekHeader(message.body);
+      claimed = header.from;
+      cmid = header.cmid;
+    } catch {
+      return failed("E_FORMAT", "the message is malformed");
+    }
+    if (claimed !== message.from) {
+      return failed("E_SIGNATURE", `the server says it is from ${message.from}, but it is signed as from ${claimed}`);
+    }
+    const { key, changed } = await this.keyOf(message.from);
+    if (changed) return { status: "held" };
+    let opened;
+    try {
+      opened = open({ envelope: message.body, me: { name: this.me, keys: this.keys() }, senderSign: key.sign, expect: { from: message.from, conv } });
+    } catch (error) {
+      if (error instanceof CryptoError) return failed(error.reason, error.message.toLowerCase());
+      return failed("E_FORMAT", "the message is malformed");
+    }
+    if (cmid !== message.cmid) return failed("E_REPLAY", "the server's record of this message does not match its envelope");
+    const replayKey = `${message.from}\u0000${cmid}`;
+    const firstId = this.seen.get(replayKey);
+    if (firstId !== undefined && firstId !== message.id) return failed("E_REPLAY", `a replay of message ${firstId}, rejected`);
+    this.remember(replayKey, message.id);
+    return { status: "ok", content: decodeContent(opened.plaintext) };
+  }
+
+  seenList(): [string, number][] {
+    return [...this.seen];
+  }
+
+  restoreSeen(list: [string, number][] | undefined): void {
+    for (const [k, id] of list ?? []) this.seen.set(k, id);
+  }
+
+  private remember(key: string, id: number): void {
+    this.seen.set(key, id);
+    if (this.seen.size > SEEN_LIMIT) this.seen.delete(this.seen.keys().next().value!);
+  }
+}
+
+function failed(code: string, reason: string): Revealed {
+  return { status: "failed", code, reason };
+}
