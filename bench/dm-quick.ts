@@ -1,0 +1,87 @@
+/**
+ * A quick measure of direct-message throughput across two servers: how many
+ * messages a second are stored (acknowledged) and delivered, with the real
+ * protocol over real sockets. Servers run as separate processes; the load is
+ * closed-loop, a window of messages in flight per sender. Bodies are random
+ * bytes of the size of a sealed 100-character message: encryption is the
+ * clients' cost (bench/crypto.ts), not the servers'.
+ *
+ *   bun bench/dm-quick.ts [--pairs 100] [--seconds 10] [--window 32]
+ */
+import { mkdtempSync, chmodSync, rmSync } from "node:fs";
+import { tmpdir, cpus } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { randomUUID } from "node:crypto";
+import { migrate, openDatabase } from "../db/connect";
+import { startEmbeddedPostgres } from "../db/embedded";
+import { startBalancer } from "../roles/balancer";
+import { selfCommand } from "../roles/self";
+import { Link } from "../net/link";
+import { loginKeys, signupAccount } from "../client/account";
+
+process.env.CHATTERBOX_TEST_KDF = "1";
+const { values } = parseArgs({ options: { pairs: { type: "string", default: "100" }, seconds: { type: "string", default: "10" }, window: { type: "string", default: "32" } } });
+const pairs = Number(values.pairs);
+const seconds = Number(values.seconds);
+const window = Number(values.window);
+
+const dir = mkdtempSync(join(tmpdir(), "chatterbox-bench-"));
+chmodSync(dir, 0o755);
+const pg = await startEmbeddedPostgres({ dataDir: join(dir, "data") });
+const database = openDatabase(pg.url, { max: 1 });
+await migrate(database);
+await database.close();
+const balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+const servers = [0, 1].map(() =>
+  Bun.spawn([...selfCommand(), "serve", "0", "--balancer", `127.0.0.1:${balancer.port}`, "--database-url", pg.url], { stdout: "ignore", stderr: "ignore" }),
+);
+while (balancer.servers().length < 2) await Bun.sleep(50);
+const [a, b] = balancer.servers().map((s) => s.addr) as [string, string];
+
+async function account(name: string, addr: string, onMsg?: () => void): Promise<Link> {
+  const link = await Link.connect(addr, { hello: { role: "client" }, onEvent: (ev) => ev === "msg" && onMsg?.() });
+  await signupAccount(link, name, "bench password").catch(() => {});
+  await link.request("login", { user: name, auth: (await loginKeys(link, name, "bench password")).authKey });
+  await link.request("sync");
+  return link;
+}
+
+let delivered = 0;
+let acked = 0;
+const run = randomUUID().slice(0, 6);
+const senders: Link[] = [];
+for (let i = 0; i < pairs; i++) {
+  await account(`r${run}${i}`, b, () => delivered++);
+  senders.push(await account(`s${run}${i}`, a));
+}
+const body = crypto.getRandomValues(new Uint8Array(407));
+const deadline = Date.now() + seconds * 1000;
+const started = Date.now();
+await Promise.all(
+  senders.map(async (link, i) => {
+    const to = `r${run}${i}`;
+    const lane = async () => {
+      while (Date.now() < deadline) {
+        await link.request("send", { to, cmid: randomUUID(), body });
+        acked++;
+      }
+    };
+    await Promise.all(Array.from({ length: window }, lane));
+  }),
+);
+const elapsed = (Date.now() - started) / 1000;
+const drainUntil = Date.now() + 10_000;
+while (delivered < acked && Date.now() < drainUntil) await Bun.sleep(20);
+
+console.log(`machine: ${cpus()[0]?.model}, ${cpus().length} cores; everything on this machine`);
+console.log(`${pairs} senders on one server → ${pairs} recipients on the other, window ${window}, ${elapsed.toFixed(1)} s`);
+console.log(`stored (acknowledged): ${acked} = ${Math.round(acked / elapsed)} msg/s`);
+console.log(`delivered: ${delivered} (${acked - delivered} not delivered after a 10 s drain)`);
+
+for (const s of servers) s.kill("SIGTERM");
+await Promise.all(servers.map((s) => s.exited));
+balancer.stop();
+await pg.stop();
+rmSync(dir, { recursive: true, force: true });
+process.exit(0);

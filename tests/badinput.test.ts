@@ -1,0 +1,484 @@
+/**
+ * A server survives bad input: each malformed, out-of-order, oversized,
+ * unauthorised or slow connection gets a refusal with a stable code (and, where
+ * the stream cannot go on, a bye and a close), while a well-behaved client on
+ * the same server keeps chatting and the messages stored before stay intact.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Link, parseAddress } from "../net/link";
+import { decode, encode } from "../protocol/codec";
+import type { ChatError } from "../protocol/errors";
+import { frame, FrameReader, HEADER_BYTES } from "../protocol/frame";
+import { PROTOCOL_VERSION } from "../protocol/messages";
+import { signupAccount } from "../client/account";
+import { connectUser, PASSWORD, rawLink, ROOT, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
+
+const LOGIN_TIMEOUT_MS = 500;
+const OUTBOX_LIMIT = 64 * 1024;
+
+let cluster: Cluster;
+let addr: string;
+let good: TestUser;
+let friend: TestUser;
+/** What the good client has sent to its friend, in order: the history must hold exactly these. */
+const sent: string[] = [];
+
+beforeAll(async () => {
+  cluster = await startCluster({ servers: 1, config: { loginTimeoutMs: LOGIN_TIMEOUT_MS, outboxLimit: OUTBOX_LIMIT } });
+  addr = cluster.servers[0]!.addr;
+  for (const name of ["good", "friend", "prober", "flooder"]) await signup(cluster.balancerAddr, name);
+  good = await connectUser(cluster.balancerAddr, "good");
+  friend = await connectUser(cluster.balancerAddr, "friend");
+  await goodClientStillWorks();
+}, 60_000);
+
+afterAll(async () => {
+  await good?.session.close();
+  await friend?.session.close();
+  await cluster?.stop();
+});
+
+/** The well-behaved client on the same server: its send is acknowledged and delivered, and `who` answers. */
+async function goodClientStillWorks(): Promise<void> {
+  expect(good.ended).toBeUndefined();
+  expect(good.session.connected).toBe(true);
+  const text = `still chatting ${sent.length + 1}`;
+  const reply = await good.session.sendText("friend", text);
+  sent.push(text);
+  expect(reply.seq).toBe(sent.length);
+  expect(reply.duplicate).toBe(false);
+  await waitFor(() => friend.texts().includes(text), "the friend to receive the good client's message", 5_000);
+  const online = await good.session.who();
+  expect(online).toContain("good");
+  expect(online).toContain("friend");
+}
+
+/** Link handlers that record the bye and the close. */
+function watcher() {
+  const seen = { bye: undefined as ChatError | undefined, closed: false, events: [] as string[] };
+  const handlers = {
+    onBye: (e: Error) => (seen.bye = e as ChatError),
+    onClose: () => (seen.closed = true),
+    onEvent: (ev: string) => seen.events.push(ev),
+  };
+  return { seen, handlers };
+}
+
+/** A TCP connection that speaks frames but none of Link's manners (no hello unless asked). */
+async function rawSocket(address: string) {
+  const { host, port } = parseAddress(address);
+  const reader = new FrameReader();
+  const frames: Record<string, unknown>[] = [];
+  let closed = false;
+  const socket = await Bun.connect({
+    hostname: host,
+    port,
+    socket: {
+      data: (_s, chunk) => {
+        for (const payload of reader.push(chunk)) frames.push(decode(payload));
+      },
+      close: () => void (closed = true),
+      error: () => void (closed = true),
+    },
+  });
+  return {
+    frames,
+    get closed() {
+      return closed;
+    },
+    send: (value: Record<string, unknown>) => socket.write(encode(value)),
+    close: () => socket.end(),
+  };
+}
+
+function header(length: number): Uint8Array {
+  const out = new Uint8Array(HEADER_BYTES);
+  new DataView(out.buffer).setUint32(0, length);
+  return out;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<ChatError> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as ChatError;
+  }
+  throw new Error("expected a refusal, but the request succeeded");
+}
+
+test("a frame that is not MessagePack gets bye E_BAD_FRAME and the connection is closed", async () => {
+  const { seen, handlers } = watcher();
+  const link = await rawLink(addr, "prober", handlers);
+  link.sendRaw(frame(new Uint8Array([0x85, 0xa1, 0x00, 0xff])));
+  await waitFor(() => seen.closed, "the server to close the connection", 5_000);
+  expect(seen.bye?.code).toBe("E_BAD_FRAME");
+  await goodClientStillWorks();
+});
+
+test("a well-formed map that is not a request gets bye E_BAD_FRAME and the connection is closed", async () => {
+  const { seen, handlers } = watcher();
+  const link = await rawLink(addr, "prober", handlers);
+  link.sendRaw(encode({ t: "res", id: "one", hello: "?" }));
+  await waitFor(() => seen.closed, "the server to close the connection", 5_000);
+  expect(seen.bye?.code).toBe("E_BAD_FRAME");
+  await goodClientStillWorks();
+});
+
+test("a header announcing more than maxFrame gets bye E_FRAME_TOO_LARGE before its body is sent, and the connection is closed", async () => {
+  const { seen, handlers } = watcher();
+  const link = await rawLink(addr, "prober", handlers);
+  const maxFrame = link.helloReply.maxFrame as number;
+  expect(maxFrame).toBeGreaterThan(0);
+  // The header alone: the server must not wait for (or buffer) the body it announces.
+  link.sendRaw(header(maxFrame + 1));
+  await waitFor(() => seen.closed, "the server to close the connection", 5_000);
+  expect(seen.bye?.code).toBe("E_FRAME_TOO_LARGE");
+  await goodClientStillWorks();
+});
+
+test("a first request that is not hello is refused with E_HELLO_FIRST, then bye and close", async () => {
+  const socket = await rawSocket(addr);
+  socket.send({ t: "req", id: 1, op: "ping" });
+  await waitFor(() => socket.closed, "the server to close the connection", 5_000);
+  expect(socket.frames).toEqual([
+    { t: "res", id: 1, ok: false, code: "E_HELLO_FIRST", message: expect.any(String) },
+    { t: "bye", code: "E_HELLO_FIRST", message: expect.any(String) },
+  ]);
+  await goodClientStillWorks();
+});
+
+test("a hello with another protocol version is refused with E_VERSION, then bye and close", async () => {
+  const socket = await rawSocket(addr);
+  socket.send({ t: "req", id: 1, op: "hello", v: PROTOCOL_VERSION + 1, role: "client" });
+  await waitFor(() => socket.closed, "the server to close the connection", 5_000);
+  expect(socket.frames).toEqual([
+    { t: "res", id: 1, ok: false, code: "E_VERSION", message: expect.any(String) },
+    { t: "bye", code: "E_VERSION", message: expect.any(String) },
+  ]);
+  // Link.connect reports the same refusal to its caller.
+  const error = await rejection(Link.connect(addr, { hello: { role: "client", v: 0 } }));
+  expect(error.code).toBe("E_VERSION");
+  await goodClientStillWorks();
+});
+
+test("an unknown op is refused with E_UNKNOWN_OP and the connection stays usable", async () => {
+  const { seen, handlers } = watcher();
+  const link = await rawLink(addr, undefined, handlers);
+  expect((await rejection(link.request("frobnicate", { x: 1 }))).code).toBe("E_UNKNOWN_OP");
+  expect(await link.request("ping")).toMatchObject({ ok: true });
+  expect(link.closed).toBe(false);
+  expect(seen.bye).toBeUndefined();
+  link.close();
+  await goodClientStillWorks();
+});
+
+test("an op named like a built-in object property is unknown too, not an internal error", async () => {
+  const link = await rawLink(addr);
+  for (const op of ["__proto__", "constructor", "toString", "hasOwnProperty"]) {
+    const error = await rejection(link.request(op));
+    expect({ op, code: error.code }).toEqual({ op, code: "E_UNKNOWN_OP" });
+  }
+  expect(await link.request("ping")).toMatchObject({ ok: true });
+  link.close();
+  await goodClientStillWorks();
+});
+
+test("requests before login are refused with E_NOT_LOGGED_IN and store nothing", async () => {
+  const link = await rawLink(addr);
+  const send = link.request("send", { to: "friend", cmid: "before-login", body: new Uint8Array([1, 2, 3]) });
+  expect((await rejection(send)).code).toBe("E_NOT_LOGGED_IN");
+  for (const op of ["who", "sync", "history"]) {
+    expect((await rejection(link.request(op, { with: "friend" }))).code).toBe("E_NOT_LOGGED_IN");
+  }
+  expect(await link.request("ping")).toMatchObject({ ok: true });
+  link.close();
+  await goodClientStillWorks();
+});
+
+const INVALID_NAMES = ["", "Alice", "a b", "a".repeat(33), "../x", "bob\n", "é"];
+
+/**
+ * A link on which the real client's signup goes out with some fields replaced:
+ * a request that is valid in every other field, whatever the signup carries.
+ */
+function tampered(link: Link, fields: Record<string, unknown>): Link {
+  return { request: (op: string, args: Record<string, unknown>) => link.request(op, { ...args, ...fields }) } as unknown as Link;
+}
+
+test("the server refuses a signup with an invalid name with E_INVALID_NAME", async () => {
+  const link = await rawLink(addr);
+  for (const name of INVALID_NAMES) {
+    const error = await rejection(signupAccount(tampered(link, { user: name }), "placeholder", PASSWORD));
+    expect({ name, code: error.code }).toEqual({ name, code: "E_INVALID_NAME" });
+  }
+  for (const user of [undefined, 42, ["alice"]]) {
+    expect((await rejection(signupAccount(tampered(link, { user }), "placeholder", PASSWORD))).code).toBe("E_INVALID_NAME");
+  }
+  link.close();
+  // The longest valid name is accepted: the limit is 32, not less.
+  await signup(cluster.balancerAddr, "a".repeat(32));
+  await goodClientStillWorks();
+});
+
+test("the client refuses an invalid name with E_INVALID_NAME, not a crash", async () => {
+  for (const name of INVALID_NAMES) {
+    const error = await rejection(signup(cluster.balancerAddr, name));
+    expect({ name, code: error.code }).toEqual({ name, code: "E_INVALID_NAME" });
+  }
+});
+
+test("the server refuses a signup whose login key is not 32 bytes with E_BAD_REQUEST", async () => {
+  const link = await rawLink(addr);
+  for (const auth of [new Uint8Array(31), new Uint8Array(33), "a password in clear", undefined]) {
+    const name = uniqueName("badkey");
+    const error = await rejection(signupAccount(tampered(link, { auth }), name, PASSWORD));
+    expect({ auth, code: error.code }).toEqual({ auth, code: "E_BAD_REQUEST" });
+  }
+  link.close();
+  await goodClientStillWorks();
+});
+
+// The password never leaves the client, so the client is the one that refuses it.
+test("signup with a short password is refused with E_WEAK_PASSWORD and does not take the name", async () => {
+  const name = uniqueName("weak");
+  expect((await rejection(signup(cluster.balancerAddr, name, "short"))).code).toBe("E_WEAK_PASSWORD");
+  await signup(cluster.balancerAddr, name);
+  await goodClientStillWorks();
+});
+
+test("signup with a taken name is refused with E_NAME_TAKEN, and the owner can still log in", async () => {
+  expect((await rejection(signup(cluster.balancerAddr, "friend", "another password"))).code).toBe("E_NAME_TAKEN");
+  const link = await rawLink(addr, "prober");
+  link.close();
+  await goodClientStillWorks();
+});
+
+test("login as a user who does not exist is refused with E_NO_SUCH_USER", async () => {
+  expect((await rejection(rawLink(addr, "nobody-here"))).code).toBe("E_NO_SUCH_USER");
+  await goodClientStillWorks();
+});
+
+test("a message to a user who does not exist is refused with E_NO_SUCH_USER and the connection stays usable", async () => {
+  const link = await rawLink(addr, "prober");
+  const send = link.request("send", { to: "ghost", cmid: "to-ghost", body: new Uint8Array([1]) });
+  expect((await rejection(send)).code).toBe("E_NO_SUCH_USER");
+  expect(await link.request("ping")).toMatchObject({ ok: true });
+  link.close();
+  await goodClientStillWorks();
+});
+
+test("a send whose body is not bytes is refused with E_BAD_REQUEST and stores nothing", async () => {
+  const link = await rawLink(addr, "prober");
+  for (const body of ["text, not bytes", [1, 2, 3], 42, null, { 0: 1 }]) {
+    const error = await rejection(link.request("send", { to: "friend", cmid: `bad-body-${typeof body}-${Math.random()}`, body }));
+    expect({ body, code: error.code }).toEqual({ body, code: "E_BAD_REQUEST" });
+  }
+  const history = await link.request("history", { with: "friend" });
+  expect(history.messages).toEqual([]);
+  link.close();
+  await goodClientStillWorks();
+});
+
+test("a connection that does not log in within loginTimeoutMs gets bye E_LOGIN_TIMEOUT and is closed", async () => {
+  const { seen, handlers } = watcher();
+  const started = Date.now();
+  await rawLink(addr, undefined, handlers);
+  await waitFor(() => seen.closed, "the server to close the idle connection", 5_000);
+  const waited = Date.now() - started;
+  expect(seen.bye?.code).toBe("E_LOGIN_TIMEOUT");
+  expect(waited).toBeGreaterThanOrEqual(LOGIN_TIMEOUT_MS - 50);
+  expect(waited).toBeLessThan(LOGIN_TIMEOUT_MS + 1_500);
+  await goodClientStillWorks();
+});
+
+test("a connection that never even says hello is closed with bye E_LOGIN_TIMEOUT", async () => {
+  const socket = await rawSocket(addr);
+  await waitFor(() => socket.closed, "the server to close the silent connection", 5_000);
+  expect(socket.frames).toEqual([{ t: "bye", code: "E_LOGIN_TIMEOUT", message: expect.any(String) }]);
+  await goodClientStillWorks();
+});
+
+test("repeated wrong passwords lock the account: E_RATE_LIMITED by the sixth attempt, even for the right password", async () => {
+  const victim = uniqueName("victim");
+  await signup(cluster.balancerAddr, victim);
+  // rawLink's last argument is the password it logs in with.
+  const attempt = () => rejection(rawLink(addr, victim, {}, "wrong password!"));
+  const codes: string[] = [];
+  for (let i = 0; i < 6; i++) codes.push((await attempt()).code);
+  expect(codes.slice(0, 4)).toEqual(["E_AUTH", "E_AUTH", "E_AUTH", "E_AUTH"]);
+  expect(codes[5]).toBe("E_RATE_LIMITED");
+  // Locked means locked: the right password is refused too, without being checked.
+  expect((await rejection(rawLink(addr, victim))).code).toBe("E_RATE_LIMITED");
+  // The lock is short at first: once it expires, the right password works again.
+  let link: Link | undefined;
+  const deadline = Date.now() + 5_000;
+  while (!link) {
+    try {
+      link = await rawLink(addr, victim);
+    } catch (error) {
+      expect((error as ChatError).code).toBe("E_RATE_LIMITED");
+      if (Date.now() > deadline) throw error;
+      await Bun.sleep(200);
+    }
+  }
+  link.close();
+  await goodClientStillWorks();
+});
+
+/**
+ * A child process that logs in, syncs, then blocks its own event loop so that it
+ * reads nothing until `flag` exists; then it reads what is left and reports.
+ */
+const SLOW_READER = `
+import { existsSync, writeSync } from "node:fs";
+import { rawLink } from ${JSON.stringify(join(ROOT, "tests/support/cluster.ts"))};
+const [addr, name, flag, sync] = process.argv.slice(2);
+const seen = { bye: null, closed: false, messages: 0 };
+const link = await rawLink(addr, name, {
+  onEvent: (ev) => { if (ev === "msg") seen.messages++; },
+  onBye: (e) => { seen.bye = e.code; },
+  onClose: () => { seen.closed = true; },
+});
+if (sync === "sync") await link.request("sync");
+writeSync(1, "READY\\n");
+while (!existsSync(flag)) Bun.sleepSync(20);
+const deadline = Date.now() + 10_000;
+while (!seen.closed && Date.now() < deadline) await Bun.sleep(10);
+writeSync(1, JSON.stringify(seen) + "\\n");
+process.exit(0);
+`;
+
+async function startSlowReader(name: string, sync: boolean) {
+  const dir = mkdtempSync(join(tmpdir(), "chatterbox-slow-"));
+  const script = join(dir, "slow-reader.ts");
+  const flag = join(dir, "go");
+  writeFileSync(script, SLOW_READER);
+  const proc = Bun.spawn([process.execPath, script, addr, name, flag, sync ? "sync" : "nosync"], { stdout: "pipe", stderr: "inherit", cwd: ROOT });
+  const reader = proc.stdout.getReader();
+  let out = "";
+  const readLine = async () => {
+    while (!out.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the slow reader exited: ${out}`);
+      out += new TextDecoder().decode(value);
+    }
+    const line = out.slice(0, out.indexOf("\n"));
+    out = out.slice(out.indexOf("\n") + 1);
+    return line;
+  };
+  expect(await readLine()).toBe("READY");
+  return {
+    /** Lets the child read again, and returns what it saw. */
+    async wake(): Promise<{ bye: string | null; closed: boolean; messages: number }> {
+      writeFileSync(flag, "");
+      const report = JSON.parse(await readLine());
+      await proc.exited;
+      rmSync(dir, { recursive: true, force: true });
+      return report;
+    },
+    kill: () => {
+      proc.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Whether the server still holds a session for the user, as `who` reports it. */
+async function online(name: string): Promise<boolean> {
+  return (await good.session.who()).includes(name);
+}
+
+/**
+ * Pours 16 KiB messages into `to` until the server lets go of its connection,
+ * or until `limit` bytes have gone in. Returns the bytes poured.
+ */
+async function flood(to: string, limit: number): Promise<number> {
+  const link = await rawLink(addr, "flooder");
+  const body = new Uint8Array(16 * 1024).fill(0x5a);
+  let poured = 0;
+  try {
+    while (poured < limit && (await online(to))) {
+      const batch = Array.from({ length: 32 }, () => link.request("send", { to, cmid: crypto.randomUUID(), body }));
+      await Promise.all(batch);
+      poured += batch.length * body.length;
+    }
+  } finally {
+    link.close();
+  }
+  return poured;
+}
+
+// The kernel's socket buffers on both ends take a few MiB before the server's
+// own queue (OUTBOX_LIMIT) starts to fill: 32 MiB is far more than a bounded server holds.
+const FLOOD_LIMIT = 32 * 1024 * 1024;
+
+test("a client that reads keeps up with the same flood and is not cut off", async () => {
+  const reader = uniqueName("reader");
+  await signup(cluster.balancerAddr, reader);
+  const { seen, handlers } = watcher();
+  const link = await rawLink(addr, reader, handlers);
+  await link.request("sync");
+  try {
+    const poured = await flood(reader, 4 * 1024 * 1024);
+    console.log("DEBUG reader poured", poured, seen.events.length, seen.bye);
+    expect(seen.bye).toBeUndefined();
+    expect(await online(reader)).toBe(true);
+    expect(poured).toBe(4 * 1024 * 1024);
+    await waitFor(() => seen.events.filter((e) => e === "msg").length === poured / (16 * 1024), "every message to arrive", 10_000);
+  } finally {
+    link.close();
+  }
+  await goodClientStillWorks();
+}, 60_000);
+
+test("a client that stops reading is cut off with E_SLOW_CONSUMER, memory stays bounded, and others are undisturbed", async () => {
+  const slow = uniqueName("slow");
+  await signup(cluster.balancerAddr, slow);
+  const child = await startSlowReader(slow, true);
+  try {
+    expect(await online(slow)).toBe(true);
+    const poured = await flood(slow, FLOOD_LIMIT);
+    console.log("DEBUG poured", poured);
+    // The server let go of the slow connection before the flood reached the limit.
+    expect(await online(slow)).toBe(false);
+    expect(poured).toBeLessThan(FLOOD_LIMIT);
+    await goodClientStillWorks();
+    const seen = await child.wake();
+    console.log("DEBUG seen", seen);
+    expect(seen.closed).toBe(true);
+    expect(seen.bye).toBe("E_SLOW_CONSUMER");
+  } finally {
+    child.kill();
+  }
+  await goodClientStillWorks();
+}, 60_000);
+
+test("a client that logs in and never syncs cannot make the server hold live messages without bound", async () => {
+  const slow = uniqueName("nosync");
+  await signup(cluster.balancerAddr, slow);
+  const { seen, handlers } = watcher();
+  const link = await rawLink(addr, slow, handlers);
+  try {
+    const poured = await flood(slow, FLOOD_LIMIT);
+    expect(await online(slow)).toBe(false);
+    expect(poured).toBeLessThan(FLOOD_LIMIT);
+    await waitFor(() => seen.closed, "the server to close the connection", 5_000);
+    expect(seen.bye?.code).toBe("E_SLOW_CONSUMER");
+  } finally {
+    link.close();
+  }
+  await goodClientStillWorks();
+}, 60_000);
+
+test("after all the bad input, every message stored before is intact and in order", async () => {
+  await goodClientStillWorks();
+  const history = await good.session.history("friend", 1000);
+  expect(history.map((m) => m.text)).toEqual(sent);
+  expect(history.map((m) => m.seq)).toEqual(sent.map((_, i) => i + 1));
+  expect(history.every((m) => m.from === "good")).toBe(true);
+  // And the friend saw each exactly once, in order.
+  expect(friend.texts()).toEqual(sent);
+});

@@ -1,0 +1,104 @@
+/**
+ * The product as users get it: the compiled binary, `chatterbox up` on its
+ * embedded PostgreSQL, then signup, send and inbox through the same binary.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { ROOT } from "./support/cluster";
+
+const BINARY = join(ROOT, "dist", "chatterbox");
+const work = mkdtempSync(join(tmpdir(), "chatterbox-binary-"));
+// As root, PostgreSQL runs as the postgres user, who must be able to enter the data folder's parent.
+chmodSync(work, 0o755);
+const env: Record<string, string> = {
+  ...(process.env as Record<string, string>),
+  CHATTERBOX_HOME: join(work, "home"),
+  CHATTERBOX_PASSWORD: "binary test password",
+  CHATTERBOX_TEST_KDF: "1",
+};
+delete env.DATABASE_URL;
+let up: Subprocess<"ignore", "pipe", "pipe">;
+let port = 0;
+let upOutput = "";
+let upReader: ReadableStreamDefaultReader<Uint8Array>;
+
+/** A port with the next two free as well, for the balancer and two servers. */
+function freePorts(): number {
+  for (;;) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const held: { stop(): void }[] = [];
+    try {
+      for (let i = 0; i < 3; i++) held.push(Bun.listen({ hostname: "127.0.0.1", port: base + i, socket: { data() {} } }));
+      return base;
+    } catch {
+      // taken: try another
+    } finally {
+      for (const l of held) l.stop(true);
+    }
+  }
+}
+
+async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const proc = Bun.spawn([BINARY, ...args, "--balancer", `127.0.0.1:${port}`], { env, stdout: "pipe", stderr: "pipe" });
+  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  return { code: await proc.exited, out, err };
+}
+
+beforeAll(async () => {
+  const build = Bun.spawnSync([process.execPath, "build", "--compile", "cli.ts", "--outfile", BINARY], { cwd: ROOT, stderr: "pipe" });
+  if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`);
+  port = freePorts();
+  up = Bun.spawn([BINARY, "up", "--port", String(port), "--servers", "2", "--data", join(work, "data")], { env, stdout: "pipe", stderr: "pipe" });
+  upReader = up.stdout.getReader();
+  const deadline = Date.now() + 45_000;
+  while (!upOutput.includes("ChatterBox is up.")) {
+    if (Date.now() > deadline) throw new Error(`chatterbox up did not start: ${upOutput}`);
+    const { value, done } = await upReader.read();
+    if (done) throw new Error(`chatterbox up exited: ${upOutput}${await new Response(up.stderr).text()}`);
+    upOutput += new TextDecoder().decode(value);
+  }
+}, 90_000);
+
+afterAll(async () => {
+  up?.kill("SIGKILL");
+  rmSync(work, { recursive: true, force: true });
+});
+
+test("the compiled binary runs the whole system: up, signup, send, inbox", async () => {
+  expect((await run("signup", "--user", "alice")).code).toBe(0);
+  expect((await run("signup", "--user", "bob")).code).toBe(0);
+  const sent = await run("send", "--user", "alice", "--to", "bob", "hello from the binary");
+  expect(sent.err).toBe("");
+  expect(sent.code).toBe(0);
+  expect(sent.out).toMatch(/Sent \(message \d+\)/);
+  const inbox = await run("inbox", "--user", "bob", "--json");
+  expect(inbox.code).toBe(0);
+  const lines = inbox.out.trim().split("\n").map((l) => JSON.parse(l));
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatchObject({ type: "message", from: "alice", to: "bob", text: "hello from the binary", verified: true });
+  // Acknowledged: nothing waits the second time.
+  expect((await run("inbox", "--user", "bob", "--json")).out.trim()).toBe("");
+});
+
+test("a clear error, and a non-zero exit, for a message to nobody", async () => {
+  const result = await run("send", "--user", "alice", "--to", "nobody", "hello?");
+  expect(result.code).toBe(1);
+  expect(result.err).toContain("E_NO_SUCH_USER");
+});
+
+test("chatterbox up stops everything cleanly on SIGTERM", async () => {
+  up.kill("SIGTERM");
+  expect(await up.exited).toBe(0);
+  for (;;) {
+    const { value, done } = await upReader.read();
+    if (done) break;
+    upOutput += new TextDecoder().decode(value);
+  }
+  expect(upOutput).toContain("Stopped.");
+  // The embedded PostgreSQL is gone too: nothing answers on its data directory's lock.
+  const pids = Bun.spawnSync(["pgrep", "-f", `postgres -D ${join(work, "data")}`]).stdout.toString().trim();
+  expect(pids).toBe("");
+});
