@@ -125,13 +125,14 @@ const send = defineCommand({
   meta: { name: "send", description: "Send one message; exits 0 once the server has stored it" },
   args: {
     ...clientArgs,
-    to: { type: "string", description: "Recipient", required: true },
+    to: { type: "string", description: "Recipient user" },
+    group: { type: "string", description: "Recipient group (instead of --to)" },
     text: { type: "positional", description: "The message", required: true },
   },
   run: ({ args }) =>
     guarded(async () => {
       const roles = await import("./roles/client");
-      const { msg } = await roles.send({ ...client(args), to: args.to, text: args.text });
+      const { msg } = await roles.send({ ...client(args), to: args.to, group: args.group, text: args.text });
       console.log(`Sent (message ${msg})`);
     }),
 });
@@ -147,17 +148,18 @@ const inbox = defineCommand({
 });
 
 const history = defineCommand({
-  meta: { name: "history", description: "Print your conversation with another user" },
+  meta: { name: "history", description: "Print your conversation with another user, or in a group" },
   args: {
     ...clientArgs,
-    with: { type: "string", description: "The other user", required: true },
+    with: { type: "string", description: "The other user" },
+    group: { type: "string", description: "A group (instead of --with)" },
     limit: { type: "string", description: "How many of the latest messages", default: "50" },
     json: { type: "boolean", description: "One JSON object a line" },
   },
   run: ({ args }) =>
     guarded(async () => {
       const roles = await import("./roles/client");
-      await roles.history({ ...client(args), with: args.with, limit: Number(args.limit), json: !!args.json });
+      await roles.history({ ...client(args), with: args.with, group: args.group, limit: Number(args.limit), json: !!args.json });
     }),
 });
 

@@ -2,12 +2,17 @@
  * The chat client's command language, parsed into values: the same for a
  * person at a terminal and for a script piping lines in.
  */
+export type GroupOp = "create" | "add" | "remove" | "promote" | "leave" | "members";
+
 export type Command =
   | { kind: "say"; text: string }
   | { kind: "dm"; user: string }
-  | { kind: "to"; user: string; text: string }
+  | { kind: "g"; group: string }
+  | { kind: "to"; target: string; text: string }
   | { kind: "history"; limit: number }
   | { kind: "who" }
+  | { kind: "groups" }
+  | { kind: "group"; op: GroupOp; group: string; users: string[] }
   | { kind: "verify"; user: string }
   | { kind: "trust"; user: string }
   | { kind: "help" }
@@ -16,27 +21,50 @@ export type Command =
 
 export const HELP = [
   "Plain text goes to the current conversation.",
-  "  /dm USER          switch the current conversation to USER",
-  "  /to USER TEXT     send one message to USER",
-  "  /history [N]      the last N messages of the current conversation (default 20)",
-  "  /who              who is online now",
-  "  /verify USER      the safety number to compare with USER",
-  "  /trust USER       accept USER's new identity key (after comparing safety numbers)",
-  "  /help             this list",
-  "  /quit             leave (Ctrl-D too)",
+  "  /dm USER                    talk to USER",
+  "  /g GROUP                    talk in GROUP",
+  "  /to USER|GROUP TEXT         send one message (#GROUP to mean the group when a user has the same name)",
+  "  /history [N]                the last N messages of the current conversation (default 20)",
+  "  /who                        who is online now",
+  "  /groups                     your groups, with unread counts",
+  "  /group create GROUP [USER...]   a new group; you are its first admin",
+  "  /group add GROUP USER...    (admins) add members",
+  "  /group remove GROUP USER... (admins) remove members",
+  "  /group promote GROUP USER   (admins) make a member an admin",
+  "  /group leave GROUP          leave the group",
+  "  /group members GROUP        who is in the group",
+  "  /verify USER                the safety number to compare with USER",
+  "  /trust USER                 accept USER's new identity key (after comparing safety numbers)",
+  "  /help                       this list",
+  "  /quit                       leave (Ctrl-D too)",
 ].join("\n");
+
+const GROUP_USAGE: Record<GroupOp, [min: number, max: number, usage: string]> = {
+  create: [0, Infinity, "/group create GROUP [USER...]"],
+  add: [1, Infinity, "/group add GROUP USER..."],
+  remove: [1, Infinity, "/group remove GROUP USER..."],
+  promote: [1, 1, "/group promote GROUP USER"],
+  leave: [0, 0, "/group leave GROUP"],
+  members: [0, 0, "/group members GROUP"],
+};
 
 export function parse(line: string): Command | undefined {
   const trimmed = line.trim();
   if (trimmed === "") return undefined;
   if (!trimmed.startsWith("/")) return { kind: "say", text: line };
   const [word, ...rest] = trimmed.split(/\s+/);
+  const one = (kind: "dm" | "verify" | "trust"): Command =>
+    rest.length === 1 ? ({ kind, user: rest[0]! } as Command) : { kind: "error", message: `usage: ${word} USER` };
   switch (word) {
     case "/dm":
-      return rest.length === 1 ? { kind: "dm", user: rest[0]! } : { kind: "error", message: "usage: /dm USER" };
+    case "/verify":
+    case "/trust":
+      return one(word.slice(1) as "dm" | "verify" | "trust");
+    case "/g":
+      return rest.length === 1 ? { kind: "g", group: rest[0]!.replace(/^#/, "") } : { kind: "error", message: "usage: /g GROUP" };
     case "/to": {
       const match = /^\/to\s+(\S+)\s+(.+)$/s.exec(trimmed);
-      return match ? { kind: "to", user: match[1]!, text: match[2]! } : { kind: "error", message: "usage: /to USER TEXT" };
+      return match ? { kind: "to", target: match[1]!, text: match[2]! } : { kind: "error", message: "usage: /to USER|GROUP TEXT" };
     }
     case "/history": {
       const limit = rest.length === 0 ? 20 : Number(rest[0]);
@@ -46,11 +74,15 @@ export function parse(line: string): Command | undefined {
     }
     case "/who":
       return { kind: "who" };
-    case "/verify":
-    case "/trust":
-      return rest.length === 1
-        ? { kind: word.slice(1) as "verify" | "trust", user: rest[0]! }
-        : { kind: "error", message: `usage: ${word} USER` };
+    case "/groups":
+      return { kind: "groups" };
+    case "/group": {
+      const [op, group, ...users] = rest;
+      const rule = GROUP_USAGE[op as GroupOp];
+      if (!rule) return { kind: "error", message: "usage: /group create|add|remove|promote|leave|members GROUP ..." };
+      if (!group || users.length < rule[0] || users.length > rule[1]) return { kind: "error", message: `usage: ${rule[2]}` };
+      return { kind: "group", op: op as GroupOp, group: group.replace(/^#/, ""), users };
+    }
     case "/help":
       return { kind: "help" };
     case "/quit":

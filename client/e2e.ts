@@ -23,6 +23,15 @@ export function dmLabel(a: string, b: string): string {
   return a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`;
 }
 
+export function groupLabel(name: string): string {
+  return `group:${name}`;
+}
+
+/** The conversation an incoming message must have been sealed for. */
+export function labelOf(message: WireMessage): string {
+  return message.group !== undefined ? groupLabel(message.group) : dmLabel(message.from, message.to);
+}
+
 /** Remembered (sender, client message id) pairs: an old envelope under a new id is a replay. */
 const SEEN_LIMIT = 20_000;
 
@@ -59,14 +68,25 @@ export class E2E {
     this.pins.set(name, this.fromServer.get(name) ?? key);
   }
 
-  async sealText(to: string, conv: string, cmid: string, content: Content): Promise<Uint8Array> {
-    const { key, changed } = await this.keyOf(to);
-    if (changed) throw new ChatError("E_KEY_CHANGED", `The identity key of ${to} changed. Compare safety numbers with /verify ${to}, then /trust ${to}`);
+  /** Seals once for every recipient (and, always, the sender); refuses if any recipient's key changed. */
+  async seal(recipients: string[], conv: string, cmid: string, content: Content): Promise<Uint8Array> {
+    const others = recipients.filter((n) => n !== this.me);
+    const missing = others.filter((n) => !this.fromServer.has(n));
+    if (missing.length > 0) {
+      const got = await this.fetchKeys(missing);
+      for (const n of missing) this.fromServer.set(n, { dh: new Uint8Array(got[n]!.dh), sign: new Uint8Array(got[n]!.sign) });
+    }
+    const keys = [];
+    for (const name of others) {
+      const { key, changed } = await this.keyOf(name);
+      if (changed) throw new ChatError("E_KEY_CHANGED", `The identity key of ${name} changed. Compare safety numbers with /verify ${name}, then /trust ${name}`);
+      keys.push({ name, dh: key.dh });
+    }
     return seal({
       header: { v: 1, from: this.me, conv, cmid, sentAt: Date.now(), kind: content.kind },
       plaintext: encodeContent(content),
       sender: this.keys(),
-      recipients: [{ name: to, dh: key.dh }],
+      recipients: keys,
     });
   }
 

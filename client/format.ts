@@ -4,10 +4,12 @@
 import type { Received } from "./session";
 
 export interface ShownMessage {
-  type: "message";
+  type: "message" | "system";
   id: number;
   from: string;
   to: string;
+  /** For a group message, the group. */
+  group?: string;
   time: string;
   text: string;
   verified: boolean;
@@ -17,10 +19,11 @@ export interface ShownMessage {
 
 export function shown(message: Received): ShownMessage {
   return {
-    type: "message",
+    type: message.kind === "system" ? "system" : "message",
     id: message.id,
     from: message.from,
     to: message.to,
+    ...(message.group !== undefined ? { group: message.group } : {}),
     time: new Date(message.at).toISOString(),
     text: message.verified ? message.text : "",
     verified: message.verified,
@@ -32,8 +35,10 @@ export function line(message: Received, json: boolean): string {
   const s = shown(message);
   if (json) return JSON.stringify(s);
   const time = new Date(message.at).toLocaleTimeString("en-GB", { hour12: false });
-  if (!s.verified) return `[${time}] ⚠ ${s.from} → ${s.to}: NOT SHOWN, ${sanitize(s.problem ?? "unverified")} (message ${s.id})`;
-  return `[${time}] ${s.from} → ${s.to}: ${sanitize(s.text)}`;
+  const to = s.group !== undefined ? `#${s.group}` : s.to;
+  if (s.type === "system") return `[${time}] * ${s.group !== undefined ? `#${s.group}: ` : ""}${sanitize(s.text)}`;
+  if (!s.verified) return `[${time}] ⚠ ${s.from} → ${to}: NOT SHOWN, ${sanitize(s.problem ?? "unverified")} (message ${s.id})`;
+  return `[${time}] ${s.from} → ${to}: ${sanitize(s.text)}`;
 }
 
 /** Terminal control characters in someone else's text must not drive our terminal. */

@@ -30,6 +30,10 @@ export class Sequencer {
     if (seq > (this.last.get(conv) ?? 0)) this.last.set(conv, seq);
   }
 
+  knows(conv: number): boolean {
+    return this.last.has(conv);
+  }
+
   positions(): Record<number, number> {
     return Object.fromEntries(this.last);
   }

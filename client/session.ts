@@ -15,7 +15,8 @@ import { Link } from "../net/link";
 import { ChatError, isTemporary } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import { changePassword, loginKeys, restoreIdentity } from "./account";
-import { dmLabel, E2E } from "./e2e";
+import { dmLabel, E2E, groupLabel, labelOf } from "./e2e";
+import { describeSystem } from "./system";
 import { loadIdentity, Pins, saveIdentity } from "./keystore";
 import { Sequencer } from "./sequencer";
 import { loadState, saveState, type ClientState } from "./state";
@@ -45,6 +46,20 @@ export interface Received extends WireMessage {
   code?: string;
 }
 
+export interface GroupInfo {
+  name: string;
+  conv: number;
+  role: string;
+  members: number;
+  unread: number;
+}
+
+export interface MemberInfo {
+  name: string;
+  role: "admin" | "member";
+  since: number;
+}
+
 export interface SendResult {
   msg: number;
   conv: number;
@@ -54,7 +69,7 @@ export interface SendResult {
 }
 
 interface PendingSend {
-  args: { to: string; cmid: string; body: Uint8Array };
+  args: { to?: string; group?: string; epoch?: number; cmid: string; body: Uint8Array };
   resolve(result: SendResult): void;
   reject(error: unknown): void;
   inFlight: boolean;
@@ -112,17 +127,66 @@ export class ChatSession {
   /** Encrypts to the recipient's pinned key; resolves once the server has stored the message. */
   async sendText(to: string, text: string): Promise<SendResult> {
     const cmid = randomUUID();
-    const body = await this.e2e.sealText(to, dmLabel(this.user, to), cmid, { kind: "text", text });
-    return this.send(to, body, cmid);
+    const body = await this.e2e.seal([to], dmLabel(this.user, to), cmid, { kind: "text", text });
+    return this.send({ to, cmid, body });
+  }
+
+  /**
+   * Encrypts to every current member of the group. If the membership changes
+   * before the commit, the server refuses, and the message is sealed again for
+   * the new members: it never reaches someone it was not sealed for.
+   */
+  async sendGroupText(group: string, text: string): Promise<SendResult> {
+    const cmid = randomUUID();
+    for (let attempt = 0; ; attempt++) {
+      const { epoch, members } = await this.groupMembers(group);
+      const body = await this.e2e.seal(
+        members.map((m) => m.name),
+        groupLabel(group),
+        cmid,
+        { kind: "text", text },
+      );
+      try {
+        return await this.send({ group, epoch, cmid, body });
+      } catch (error) {
+        if (!(error instanceof ChatError) || error.code !== "E_STALE_MEMBERS" || attempt >= 5) throw error;
+      }
+    }
   }
 
   /** Sends an already-sealed body. */
-  send(to: string, body: Uint8Array, cmid: string = randomUUID()): Promise<SendResult> {
+  send(args: PendingSend["args"]): Promise<SendResult> {
     return new Promise((resolve, reject) => {
-      const p: PendingSend = { args: { to, cmid, body }, resolve, reject, inFlight: false };
-      this.pending.set(cmid, p);
+      const p: PendingSend = { args, resolve, reject, inFlight: false };
+      this.pending.set(args.cmid, p);
       this.transmit(p);
     });
+  }
+
+  async createGroup(name: string, members: string[]): Promise<void> {
+    await this.request("group.create", { group: name, members: members.length > 0 ? members : undefined });
+  }
+
+  async changeGroup(op: "add" | "remove" | "promote" | "leave", group: string, users: string[] = []): Promise<void> {
+    if (op === "promote") await this.request("group.promote", { group, user: users[0] });
+    else if (op === "leave") await this.request("group.leave", { group });
+    else await this.request(`group.${op}`, { group, users });
+  }
+
+  async groupMembers(group: string): Promise<{ epoch: number; members: MemberInfo[] }> {
+    const reply = await this.request("group.members", { group });
+    return { epoch: reply.epoch as number, members: reply.members as MemberInfo[] };
+  }
+
+  async groups(): Promise<GroupInfo[]> {
+    return (await this.request("groups")).groups as GroupInfo[];
+  }
+
+  async groupHistory(group: string, limit = 50): Promise<Received[]> {
+    const reply = await this.request("history", { group, limit });
+    const out: Received[] = [];
+    for (const m of reply.messages as WireMessage[]) out.push(await this.read(bytesOf(m)));
+    return out;
   }
 
   get unacknowledged(): number {
@@ -236,7 +300,11 @@ export class ChatSession {
     const link = await Link.connect(addr, {
       hello: { role: "client", agent: this.options.agent ?? "chatterbox" },
       onEvent: (ev, frame) => {
-        if (ev === "msg") this.sequencer.receive(bytesOf(frame.m as WireMessage));
+        if (ev !== "msg") return;
+        const message = bytesOf(frame.m as WireMessage);
+        // A group we were just added to starts at the system message that added us.
+        if (message.kind === "system" && !this.sequencer.knows(message.conv)) this.sequencer.position(message.conv, message.seq - 1);
+        this.sequencer.receive(message);
       },
       onBye: (error) => {
         if (error.code === "E_SESSION_REPLACED") this.end(error);
@@ -324,7 +392,7 @@ export class ChatSession {
 
   /** One message in order: verify it, then show it, hold it, or (our own) just count it. */
   private async deliver(message: WireMessage): Promise<void> {
-    if (message.from === this.user) {
+    if (message.from === this.user && message.kind !== "system") {
       this.shown(message.conv, message.seq);
       return;
     }
@@ -344,7 +412,9 @@ export class ChatSession {
   }
 
   private async read(message: WireMessage): Promise<Received> {
-    const revealed = await this.e2e.reveal(message, dmLabel(message.from, message.to));
+    // Membership changes are recorded by the server, not signed by a member: shown as the server's word.
+    if (message.kind === "system") return { ...message, text: describeSystem(message, this.user), verified: true };
+    const revealed = await this.e2e.reveal(message, labelOf(message));
     if (revealed.status === "ok") return { ...message, text: revealed.content.text, verified: true };
     if (revealed.status === "held") return { ...message, text: "", verified: false, code: "E_KEY_CHANGED", problem: keyChangedWarning(message.from) };
     return { ...message, text: "", verified: false, code: revealed.code, problem: revealed.reason };

@@ -78,10 +78,17 @@ export const conversations = pgTable(
     kind: text("kind").notNull(),
     /** For a direct conversation, "lowId:highId", so a pair has exactly one. */
     dmKey: text("dm_key"),
+    /** For a group, its name, unique among groups. */
+    name: text("name"),
     lastSeq: bigint("last_seq", { mode: "number" }).notNull().default(0),
+    /** Bumped by every membership change: a message sealed for an older membership is refused. */
+    epoch: integer("epoch").notNull().default(0),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [uniqueIndex("conversations_dm_key").on(t.dmKey).where(sql`${t.dmKey} is not null`)],
+  (t) => [
+    uniqueIndex("conversations_dm_key").on(t.dmKey).where(sql`${t.dmKey} is not null`),
+    uniqueIndex("conversations_group_name").on(t.name).where(sql`${t.name} is not null`),
+  ],
 );
 
 /** Each member's delivery cursor: everything up to `cursor` is acknowledged. */
@@ -97,6 +104,14 @@ export const members = pgTable(
     cursor: bigint("cursor", { mode: "number" }).notNull().default(0),
     /** The member sees messages after this sequence number only. */
     joinedSeq: bigint("joined_seq", { mode: "number" }).notNull().default(0),
+    /**
+     * Set when the member leaves or is removed: the sequence number of that
+     * change, the last message they see. Null while they are a member.
+     */
+    leftSeq: bigint("left_seq", { mode: "number" }),
+    /** In a group: "admin" or "member". */
+    role: text("role").notNull().default("member"),
+    joinedAt: timestamp("joined_at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [primaryKey({ columns: [t.conversationId, t.userId] }), index("members_user").on(t.userId)],
 );
@@ -115,6 +130,8 @@ export const messages = pgTable(
       .references(() => users.id, { onDelete: "cascade" }),
     /** The sender's client message id: a retried send finds its first copy. */
     cmid: text("cmid").notNull(),
+    /** "chat": an envelope only its recipients can open; "system": a membership change the server records. */
+    kind: text("kind").notNull().default("chat"),
     body: bytea("body").notNull(),
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
   },

@@ -22,8 +22,12 @@ export interface WireMessage {
   seq: number;
   /** Sender's name. */
   from: string;
-  /** For a direct message, the recipient's name. */
+  /** For a direct message, the recipient's name; for a group message, the group's name. */
   to: string;
+  /** Set for a group message: the group's name. */
+  group?: string;
+  /** "chat": an envelope; "system": a membership change recorded by the server, a MessagePack map. */
+  kind: "chat" | "system";
   /** Milliseconds since the epoch, when the server stored it. */
   at: number;
   cmid: string;

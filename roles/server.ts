@@ -19,6 +19,7 @@ import { Peers } from "../server/peers";
 import { routes } from "../server/requests";
 import { Sessions } from "../server/sessions";
 import { Store } from "../server/store";
+import { GroupStore } from "../server/group-store";
 
 export interface ServerOptions {
   port: number;
@@ -58,6 +59,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     saltSecret,
     config,
     store,
+    groups: new GroupStore(database.sql, config.maxGroupMembers),
     log,
     committer: new Committer(store, 2000, (e) => log(`commit failed: ${e}`)),
     sessions: new Sessions(getCtx),

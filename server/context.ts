@@ -7,6 +7,7 @@ import type { Delivery } from "./delivery";
 import type { Peers } from "./peers";
 import type { Sessions } from "./sessions";
 import type { Store } from "./store";
+import type { GroupStore } from "./group-store";
 
 export interface ServerConfig {
   /** Close connections that have not logged in by then. */
@@ -19,6 +20,8 @@ export interface ServerConfig {
   tokenTtlMs: number;
   /** A server whose heartbeat is older than this is considered gone. */
   liveWithinMs: number;
+  /** The most members a group may have. */
+  maxGroupMembers: number;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
@@ -27,6 +30,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   outboxLimit: 8 * 1024 * 1024,
   tokenTtlMs: 7 * 24 * 3600_000,
   liveWithinMs: 5_000,
+  maxGroupMembers: 1000,
 };
 
 export interface ClientState {
@@ -49,6 +53,7 @@ export interface ServerContext {
   addr: string;
   config: ServerConfig;
   store: Store;
+  groups: GroupStore;
   committer: Committer;
   sessions: Sessions;
   delivery: Delivery;

@@ -10,6 +10,7 @@ const MAX_ENTRIES = 200_000;
 export class Directory {
   private readonly ids = new Map<string, number>();
   private readonly direct_ = new Map<string, number>();
+  private readonly groups = new Map<string, number>();
 
   constructor(private readonly store: Store) {}
 
@@ -20,6 +21,19 @@ export class Directory {
     if (!user) throw new ChatError("E_NO_SUCH_USER", `No user is called "${name}"`);
     remember(this.ids, name, user.id);
     return user.id;
+  }
+
+  /**
+   * A group's conversation id (never changes once made). Membership is not
+   * checked here: the commit checks it under the group's lock.
+   */
+  async group(name: string): Promise<number> {
+    const cached = this.groups.get(name);
+    if (cached !== undefined) return cached;
+    const id = await this.store.groupConversation(name);
+    if (id === undefined) throw new ChatError("E_NO_SUCH_GROUP", `No group is called "${name}"`);
+    remember(this.groups, name, id);
+    return id;
   }
 
   /** The direct conversation between a user and the named other, and who receives in it. */

@@ -12,6 +12,7 @@ import type { Acks } from "./acks";
 import { AUTH_KEY_BYTES, changePassword, login, prelogin, resume, signup, type LoginResult } from "./auth";
 import type { ClientState, Conn, ServerContext } from "./context";
 import type { Directory } from "./directory";
+import type { GroupChange } from "./group-store";
 
 const loggedIn = (conn: Conn) =>
   conn.state.user ? undefined : new ChatError("E_NOT_LOGGED_IN", "Log in first");
@@ -40,6 +41,17 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     } finally {
       conn.state.authenticating = false;
     }
+  }
+
+  /** A membership change is a system message: delivered like any other, to members old and new. */
+  function announce(message: WireMessage, recipients: number[]) {
+    void ctx.delivery.deliver(message, recipients).catch((e) => ctx.log(`deliver ${message.id}: ${e}`));
+  }
+
+  async function change(conn: Conn, req: Request, what: GroupChange) {
+    const { message, recipients } = await ctx.groups.change(v.name(req, "group"), conn.state.user!, what);
+    announce(message, recipients);
+    return { seq: message.seq };
   }
 
   return {
@@ -107,18 +119,64 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     send: {
       guard: loggedIn,
       async handle(conn, req) {
-        const to = v.name(req, "to");
+        const me = conn.state.user!;
+        const group = v.optionalName(req, "group");
+        const to = group === undefined ? v.name(req, "to") : undefined;
         const cmid = v.string(req, "cmid", 64);
         const body = v.bytes(req, "body", ctx.config.maxBody);
-        const me = conn.state.user!;
-        const { convId, recipients } = await directory.direct(me.id, to);
-        const result = await ctx.committer.append({ senderId: me.id, convId, cmid, body });
+        let convId: number;
+        let recipients: number[] = [];
+        let epoch: number | undefined;
+        if (group !== undefined) {
+          convId = await directory.group(group);
+          epoch = v.int(req, "epoch", 0);
+        } else {
+          ({ convId, recipients } = await directory.direct(me.id, to!));
+        }
+        const result = await ctx.committer.append({ senderId: me.id, convId, cmid, body, epoch });
         if (!result.ok) throw new ChatError(result.code, result.message);
         if (!result.duplicate) {
-          const message: WireMessage = { id: result.id, conv: convId, seq: result.seq, from: me.name, to, at: result.at, cmid, body };
-          void ctx.delivery.deliver(message, recipients).catch((e) => ctx.log(`deliver ${result.id}: ${e}`));
+          const message: WireMessage = {
+            id: result.id,
+            conv: convId,
+            seq: result.seq,
+            from: me.name,
+            to: group ?? to!,
+            ...(group !== undefined ? { group } : {}),
+            kind: "chat",
+            at: result.at,
+            cmid,
+            body,
+          };
+          void ctx.delivery.deliver(message, result.recipients ?? recipients).catch((e) => ctx.log(`deliver ${result.id}: ${e}`));
         }
         return { msg: result.id, conv: convId, seq: result.seq, at: result.at, duplicate: result.duplicate };
+      },
+    },
+    "group.create": {
+      guard: loggedIn,
+      async handle(conn, req) {
+        const name = v.name(req, "group");
+        const others = req.members === undefined ? [] : v.names(req, "members", ctx.config.maxGroupMembers);
+        const { message, recipients } = await ctx.groups.create(name, conn.state.user!, others);
+        announce(message, recipients);
+        return { group: name, conv: message.conv };
+      },
+    },
+    "group.add": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "add", users: v.names(req, "users", ctx.config.maxGroupMembers) }) },
+    "group.remove": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "remove", users: v.names(req, "users", ctx.config.maxGroupMembers) }) },
+    "group.promote": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "promote", user: v.name(req, "user") }) },
+    "group.leave": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "leave" }) },
+    "group.members": {
+      guard: loggedIn,
+      async handle(conn, req) {
+        return ctx.groups.members(v.name(req, "group"), conn.state.user!.id);
+      },
+    },
+    groups: {
+      guard: loggedIn,
+      async handle(conn) {
+        return { groups: await ctx.groups.of(conn.state.user!.id) };
       },
     },
     sync: {
@@ -145,11 +203,11 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     history: {
       guard: loggedIn,
       async handle(conn, req) {
-        const other = v.name(req, "with");
+        const me = conn.state.user!;
+        const group = v.optionalName(req, "group");
         const before = v.optionalInt(req, "before", 1);
         const limit = v.optionalInt(req, "limit", 1, 1000) ?? 50;
-        const me = conn.state.user!;
-        const { convId } = await directory.direct(me.id, other);
+        const convId = group !== undefined ? await ctx.groups.conversation(group, me.id) : (await directory.direct(me.id, v.name(req, "with"))).convId;
         return { conv: convId, messages: await ctx.store.history(me.id, convId, before, limit) };
       },
     },

@@ -43,17 +43,28 @@ export interface AppendItem {
   convId: number;
   cmid: string;
   body: Uint8Array;
+  /** For a group: the membership epoch the client sealed the message for. */
+  epoch?: number;
 }
 
 export type AppendResult =
-  | { ok: true; id: number; seq: number; at: number; duplicate: boolean }
+  | {
+      ok: true;
+      id: number;
+      seq: number;
+      at: number;
+      duplicate: boolean;
+      /** For a group message: every member at commit time but the sender. */
+      recipients?: number[];
+    }
   | { ok: false; code: ErrorCode; message: string };
 
-const MESSAGE_COLUMNS = (sql: Sql) => sql`
-  m.id, m.conversation_id as conv, m.seq, m.cmid, m.body,
+/** Columns of a WireMessage; the query joins messages m, their sender s and their conversation c. */
+export const MESSAGE_COLUMNS = (sql: Sql) => sql`
+  m.id, m.conversation_id as conv, m.seq, m.cmid, m.body, m.kind, c.name as "group",
   s.name as "from",
   (extract(epoch from m.created_at) * 1000)::float8 as at,
-  coalesce((select u.name from members o join users u on u.id = o.user_id
+  coalesce(c.name, (select u.name from members o join users u on u.id = o.user_id
             where o.conversation_id = m.conversation_id and o.user_id <> m.sender_id limit 1), s.name) as "to"`;
 
 export class Store {
@@ -197,6 +208,11 @@ export class Store {
     });
   }
 
+  async groupConversation(name: string): Promise<number | undefined> {
+    const [row] = await this.sql`select id from conversations where kind = 'group' and name = ${name}`;
+    return row?.id;
+  }
+
   async memberIds(convId: number): Promise<number[]> {
     const rows = await this.sql`select user_id from members where conversation_id = ${convId} order by user_id`;
     return rows.map((r) => r.user_id as number);
@@ -211,7 +227,20 @@ export class Store {
   async appendBatch(items: AppendItem[]): Promise<AppendResult[]> {
     return this.sql.begin(async (tx) => {
       const convIds = [...new Set(items.map((i) => i.convId))].sort((x, y) => x - y);
-      await tx`select id from conversations where id = any(${convIds}) order by id for update`;
+      const locked = await tx`select id, kind, epoch from conversations where id = any(${convIds}) order by id for update`;
+      const epochs = new Map(locked.filter((c) => c.kind === "group").map((c) => [c.id as number, c.epoch as number]));
+      // Membership is read under the same locks that membership changes take: a
+      // message is sealed for exactly the members at its commit, never half.
+      const groupMembers = new Map<number, number[]>();
+      if (epochs.size > 0) {
+        const rows = await tx`select conversation_id, user_id from members
+                              where conversation_id = any(${[...epochs.keys()]}) and left_seq is null`;
+        for (const r of rows) {
+          const list = groupMembers.get(r.conversation_id) ?? [];
+          list.push(r.user_id);
+          groupMembers.set(r.conversation_id, list);
+        }
+      }
       const senders = items.map((i) => i.senderId);
       const cmids = items.map((i) => i.cmid);
       const existing = await tx`
@@ -225,10 +254,15 @@ export class Store {
       items.forEach((item, index) => {
         const key = `${item.senderId}:${item.cmid}`;
         const old = known.get(key);
-        if (old) {
+        const epoch = epochs.get(item.convId);
+        if (epoch !== undefined && !groupMembers.get(item.convId)?.includes(item.senderId)) {
+          results[index] = { ok: false, code: "E_NOT_MEMBER", message: "Only members send to a group" };
+        } else if (old) {
           results[index] = old.conversation_id === item.convId
             ? { ok: true, id: old.id, seq: old.seq, at: old.at, duplicate: true }
             : { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
+        } else if (epoch !== undefined && item.epoch !== epoch) {
+          results[index] = { ok: false, code: "E_STALE_MEMBERS", message: "The group's membership changed: seal the message again for the current members" };
         } else if (firstInBatch.has(key)) {
           results[index] = { ok: false, code: "E_DUPLICATE", message: "pending" }; // resolved below
         } else {
@@ -258,8 +292,9 @@ export class Store {
         const stored = new Map(inserted.map((r) => [`${r.sender_id}:${r.cmid}`, r]));
         for (const { index, item } of fresh) {
           const row = stored.get(`${item.senderId}:${item.cmid}`);
+          const members = groupMembers.get(item.convId);
           results[index] = row
-            ? { ok: true, id: row.id, seq: row.seq, at: row.at, duplicate: false }
+            ? { ok: true, id: row.id, seq: row.seq, at: row.at, duplicate: false, recipients: members?.filter((u) => u !== item.senderId) }
             : { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
         }
       }
@@ -283,7 +318,9 @@ export class Store {
       select ${MESSAGE_COLUMNS(this.sql)}
       from members me
       join messages m on m.conversation_id = me.conversation_id and m.seq > me.cursor
+        and (me.left_seq is null or m.seq <= me.left_seq)
       join users s on s.id = m.sender_id
+      join conversations c on c.id = m.conversation_id
       where me.user_id = ${userId} and (m.conversation_id, m.seq) > (${from.conv}::int, ${from.seq}::bigint)
       order by m.conversation_id, m.seq
       limit ${limit}`;
@@ -296,7 +333,9 @@ export class Store {
       select ${MESSAGE_COLUMNS(this.sql)}
       from members me
       join messages m on m.conversation_id = me.conversation_id and m.seq > greatest(${afterSeq}, me.joined_seq)
+        and (me.left_seq is null or m.seq <= me.left_seq)
       join users s on s.id = m.sender_id
+      join conversations c on c.id = m.conversation_id
       where me.user_id = ${userId} and me.conversation_id = ${convId}
       order by m.seq limit ${limit}`;
     return rows.map(toWire);
@@ -304,11 +343,14 @@ export class Store {
 
   /** The last `limit` messages before a sequence number, returned oldest first. */
   async history(userId: number, convId: number, beforeSeq: number | undefined, limit: number): Promise<WireMessage[]> {
+    // Membership is part of the query: a non-member, or a removed one, reads nothing.
     const rows = await this.sql`
       select ${MESSAGE_COLUMNS(this.sql)}
       from members me
       join messages m on m.conversation_id = me.conversation_id and m.seq > me.joined_seq
+        and (me.left_seq is null or m.seq <= me.left_seq)
       join users s on s.id = m.sender_id
+      join conversations c on c.id = m.conversation_id
       where me.user_id = ${userId} and me.conversation_id = ${convId}
         and (${beforeSeq ?? null}::bigint is null or m.seq < ${beforeSeq ?? null}::bigint)
       order by m.seq desc limit ${limit}`;
@@ -366,13 +408,15 @@ export class Store {
   }
 }
 
-function toWire(row: Record<string, any>): WireMessage {
+export function toWire(row: Record<string, any>): WireMessage {
   return {
     id: row.id,
     conv: row.conv,
     seq: row.seq,
     from: row.from,
     to: row.to,
+    kind: row.kind,
+    ...(row.group ? { group: row.group } : {}),
     at: row.at,
     cmid: row.cmid,
     body: new Uint8Array(row.body),
