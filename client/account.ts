@@ -7,7 +7,7 @@ import { generateIdentity, type IdentityKeys } from "../crypto/keys";
 import { CryptoError } from "../crypto/errors";
 import type { Link } from "../net/link";
 import { ChatError } from "../protocol/errors";
-import { MIN_PASSWORD } from "../protocol/validate";
+import { MIN_PASSWORD, NAME_PATTERN } from "../protocol/validate";
 
 /**
  * CHATTERBOX_TEST_KDF=1 makes new accounts cheap to derive and lets the client
@@ -19,6 +19,10 @@ function testKdfAllowed(): boolean {
 
 export function newAccountKdf(): KdfParams {
   return testKdfAllowed() ? TEST_KDF : DEFAULT_KDF;
+}
+
+export function checkName(user: string): void {
+  if (!NAME_PATTERN.test(user)) throw new ChatError("E_INVALID_NAME", `"${user}": names are 1 to 32 characters from a-z, 0-9, '_', '.' and '-'`);
 }
 
 export function checkPassword(password: string): void {
@@ -34,6 +38,7 @@ function checkKdf(kdf: KdfParams): void {
 }
 
 export async function signupAccount(link: Link, user: string, password: string): Promise<IdentityKeys> {
+  checkName(user);
   checkPassword(password);
   const salt = randomSalt();
   const kdf = newAccountKdf();
@@ -53,6 +58,7 @@ export async function signupAccount(link: Link, user: string, password: string):
 
 /** The login key for this user, from the salt and settings the server keeps for them. */
 export async function loginKeys(link: Link, user: string, password: string): Promise<{ authKey: Uint8Array; wrapKey: Uint8Array }> {
+  checkName(user);
   const { salt, kdf } = await link.request("salt", { user });
   checkKdf(kdf as KdfParams);
   return deriveKeys(password, new Uint8Array(salt as Uint8Array), kdf as KdfParams);

@@ -62,6 +62,11 @@ export class E2E {
     return { key: pinned, changed: !sameKeys(pinned, served) };
   }
 
+  /** The key the server hands out now for a contact, which may differ from the pinned one. */
+  offered(name: string): PublicIdentity | undefined {
+    return this.fromServer.get(name);
+  }
+
   /** Accepts the key the server now hands out for a contact. */
   async trust(name: string): Promise<void> {
     const { key } = await this.keyOf(name, true);

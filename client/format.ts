@@ -25,7 +25,8 @@ export function shown(message: Received): ShownMessage {
     to: message.to,
     ...(message.group !== undefined ? { group: message.group } : {}),
     time: new Date(message.at).toISOString(),
-    text: message.verified ? message.text : "",
+    // A system line is the server's record of a membership change: shown, and marked as not signed.
+    text: message.verified || message.kind === "system" ? message.text : "",
     verified: message.verified,
     ...(message.verified ? {} : { problem: message.problem ?? "unverified" }),
   };

@@ -204,11 +204,16 @@ export class ChatSession {
     return (await this.request("who")).users as string[];
   }
 
-  /** The safety number of this user and a contact, from the keys pinned here. */
+  /**
+   * The safety number of this user and a contact. While a key change waits to
+   * be trusted, it is computed from the key now offered: comparing it is how
+   * the user finds out whether that key is really the contact's.
+   */
   async safetyNumber(other: string): Promise<string> {
     const mine = await this.e2e.keyOf(this.user);
-    const theirs = await this.e2e.keyOf(other);
-    return safetyNumber({ name: this.user, ...mine.key }, { name: other, ...theirs.key });
+    const theirs = await this.e2e.keyOf(other, true);
+    const key = theirs.changed ? this.e2e.offered(other)! : theirs.key;
+    return safetyNumber({ name: this.user, ...mine.key }, { name: other, ...key });
   }
 
   /** Accepts a contact's new identity key and shows what was held back because of it. */
@@ -413,7 +418,7 @@ export class ChatSession {
 
   private async read(message: WireMessage): Promise<Received> {
     // Membership changes are recorded by the server, not signed by a member: shown as the server's word.
-    if (message.kind === "system") return { ...message, text: describeSystem(message, this.user), verified: true };
+    if (message.kind === "system") return { ...message, text: describeSystem(message, this.user), verified: false, problem: "recorded by the server, not signed by a member" };
     const revealed = await this.e2e.reveal(message, labelOf(message));
     if (revealed.status === "ok") return { ...message, text: revealed.content.text, verified: true };
     if (revealed.status === "held") return { ...message, text: "", verified: false, code: "E_KEY_CHANGED", problem: keyChangedWarning(message.from) };

@@ -193,7 +193,7 @@ function receive<S>(conn: Connection<S>, payload: Uint8Array, options: ListenOpt
     });
     return;
   }
-  const route = options.routes[req.op];
+  const route = Object.hasOwn(options.routes, req.op) ? options.routes[req.op] : undefined;
   if (!route) {
     conn.send(fail(req.id, "E_UNKNOWN_OP", `Unknown request "${req.op.slice(0, 40)}"`));
     return;

@@ -72,22 +72,38 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     hostname,
     outboxLimit: config.outboxLimit,
     initialState: () => ({ role: "unknown", authenticating: false }),
-    routes: routes(ctx, directory, acks),
+    routes: {
+      ...routes(ctx, directory, acks),
+      "peer.auth": {
+        guard: (conn) => (conn.state.peerChallenge ? undefined : new ChatError("E_BAD_REQUEST", "peer.auth follows a peer's hello")),
+        handle(conn, req) {
+          const { peerId, peerChallenge } = conn.state;
+          conn.state.peerChallenge = undefined;
+          if (!ctx.peers.verify("connect", peerId!, peerChallenge!, req.proof)) {
+            setTimeout(() => conn.bye("E_AUTH", "This peer did not prove it belongs to the cluster"), 0);
+            throw new ChatError("E_AUTH", "This peer did not prove it belongs to the cluster");
+          }
+          conn.state.role = "peer";
+          clearTimeout(conn.state.loginTimer);
+          // A server we have not met yet: link back to it now rather than at the next refresh.
+          void ctx.peers.refresh().catch(() => {});
+        },
+      },
+    },
     onOpen(conn) {
       conn.state.loginTimer = setTimeout(() => {
         if (!conn.state.user && conn.state.role !== "peer") conn.bye("E_LOGIN_TIMEOUT", `No login within ${config.loginTimeoutMs / 1000} s`);
       }, config.loginTimeoutMs);
     },
     hello(conn, req) {
-      if (req.role === "peer") {
-        if (typeof req.server !== "string" || !ctx.peers.verify(req.server, req.proof)) {
-          throw new ChatError("E_AUTH", "This peer did not prove it belongs to the cluster");
-        }
-        conn.state.role = "peer";
-        conn.state.peerId = req.server;
-        clearTimeout(conn.state.loginTimer);
+      if (req.role !== "peer") return { server: id, role: "server" };
+      // A peer proves itself with peer.auth, over the challenge sent here; this server proves itself now.
+      if (typeof req.server !== "string" || !(req.nonce instanceof Uint8Array) || req.nonce.length !== 32) {
+        throw new ChatError("E_BAD_REQUEST", "A peer's hello names its server id and a 32-byte nonce");
       }
-      return { server: id, role: "server" };
+      conn.state.peerId = req.server;
+      conn.state.peerChallenge = crypto.getRandomValues(new Uint8Array(32));
+      return { server: id, role: "server", nonce: conn.state.peerChallenge, proof: ctx.peers.proof("accept", id, req.nonce) };
     },
     onEvent(conn, ev, frame) {
       if (conn.state.role !== "peer") return;

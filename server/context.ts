@@ -42,6 +42,8 @@ export interface ClientState {
   /** While the backlog replays, live messages wait here so that order holds. */
   held?: { conv: number; seq: number; bytes: Uint8Array }[];
   peerId?: string;
+  /** The challenge this server sent a connecting peer, until it answers with peer.auth. */
+  peerChallenge?: Uint8Array;
 }
 
 export type Conn = Connection<ClientState>;

@@ -52,6 +52,9 @@ export class Delivery {
       }
     }
     for (const [server, users] of remote) {
+      if (ctx.peers.send(server, "deliver", { m: message, to: users })) continue;
+      // A server that started a moment ago: link to it now (the link queues), or forget it.
+      await ctx.peers.refresh().catch(() => {});
       if (!ctx.peers.send(server, "deliver", { m: message, to: users })) this.forgetServer(server);
     }
   }

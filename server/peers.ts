@@ -25,16 +25,19 @@ export class Peers {
     private readonly secret: Uint8Array,
   ) {}
 
-  /** What a server shows to prove it belongs to this cluster. */
-  proof(serverId: string): string {
-    return createHmac("sha256", this.secret).update(`chatterbox peer ${serverId}`).digest("base64");
+  /**
+   * Proof of the cluster secret over the other side's fresh challenge: each
+   * side of a peer link proves itself to the other, and a recorded proof is
+   * worth nothing on the next connection.
+   */
+  proof(role: "accept" | "connect", serverId: string, challenge: Uint8Array): Uint8Array {
+    return new Uint8Array(createHmac("sha256", this.secret).update(`chatterbox peer ${role} ${serverId} `).update(challenge).digest());
   }
 
-  verify(serverId: string, proof: unknown): boolean {
-    if (typeof proof !== "string") return false;
-    const expected = Buffer.from(this.proof(serverId));
-    const given = Buffer.from(proof);
-    return given.length === expected.length && timingSafeEqual(given, expected);
+  verify(role: "accept" | "connect", serverId: string, challenge: Uint8Array, proof: unknown): boolean {
+    if (!(proof instanceof Uint8Array)) return false;
+    const expected = this.proof(role, serverId, challenge);
+    return proof.length === expected.length && timingSafeEqual(proof, expected);
   }
 
   start(intervalMs = 1000): void {
@@ -74,6 +77,7 @@ export class Peers {
     }
   }
 
+  /** Queues an event for a peer; false when no link to it exists or is being made. */
   send(serverId: string, ev: string, fields: Record<string, unknown>): boolean {
     const peer = this.links.get(serverId);
     if (!peer) return false;
@@ -103,13 +107,25 @@ export class Peers {
     const ctx = this.ctx();
     const peer: PeerLink = { addr, queue: [] };
     this.links.set(serverId, peer);
-    Link.connect(addr, {
-      hello: { role: "peer", server: ctx.id, proof: this.proof(ctx.id) },
-      timeoutMs: 5_000,
-      onClose: () => {
-        if (this.links.get(serverId) === peer) peer.link = undefined;
-      },
-    }).then(
+    const challenge = crypto.getRandomValues(new Uint8Array(32));
+    const open = async () => {
+      const link = await Link.connect(addr, {
+        hello: { role: "peer", server: ctx.id, nonce: challenge },
+        timeoutMs: 5_000,
+        onClose: () => {
+          if (this.links.get(serverId) === peer) peer.link = undefined;
+        },
+      });
+      const reply = link.helloReply;
+      const theirs = reply.nonce;
+      if (reply.server !== serverId || !(theirs instanceof Uint8Array) || !this.verify("accept", serverId, challenge, reply.proof)) {
+        link.close();
+        throw new Error(`${addr} did not prove it is server ${serverId} of this cluster`);
+      }
+      await link.request("peer.auth", { proof: this.proof("connect", ctx.id, theirs) });
+      return link;
+    };
+    open().then(
       (link) => {
         if (this.stopped || this.links.get(serverId) !== peer) return link.close();
         peer.link = link;

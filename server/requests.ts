@@ -56,7 +56,8 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
 
   return {
     salt: {
-      guard: anonymous,
+      // Also asked by a logged-in client about to change its password.
+      guard: (conn) => (conn.state.role === "peer" ? new ChatError("E_UNKNOWN_OP", "Peers do not log in") : undefined),
       async handle(_conn, req) {
         return prelogin(ctx, v.name(req, "user"));
       },

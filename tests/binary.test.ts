@@ -29,7 +29,7 @@ let upReader: ReadableStreamDefaultReader<Uint8Array>;
 function freePorts(): number {
   for (;;) {
     const base = 20_000 + Math.floor(Math.random() * 30_000);
-    const held: { stop(): void }[] = [];
+    const held: { stop(closeActive?: boolean): void }[] = [];
     try {
       for (let i = 0; i < 3; i++) held.push(Bun.listen({ hostname: "127.0.0.1", port: base + i, socket: { data() {} } }));
       return base;
@@ -52,7 +52,7 @@ beforeAll(async () => {
   if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`);
   port = freePorts();
   up = Bun.spawn([BINARY, "up", "--port", String(port), "--servers", "2", "--data", join(work, "data")], { env, stdout: "pipe", stderr: "pipe" });
-  upReader = up.stdout.getReader();
+  upReader = up.stdout.getReader() as ReadableStreamDefaultReader<Uint8Array>;
   const deadline = Date.now() + 45_000;
   while (!upOutput.includes("ChatterBox is up.")) {
     if (Date.now() > deadline) throw new Error(`chatterbox up did not start: ${upOutput}`);

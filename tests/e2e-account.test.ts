@@ -5,7 +5,7 @@
  * name's salt does not tell whether the account exists.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { askBalancer } from "../balancer/ask";
@@ -43,10 +43,16 @@ beforeAll(async () => {
 
 afterAll(async () => {
   process.env.CHATTERBOX_HOME = originalHome;
+  for (const home of homes) rmSync(home, { recursive: true, force: true });
   await cluster?.stop();
 });
 
-const freshHome = () => mkdtempSync(join(tmpdir(), "chatterbox-e2e-home-"));
+const homes: string[] = [];
+function freshHome(): string {
+  const home = mkdtempSync(join(tmpdir(), "chatterbox-e2e-home-"));
+  homes.push(home);
+  return home;
+}
 const keysFile = (home: string, user: string) => join(home, user, "keys.json");
 
 /** A ChatSession that keeps its keys, pins and token under `home`, as the real client does. */

@@ -238,8 +238,8 @@ async function tap(target: string): Promise<Tap> {
               toClient.write(copy);
             },
             drain: () => toServer.flush(),
-            close: () => client.end(),
-            error: () => client.end(),
+            close: () => void client.end(),
+            error: () => void client.end(),
           },
         }).then(
           (upstream) => {
@@ -247,7 +247,7 @@ async function tap(target: string): Promise<Tap> {
             toServer.socket = upstream;
             toServer.flush();
           },
-          () => client.end(),
+          () => void client.end(),
         );
       },
       data(client, chunk) {

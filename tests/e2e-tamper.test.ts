@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
@@ -35,6 +35,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   process.env.CHATTERBOX_HOME = originalHome;
+  for (const home of homes) rmSync(home, { recursive: true, force: true });
   await sql?.end();
   await cluster?.stop();
 });
@@ -97,7 +98,12 @@ async function openPersistent(home: string, name: string): Promise<TestUser> {
   return user;
 }
 
-const freshHome = () => mkdtempSync(join(tmpdir(), "chatterbox-e2e-home-"));
+const homes: string[] = [];
+function freshHome(): string {
+  const home = mkdtempSync(join(tmpdir(), "chatterbox-e2e-home-"));
+  homes.push(home);
+  return home;
+}
 
 describe("a server that alters a stored message", () => {
   test("a flipped byte in the middle of the ciphertext is caught by the signature (E_SIGNATURE)", async () => {

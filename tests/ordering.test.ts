@@ -227,6 +227,8 @@ test("a gap longer than one fetch page is filled completely before the cursor mo
   const conv = await store.directConversation(ids.get(a!)!, ids.get(b!)!);
   // Committed while the live path lost them (a peer link that dropped its queue):
   // the record has them, and bob's client must fetch them when a later message shows the gap.
+  // Their bodies are not envelopes alice sealed, so bob's client shows them as unreadable:
+  // this test counts places in the sequence, not texts.
   const MISSED = 1500;
   for (let start = 0; start < MISSED; start += 500) {
     const items = Array.from({ length: 500 }, (_, i) => ({ senderId: ids.get(a!)!, convId: conv, cmid: randomUUID(), body: body(`missed ${start + i}`) }));
