@@ -88,6 +88,7 @@ export class ChatSession {
   private readonly frozen = new Map<number, number>();
   private readonly held = new Map<string, WireMessage[]>();
   private reveals: Promise<void> = Promise.resolve();
+  private outgoing: Promise<unknown> = Promise.resolve();
   private ackTimer?: Timer;
   private ackInFlight: Promise<unknown> = Promise.resolve();
   private closing = false;
@@ -125,10 +126,19 @@ export class ChatSession {
   }
 
   /** Encrypts to the recipient's pinned key; resolves once the server has stored the message. */
-  async sendText(to: string, text: string): Promise<SendResult> {
+  sendText(to: string, text: string): Promise<SendResult> {
     const cmid = randomUUID();
-    const body = await this.e2e.seal([to], dmLabel(this.user, to), cmid, { kind: "text", text });
-    return this.send({ to, cmid, body });
+    return this.inOrder(this.e2e.seal([to], dmLabel(this.user, to), cmid, { kind: "text", text }).then((body) => ({ to, cmid, body })));
+  }
+
+  /**
+   * Sealing runs at once, but sends go out in the order they were asked for,
+   * even when sealing one (fetching a new contact's keys) takes longer.
+   */
+  private async inOrder(sealing: Promise<PendingSend["args"]>): Promise<SendResult> {
+    const queued = this.outgoing.then(() => sealing).then((args) => ({ result: this.send(args) }));
+    this.outgoing = queued.catch(() => {});
+    return (await queued).result;
   }
 
   /**
@@ -138,7 +148,7 @@ export class ChatSession {
    */
   async sendGroupText(group: string, text: string): Promise<SendResult> {
     const cmid = randomUUID();
-    for (let attempt = 0; ; attempt++) {
+    const sealed = async () => {
       const { epoch, members } = await this.groupMembers(group);
       const body = await this.e2e.seal(
         members.map((m) => m.name),
@@ -146,8 +156,11 @@ export class ChatSession {
         cmid,
         { kind: "text", text },
       );
+      return { group, epoch, cmid, body };
+    };
+    for (let attempt = 0; ; attempt++) {
       try {
-        return await this.send({ group, epoch, cmid, body });
+        return await this.inOrder(sealed());
       } catch (error) {
         if (!(error instanceof ChatError) || error.code !== "E_STALE_MEMBERS" || attempt >= 5) throw error;
       }
@@ -386,10 +399,18 @@ export class ChatSession {
     this.options.onEnd?.(error);
   }
 
+  /** Fetches everything after a gap, page by page, before the sequencer may move past what is missing. */
   private async fill(conv: number, after: number): Promise<void> {
+    const PAGE = 1000;
     try {
-      const reply = await this.request("fetch", { conv, after, limit: 1000 });
-      this.sequencer.filled(conv, (reply.messages as WireMessage[]).map(bytesOf));
+      const all: WireMessage[] = [];
+      for (let from = after; ; ) {
+        const page = (await this.request("fetch", { conv, after: from, limit: PAGE })).messages as WireMessage[];
+        all.push(...page.map(bytesOf));
+        if (page.length < PAGE) break;
+        from = page[page.length - 1]!.seq;
+      }
+      this.sequencer.filled(conv, all);
     } catch {
       // Not connected: the replay after the reconnect fills the gap.
     }

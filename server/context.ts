@@ -39,6 +39,8 @@ export interface ClientState {
   /** A login or resume is in progress: one at a time per connection. */
   authenticating: boolean;
   loginTimer?: Timer;
+  /** The last send handed to the committer: the next waits for it, so one connection's sends keep their order. */
+  sendTail?: Promise<void>;
   /** While the backlog replays, live messages wait here so that order holds. */
   held?: { conv: number; seq: number; bytes: Uint8Array }[];
   peerId?: string;

@@ -125,16 +125,26 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         const to = group === undefined ? v.name(req, "to") : undefined;
         const cmid = v.string(req, "cmid", 64);
         const body = v.bytes(req, "body", ctx.config.maxBody);
-        let convId: number;
-        let recipients: number[] = [];
-        let epoch: number | undefined;
-        if (group !== undefined) {
-          convId = await directory.group(group);
-          epoch = v.int(req, "epoch", 0);
-        } else {
-          ({ convId, recipients } = await directory.direct(me.id, to!));
-        }
-        const result = await ctx.committer.append({ senderId: me.id, convId, cmid, body, epoch });
+        // One connection's sends reach the committer in the order they arrived,
+        // even when a cold lookup for one takes longer than for the next.
+        const placed = (conn.state.sendTail ?? Promise.resolve()).then(async () => {
+          let convId: number;
+          let recipients: number[] = [];
+          let epoch: number | undefined;
+          if (group !== undefined) {
+            convId = await directory.group(group);
+            epoch = v.int(req, "epoch", 0);
+          } else {
+            ({ convId, recipients } = await directory.direct(me.id, to!));
+          }
+          return { convId, recipients, commit: ctx.committer.append({ senderId: me.id, convId, cmid, body, epoch }) };
+        });
+        conn.state.sendTail = placed.then(
+          () => {},
+          () => {},
+        );
+        const { convId, recipients, commit } = await placed;
+        const result = await commit;
         if (!result.ok) throw new ChatError(result.code, result.message);
         if (!result.duplicate) {
           const message: WireMessage = {

@@ -2,6 +2,7 @@
  * Everything a chat server asks of ChatDB, behind one narrow class. The hot
  * path (appendBatch, pending) is hand-written SQL; the rest is plain CRUD.
  */
+import type postgres from "postgres";
 import type { Sql } from "../db/connect";
 import { ChatError, type ErrorCode } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
@@ -270,43 +271,68 @@ export class Store {
           fresh.push({ index, item });
         }
       });
-      if (fresh.length > 0) {
-        const counts = new Map<number, number>();
-        for (const { item } of fresh) counts.set(item.convId, (counts.get(item.convId) ?? 0) + 1);
-        const ids = [...counts.keys()];
-        const bumps = ids.map((id) => counts.get(id)!);
-        const updated = await tx`
-          update conversations c set last_seq = c.last_seq + b.n
-          from unnest(${ids}::int[], ${bumps}::int[]) as b(id, n) where c.id = b.id
-          returning c.id, c.last_seq`;
-        const next = new Map(updated.map((r) => [r.id as number, (r.last_seq as number) - counts.get(r.id)! + 1]));
-        const rows = fresh.map(({ item }) => {
-          const seq = next.get(item.convId)!;
-          next.set(item.convId, seq + 1);
-          return { conversation_id: item.convId, seq, sender_id: item.senderId, cmid: item.cmid, body: item.body };
+      // Numbering and insert run in a savepoint: if another server's transaction
+      // took one of these (sender, cmid) pairs for another conversation, the
+      // numbers are given back and the rest go again, so no conversation gets a hole.
+      let todo = fresh;
+      while (todo.length > 0) {
+        const lost = await tx.savepoint((sp) => this.number(sp, todo, groupMembers, results)).catch((error) => {
+          if (error instanceof LostRows) return error.items;
+          throw error;
         });
-        const inserted = await tx`
-          insert into messages ${tx(rows, "conversation_id", "seq", "sender_id", "cmid", "body")}
-          on conflict do nothing
-          returning id, seq, sender_id, cmid, (extract(epoch from created_at) * 1000)::float8 as at`;
-        const stored = new Map(inserted.map((r) => [`${r.sender_id}:${r.cmid}`, r]));
-        for (const { index, item } of fresh) {
-          const row = stored.get(`${item.senderId}:${item.cmid}`);
-          const members = groupMembers.get(item.convId);
-          results[index] = row
-            ? { ok: true, id: row.id, seq: row.seq, at: row.at, duplicate: false, recipients: members?.filter((u) => u !== item.senderId) }
-            : { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
-        }
+        for (const { index } of lost) results[index] = { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
+        todo = todo.filter((f) => !lost.includes(f));
+        if (lost.length === 0) break;
       }
       items.forEach((item, index) => {
         const first = firstInBatch.get(`${item.senderId}:${item.cmid}`);
-        if (first !== undefined && first !== index) {
-          const r = results[first]!;
-          results[index] = r.ok ? { ...r, duplicate: true } : r;
-        }
+        if (first === undefined || first === index) return;
+        const r = results[first]!;
+        results[index] =
+          !r.ok || items[first]!.convId === item.convId
+            ? r.ok
+              ? { ...r, duplicate: true }
+              : r
+            : { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
       });
       return results;
     });
+  }
+
+  /** Allocates sequence numbers and inserts; throws LostRows (rolling the savepoint back) if any row was taken meanwhile. */
+  private async number(
+    sp: postgres.TransactionSql,
+    fresh: { index: number; item: AppendItem }[],
+    groupMembers: Map<number, number[]>,
+    results: AppendResult[],
+  ): Promise<{ index: number; item: AppendItem }[]> {
+    const counts = new Map<number, number>();
+    for (const { item } of fresh) counts.set(item.convId, (counts.get(item.convId) ?? 0) + 1);
+    const ids = [...counts.keys()];
+    const bumps = ids.map((id) => counts.get(id)!);
+    const updated = await sp`
+      update conversations c set last_seq = c.last_seq + b.n
+      from unnest(${ids}::int[], ${bumps}::int[]) as b(id, n) where c.id = b.id
+      returning c.id, c.last_seq`;
+    const next = new Map(updated.map((r) => [r.id as number, (r.last_seq as number) - counts.get(r.id)! + 1]));
+    const rows = fresh.map(({ item }) => {
+      const seq = next.get(item.convId)!;
+      next.set(item.convId, seq + 1);
+      return { conversation_id: item.convId, seq, sender_id: item.senderId, cmid: item.cmid, body: item.body };
+    });
+    const inserted = await sp`
+      insert into messages ${sp(rows, "conversation_id", "seq", "sender_id", "cmid", "body")}
+      on conflict do nothing
+      returning id, seq, sender_id, cmid, (extract(epoch from created_at) * 1000)::float8 as at`;
+    const stored = new Map(inserted.map((r) => [`${r.sender_id}:${r.cmid}`, r]));
+    const lost = fresh.filter(({ item }) => !stored.has(`${item.senderId}:${item.cmid}`));
+    if (lost.length > 0) throw new LostRows(lost);
+    for (const { index, item } of fresh) {
+      const row = stored.get(`${item.senderId}:${item.cmid}`)!;
+      const members = groupMembers.get(item.convId);
+      results[index] = { ok: true, id: row.id, seq: row.seq, at: row.at, duplicate: false, recipients: members?.filter((u) => u !== item.senderId) };
+    }
+    return [];
   }
 
   /**
@@ -405,6 +431,13 @@ export class Store {
     await this.sql`insert into settings (key, value) values (${key}, ${fresh}) on conflict (key) do nothing`;
     const [row] = await this.sql`select value from settings where key = ${key}`;
     return new Uint8Array(row!.value);
+  }
+}
+
+/** Rows that another transaction's commit took from under a batch. */
+class LostRows extends Error {
+  constructor(readonly items: { index: number; item: AppendItem }[]) {
+    super("rows taken by a concurrent commit");
   }
 }
 

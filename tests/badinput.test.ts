@@ -330,9 +330,10 @@ test("repeated wrong passwords lock the account: E_RATE_LIMITED by the sixth att
 });
 
 /**
- * A child process that logs in, syncs, then blocks its own event loop
- * so that it reads nothing until `go` exists; then it reads what is left and
- * reports what it saw once the server has closed the connection.
+ * A child process that logs in, syncs, then blocks its own event loop so that
+ * it reads nothing until `go` exists (the kernel's buffers fill, then the
+ * server's queue); then it reads what is left and reports what it saw once the
+ * server has closed the connection.
  */
 const SLOW_READER = `
 import { existsSync, writeSync } from "node:fs";
@@ -359,11 +360,11 @@ async function startSlowReader(name: string) {
   const go = join(dir, "go");
   writeFileSync(script, SLOW_READER);
   const proc = Bun.spawn([process.execPath, script, addr, name, go], { stdout: "pipe", stderr: "inherit", cwd: ROOT });
-  const reader = proc.stdout.getReader();
+  const stdout = proc.stdout.getReader();
   let out = "";
   const readLine = async () => {
     while (!out.includes("\n")) {
-      const { value, done } = await reader.read();
+      const { value, done } = await stdout.read();
       if (done) throw new Error(`the slow reader exited: ${out}`);
       out += new TextDecoder().decode(value);
     }

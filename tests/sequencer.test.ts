@@ -9,7 +9,7 @@ import type { WireMessage } from "../protocol/messages";
 const GAP_WAIT_MS = 40;
 
 function msg(conv: number, seq: number): WireMessage {
-  return { id: conv * 1000 + seq, conv, seq, from: "alice", to: "bob", at: 0, cmid: `c${conv}-${seq}`, body: new Uint8Array([seq]) };
+  return { id: conv * 1000 + seq, conv, seq, from: "alice", to: "bob", kind: "chat", at: 0, cmid: `c${conv}-${seq}`, body: new Uint8Array([seq]) };
 }
 
 /** A sequencer whose emitted messages and gap requests are recorded as "conv:seq" and [conv, after]. */
