@@ -89,21 +89,18 @@ export class Connection<S> {
     return this.send({ ...fields, t: "ev", ev });
   }
 
-  /** Says why, then closes. */
+  /** Says why, then closes once what is queued has gone out. */
   bye(code: ChatError["code"], message: string): void {
     if (this.closed) return;
-    this.send({ t: "bye", code, message });
-    this.outbox.flush();
     this.closed = true;
-    this.socket.end();
+    this.outbox.finish(encode({ t: "bye", code, message }));
   }
 
-  /** Closes without waiting for queued bytes (the queue is the problem). */
+  /** Cuts off what is queued (the queue is the problem), but still says why. */
   private drop(code: ChatError["code"], message: string): void {
     if (this.closed) return;
     this.closed = true;
-    this.socket.write(encode({ t: "bye", code, message }));
-    this.socket.end();
+    this.outbox.finish(encode({ t: "bye", code, message }), true);
   }
 }
 

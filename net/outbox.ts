@@ -1,18 +1,25 @@
 /**
  * Outbound bytes for one socket. Writes made during one event-loop turn go out
  * as one socket.write; a short write keeps the rest until drain; and the queue
- * is bounded, so a peer that cannot keep up is cut off rather than growing memory.
+ * is bounded, so a peer that cannot keep up is cut off rather than growing
+ * memory. Frames are kept whole: when the queue is cut, a frame already begun
+ * is finished, so a last word (a bye) still arrives on a frame boundary.
  */
 import type { Socket } from "bun";
 
 export const DEFAULT_OUTBOX_LIMIT = 8 * 1024 * 1024;
+/** How long a connection being cut off gets to take its last frames. */
+const FINISH_GRACE_MS = 5_000;
 
 export class Outbox {
+  /** Whole frames, except that the first may be the unsent end of a frame begun. */
   private chunks: Uint8Array[] = [];
+  private headStarted = false;
   private queuedBytes = 0;
   private scheduled = false;
   private waitingForDrain = false;
   private closed = false;
+  private finishing = false;
 
   constructor(
     private readonly socket: Socket<any>,
@@ -24,13 +31,13 @@ export class Outbox {
     return this.queuedBytes;
   }
 
-  /** Queues bytes; returns false (and calls onOverflow once) when over the limit. */
+  /** Queues one frame; returns false (and calls onOverflow once) when over the limit. */
   push(bytes: Uint8Array): boolean {
     if (this.closed) return false;
+    // Only bytes the socket refused count against the limit: try it first.
+    if (this.queuedBytes + bytes.length > this.limit && !this.waitingForDrain) this.flush();
     if (this.queuedBytes + bytes.length > this.limit) {
       this.closed = true;
-      this.chunks = [];
-      this.queuedBytes = 0;
       this.onOverflow();
       return false;
     }
@@ -47,18 +54,42 @@ export class Outbox {
   flush(): void {
     this.scheduled = false;
     this.waitingForDrain = false;
-    if (this.closed || this.queuedBytes === 0) return;
-    const data = this.chunks.length === 1 ? this.chunks[0]! : concat(this.chunks, this.queuedBytes);
-    const written = Math.max(0, this.socket.write(data));
-    if (written < data.length) {
-      const rest = data.subarray(written);
-      this.chunks = [rest];
-      this.queuedBytes = rest.length;
-      this.waitingForDrain = true;
-    } else {
-      this.chunks = [];
-      this.queuedBytes = 0;
+    if (this.queuedBytes === 0) {
+      if (this.finishing) this.socket.end();
+      return;
     }
+    const data = this.chunks.length === 1 ? this.chunks[0]! : concat(this.chunks, this.queuedBytes);
+    let written = Math.max(0, this.socket.write(data));
+    this.queuedBytes -= written;
+    while (written > 0 && this.chunks.length > 0) {
+      const first = this.chunks[0]!;
+      if (written >= first.length) {
+        written -= first.length;
+        this.chunks.shift();
+        this.headStarted = false;
+      } else {
+        this.chunks[0] = first.subarray(written);
+        this.headStarted = true;
+        written = 0;
+      }
+    }
+    if (this.queuedBytes > 0) this.waitingForDrain = true;
+    else if (this.finishing) this.socket.end();
+  }
+
+  /**
+   * Adds `last` after what is queued (or, with `cut`, after just the frame being
+   * sent) and closes the socket once it is out, or after a grace period.
+   */
+  finish(last: Uint8Array, cut = false): void {
+    if (this.finishing) return;
+    this.closed = true;
+    this.finishing = true;
+    if (cut) this.chunks = this.headStarted && this.chunks.length > 0 ? [this.chunks[0]!] : [];
+    this.chunks.push(last);
+    this.queuedBytes = this.chunks.reduce((n, c) => n + c.length, 0);
+    setTimeout(() => this.socket.terminate(), FINISH_GRACE_MS).unref();
+    if (!this.waitingForDrain) this.flush();
   }
 
   /** Stops queuing; what is queued is dropped. */

@@ -19,7 +19,8 @@ export function decode(payload: Uint8Array): Record<string, unknown> {
   } catch {
     throw new ChatError("E_BAD_FRAME", "The frame is not valid MessagePack");
   }
-  if (value === null || typeof value !== "object" || Array.isArray(value) || value instanceof Uint8Array) {
+  // Plain maps only: not arrays, bytes, dates (MessagePack timestamps) or anything else msgpackr builds.
+  if (value === null || typeof value !== "object" || Object.getPrototypeOf(value) !== Object.prototype) {
     throw new ChatError("E_BAD_FRAME", "A frame must hold a map");
   }
   return value as Record<string, unknown>;

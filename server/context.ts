@@ -43,6 +43,8 @@ export interface ClientState {
   sendTail?: Promise<void>;
   /** While the backlog replays, live messages wait here so that order holds. */
   held?: { conv: number; seq: number; bytes: Uint8Array }[];
+  /** Bytes in `held`: bounded like the outbox. */
+  heldBytes?: number;
   peerId?: string;
   /** The challenge this server sent a connecting peer, until it answers with peer.auth. */
   peerChallenge?: Uint8Array;

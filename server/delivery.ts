@@ -86,8 +86,9 @@ export class Delivery {
     const held = conn.state.held;
     if (!held) {
       conn.sendEncoded(bytes);
-    } else if (held.length < MAX_HELD) {
+    } else if (held.length < MAX_HELD && (conn.state.heldBytes ?? 0) + bytes.length <= this.ctx().config.outboxLimit) {
       held.push({ conv: message.conv, seq: message.seq, bytes });
+      conn.state.heldBytes = (conn.state.heldBytes ?? 0) + bytes.length;
     } else {
       conn.bye("E_SLOW_CONSUMER", "Too many messages arrived before this connection synced");
     }

@@ -30,6 +30,7 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     conn.state.authenticating = true;
     // Live messages wait until the client's sync has replayed the backlog, so that order holds.
     conn.state.held = [];
+    conn.state.heldBytes = 0;
     try {
       const { user, token, backup } = await run();
       clearTimeout(conn.state.loginTimer);
@@ -255,6 +256,7 @@ async function replay(ctx: ServerContext, conn: Conn): Promise<number> {
   }
   const held = conn.state.held ?? [];
   conn.state.held = undefined;
+  conn.state.heldBytes = 0;
   for (const h of held) if (!sent.has(`${h.conv}:${h.seq}`)) conn.sendEncoded(h.bytes);
   return sent.size;
 }

@@ -4,6 +4,7 @@
  * (here, or on its server over the peer link), and a periodic audit closes any
  * connection whose session the database no longer gives it.
  */
+import { ChatError } from "../protocol/errors";
 import type { Conn, ServerContext } from "./context";
 
 export class Sessions {
@@ -43,15 +44,18 @@ export class Sessions {
 
   private async claim(conn: Conn, user: { id: number; name: string }, token?: { hash: Uint8Array; expires: Date }): Promise<void> {
     const ctx = this.ctx();
+    if (conn.closed) throw new ChatError("E_CLOSED", "The connection closed during the login");
     const previous = await ctx.store.claimSession(user.id, ctx.id, conn.id, token);
-    if (conn.closed) {
-      await ctx.store.releaseSession(user.id, ctx.id, conn.id);
-      return;
-    }
+    // The claim took the record from the previous session: it is displaced even
+    // if this connection has gone meanwhile, never left live but off the record.
     const displaced = this.byUser.get(user.id);
     if (displaced && displaced !== conn) this.kick(displaced);
     if (previous.serverId && previous.serverId !== ctx.id && previous.connId !== null) {
       ctx.peers.send(previous.serverId, "kick", { user: user.id, conn: previous.connId });
+    }
+    if (conn.closed) {
+      await ctx.store.releaseSession(user.id, ctx.id, conn.id);
+      return;
     }
     conn.state.user = user;
     conn.state.role = "client";
@@ -97,12 +101,16 @@ export class Sessions {
     const ctx = this.ctx();
     const ids = this.users();
     if (ids.length === 0) return;
+    // Only connections that held their place across the query: a claim that
+    // landed meanwhile is newer than the rows read.
+    const before = new Map(ids.map((id) => [id, this.byUser.get(id)]));
     try {
       const rows = await ctx.store.sessionsOf(ids);
       for (const id of ids) {
         const conn = this.byUser.get(id);
         const row = rows.get(id);
-        if (conn && row && row.serverId !== null && (row.serverId !== ctx.id || row.connId !== conn.id)) this.kick(conn);
+        if (!conn || conn !== before.get(id) || !row || row.serverId === null) continue;
+        if (row.serverId !== ctx.id || row.connId !== conn.id) this.kick(conn);
       }
     } catch (error) {
       ctx.log(`session audit: ${error}`);

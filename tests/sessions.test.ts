@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import postgres from "postgres";
+import { loginKeys } from "../client/account";
 import { ChatSession } from "../client/session";
 import type { Link } from "../net/link";
 import type { ChatError } from "../protocol/errors";
@@ -34,10 +35,12 @@ interface Side {
   bye?: ChatError;
   byeAt?: number;
   closed: boolean;
+  /** Live messages received. */
+  messages: number;
 }
 
 async function loginOn(server: number, name: string): Promise<Side> {
-  const side: Side = { server, closed: false };
+  const side: Side = { server, closed: false, messages: 0 };
   try {
     side.link = await rawLink(cluster.servers[server]!.addr, name, {
       onBye: (e) => {
@@ -45,6 +48,7 @@ async function loginOn(server: number, name: string): Promise<Side> {
         side.byeAt = performance.now();
       },
       onClose: () => (side.closed = true),
+      onEvent: (ev) => void (ev === "msg" && side.messages++),
     });
   } catch (error) {
     // The loser may be displaced before its login reply is even sent.
@@ -119,6 +123,36 @@ test("a second login on the same server displaces the first at once", async () =
   expect(first.bye?.code).toBe("E_SESSION_REPLACED");
   expect((await second.link!.request("who")).users).toContain(name);
   second.link!.close();
+});
+
+test("a login abandoned before it completes leaves the live session live and on record", async () => {
+  const name = uniqueName("steady");
+  const sender = uniqueName("sender");
+  for (const n of [name, sender]) await signup(cluster.balancerAddr, n);
+  const live = await loginOn(0, name);
+  await live.link!.request("sync");
+  // A second device starts a login on the other server and hangs up before the answer.
+  const quitter = await rawLink(cluster.servers[1]!.addr);
+  const auth = (await loginKeys(quitter, name, PASSWORD)).authKey;
+  const abandoned = quitter.request("login", { user: name, auth }).catch(() => {});
+  quitter.close();
+  await abandoned;
+  // Long enough for the abandoned login to run its course, and for an audit to pass.
+  await Bun.sleep(2_500);
+  const row = await sessionServer(name);
+  if (live.closed) {
+    // Acceptable: the newer login displaced it and said so, and nobody holds the session.
+    expect(live.bye?.code).toBe("E_SESSION_REPLACED");
+    expect(row).toBeNull();
+    return;
+  }
+  // Otherwise it is still the user's session: on record, and reached by live delivery from the other server.
+  expect({ live: true, row }).toEqual({ live: true, row: cluster.servers[0]!.id });
+  const from = await rawLink(cluster.servers[1]!.addr, sender);
+  await from.request("send", { to: name, cmid: crypto.randomUUID(), body: new Uint8Array([7]) });
+  from.close();
+  await waitFor(() => live.messages === 1, "the message to arrive live", 3_000);
+  live.link!.close();
 });
 
 test("a resume token that was never issued is refused with E_TOKEN", async () => {
