@@ -127,13 +127,14 @@ const send = defineCommand({
     ...clientArgs,
     to: { type: "string", description: "Recipient user" },
     group: { type: "string", description: "Recipient group (instead of --to)" },
-    text: { type: "positional", description: "The message", required: true },
+    file: { type: "string", description: "Send this file instead of a text" },
+    text: { type: "positional", description: "The message (unless --file)", required: false },
   },
   run: ({ args }) =>
     guarded(async () => {
       const roles = await import("./roles/client");
-      const { msg } = await roles.send({ ...client(args), to: args.to, group: args.group, text: args.text });
-      console.log(`Sent (message ${msg})`);
+      const { msg } = await roles.send({ ...client(args), to: args.to, group: args.group, text: args.text, file: args.file });
+      console.log(args.file ? `Sent ${args.file} (message ${msg})` : `Sent (message ${msg})`);
     }),
 });
 
@@ -174,6 +175,16 @@ const chat = defineCommand({
     }),
 });
 
+const fetchFile = defineCommand({
+  meta: { name: "fetch", description: "Download a file you received, again, by its id" },
+  args: { ...clientArgs, file: { type: "string", description: "The file's id (shown by inbox and history --json)", required: true }, json: { type: "boolean", description: "Print a JSON object" } },
+  run: ({ args }) =>
+    guarded(async () => {
+      const roles = await import("./roles/client");
+      await roles.fetch({ ...client(args), file: args.file, json: !!args.json });
+    }),
+});
+
 const verify = defineCommand({
   meta: { name: "verify", description: "Show the safety number of you and a contact, to compare with them" },
   args: { ...clientArgs, with: { type: "string", description: "The contact", required: true } },
@@ -199,7 +210,7 @@ const passwd = defineCommand({
 
 const main = defineCommand({
   meta: { name: "chatterbox", version: "0.1.0", description: "A distributed, end-to-end encrypted terminal chat system" },
-  subCommands: { up, balance, serve, db, signup, send, inbox, history, chat, verify, passwd },
+  subCommands: { up, balance, serve, db, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd },
 });
 
 await runMain(main);

@@ -8,7 +8,11 @@ import { createInterface } from "node:readline";
 import { ChatError } from "../protocol/errors";
 import { HELP, parse, type Command } from "./commands";
 import { line, sanitize } from "./format";
-import { ChatSession, type SendResult } from "./session";
+import { statSync } from "node:fs";
+import { basename } from "node:path";
+import { saveFile } from "./save";
+import { progressBar } from "./progress";
+import { ChatSession, describeFile, type SendResult } from "./session";
 import { lineEditor } from "./terminal";
 
 export interface ChatOptions {
@@ -30,9 +34,14 @@ export async function chat(options: ChatOptions): Promise<void> {
 
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => (finish = resolve));
-  const session = await ChatSession.open({
+  // Files that arrive are fetched one after another, while chatting goes on.
+  let downloads: Promise<void> = Promise.resolve();
+  const session: ChatSession = await ChatSession.open({
     ...options,
-    onMessage: (m) => out(line(m, options.json)),
+    onMessage: (m) => {
+      out(line(m, options.json));
+      if (m.file) downloads = downloads.then(() => saveFile(session, m, options.json, out));
+    },
     onStatus: (status) => event(status.startsWith("WARNING") ? "warning" : "status", { text: status }, `* ${status}`),
     onEnd: (error) => {
       problem(error);
@@ -71,6 +80,13 @@ export async function chat(options: ChatOptions): Promise<void> {
         return send(current, command.text);
       case "to":
         return send(await resolve(command.target), command.text);
+      case "file": {
+        const target = command.target !== undefined ? await resolve(command.target) : current;
+        if (!target) return event("error", { code: "E_BAD_REQUEST", message: "no conversation" }, "* /file USER|GROUP PATH, or /dm or /g first");
+        const size = statSync(command.path, { throwIfNoEntry: false })?.size ?? 0;
+        const sent = await session.sendFile(target.kind === "group" ? { group: target.name } : { to: target.name }, command.path, progressBar(`sending ${basename(command.path)}`, size, interactive));
+        return event("sent", { id: sent.msg, file: { id: sent.file.id, name: sent.file.name, size: sent.file.size } }, `* sent ${describeFile(sent.file)} to ${label(target)}`);
+      }
       case "dm":
         return switchTo({ kind: "dm", name: command.user });
       case "g":
@@ -139,7 +155,8 @@ export async function chat(options: ChatOptions): Promise<void> {
   }
   await finished;
   editor?.close();
-  // Whatever was typed before the end is sent before we leave.
+  // Whatever was typed before the end is sent, and what arrived is saved, before we leave.
   await queue;
+  await downloads;
   await session.close();
 }

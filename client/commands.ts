@@ -9,6 +9,7 @@ export type Command =
   | { kind: "dm"; user: string }
   | { kind: "g"; group: string }
   | { kind: "to"; target: string; text: string }
+  | { kind: "file"; target?: string; path: string }
   | { kind: "history"; limit: number }
   | { kind: "who" }
   | { kind: "groups" }
@@ -24,6 +25,7 @@ export const HELP = [
   "  /dm USER                    talk to USER",
   "  /g GROUP                    talk in GROUP",
   "  /to USER|GROUP TEXT         send one message (#GROUP to mean the group when a user has the same name)",
+  "  /file [USER|GROUP] PATH     send a file (to the current conversation, or the one named)",
   "  /history [N]                the last N messages of the current conversation (default 20)",
   "  /who                        who is online now",
   "  /groups                     your groups, with unread counts",
@@ -65,6 +67,13 @@ export function parse(line: string): Command | undefined {
     case "/to": {
       const match = /^\/to\s+(\S+)\s+(.+)$/s.exec(trimmed);
       return match ? { kind: "to", target: match[1]!, text: match[2]! } : { kind: "error", message: "usage: /to USER|GROUP TEXT" };
+    }
+    case "/file": {
+      // A path may hold spaces: everything after the target (if any) is the path.
+      const match = /^\/file\s+(?:(#?[a-z0-9_.-]{1,32})\s+)?(.+)$/s.exec(trimmed);
+      if (!match) return { kind: "error", message: "usage: /file [USER|GROUP] PATH" };
+      if (match[1] !== undefined && rest.length === 1) return { kind: "file", path: rest[0]! };
+      return match[1] !== undefined ? { kind: "file", target: match[1], path: match[2]! } : { kind: "file", path: match[2]! };
     }
     case "/history": {
       const limit = rest.length === 0 ? 20 : Number(rest[0]);

@@ -15,6 +15,8 @@ export interface ShownMessage {
   verified: boolean;
   /** Why the message could not be verified; its text is then empty. */
   problem?: string;
+  /** For a file message: what the file is (never its key). */
+  file?: { id: string; name: string; size: number; type: string; width?: number; height?: number };
 }
 
 export function shown(message: Received): ShownMessage {
@@ -29,6 +31,17 @@ export function shown(message: Received): ShownMessage {
     text: message.verified || message.kind === "system" ? message.text : "",
     verified: message.verified,
     ...(message.verified ? {} : { problem: message.problem ?? "unverified" }),
+    ...(message.file
+      ? {
+          file: {
+            id: message.file.id,
+            name: message.file.name,
+            size: message.file.size,
+            type: message.file.type,
+            ...(message.file.width !== undefined ? { width: message.file.width, height: message.file.height } : {}),
+          },
+        }
+      : {}),
   };
 }
 

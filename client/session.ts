@@ -17,6 +17,9 @@ import type { WireMessage } from "../protocol/messages";
 import { changePassword, loginKeys, restoreIdentity } from "./account";
 import { dmLabel, E2E, groupLabel, labelOf } from "./e2e";
 import { describeSystem } from "./system";
+import type { Content, FileMeta } from "./content";
+import { download, upload, type Target } from "./files";
+import { bytes, progressBar, type Progress } from "./progress";
 import { loadIdentity, Pins, saveIdentity } from "./keystore";
 import { Sequencer } from "./sequencer";
 import { loadState, saveState, type ClientState } from "./state";
@@ -40,6 +43,8 @@ export interface SessionOptions {
 /** A message as its reader sees it: what it says, and whether it could be verified. */
 export interface Received extends WireMessage {
   text: string;
+  /** For a file message: what the file is, and the key to fetch and open it. */
+  file?: FileMeta;
   verified: boolean;
   /** Why it could not be verified or read; the text is then not shown. */
   problem?: string;
@@ -146,15 +151,18 @@ export class ChatSession {
    * before the commit, the server refuses, and the message is sealed again for
    * the new members: it never reaches someone it was not sealed for.
    */
-  async sendGroupText(group: string, text: string): Promise<SendResult> {
-    const cmid = randomUUID();
+  sendGroupText(group: string, text: string): Promise<SendResult> {
+    return this.sendGroupContent(group, { kind: "text", text }, randomUUID());
+  }
+
+  private async sendGroupContent(group: string, content: Content, cmid: string): Promise<SendResult> {
     const sealed = async () => {
       const { epoch, members } = await this.groupMembers(group);
       const body = await this.e2e.seal(
         members.map((m) => m.name),
         groupLabel(group),
         cmid,
-        { kind: "text", text },
+        content,
       );
       return { group, epoch, cmid, body };
     };
@@ -164,6 +172,67 @@ export class ChatSession {
       } catch (error) {
         if (!(error instanceof ChatError) || error.code !== "E_STALE_MEMBERS" || attempt >= 5) throw error;
       }
+    }
+  }
+
+  /**
+   * Uploads a file in encrypted chunks, then sends the message that carries its
+   * key. Run again after a break, it resumes from the chunks the server has.
+   */
+  async sendFile(target: Target, path: string, progress: Progress = progressBar(`sending ${path}`, 0, false)): Promise<SendResult & { file: FileMeta }> {
+    const sent = await upload(this, path, target, progress);
+    const content = { kind: "file" as const, file: sent.meta };
+    let result: SendResult;
+    if ("to" in target) {
+      const cmid = sent.cmid;
+      result = await this.inOrder(this.e2e.seal([target.to], dmLabel(this.user, target.to), cmid, content).then((body) => ({ to: target.to, cmid, body })));
+    } else {
+      result = await this.sendGroupContent(target.group, content, sent.cmid);
+    }
+    sent.done();
+    return { ...result, file: sent.meta };
+  }
+
+  /** Fetches a received file into downloads/<sender>/, checked end to end; returns where it was saved. */
+  fetchFile(file: FileMeta, from: string, progress?: Progress): Promise<string> {
+    return download(this, file, from, progress ?? progressBar(`receiving ${file.name}`, file.size, false));
+  }
+
+  /** Finds the message that announced a file (it holds the key) and fetches the file again. */
+  async fetchFileById(fileId: string, progress?: (file: FileMeta) => Progress): Promise<{ path: string; file: FileMeta; from: string }> {
+    const info = await this.call("file.info", { file: fileId });
+    for (let after = (info.after as number) ?? 0; ; ) {
+      const page = (await this.call("fetch", { conv: info.conv, after, limit: 500 })).messages as WireMessage[];
+      for (const m of page) {
+        const received = await this.read(bytesOf(m));
+        if (received.file?.id === fileId) {
+          return { path: await this.fetchFile(received.file, received.from, progress?.(received.file)), file: received.file, from: received.from };
+        }
+      }
+      if (page.length < 500) throw new ChatError("E_NO_SUCH_FILE", "No message you can read announces that file");
+      after = page[page.length - 1]!.seq;
+    }
+  }
+
+  /** A request that waits out a reconnect and is tried again: for idempotent requests only. */
+  async call(op: string, args: Record<string, unknown>): Promise<Record<string, unknown>> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if (!this.connected) await this.waitConnected();
+        return await this.request(op, args);
+      } catch (error) {
+        if (!(error instanceof ChatError) || !isTemporary(error.code) || attempt >= 50 || this.ended) throw error;
+        await Bun.sleep(Math.min(1000, 50 * 2 ** attempt));
+      }
+    }
+  }
+
+  private async waitConnected(timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.connected) {
+      if (this.ended || this.closing) throw new ChatError("E_CLOSED");
+      if (Date.now() > deadline) throw new ChatError("E_TIMEOUT", "Not reconnected in time");
+      await Bun.sleep(20);
     }
   }
 
@@ -441,7 +510,11 @@ export class ChatSession {
     // Membership changes are recorded by the server, not signed by a member: shown as the server's word.
     if (message.kind === "system") return { ...message, text: describeSystem(message, this.user), verified: false, problem: "recorded by the server, not signed by a member" };
     const revealed = await this.e2e.reveal(message, labelOf(message));
-    if (revealed.status === "ok") return { ...message, text: revealed.content.text, verified: true };
+    if (revealed.status === "ok") {
+      const content = revealed.content;
+      if (content.kind === "text") return { ...message, text: content.text, verified: true };
+      return { ...message, text: describeFile(content.file), file: content.file, verified: true };
+    }
     if (revealed.status === "held") return { ...message, text: "", verified: false, code: "E_KEY_CHANGED", problem: keyChangedWarning(message.from) };
     return { ...message, text: "", verified: false, code: revealed.code, problem: revealed.reason };
   }
@@ -470,6 +543,11 @@ export class ChatSession {
     this.state.seen = this.e2e.seenList().slice(-5000);
     saveState(this.options.user, this.state);
   }
+}
+
+export function describeFile(file: FileMeta): string {
+  const size = file.width !== undefined ? `, ${file.width}×${file.height}` : "";
+  return `[file] ${file.name} (${bytes(file.size)}, ${file.type}${size})`;
 }
 
 export function keyChangedWarning(user: string): string {

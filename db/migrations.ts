@@ -7,11 +7,15 @@ import journal from "./migrations/meta/_journal.json";
 import m0000 from "./migrations/0000_init.sql" with { type: "text" };
 import m0001 from "./migrations/0001_identity_keys.sql" with { type: "text" };
 import m0002 from "./migrations/0002_groups.sql" with { type: "text" };
+import m0003 from "./migrations/0003_files.sql" with { type: "text" };
+import m0004 from "./migrations/0004_chunk_storage.sql" with { type: "text" };
 
 export const migrationFiles: Record<string, string> = {
   "0000_init": m0000,
   "0001_identity_keys": m0001,
   "0002_groups": m0002,
+  "0003_files": m0003,
+  "0004_chunk_storage": m0004,
 };
 
 export const migrationJournal: { entries: { tag: string; when: number; breakpoints: boolean }[] } = journal;

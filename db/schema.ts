@@ -15,6 +15,7 @@ import {
   text,
   timestamp,
   uniqueIndex,
+  uuid,
 } from "drizzle-orm/pg-core";
 
 const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
@@ -136,4 +137,38 @@ export const messages = pgTable(
     createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [uniqueIndex("messages_conv_seq").on(t.conversationId, t.seq), uniqueIndex("messages_sender_cmid").on(t.senderId, t.cmid)],
+);
+
+/**
+ * Files: uploaded in encrypted chunks, kept in PostgreSQL like the messages
+ * they belong to, so any server can serve any file and one backup holds all.
+ */
+export const files = pgTable("files", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  uploaderId: integer("uploader_id")
+    .notNull()
+    .references(() => users.id, { onDelete: "cascade" }),
+  conversationId: integer("conversation_id")
+    .notNull()
+    .references(() => conversations.id, { onDelete: "cascade" }),
+  /** The conversation's last sequence number when the upload began: who may read it is decided by membership then. */
+  seqAtBegin: bigint("seq_at_begin", { mode: "number" }).notNull(),
+  /** Plaintext size in bytes. */
+  size: bigint("size", { mode: "number" }).notNull(),
+  chunkSize: integer("chunk_size").notNull(),
+  chunks: integer("chunks").notNull(),
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  completedAt: timestamp("completed_at", { withTimezone: true }),
+});
+
+export const fileChunks = pgTable(
+  "file_chunks",
+  {
+    fileId: uuid("file_id")
+      .notNull()
+      .references(() => files.id, { onDelete: "cascade" }),
+    idx: integer("idx").notNull(),
+    data: bytea("data").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.fileId, t.idx] })],
 );

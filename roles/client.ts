@@ -2,10 +2,14 @@
  * The client role: the one-shot commands (signup, send, inbox, history) and the
  * interactive chat, each wiring the session, the formatting and the terminal.
  */
+import { statSync } from "node:fs";
+import { basename } from "node:path";
 import { askBalancer } from "../balancer/ask";
 import { checkPassword, signupAccount } from "../client/account";
 import { line, sanitize } from "../client/format";
 import { saveIdentity } from "../client/keystore";
+import { progressBar } from "../client/progress";
+import { saveFile } from "../client/save";
 import { ChatSession, type Received } from "../client/session";
 import { Link } from "../net/link";
 import { ChatError } from "../protocol/errors";
@@ -47,12 +51,17 @@ export async function passwd(options: ClientOptions & { newPassword: () => Promi
   }
 }
 
-/** Resolves only once the server has stored the message. */
-export async function send(options: ClientOptions & { to?: string; group?: string; text: string; timeoutMs?: number }): Promise<{ msg: number }> {
+/** Resolves only once the server has stored the message (and, for a file, every chunk). */
+export async function send(options: ClientOptions & { to?: string; group?: string; text?: string; file?: string; timeoutMs?: number }): Promise<{ msg: number }> {
   if ((options.to === undefined) === (options.group === undefined)) throw new ChatError("E_BAD_REQUEST", "Give either --to USER or --group GROUP");
+  if ((options.text === undefined) === (options.file === undefined)) throw new ChatError("E_BAD_REQUEST", "Give either a text or --file PATH");
   const session = await ChatSession.open({ ...options });
   try {
-    const sent = options.group !== undefined ? session.sendGroupText(options.group, options.text) : session.sendText(options.to!, options.text);
+    if (options.file !== undefined) {
+      const target = options.group !== undefined ? { group: options.group } : { to: options.to! };
+      return await session.sendFile(target, options.file, progressBar(`sending ${basename(options.file)}`, statSync(options.file, { throwIfNoEntry: false })?.size ?? 0));
+    }
+    const sent = options.group !== undefined ? session.sendGroupText(options.group, options.text!) : session.sendText(options.to!, options.text!);
     const timeout = new Promise<never>((_, reject) =>
       setTimeout(() => reject(new ChatError("E_TIMEOUT", "The server did not acknowledge the message in time")), options.timeoutMs ?? 30_000).unref(),
     );
@@ -62,20 +71,35 @@ export async function send(options: ClientOptions & { to?: string; group?: strin
   }
 }
 
-/** Prints every message waiting for the user, oldest first, and acknowledges them. */
+/**
+ * Prints every message waiting for the user, oldest first, saves the files
+ * among them under downloads/, and acknowledges them.
+ */
 export async function inbox(options: ClientOptions & { json: boolean; print?: (line: string) => void }): Promise<number> {
   const print = options.print ?? ((l: string) => console.log(l));
-  let count = 0;
-  const session = await ChatSession.open({
-    ...options,
-    onMessage(m) {
-      if (m.from === options.user) return;
-      count++;
+  const waiting: Received[] = [];
+  const session = await ChatSession.open({ ...options, onMessage: (m) => waiting.push(m) });
+  try {
+    for (const m of waiting) {
       print(line(m, options.json));
-    },
-  });
-  await session.close();
-  return count;
+      if (m.file) await saveFile(session, m, options.json, print);
+    }
+  } finally {
+    await session.close();
+  }
+  return waiting.length;
+}
+
+/** Downloads a file again, found by its id. */
+export async function fetch(options: ClientOptions & { file: string; json: boolean }): Promise<string> {
+  const session = await ChatSession.open({ ...options });
+  try {
+    const got = await session.fetchFileById(options.file, (file) => progressBar(`receiving ${file.name}`, file.size));
+    console.log(options.json ? JSON.stringify({ type: "file", id: got.file.id, from: got.from, saved: got.path }) : `Saved ${got.file.name} from ${got.from} to ${got.path}`);
+    return got.path;
+  } finally {
+    await session.close();
+  }
 }
 
 export async function history(options: ClientOptions & { with?: string; group?: string; limit: number; json: boolean }): Promise<Received[]> {

@@ -20,6 +20,7 @@ import { routes } from "../server/requests";
 import { Sessions } from "../server/sessions";
 import { Store } from "../server/store";
 import { GroupStore } from "../server/group-store";
+import { FileStore } from "../server/file-store";
 
 export interface ServerOptions {
   port: number;
@@ -60,6 +61,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     config,
     store,
     groups: new GroupStore(database.sql, config.maxGroupMembers),
+    files: new FileStore(database.sql),
     log,
     committer: new Committer(store, 2000, (e) => log(`commit failed: ${e}`)),
     sessions: new Sessions(getCtx),
@@ -124,6 +126,10 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   await store.pruneServers(24 * 3600_000);
   ctx.peers.start();
   ctx.sessions.startAudit();
+  // Every server sweeps; the deletes are idempotent, so it does not matter which gets there first.
+  const janitor = setInterval(() => {
+    ctx.files.clean(config.uploadTtlMs, config.fileRetentionMs).catch((e) => log(`file cleanup: ${e}`));
+  }, Math.min(60_000, config.uploadTtlMs / 2));
   const announcer = options.balancer
     ? announce({ balancer: options.balancer, id, addr, load: () => ctx.sessions.count, log })
     : undefined;
@@ -138,6 +144,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     stop() {
       stopping ??= (async () => {
         announcer?.stop();
+        clearInterval(janitor);
         ctx.peers.stop();
         ctx.sessions.stop();
         listener.stop(false);

@@ -8,6 +8,7 @@ import type { Peers } from "./peers";
 import type { Sessions } from "./sessions";
 import type { Store } from "./store";
 import type { GroupStore } from "./group-store";
+import type { FileStore } from "./file-store";
 
 export interface ServerConfig {
   /** Close connections that have not logged in by then. */
@@ -22,6 +23,12 @@ export interface ServerConfig {
   liveWithinMs: number;
   /** The most members a group may have. */
   maxGroupMembers: number;
+  /** The largest file, in bytes. */
+  maxFileBytes: number;
+  /** An upload not completed within this long is deleted. */
+  uploadTtlMs: number;
+  /** How long completed files are kept. */
+  fileRetentionMs: number;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
@@ -31,6 +38,9 @@ export const DEFAULT_CONFIG: ServerConfig = {
   tokenTtlMs: 7 * 24 * 3600_000,
   liveWithinMs: 5_000,
   maxGroupMembers: 1000,
+  maxFileBytes: 100 * 1024 * 1024,
+  uploadTtlMs: 24 * 3600_000,
+  fileRetentionMs: 90 * 24 * 3600_000,
 };
 
 export interface ClientState {
@@ -60,6 +70,7 @@ export interface ServerContext {
   config: ServerConfig;
   store: Store;
   groups: GroupStore;
+  files: FileStore;
   committer: Committer;
   sessions: Sessions;
   delivery: Delivery;

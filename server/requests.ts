@@ -13,6 +13,7 @@ import { AUTH_KEY_BYTES, changePassword, login, prelogin, resume, signup, type L
 import type { ClientState, Conn, ServerContext } from "./context";
 import type { Directory } from "./directory";
 import type { GroupChange } from "./group-store";
+import { fileRoutes } from "./files";
 
 const loggedIn = (conn: Conn) =>
   conn.state.user ? undefined : new ChatError("E_NOT_LOGGED_IN", "Log in first");
@@ -229,6 +230,7 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         return { users: await ctx.store.online(ctx.config.liveWithinMs) };
       },
     },
+    ...fileRoutes(ctx, directory, loggedIn),
     ping: { handle: () => ({}) },
   };
 }
