@@ -146,19 +146,21 @@ test("a removed member receives nothing sent after the removal, live or at the n
   expect(live.map((m) => m.text)).toEqual(["alice created " + g.name + " with bob, you", "before the removal", "alice removed you"]);
   expect(live.every((m) => m.seq <= g.removalSeq)).toBe(true);
 
-  // Neither the replay at login nor a request for what follows the removal gives her anything more.
+  // Neither a request for what follows the removal nor the replay at the next login gives her anything more.
   await users.carol!.session.close();
-  users.carol = await connectUser(cluster.balancerAddr, "carol");
-  expect(users.carol.received.filter((m) => m.conv === g.conv)).toEqual([]);
   const link = await rawLink(cluster.servers[0]!.addr, "carol");
   try {
     const { messages } = await link.request("fetch", { conv: g.conv, after: g.removalSeq });
     expect(messages).toEqual([]);
-    const { messages: pending } = await link.request("fetch", { conv: g.conv, after: 0 });
-    expect((pending as { seq: number }[]).map((m) => m.seq)).toEqual([1, 2, 3]);
+    const { messages: hers } = await link.request("fetch", { conv: g.conv, after: 0 });
+    expect((hers as { seq: number }[]).map((m) => m.seq)).toEqual([1, 2, 3]);
   } finally {
     link.close();
   }
+  // Her cursor is still before the removal line: the replay starts there and stops at it.
+  await sql`update members m set cursor = 0 from users u where u.id = m.user_id and u.name = 'carol' and m.conversation_id = ${g.conv}`;
+  users.carol = await connectUser(cluster.balancerAddr, "carol");
+  expect(users.carol.received.filter((m) => m.conv === g.conv).map((m) => m.seq)).toEqual([1, 2, 3]);
 });
 
 test("a removed member cannot decrypt a later message even with its envelope in hand (E_WRONG_RECIPIENT)", async () => {
@@ -178,6 +180,26 @@ test("a removed member cannot decrypt a later message even with its envelope in 
   expect(attempt(before!.body, "carol")).toBe("opened");
   expect(attempt(after!.body, "bob")).toBe("read");
   expect(attempt(after!.body, "carol")).toBe("E_WRONG_RECIPIENT");
+});
+
+test("a member added later reads from their joining on, not before", async () => {
+  const g = await crew();
+  await users.alice!.session.sendGroupText(g.name, "before eve");
+  await users.alice!.session.changeGroup("add", g.name, ["eve"]);
+  await users.alice!.session.sendGroupText(g.name, "after eve");
+  await waitFor(() => users.eve!.received.some((m) => m.conv === g.conv && m.text === "after eve"), "eve to receive");
+  expect(users.eve!.received.filter((m) => m.conv === g.conv).map((m) => m.text)).toEqual(["alice added you", "after eve"]);
+  expect((await users.eve!.session.groupHistory(g.name)).map((m) => m.text)).toEqual(["alice added you", "after eve"]);
+  const link = await rawLink(cluster.servers[0]!.addr, "eve");
+  try {
+    // Her session is replaced by this login: reconnect her afterwards.
+    const { messages } = await link.request("fetch", { conv: g.conv, after: 0 });
+    expect((messages as { seq: number }[]).map((m) => m.seq)).toEqual([3, 4]);
+  } finally {
+    link.close();
+    await users.eve!.session.close();
+    users.eve = await connectUser(cluster.balancerAddr, "eve");
+  }
 });
 
 test("a group name must follow the user name rules (E_INVALID_NAME)", async () => {
