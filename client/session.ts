@@ -52,6 +52,7 @@ export interface MemberInfo {
 
 export class ChatSession extends Connection {
   private readonly e2e: E2E;
+  private readonly groupTails = new Map<string, Promise<unknown>>();
   private readonly held = new Map<string, WireMessage[]>();
 
   private constructor(protected override readonly options: SessionOptions) {
@@ -83,7 +84,21 @@ export class ChatSession extends Connection {
     return this.sendGroupContent(group, { kind: "text", text }, randomUUID());
   }
 
-  private async sendGroupContent(group: string, content: Content, cmid: string): Promise<SendResult> {
+  /**
+   * One group send at a time per group: a message re-sealed after a membership
+   * change must not be overtaken by the ones sent after it.
+   */
+  private sendGroupContent(group: string, content: Content, cmid: string): Promise<SendResult> {
+    const result = (this.groupTails.get(group) ?? Promise.resolve()).then(() => this.sealForGroup(group, content, cmid));
+    const tail = result.catch(() => {});
+    this.groupTails.set(group, tail);
+    void tail.then(() => {
+      if (this.groupTails.get(group) === tail) this.groupTails.delete(group);
+    });
+    return result;
+  }
+
+  private async sealForGroup(group: string, content: Content, cmid: string): Promise<SendResult> {
     const sealed = async () => {
       const { epoch, members } = await this.groupMembers(group);
       const body = await this.e2e.seal(

@@ -54,7 +54,8 @@ export class GroupStore {
         const rows = [{ conversation_id: conv!.id, user_id: creator.id, role: "admin" }, ...wanted.map((n) => ({ conversation_id: conv!.id, user_id: ids.get(n)!, role: "member" }))];
         await tx`insert into members ${tx(rows, "conversation_id", "user_id", "role")}`;
         const message = await systemMessage(tx, conv!.id, name, creator, { event: "created", actor: creator.name, users: wanted });
-        return { message, recipients: rows.map((r) => r.user_id).filter((id) => id !== creator.id) };
+        // The creator too: their own line fills its place in their sequence.
+        return { message, recipients: rows.map((r) => r.user_id) };
       });
     } catch (error) {
       if ((error as { code?: string }).code === "23505") throw new ChatError("E_NAME_TAKEN", `A group called "${name}" exists`);
@@ -120,8 +121,8 @@ export class GroupStore {
       }
       const message = await systemMessage(tx, conv.id, group, actor, event);
       const after = (await membersOf(tx, conv.id)).map((m) => m.id);
-      // The removed see their removal; nothing after it.
-      const recipients = [...new Set([...before, ...after])].filter((id) => id !== actor.id);
+      // The removed see their removal, nothing after it; the actor sees their own change.
+      const recipients = [...new Set([...before, ...after])];
       return { message, recipients };
     });
   }

@@ -26,6 +26,9 @@ const anonymous = (conn: Conn) =>
         ? new ChatError("E_BAD_REQUEST", "A login is already in progress on this connection")
         : undefined;
 
+/** How many names one request may carry; the group's own limit is the store's to enforce (E_GROUP_FULL). */
+const MAX_NAMES = 65_535;
+
 export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Record<string, Route<ClientState>> {
   async function authenticate(conn: Conn, run: () => Promise<LoginResult>) {
     conn.state.authenticating = true;
@@ -170,14 +173,14 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
       guard: loggedIn,
       async handle(conn, req) {
         const name = v.name(req, "group");
-        const others = req.members === undefined ? [] : v.names(req, "members", ctx.config.maxGroupMembers);
+        const others = req.members === undefined ? [] : v.names(req, "members", MAX_NAMES);
         const { message, recipients } = await ctx.groups.create(name, conn.state.user!, others);
         announce(message, recipients);
         return { group: name, conv: message.conv };
       },
     },
-    "group.add": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "add", users: v.names(req, "users", ctx.config.maxGroupMembers) }) },
-    "group.remove": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "remove", users: v.names(req, "users", ctx.config.maxGroupMembers) }) },
+    "group.add": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "add", users: v.names(req, "users", MAX_NAMES) }) },
+    "group.remove": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "remove", users: v.names(req, "users", MAX_NAMES) }) },
     "group.promote": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "promote", user: v.name(req, "user") }) },
     "group.leave": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "leave" }) },
     "group.members": {

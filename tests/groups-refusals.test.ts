@@ -5,12 +5,15 @@
  * follows even with the envelope in hand), bad or taken names, unknown groups,
  * and a group past its size limit.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { randomUUID } from "node:crypto";
 import postgres from "postgres";
 import { open } from "../crypto/envelope";
 import type { IdentityKeys } from "../crypto/keys";
 import { connectUser, rawLink, signup, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
+
+// Real PostgreSQL, real sockets, several servers: give slow machines room.
+setDefaultTimeout(60_000);
 
 let cluster: Cluster;
 let sql: postgres.Sql;
@@ -253,4 +256,27 @@ test("a group cannot grow past the server's member limit (E_GROUP_FULL)", async 
     await ann.session.close();
     await small.stop();
   }
+});
+
+test("naming more users than the member limit at once is E_GROUP_FULL too, when creating or adding", async () => {
+  const small = await startCluster({ servers: 1, config: { maxGroupMembers: 3 } });
+  const names = ["ann", "ben", "cat", "dan", "eli"];
+  for (const n of names) await signup(small.balancerAddr, n);
+  const ann = await connectUser(small.balancerAddr, "ann");
+  try {
+    expect(await refusal(ann.session.createGroup("big", ["ben", "cat", "dan", "eli"]))).toBe("E_GROUP_FULL");
+    await ann.session.createGroup("one", []);
+    expect(await refusal(ann.session.changeGroup("add", "one", ["ben", "cat", "dan", "eli"]))).toBe("E_GROUP_FULL");
+  } finally {
+    await ann.session.close();
+    await small.stop();
+  }
+});
+
+test("adding someone who has no account is E_NO_SUCH_USER, and changes nothing", async () => {
+  const g = await crew();
+  expect(await refusal(users.alice!.session.changeGroup("add", g.name, ["eve", "ghost"]))).toBe("E_NO_SUCH_USER");
+  expect(await refusal(users.alice!.session.createGroup("haunted", ["bob", "ghost"]))).toBe("E_NO_SUCH_USER");
+  expect(await memberNames(g.name)).toEqual(["alice", "bob", "carol"]);
+  expect(await memberNames("haunted")).toEqual([]);
 });

@@ -4,11 +4,14 @@
  * membership changes as system lines; a group always keeps an admin; and
  * /groups counts what is unread until it is read.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { unpack } from "msgpackr";
 import postgres from "postgres";
 import { inbox } from "../roles/client";
 import { connectUser, PASSWORD, rawLink, signup, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
+
+// Real PostgreSQL, real sockets, several servers: give slow machines room.
+setDefaultTimeout(60_000);
 
 let cluster: Cluster;
 let sql: postgres.Sql;
@@ -117,6 +120,30 @@ test("every member of a group on two servers gets every message once and in orde
     expect(seqs.every((s, i) => i === 0 || s > seqs[i - 1]!)).toBe(true);
   }
   for (const u of [alice, bob, carol, dave]) await close(u);
+});
+
+test("an admin sees the membership changes they made themselves, from the group's creation on", async () => {
+  const alice = await connect("alice");
+  const bob = await connect("bob");
+  await alice.session.createGroup("own", ["bob"]);
+  const conv = await groupId("own");
+  await alice.session.changeGroup("add", "own", ["carol"]);
+  await alice.session.changeGroup("promote", "own", ["bob"]);
+  await waitFor(() => inConv(bob, conv).length === 3, "bob to see three changes");
+  // The first line alice receives from someone else is a membership change too.
+  await bob.session.changeGroup("add", "own", ["dave"]);
+  await bob.session.sendGroupText("own", "hi all");
+  await waitFor(() => inConv(alice, conv).some((m) => m.text === "hi all"), "alice to receive bob's message");
+  await Bun.sleep(400);
+  expect(inConv(alice, conv).map((m) => m.text)).toEqual([
+    "you created own with bob",
+    "you added carol",
+    "you made bob an admin",
+    "bob added dave",
+    "hi all",
+  ]);
+  await close(alice);
+  await close(bob);
 });
 
 test("when the last admin leaves, the longest-standing member becomes admin, and every member sees it", async () => {
