@@ -83,6 +83,24 @@ test("the compiled binary runs the whole system: up, signup, send, inbox", async
   expect((await run("inbox", "--user", "bob", "--json")).out.trim()).toBe("");
 });
 
+test("the binary sends a file that arrives byte for byte under downloads/", async () => {
+  const path = join(work, "photo.bin");
+  const bytes = crypto.getRandomValues(new Uint8Array(700_000));
+  await Bun.write(path, bytes);
+  const sent = await run("send", "--user", "alice", "--to", "bob", "--file", path);
+  expect(sent.err).toBe("");
+  expect(sent.code).toBe(0);
+  const inbox = await run("inbox", "--user", "bob", "--json");
+  expect(inbox.code).toBe(0);
+  const saved = inbox.out
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l))
+    .find((e) => e.type === "file");
+  expect(saved.saved).toBe(join(env.CHATTERBOX_HOME!, "bob", "downloads", "alice", "photo.bin"));
+  expect(new Uint8Array(await Bun.file(saved.saved).arrayBuffer())).toEqual(bytes);
+});
+
 test("a clear error, and a non-zero exit, for a message to nobody", async () => {
   const result = await run("send", "--user", "alice", "--to", "nobody", "hello?");
   expect(result.code).toBe(1);
