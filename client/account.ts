@@ -22,7 +22,7 @@ export function newAccountKdf(): KdfParams {
 }
 
 export function checkName(user: string): void {
-  if (!NAME_PATTERN.test(user)) throw new ChatError("E_INVALID_NAME", `"${user}": names are 1 to 32 characters from a-z, 0-9, '_', '.' and '-'`);
+  if (!NAME_PATTERN.test(user)) throw new ChatError("E_INVALID_NAME", `"${user}": names are 1 to 32 characters from a-z, 0-9, '_', '.' and '-', starting with a letter, digit or '_'`);
 }
 
 export function checkPassword(password: string): void {

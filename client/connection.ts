@@ -117,7 +117,7 @@ export abstract class Connection {
         if (!this.connected) await this.waitConnected();
         return await this.request(op, args);
       } catch (error) {
-        if (!(error instanceof ChatError) || !isTemporary(error.code) || attempt >= 50 || this.ended) throw error;
+        if (!(error instanceof ChatError) || !isTemporary(error.code) || attempt >= 50 || this.ended || this.closing) throw error;
         await Bun.sleep(Math.min(1000, 50 * 2 ** attempt));
       }
     }

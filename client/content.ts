@@ -45,6 +45,8 @@ function isFileMeta(f: any): f is FileMeta {
     f.key instanceof Uint8Array &&
     f.key.length === 32 &&
     Number.isSafeInteger(f.chunkSize) &&
-    Number.isSafeInteger(f.chunks)
+    Number.isSafeInteger(f.chunks) &&
+    (f.width === undefined || Number.isSafeInteger(f.width)) &&
+    (f.height === undefined || Number.isSafeInteger(f.height))
   );
 }

@@ -77,7 +77,7 @@ export async function upload(caller: Caller, path: string, target: Target, progr
   for (let index = 0; index < chunks; index++) {
     const plain = await file.slice(index * CHUNK_SIZE, Math.min(size, (index + 1) * CHUNK_SIZE)).bytes();
     hash.update(plain);
-    if (index === 0) kind = sniff(plain.subarray(0, 64 * 1024));
+    if (index === 0) kind = sniff(plain);
     if (stored.has(index)) continue;
     const pending = caller.call("file.chunk", { file: state.fileId, index, data: sealChunk(key, state.fileId, index, chunks, plain) }).then(() => {
       inFlight.delete(pending);
@@ -139,7 +139,19 @@ export async function download(caller: Caller, meta: FileMeta, from: string, pro
       try {
         sealed = new Uint8Array((await fetches.get(next)!).data as Uint8Array);
       } catch (error) {
-        if ((error as ChatError).code === "E_NO_SUCH_FILE") refuse(`chunk ${next + 1} of ${meta.chunks} is missing`);
+        if ((error as ChatError).code === "E_NO_SUCH_FILE") {
+          // Gone past the server's retention is not the same as tampered with.
+          const gone = await caller.call("file.info", { file: meta.id }).then(
+            () => false,
+            (e: ChatError) => e.code === "E_NO_SUCH_FILE",
+          );
+          if (gone) {
+            rmSync(part, { force: true });
+            rmSync(statePath, { force: true });
+            throw new ChatError("E_NO_SUCH_FILE", `${safeName(meta.name)} from ${from} is no longer on the server (past its retention)`);
+          }
+          refuse(`chunk ${next + 1} of ${meta.chunks} is missing`);
+        }
         throw error;
       }
       fetches.delete(next);

@@ -11,6 +11,8 @@ const SILENT: Progress = { update() {}, end() {} };
 
 export function progressBar(label: string, total: number, enabled = process.stderr.isTTY === true): Progress {
   if (!enabled) return SILENT;
+  // Labels carry file names, which come from senders: no control characters reach the terminal.
+  label = label.replace(/[\u0000-\u001f\u007f-\u009f]/g, "");
   const started = Date.now();
   let last = 0;
   const draw = (done: number) => {

@@ -17,6 +17,9 @@ import { download, upload, type Target } from "./files";
 import { Pins } from "./keystore";
 import { bytes, progressBar, type Progress } from "./progress";
 import { describeSystem } from "./system";
+import { safeName } from "./safe-name";
+
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
 
 export type { SendResult };
 
@@ -274,7 +277,8 @@ export class ChatSession extends Connection {
 
 export function describeFile(file: FileMeta): string {
   const size = file.width !== undefined ? `, ${file.width}×${file.height}` : "";
-  return `[file] ${file.name} (${bytes(file.size)}, ${file.type}${size})`;
+  // Name and type come from the sender: nothing in them may drive the terminal or fake a line.
+  return `[file] ${safeName(file.name)} (${bytes(file.size)}, ${file.type.replace(CONTROL, "")}${size})`;
 }
 
 export function keyChangedWarning(user: string): string {

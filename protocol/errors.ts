@@ -12,7 +12,7 @@ export const ErrorCodes = {
   E_BAD_REQUEST: "The request is malformed",
   E_NOT_LOGGED_IN: "Log in first",
   E_ALREADY_LOGGED_IN: "This connection is already logged in",
-  E_INVALID_NAME: "Names are 1 to 32 characters from a-z, 0-9, '_', '.' and '-'",
+  E_INVALID_NAME: "Names are 1 to 32 characters from a-z, 0-9, '_', '.' and '-', starting with a letter, digit or '_'",
   E_WEAK_PASSWORD: "Passwords have at least 8 characters",
   E_NAME_TAKEN: "That name is taken",
   E_NO_SUCH_USER: "No such user",

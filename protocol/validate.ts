@@ -4,7 +4,8 @@
  */
 import { ChatError } from "./errors";
 
-export const NAME_PATTERN = /^[a-z0-9_.-]{1,32}$/;
+/** Not "." or "..", nor any name starting with a dot or dash: names become folder names on clients. */
+export const NAME_PATTERN = /^[a-z0-9_][a-z0-9_.-]{0,31}$/;
 export const MIN_PASSWORD = 8;
 
 type Args = Record<string, unknown>;
@@ -12,7 +13,7 @@ type Args = Record<string, unknown>;
 export function name(args: Args, field: string): string {
   const value = args[field];
   if (typeof value !== "string" || !NAME_PATTERN.test(value)) {
-    throw new ChatError("E_INVALID_NAME", `${field}: names are 1 to 32 characters from a-z, 0-9, '_', '.' and '-'`);
+    throw new ChatError("E_INVALID_NAME", `${field}: names are 1 to 32 characters from a-z, 0-9, '_', '.' and '-', starting with a letter, digit or '_'`);
   }
   return value;
 }
