@@ -15,6 +15,7 @@ import type { WireMessage } from "../protocol/messages";
 import { loginKeys, restoreIdentity } from "./account";
 import { loadIdentity, saveIdentity } from "./keystore";
 import { Sequencer } from "./sequencer";
+import { joinsMe } from "./system";
 import { loadState, saveState, type ClientState } from "./state";
 
 export interface ConnectionOptions {
@@ -198,7 +199,8 @@ export abstract class Connection {
         if (ev !== "msg") return;
         const message = bytesOf(frame.m as WireMessage);
         // A group we were just added to starts at the system message that added us.
-        if (message.kind === "system" && !this.sequencer.knows(message.conv)) this.sequencer.position(message.conv, message.seq - 1);
+        // Anything else in a conversation new to us waits for that line (or a fetch).
+        if (!this.sequencer.knows(message.conv) && joinsMe(message, this.options.user)) this.sequencer.position(message.conv, message.seq - 1);
         this.sequencer.receive(message);
       },
       onBye: (error) => {

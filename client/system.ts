@@ -4,6 +4,18 @@
 import { unpack } from "msgpackr";
 import type { WireMessage } from "../protocol/messages";
 
+/** Whether this is the line that made `me` a member: a group's creation by or with them, or their addition. */
+export function joinsMe(message: WireMessage, me: string): boolean {
+  if (message.kind !== "system") return false;
+  try {
+    const event = unpack(message.body) as { event?: string; actor?: string; users?: string[] };
+    if (event.event === "created") return event.actor === me || !!event.users?.includes(me);
+    return event.event === "added" && !!event.users?.includes(me);
+  } catch {
+    return false;
+  }
+}
+
 export function describeSystem(message: WireMessage, me: string): string {
   let event: { event?: string; actor?: string; users?: string[] };
   try {
