@@ -5,6 +5,7 @@
 import { defineCommand, runMain } from "citty";
 import { passwordSource } from "./client/password";
 import { ChatError } from "./protocol/errors";
+import { bench, benchWorker } from "./bench/command";
 
 const DEFAULT_BALANCER = "127.0.0.1:7000";
 
@@ -210,7 +211,7 @@ const passwd = defineCommand({
 
 const main = defineCommand({
   meta: { name: "chatterbox", version: "0.1.0", description: "A distributed, end-to-end encrypted terminal chat system" },
-  subCommands: { up, balance, serve, db, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd },
+  subCommands: { up, balance, serve, db, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd, bench, "bench-worker": benchWorker },
 });
 
 await runMain(main);

@@ -1,15 +1,17 @@
 /**
- * One clock for every bench process on this machine: CLOCK_MONOTONIC (what
- * process.hrtime reads on Linux) in microseconds, so a latency measured from a
- * send in one worker to a delivery in another needs no clock agreement.
+ * One clock for every bench process on this machine, so that a latency from a
+ * send in one worker to a delivery in another needs no further agreement: the
+ * wall clock as read at process start (performance.timeOrigin, sub-millisecond)
+ * plus the monotonic time since. (Bun's process.hrtime counts from process
+ * start, so it cannot be compared across processes.)
  */
-const base = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
+const origin = performance.timeOrigin;
 
-/** Microseconds on the machine's monotonic clock. */
+/** Microseconds since the epoch. */
 export function nowUs(): number {
-  return base + performance.now() * 1000;
+  return (origin + performance.now()) * 1000;
 }
 
 export function nowMs(): number {
-  return nowUs() / 1000;
+  return origin + performance.now();
 }

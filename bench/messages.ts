@@ -18,6 +18,7 @@ export interface WorkerSetup {
   tokens: Record<string, string>;
   pattern: Pattern;
   groupSize: number;
+  contacts: number;
   size: number;
   e2e: boolean;
   /** This worker's share of the rate (messages a second), or null for closed loop. */

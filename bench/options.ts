@@ -22,6 +22,8 @@ export interface BenchOptions {
   e2e: boolean;
   pattern: Pattern;
   groupSize: number;
+  /** Direct-message partners of each client. */
+  contacts: number;
   strategy: string;
   json: boolean;
   plot?: string;
@@ -70,6 +72,7 @@ export function parseOptions(args: Record<string, unknown>): BenchOptions {
     e2e: !!args.e2e,
     pattern,
     groupSize: Math.min(int("group-size", 2, 1000), clients),
+    contacts: int("contacts", 1, 1000),
     strategy: String(args.strategy),
     json: !!args.json,
     plot: args.plot ? String(args.plot) : undefined,

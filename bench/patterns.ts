@@ -9,6 +9,8 @@ export type Target = { kind: "d"; to: number } | { kind: "g"; group: number };
 export interface Population {
   clients: number;
   groupSize: number;
+  /** Direct-message partners of each client. */
+  contacts: number;
   /** For dm-cross: each client's server, and for each server the clients on the others. */
   serverOf?: Map<number, string>;
   notOn?: Map<string, number[]>;
@@ -45,30 +47,89 @@ export function receivesLater(pattern: Pattern, client: number, clients: number)
   return pattern === "offline" && client >= Math.floor(clients / 2);
 }
 
-function randomOther(from: number, count: number, offset = 0): number {
-  const pick = offset + Math.floor(Math.random() * (count - 1));
+function randomOther(from: number, count: number): number {
+  const pick = Math.floor(Math.random() * (count - 1));
   return pick >= from ? pick + 1 : pick;
+}
+
+const contactCache = new Map<string, number[]>();
+
+/**
+ * The fixed partners a client writes to, the same in every process and every
+ * run (a seeded generator): people write to their contacts, and a message to
+ * one of 999 strangers each time would measure opening conversations instead.
+ */
+export function contactsOf(client: number, p: Pick<Population, "clients" | "contacts">): number[] {
+  const key = `${client}/${p.clients}/${p.contacts}`;
+  const cached = contactCache.get(key);
+  if (cached) return cached;
+  const want = Math.min(p.contacts, p.clients - 1);
+  const found = new Set<number>();
+  let seed = (client * 2654435761 + 12345) >>> 0;
+  while (found.size < want) {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    const other = seed % p.clients;
+    if (other !== client) found.add(other);
+  }
+  const list = [...found];
+  contactCache.set(key, list);
+  return list;
+}
+
+function randomContact(from: number, p: Population): number {
+  const list = contactsOf(from, p);
+  return list[Math.floor(Math.random() * list.length)]!;
 }
 
 export function target(pattern: Pattern, from: number, p: Population): Target {
   switch (pattern) {
     case "dm":
-      return { kind: "d", to: randomOther(from, p.clients) };
+      return { kind: "d", to: randomContact(from, p) };
     case "dm-cross": {
-      const others = p.notOn?.get(p.serverOf?.get(from) ?? "");
-      if (!others || others.length === 0) return { kind: "d", to: randomOther(from, p.clients) };
-      return { kind: "d", to: others[Math.floor(Math.random() * others.length)]! };
+      const away = crossContacts(from, p);
+      return { kind: "d", to: away[Math.floor(Math.random() * away.length)]! };
     }
     case "group":
       return { kind: "g", group: groupOf(from, p.groupSize) };
-    case "offline": {
-      const half = Math.floor(p.clients / 2);
-      return { kind: "d", to: half + Math.floor(Math.random() * (p.clients - half)) };
-    }
+    case "offline":
+      return { kind: "d", to: offlineContact(from, p) };
     case "mixed":
       // Nine direct messages for each group message.
       return Math.random() < 0.1 && groupMembers(groupOf(from, p.groupSize), p).length > 1
         ? { kind: "g", group: groupOf(from, p.groupSize) }
-        : { kind: "d", to: randomOther(from, p.clients) };
+        : { kind: "d", to: randomContact(from, p) };
   }
+}
+
+const crossCache = new Map<number, number[]>();
+
+/** Contacts on another server; when a client has none there, some other client there. */
+function crossContacts(from: number, p: Population): number[] {
+  let list = crossCache.get(from);
+  if (list) return list;
+  const mine = p.serverOf?.get(from);
+  list = contactsOf(from, p).filter((c) => p.serverOf?.get(c) !== mine);
+  if (list.length === 0) {
+    const away = p.notOn?.get(mine ?? "") ?? [];
+    list = away.length > 0 ? [away[from % away.length]!] : [randomOther(from, p.clients)];
+  }
+  crossCache.set(from, list);
+  return list;
+}
+
+/** In `offline`, the first half writes to the second: a sender's contacts, moved into that half. */
+export function offlineContact(from: number, p: Population): number {
+  const half = Math.floor(p.clients / 2);
+  const list = contactsOf(from, { clients: p.clients - half, contacts: p.contacts });
+  return half + list[Math.floor(Math.random() * list.length)]!;
+}
+
+/** Everyone a client may write to directly in this pattern, to open those conversations before the clock starts. */
+export function partners(pattern: Pattern, from: number, p: Population): number[] {
+  if (pattern === "group") return [];
+  if (pattern === "offline") {
+    const half = Math.floor(p.clients / 2);
+    return from < half ? contactsOf(from, { clients: p.clients - half, contacts: p.contacts }).map((c) => half + c) : [];
+  }
+  return contactsOf(from, p);
 }

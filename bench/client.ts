@@ -1,0 +1,146 @@
+/**
+ * One simulated user: the real protocol over a real socket (net/link.ts). It
+ * finds its server through the balancer, logs in (a saved resume token first,
+ * so a rerun does not hash 1,000 passwords again; the password, or a signup,
+ * when that fails), replays its backlog, acknowledges what it receives as the
+ * real client does, and sends what the load generator tells it to.
+ */
+import { askBalancer } from "../balancer/ask";
+import { loginKeys, restoreIdentity, signupAccount } from "../client/account";
+import type { IdentityKeys } from "../crypto/keys";
+import { Link } from "../net/link";
+import { ChatError } from "../protocol/errors";
+import type { WireMessage } from "../protocol/messages";
+
+/** Receivers acknowledge what they got in batches: at most one ack per conversation per this many ms. */
+const ACK_EVERY_MS = 100;
+
+export interface ClientOptions {
+  index: number;
+  name: string;
+  password: string;
+  balancer?: string;
+  /** The ceiling: connect straight to this relay, no login. */
+  relay?: string;
+  token?: string;
+  /** Log in with the password, to get the identity keys back (for --e2e). */
+  needKeys: boolean;
+  /**
+   * Runs a password login or signup: few at once, since the server hashes
+   * each on a small thread pool and closes connections not logged in by 10 s.
+   */
+  gate<T>(run: () => Promise<T>): Promise<T>;
+  onMessage(client: SimClient, m: WireMessage): void;
+}
+
+export class SimClient {
+  link!: Link;
+  server = "";
+  token?: string;
+  keys?: IdentityKeys;
+  private readonly toAck = new Map<number, number>();
+  private ackTimer?: Timer;
+
+  constructor(readonly options: ClientOptions) {
+    this.token = options.token;
+  }
+
+  get index(): number {
+    return this.options.index;
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  async connect(): Promise<void> {
+    const o = this.options;
+    if (o.relay) return this.open();
+    if (this.token && !o.needKeys) {
+      await this.open();
+      let resumed = false;
+      try {
+        await this.link.request("resume", { user: o.name, token: this.token });
+        resumed = true;
+      } catch (error) {
+        this.link.close();
+        if (!(error instanceof ChatError) || error.code !== "E_TOKEN") throw error;
+      }
+      if (resumed) return this.sync();
+    }
+    await o.gate(async () => {
+      await this.open();
+      await this.logIn();
+    });
+    await this.sync();
+  }
+
+  private async sync(): Promise<void> {
+    await this.link.request("sync", {}, 120_000);
+  }
+
+  private async open(): Promise<void> {
+    const o = this.options;
+    this.server = o.relay ?? (await askBalancer(o.balancer!, 10_000));
+    this.link = await Link.connect(this.server, {
+      hello: o.relay ? { role: "client", user: o.name } : { role: "client", agent: "chatterbox-bench" },
+      onEvent: (ev, frame) => {
+        if (ev !== "msg") return;
+        const m = frame.m as WireMessage;
+        this.options.onMessage(this, m);
+        this.queueAck(m.conv, m.seq);
+      },
+    });
+  }
+
+  private async logIn(): Promise<void> {
+    const { name, password } = this.options;
+    let keys = await loginKeys(this.link, name, password);
+    let reply: Record<string, unknown>;
+    try {
+      reply = await this.link.request("login", { user: name, auth: keys.authKey }, 120_000);
+    } catch (error) {
+      if (!(error instanceof ChatError) || error.code !== "E_NO_SUCH_USER") throw error;
+      await signupAccount(this.link, name, password).catch((e) => {
+        // Another worker's run may have made it meanwhile.
+        if (!(e instanceof ChatError) || e.code !== "E_NAME_TAKEN") throw e;
+      });
+      keys = await loginKeys(this.link, name, password);
+      reply = await this.link.request("login", { user: name, auth: keys.authKey }, 120_000);
+    }
+    this.token = reply.token as string;
+    if (this.options.needKeys) this.keys = restoreIdentity(reply.backup as Uint8Array, keys.wrapKey, name);
+  }
+
+  /** Sends; the stored message's own slot counts as seen, as the real client's sequencer counts it. */
+  async send(args: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const reply = await this.link.request("send", args);
+    this.queueAck(reply.conv as number, reply.seq as number);
+    return reply;
+  }
+
+  request(op: string, args: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+    return this.link.request(op, args);
+  }
+
+  /** Sends the acknowledgements still waiting; resolves when the server has them. */
+  async flushAcks(): Promise<void> {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    const acks = [...this.toAck];
+    this.toAck.clear();
+    if (this.link.closed) return;
+    await Promise.all(acks.map(([conv, seq]) => this.link.request("ack", { conv, seq }).catch(() => {})));
+  }
+
+  close(): void {
+    clearTimeout(this.ackTimer);
+    this.link?.close();
+  }
+
+  private queueAck(conv: number, seq: number): void {
+    if (this.options.relay) return;
+    if ((this.toAck.get(conv) ?? 0) < seq) this.toAck.set(conv, seq);
+    this.ackTimer ??= setTimeout(() => void this.flushAcks(), ACK_EVERY_MS);
+  }
+}

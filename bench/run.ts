@@ -1,0 +1,100 @@
+/**
+ * `chatterbox bench`: one run, a sweep of rates, the balancing strategies side
+ * by side, or ChatterBox against the bare relay; as text, JSON and SVG.
+ */
+import { writeFileSync } from "node:fs";
+import { runLoad, type RunContext } from "./coordinator";
+import type { BenchOptions } from "./options";
+import { strategiesSvg, sweepSvg, timelineSvg } from "./plot";
+import { formatReport, type Report } from "./report";
+import { provision } from "./provision";
+import { startRelays } from "./relays";
+import { BENCH_PASSWORD, loadTokens, saveTokens } from "./tokens";
+import { benchHome, openBenchDatabase, remoteSystem, startSystem, type Database } from "./system";
+
+const STRATEGIES = ["roundrobin", "leastconn", "random", "p2c"];
+
+export async function runBench(options: BenchOptions): Promise<void> {
+  const log = (line: string) => console.error(`bench: ${line}`);
+  const home = benchHome(options.dataDir);
+  const out = (reports: Report | Report[], text: string) => console.log(options.json ? JSON.stringify(reports, null, 2) : text);
+
+  if (options.balancer) {
+    const ctx: RunContext = { system: remoteSystem(options.balancer), home, tokenKey: `balancer ${options.balancer}`, log };
+    const rates = options.sweep ?? [options.rate];
+    const reports: Report[] = [];
+    for (const rate of rates) reports.push(await runLoad(options, rate, { ...ctx, label: options.sweep ? `${rate} msg/s` : undefined }));
+    return finish(options, reports, out);
+  }
+
+  const database: Database = await openBenchDatabase({ databaseUrl: options.databaseUrl, dataDir: options.dataDir, log });
+  const tokenKey = options.databaseUrl ? `database ${options.databaseUrl}` : `embedded ${home}`;
+  try {
+    // We own this database: make missing accounts and their resume tokens in it, skipping a quarter hour of password hashing.
+    saveTokens(home, tokenKey, await provision(database.url, options.prefix, options.clients, BENCH_PASSWORD, loadTokens(home, tokenKey), log));
+    if (options.compareStrategies) {
+      const reports: Report[] = [];
+      for (const strategy of STRATEGIES) {
+        const system = await startSystem({ url: database.url, servers: options.servers, strategy, log });
+        try {
+          reports.push(await runLoad(options, options.rate, { system, postgresPid: database.pid, home, tokenKey, log, label: strategy }));
+        } finally {
+          await system.stop();
+        }
+      }
+      const table = strategyTable(reports);
+      if (options.plot) writeFileSync(options.plot, strategiesSvg(reports));
+      return out(reports, `${reports.map(formatReport).join("\n\n")}\n\n${table}`);
+    }
+    const system = await startSystem({ url: database.url, servers: options.servers, strategy: options.strategy, log });
+    const reports: Report[] = [];
+    try {
+      const ctx: RunContext = { system, postgresPid: database.pid, home, tokenKey, log };
+      for (const rate of options.sweep ?? [options.rate]) reports.push(await runLoad(options, rate, { ...ctx, label: options.sweep ? `${rate} msg/s` : options.ceiling ? "chatterbox" : undefined }));
+    } finally {
+      await system.stop();
+    }
+    if (options.ceiling) {
+      const relays = await startRelays(options);
+      try {
+        reports.push(await runLoad(options, options.rate, { system: relays.system, relays: relays.addrs, home, tokenKey: "ceiling", log, label: "ceiling" }));
+      } finally {
+        await relays.stop();
+      }
+    }
+    return finish(options, reports, out);
+  } finally {
+    await database.stop();
+  }
+}
+
+function finish(options: BenchOptions, reports: Report[], out: (r: Report | Report[], text: string) => void): void {
+  if (options.plot) writeFileSync(options.plot, options.sweep ? sweepSvg(reports) : timelineSvg(reports));
+  const text = reports.map(formatReport).join("\n\n");
+  if (options.sweep) return out(reports, `${text}\n\n${sweepTable(reports)}`);
+  if (options.ceiling) {
+    const [mine, ceiling] = reports as [Report, Report];
+    const ratio = ceiling.throughput.deliveredPerS > 0 ? mine.throughput.deliveredPerS / ceiling.throughput.deliveredPerS : 0;
+    const summary = `ChatterBox reaches ${(ratio * 100).toFixed(1)}% of the bare relay's rate (${mine.throughput.deliveredPerS.toLocaleString("en-US")} vs ${ceiling.throughput.deliveredPerS.toLocaleString("en-US")} deliveries/s)`;
+    return out({ ...reports, ratio } as unknown as Report[], `${text}\n\n${summary}`);
+  }
+  out(reports.length === 1 ? reports[0]! : reports, text);
+}
+
+function sweepTable(reports: Report[]): string {
+  const rows = reports.map((r) => {
+    const d = r.latencyMs.delivery;
+    return `${String(r.config.rate).padStart(9)} ${String(r.throughput.acknowledgedPerS).padStart(10)} ${String(r.throughput.deliveredPerS).padStart(10)} ${String(d?.p50 ?? "-").padStart(8)} ${String(d?.p99 ?? "-").padStart(8)} ${String(d?.p999 ?? "-").padStart(8)} ${String(r.lost).padStart(5)}`;
+  });
+  return [`     rate     stored  delivered  p50 ms   p99 ms  p99.9 ms  lost`, ...rows].join("\n");
+}
+
+function strategyTable(reports: Report[]): string {
+  const rows = reports.map((r) => {
+    const conns = r.servers.map((s) => s.connections);
+    const spread = conns.length ? `${Math.min(...conns)}..${Math.max(...conns)}` : "-";
+    const d = r.latencyMs.delivery;
+    return `${(r.label ?? "").padEnd(11)} ${conns.join("/").padEnd(24)} ${spread.padEnd(12)} ${String(r.throughput.deliveredPerS).padStart(10)} ${String(d?.p50 ?? "-").padStart(8)} ${String(d?.p99 ?? "-").padStart(8)}`;
+  });
+  return [`strategy    connections per server   min..max      delivered/s  p50 ms   p99 ms`, ...rows].join("\n");
+}

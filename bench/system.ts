@@ -1,0 +1,130 @@
+/**
+ * The system under test. By default our own: the embedded PostgreSQL (durable:
+ * fsync and synchronous_commit on, as `chatterbox up` runs it), a balancer, and
+ * each chat server as its own process, started as `chatterbox serve` would be.
+ * With --balancer, someone else's running system, seen only through the
+ * protocol (no process figures then).
+ */
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { Subprocess } from "bun";
+import { migrate, openDatabase } from "../db/connect";
+import { defaultDataDir, startEmbeddedPostgres, type EmbeddedPostgres } from "../db/embedded";
+import { Link } from "../net/link";
+import { startBalancer, type Balancer } from "../roles/balancer";
+import { selfCommand } from "../roles/self";
+
+export interface ServerInfo {
+  id: string;
+  addr: string;
+  /** Logged-in connections, as the server last told the balancer. */
+  load: number;
+  pid?: number;
+}
+
+export interface Database {
+  url: string;
+  /** The postmaster, when it is ours. */
+  pid?: number;
+  stop(): Promise<void>;
+}
+
+export interface System {
+  balancer: string;
+  servers(): Promise<ServerInfo[]>;
+  stop(): Promise<void>;
+}
+
+/** Where bench accounts' tokens and our own database live: beside the default data directory. */
+export function benchHome(dataDir?: string): string {
+  return dataDir ?? join(dirname(defaultDataDir()), "bench");
+}
+
+export async function openBenchDatabase(options: { databaseUrl?: string; dataDir?: string; log(line: string): void }): Promise<Database> {
+  let url = options.databaseUrl;
+  let postgres: EmbeddedPostgres | undefined;
+  if (!url) {
+    const home = benchHome(options.dataDir);
+    mkdirSync(home, { recursive: true, mode: 0o755 });
+    options.log(`starting the embedded PostgreSQL in ${join(home, "pg")} (durable: fsync and synchronous_commit on)`);
+    postgres = await startEmbeddedPostgres({ dataDir: join(home, "pg") });
+    url = postgres.url;
+  }
+  const database = openDatabase(url, { max: 1 });
+  await migrate(database);
+  await database.close();
+  return { url, pid: postgres?.pid, stop: async () => postgres?.stop() };
+}
+
+export async function startSystem(options: { url: string; servers: number; strategy: string; log(line: string): void }): Promise<System> {
+  const balancer: Balancer = await startBalancer({ port: 0, strategy: options.strategy });
+  const address = `127.0.0.1:${balancer.port}`;
+  const children: Subprocess<"ignore", "ignore", "pipe">[] = [];
+  const pidOf = new Map<string, number>();
+  for (let i = 0; i < options.servers; i++) {
+    const child = Bun.spawn([...profiled(selfCommand(), `server-${i + 1}`), "serve", "0", "--balancer", address, "--database-url", options.url], {
+      stdin: "ignore",
+      stdout: "ignore",
+      stderr: "pipe",
+    });
+    children.push(child);
+    void watchLog(child, (line) => {
+      const listening = /server (\S+) listening on (\S+)/.exec(line);
+      if (listening) pidOf.set(listening[1]!, child.pid);
+      else if (!/registered|peer link/.test(line)) options.log(`[server ${i + 1}] ${line}`);
+    });
+  }
+  const deadline = Date.now() + 30_000;
+  while (balancer.servers().length < options.servers) {
+    if (children.some((c) => c.exitCode !== null)) throw new Error("A chat server exited during start-up");
+    if (Date.now() > deadline) throw new Error(`Only ${balancer.servers().length} of ${options.servers} servers registered within 30 s`);
+    await Bun.sleep(50);
+  }
+  // Every server should see every other in the servers table before load starts.
+  await Bun.sleep(1200);
+  return {
+    balancer: address,
+    servers: async () => (await listServers(address)).map((s) => ({ ...s, pid: pidOf.get(s.id) })),
+    async stop() {
+      for (const child of children) child.kill("SIGTERM");
+      await Promise.race([Promise.all(children.map((c) => c.exited)), Bun.sleep(10_000)]);
+      for (const child of children) child.kill("SIGKILL");
+      balancer.stop();
+    },
+  };
+}
+
+export function remoteSystem(balancer: string): System {
+  return { balancer, servers: () => listServers(balancer), stop: async () => {} };
+}
+
+/** The balancer's `servers` op: each live server and its connection count. */
+export async function listServers(balancer: string): Promise<ServerInfo[]> {
+  const link = await Link.connect(balancer, { hello: { role: "client" }, timeoutMs: 5000 });
+  try {
+    const reply = await link.request("servers");
+    return (reply.servers as ServerInfo[]).map(({ id, addr, load }) => ({ id, addr, load }));
+  } finally {
+    link.close();
+  }
+}
+
+async function watchLog(child: Subprocess<"ignore", "ignore", "pipe">, onLine: (line: string) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  let partial = "";
+  for await (const chunk of child.stderr) {
+    const parts = (partial + decoder.decode(chunk, { stream: true })).split("\n");
+    partial = parts.pop()!;
+    for (const line of parts) onLine(line);
+  }
+}
+
+/**
+ * CHATTERBOX_BENCH_PROFILE=DIR (from source only): each process we start writes
+ * a CPU profile there when it exits, as markdown too (bun --cpu-prof-md).
+ */
+export function profiled(command: string[], name: string): string[] {
+  const dir = process.env.CHATTERBOX_BENCH_PROFILE;
+  if (!dir || command.length < 2) return command;
+  return [command[0]!, "--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}`, ...command.slice(1)];
+}

@@ -1,0 +1,55 @@
+/**
+ * `chatterbox bench` as a user runs it: its own embedded PostgreSQL, a
+ * balancer and two servers as processes, simulated clients in worker
+ * processes, briefly and at a low rate. The report must have its shape, and
+ * nothing acknowledged may be lost.
+ */
+import { expect, test } from "bun:test";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ROOT } from "./support/cluster";
+
+test("a short bench run delivers every acknowledged message and reports throughput, latency and each server", async () => {
+  const work = mkdtempSync(join(tmpdir(), "chatterbox-bench-test-"));
+  // As root, PostgreSQL runs as the postgres user, who must be able to enter the data folder's parent.
+  chmodSync(work, 0o755);
+  const env: Record<string, string> = { ...(process.env as Record<string, string>) };
+  delete env.DATABASE_URL;
+  try {
+    const args = ["bench", "--data", join(work, "bench"), "--clients", "20", "--duration", "2", "--warmup", "0.5", "--rate", "200", "--json", "--plot", join(work, "run.svg")];
+    const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), ...args], { env, stdout: "pipe", stderr: "pipe" });
+    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+    expect(await proc.exited, err).toBe(0);
+    const report = JSON.parse(out);
+
+    expect(report.config).toMatchObject({ pattern: "dm", clients: 20, servers: 2, rate: 200 });
+    expect(report.setup.failedClients).toBe(0);
+    expect(report.sent).toBeGreaterThan(300);
+    expect(report.acknowledged).toBe(report.sent);
+    expect(report.delivered).toBe(report.acknowledged);
+    expect(report.lost).toBe(0);
+    expect(report.duplicates).toBe(0);
+    expect(report.totals.deliveries).toBe(report.totals.expectedDeliveries);
+    expect(report.throughput.acknowledgedPerS).toBeGreaterThan(150);
+    for (const kind of ["ack", "delivery"]) {
+      const p = report.latencyMs[kind];
+      expect(p.p50).toBeGreaterThan(0);
+      expect(p.p50).toBeLessThanOrEqual(p.p90);
+      expect(p.p90).toBeLessThanOrEqual(p.p99);
+      expect(p.p99).toBeLessThanOrEqual(p.p999);
+      expect(p.p999).toBeLessThanOrEqual(p.max);
+    }
+    expect(report.servers).toHaveLength(2);
+    for (const s of report.servers) {
+      expect(s.connections).toBeGreaterThan(0);
+      expect(s.cpuPercent).toBeGreaterThanOrEqual(0);
+      expect(s.rssMiB).toBeGreaterThan(0);
+    }
+    expect(report.servers.reduce((n: number, s: { connections: number }) => n + s.connections, 0)).toBe(20);
+    expect(report.timeline.length).toBeGreaterThan(2);
+    expect(readFileSync(join(work, "run.svg"), "utf8")).toStartWith("<svg");
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}, 60_000);
