@@ -13,6 +13,28 @@ const databaseUrl = {
   "database-url": { type: "string", description: "PostgreSQL URL of ChatDB (default: $DATABASE_URL)" },
 } as const;
 
+/** The limits a server operator sets; `up` passes them on to its servers. */
+const serverLimits = {
+  "max-group-members": { type: "string", description: "Most members a group may have", default: "1000" },
+  "max-file-mb": { type: "string", description: "Largest file, in MiB", default: "100" },
+  "upload-ttl-hours": { type: "string", description: "Delete uploads not completed within this many hours", default: "24" },
+  "file-retention-days": { type: "string", description: "Keep completed files this many days", default: "90" },
+} as const;
+
+function limitsOf(args: Record<string, unknown>) {
+  const number = (name: string, min: number) => {
+    const value = Number(args[name]);
+    if (!Number.isFinite(value) || value < min) fail(new ChatError("E_BAD_REQUEST", `--${name} takes a number of at least ${min}`));
+    return value;
+  };
+  return {
+    maxGroupMembers: Math.floor(number("max-group-members", 1)),
+    maxFileBytes: Math.floor(number("max-file-mb", 0.001) * 1024 * 1024),
+    uploadTtlMs: number("upload-ttl-hours", 0.001) * 3600_000,
+    fileRetentionMs: number("file-retention-days", 0.001) * 24 * 3600_000,
+  };
+}
+
 const clientArgs = {
   balancer: { type: "string", description: "Balancer address, HOST:PORT", default: DEFAULT_BALANCER },
   user: { type: "string", description: "Your user name", required: true },
@@ -63,11 +85,18 @@ const serve = defineCommand({
     host: { type: "string", description: "Address to listen on", default: "127.0.0.1" },
     balancer: { type: "string", description: "Balancer to register with, HOST:PORT", default: DEFAULT_BALANCER },
     ...databaseUrl,
+    ...serverLimits,
   },
   run: ({ args }) =>
     guarded(async () => {
       const { runServer } = await import("./roles/run");
-      await runServer({ port: Number(args.port), hostname: args.host, balancer: args.balancer, databaseUrl: needDatabase(args["database-url"]) });
+      await runServer({
+        port: Number(args.port),
+        hostname: args.host,
+        balancer: args.balancer,
+        databaseUrl: needDatabase(args["database-url"]),
+        config: limitsOf(args),
+      });
     }),
 });
 
@@ -79,11 +108,14 @@ const up = defineCommand({
     strategy: { type: "string", description: "Balancing strategy", default: "roundrobin" },
     data: { type: "string", description: "Folder for the embedded database (default: under your data directory)" },
     ...databaseUrl,
+    ...serverLimits,
   },
   run: ({ args }) =>
     guarded(async () => {
       const { runUp } = await import("./roles/up");
+      limitsOf(args);
       await runUp({
+        serverArgs: Object.keys(serverLimits).flatMap((name) => [`--${name}`, String(args[name as keyof typeof serverLimits])]),
         servers: Number(args.servers),
         port: Number(args.port),
         strategy: args.strategy,

@@ -2,6 +2,7 @@
  * Long-running roles as processes: start, print where, and stop cleanly on
  * SIGINT or SIGTERM.
  */
+import type { ServerConfig } from "../server/context";
 import { startServer } from "./server";
 import { startBalancer } from "./balancer";
 
@@ -23,7 +24,7 @@ export async function runBalancer(options: { port: number; hostname: string; str
   onSignal(() => balancer.stop());
 }
 
-export async function runServer(options: { port: number; hostname: string; balancer: string; databaseUrl: string }): Promise<void> {
+export async function runServer(options: { port: number; hostname: string; balancer: string; databaseUrl: string; config?: Partial<ServerConfig> }): Promise<void> {
   const server = await startServer({ ...options, log: (l) => console.error(l) });
   console.log(`server ${server.id} listening on ${server.addr}, registered with ${options.balancer}`);
   onSignal(() => server.stop());

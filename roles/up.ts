@@ -17,6 +17,8 @@ export interface UpOptions {
   strategy: string;
   dataDir?: string;
   databaseUrl?: string;
+  /** Passed on to every `serve`: the server limits. */
+  serverArgs?: string[];
 }
 
 export async function runUp(options: UpOptions): Promise<void> {
@@ -37,7 +39,7 @@ export async function runUp(options: UpOptions): Promise<void> {
   const children: Subprocess[] = [];
   for (let i = 1; i <= options.servers; i++) {
     const port = options.port + i;
-    const child = Bun.spawn([...selfCommand(), "serve", String(port), "--balancer", `127.0.0.1:${balancer.port}`, "--database-url", url], {
+    const child = Bun.spawn([...selfCommand(), "serve", String(port), "--balancer", `127.0.0.1:${balancer.port}`, "--database-url", url, ...(options.serverArgs ?? [])], {
       stdout: "ignore",
       stderr: "inherit",
       env: { ...process.env },

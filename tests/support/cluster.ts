@@ -70,8 +70,8 @@ export interface ServerProcess {
   kill9(): Promise<void>;
 }
 
-export async function spawnServer(url: string, balancer: string): Promise<ServerProcess> {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "serve", "0", "--balancer", balancer, "--database-url", url], {
+export async function spawnServer(url: string, balancer: string, extraArgs: string[] = []): Promise<ServerProcess> {
+  const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "serve", "0", "--balancer", balancer, "--database-url", url, ...extraArgs], {
     stdout: "pipe",
     stderr: "ignore",
   });
