@@ -4,6 +4,7 @@
  * chat servers on the next ports, each server its own process, so one crashing
  * does not take the others with it. Ctrl-C or SIGTERM stops everything.
  */
+import { relative } from "node:path";
 import type { Subprocess } from "bun";
 import { migrate, openDatabase } from "../db/connect";
 import { defaultDataDir, startEmbeddedPostgres, type EmbeddedPostgres } from "../db/embedded";
@@ -56,8 +57,9 @@ export async function runUp(options: UpOptions): Promise<void> {
   console.log("");
   console.log("In another terminal:");
   const b = balancer.port === 7000 ? "" : ` --balancer 127.0.0.1:${balancer.port}`;
-  console.log(`  chatterbox signup --user alice${b}`);
-  console.log(`  chatterbox chat --user alice${b}`);
+  const me = howToRunMe();
+  console.log(`  ${me} signup --user alice${b}`);
+  console.log(`  ${me} chat --user alice${b}`);
   console.log("Ctrl-C stops everything.");
 
   onSignal(async () => {
@@ -69,6 +71,13 @@ export async function runUp(options: UpOptions): Promise<void> {
     await postgres?.stop();
     console.log("Stopped.");
   });
+}
+
+/** What to type to run this program again: the binary's path, or bun and cli.ts from a checkout. */
+function howToRunMe(): string {
+  const [first, script] = selfCommand();
+  if (!script) return first!;
+  return `npx bun ${relative(process.cwd(), script) || script}`;
 }
 
 async function waitForServers(list: () => unknown[], count: number, timeoutMs: number): Promise<void> {
