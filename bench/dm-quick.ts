@@ -8,17 +8,13 @@
  *
  *   bun bench/dm-quick.ts [--pairs 100] [--seconds 10] [--window 32]
  */
-import { mkdtempSync, chmodSync, rmSync } from "node:fs";
-import { tmpdir, cpus } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
+import { cpus } from "node:os";
 import { parseArgs } from "node:util";
 import { randomUUID } from "node:crypto";
-import { migrate, openDatabase } from "../db/connect";
-import { startEmbeddedPostgres } from "../db/embedded";
-import { startBalancer } from "../roles/balancer";
-import { selfCommand } from "../roles/self";
 import { Link } from "../net/link";
 import { loginKeys, signupAccount } from "../client/account";
+import { scratchDir, startLocalSystem } from "./local-system";
 
 process.env.CHATTERBOX_TEST_KDF = "1";
 const { values } = parseArgs({ options: { pairs: { type: "string", default: "100" }, seconds: { type: "string", default: "10" }, window: { type: "string", default: "32" } } });
@@ -26,18 +22,9 @@ const pairs = Number(values.pairs);
 const seconds = Number(values.seconds);
 const window = Number(values.window);
 
-const dir = mkdtempSync(join(tmpdir(), "chatterbox-bench-"));
-chmodSync(dir, 0o755);
-const pg = await startEmbeddedPostgres({ dataDir: join(dir, "data") });
-const database = openDatabase(pg.url, { max: 1 });
-await migrate(database);
-await database.close();
-const balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
-const servers = [0, 1].map(() =>
-  Bun.spawn([...selfCommand(), "serve", "0", "--balancer", `127.0.0.1:${balancer.port}`, "--database-url", pg.url], { stdout: "ignore", stderr: "ignore" }),
-);
-while (balancer.servers().length < 2) await Bun.sleep(50);
-const [a, b] = balancer.servers().map((s) => s.addr) as [string, string];
+const dir = scratchDir("chatterbox-bench-");
+const system = await startLocalSystem({ dir });
+const [a, b] = system.servers.map((s) => s.addr) as [string, string];
 
 async function account(name: string, addr: string, onMsg?: () => void): Promise<Link> {
   const link = await Link.connect(addr, { hello: { role: "client" }, onEvent: (ev) => ev === "msg" && onMsg?.() });
@@ -79,9 +66,6 @@ console.log(`${pairs} senders on one server → ${pairs} recipients on the other
 console.log(`stored (acknowledged): ${acked} = ${Math.round(acked / elapsed)} msg/s`);
 console.log(`delivered: ${delivered} (${acked - delivered} not delivered after a 10 s drain)`);
 
-for (const s of servers) s.kill("SIGTERM");
-await Promise.all(servers.map((s) => s.exited));
-balancer.stop();
-await pg.stop();
+await system.stop();
 rmSync(dir, { recursive: true, force: true });
 process.exit(0);

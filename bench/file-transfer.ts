@@ -11,53 +11,29 @@
  *   bun bench/file-transfer.ts [--mib 100] [--database-url URL]
  */
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { closeSync, openSync, readFileSync, readSync, rmSync, writeSync } from "node:fs";
+import { cpus } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { scratchDir, startLocalSystem } from "./local-system";
 
 const { values } = parseArgs({ options: { mib: { type: "string", default: "100" }, "database-url": { type: "string" } } });
 const MiB = 1024 * 1024;
 const size = Number(values.mib) * MiB;
 
-const dir = mkdtempSync(join(tmpdir(), "chatterbox-bench-files-"));
-// As root, PostgreSQL runs as the postgres user, who must be able to enter it.
-chmodSync(dir, 0o755);
+const dir = scratchDir("chatterbox-bench-files-");
 process.env.CHATTERBOX_TEST_KDF = "1";
 process.env.CHATTERBOX_HOME = join(dir, "home");
 // Imported after CHATTERBOX_HOME is set: the client keeps its state there.
-const { migrate, openDatabase } = await import("../db/connect");
-const { startEmbeddedPostgres } = await import("../db/embedded");
-const { startBalancer } = await import("../roles/balancer");
-const { selfCommand } = await import("../roles/self");
 const { Link } = await import("../net/link");
 const { askBalancer } = await import("../balancer/ask");
 const { signupAccount } = await import("../client/account");
 const { ChatSession } = await import("../client/session");
 type Received = import("../client/session").Received;
 
-const pg = values["database-url"] ? undefined : await startEmbeddedPostgres({ dataDir: join(dir, "data") });
-const url = values["database-url"] ?? pg!.url;
-const database = openDatabase(url, { max: 1 });
-await migrate(database);
-await database.close();
-const balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
-const balancerAddr = `127.0.0.1:${balancer.port}`;
-/** A chat server in its own process; its id comes from the line it prints when it listens. */
-async function spawnServer(): Promise<{ proc: ReturnType<typeof Bun.spawn>; id: string; pid: number }> {
-  const proc = Bun.spawn([...selfCommand(), "serve", "0", "--balancer", balancerAddr, "--database-url", url], { stdout: "pipe", stderr: "ignore" });
-  const reader = proc.stdout.getReader();
-  let text = "";
-  for (let match; !(match = /server (\S+) listening on/.exec(text)); ) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`a server exited: ${text}`);
-    text += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  return { proc, id: /server (\S+) listening on/.exec(text)![1]!, pid: proc.pid };
-}
-const servers = await Promise.all([spawnServer(), spawnServer()]);
-while (balancer.servers().length < 2) await Bun.sleep(50);
+const system = await startLocalSystem({ dir, databaseUrl: values["database-url"] });
+const balancerAddr = system.balancer;
+const servers = system.servers.map((s) => ({ id: s.id, pid: s.pid! }));
 
 const PASSWORD = "bench password";
 const run = randomBytes(3).toString("hex");
@@ -139,7 +115,7 @@ const mib = (n: number) => `${(n / MiB).toFixed(1)} MiB`;
 const role = (i: number) =>
   i === servers.length ? "clients (this proc)" : servers[i]!.id === sender.serverId ? "sender's server   " : servers[i]!.id === recipient.serverId ? "recipient's server" : `server ${i}`;
 const cpu = cpus();
-console.log(`machine: ${cpu[0]?.model}, ${cpu.length} cores; everything on this machine (${pg ? "embedded PostgreSQL" : "PostgreSQL at --database-url"})`);
+console.log(`machine: ${cpu[0]?.model}, ${cpu.length} cores; everything on this machine (${system.embedded ? "embedded PostgreSQL" : "PostgreSQL at --database-url"})`);
 console.log(`one ${values.mib} MiB file, user on server A → user on server B, ${sent.file.chunks} chunks of ${sent.file.chunkSize / 1024} KiB`);
 console.log(`upload (read, hash, seal, store, complete, message stored): ${((uploaded - started) / 1000).toFixed(2)} s = ${rate(uploaded - started)}`);
 console.log(`download (fetch, open, write, hash check, move):           ${((downloaded - downloadStarted) / 1000).toFixed(2)} s = ${rate(downloaded - downloadStarted)}`);
@@ -150,9 +126,6 @@ for (let i = 0; i < pids.length; i++) {
 
 await sender.close();
 await recipient.close();
-for (const s of servers) s.proc.kill("SIGTERM");
-await Promise.all(servers.map((s) => s.proc.exited));
-balancer.stop();
-await pg?.stop();
+await system.stop();
 rmSync(dir, { recursive: true, force: true });
 process.exit(0);

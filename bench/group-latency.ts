@@ -14,9 +14,8 @@
  *
  *   bun bench/group-latency.ts [--members 100] [--messages 200] [--burst 1000] [--window 32]
  */
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
-import { cpus, totalmem, tmpdir, type as osType, release } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
+import { cpus, totalmem, type as osType, release } from "node:os";
 import { parseArgs } from "node:util";
 import { randomUUID } from "node:crypto";
 import { loginKeys, signupAccount } from "../client/account";
@@ -24,11 +23,8 @@ import { groupLabel } from "../client/e2e";
 import { encodeContent } from "../client/content";
 import { seal } from "../crypto/envelope";
 import type { IdentityKeys } from "../crypto/keys";
-import { migrate, openDatabase } from "../db/connect";
-import { startEmbeddedPostgres } from "../db/embedded";
 import { Link } from "../net/link";
-import { startBalancer } from "../roles/balancer";
-import { selfCommand } from "../roles/self";
+import { scratchDir, startLocalSystem } from "./local-system";
 
 process.env.CHATTERBOX_TEST_KDF = "1";
 const { values } = parseArgs({
@@ -45,19 +41,9 @@ const burst = Number(values.burst);
 const window = Number(values.window);
 const PASSWORD = "bench password";
 
-const dir = mkdtempSync(join(tmpdir(), "chatterbox-group-bench-"));
-// As root, PostgreSQL runs as the postgres user, who must be able to enter it.
-chmodSync(dir, 0o755);
-const pg = await startEmbeddedPostgres({ dataDir: join(dir, "data") });
-const database = openDatabase(pg.url, { max: 1 });
-await migrate(database);
-await database.close();
-const balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
-const servers = [0, 1].map(() =>
-  Bun.spawn([...selfCommand(), "serve", "0", "--balancer", `127.0.0.1:${balancer.port}`, "--database-url", pg.url], { stdout: "ignore", stderr: "inherit" }),
-);
-while (balancer.servers().length < 2) await Bun.sleep(50);
-const addrs = balancer.servers().map((s) => s.addr) as [string, string];
+const dir = scratchDir("chatterbox-group-bench-");
+const system = await startLocalSystem({ dir, log: (line) => console.error(line) });
+const addrs = system.servers.map((s) => s.addr) as [string, string];
 
 /** When each member received each message (by client message id), in ms from the send. */
 const sentAt = new Map<string, number>();
@@ -185,9 +171,6 @@ console.log(`  ${line("send → delivered, per member", burstAll)}`);
 console.log(`  ${line("send → last member has it", burstLast)}`);
 
 for (const m of members) m.link.close();
-for (const s of servers) s.kill("SIGTERM");
-await Promise.all(servers.map((s) => s.exited));
-balancer.stop();
-await pg.stop();
+await system.stop();
 rmSync(dir, { recursive: true, force: true });
 process.exit(0);

@@ -16,6 +16,7 @@ import { frame, FrameReader, HEADER_BYTES } from "../protocol/frame";
 import { PROTOCOL_VERSION } from "../protocol/messages";
 import { signupAccount } from "../client/account";
 import { connectUser, PASSWORD, rawLink, ROOT, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { refusal } from "./support/errors";
 
 const LOGIN_TIMEOUT_MS = 500;
 const OUTBOX_LIMIT = 64 * 1024;
@@ -101,15 +102,6 @@ function header(length: number): Uint8Array {
   return out;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<ChatError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ChatError;
-  }
-  throw new Error("expected a refusal, but the request succeeded");
-}
-
 test("a frame that is not MessagePack gets bye E_BAD_FRAME and the connection is closed", async () => {
   const { seen, handlers } = watcher();
   const link = await rawLink(addr, "prober", handlers);
@@ -160,7 +152,7 @@ test("a hello with another protocol version is refused with E_VERSION, then bye 
     { t: "bye", code: "E_VERSION", message: expect.any(String) },
   ]);
   // Link.connect reports the same refusal to its caller.
-  const error = await rejection(Link.connect(addr, { hello: { role: "client", v: 0 } }));
+  const error = await refusal(Link.connect(addr, { hello: { role: "client", v: 0 } }));
   expect(error.code).toBe("E_VERSION");
   await goodClientStillWorks();
 });
@@ -168,7 +160,7 @@ test("a hello with another protocol version is refused with E_VERSION, then bye 
 test("an unknown op is refused with E_UNKNOWN_OP and the connection stays usable", async () => {
   const { seen, handlers } = watcher();
   const link = await rawLink(addr, undefined, handlers);
-  expect((await rejection(link.request("frobnicate", { x: 1 }))).code).toBe("E_UNKNOWN_OP");
+  expect((await refusal(link.request("frobnicate", { x: 1 }))).code).toBe("E_UNKNOWN_OP");
   expect(await link.request("ping")).toMatchObject({ ok: true });
   expect(link.closed).toBe(false);
   expect(seen.bye).toBeUndefined();
@@ -179,7 +171,7 @@ test("an unknown op is refused with E_UNKNOWN_OP and the connection stays usable
 test("an op named like a built-in object property is unknown too, not an internal error", async () => {
   const link = await rawLink(addr);
   for (const op of ["__proto__", "constructor", "toString", "hasOwnProperty"]) {
-    const error = await rejection(link.request(op));
+    const error = await refusal(link.request(op));
     expect({ op, code: error.code }).toEqual({ op, code: "E_UNKNOWN_OP" });
   }
   expect(await link.request("ping")).toMatchObject({ ok: true });
@@ -190,9 +182,9 @@ test("an op named like a built-in object property is unknown too, not an interna
 test("requests before login are refused with E_NOT_LOGGED_IN and store nothing", async () => {
   const link = await rawLink(addr);
   const send = link.request("send", { to: "friend", cmid: "before-login", body: new Uint8Array([1, 2, 3]) });
-  expect((await rejection(send)).code).toBe("E_NOT_LOGGED_IN");
+  expect((await refusal(send)).code).toBe("E_NOT_LOGGED_IN");
   for (const op of ["who", "sync", "history"]) {
-    expect((await rejection(link.request(op, { with: "friend" }))).code).toBe("E_NOT_LOGGED_IN");
+    expect((await refusal(link.request(op, { with: "friend" }))).code).toBe("E_NOT_LOGGED_IN");
   }
   expect(await link.request("ping")).toMatchObject({ ok: true });
   link.close();
@@ -212,11 +204,11 @@ function tampered(link: Link, fields: Record<string, unknown>): Link {
 test("the server refuses a signup with an invalid name with E_INVALID_NAME", async () => {
   const link = await rawLink(addr);
   for (const name of INVALID_NAMES) {
-    const error = await rejection(signupAccount(tampered(link, { user: name }), "placeholder", PASSWORD));
+    const error = await refusal(signupAccount(tampered(link, { user: name }), "placeholder", PASSWORD));
     expect({ name, code: error.code }).toEqual({ name, code: "E_INVALID_NAME" });
   }
   for (const user of [undefined, 42, ["alice"]]) {
-    expect((await rejection(signupAccount(tampered(link, { user }), "placeholder", PASSWORD))).code).toBe("E_INVALID_NAME");
+    expect((await refusal(signupAccount(tampered(link, { user }), "placeholder", PASSWORD))).code).toBe("E_INVALID_NAME");
   }
   link.close();
   // The longest valid name is accepted: the limit is 32, not less.
@@ -226,7 +218,7 @@ test("the server refuses a signup with an invalid name with E_INVALID_NAME", asy
 
 test("the client refuses an invalid name with E_INVALID_NAME, not a crash", async () => {
   for (const name of INVALID_NAMES) {
-    const error = await rejection(signup(cluster.balancerAddr, name));
+    const error = await refusal(signup(cluster.balancerAddr, name));
     expect({ name, code: error.code }).toEqual({ name, code: "E_INVALID_NAME" });
   }
 });
@@ -235,7 +227,7 @@ test("the server refuses a signup whose login key is not 32 bytes with E_BAD_REQ
   const link = await rawLink(addr);
   for (const auth of [new Uint8Array(31), new Uint8Array(33), "a password in clear", undefined]) {
     const name = uniqueName("badkey");
-    const error = await rejection(signupAccount(tampered(link, { auth }), name, PASSWORD));
+    const error = await refusal(signupAccount(tampered(link, { auth }), name, PASSWORD));
     expect({ auth, code: error.code }).toEqual({ auth, code: "E_BAD_REQUEST" });
   }
   link.close();
@@ -245,27 +237,27 @@ test("the server refuses a signup whose login key is not 32 bytes with E_BAD_REQ
 // The password never leaves the client, so the client is the one that refuses it.
 test("signup with a short password is refused with E_WEAK_PASSWORD and does not take the name", async () => {
   const name = uniqueName("weak");
-  expect((await rejection(signup(cluster.balancerAddr, name, "short"))).code).toBe("E_WEAK_PASSWORD");
+  expect((await refusal(signup(cluster.balancerAddr, name, "short"))).code).toBe("E_WEAK_PASSWORD");
   await signup(cluster.balancerAddr, name);
   await goodClientStillWorks();
 });
 
 test("signup with a taken name is refused with E_NAME_TAKEN, and the owner can still log in", async () => {
-  expect((await rejection(signup(cluster.balancerAddr, "friend", "another password"))).code).toBe("E_NAME_TAKEN");
+  expect((await refusal(signup(cluster.balancerAddr, "friend", "another password"))).code).toBe("E_NAME_TAKEN");
   const link = await rawLink(addr, "prober");
   link.close();
   await goodClientStillWorks();
 });
 
 test("login as a user who does not exist is refused with E_NO_SUCH_USER", async () => {
-  expect((await rejection(rawLink(addr, "nobody-here"))).code).toBe("E_NO_SUCH_USER");
+  expect((await refusal(rawLink(addr, "nobody-here"))).code).toBe("E_NO_SUCH_USER");
   await goodClientStillWorks();
 });
 
 test("a message to a user who does not exist is refused with E_NO_SUCH_USER and the connection stays usable", async () => {
   const link = await rawLink(addr, "prober");
   const send = link.request("send", { to: "ghost", cmid: "to-ghost", body: new Uint8Array([1]) });
-  expect((await rejection(send)).code).toBe("E_NO_SUCH_USER");
+  expect((await refusal(send)).code).toBe("E_NO_SUCH_USER");
   expect(await link.request("ping")).toMatchObject({ ok: true });
   link.close();
   await goodClientStillWorks();
@@ -274,7 +266,7 @@ test("a message to a user who does not exist is refused with E_NO_SUCH_USER and 
 test("a send whose body is not bytes is refused with E_BAD_REQUEST and stores nothing", async () => {
   const link = await rawLink(addr, "prober");
   for (const body of ["text, not bytes", [1, 2, 3], 42, null, { 0: 1 }]) {
-    const error = await rejection(link.request("send", { to: "friend", cmid: `bad-body-${typeof body}-${Math.random()}`, body }));
+    const error = await refusal(link.request("send", { to: "friend", cmid: `bad-body-${typeof body}-${Math.random()}`, body }));
     expect({ body, code: error.code }).toEqual({ body, code: "E_BAD_REQUEST" });
   }
   const history = await link.request("history", { with: "friend" });
@@ -306,13 +298,13 @@ test("repeated wrong passwords lock the account: E_RATE_LIMITED by the sixth att
   const victim = uniqueName("victim");
   await signup(cluster.balancerAddr, victim);
   // rawLink's last argument is the password it logs in with.
-  const attempt = () => rejection(rawLink(addr, victim, {}, "wrong password!"));
+  const attempt = () => refusal(rawLink(addr, victim, {}, "wrong password!"));
   const codes: string[] = [];
   for (let i = 0; i < 6; i++) codes.push((await attempt()).code);
   expect(codes.slice(0, 4)).toEqual(["E_AUTH", "E_AUTH", "E_AUTH", "E_AUTH"]);
   expect(codes[5]).toBe("E_RATE_LIMITED");
   // Locked means locked: the right password is refused too, without being checked.
-  expect((await rejection(rawLink(addr, victim))).code).toBe("E_RATE_LIMITED");
+  expect((await refusal(rawLink(addr, victim))).code).toBe("E_RATE_LIMITED");
   // The lock is short at first: once it expires, the right password works again.
   let link: Link | undefined;
   const deadline = Date.now() + 5_000;

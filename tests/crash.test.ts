@@ -8,7 +8,7 @@ import postgres from "postgres";
 import type { SendResult } from "../client/session";
 import { migrate, openDatabase } from "../db/connect";
 import { startBalancer, type Balancer } from "../roles/balancer";
-import { connectUser, signup, spawnServer, uniqueName, waitFor, type ServerProcess, type TestUser } from "./support/cluster";
+import { aliceAndBob, apartFrom, spawnServer, waitFor, type ServerProcess, type TestUser } from "./support/cluster";
 import { testDatabaseUrl } from "./support/pg";
 
 const N = 500;
@@ -49,20 +49,10 @@ async function twoServersApart(): Promise<Setup> {
   for (const server of servers) cleanups.push(() => server.kill9());
   await waitFor(() => servers.every((s) => balancer.servers().some((b) => b.id === s.id)), "both servers to register");
 
-  const [aliceName, bobName] = [uniqueName("alice"), uniqueName("bob")];
-  await signup(balancerAddr, aliceName);
-  await signup(balancerAddr, bobName);
-  const alice = await connectUser(balancerAddr, aliceName);
+  const [alice, first] = await aliceAndBob(balancerAddr);
   cleanups.push(() => alice.session.close());
-  let bob = await connectUser(balancerAddr, bobName);
-  // Round robin alternates, so a second try lands on the other server.
-  for (let attempt = 0; bob.session.serverId === alice.session.serverId; attempt++) {
-    if (attempt === 5) throw new Error("could not place alice and bob on different servers");
-    await bob.session.close();
-    bob = await connectUser(balancerAddr, bobName);
-  }
-  const finalBob = bob;
-  cleanups.push(() => finalBob.session.close());
+  const bob = await apartFrom(balancerAddr, alice, first);
+  cleanups.push(() => bob.session.close());
   const aliceServer = servers.find((s) => s.id === alice.session.serverId);
   const bobServer = servers.find((s) => s.id === bob.session.serverId);
   if (!aliceServer || !bobServer) throw new Error("a session is on a server this test did not start");

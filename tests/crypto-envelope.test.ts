@@ -1,6 +1,7 @@
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { describe, expect, test } from "bun:test";
-import { CryptoError, generateIdentity, open, peekHeader, seal, type EnvelopeHeader, type IdentityKeys } from "../crypto/index.ts";
+import { generateIdentity, open, peekHeader, seal, type EnvelopeHeader, type IdentityKeys } from "../crypto/index.ts";
+import { reasonOf } from "./support/errors";
 
 const alice = generateIdentity();
 const bob = generateIdentity();
@@ -16,15 +17,6 @@ const toBob = seal({ header: header(), plaintext: text, sender: alice, recipient
 
 function openAs(name: string, keys: IdentityKeys, envelope = toBob, senderSign = alice.signPublic, expectOpt = {}) {
   return open({ envelope, me: { name, keys }, senderSign, expect: expectOpt });
-}
-
-function reasonOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return e instanceof CryptoError ? e.reason : `not a CryptoError: ${e}`;
-  }
-  return "no error";
 }
 
 describe("delivery to the intended readers", () => {

@@ -1,6 +1,5 @@
 import { expect, test } from "bun:test";
 import {
-  CryptoError,
   deriveKeys,
   generateIdentity,
   randomSalt,
@@ -9,17 +8,9 @@ import {
   unwrapIdentity,
   wrapIdentity,
 } from "../crypto/index.ts";
+import { reasonOf } from "./support/errors";
 
 const salt = new Uint8Array(16).fill(7);
-
-function reasonOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    return e instanceof CryptoError ? e.reason : `not a CryptoError: ${e}`;
-  }
-  return "no error";
-}
 
 test("the same password and salt always derive the same keys", () => {
   expect(deriveKeys("correct horse", salt, TEST_KDF)).toEqual(deriveKeys("correct horse", salt, TEST_KDF));

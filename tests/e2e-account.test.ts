@@ -5,15 +5,14 @@
  * name's salt does not tell whether the account exists.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { askBalancer } from "../balancer/ask";
-import { ChatSession, type Received } from "../client/session";
+import type { Received } from "../client/session";
 import { DEFAULT_KDF } from "../crypto/kdf";
 import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
-import { connectUser, PASSWORD, ROOT, signup, startCluster, type Cluster, type TestUser } from "./support/cluster";
+import { connectPersistent, connectUser, freshHome, PASSWORD, ROOT, signup, startCluster, type Cluster } from "./support/cluster";
 
 const NEW_PASSWORD = "a much better passphrase";
 
@@ -48,29 +47,7 @@ afterAll(async () => {
 });
 
 const homes: string[] = [];
-function freshHome(): string {
-  const home = mkdtempSync(join(tmpdir(), "chatterbox-e2e-home-"));
-  homes.push(home);
-  return home;
-}
 const keysFile = (home: string, user: string) => join(home, user, "keys.json");
-
-/** A ChatSession that keeps its keys, pins and token under `home`, as the real client does. */
-async function openPersistent(home: string, name: string, password: string): Promise<TestUser> {
-  // Read at construction and again at each save: leave it set while the session lives.
-  process.env.CHATTERBOX_HOME = home;
-  const user = { name, received: [] as Received[], statuses: [] as string[] } as TestUser;
-  user.texts = () => user.received.map((m) => m.text);
-  user.session = await ChatSession.open({
-    balancer: cluster.balancerAddr,
-    user: name,
-    password: () => password,
-    onMessage: (m) => user.received.push(m),
-    onStatus: (s) => user.statuses.push(s),
-    onEnd: (e) => (user.ended = e),
-  });
-  return user;
-}
 
 /** The private keys as keys.json holds them. */
 function savedKeys(home: string, user: string): { dh: string; sign: string } {
@@ -88,7 +65,7 @@ function readable(messages: Received[]) {
 const expected = conversation.map(([from, text]) => ({ from, verified: true, text }));
 
 async function refusedLogin(home: string, password: string): Promise<{ code?: string }> {
-  return openPersistent(home, "alice", password).then(
+  return connectPersistent(cluster.balancerAddr, home, "alice", password).then(
     async (user) => {
       await user.session.close();
       return { code: "logged in" };
@@ -104,28 +81,28 @@ async function anonymousLink(addr?: string): Promise<Link> {
 
 describe("logging in on a new device", () => {
   test("a login from an empty CHATTERBOX_HOME restores the identity keys into keys.json, readable by the user alone", async () => {
-    const home = freshHome();
-    const alice = await openPersistent(home, "alice", PASSWORD);
+    const home = freshHome(homes);
+    const alice = await connectPersistent(cluster.balancerAddr, home, "alice", PASSWORD);
     await alice.session.close();
     expect(savedKeys(home, "alice")).toEqual({ dh: b64(keys.alice!.dhPrivate), sign: b64(keys.alice!.signPrivate) });
     expect(statSync(keysFile(home, "alice")).mode & 0o777).toBe(0o600);
   });
 
   test("from an empty CHATTERBOX_HOME, the whole history decrypts, the user's own messages included", async () => {
-    const alice = await openPersistent(freshHome(), "alice", PASSWORD);
+    const alice = await connectPersistent(cluster.balancerAddr, freshHome(homes), "alice", PASSWORD);
     const history = await alice.session.history("bob");
     await alice.session.close();
     expect(readable(history)).toEqual(expected);
   });
 
   test("a wrong password is refused with E_AUTH and writes no keys", async () => {
-    const home = freshHome();
+    const home = freshHome(homes);
     expect((await refusedLogin(home, "not the password")).code).toBe("E_AUTH");
     expect(existsSync(keysFile(home, "alice"))).toBe(false);
   });
 
   test("the chatterbox command, from an empty CHATTERBOX_HOME, prints the decrypted history", async () => {
-    const home = freshHome();
+    const home = freshHome(homes);
     const run = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "history", "--user", "alice", "--with", "bob", "--json", "--balancer", cluster.balancerAddr], {
       env: { ...process.env, CHATTERBOX_HOME: home, CHATTERBOX_PASSWORD: PASSWORD, CHATTERBOX_TEST_KDF: "1" },
       stdout: "pipe",
@@ -139,7 +116,7 @@ describe("logging in on a new device", () => {
   });
 
   test("the chatterbox command with a wrong password says so (E_AUTH) and writes no keys", async () => {
-    const home = freshHome();
+    const home = freshHome(homes);
     const run = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "history", "--user", "alice", "--with", "bob", "--balancer", cluster.balancerAddr], {
       env: { ...process.env, CHATTERBOX_HOME: home, CHATTERBOX_PASSWORD: "not the password", CHATTERBOX_TEST_KDF: "1" },
       stdout: "pipe",
@@ -152,11 +129,11 @@ describe("logging in on a new device", () => {
 });
 
 describe("changing the password", () => {
-  const home = freshHome();
+  const home = freshHome(homes);
   let oldToken: string;
 
   beforeAll(async () => {
-    const alice = await openPersistent(home, "alice", PASSWORD);
+    const alice = await connectPersistent(cluster.balancerAddr, home, "alice", PASSWORD);
     await alice.session.close();
     oldToken = JSON.parse(readFileSync(join(home, "alice", "state.json"), "utf8")).token;
     // The token works until the password changes.
@@ -166,7 +143,7 @@ describe("changing the password", () => {
   });
 
   test("a logged-in session changes its password (passwd)", async () => {
-    const alice = await openPersistent(home, "alice", PASSWORD);
+    const alice = await connectPersistent(cluster.balancerAddr, home, "alice", PASSWORD);
     const changed = await alice.session.changePassword(PASSWORD, NEW_PASSWORD).then(
       () => "changed",
       (e) => `refused: ${e.code} ${e.message}`,
@@ -184,14 +161,14 @@ describe("changing the password", () => {
   });
 
   test("afterwards the old password is refused with E_AUTH and unlocks no keys", async () => {
-    const fresh = freshHome();
+    const fresh = freshHome(homes);
     expect((await refusedLogin(fresh, PASSWORD)).code).toBe("E_AUTH");
     expect(existsSync(keysFile(fresh, "alice"))).toBe(false);
   });
 
   test("the new password restores the same keys on yet another new device, and the history still decrypts", async () => {
-    const fresh = freshHome();
-    const alice = await openPersistent(fresh, "alice", NEW_PASSWORD);
+    const fresh = freshHome(homes);
+    const alice = await connectPersistent(cluster.balancerAddr, fresh, "alice", NEW_PASSWORD);
     const history = await alice.session.history("bob");
     await alice.session.close();
     expect(savedKeys(fresh, "alice")).toEqual({ dh: b64(keys.alice!.dhPrivate), sign: b64(keys.alice!.signPrivate) });

@@ -6,14 +6,14 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import type { Socket, TCPSocketListener } from "bun";
 import postgres from "postgres";
 import { announce } from "../balancer/announcer";
 import { deriveKeys, TEST_KDF } from "../crypto/kdf";
 import type { IdentityKeys } from "../crypto/keys";
-import { parseAddress } from "../net/link";
 import { startServer } from "../roles/server";
 import { connectUser, signup, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { dumpDatabase, findIn } from "./support/dump";
+import { startRelay, type Relay } from "./support/relay";
 
 const MARKER = `plaintext-marker-${randomBytes(9).toString("hex")}-Käsebrot✓`;
 // Distinctive, so that finding it anywhere cannot be a coincidence.
@@ -119,159 +119,16 @@ test("the key that unlocks the backup and the identity private keys never reach 
   expect(secrets.flatMap((s) => findIn([...wire, ...dump], s))).toEqual([]);
 });
 
-// --- searching -----------------------------------------------------------------
-
-interface Haystack {
-  where: string;
-  bytes: Buffer;
-}
-
-/** The needle as raw bytes, as hex and as base64 (at each of the three alignments it can have inside a longer text). */
-function encodings(needle: string | Uint8Array): { name: string; bytes: Buffer }[] {
-  const raw = Buffer.from(typeof needle === "string" ? new TextEncoder().encode(needle) : needle);
-  const forms = [
-    { name: "raw", bytes: raw },
-    { name: "hex", bytes: Buffer.from(raw.toString("hex")) },
-    { name: "HEX", bytes: Buffer.from(raw.toString("hex").toUpperCase()) },
-  ];
-  for (let shift = 0; shift < 3; shift++) {
-    const b64 = Buffer.concat([Buffer.alloc(shift), raw]).toString("base64");
-    // Only the groups made of needle bytes alone are the same whatever surrounds it.
-    const middle = b64.slice(shift === 0 ? 0 : 4, Math.floor((shift + raw.length) / 3) * 4);
-    forms.push({ name: `base64+${shift}`, bytes: Buffer.from(middle) });
-    forms.push({ name: `base64url+${shift}`, bytes: Buffer.from(middle.replaceAll("+", "-").replaceAll("/", "_")) });
-  }
-  return forms;
-}
-
-/** Where the needle occurs, in any of its encodings: "table.column as hex", say. */
-function findIn(haystacks: Haystack[], needle: string | Uint8Array): string[] {
-  const found: string[] = [];
-  for (const form of encodings(needle)) {
-    for (const h of haystacks) if (h.bytes.indexOf(form.bytes) >= 0) found.push(`${h.where} as ${form.name}`);
-  }
-  return found;
-}
-
-/** Every value of every row of every table, as bytes; and each row as PostgreSQL prints it. */
-async function dumpDatabase(sql: postgres.Sql): Promise<Haystack[]> {
-  const tables = await sql`
-    select table_schema, table_name from information_schema.tables
-    where table_schema in ('public', 'drizzle') and table_type = 'BASE TABLE'`;
-  const out: Haystack[] = [];
-  for (const { table_schema: schema, table_name: name } of tables) {
-    const qualified = `"${schema}"."${name}"`;
-    for (const row of await sql.unsafe(`select * from ${qualified}`)) {
-      for (const [column, value] of Object.entries(row)) out.push({ where: `${schema}.${name}.${column}`, bytes: toBytes(value) });
-    }
-    for (const row of await sql.unsafe(`select t::text as text from ${qualified} t`)) {
-      out.push({ where: `${schema}.${name} (row text)`, bytes: Buffer.from(row.text as string) });
-    }
-  }
-  return out;
-}
-
-function toBytes(value: unknown): Buffer {
-  if (value === null || value === undefined) return Buffer.alloc(0);
-  if (value instanceof Uint8Array) return Buffer.from(value);
-  if (typeof value === "string") return Buffer.from(value);
-  if (value instanceof Date) return Buffer.from(value.toISOString());
-  if (typeof value === "object") return Buffer.from(JSON.stringify(value));
-  return Buffer.from(String(value));
-}
-
 // --- a wiretap -------------------------------------------------------------------
 
-interface Tap {
-  addr: string;
+interface Tap extends Relay {
   /** Every byte relayed, both directions. */
   chunks: Buffer[];
-  connections: number;
-  stop(): void;
-}
-
-/** Writes that honour a short socket.write: the rest waits for drain. */
-class Pipe {
-  private pending: Buffer[] = [];
-  socket?: Socket<any>;
-  write(chunk: Buffer): void {
-    this.pending.push(chunk);
-    this.flush();
-  }
-  flush(): void {
-    while (this.socket && this.pending.length > 0) {
-      const head = this.pending[0]!;
-      const n = this.socket.write(head);
-      if (n < 0) return;
-      if (n < head.length) {
-        this.pending[0] = head.subarray(n);
-        return;
-      }
-      this.pending.shift();
-    }
-  }
 }
 
 /** A TCP relay to `target` that records what passes through it. */
 async function tap(target: string): Promise<Tap> {
-  const { host, port } = parseAddress(target);
   const chunks: Buffer[] = [];
-  const state = { connections: 0 };
-  type Side = { toServer: Pipe; toClient: Pipe; upstream?: Socket<undefined> };
-  const listener: TCPSocketListener<Side> = Bun.listen<Side>({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      open(client) {
-        state.connections++;
-        const toServer = new Pipe();
-        const toClient = new Pipe();
-        toClient.socket = client;
-        client.data = { toServer, toClient };
-        Bun.connect({
-          hostname: host,
-          port,
-          socket: {
-            data(_s, chunk) {
-              const copy = Buffer.from(chunk);
-              chunks.push(copy);
-              toClient.write(copy);
-            },
-            drain: () => toServer.flush(),
-            close: () => void client.end(),
-            error: () => void client.end(),
-          },
-        }).then(
-          (upstream) => {
-            client.data.upstream = upstream;
-            toServer.socket = upstream;
-            toServer.flush();
-          },
-          () => void client.end(),
-        );
-      },
-      data(client, chunk) {
-        const copy = Buffer.from(chunk);
-        chunks.push(copy);
-        client.data.toServer.write(copy);
-      },
-      drain(client) {
-        client.data.toClient.flush();
-      },
-      close(client) {
-        client.data.upstream?.end();
-      },
-      error(client) {
-        client.data.upstream?.end();
-      },
-    },
-  });
-  return {
-    addr: `127.0.0.1:${listener.port}`,
-    chunks,
-    get connections() {
-      return state.connections;
-    },
-    stop: () => listener.stop(true),
-  };
+  const relay = await startRelay(target, { onChunk: (chunk) => chunks.push(chunk) });
+  return Object.assign(relay, { chunks });
 }

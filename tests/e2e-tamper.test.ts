@@ -7,18 +7,16 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import postgres from "postgres";
 import { dmLabel } from "../client/e2e";
 import { encodeContent } from "../client/content";
-import { ChatSession, type Received } from "../client/session";
+import type { Received } from "../client/session";
 import { parseEnvelope } from "../crypto/envelope-format";
 import { seal } from "../crypto/envelope";
 import { generateIdentity, type IdentityKeys } from "../crypto/keys";
 import { safetyNumber } from "../crypto/safety";
-import { connectUser, PASSWORD, signup, startCluster, type Cluster, type TestUser } from "./support/cluster";
+import { connectPersistent, connectUser, freshHome, signup, startCluster, type Cluster, type TestUser } from "./support/cluster";
 
 let cluster: Cluster;
 let sql: postgres.Sql;
@@ -81,29 +79,7 @@ async function insertMessage(conv: number, sender: string, cmid: string, body: U
   });
 }
 
-/** A ChatSession that keeps its keys, pins and seen-message list under `home`, as the real client does. */
-async function openPersistent(home: string, name: string): Promise<TestUser> {
-  // Read at construction and again at each save: leave it set while the session lives.
-  process.env.CHATTERBOX_HOME = home;
-  const user = { name, received: [] as Received[], statuses: [] as string[] } as TestUser;
-  user.texts = () => user.received.map((m) => m.text);
-  user.session = await ChatSession.open({
-    balancer: cluster.balancerAddr,
-    user: name,
-    password: () => PASSWORD,
-    onMessage: (m) => user.received.push(m),
-    onStatus: (s) => user.statuses.push(s),
-    onEnd: (e) => (user.ended = e),
-  });
-  return user;
-}
-
 const homes: string[] = [];
-function freshHome(): string {
-  const home = mkdtempSync(join(tmpdir(), "chatterbox-e2e-home-"));
-  homes.push(home);
-  return home;
-}
 
 describe("a server that alters a stored message", () => {
   test("a flipped byte in the middle of the ciphertext is caught by the signature (E_SIGNATURE)", async () => {
@@ -154,17 +130,17 @@ describe("a server that replays an old message", () => {
   });
 
   test("an envelope seen before, replayed under its own id after the original row is gone, is not shown twice (E_REPLAY)", async () => {
-    const home = freshHome();
+    const home = freshHome(homes);
     await sendWhileOffline("alice", "bob", "the door code is 4711");
     // This bob remembers, under his CHATTERBOX_HOME, which message ids he has seen.
-    const bob = await openPersistent(home, "bob");
+    const bob = await connectPersistent(cluster.balancerAddr, home, "bob");
     await bob.session.close();
     expect(bob.texts()).toEqual(["the door code is 4711"]);
     const [first] = await sql`select id, cmid, body from messages where id = ${bob.received[0]!.id}`;
     await sql`delete from messages where id = ${first!.id}`;
     await insertMessage(await conversationOf("alice", "bob"), "alice", first!.cmid, new Uint8Array(first!.body));
 
-    const again = await openPersistent(home, "bob");
+    const again = await connectPersistent(cluster.balancerAddr, home, "bob");
     await again.session.close();
     expect(again.received.map(shown)).toEqual([{ from: "alice", verified: false, code: "E_REPLAY", text: "" }]);
     expect(again.received[0]!.problem).toContain(`message ${first!.id}`);
@@ -185,7 +161,7 @@ describe("a server that replays an old message", () => {
 });
 
 describe("a server that substitutes a contact's public key", () => {
-  const home = freshHome();
+  const home = freshHome(homes);
   const mallory = generateIdentity();
   const forgedText = "send your password to mallory";
   let alice: TestUser;
@@ -195,7 +171,7 @@ describe("a server that substitutes a contact's public key", () => {
   test("both sides of a conversation see the same safety number: 60 digits in groups of five", async () => {
     // Each pins the other's key on first use: bob by writing to alice, alice by reading him.
     await sendWhileOffline("bob", "alice", "hi alice");
-    alice = await openPersistent(home, "alice");
+    alice = await connectPersistent(cluster.balancerAddr, home, "alice");
     expect(alice.texts()).toEqual(["hi alice"]);
     await alice.session.sendText("bob", "hi bob");
     numberBefore = await alice.session.safetyNumber("bob");
@@ -221,7 +197,7 @@ describe("a server that substitutes a contact's public key", () => {
     await insertMessage(await conversationOf("alice", "bob"), "bob", cmid, forged);
     rowsBefore = (await sql`select count(*)::int as n from messages`)[0]!.n;
 
-    alice = await openPersistent(home, "alice");
+    alice = await connectPersistent(cluster.balancerAddr, home, "alice");
     const refused = await alice.session.sendText("bob", "are you still there?").catch((e) => e);
     expect(refused.code).toBe("E_KEY_CHANGED");
     expect((await sql`select count(*)::int as n from messages`)[0]!.n).toBe(rowsBefore);
@@ -263,7 +239,7 @@ describe("a server that substitutes a contact's public key", () => {
 
   test("substituting only the encryption key (X25519), which would let the server read what is sent, is caught too", async () => {
     await sql`update users set dh_public = ${generateIdentity().dhPublic} where id = ${ids.bob!}`;
-    alice = await openPersistent(home, "alice");
+    alice = await connectPersistent(cluster.balancerAddr, home, "alice");
     const refused = await alice.session.sendText("bob", "for bob only").catch((e) => e);
     await alice.session.close();
     expect(refused.code).toBe("E_KEY_CHANGED");

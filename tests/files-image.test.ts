@@ -13,7 +13,7 @@ import { dmLabel } from "../client/e2e";
 import { upload } from "../client/files";
 import { line, shown } from "../client/format";
 import { sniff } from "../client/image";
-import { connectUser, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { aliceAndBob, removeHomes, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
 
 const be16 = (n: number) => [n >> 8, n & 255];
 const le16 = (n: number) => [n & 255, n >> 8];
@@ -134,11 +134,7 @@ describe("end to end", () => {
   beforeAll(async () => {
     cluster = await startCluster({ servers: 2 });
     dir = mkdtempSync(join(tmpdir(), "chatterbox-image-"));
-    const [a, b] = [uniqueName("alice"), uniqueName("bob")];
-    await signup(cluster.balancerAddr, a);
-    await signup(cluster.balancerAddr, b);
-    alice = await connectUser(cluster.balancerAddr, a);
-    bob = await connectUser(cluster.balancerAddr, b);
+    [alice, bob] = await aliceAndBob(cluster.balancerAddr);
   }, 60_000);
 
   afterAll(async () => {
@@ -146,7 +142,7 @@ describe("end to end", () => {
     await bob?.session.close();
     await cluster?.stop();
     rmSync(dir, { recursive: true, force: true });
-    for (const user of [alice?.name, bob?.name]) if (user) rmSync(join(home(), user), { recursive: true, force: true });
+    removeHomes([alice?.name, bob?.name]);
   });
 
   const images: [string, Uint8Array, string, number, number][] = [
@@ -212,7 +208,3 @@ describe("end to end", () => {
     expect(text).not.toContain("\u001b");
   });
 });
-
-function home(): string {
-  return process.env.CHATTERBOX_HOME!;
-}

@@ -6,15 +6,14 @@
  * is told it is gone. The janitor sweeps every min(60 s, uploadTtlMs / 2).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import type { Progress } from "../client/progress";
-import type { ChatSession } from "../client/session";
 import { ChatError } from "../protocol/errors";
-import { connectUser, PASSWORD, ROOT, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { aliceAndBob, home, PASSWORD, removeHomes, ROOT, signup, startCluster, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { countRequests, randomFile, sha } from "./support/files";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -34,11 +33,7 @@ beforeAll(async () => {
   cluster = await startCluster({ servers: 1, config: { maxFileBytes: LIMIT, uploadTtlMs: UPLOAD_TTL, fileRetentionMs: RETENTION } });
   sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
   dir = mkdtempSync(join(tmpdir(), "chatterbox-limits-"));
-  const [a, b] = [uniqueName("alice"), uniqueName("bob")];
-  await signup(cluster.balancerAddr, a);
-  await signup(cluster.balancerAddr, b);
-  alice = await connectUser(cluster.balancerAddr, a);
-  bob = await connectUser(cluster.balancerAddr, b);
+  [alice, bob] = await aliceAndBob(cluster.balancerAddr);
 }, 60_000);
 
 afterAll(async () => {
@@ -47,11 +42,11 @@ afterAll(async () => {
   await sql?.end();
   await cluster?.stop();
   rmSync(dir, { recursive: true, force: true });
-  for (const user of [alice?.name, bob?.name]) if (user) rmSync(join(home(), user), { recursive: true, force: true });
+  removeHomes([alice?.name, bob?.name]);
 });
 
 test("a file over the server's limit is refused before any upload starts, with a sentence that gives both sizes", async () => {
-  const path = randomFile("too-big.bin", LIMIT + 1);
+  const path = randomFile(dir, "too-big.bin", LIMIT + 1);
   const requests = countRequests(alice.session);
   const error = await alice.session.sendFile({ to: bob.name }, path).catch((e) => e);
   expect(error).toBeInstanceOf(ChatError);
@@ -69,7 +64,7 @@ test("`chatterbox send --file` over the limit exits 1 with the refusal, having u
   // Another sender: logging alice in from the command line would end her session here.
   const carol = uniqueName("carol");
   await signup(cluster.balancerAddr, carol);
-  const path = randomFile("too-big-cli.bin", 2 * LIMIT);
+  const path = randomFile(dir, "too-big-cli.bin", 2 * LIMIT);
   const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "send", "--user", carol, "--to", bob.name, "--file", path, "--balancer", cluster.balancerAddr], {
     env: { ...process.env, CHATTERBOX_PASSWORD: PASSWORD, CHATTERBOX_TEST_KDF: "1" },
     stdin: "ignore",
@@ -80,18 +75,18 @@ test("`chatterbox send --file` over the limit exits 1 with the refusal, having u
   expect(await new Response(proc.stderr).text()).toBe(`chatterbox: The file is ${2 * LIMIT} bytes; this server takes files up to ${LIMIT} bytes (E_FILE_TOO_LARGE)\n`);
   expect(await filesOf(carol)).toEqual([]);
   expect(uploadsWaiting(carol)).toEqual([]);
-  rmSync(join(home(), carol), { recursive: true, force: true });
+  removeHomes([carol]);
 });
 
 test("a file of exactly the limit is accepted and delivered", async () => {
-  const path = randomFile("just-fits.bin", LIMIT);
+  const path = randomFile(dir, "just-fits.bin", LIMIT);
   const sent = await alice.session.sendFile({ to: bob.name }, path);
   const saved = await bob.session.fetchFile(await receivedBy(bob, sent.file.id), alice.name);
   expect(sha(readFileSync(saved))).toBe(sha(readFileSync(path)));
 });
 
 test("an upload never completed is deleted after the upload TTL, and sending again starts it over and completes", async () => {
-  const path = randomFile("abandoned.bin", 4 * 256 * KiB);
+  const path = randomFile(dir, "abandoned.bin", 4 * 256 * KiB);
   // The client gives up after two chunks are stored (its progress callback throws).
   let replies = 0;
   const giveUp: Progress = {
@@ -125,7 +120,7 @@ test("an upload never completed is deleted after the upload TTL, and sending aga
 }, 30_000);
 
 test("a completed file outlives the upload TTL, is kept until the retention, and is then reported gone rather than corrupt", async () => {
-  const path = randomFile("kept.bin", 300 * KiB);
+  const path = randomFile(dir, "kept.bin", 300 * KiB);
   const sent = await alice.session.sendFile({ to: bob.name }, path);
   const completedAt = Date.now();
   const meta = await receivedBy(bob, sent.file.id);
@@ -151,20 +146,6 @@ test("a completed file outlives the upload TTL, is kept until the retention, and
 
 // --- helpers ------------------------------------------------------------------------------
 
-function home(): string {
-  return process.env.CHATTERBOX_HOME!;
-}
-
-function randomFile(name: string, size: number): string {
-  const path = join(dir, `${uniqueName("f")}-${name}`);
-  writeFileSync(path, randomBytes(size));
-  return path;
-}
-
-function sha(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
 async function receivedBy(user: TestUser, fileId: string) {
   await waitFor(() => user.received.some((m) => m.file?.id === fileId), `${user.name} to receive the file message`);
   return user.received.find((m) => m.file?.id === fileId)!.file!;
@@ -185,24 +166,4 @@ async function chunksOf(fileId: string): Promise<number> {
 function uploadsWaiting(user: string): string[] {
   const uploads = join(home(), user, "uploads");
   return existsSync(uploads) ? readdirSync(uploads) : [];
-}
-
-async function until(check: () => Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(50);
-  }
-}
-
-/** Counts the requests a session puts on the wire, by operation. */
-function countRequests(session: ChatSession): { count(op: string): number } {
-  const counts = new Map<string, number>();
-  const target = session as unknown as { request(op: string, args?: Record<string, unknown>): Promise<Record<string, unknown>> };
-  const original = target.request.bind(session);
-  target.request = (op, args) => {
-    counts.set(op, (counts.get(op) ?? 0) + 1);
-    return original(op, args);
-  };
-  return { count: (op) => counts.get(op) ?? 0 };
 }

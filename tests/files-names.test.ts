@@ -17,7 +17,7 @@ import type { Received } from "../client/session";
 import { upload } from "../client/files";
 import type { Progress } from "../client/progress";
 import { claimPath, safeName } from "../client/safe-name";
-import { connectUser, PASSWORD, ROOT, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { aliceAndBob, home, PASSWORD, removeHomes, ROOT, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
 
 const SILENT: Progress = { update() {}, end() {} };
 
@@ -135,12 +135,8 @@ describe("end to end", () => {
   beforeAll(async () => {
     cluster = await startCluster({ servers: 2 });
     dir = mkdtempSync(join(tmpdir(), "chatterbox-names-"));
-    const [a, b] = [uniqueName("alice"), uniqueName("bob")];
-    await signup(cluster.balancerAddr, a);
-    await signup(cluster.balancerAddr, b);
-    alice = await connectUser(cluster.balancerAddr, a);
-    bob = await connectUser(cluster.balancerAddr, b);
-    downloads = join(home(), b, "downloads");
+    [alice, bob] = await aliceAndBob(cluster.balancerAddr);
+    downloads = join(home(), bob.name, "downloads");
   }, 60_000);
 
   afterAll(async () => {
@@ -148,7 +144,7 @@ describe("end to end", () => {
     await bob?.session.close();
     await cluster?.stop();
     rmSync(dir, { recursive: true, force: true });
-    for (const user of [alice?.name, bob?.name]) if (user) rmSync(join(home(), user), { recursive: true, force: true });
+    removeHomes([alice?.name, bob?.name]);
   });
 
   /** Alice uploads `bytes` and sends `to` a file message that names it `name`: what sendFile does, with a name of her choosing. */
@@ -233,7 +229,7 @@ describe("end to end", () => {
     });
     const output = await new Response(proc.stdout).text();
     expect(await proc.exited).toBe(0);
-    rmSync(join(home(), carol), { recursive: true, force: true });
+    removeHomes([carol]);
     expect(output).toContain("[file] report.txt");
     expect(output).toContain("saved to");
     // Neither the forged line nor the name's own escapes reach the terminal (the bar's own \r\x1b[2K may).
@@ -252,7 +248,3 @@ describe("end to end", () => {
     expect(readdirSync(join(downloads, ".partial"))).toEqual([]);
   });
 });
-
-function home(): string {
-  return process.env.CHATTERBOX_HOME!;
-}

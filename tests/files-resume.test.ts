@@ -7,29 +7,27 @@
  * database are not faked.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Socket, TCPSocketListener } from "bun";
 import postgres from "postgres";
 import { announce } from "../balancer/announcer";
 import type { FileMeta } from "../client/content";
 import type { Progress } from "../client/progress";
-import type { ChatSession } from "../client/session";
 import { decode } from "../protocol/codec";
 import { frame, FrameReader } from "../protocol/frame";
-import { parseAddress } from "../net/link";
 import { startBalancer } from "../roles/balancer";
 import { startServer } from "../roles/server";
-import { connectUser, PASSWORD, ROOT, signup, spawnServer, startCluster, uniqueName, waitFor, type Cluster, type ServerProcess, type TestUser } from "./support/cluster";
+import { apartFrom, connectUser, home, PASSWORD, ROOT, signup, spawnServer, startCluster, uniqueName, until, waitFor, type Cluster, type ServerProcess, type TestUser } from "./support/cluster";
+import { countRequests, randomFile, sha } from "./support/files";
+import { startRelay } from "./support/relay";
 
 const CHUNK = 256 * 1024;
 const MiB = 1024 * 1024;
 
 let cluster: Cluster;
 let sql: postgres.Sql;
-let relay: Relay;
+let relay: CountingRelay;
 const stops: (() => unknown)[] = [];
 let dir: string;
 const users: string[] = [];
@@ -40,7 +38,7 @@ beforeAll(async () => {
   // One server, reached only through a relay that counts (and can hold back) the file chunks sent to it.
   const server = await startServer({ port: 0, databaseUrl: cluster.url, log: () => {} });
   cluster.servers.push(server);
-  relay = await startRelay(server.addr);
+  relay = await startCountingRelay(server.addr);
   const announcer = announce({ balancer: cluster.balancerAddr, id: server.id, addr: relay.addr, load: () => server.connections() });
   stops.push(() => announcer.stop(), () => relay.stop());
   await waitFor(() => cluster.balancer.servers().length === 1, "the server to register");
@@ -57,7 +55,7 @@ afterAll(async () => {
 
 test("an upload whose client was killed half way resumes on the next run and sends only the chunks the server lacks", async () => {
   const [alice, bob] = await pair();
-  const path = randomFile("report.bin", 12 * MiB);
+  const path = randomFile(dir, "report.bin", 12 * MiB);
   const chunks = (12 * MiB) / CHUNK;
   const HALF = chunks / 2;
 
@@ -98,7 +96,7 @@ test("an upload whose client was killed half way resumes on the next run and sen
 
 test("a client killed after its upload completed, before the message announcing it was stored, sends only the message on the next run", async () => {
   const [alice, bob] = await pair();
-  const path = randomFile("notes.bin", 2 * MiB);
+  const path = randomFile(dir, "notes.bin", 2 * MiB);
   relay.reset((op) => op === "send");
   const first = cli(["send", "--user", alice, "--to", bob, "--file", path]);
   await waitFor(() => relay.held > 0, "the message to be sent", 30_000);
@@ -135,19 +133,13 @@ test("an upload whose server is killed with SIGKILL half way finishes through an
   const [aliceName, bobName] = await pair(balancerAddr);
   const alice = await connectUser(balancerAddr, aliceName);
   stops.push(() => alice.session.close());
-  let bob = await connectUser(balancerAddr, bobName);
-  for (let attempt = 0; bob.session.serverId === alice.session.serverId; attempt++) {
-    if (attempt === 5) throw new Error("could not place alice and bob on different servers");
-    await bob.session.close();
-    bob = await connectUser(balancerAddr, bobName);
-  }
-  const finalBob = bob;
-  stops.push(() => finalBob.session.close());
+  const bob = await apartFrom(balancerAddr, alice, await connectUser(balancerAddr, bobName));
+  stops.push(() => bob.session.close());
   const aliceServer = servers.find((s) => s.id === alice.session.serverId) as ServerProcess;
 
   const size = 24 * MiB;
   const chunks = size / CHUNK;
-  const path = randomFile("video.bin", size);
+  const path = randomFile(dir, "video.bin", size);
   const requests = countRequests(alice.session);
   let repliesAtKill = -1;
   let killing: Promise<void> | undefined;
@@ -236,18 +228,6 @@ test("a download whose session is closed half way stops at once, and a new sessi
 
 // --- helpers ------------------------------------------------------------------------------
 
-function home(): string {
-  return process.env.CHATTERBOX_HOME!;
-}
-
-async function until(check: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}
-
 /** Signs up a new alice and bob; returns their names. */
 async function pair(balancerAddr = cluster.balancerAddr): Promise<[string, string]> {
   const names: [string, string] = [uniqueName("alice"), uniqueName("bob")];
@@ -256,23 +236,13 @@ async function pair(balancerAddr = cluster.balancerAddr): Promise<[string, strin
   return names;
 }
 
-function randomFile(name: string, size: number): string {
-  const path = join(dir, `${uniqueName("f")}-${name}`);
-  writeFileSync(path, randomBytes(size));
-  return path;
-}
-
-function sha(bytes: Uint8Array): string {
-  return createHash("sha256").update(bytes).digest("hex");
-}
-
 /** Alice uploads a random file to bob; bob, online, has its message. */
 async function fileFor(name: string, size: number): Promise<{ bob: TestUser; meta: FileMeta; path: string; from: string }> {
   const [aliceName, bobName] = await pair();
   const alice = await connectUser(cluster.balancerAddr, aliceName);
   const bob = await connectUser(cluster.balancerAddr, bobName);
   stops.push(() => alice.session.close(), () => bob.session.close());
-  const path = randomFile(name, size);
+  const path = randomFile(dir, name, size);
   const sent = await alice.session.sendFile({ to: bobName }, path);
   await waitFor(() => bob.received.some((m) => m.file?.id === sent.file.id), "bob to receive the file message");
   return { bob, meta: bob.received.find((m) => m.file?.id === sent.file.id)!.file!, path, from: aliceName };
@@ -302,21 +272,9 @@ function cli(args: string[]) {
   });
 }
 
-/** Counts the requests a session puts on the wire, retries included, by operation. */
-function countRequests(session: ChatSession): { count(op: string): number } {
-  const counts = new Map<string, number>();
-  const target = session as unknown as { request(op: string, args?: Record<string, unknown>): Promise<Record<string, unknown>> };
-  const original = target.request.bind(session);
-  target.request = (op, args) => {
-    counts.set(op, (counts.get(op) ?? 0) + 1);
-    return original(op, args);
-  };
-  return { count: (op) => counts.get(op) ?? 0 };
-}
-
 // --- a relay that counts file chunks ---------------------------------------------------
 
-interface Relay {
+interface CountingRelay {
   addr: string;
   /** Requests of this kind passed on to the server since the last reset. */
   passed(op: string): number;
@@ -327,35 +285,11 @@ interface Relay {
   stop(): void;
 }
 
-/** Writes that honour a short socket.write: the rest waits for drain. */
-class Pipe {
-  private pending: Uint8Array[] = [];
-  socket?: Socket<any>;
-  write(chunk: Uint8Array): void {
-    this.pending.push(chunk);
-    this.flush();
-  }
-  flush(): void {
-    while (this.socket && this.pending.length > 0) {
-      const head = this.pending[0]!;
-      const n = this.socket.write(head);
-      if (n < 0) return;
-      if (n < head.length) {
-        this.pending[0] = head.subarray(n);
-        return;
-      }
-      this.pending.shift();
-    }
-  }
-}
-
 /** A TCP relay to `target` that reads the client's frames, so that it can count requests and hold some back. */
-async function startRelay(target: string): Promise<Relay> {
-  const { host, port } = parseAddress(target);
-  type Side = { toServer: Pipe; toClient: Pipe; reader: FrameReader; upstream?: Socket<undefined> };
+async function startCountingRelay(target: string): Promise<CountingRelay> {
   let passed = new Map<string, number>();
   let hold: ((op: string) => boolean) | undefined;
-  const relay: Relay = {
+  const relay: CountingRelay = {
     addr: "",
     passed: (op) => passed.get(op) ?? 0,
     held: 0,
@@ -366,50 +300,25 @@ async function startRelay(target: string): Promise<Relay> {
     },
     stop: () => {},
   };
-  const listener: TCPSocketListener<Side> = Bun.listen<Side>({
-    hostname: "127.0.0.1",
-    port: 0,
-    socket: {
-      open(client) {
-        const toServer = new Pipe();
-        const toClient = new Pipe();
-        toClient.socket = client;
-        client.data = { toServer, toClient, reader: new FrameReader(4 * MiB) };
-        Bun.connect({
-          hostname: host,
-          port,
-          socket: {
-            data: (_s, chunk) => toClient.write(Buffer.from(chunk)),
-            drain: () => toServer.flush(),
-            close: () => void client.end(),
-            error: () => void client.end(),
-          },
-        }).then(
-          (upstream) => {
-            client.data.upstream = upstream;
-            toServer.socket = upstream;
-            toServer.flush();
-          },
-          () => void client.end(),
-        );
-      },
-      data(client, chunk) {
-        for (const payload of client.data.reader.push(chunk)) {
+  const inner = await startRelay(target, {
+    fromClient() {
+      const reader = new FrameReader(4 * MiB);
+      return (chunk) => {
+        const out: Uint8Array[] = [];
+        for (const payload of reader.push(chunk)) {
           const op = String(decode(payload).op);
           if (hold?.(op)) {
             relay.held++;
             continue;
           }
           passed.set(op, relay.passed(op) + 1);
-          client.data.toServer.write(frame(payload));
+          out.push(frame(payload));
         }
-      },
-      drain: (client) => client.data.toClient.flush(),
-      close: (client) => void client.data.upstream?.end(),
-      error: (client) => void client.data.upstream?.end(),
+        return out;
+      };
     },
   });
-  relay.addr = `127.0.0.1:${listener.port}`;
-  relay.stop = () => listener.stop(true);
+  relay.addr = inner.addr;
+  relay.stop = () => inner.stop();
   return relay;
 }

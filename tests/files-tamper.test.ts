@@ -15,7 +15,7 @@ import postgres from "postgres";
 import type { FileMeta } from "../client/content";
 import { inbox } from "../roles/client";
 import { ChatError } from "../protocol/errors";
-import { connectUser, PASSWORD, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { aliceAndBob, home, PASSWORD, removeHomes, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
 
 const CHUNK = 256 * 1024;
 /** Three whole chunks and a short fourth. */
@@ -31,11 +31,7 @@ beforeAll(async () => {
   cluster = await startCluster({ servers: 1 });
   sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
   dir = mkdtempSync(join(tmpdir(), "chatterbox-tamper-"));
-  const [a, b] = [uniqueName("alice"), uniqueName("bob")];
-  await signup(cluster.balancerAddr, a);
-  await signup(cluster.balancerAddr, b);
-  alice = await connectUser(cluster.balancerAddr, a);
-  bob = await connectUser(cluster.balancerAddr, b);
+  [alice, bob] = await aliceAndBob(cluster.balancerAddr);
 }, 60_000);
 
 afterAll(async () => {
@@ -44,7 +40,7 @@ afterAll(async () => {
   await sql?.end();
   await cluster?.stop();
   rmSync(dir, { recursive: true, force: true });
-  for (const user of [alice?.name, bob?.name]) if (user) rmSync(join(home(), user), { recursive: true, force: true });
+  removeHomes([alice?.name, bob?.name]);
 });
 
 test("a chunk with one byte flipped is refused, and what was already written is removed", async () => {
@@ -119,14 +115,10 @@ test("a tampered file in the inbox is reported in a sentence, the other messages
   expect(lines[1]).toBe(`  ⚠ letter.txt from ${alice.name} was refused: chunk 1 of 4 failed its integrity check; nothing was saved`);
   expect(lines[2]).toContain("did the letter arrive?");
   expect(leftovers(carol)).toEqual([]);
-  rmSync(join(home(), carol), { recursive: true, force: true });
+  removeHomes([carol]);
 });
 
 // --- helpers ------------------------------------------------------------------------------
-
-function home(): string {
-  return process.env.CHATTERBOX_HOME!;
-}
 
 /** Alice uploads a random file of SIZE to bob; returns the file as bob's message describes it. */
 async function sendToBob(name: string): Promise<FileMeta> {

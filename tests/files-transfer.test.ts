@@ -16,7 +16,8 @@ import type { Progress } from "../client/progress";
 import { inbox } from "../roles/client";
 import { migrate, openDatabase } from "../db/connect";
 import { startBalancer, type Balancer } from "../roles/balancer";
-import { connectUser, PASSWORD, ROOT, signup, uniqueName, waitFor, type TestUser } from "./support/cluster";
+import { aliceAndBob, apartFrom, home, PASSWORD, ROOT, signup, uniqueName, waitFor, type TestUser } from "./support/cluster";
+import { dumpDatabase, findIn } from "./support/dump";
 import { testDatabaseUrl } from "./support/pg";
 
 const MiB = 1024 * 1024;
@@ -64,18 +65,9 @@ beforeAll(async () => {
   // The marker at the start, across the first chunk boundary, in the middle and at the very end.
   bigSha = writeRandomFile(bigFile, SIZE, [0, CHUNK - 10, SIZE / 2 + 12345, SIZE - Buffer.byteLength(MARKER)]);
 
-  const [a, b] = [uniqueName("alice"), uniqueName("bob")];
-  users.push(a, b);
-  await signup(balancerAddr, a);
-  await signup(balancerAddr, b);
-  alice = await connectUser(balancerAddr, a);
-  bob = await connectUser(balancerAddr, b);
-  // Round robin alternates, so another try lands on the other server.
-  for (let attempt = 0; bob.session.serverId === alice.session.serverId; attempt++) {
-    if (attempt === 5) throw new Error("could not place alice and bob on different servers");
-    await bob.session.close();
-    bob = await connectUser(balancerAddr, b);
-  }
+  [alice, bob] = await aliceAndBob(balancerAddr);
+  users.push(alice.name, bob.name);
+  bob = await apartFrom(balancerAddr, alice, bob);
   aliceServer = servers.find((s) => s.id === alice.session.serverId)!;
   bobServer = servers.find((s) => s.id === bob.session.serverId)!;
 }, 60_000);
@@ -374,10 +366,6 @@ function sha256File(path: string): string {
   return hash.digest("hex");
 }
 
-function home(): string {
-  return process.env.CHATTERBOX_HOME!;
-}
-
 /** Waits (up to 5 s) until each process's RSS stops falling. */
 async function settle(pids: number[]): Promise<void> {
   let last = pids.map(rssOf);
@@ -419,64 +407,4 @@ function sampleRss(pids: number[]) {
 
 function mib(n: number): string {
   return `${(n / MiB).toFixed(1)} MiB`;
-}
-
-// --- searching, as tests/e2e-plaintext.test.ts does --------------------------------------
-
-interface Haystack {
-  where: string;
-  bytes: Buffer;
-}
-
-/** The needle as raw bytes, as hex and as base64 (at each of the three alignments it can have inside a longer text). */
-function encodings(needle: string | Uint8Array): { name: string; bytes: Buffer }[] {
-  const raw = Buffer.from(typeof needle === "string" ? new TextEncoder().encode(needle) : needle);
-  const forms = [
-    { name: "raw", bytes: raw },
-    { name: "hex", bytes: Buffer.from(raw.toString("hex")) },
-    { name: "HEX", bytes: Buffer.from(raw.toString("hex").toUpperCase()) },
-  ];
-  for (let shift = 0; shift < 3; shift++) {
-    const b64 = Buffer.concat([Buffer.alloc(shift), raw]).toString("base64");
-    const middle = b64.slice(shift === 0 ? 0 : 4, Math.floor((shift + raw.length) / 3) * 4);
-    forms.push({ name: `base64+${shift}`, bytes: Buffer.from(middle) });
-    forms.push({ name: `base64url+${shift}`, bytes: Buffer.from(middle.replaceAll("+", "-").replaceAll("/", "_")) });
-  }
-  return forms;
-}
-
-function findIn(haystacks: Haystack[], needle: string | Uint8Array): string[] {
-  const found: string[] = [];
-  for (const form of encodings(needle)) {
-    for (const h of haystacks) if (h.bytes.indexOf(form.bytes) >= 0) found.push(`${h.where} as ${form.name}`);
-  }
-  return found;
-}
-
-/** Every value of every row of every table but those skipped, as bytes; and each row as PostgreSQL prints it. */
-async function dumpDatabase(sql: postgres.Sql, skip: string[]): Promise<Haystack[]> {
-  const tables = await sql`
-    select table_schema, table_name from information_schema.tables
-    where table_schema in ('public', 'drizzle') and table_type = 'BASE TABLE'`;
-  const out: Haystack[] = [];
-  for (const { table_schema: schema, table_name: name } of tables) {
-    if (skip.includes(name)) continue;
-    const qualified = `"${schema}"."${name}"`;
-    for (const row of await sql.unsafe(`select * from ${qualified}`)) {
-      for (const [column, value] of Object.entries(row)) out.push({ where: `${schema}.${name}.${column}`, bytes: toBytes(value) });
-    }
-    for (const row of await sql.unsafe(`select t::text as text from ${qualified} t`)) {
-      out.push({ where: `${schema}.${name} (row text)`, bytes: Buffer.from(row.text as string) });
-    }
-  }
-  return out;
-}
-
-function toBytes(value: unknown): Buffer {
-  if (value === null || value === undefined) return Buffer.alloc(0);
-  if (value instanceof Uint8Array) return Buffer.from(value);
-  if (typeof value === "string") return Buffer.from(value);
-  if (value instanceof Date) return Buffer.from(value.toISOString());
-  if (typeof value === "object") return Buffer.from(JSON.stringify(value));
-  return Buffer.from(String(value));
 }

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { connectUser, signup, startCluster, waitFor, type Cluster } from "./support/cluster";
+import { dumpDatabase, findIn } from "./support/dump";
 
 // Real PostgreSQL, real sockets, several servers: give slow machines room.
 setDefaultTimeout(60_000);
@@ -56,56 +57,3 @@ test("no table holds the text of a group message, in any encoding", async () => 
   // Nor any long piece of it: a text stored in another normalisation or split across columns would show here.
   expect(findIn(dump, MARKER.slice(13, 31))).toEqual([]);
 });
-
-interface Haystack {
-  where: string;
-  bytes: Buffer;
-}
-
-/** The needle as raw bytes, hex (both cases) and base64/base64url at each of the three alignments. */
-function encodings(needle: string): { name: string; bytes: Buffer }[] {
-  const raw = Buffer.from(needle);
-  const forms = [
-    { name: "raw", bytes: raw },
-    { name: "utf-16le", bytes: Buffer.from(needle, "utf16le") },
-    { name: "hex", bytes: Buffer.from(raw.toString("hex")) },
-    { name: "HEX", bytes: Buffer.from(raw.toString("hex").toUpperCase()) },
-  ];
-  for (let shift = 0; shift < 3; shift++) {
-    const b64 = Buffer.concat([Buffer.alloc(shift), raw]).toString("base64");
-    const middle = b64.slice(shift === 0 ? 0 : 4, Math.floor((shift + raw.length) / 3) * 4);
-    forms.push({ name: `base64+${shift}`, bytes: Buffer.from(middle) });
-    forms.push({ name: `base64url+${shift}`, bytes: Buffer.from(middle.replaceAll("+", "-").replaceAll("/", "_")) });
-  }
-  return forms;
-}
-
-function findIn(haystacks: Haystack[], needle: string): string[] {
-  const found: string[] = [];
-  for (const form of encodings(needle)) for (const h of haystacks) if (h.bytes.indexOf(form.bytes) >= 0) found.push(`${h.where} as ${form.name}`);
-  return found;
-}
-
-/** Every value of every row of every table, as bytes, and each row as PostgreSQL prints it. */
-async function dumpDatabase(sql: postgres.Sql): Promise<Haystack[]> {
-  const tables = await sql`select table_schema, table_name from information_schema.tables
-                           where table_schema in ('public', 'drizzle') and table_type = 'BASE TABLE'`;
-  const out: Haystack[] = [];
-  for (const { table_schema: schema, table_name: name } of tables) {
-    const qualified = `"${schema}"."${name}"`;
-    for (const row of await sql.unsafe(`select * from ${qualified}`)) {
-      for (const [column, value] of Object.entries(row)) out.push({ where: `${schema}.${name}.${column}`, bytes: toBytes(value) });
-    }
-    for (const row of await sql.unsafe(`select t::text as text from ${qualified} t`)) out.push({ where: `${schema}.${name} (row text)`, bytes: Buffer.from(row.text as string) });
-  }
-  return out;
-}
-
-function toBytes(value: unknown): Buffer {
-  if (value === null || value === undefined) return Buffer.alloc(0);
-  if (value instanceof Uint8Array) return Buffer.from(value);
-  if (typeof value === "string") return Buffer.from(value);
-  if (value instanceof Date) return Buffer.from(value.toISOString());
-  if (typeof value === "object") return Buffer.from(JSON.stringify(value));
-  return Buffer.from(String(value));
-}

@@ -9,14 +9,15 @@ import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { unpack } from "msgpackr";
 import postgres from "postgres";
 import { parseEnvelope } from "../crypto/envelope-format";
-import { connectUser, signup, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { Sessions, signup, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
 
 // Real PostgreSQL, real sockets, several servers: give slow machines room.
 setDefaultTimeout(60_000);
 
 let cluster: Cluster;
 let sql: postgres.Sql;
-const opened: TestUser[] = [];
+const sessions = new Sessions(() => cluster.balancerAddr);
+const connect = (name: string) => sessions.connect(name);
 
 beforeAll(async () => {
   cluster = await startCluster({ servers: 2 });
@@ -24,16 +25,10 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const u of opened) await u.session.close().catch(() => {});
+  await sessions.closeAll();
   await sql?.end();
   await cluster?.stop();
 });
-
-async function connect(name: string): Promise<TestUser> {
-  const user = await connectUser(cluster.balancerAddr, name);
-  opened.push(user);
-  return user;
-}
 
 async function users(names: string[]): Promise<Record<string, TestUser>> {
   for (const n of names) await signup(cluster.balancerAddr, n);

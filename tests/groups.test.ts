@@ -8,14 +8,16 @@ import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { unpack } from "msgpackr";
 import postgres from "postgres";
 import { inbox } from "../roles/client";
-import { connectUser, PASSWORD, rawLink, signup, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { PASSWORD, rawLink, Sessions, signup, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
 
 // Real PostgreSQL, real sockets, several servers: give slow machines room.
 setDefaultTimeout(60_000);
 
 let cluster: Cluster;
 let sql: postgres.Sql;
-const opened: TestUser[] = [];
+const sessions = new Sessions(() => cluster.balancerAddr);
+const connect = (name: string) => sessions.connect(name);
+const close = (user: TestUser) => sessions.close(user);
 
 beforeAll(async () => {
   cluster = await startCluster({ servers: 2 });
@@ -24,21 +26,10 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  for (const u of opened) await u.session.close().catch(() => {});
+  await sessions.closeAll();
   await sql?.end();
   await cluster?.stop();
 });
-
-async function connect(name: string): Promise<TestUser> {
-  const user = await connectUser(cluster.balancerAddr, name);
-  opened.push(user);
-  return user;
-}
-
-async function close(user: TestUser): Promise<void> {
-  await user.session.close();
-  opened.splice(opened.indexOf(user), 1);
-}
 
 async function groupId(name: string): Promise<number> {
   const [row] = await sql`select id from conversations where kind = 'group' and name = ${name}`;

@@ -11,6 +11,7 @@ import type { Link } from "../net/link";
 import type { ChatError } from "../protocol/errors";
 import { Store } from "../server/store";
 import { rawLink, signup, startCluster, uniqueName, waitFor, type Cluster } from "./support/cluster";
+import { refusal } from "./support/errors";
 
 let cluster: Cluster;
 let sql: postgres.Sql;
@@ -61,15 +62,6 @@ async function rows(sender: string, cmid: string): Promise<{ id: number; convers
 }
 
 const body = () => crypto.getRandomValues(new Uint8Array(48));
-
-async function refusal(promise: Promise<unknown>): Promise<ChatError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ChatError;
-  }
-  throw new Error("expected the request to be refused");
-}
 
 test("a send retried after its answer is stored once and answered with the first message's id", async () => {
   const { alice, bob } = await users();

@@ -2,8 +2,8 @@
  * The limits an operator sets on the command line reach the server that runs.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { ChatError } from "../protocol/errors";
 import { connectUser, signup, spawnServer, startCluster, waitFor, type Cluster, type ServerProcess } from "./support/cluster";
+import { refusal } from "./support/errors";
 
 let cluster: Cluster;
 let server: ServerProcess;
@@ -20,15 +20,6 @@ afterAll(async () => {
   await server?.kill9();
   await cluster?.stop();
 });
-
-async function refusal(promise: Promise<unknown>): Promise<ChatError> {
-  try {
-    await promise;
-  } catch (error) {
-    return error as ChatError;
-  }
-  throw new Error("expected a refusal");
-}
 
 test("serve --max-group-members caps a group's size", async () => {
   const ann = await connectUser(cluster.balancerAddr, "flagann");

@@ -3,7 +3,7 @@
  * fresh database, in this process or as separate processes (for kill -9), and
  * client sessions that record what their user would see.
  */
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -120,13 +120,24 @@ export async function signup(balancerAddr: string, name: string, password = PASS
 }
 
 export async function connectUser(balancerAddr: string, name: string, password = PASSWORD): Promise<TestUser> {
+  return openUser(balancerAddr, name, password, { persist: false });
+}
+
+/** A session that keeps its keys, pins, token and seen-message list under `home`, as the real client does. */
+export async function connectPersistent(balancerAddr: string, home: string, name: string, password = PASSWORD): Promise<TestUser> {
+  // Read at construction and again at each save: leave it set while the session lives.
+  process.env.CHATTERBOX_HOME = home;
+  return openUser(balancerAddr, name, password, {});
+}
+
+async function openUser(balancerAddr: string, name: string, password: string, options: { persist?: false }): Promise<TestUser> {
   const user = { name, received: [] as Received[], statuses: [] as string[] } as TestUser;
   user.texts = () => user.received.map((m) => m.text);
   user.session = await ChatSession.open({
     balancer: balancerAddr,
     user: name,
     password: () => password,
-    persist: false,
+    ...options,
     onMessage: (m) => user.received.push(m),
     onStatus: (s) => user.statuses.push(s),
     onEnd: (e) => (user.ended = e),
@@ -134,11 +145,77 @@ export async function connectUser(balancerAddr: string, name: string, password =
   return user;
 }
 
+/** An empty CHATTERBOX_HOME, as on a new device; added to `homes`, for the test to remove. */
+export function freshHome(homes: string[]): string {
+  const home = mkdtempSync(join(tmpdir(), "chatterbox-e2e-home-"));
+  homes.push(home);
+  return home;
+}
+
+/** Sessions opened by a test file, remembered so that afterAll can close whichever are still open. */
+export class Sessions {
+  private readonly open: TestUser[] = [];
+  constructor(private readonly balancerAddr: () => string) {}
+
+  async connect(name: string): Promise<TestUser> {
+    const user = await connectUser(this.balancerAddr(), name);
+    this.open.push(user);
+    return user;
+  }
+
+  async close(user: TestUser): Promise<void> {
+    await user.session.close();
+    this.open.splice(this.open.indexOf(user), 1);
+  }
+
+  async closeAll(): Promise<void> {
+    for (const u of this.open) await u.session.close().catch(() => {});
+  }
+}
+
+/** A new alice and bob (unique names), signed up and logged in. */
+export async function aliceAndBob(balancerAddr: string): Promise<[TestUser, TestUser]> {
+  const [a, b] = [uniqueName("alice"), uniqueName("bob")];
+  await signup(balancerAddr, a);
+  await signup(balancerAddr, b);
+  return [await connectUser(balancerAddr, a), await connectUser(balancerAddr, b)];
+}
+
+/** Logs `name` in again until it is on another server than `other`; returns the session that is. */
+export async function apartFrom(balancerAddr: string, other: TestUser, user: TestUser): Promise<TestUser> {
+  // Round robin alternates, so another try lands on the other server.
+  for (let attempt = 0; user.session.serverId === other.session.serverId; attempt++) {
+    if (attempt === 5) throw new Error(`could not place ${other.name} and ${user.name} on different servers`);
+    await user.session.close();
+    user = await connectUser(balancerAddr, user.name);
+  }
+  return user;
+}
+
+/** The CHATTERBOX_HOME of this test process: each user's keys, uploads and downloads are in a folder of their name. */
+export function home(): string {
+  return process.env.CHATTERBOX_HOME!;
+}
+
 export async function waitFor(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await Bun.sleep(10);
+  }
+}
+
+/** Deletes each user's folder under CHATTERBOX_HOME; names never set are skipped. */
+export function removeHomes(names: (string | undefined)[]): void {
+  for (const name of names) if (name) rmSync(join(home(), name), { recursive: true, force: true });
+}
+
+/** waitFor, for a check that has to ask (the database, say). */
+export async function until(check: () => Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(20);
   }
 }
 
