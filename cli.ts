@@ -48,7 +48,8 @@ function needDatabase(url: string | undefined): string {
 
 function fail(error: unknown): never {
   if (error instanceof ChatError) console.error(`chatterbox: ${error.message} (${error.code})`);
-  else console.error(`chatterbox: ${(error as Error)?.stack ?? error}`);
+  // A sentence for people; the stack only when asked for (CHATTERBOX_DEBUG=1).
+  else console.error(`chatterbox: ${process.env.CHATTERBOX_DEBUG ? ((error as Error)?.stack ?? error) : ((error as Error)?.message ?? error)}`);
   process.exit(1);
 }
 

