@@ -116,7 +116,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       void ctx.sessions.end(conn);
     },
     onError(_conn, op, error) {
-      log(`${op} failed: ${(error as Error).stack ?? error}`);
+      const detail = (error as { detail?: string }).detail;
+      log(`${op} failed: ${(error as Error).stack ?? error}${detail ? `\n  detail: ${detail}` : ""}`);
     },
   });
 

@@ -62,7 +62,7 @@ interface Input {
 async function appendFast(sql: Sql, items: AppendItem[]): Promise<AppendResult[]> {
   const convIds = [...new Set(items.map((i) => i.convId))].sort((x, y) => x - y);
   const groupIds = [...new Set(items.filter((i) => i.epoch !== undefined).map((i) => i.convId))];
-  const conn = await sql.reserve();
+  const conn = Object.assign(await sql.reserve(), { state: "open" as "open" | "done" });
   try {
     // Pipelined: the membership read starts after the locks are granted, so it sees the membership they protect.
     const begin = conn.unsafe("begin");
@@ -76,6 +76,7 @@ async function appendFast(sql: Sql, items: AppendItem[]): Promise<AppendResult[]
       [, , locked, memberRows = []] = await Promise.all([begin, planned, locking, reading]);
     } catch (error) {
       await conn.unsafe("rollback").catch(() => {});
+      conn.state = "done";
       throw error;
     }
     const epochs = new Map(locked.filter((c) => c.kind === "group").map((c) => [c.id as number, c.epoch as number]));
@@ -133,6 +134,10 @@ async function appendFast(sql: Sql, items: AppendItem[]): Promise<AppendResult[]
     }
     return results;
   } finally {
+    // A batch with nothing to store (every item refused) never reached COMMIT:
+    // end its transaction here, or the conversation locks would go back to
+    // the pool with the connection, and the next batch would run inside it.
+    if (conn.state !== "done") await conn.unsafe("rollback").catch(() => {});
     conn.release();
   }
 }
@@ -143,7 +148,7 @@ async function appendFast(sql: Sql, items: AppendItem[]): Promise<AppendResult[]
  * counters and the inserted rows. Sent together with COMMIT: a failure makes
  * that COMMIT a rollback, and nothing of the batch stays.
  */
-async function storeRows(conn: postgres.ReservedSql, input: Input[]): Promise<postgres.Row[]> {
+async function storeRows(conn: postgres.ReservedSql & { state: "open" | "done" }, input: Input[]): Promise<postgres.Row[]> {
   // The bodies travel as one bytea cut by offsets: one hex string to make and
   // parse, where a bytea[] costs an escaped array literal of every body.
   const offsets: number[] = [];
@@ -185,6 +190,7 @@ async function storeRows(conn: postgres.ReservedSql, input: Input[]): Promise<po
     -- created_at defaults to now(), the transaction's start: the same for every row.
     select false, ord, id, seq, conv, (extract(epoch from now()) * 1000)::float8 from numbered`;
   const committing = conn`commit`;
+  conn.state = "done";
   const [rows, commit] = await Promise.allSettled([storing, committing]);
   if (rows.status === "rejected") throw rows.reason;
   if (commit.status === "rejected") throw commit.reason;

@@ -9,6 +9,7 @@ import { randomUUID } from "node:crypto";
 import { pack } from "msgpackr";
 import type postgres from "postgres";
 import type { Sql } from "../db/connect";
+import { retryOnConflict } from "../db/retry";
 import { ChatError } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 
@@ -65,6 +66,10 @@ export class GroupStore {
 
   /** Applies one change for `actor`; returns the system message and everyone who should see it. */
   async change(group: string, actor: { id: number; name: string }, change: GroupChange): Promise<{ message: WireMessage; recipients: number[] }> {
+    return retryOnConflict(() => this.applyChange(group, actor, change));
+  }
+
+  private applyChange(group: string, actor: { id: number; name: string }, change: GroupChange): Promise<{ message: WireMessage; recipients: number[] }> {
     return this.sql.begin(async (tx) => {
       const [conv] = await tx`select id, last_seq from conversations where kind = 'group' and name = ${group} for update`;
       if (!conv) throw new ChatError("E_NO_SUCH_GROUP", `No group is called "${group}"`);

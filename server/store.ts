@@ -5,6 +5,7 @@
 import type { Sql } from "../db/connect";
 import { ChatError, type ErrorCode } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
+import { retryOnConflict } from "../db/retry";
 import { appendBatch, type AppendItem, type AppendResult } from "./append";
 
 export type { AppendItem, AppendResult };
@@ -261,11 +262,22 @@ export class Store {
   /** Moves cursors forward only: a late, smaller acknowledgement changes nothing. */
   async ackBatch(acks: { userId: number; convId: number; seq: number }[]): Promise<void> {
     if (acks.length === 0) return;
-    await this.sql`
-      update members m set cursor = greatest(m.cursor, a.seq)
-      from unnest(${acks.map((a) => a.userId)}::int[], ${acks.map((a) => a.convId)}::int[], ${acks.map((a) => a.seq)}::bigint[])
-        as a(user_id, conv, seq)
-      where m.user_id = a.user_id and m.conversation_id = a.conv`;
+    // Rows are locked in (conversation, user) order, the order every other
+    // writer of members takes them in, so two batches never deadlock; a
+    // deadlock with anything else is retried.
+    await retryOnConflict(
+      () => this.sql`
+        update members m set cursor = greatest(m.cursor, a.seq)
+        from (
+          select x.conversation_id, x.user_id, w.seq
+          from members x
+          join unnest(${acks.map((a) => a.userId)}::int[], ${acks.map((a) => a.convId)}::int[], ${acks.map((a) => a.seq)}::bigint[])
+            as w(user_id, conv, seq) on x.user_id = w.user_id and x.conversation_id = w.conv
+          order by x.conversation_id, x.user_id
+          for update of x
+        ) a
+        where m.conversation_id = a.conversation_id and m.user_id = a.user_id`,
+    );
   }
 
   async registerServer(id: string, addr: string): Promise<void> {

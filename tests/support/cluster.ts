@@ -19,6 +19,8 @@ import type { IdentityKeys } from "../../crypto/keys";
 import { testDatabaseUrl } from "./pg";
 
 export const ROOT = join(import.meta.dir, "..", "..");
+/** In-process servers are quiet in tests; CHATTERBOX_TEST_LOG=1 shows what they log. */
+const serverLog = process.env.CHATTERBOX_TEST_LOG ? (line: string) => console.error(`[server] ${line}`) : () => {};
 export const PASSWORD = "correct horse battery";
 
 process.env.CHATTERBOX_HOME ??= mkdtempSync(join(tmpdir(), "chatterbox-home-"));
@@ -43,7 +45,7 @@ export async function startCluster(options: { servers?: number; config?: Partial
   const balancerAddr = `127.0.0.1:${balancer.port}`;
   const servers: ChatServer[] = [];
   const addServer = async (config?: Partial<ServerConfig>) => {
-    const server = await startServer({ port: 0, databaseUrl: url, balancer: balancerAddr, config: { ...options.config, ...config }, log: () => {} });
+    const server = await startServer({ port: 0, databaseUrl: url, balancer: balancerAddr, config: { ...options.config, ...config }, log: serverLog });
     servers.push(server);
     await waitFor(() => balancer.servers().some((s) => s.id === server.id), "the server to register");
     return server;
