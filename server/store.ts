@@ -262,21 +262,14 @@ export class Store {
   /** Moves cursors forward only: a late, smaller acknowledgement changes nothing. */
   async ackBatch(acks: { userId: number; convId: number; seq: number }[]): Promise<void> {
     if (acks.length === 0) return;
-    // Rows are locked in (conversation, user) order, the order every other
-    // writer of members takes them in, so two batches never deadlock; a
-    // deadlock with anything else is retried.
+    // A deadlock with another writer of these rows (two batches, or a group
+    // change) fails one side: it is retried.
     await retryOnConflict(
       () => this.sql`
         update members m set cursor = greatest(m.cursor, a.seq)
-        from (
-          select x.conversation_id, x.user_id, w.seq
-          from members x
-          join unnest(${acks.map((a) => a.userId)}::int[], ${acks.map((a) => a.convId)}::int[], ${acks.map((a) => a.seq)}::bigint[])
-            as w(user_id, conv, seq) on x.user_id = w.user_id and x.conversation_id = w.conv
-          order by x.conversation_id, x.user_id
-          for update of x
-        ) a
-        where m.conversation_id = a.conversation_id and m.user_id = a.user_id`,
+        from unnest(${acks.map((a) => a.userId)}::int[], ${acks.map((a) => a.convId)}::int[], ${acks.map((a) => a.seq)}::bigint[])
+          as a(user_id, conv, seq)
+        where m.user_id = a.user_id and m.conversation_id = a.conv`,
     );
   }
 
