@@ -56,6 +56,8 @@ export interface MemberInfo {
 export class ChatSession extends Connection {
   private readonly e2e: E2E;
   private readonly groupTails = new Map<string, Promise<unknown>>();
+  /** Each group's membership as last asked, to seal for without a round trip per message. */
+  private readonly membership = new Map<string, { epoch: number; members: MemberInfo[] }>();
   private readonly held = new Map<string, WireMessage[]>();
 
   private constructor(protected override readonly options: SessionOptions) {
@@ -103,7 +105,8 @@ export class ChatSession extends Connection {
 
   private async sealForGroup(group: string, content: Content, cmid: string): Promise<SendResult> {
     const sealed = async () => {
-      const { epoch, members } = await this.groupMembers(group);
+      // The membership as last seen: if it changed since, the server says so (E_STALE_MEMBERS) and it is asked again.
+      const { epoch, members } = this.membership.get(group) ?? (await this.groupMembers(group));
       const body = await this.e2e.seal(
         members.map((m) => m.name),
         groupLabel(group),
@@ -117,6 +120,7 @@ export class ChatSession extends Connection {
         return await this.inOrder(sealed());
       } catch (error) {
         if (!(error instanceof ChatError) || error.code !== "E_STALE_MEMBERS" || attempt >= 5) throw error;
+        this.membership.delete(group);
       }
     }
   }
@@ -172,7 +176,9 @@ export class ChatSession extends Connection {
 
   async groupMembers(group: string): Promise<{ epoch: number; members: MemberInfo[] }> {
     const reply = await this.request("group.members", { group });
-    return { epoch: reply.epoch as number, members: reply.members as MemberInfo[] };
+    const membership = { epoch: reply.epoch as number, members: reply.members as MemberInfo[] };
+    this.membership.set(group, membership);
+    return membership;
   }
 
   async groups(): Promise<GroupInfo[]> {
@@ -237,6 +243,7 @@ export class ChatSession extends Connection {
 
   /** One message in order: verify it, then show it, hold it, or (our own) just count it. */
   protected async deliver(message: WireMessage): Promise<void> {
+    if (message.kind === "system" && message.group !== undefined) this.membership.delete(message.group);
     if (message.from === this.user && message.kind !== "system") {
       this.shown(message.conv, message.seq);
       return;

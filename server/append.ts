@@ -46,6 +46,16 @@ export async function appendBatch(sql: Sql, items: AppendItem[]): Promise<Append
   }
 }
 
+/** A (sender, cmid) repeated within one batch takes its first copy's result, unless it names another conversation. */
+function repeatOf(items: AppendItem[], results: AppendResult[], first: number, index: number): AppendResult {
+  const r = results[first]!;
+  if (!r.ok) return r;
+  if (items[first]!.convId !== items[index]!.convId) {
+    return { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
+  }
+  return { ...r, duplicate: true };
+}
+
 /** Unique violations (class 23) and deadlocks or serialization failures (class 40): the careful path settles those. */
 function isRace(error: unknown): boolean {
   const code = (error as { code?: unknown })?.code;
@@ -121,17 +131,7 @@ async function appendFast(sql: Sql, items: AppendItem[]): Promise<AppendResult[]
         results[index] = { ok: true, id: row.id, seq: row.seq, at: row.at, duplicate: false, recipients: members?.filter((u) => u !== item.senderId) };
       }
     }
-    for (const index of repeats) {
-      const item = items[index]!;
-      const first = firstOf(item)!;
-      const r = results[first]!;
-      results[index] =
-        !r.ok || items[first]!.convId === item.convId
-          ? r.ok
-            ? { ...r, duplicate: true }
-            : r
-          : { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
-    }
+    for (const index of repeats) results[index] = repeatOf(items, results, firstOf(items[index]!)!, index);
     return results;
   } finally {
     // A batch with nothing to store (every item refused) never reached COMMIT:
@@ -263,14 +263,7 @@ async function appendCareful(sql: Sql, items: AppendItem[]): Promise<AppendResul
     }
     items.forEach((item, index) => {
       const first = firstInBatch.get(`${item.senderId}:${item.cmid}`);
-      if (first === undefined || first === index) return;
-      const r = results[first]!;
-      results[index] =
-        !r.ok || items[first]!.convId === item.convId
-          ? r.ok
-            ? { ...r, duplicate: true }
-            : r
-          : { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
+      if (first !== undefined && first !== index) results[index] = repeatOf(items, results, first, index);
     });
     return results;
   });

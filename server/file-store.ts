@@ -59,7 +59,13 @@ export class FileStore {
 
   /** Stores one chunk; a chunk sent again (a resumed upload) changes nothing. */
   async putChunk(fileId: string, index: number, data: Uint8Array): Promise<void> {
-    await this.sql`insert into file_chunks (file_id, idx, data) values (${fileId}, ${index}, ${data}) on conflict do nothing`;
+    try {
+      await this.sql`insert into file_chunks (file_id, idx, data) values (${fileId}, ${index}, ${data}) on conflict do nothing`;
+    } catch (error) {
+      // The upload was swept away (past its time) while chunks still came.
+      if ((error as { code?: string }).code === "23503") throw new ChatError("E_NO_SUCH_FILE", "That upload is gone; start it again");
+      throw error;
+    }
   }
 
   async storedChunks(fileId: string): Promise<number[]> {

@@ -9,6 +9,7 @@ import { ChatError } from "../protocol/errors";
 import * as v from "../protocol/validate";
 import type { ClientState, Conn, ServerContext } from "./context";
 import type { Directory } from "./directory";
+import type { FileRow } from "./file-store";
 
 export const MIN_CHUNK = 16 * 1024;
 export const MAX_CHUNK = 512 * 1024;
@@ -19,6 +20,19 @@ export function fileRoutes(ctx: ServerContext, directory: Directory, loggedIn: R
   const own = async (conn: Conn, fileId: string) => {
     const file = await ctx.files.get(fileId);
     if (!file || file.uploaderId !== conn.state.user!.id) throw new ChatError("E_NO_SUCH_FILE", "No upload of yours has that id");
+    return file;
+  };
+  // A chunk needs only what never changes about its upload (owner, size, chunks):
+  // asked once per connection, not once per chunk.
+  const uploads = new WeakMap<Conn, Map<string, FileRow>>();
+  const ownCached = async (conn: Conn, fileId: string) => {
+    let mine = uploads.get(conn);
+    if (!mine) uploads.set(conn, (mine = new Map()));
+    const known = mine.get(fileId);
+    if (known) return known;
+    const file = await own(conn, fileId);
+    if (mine.size >= 16) mine.clear();
+    mine.set(fileId, file);
     return file;
   };
   return {
@@ -41,10 +55,11 @@ export function fileRoutes(ctx: ServerContext, directory: Directory, loggedIn: R
     "file.chunk": {
       guard: loggedIn,
       async handle(conn, req) {
-        const file = await own(conn, fileId(req));
+        const file = await ownCached(conn, fileId(req));
         const index = v.int(req, "index", 0, file.chunks - 1);
         const data = v.bytes(req, "data", file.chunkSize + CHUNK_OVERHEAD);
-        if (!file.complete) await ctx.files.putChunk(file.id, index, data);
+        // Idempotent: a chunk sent again, even after completion, changes nothing.
+        await ctx.files.putChunk(file.id, index, data);
       },
     },
     "file.status": {
