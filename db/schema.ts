@@ -117,18 +117,24 @@ export const members = pgTable(
   (t) => [primaryKey({ columns: [t.conversationId, t.userId] }), index("members_user").on(t.userId)],
 );
 
-/** Every message, stored once however many members its conversation has. */
+/**
+ * Every message, stored once however many members its conversation has.
+ *
+ * No foreign keys here, on purpose: their per-row checks were half of
+ * PostgreSQL's time per stored message (PERFORMANCE.md). The one writer, the
+ * group commit in server/append.ts, stores a message only with its
+ * conversation's row locked and updated in the same statement, for a sender
+ * the server has logged in; the cascades the keys gave (deleting a user or a
+ * conversation deletes its messages) are statement-level triggers, in
+ * migration 0005.
+ */
 export const messages = pgTable(
   "messages",
   {
     id: bigserial("id", { mode: "number" }).primaryKey(),
-    conversationId: integer("conversation_id")
-      .notNull()
-      .references(() => conversations.id, { onDelete: "cascade" }),
+    conversationId: integer("conversation_id").notNull(),
     seq: bigint("seq", { mode: "number" }).notNull(),
-    senderId: integer("sender_id")
-      .notNull()
-      .references(() => users.id, { onDelete: "cascade" }),
+    senderId: integer("sender_id").notNull(),
     /** The sender's client message id: a retried send finds its first copy. */
     cmid: text("cmid").notNull(),
     /** "chat": an envelope only its recipients can open; "system": a membership change the server records. */

@@ -115,20 +115,24 @@ async function appendFast(sql: Sql, items: AppendItem[]): Promise<AppendResult[]
         input.push({ index, item, current: epoch === undefined || item.epoch === epoch });
       }
     });
-    const rows = new Map<number, postgres.Row>();
-    if (input.length > 0) for (const r of await storeRows(conn, input)) rows.set(r.ord, r);
-    for (const { index, item, current } of input) {
-      const row = rows.get(index);
-      if (row?.dup) {
-        results[index] =
-          row.conv === item.convId
-            ? { ok: true, id: row.id, seq: row.seq, at: row.at, duplicate: true }
-            : { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
-      } else if (!current || !row) {
-        results[index] = { ok: false, code: "E_STALE_MEMBERS", message: "The group's membership changed: seal the message again for the current members" };
-      } else {
-        const members = groupMembers.get(item.convId);
-        results[index] = { ok: true, id: row.id, seq: row.seq, at: row.at, duplicate: false, recipients: members?.filter((u) => u !== item.senderId) };
+    if (input.length > 0) {
+      const stored = await storeRows(conn, input);
+      const at = new Map<number, number>();
+      stored.ords?.forEach((ord, k) => at.set(ord, k));
+      for (const { index, item, current } of input) {
+        const k = at.get(index);
+        const dupConv = k === undefined ? 0 : stored.dup_convs[k]!;
+        if (k !== undefined && dupConv !== 0) {
+          results[index] =
+            dupConv === item.convId
+              ? { ok: true, id: stored.ids[k]!, seq: stored.seqs[k]!, at: stored.dup_ats[k]!, duplicate: true }
+              : { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
+        } else if (!current || k === undefined) {
+          results[index] = { ok: false, code: "E_STALE_MEMBERS", message: "The group's membership changed: seal the message again for the current members" };
+        } else {
+          const members = groupMembers.get(item.convId);
+          results[index] = { ok: true, id: stored.ids[k]!, seq: stored.seqs[k]!, at: stored.at, duplicate: false, recipients: members?.filter((u) => u !== item.senderId) };
+        }
       }
     }
     for (const index of repeats) results[index] = repeatOf(items, results, firstOf(items[index]!)!, index);
@@ -148,7 +152,21 @@ async function appendFast(sql: Sql, items: AppendItem[]): Promise<AppendResult[]
  * counters and the inserted rows. Sent together with COMMIT: a failure makes
  * that COMMIT a rollback, and nothing of the batch stays.
  */
-async function storeRows(conn: postgres.ReservedSql & { state: "open" | "done" }, input: Input[]): Promise<postgres.Row[]> {
+/**
+ * The statement's one row: for each input stored or found stored before (by
+ * its ord), its id and seq, and for an earlier copy its conversation and
+ * time (0: not a copy). Arrays are null when there are none.
+ */
+interface Stored {
+  ords: number[];
+  ids: number[];
+  seqs: number[];
+  dup_convs: number[];
+  dup_ats: number[];
+  at: number;
+}
+
+async function storeRows(conn: postgres.ReservedSql & { state: "open" | "done" }, input: Input[]): Promise<Stored> {
   // The bodies travel as one bytea cut by offsets: one hex string to make and
   // parse, where a bytea[] costs an escaped array literal of every body.
   const offsets: number[] = [];
@@ -168,33 +186,42 @@ async function storeRows(conn: postgres.ReservedSql & { state: "open" | "done" }
                   ${input.map((i) => i.item.senderId)}::int[], ${input.map((i) => i.item.cmid)}::text[],
                   ${offsets}::int[], ${input.map((i) => i.item.body.length)}::int[], ${input.map((i) => (i.current ? 1 : 0))}::int[])
         as i(ord, conv, sender, cmid, off, len, current)
-    ), dup as (
-      select i.ord, m.id, m.seq, m.conversation_id as conv, (extract(epoch from m.created_at) * 1000)::float8 as at
-      from input i join messages m on m.sender_id = i.sender and m.cmid = i.cmid
+    ), checked as (
+      select i.*, m.id as dup_id, m.seq as dup_seq, m.conversation_id as dup_conv,
+             (extract(epoch from m.created_at) * 1000)::float8 as dup_at
+      from input i left join messages m on m.sender_id = i.sender and m.cmid = i.cmid
     ), fresh as (
-      select i.*, row_number() over (partition by i.conv order by i.ord) as rn, nextval('messages_id_seq') as id
-      from input i where i.current = 1 and not exists (select 1 from dup d where d.ord = i.ord)
-    ), counts as (
-      select conv, count(*) as n from fresh group by conv
+      -- Every sub-statement sees the snapshot taken after the locks were
+      -- granted: last_seq here is the value before this statement's update.
+      select i.ord, i.conv, i.sender, i.cmid, i.body, nextval('messages_id_seq') as id,
+             c.last_seq + row_number() over (partition by i.conv order by i.ord) as seq
+      from checked i join conversations c on c.id = i.conv
+      where i.current = 1 and i.dup_id is null
     ), bumped as (
-      update conversations c set last_seq = c.last_seq + counts.n from counts where c.id = counts.conv
-      returning c.id, c.last_seq - counts.n as base
-    ), numbered as (
-      select f.ord, f.id, f.conv, f.sender, f.cmid, f.body, b.base + f.rn as seq from fresh f join bumped b on b.id = f.conv
+      update conversations c set last_seq = c.last_seq + f.n
+      from (select conv, count(*) as n from fresh group by conv) f where c.id = f.conv
     ), inserted as (
       insert into messages (id, conversation_id, seq, sender_id, cmid, body)
-      select id, conv, seq, sender, cmid, body from numbered
+      select id, conv, seq, sender, cmid, body from fresh
     )
-    select true as dup, ord, id, seq, conv, at from dup
-    union all
-    -- created_at defaults to now(), the transaction's start: the same for every row.
-    select false, ord, id, seq, conv, (extract(epoch from now()) * 1000)::float8 from numbered`;
+    -- One row of arrays, not a row per message: the driver decodes each field
+    -- of each row on its own, and at thousands of rows a batch that cost more
+    -- than the statement. No join between the CTEs either: the planner cannot
+    -- count their rows, and a nested loop over two of them is quadratic.
+    -- created_at defaults to now(), the transaction's start: the same for
+    -- every fresh row. An input missing from ords was not stored (stale).
+    select array_agg(ord) as ords, array_agg(id) as ids, array_agg(seq) as seqs,
+           array_agg(conv) as dup_convs, array_agg(at) as dup_ats,
+           (extract(epoch from now()) * 1000)::float8 as at
+    from (select ord, id, seq, 0 as conv, 0::float8 as at from fresh
+          union all
+          select ord, dup_id, dup_seq, dup_conv, dup_at from checked where dup_id is not null) r`;
   const committing = conn`commit`;
   conn.state = "done";
   const [rows, commit] = await Promise.allSettled([storing, committing]);
   if (rows.status === "rejected") throw rows.reason;
   if (commit.status === "rejected") throw commit.reason;
-  return rows.value;
+  return rows.value[0] as unknown as Stored;
 }
 
 /**

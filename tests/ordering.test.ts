@@ -296,3 +296,34 @@ test("a send refused as a duplicate leaves no hole in its conversation's numberi
   expect(next).toMatchObject({ ok: true, seq: 1 });
   expect(await storedSeqs(withCarol)).toEqual([1]);
 });
+
+test("messages keep no foreign-key checks, yet deleting a conversation or a user deletes their messages, and nothing else", async () => {
+  const [a, b, c] = await freshUsers("alice", "bob", "carol");
+  const store = new Store(databases[0].sql);
+  const ids = await store.usersByName([a!, b!, c!]);
+  const [alice, bob, carol] = [ids.get(a!)!, ids.get(b!)!, ids.get(c!)!];
+  const withBob = await store.directConversation(alice, bob);
+  const withCarol = await store.directConversation(alice, carol);
+  const bobCarol = await store.directConversation(bob, carol);
+  const sent = await store.appendBatch([
+    { senderId: alice, convId: withBob, cmid: randomUUID(), body: body("1") },
+    { senderId: bob, convId: withBob, cmid: randomUUID(), body: body("2") },
+    { senderId: alice, convId: withCarol, cmid: randomUUID(), body: body("3") },
+    { senderId: carol, convId: withCarol, cmid: randomUUID(), body: body("4") },
+    { senderId: bob, convId: bobCarol, cmid: randomUUID(), body: body("5") },
+  ]);
+  expect(sent.every((r) => r.ok)).toBe(true);
+  const [fks] = await sql`select count(*)::int as n from pg_constraint where conrelid = 'messages'::regclass and contype = 'f'`;
+  expect(fks!.n).toBe(0);
+  const count = async (where: postgres.PendingQuery<postgres.Row[]>) => (await where)[0]!.n as number;
+
+  await sql`delete from conversations where id = ${withCarol}`;
+  expect(await count(sql`select count(*)::int as n from messages where conversation_id = ${withCarol}`)).toBe(0);
+  expect(await storedSeqs(withBob)).toEqual([1, 2]);
+
+  await sql`delete from users where id = ${bob}`;
+  expect(await count(sql`select count(*)::int as n from messages where sender_id = ${bob}`)).toBe(0);
+  // Alice's message to bob stays until their conversation goes, as with the old keys.
+  expect(await storedSeqs(withBob)).toEqual([1]);
+  expect(await storedSeqs(bobCarol)).toEqual([]);
+});
