@@ -10,7 +10,7 @@ import { loginKeys, restoreIdentity, signupAccount } from "../client/account";
 import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
 import { ChatError } from "../protocol/errors";
-import type { WireMessage } from "../protocol/messages";
+import { chunks, MAX_ACKS, type WireMessage } from "../protocol/messages";
 
 /** Receivers acknowledge what they got in batches: at most one ack per conversation per this many ms. */
 const ACK_EVERY_MS = 100;
@@ -130,7 +130,7 @@ export class SimClient {
     const acks = [...this.toAck];
     this.toAck.clear();
     if (this.link.closed) return;
-    await Promise.all(acks.map(([conv, seq]) => this.link.request("ack", { conv, seq }).catch(() => {})));
+    await Promise.all(chunks(acks, MAX_ACKS).map((part) => this.link.request("ack", { acks: part }).catch(() => {})));
   }
 
   close(): void {

@@ -11,7 +11,7 @@ import { backoffDelay } from "../balancer/backoff";
 import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
 import { ChatError, isTemporary } from "../protocol/errors";
-import type { WireMessage } from "../protocol/messages";
+import { chunks, MAX_ACKS, type WireMessage } from "../protocol/messages";
 import { loginKeys, restoreIdentity } from "./account";
 import { loadIdentity, saveIdentity } from "./keystore";
 import { Sequencer } from "./sequencer";
@@ -308,7 +308,8 @@ export abstract class Connection {
     const acks = [...this.toAck];
     this.toAck.clear();
     const link = this.link!;
-    this.ackInFlight = Promise.all([this.ackInFlight, ...acks.map(([conv, seq]) => link.request("ack", { conv, seq }))]).catch(() => {
+    const requests = chunks(acks, MAX_ACKS).map((part) => link.request("ack", { acks: part }));
+    this.ackInFlight = Promise.all([this.ackInFlight, ...requests]).catch(() => {
       for (const [conv, seq] of acks) if ((this.toAck.get(conv) ?? 0) < seq) this.toAck.set(conv, seq);
     });
     this.save();

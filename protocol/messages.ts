@@ -4,7 +4,18 @@
  */
 import type { ErrorCode } from "./errors";
 
-export const PROTOCOL_VERSION = 1;
+/** 2: `ack` carries every conversation's cursor at once (`acks: [[conv, seq], ...]`). */
+export const PROTOCOL_VERSION = 2;
+
+/** The most [conv, seq] pairs one `ack` may carry. */
+export const MAX_ACKS = 1000;
+
+/** `items` in runs of at most `size`, for requests with a limit on their lists. */
+export function chunks<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
 
 export type Request = { t: "req"; id: number; op: string; [arg: string]: unknown };
 export type Reply =

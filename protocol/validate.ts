@@ -69,6 +69,23 @@ export function names(args: Args, field: string, max: number): string[] {
   return value.map((_, i) => name(value as unknown as Args, String(i)));
 }
 
+/** A list of 1 to `max` [conversation, sequence number] pairs, each conversation at most once. */
+export function cursorPairs(args: Args, field: string, max: number): [number, number][] {
+  const value = args[field];
+  const bad = () => new ChatError("E_BAD_REQUEST", `${field}: expected a list of 1 to ${max} [conv, seq] pairs, one per conversation`);
+  if (!Array.isArray(value) || value.length === 0 || value.length > max) throw bad();
+  const seen = new Set<number>();
+  for (const pair of value) {
+    if (!Array.isArray(pair) || pair.length !== 2) throw bad();
+    const [conv, seq] = pair as unknown[];
+    if (typeof conv !== "number" || !Number.isInteger(conv) || conv < 1 || conv > 2 ** 31 - 1) throw bad();
+    if (typeof seq !== "number" || !Number.isInteger(seq) || seq < 0 || seq > Number.MAX_SAFE_INTEGER) throw bad();
+    if (seen.has(conv)) throw bad();
+    seen.add(conv);
+  }
+  return value as [number, number][];
+}
+
 export interface KdfArgs {
   alg: "scrypt";
   N: number;

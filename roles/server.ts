@@ -165,11 +165,13 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
 function peerEvent(ctx: ServerContext, _conn: Conn, ev: string, frame: Record<string, unknown>): void {
   switch (ev) {
     case "deliver": {
-      const to = frame.to;
-      if (!Array.isArray(to) || typeof frame.m !== "object") return;
-      const message = frame.m as WireMessage;
-      message.body = new Uint8Array(message.body);
-      void ctx.delivery.fromPeer(message, to as number[], Number(frame.hops ?? 0)).catch((e) => ctx.log(`peer deliver: ${e}`));
+      // The client frame comes as the sending server encoded it; copied, so
+      // that it does not keep the whole chunk it arrived in alive.
+      const { to, conv, seq, frame: bytes } = frame;
+      if (!Array.isArray(to) || typeof conv !== "number" || typeof seq !== "number" || !(bytes instanceof Uint8Array)) return;
+      void ctx.delivery
+        .fromPeer({ conv, seq }, to as number[], new Uint8Array(bytes), Number(frame.hops ?? 0))
+        .catch((e) => ctx.log(`peer deliver: ${e}`));
       return;
     }
     case "kick":

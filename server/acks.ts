@@ -6,8 +6,8 @@ import type { Store } from "./store";
 
 interface Ack {
   userId: number;
-  convId: number;
-  seq: number;
+  /** [conversation, sequence number] pairs. */
+  cursors: [number, number][];
   done(error?: unknown): void;
 }
 
@@ -20,9 +20,10 @@ export class Acks {
     private readonly delayMs = 5,
   ) {}
 
-  ack(userId: number, convId: number, seq: number): Promise<void> {
+  /** One user's cursors, each "everything up to seq in conv is shown". */
+  ack(userId: number, cursors: [number, number][]): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.batch.push({ userId, convId, seq, done: (e) => (e ? reject(e) : resolve()) });
+      this.batch.push({ userId, cursors, done: (e) => (e ? reject(e) : resolve()) });
       this.timer ??= setTimeout(() => void this.flush(), this.delayMs);
     });
   }
@@ -33,11 +34,13 @@ export class Acks {
     this.batch = [];
     if (batch.length === 0) return;
     // One row per (user, conversation): the highest acknowledgement wins.
-    const highest = new Map<string, Ack>();
+    const highest = new Map<string, { userId: number; convId: number; seq: number }>();
     for (const a of batch) {
-      const key = `${a.userId}:${a.convId}`;
-      const seen = highest.get(key);
-      if (!seen || seen.seq < a.seq) highest.set(key, a);
+      for (const [convId, seq] of a.cursors) {
+        const key = `${a.userId}:${convId}`;
+        const seen = highest.get(key);
+        if (!seen || seen.seq < seq) highest.set(key, { userId: a.userId, convId, seq });
+      }
     }
     try {
       await this.store.ackBatch([...highest.values()]);

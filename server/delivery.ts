@@ -15,6 +15,9 @@ const ONLINE_TTL_MS = 60_000;
 /** Short, so that a missed "logged in" announcement costs at most this much liveness. */
 const OFFLINE_TTL_MS = 2_000;
 
+/** Where a message sits in its conversation: all a held delivery needs of it. */
+export type Slot = Pick<WireMessage, "conv" | "seq">;
+
 interface Location {
   server: string | null;
   at: number;
@@ -52,10 +55,12 @@ export class Delivery {
       }
     }
     for (const [server, users] of remote) {
-      if (ctx.peers.send(server, "deliver", { m: message, to: users })) continue;
+      // The client frame as it is: the peer passes it on without decoding or encoding it again.
+      const fields = { to: users, conv: message.conv, seq: message.seq, frame: bytes };
+      if (ctx.peers.send(server, "deliver", fields)) continue;
       // A server that started a moment ago: link to it now (the link queues), or forget it.
       await ctx.peers.refresh().catch(() => {});
-      if (!ctx.peers.send(server, "deliver", { m: message, to: users })) this.forgetServer(server);
+      if (!ctx.peers.send(server, "deliver", fields)) this.forgetServer(server);
     }
   }
 
@@ -63,9 +68,8 @@ export class Delivery {
    * A peer forwarded a message. A recipient who is no longer here moved since
    * the peer looked: ask the database where they are now and forward once more.
    */
-  async fromPeer(message: WireMessage, recipients: number[], hops: number): Promise<void> {
+  async fromPeer(message: Slot, recipients: number[], bytes: Uint8Array, hops: number): Promise<void> {
     const ctx = this.ctx();
-    const bytes = encode({ t: "ev", ev: "msg", m: message });
     const moved: number[] = [];
     for (const user of recipients) {
       const conn = ctx.sessions.local(user);
@@ -77,12 +81,12 @@ export class Delivery {
     for (const user of moved) {
       const server = rows.get(user)?.serverId ?? null;
       this.located(user, server);
-      if (server && server !== ctx.id) ctx.peers.send(server, "deliver", { m: message, to: [user], hops: hops + 1 });
+      if (server && server !== ctx.id) ctx.peers.send(server, "deliver", { to: [user], conv: message.conv, seq: message.seq, frame: bytes, hops: hops + 1 });
     }
   }
 
   /** Sends to a local connection, or holds it while that connection replays its backlog. */
-  push(conn: Conn, message: WireMessage, bytes: Uint8Array): void {
+  push(conn: Conn, message: Slot, bytes: Uint8Array): void {
     const held = conn.state.held;
     if (!held) {
       conn.sendEncoded(bytes);

@@ -5,7 +5,7 @@
  */
 import { ChatError } from "../protocol/errors";
 import { encode } from "../protocol/codec";
-import type { Request, WireMessage } from "../protocol/messages";
+import { MAX_ACKS, type Request, type WireMessage } from "../protocol/messages";
 import * as v from "../protocol/validate";
 import type { Route } from "../net/listener";
 import type { Acks } from "./acks";
@@ -204,7 +204,7 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     ack: {
       guard: loggedIn,
       async handle(conn, req) {
-        await acks.ack(conn.state.user!.id, v.int(req, "conv", 1), v.int(req, "seq", 0));
+        await acks.ack(conn.state.user!.id, v.cursorPairs(req, "acks", MAX_ACKS));
       },
     },
     fetch: {

@@ -214,11 +214,17 @@ export class Store {
     const rows = await this.sql`
       select ${MESSAGE_COLUMNS(this.sql)}
       from members me
-      join messages m on m.conversation_id = me.conversation_id and m.seq > me.cursor
-        and (me.left_seq is null or m.seq <= me.left_seq)
+      -- Lateral, so that the index range starts past the cursor (and past the
+      -- page already sent): a login reads what is pending, never the whole
+      -- history of every conversation, which a plain join read and filtered.
+      cross join lateral (
+        select * from messages m where m.conversation_id = me.conversation_id
+          and m.seq > greatest(me.cursor, case when me.conversation_id = ${from.conv}::int then ${from.seq}::bigint else 0 end)
+          and (me.left_seq is null or m.seq <= me.left_seq)
+        order by m.seq limit ${limit}) m
       join users s on s.id = m.sender_id
       join conversations c on c.id = m.conversation_id
-      where me.user_id = ${userId} and (m.conversation_id, m.seq) > (${from.conv}::int, ${from.seq}::bigint)
+      where me.user_id = ${userId} and me.conversation_id >= ${from.conv}::int
       order by m.conversation_id, m.seq
       limit ${limit}`;
     return rows.map(toWire);
@@ -233,7 +239,7 @@ export class Store {
         and (me.left_seq is null or m.seq <= me.left_seq)
       join users s on s.id = m.sender_id
       join conversations c on c.id = m.conversation_id
-      where me.user_id = ${userId} and me.conversation_id = ${convId}
+      where me.user_id = ${userId} and me.conversation_id = ${convId} and m.seq > ${afterSeq}::bigint
       order by m.seq limit ${limit}`;
     return rows.map(toWire);
   }
@@ -249,7 +255,8 @@ export class Store {
       join users s on s.id = m.sender_id
       join conversations c on c.id = m.conversation_id
       where me.user_id = ${userId} and me.conversation_id = ${convId}
-        and (${beforeSeq ?? null}::bigint is null or m.seq < ${beforeSeq ?? null}::bigint)
+        -- A bound on m.seq alone (no "or null"), so that it bounds the index range.
+        and m.seq < ${beforeSeq ?? Number.MAX_SAFE_INTEGER}::bigint
       order by m.seq desc limit ${limit}`;
     return rows.map(toWire).reverse();
   }

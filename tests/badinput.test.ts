@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { heapStats } from "bun:jsc";
+import postgres from "postgres";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,7 +14,7 @@ import { Link, parseAddress } from "../net/link";
 import { decode, encode } from "../protocol/codec";
 import type { ChatError } from "../protocol/errors";
 import { frame, FrameReader, HEADER_BYTES } from "../protocol/frame";
-import { PROTOCOL_VERSION } from "../protocol/messages";
+import { MAX_ACKS, PROTOCOL_VERSION } from "../protocol/messages";
 import { signupAccount } from "../client/account";
 import { connectUser, PASSWORD, rawLink, ROOT, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
 import { refusal } from "./support/errors";
@@ -272,6 +273,38 @@ test("a send whose body is not bytes is refused with E_BAD_REQUEST and stores no
   const history = await link.request("history", { with: "friend" });
   expect(history.messages).toEqual([]);
   link.close();
+  await goodClientStillWorks();
+});
+
+test("an ack with malformed pairs is refused with E_BAD_REQUEST and moves no cursor; one good ack moves each of its conversations", async () => {
+  const link = await rawLink(addr, "prober");
+  const peer = uniqueName("acked");
+  await signup(cluster.balancerAddr, peer);
+  const sentToFriend = await link.request("send", { to: peer, cmid: `ack-${Math.random()}`, body: new Uint8Array([1]) });
+  const conv = sentToFriend.conv as number;
+  const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+  const cursor = async () =>
+    (await sql`select m.cursor::int as c from members m join users u on u.id = m.user_id where u.name = 'prober' and m.conversation_id = ${conv}`)[0]!.c as number;
+  try {
+    const before = await cursor();
+    const tooMany = Array.from({ length: MAX_ACKS + 1 }, (_, i) => [i + 1, 1]);
+    for (const acks of [undefined, [], "1:1", [[conv]], [[conv, -1]], [[conv, 1.5]], [[String(conv), 1]], [[0, 1]], [[conv, 1], [conv, 2]], tooMany]) {
+      const error = await refusal(link.request("ack", { acks }));
+      const shown = String(JSON.stringify(acks)).slice(0, 40);
+      expect({ acks: shown, code: error.code }).toEqual({ acks: shown, code: "E_BAD_REQUEST" });
+    }
+    expect(await cursor()).toBe(before);
+    // A conversation that is not the prober's is no error, and moves nobody's cursor.
+    const [other] = await sql`select id from conversations where id <> ${conv} order by id limit 1`;
+    const otherCursors = async () => (await sql`select coalesce(sum(cursor), 0)::int as s from members where conversation_id = ${other?.id ?? 0}`)[0]!.s;
+    const othersBefore = await otherCursors();
+    await link.request("ack", { acks: [[conv, sentToFriend.seq as number], [other?.id ?? 2 ** 31 - 1, 999_999]] });
+    expect(await cursor()).toBe(sentToFriend.seq as number);
+    expect(await otherCursors()).toBe(othersBefore);
+  } finally {
+    await sql.end();
+    link.close();
+  }
   await goodClientStillWorks();
 });
 

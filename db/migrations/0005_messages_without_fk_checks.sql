@@ -2,9 +2,9 @@
 -- per stored message. The one writer (server/append.ts) stores a message only
 -- under its conversation's row lock, for a logged-in sender; the cascades the
 -- keys gave are kept by these statement-level triggers.
-ALTER TABLE "messages" DROP CONSTRAINT "messages_conversation_id_conversations_id_fk";
+ALTER TABLE "messages" DROP CONSTRAINT IF EXISTS "messages_conversation_id_conversations_id_fk";
 --> statement-breakpoint
-ALTER TABLE "messages" DROP CONSTRAINT "messages_sender_id_users_id_fk";
+ALTER TABLE "messages" DROP CONSTRAINT IF EXISTS "messages_sender_id_users_id_fk";
 --> statement-breakpoint
 CREATE FUNCTION "messages_cascade_users"() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
