@@ -87,7 +87,9 @@ export async function startSystem(options: { url: string; servers: number; strat
     servers: async () => (await listServers(address)).map((s) => ({ ...s, pid: pidOf.get(s.id) })),
     async stop() {
       for (const child of children) child.kill("SIGTERM");
-      await Promise.race([Promise.all(children.map((c) => c.exited)), Bun.sleep(10_000)]);
+      // A profiled server writes its profile on the way out, which takes a while.
+      const grace = process.env.CHATTERBOX_BENCH_PROFILE ? 60_000 : 10_000;
+      await Promise.race([Promise.all(children.map((c) => c.exited)), Bun.sleep(grace)]);
       for (const child of children) child.kill("SIGKILL");
       balancer.stop();
     },

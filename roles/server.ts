@@ -46,6 +46,10 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const database: Database = openDatabase(options.databaseUrl, { max: 16 });
   await migrate(database);
   const store = new Store(database.sql);
+  // The group commit has a connection of its own (one batch runs at a time),
+  // with generic plans: its statement's plan does not depend on the batch, and
+  // planning it afresh for every batch cost more than running it at small ones.
+  const commits = openDatabase(options.databaseUrl, { max: 1, settings: { plan_cache_mode: "force_generic_plan" } });
   const secret = await store.clusterSecret("peer_secret");
   const saltSecret = await store.clusterSecret("salt_secret");
   const id = randomUUID();
@@ -63,7 +67,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     groups: new GroupStore(database.sql, config.maxGroupMembers),
     files: new FileStore(database.sql),
     log,
-    committer: new Committer(store, 2000, (e) => log(`commit failed: ${e}`)),
+    committer: new Committer(new Store(commits.sql), 2000, (e) => log(`commit failed: ${e}`)),
     sessions: new Sessions(getCtx),
     delivery: new Delivery(getCtx),
     peers: new Peers(getCtx, secret),
@@ -154,6 +158,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
         for (const conn of ctx.sessions.all()) conn.bye("E_SHUTDOWN", "The server is shutting down; reconnect to another");
         await store.removeServer(id).catch(() => {});
         listener.stop(true);
+        await commits.close();
         await database.close();
       })();
       return stopping;

@@ -76,14 +76,12 @@ async function appendFast(sql: Sql, items: AppendItem[]): Promise<AppendResult[]
   try {
     // Pipelined: the membership read starts after the locks are granted, so it sees the membership they protect.
     const begin = conn.unsafe("begin");
-    // A plan for these row counts, not a generic one: the generic plan of the store statement costs twice as much.
-    const planned = conn.unsafe("set local plan_cache_mode = force_custom_plan");
     const locking = conn`select id, kind, epoch from conversations where id = any(${convIds}) order by id for update`;
     const reading = groupIds.length > 0 ? conn`select conversation_id, user_id from members where conversation_id = any(${groupIds}) and left_seq is null` : undefined;
     let locked: postgres.RowList<postgres.Row[]>;
     let memberRows: readonly postgres.Row[];
     try {
-      [, , locked, memberRows = []] = await Promise.all([begin, planned, locking, reading]);
+      [, locked, memberRows = []] = await Promise.all([begin, locking, reading]);
     } catch (error) {
       await conn.unsafe("rollback").catch(() => {});
       conn.state = "done";
