@@ -142,17 +142,28 @@ export abstract class Connection {
     } while (seen !== this.reveals);
   }
 
-  /** Waits until every shown message is acknowledged to the server. */
+  /**
+   * Waits until every shown message is acknowledged to the server: a message
+   * shown while an ack was in flight starts another, which is waited for too.
+   * Not connected, what is left waits for the next connection.
+   */
   async flushAcks(): Promise<void> {
-    await this.idle();
-    clearTimeout(this.ackTimer);
-    this.sendAcks();
-    await this.ackInFlight;
+    for (;;) {
+      await this.idle();
+      if (!this.connected) return;
+      clearTimeout(this.ackTimer);
+      this.sendAcks();
+      const inFlight = this.ackInFlight;
+      await inFlight;
+      if (this.toAck.size === 0 && inFlight === this.ackInFlight) return;
+    }
   }
 
   async close(): Promise<void> {
-    await this.flushAcks().catch(() => {});
+    // From here on nothing new is shown (it comes back at the next login), so
+    // the last acknowledgement really is the last, and it is in before the link closes.
     this.closing = true;
+    await this.flushAcks().catch(() => {});
     this.sequencer.stop();
     this.save();
     this.link?.close();
@@ -196,7 +207,7 @@ export abstract class Connection {
     const link = await Link.connect(addr, {
       hello: { role: "client", agent: this.options.agent ?? "chatterbox" },
       onEvent: (ev, frame) => {
-        if (ev !== "msg") return;
+        if (ev !== "msg" || this.closing) return;
         const message = bytesOf(frame.m as WireMessage);
         // A group we were just added to starts at the system message that added us.
         // Anything else in a conversation new to us waits for that line (or a fetch).

@@ -14,6 +14,12 @@ interface Ack {
 export class Acks {
   private batch: Ack[] = [];
   private timer?: Timer;
+  /**
+   * The statement in flight. One at a time: overlapping statements of one
+   * server update the same rows (a user's cursor, acknowledged again), so
+   * they waited on each other's row locks, and the waits grew with the load.
+   */
+  private writing?: Promise<void>;
 
   constructor(
     private readonly store: Store,
@@ -24,12 +30,15 @@ export class Acks {
   ack(userId: number, cursors: [number, number][]): Promise<void> {
     return new Promise((resolve, reject) => {
       this.batch.push({ userId, cursors, done: (e) => (e ? reject(e) : resolve()) });
-      this.timer ??= setTimeout(() => void this.flush(), this.delayMs);
+      this.schedule();
     });
   }
 
+  /** Writes what is gathered, after the statement in flight. */
   async flush(): Promise<void> {
+    clearTimeout(this.timer);
     this.timer = undefined;
+    while (this.writing) await this.writing;
     const batch = this.batch;
     this.batch = [];
     if (batch.length === 0) return;
@@ -42,11 +51,19 @@ export class Acks {
         if (!seen || seen.seq < seq) highest.set(key, { userId: a.userId, convId, seq });
       }
     }
+    this.writing = this.store.ackBatch([...highest.values()]).then(
+      () => batch.forEach((a) => a.done()),
+      (error) => batch.forEach((a) => a.done(error)),
+    );
     try {
-      await this.store.ackBatch([...highest.values()]);
-      for (const a of batch) a.done();
-    } catch (error) {
-      for (const a of batch) a.done(error);
+      await this.writing;
+    } finally {
+      this.writing = undefined;
+      if (this.batch.length > 0) this.schedule();
     }
+  }
+
+  private schedule(): void {
+    if (!this.writing) this.timer ??= setTimeout(() => void this.flush(), this.delayMs);
   }
 }

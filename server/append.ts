@@ -1,8 +1,8 @@
 /**
- * Group commit: many messages from many connections stored in one transaction.
- * Conversations are locked in id order (two batches never deadlock), and each
- * message's sequence number is allocated under its conversation's lock in the
- * same transaction as the insert, so a later commit never gets a lower number.
+ * Group commit: many messages from many connections stored at once. Each
+ * message's sequence number is allocated under its conversation's row lock
+ * in the same transaction as the insert, so a later commit never gets a lower
+ * number; conversations are locked in id order, so two batches never deadlock.
  */
 import type postgres from "postgres";
 import type { Sql } from "../db/connect";
@@ -30,20 +30,26 @@ export type AppendResult =
   | { ok: false; code: ErrorCode; message: string };
 
 /**
- * Stores a batch in two round trips: BEGIN with the ordered row locks (and,
- * for groups, the membership read under them), then one statement that finds
- * retries, numbers and inserts, pipelined with COMMIT. A race that statement
- * cannot settle alone (another server committing the same client message id
- * meanwhile: a unique violation, or a deadlock) rolls it back whole, and the
- * batch goes again the careful way, so no conversation ever gets a hole.
+ * Stores a batch with one statement, one round trip (see storeStatement).
+ * What that statement cannot settle alone goes again the careful way, in a
+ * transaction of its own: a race with another server committing the same
+ * client message id (a unique violation) or a deadlock rolls the statement
+ * back whole; a group whose membership changed after the statement's snapshot
+ * is left out of it. So no conversation ever gets a hole.
  */
 export async function appendBatch(sql: Sql, items: AppendItem[]): Promise<AppendResult[]> {
+  let fast: Fast;
   try {
-    return await appendFast(sql, items);
+    fast = await appendFast(sql, items);
   } catch (error) {
     if (!isRace(error)) throw error;
     return appendCareful(sql, items);
   }
+  if (fast.unsettled.length > 0) {
+    const again = await appendCareful(sql, fast.unsettled.map((i) => items[i]!));
+    fast.unsettled.forEach((index, k) => (fast.results[index] = again[k]!));
+  }
+  return fast.results;
 }
 
 /** A (sender, cmid) repeated within one batch takes its first copy's result, unless it names another conversation. */
@@ -62,139 +68,152 @@ function isRace(error: unknown): boolean {
   return typeof code === "string" && /^(23|40)/.test(code);
 }
 
-interface Input {
-  index: number;
-  item: AppendItem;
-  /** Sealed for the group's current membership (always, for a direct message). */
-  current: boolean;
-}
-
-async function appendFast(sql: Sql, items: AppendItem[]): Promise<AppendResult[]> {
-  const convIds = [...new Set(items.map((i) => i.convId))].sort((x, y) => x - y);
-  const groupIds = [...new Set(items.filter((i) => i.epoch !== undefined).map((i) => i.convId))];
-  const conn = Object.assign(await sql.reserve(), { state: "open" as "open" | "done" });
-  try {
-    // Pipelined: the membership read starts after the locks are granted, so it sees the membership they protect.
-    const begin = conn.unsafe("begin");
-    const locking = conn`select id, kind, epoch from conversations where id = any(${convIds}) order by id for update`;
-    const reading = groupIds.length > 0 ? conn`select conversation_id, user_id from members where conversation_id = any(${groupIds}) and left_seq is null` : undefined;
-    let locked: postgres.RowList<postgres.Row[]>;
-    let memberRows: readonly postgres.Row[];
-    try {
-      [, locked, memberRows = []] = await Promise.all([begin, locking, reading]);
-    } catch (error) {
-      await conn.unsafe("rollback").catch(() => {});
-      conn.state = "done";
-      throw error;
-    }
-    const epochs = new Map(locked.filter((c) => c.kind === "group").map((c) => [c.id as number, c.epoch as number]));
-    const groupMembers = new Map<number, number[]>();
-    for (const r of memberRows) {
-      const list = groupMembers.get(r.conversation_id) ?? [];
-      list.push(r.user_id);
-      groupMembers.set(r.conversation_id, list);
-    }
-    const results: AppendResult[] = new Array(items.length);
-    // Each (sender, cmid) goes in once; a repeat within the batch takes the first one's result.
-    const firsts = new Map<number, Map<string, number>>();
-    const firstOf = (item: AppendItem) => firsts.get(item.senderId)?.get(item.cmid);
-    const repeats: number[] = [];
-    const input: Input[] = [];
-    items.forEach((item, index) => {
-      const epoch = epochs.get(item.convId);
-      if (epoch !== undefined && !groupMembers.get(item.convId)?.includes(item.senderId)) {
-        results[index] = { ok: false, code: "E_NOT_MEMBER", message: "Only members send to a group" };
-      } else if (firstOf(item) !== undefined) {
-        repeats.push(index);
-      } else {
-        let mine = firsts.get(item.senderId);
-        if (!mine) firsts.set(item.senderId, (mine = new Map()));
-        mine.set(item.cmid, index);
-        input.push({ index, item, current: epoch === undefined || item.epoch === epoch });
-      }
-    });
-    if (input.length > 0) {
-      const stored = await storeRows(conn, input);
-      const at = new Map<number, number>();
-      stored.ords?.forEach((ord, k) => at.set(ord, k));
-      for (const { index, item, current } of input) {
-        const k = at.get(index);
-        const dupConv = k === undefined ? 0 : stored.dup_convs[k]!;
-        if (k !== undefined && dupConv !== 0) {
-          results[index] =
-            dupConv === item.convId
-              ? { ok: true, id: stored.ids[k]!, seq: stored.seqs[k]!, at: stored.dup_ats[k]!, duplicate: true }
-              : { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
-        } else if (!current || k === undefined) {
-          results[index] = { ok: false, code: "E_STALE_MEMBERS", message: "The group's membership changed: seal the message again for the current members" };
-        } else {
-          const members = groupMembers.get(item.convId);
-          results[index] = { ok: true, id: stored.ids[k]!, seq: stored.seqs[k]!, at: stored.at, duplicate: false, recipients: members?.filter((u) => u !== item.senderId) };
-        }
-      }
-    }
-    for (const index of repeats) results[index] = repeatOf(items, results, firstOf(items[index]!)!, index);
-    return results;
-  } finally {
-    // A batch with nothing to store (every item refused) never reached COMMIT:
-    // end its transaction here, or the conversation locks would go back to
-    // the pool with the connection, and the next batch would run inside it.
-    if (conn.state !== "done") await conn.unsafe("rollback").catch(() => {});
-    conn.release();
-  }
+/** What the statement did with each input (the statement writes these numbers as they are). */
+const enum Outcome {
+  Stored = 0,
+  Duplicate = 1,
+  Stale = 2,
+  NotMember = 3,
+  /** A group whose membership changed after the statement's snapshot: to go again. */
+  Unsettled = 4,
 }
 
 /**
- * One statement: earlier copies of these (sender, cmid) pairs, then numbers
- * for the rest in batch order under the locks already held, the bumped
- * counters and the inserted rows. Sent together with COMMIT: a failure makes
- * that COMMIT a rollback, and nothing of the batch stays.
- */
-/**
- * The statement's one row: for each input stored or found stored before (by
- * its ord), its id and seq, and for an earlier copy its conversation and
- * time (0: not a copy). Arrays are null when there are none.
+ * The statement's one row (arrays, not a row per message: the driver decodes
+ * each field of each row on its own, and at thousands of rows a batch that
+ * cost more than the statement). For each input, by its ord: what became of
+ * it, its id and seq (stored, or stored before), and for an earlier copy its
+ * conversation and time. Then each group's members, as (conv, user) pairs.
  */
 interface Stored {
   ords: number[];
+  outcomes: Outcome[];
   ids: number[];
   seqs: number[];
   dup_convs: number[];
   dup_ats: number[];
+  roster_convs: number[] | null;
+  roster_users: number[] | null;
   at: number;
 }
 
-async function storeRows(conn: postgres.ReservedSql & { state: "open" | "done" }, input: Input[]): Promise<Stored> {
+interface Fast {
+  results: AppendResult[];
+  /** Positions in the batch to store again the careful way. */
+  unsettled: number[];
+}
+
+const STALE = { ok: false, code: "E_STALE_MEMBERS", message: "The group's membership changed: seal the message again for the current members" } as const;
+const NOT_MEMBER = { ok: false, code: "E_NOT_MEMBER", message: "Only members send to a group" } as const;
+const OTHER_CONVERSATION = { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" } as const;
+
+async function appendFast(sql: Sql, items: AppendItem[]): Promise<Fast> {
+  const results: AppendResult[] = new Array(items.length);
+  // Each (sender, cmid) goes in once; a repeat within the batch takes the first one's result.
+  const firsts = new Map<number, Map<string, number>>();
+  const firstOf = (item: AppendItem) => firsts.get(item.senderId)?.get(item.cmid);
+  const repeats: number[] = [];
+  const input: number[] = [];
+  items.forEach((item, index) => {
+    if (firstOf(item) !== undefined) return void repeats.push(index);
+    let mine = firsts.get(item.senderId);
+    if (!mine) firsts.set(item.senderId, (mine = new Map()));
+    mine.set(item.cmid, index);
+    input.push(index);
+  });
+  const stored = await storeStatement(sql, items, input);
+  const roster = new Map<number, number[]>();
+  stored.roster_convs?.forEach((conv, k) => {
+    const list = roster.get(conv);
+    if (list) list.push(stored.roster_users![k]!);
+    else roster.set(conv, [stored.roster_users![k]!]);
+  });
+  const unsettled: number[] = [];
+  stored.ords.forEach((index, k) => {
+    const item = items[index]!;
+    const [id, seq] = [stored.ids[k]!, stored.seqs[k]!];
+    switch (stored.outcomes[k]) {
+      case Outcome.Stored:
+        results[index] = { ok: true, id, seq, at: stored.at, duplicate: false, recipients: roster.get(item.convId)?.filter((u) => u !== item.senderId) };
+        break;
+      case Outcome.Duplicate:
+        results[index] = stored.dup_convs[k] === item.convId ? { ok: true, id, seq, at: stored.dup_ats[k]!, duplicate: true } : OTHER_CONVERSATION;
+        break;
+      case Outcome.Stale:
+        results[index] = STALE;
+        break;
+      case Outcome.NotMember:
+        results[index] = NOT_MEMBER;
+        break;
+      default:
+        unsettled.push(index);
+    }
+  });
+  // The careful path stores the unsettled ones; their repeats are settled here, after it.
+  if (unsettled.length > 0) return { results, unsettled: [...unsettled, ...repeats] };
+  for (const index of repeats) results[index] = repeatOf(items, results, firstOf(items[index]!)!, index);
+  return { results, unsettled };
+}
+
+/**
+ * One statement, and so one transaction and one round trip. It locks the
+ * batch's conversations in id order; under Read Committed a row lock returns
+ * the newest committed version of the row, even one committed after the
+ * statement's snapshot, so last_seq and epoch come from the locked rows and
+ * the numbering is exact. Everything else the statement reads comes from its
+ * snapshot: earlier copies of these (sender, cmid) pairs (one committed after
+ * the snapshot makes the insert a unique violation: a race, settled the
+ * careful way) and each group's members. Every membership change bumps the
+ * group's epoch under the same lock, so where the snapshot's epoch is the
+ * locked one the snapshot's members are the members at commit; a group
+ * whose epoch moved is left out (Unsettled) and goes again the careful way.
+ */
+async function storeStatement(sql: Sql, items: AppendItem[], input: number[]): Promise<Stored> {
   // The bodies travel as one bytea cut by offsets: one hex string to make and
   // parse, where a bytea[] costs an escaped array literal of every body.
   const offsets: number[] = [];
   let total = 0;
-  for (const { item } of input) {
+  for (const index of input) {
     offsets.push(total);
-    total += item.body.length;
+    total += items[index]!.body.length;
   }
   const blob = Buffer.allocUnsafe(total);
-  input.forEach(({ item }, i) => blob.set(item.body, offsets[i]));
+  input.forEach((index, k) => blob.set(items[index]!.body, offsets[k]));
+  const at = (k: number) => items[input[k]!]!;
+  const groupIds = [...new Set(input.filter((index) => items[index]!.epoch !== undefined).map((index) => items[index]!.convId))];
   // The comment names the statement early, within pg_stat_activity's 1 KiB of query text.
-  const storing = conn`
+  const [row] = await sql`
     /* group commit: insert into messages, numbered under the conversation locks */
     with input as (
-      select i.ord, i.conv, i.sender, i.cmid, substring(${blob}::bytea from i.off + 1 for i.len) as body, i.current
-      from unnest(${input.map((i) => i.index)}::int[], ${input.map((i) => i.item.convId)}::int[],
-                  ${input.map((i) => i.item.senderId)}::int[], ${input.map((i) => i.item.cmid)}::text[],
-                  ${offsets}::int[], ${input.map((i) => i.item.body.length)}::int[], ${input.map((i) => (i.current ? 1 : 0))}::int[])
-        as i(ord, conv, sender, cmid, off, len, current)
+      select i.ord, i.conv, i.sender, i.cmid, substring(${blob}::bytea from i.off + 1 for i.len) as body, i.epoch
+      from unnest(${input}::int[], ${input.map((_, k) => at(k).convId)}::int[], ${input.map((_, k) => at(k).senderId)}::int[],
+                  ${input.map((_, k) => at(k).cmid)}::text[], ${offsets}::int[], ${input.map((_, k) => at(k).body.length)}::int[],
+                  ${input.map((_, k) => at(k).epoch ?? -1)}::int[])
+        as i(ord, conv, sender, cmid, off, len, epoch)
+    ), locked as materialized (
+      -- Each input with its conversation, locked in id order. c is the locked
+      -- (newest) version of the row, s the same row as the snapshot has it.
+      select i.*, c.kind, c.last_seq, c.epoch as conv_epoch, s.epoch as seen_epoch
+      from input i join conversations c on c.id = i.conv join conversations s on s.id = i.conv
+      order by c.id for update of c
+    ), roster as (
+      -- Read from the snapshot: only the members of a group whose epoch did not move are used.
+      select m.conversation_id as conv, m.user_id from members m
+      where m.conversation_id = any(${groupIds}::int[]) and m.left_seq is null
     ), checked as (
-      select i.*, m.id as dup_id, m.seq as dup_seq, m.conversation_id as dup_conv,
-             (extract(epoch from m.created_at) * 1000)::float8 as dup_at
-      from input i left join messages m on m.sender_id = i.sender and m.cmid = i.cmid
+      select i.*, d.id as dup_id, d.seq as dup_seq, d.conversation_id as dup_conv,
+             (extract(epoch from d.created_at) * 1000)::float8 as dup_at,
+             -- The numbers are Outcome's: 0 stored, 1 duplicate, 2 stale, 3 not a member, 4 unsettled.
+             case when i.kind <> 'group' then 0
+                  when i.conv_epoch <> i.seen_epoch then 4
+                  when not exists (select 1 from members m where m.conversation_id = i.conv and m.user_id = i.sender and m.left_seq is null) then 3
+                  when i.epoch <> i.conv_epoch then 2
+                  else 0 end as outcome
+      from locked i left join messages d on d.sender_id = i.sender and d.cmid = i.cmid
     ), fresh as (
-      -- Every sub-statement sees the snapshot taken after the locks were
-      -- granted: last_seq here is the value before this statement's update.
       select i.ord, i.conv, i.sender, i.cmid, i.body, nextval('messages_id_seq') as id,
-             c.last_seq + row_number() over (partition by i.conv order by i.ord) as seq
-      from checked i join conversations c on c.id = i.conv
-      where i.current = 1 and i.dup_id is null
+             i.last_seq + row_number() over (partition by i.conv order by i.ord) as seq
+      from checked i where i.outcome = 0 and i.dup_id is null
     ), bumped as (
       update conversations c set last_seq = c.last_seq + f.n
       from (select conv, count(*) as n from fresh group by conv) f where c.id = f.conv
@@ -202,24 +221,20 @@ async function storeRows(conn: postgres.ReservedSql & { state: "open" | "done" }
       insert into messages (id, conversation_id, seq, sender_id, cmid, body)
       select id, conv, seq, sender, cmid, body from fresh
     )
-    -- One row of arrays, not a row per message: the driver decodes each field
-    -- of each row on its own, and at thousands of rows a batch that cost more
-    -- than the statement. No join between the CTEs either: the planner cannot
-    -- count their rows, and a nested loop over two of them is quadratic.
-    -- created_at defaults to now(), the transaction's start: the same for
-    -- every fresh row. An input missing from ords was not stored (stale).
-    select array_agg(ord) as ords, array_agg(id) as ids, array_agg(seq) as seqs,
+    -- No join between the CTEs: the planner cannot count their rows, and a
+    -- nested loop over two of them is quadratic. created_at defaults to
+    -- now(), the transaction's start: the same for every fresh row.
+    select array_agg(ord) as ords, array_agg(outcome) as outcomes, array_agg(id) as ids, array_agg(seq) as seqs,
            array_agg(conv) as dup_convs, array_agg(at) as dup_ats,
+           (select array_agg(conv) from roster) as roster_convs, (select array_agg(user_id) from roster) as roster_users,
            (extract(epoch from now()) * 1000)::float8 as at
-    from (select ord, id, seq, 0 as conv, 0::float8 as at from fresh
+    from (select ord, 0 as outcome, id, seq, 0 as conv, 0::float8 as at from fresh
           union all
-          select ord, dup_id, dup_seq, dup_conv, dup_at from checked where dup_id is not null) r`;
-  const committing = conn`commit`;
-  conn.state = "done";
-  const [rows, commit] = await Promise.allSettled([storing, committing]);
-  if (rows.status === "rejected") throw rows.reason;
-  if (commit.status === "rejected") throw commit.reason;
-  return rows.value[0] as unknown as Stored;
+          -- A member's earlier copy is a duplicate; a non-member learns nothing of it.
+          select ord, case when outcome = 3 then outcome when dup_id is not null then 1 else outcome end,
+                 coalesce(dup_id, 0), coalesce(dup_seq, 0), coalesce(dup_conv, 0), coalesce(dup_at, 0)
+          from checked where outcome <> 0 or dup_id is not null) r`;
+  return row as unknown as Stored;
 }
 
 /**

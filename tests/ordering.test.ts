@@ -327,3 +327,52 @@ test("messages keep no foreign-key checks, yet deleting a conversation or a user
   expect(await storedSeqs(withBob)).toEqual([1]);
   expect(await storedSeqs(bobCarol)).toEqual([]);
 });
+
+test("a membership change committed while a batch waits for the group's lock: the batch stores for the members at its commit, not those of its snapshot", async () => {
+  const [a, b, c] = await freshUsers("alice", "bob", "carol");
+  const store = new Store(databases[0].sql);
+  const ids = await store.usersByName([a!, b!, c!]);
+  const [alice, bob, carol] = [ids.get(a!)!, ids.get(b!)!, ids.get(c!)!];
+  const [group] = await sql`insert into conversations (kind, name, epoch) values ('group', ${uniqueName("g")}, 1) returning id`;
+  const conv = group!.id as number;
+  await sql`insert into members (conversation_id, user_id, role) values (${conv}, ${alice}, 'admin'), (${conv}, ${bob}, 'member')`;
+
+  // Another server adds carol (epoch 1 -> 2) and holds its transaction open.
+  const other = postgres(cluster.url, { max: 1, onnotice: () => {} });
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let holding!: () => void;
+  const held = new Promise<void>((resolve) => (holding = resolve));
+  const change = other.begin(async (tx) => {
+    await tx`update conversations set epoch = 2 where id = ${conv}`;
+    await tx`insert into members (conversation_id, user_id) values (${conv}, ${carol})`;
+    holding();
+    await released;
+  });
+  try {
+    await held;
+    // Sealed for the new membership (carol included), and one for the old: the batch's snapshot still has the old.
+    const appending = store.appendBatch([
+      { senderId: alice, convId: conv, cmid: randomUUID(), body: body("for bob and carol"), epoch: 2 },
+      { senderId: bob, convId: conv, cmid: randomUUID(), body: body("for alice only"), epoch: 1 },
+    ]);
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      const [waiting] = await sql`select count(*)::int as n from pg_stat_activity
+                                  where datname = current_database() and wait_event_type = 'Lock' and query like '%group commit%'`;
+      if (waiting!.n > 0) break;
+      if (Date.now() > deadline) throw new Error("the batch never waited for the group's lock");
+      await Bun.sleep(10);
+    }
+    release();
+    await change;
+    const [current, stale] = await appending;
+    expect(current).toMatchObject({ ok: true, seq: 1, duplicate: false });
+    expect(current!.ok && [...current!.recipients!].sort((x, y) => x - y)).toEqual([bob, carol].sort((x, y) => x - y));
+    expect(stale).toMatchObject({ ok: false, code: "E_STALE_MEMBERS" });
+    expect(await storedSeqs(conv)).toEqual([1]);
+  } finally {
+    release();
+    await other.end();
+  }
+});
