@@ -114,10 +114,14 @@ export class SimClient {
 
   /**
    * Sends. As the real client does, a sent message is not acknowledged on its
-   * own: the next message received in its conversation acknowledges past it.
+   * own: its slot goes out with the next ack, made for a message received, or
+   * with the last one, so that the next run does not replay it.
    */
-  send(args: Record<string, unknown>): Promise<Record<string, unknown>> {
-    return this.link.request("send", args);
+  async send(args: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const reply = await this.link.request("send", args);
+    const conv = reply.conv as number;
+    if ((this.toAck.get(conv) ?? 0) < (reply.seq as number)) this.toAck.set(conv, reply.seq as number);
+    return reply;
   }
 
   request(op: string, args: Record<string, unknown> = {}): Promise<Record<string, unknown>> {

@@ -163,6 +163,13 @@ export abstract class Connection {
     // From here on nothing new is shown (it comes back at the next login), so
     // the last acknowledgement really is the last, and it is in before the link closes.
     this.closing = true;
+    // A sent message fills its slot without an ack of its own: the next one
+    // shown acknowledges past it. The last ack covers them too, so that the
+    // next login does not replay this session's own messages.
+    await this.idle();
+    for (const [conv, seq] of Object.entries(this.sequencer.positions())) {
+      if (seq > (this.state.shown[Number(conv)] ?? 0)) this.shown(Number(conv), seq);
+    }
     await this.flushAcks().catch(() => {});
     this.sequencer.stop();
     this.save();

@@ -376,3 +376,19 @@ test("a membership change committed while a batch waits for the group's lock: th
     await other.end();
   }
 });
+
+test("a user who only sends leaves with a cursor past their own messages, so the next login replays none of them", async () => {
+  const [a, b] = await freshUsers("alice", "bob");
+  const alice = await connect(a!);
+  const sent = await stream(alice, b!, 5, 2, "one way");
+  const conv = sent[0]!.conv;
+  const cursorOf = async () =>
+    (await sql`select m.cursor::int as c from members m join users u on u.id = m.user_id where u.name = ${a!} and m.conversation_id = ${conv}`)[0]!.c as number;
+  // Nothing was received, so nothing was acknowledged while connected...
+  expect(await cursorOf()).toBe(0);
+  await alice.session.close();
+  // ...and leaving acknowledges the slots her own messages filled.
+  expect(await cursorOf()).toBe(5);
+  const replay = await sql`select count(*)::int as n from messages where conversation_id = ${conv} and seq > ${await cursorOf()}`;
+  expect(replay[0]!.n).toBe(0);
+});
