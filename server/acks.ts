@@ -43,15 +43,21 @@ export class Acks {
     this.batch = [];
     if (batch.length === 0) return;
     // One row per (user, conversation): the highest acknowledgement wins.
-    const highest = new Map<string, { userId: number; convId: number; seq: number }>();
+    const highest = new Map<number, Map<number, { userId: number; convId: number; seq: number }>>();
+    const rows: { userId: number; convId: number; seq: number }[] = [];
     for (const a of batch) {
+      let mine = highest.get(a.userId);
+      if (!mine) highest.set(a.userId, (mine = new Map()));
       for (const [convId, seq] of a.cursors) {
-        const key = `${a.userId}:${convId}`;
-        const seen = highest.get(key);
-        if (!seen || seen.seq < seq) highest.set(key, { userId: a.userId, convId, seq });
+        const seen = mine.get(convId);
+        if (!seen) {
+          const row = { userId: a.userId, convId, seq };
+          mine.set(convId, row);
+          rows.push(row);
+        } else if (seen.seq < seq) seen.seq = seq;
       }
     }
-    this.writing = this.store.ackBatch([...highest.values()]).then(
+    this.writing = this.store.ackBatch(rows).then(
       () => batch.forEach((a) => a.done()),
       (error) => batch.forEach((a) => a.done(error)),
     );

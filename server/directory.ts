@@ -9,7 +9,9 @@ const MAX_ENTRIES = 200_000;
 
 export class Directory {
   private readonly ids = new Map<string, number>();
-  private readonly direct_ = new Map<string, number>();
+  /** Lower user id, then higher, to the conversation: numbers, not a key string made per message. */
+  private readonly direct_ = new Map<number, Map<number, number>>();
+  private directCount = 0;
   private readonly groups = new Map<string, number>();
 
   constructor(private readonly store: Store) {}
@@ -40,11 +42,17 @@ export class Directory {
   async direct(me: number, otherName: string): Promise<{ convId: number; recipients: number[] }> {
     const other = await this.userId(otherName);
     if (other === me) throw new ChatError("E_BAD_REQUEST", "A direct message needs another user than yourself");
-    const key = me < other ? `${me}:${other}` : `${other}:${me}`;
-    let convId = this.direct_.get(key);
+    const [low, high] = me < other ? [me, other] : [other, me];
+    let convId = this.direct_.get(low)?.get(high);
     if (convId === undefined) {
       convId = await this.store.directConversation(me, other);
-      remember(this.direct_, key, convId);
+      if (++this.directCount > MAX_ENTRIES) {
+        this.direct_.clear();
+        this.directCount = 1;
+      }
+      let row = this.direct_.get(low);
+      if (!row) this.direct_.set(low, (row = new Map()));
+      row.set(high, convId);
     }
     return { convId, recipients: [other] };
   }
