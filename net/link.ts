@@ -22,6 +22,8 @@ export interface LinkOptions extends LinkHandlers {
   hello?: Record<string, unknown>;
   timeoutMs?: number;
   maxFrame?: number;
+  /** Bytes the link may queue for a slow peer before it closes (net/outbox.ts). */
+  outboxLimit?: number;
 }
 
 type Pending = { resolve(value: Record<string, unknown>): void; reject(error: unknown): void; timer: Timer };
@@ -56,7 +58,7 @@ export class Link {
     } catch (error) {
       throw new ChatError("E_UNAVAILABLE", `Cannot connect to ${address}: ${(error as Error).message}`);
     }
-    link.outbox = new Outbox(link.socket, () => link.close());
+    link.outbox = new Outbox(link.socket, () => link.close(), options.outboxLimit);
     try {
       link.helloReply = await link.request("hello", { v: PROTOCOL_VERSION, ...options.hello });
     } catch (error) {

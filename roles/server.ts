@@ -12,6 +12,7 @@ import { ChatError } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import { Acks } from "../server/acks";
 import { Committer } from "../server/committer";
+import { COMMITTER_SETTINGS } from "../server/append";
 import { DEFAULT_CONFIG, type ClientState, type Conn, type ServerConfig, type ServerContext } from "../server/context";
 import { Delivery } from "../server/delivery";
 import { Directory } from "../server/directory";
@@ -46,10 +47,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const database: Database = openDatabase(options.databaseUrl, { max: 16 });
   await migrate(database);
   const store = new Store(database.sql);
-  // The group commit has a connection of its own (one batch runs at a time),
-  // with generic plans: its statement's plan does not depend on the batch, and
-  // planning it afresh for every batch cost more than running it at small ones.
-  const commits = openDatabase(options.databaseUrl, { max: 1, settings: { plan_cache_mode: "force_generic_plan" } });
+  // The group commit has a connection of its own: one batch runs at a time.
+  const commits = openDatabase(options.databaseUrl, { max: 1, settings: COMMITTER_SETTINGS });
   const secret = await store.clusterSecret("peer_secret");
   const saltSecret = await store.clusterSecret("salt_secret");
   const id = randomUUID();

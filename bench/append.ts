@@ -1,0 +1,86 @@
+/**
+ * The group commit alone: server/append.ts storing batches of direct messages
+ * against a durable PostgreSQL, on a connection set up as a chat server sets
+ * up its committer's (COMMITTER_SETTINGS), with no sockets, clients or
+ * delivery. Each run starts on a new database (or the one at --database-url).
+ * Reports, per batch size, the wall time per message (one batch at a time, as
+ * one server's committer runs them) and this process's CPU per message (what
+ * the batch costs the chat server: building the statement, reading its row).
+ *
+ *   bun bench/append.ts [--batches 1,10,100,2000] [--messages 20000] [--database-url URL]
+ */
+import { rmSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { openDatabase } from "../db/connect";
+import { REAL_MESSAGE_BYTES } from "./options";
+import { scratchDir } from "./local-system";
+import { openBenchDatabase } from "./system";
+import { appendBatch, COMMITTER_SETTINGS, type AppendItem } from "../server/append";
+
+const { values } = parseArgs({
+  options: {
+    batches: { type: "string", default: "1,10,100,2000" },
+    messages: { type: "string", default: "20000" },
+    "database-url": { type: "string" },
+  },
+});
+const batches = values.batches!.split(",").map(Number);
+const perSize = Number(values.messages);
+const USERS = 1000;
+const CONVERSATIONS = 5000;
+
+const dir = values["database-url"] ? undefined : scratchDir("chatterbox-append-");
+const database = await openBenchDatabase({ databaseUrl: values["database-url"], dataDir: dir, log: () => {} });
+const commits = openDatabase(database.url, { max: 1, settings: COMMITTER_SETTINGS });
+const sql = commits.sql;
+try {
+  await sql`insert into users (name, auth_hash) select 'append-' || g, 'x' from generate_series(1, ${USERS}::int) g on conflict do nothing`;
+  const users = (await sql`select id from users where name like 'append-%' order by id`).map((r) => r.id as number);
+  // Pairs as direct conversations are keyed ("low:high"), the same every run.
+  const pairs = new Map<string, [number, number]>();
+  for (let i = 0; pairs.size < CONVERSATIONS; i++) {
+    const a = users[(i * 7) % USERS]!;
+    const b = users[(i * 13 + 1 + Math.floor(i / USERS)) % USERS]!;
+    if (a !== b) pairs.set(`${Math.min(a, b)}:${Math.max(a, b)}`, [a, b]);
+  }
+  const keys = [...pairs.keys()];
+  await sql`insert into conversations (kind, dm_key) select 'dm', k from unnest(${keys}::text[]) k on conflict do nothing`;
+  const ids = new Map((await sql`select id, dm_key from conversations where dm_key = any(${keys}::text[])`).map((r) => [r.dm_key as string, r.id as number]));
+  const convs = keys.map((k) => ({ id: ids.get(k)!, sender: pairs.get(k)![0] }));
+  const body = crypto.getRandomValues(new Uint8Array(REAL_MESSAGE_BYTES));
+  const run = Date.now().toString(36);
+  let n = 0;
+  const batchOf = (size: number): AppendItem[] =>
+    Array.from({ length: size }, () => {
+      const c = convs[Math.floor(Math.random() * convs.length)]!;
+      return { senderId: c.sender, convId: c.id, cmid: `${run}.${n++}`, body };
+    });
+
+  console.log(`group commit alone, ${REAL_MESSAGE_BYTES}-byte bodies, durable (fsync and synchronous_commit on)`);
+  console.log("   batch   µs wall/msg   msg/s    µs server CPU/msg");
+  for (const size of batches) {
+    const rounds = Math.max(20, Math.ceil(perSize / size));
+    for (let i = 0; i < 3; i++) await appendBatch(sql, batchOf(size)); // warm the plan and the caches
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    for (let r = 0; r < rounds; r++) {
+      const results = await appendBatch(sql, batchOf(size));
+      const refused = results.find((x) => !x.ok);
+      if (refused) throw new Error(`refused: ${JSON.stringify(refused)}`);
+    }
+    const wallUs = (performance.now() - t0) * 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const count = rounds * size;
+    const row = [
+      String(size).padStart(8),
+      (wallUs / count).toFixed(1).padStart(13),
+      Math.round(count / (wallUs / 1e6)).toLocaleString("en-US").padStart(8),
+      ((cpu.user + cpu.system) / count).toFixed(1).padStart(20),
+    ];
+    console.log(row.join(" "));
+  }
+} finally {
+  await commits.close();
+  await database.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}
