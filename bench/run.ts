@@ -14,8 +14,41 @@ import { benchHome, openBenchDatabase, remoteSystem, startSystem, type Database 
 
 const STRATEGIES = ["roundrobin", "leastconn", "random", "p2c"];
 
+interface Stoppable {
+  stop(): Promise<unknown>;
+}
+
+/** What this run started and has not stopped yet: on Ctrl-C or SIGTERM, stopped newest first. */
+const running: Stoppable[] = [];
+
+function owned<T extends Stoppable>(thing: T): T {
+  running.push(thing);
+  return thing;
+}
+
+async function stop(thing: Stoppable): Promise<void> {
+  const at = running.indexOf(thing);
+  if (at >= 0) running.splice(at, 1);
+  await thing.stop();
+}
+
+/** An interrupted run leaves no server, relay or database behind. */
+function stopOnSignal(log: (line: string) => void): void {
+  let stopping = false;
+  const handler = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${why}: stopping what the bench started`);
+    for (const thing of running.reverse()) await thing.stop().catch(() => {});
+    process.exit(130);
+  };
+  process.on("SIGINT", () => void handler("interrupted"));
+  process.on("SIGTERM", () => void handler("terminated"));
+}
+
 export async function runBench(options: BenchOptions): Promise<void> {
   const log = (line: string) => console.error(`bench: ${line}`);
+  stopOnSignal(log);
   const home = benchHome(options.dataDir);
   const out = (reports: Report | Report[], text: string) => console.log(options.json ? JSON.stringify(reports, null, 2) : text);
 
@@ -27,7 +60,7 @@ export async function runBench(options: BenchOptions): Promise<void> {
     return finish(options, reports, out);
   }
 
-  const database: Database = await openBenchDatabase({ databaseUrl: options.databaseUrl, dataDir: options.dataDir, log });
+  const database: Database = owned(await openBenchDatabase({ databaseUrl: options.databaseUrl, dataDir: options.dataDir, log }));
   const tokenKey = options.databaseUrl ? `database ${options.databaseUrl}` : `embedded ${home}`;
   try {
     // We own this database: make missing accounts and their resume tokens in it, skipping a quarter hour of password hashing.
@@ -35,36 +68,36 @@ export async function runBench(options: BenchOptions): Promise<void> {
     if (options.compareStrategies) {
       const reports: Report[] = [];
       for (const strategy of STRATEGIES) {
-        const system = await startSystem({ url: database.url, servers: options.servers, strategy, log });
+        const system = owned(await startSystem({ url: database.url, servers: options.servers, strategy, log }));
         try {
           reports.push(await runLoad(options, options.rate, { system, postgresPid: database.pid, home, tokenKey, log, label: strategy }));
         } finally {
-          await system.stop();
+          await stop(system);
         }
       }
       const table = strategyTable(reports);
       if (options.plot) writeFileSync(options.plot, strategiesSvg(reports));
       return out(reports, `${reports.map(formatReport).join("\n\n")}\n\n${table}`);
     }
-    const system = await startSystem({ url: database.url, servers: options.servers, strategy: options.strategy, log });
+    const system = owned(await startSystem({ url: database.url, servers: options.servers, strategy: options.strategy, log }));
     const reports: Report[] = [];
     try {
       const ctx: RunContext = { system, postgresPid: database.pid, home, tokenKey, log };
       for (const rate of options.sweep ?? [options.rate]) reports.push(await runLoad(options, rate, { ...ctx, label: options.sweep ? `${rate} msg/s` : options.ceiling ? "chatterbox" : undefined }));
     } finally {
-      await system.stop();
+      await stop(system);
     }
     if (options.ceiling) {
-      const relays = await startRelays(options);
+      const relays = owned(await startRelays(options));
       try {
         reports.push(await runLoad(options, options.rate, { system: relays.system, relays: relays.addrs, home, tokenKey: "ceiling", log, label: "ceiling" }));
       } finally {
-        await relays.stop();
+        await stop(relays);
       }
     }
     return finish(options, reports, out);
   } finally {
-    await database.stop();
+    await stop(database);
   }
 }
 

@@ -5,7 +5,7 @@
  * nothing acknowledged may be lost.
  */
 import { expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT } from "./support/cluster";
@@ -49,6 +49,55 @@ test("a short bench run delivers every acknowledged message and reports throughp
     expect(report.servers.reduce((n: number, s: { connections: number }) => n + s.connections, 0)).toBe(20);
     expect(report.timeline.length).toBeGreaterThan(2);
     expect(readFileSync(join(work, "run.svg"), "utf8")).toStartWith("<svg");
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}, 60_000);
+
+/** Processes whose parent is `pid`, from /proc. */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const status = (() => {
+      try {
+        return readFileSync(`/proc/${entry}/status`, "utf8");
+      } catch {
+        return "";
+      }
+    })();
+    if (new RegExp(`^PPid:\\s+${pid}$`, "m").test(status)) out.push(Number(entry));
+  }
+  return out;
+}
+
+const alive = (pid: number) => existsSync(`/proc/${pid}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+
+test("Ctrl-C during a bench run stops the servers, workers and PostgreSQL it started", async () => {
+  const work = mkdtempSync(join(tmpdir(), "chatterbox-bench-test-"));
+  chmodSync(work, 0o755);
+  const env: Record<string, string> = { ...(process.env as Record<string, string>) };
+  delete env.DATABASE_URL;
+  try {
+    const args = ["bench", "--data", join(work, "bench"), "--clients", "20", "--duration", "60", "--warmup", "0", "--rate", "100"];
+    const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), ...args], { env, stdout: "pipe", stderr: "pipe" });
+    let err = "";
+    const reading = (async () => {
+      for await (const chunk of proc.stderr) err += new TextDecoder().decode(chunk);
+    })();
+    const deadline = Date.now() + 30_000;
+    while (!/clients connected/.test(err) && Date.now() < deadline) await Bun.sleep(50);
+    expect(err).toContain("clients connected");
+    // The embedded PostgreSQL, two servers and two workers (and whatever they started in turn).
+    const started = childrenOf(proc.pid);
+    expect(started.length).toBeGreaterThanOrEqual(5);
+    proc.kill("SIGINT");
+    expect(await proc.exited).toBe(130);
+    await reading;
+    expect(err).toContain("interrupted: stopping what the bench started");
+    const until = Date.now() + 10_000;
+    while (started.some(alive) && Date.now() < until) await Bun.sleep(100);
+    expect(started.filter(alive)).toEqual([]);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
