@@ -53,6 +53,48 @@ async function connectApartFrom(other: TestUser, name: string): Promise<TestUser
   throw new Error(`could not place ${name} on another server than ${other.name}`);
 }
 
+/**
+ * Another server's transaction: runs `work`, then stays open until the
+ * returned release(), which waits for its commit (once, however often called).
+ */
+async function heldOpen(work: (tx: postgres.TransactionSql) => Promise<unknown>): Promise<{ release(): Promise<void> }> {
+  const other = postgres(cluster.url, { max: 1, onnotice: () => {} });
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let holding!: () => void;
+  const held = new Promise<void>((resolve) => (holding = resolve));
+  const committed = other.begin(async (tx) => {
+    await work(tx);
+    holding();
+    await released;
+  });
+  await Promise.race([held, committed]);
+  let ended: Promise<void> | undefined;
+  return {
+    release: () =>
+      (ended ??= (async () => {
+        release();
+        try {
+          await committed;
+        } finally {
+          await other.end();
+        }
+      })()),
+  };
+}
+
+/** Waits until a statement whose text contains `text` waits for a lock. */
+async function waitingForLock(text: string, what: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const [waiting] = await sql`select count(*)::int as n from pg_stat_activity
+                                where datname = current_database() and wait_event_type = 'Lock' and query like ${`%${text}%`}`;
+    if (waiting!.n > 0) return;
+    if (Date.now() > deadline) throw new Error(`${what} never waited for the lock`);
+    await Bun.sleep(10);
+  }
+}
+
 async function storedSeqs(conv: number): Promise<number[]> {
   const rows = await sql`select seq::int as seq from messages where conversation_id = ${conv} order by seq`;
   return rows.map((r) => r.seq as number);
@@ -259,37 +301,20 @@ test("a send refused as a duplicate leaves no hole in its conversation's numberi
 
   // Another server's group commit, holding alice's message to bob (this cmid) uncommitted: the same
   // steps as appendBatch, paused before COMMIT.
-  const other = postgres(cluster.url, { max: 1, onnotice: () => {} });
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  let holding!: () => void;
-  const held = new Promise<void>((resolve) => (holding = resolve));
-  const otherCommit = other.begin(async (tx) => {
+  const other = await heldOpen(async (tx) => {
     const [row] = await tx`update conversations set last_seq = last_seq + 1 where id = ${withBob} returning last_seq`;
     await tx`insert into messages (conversation_id, seq, sender_id, cmid, body)
              values (${withBob}, ${row!.last_seq}, ${alice}, ${cmid}, ${body("to bob")})`;
-    holding();
-    await released;
   });
   try {
-    await held;
     // The same client message id, sent to carol meanwhile (a buggy or hostile client), waits on the unique index.
     const refusedAppend = store.appendBatch([{ senderId: alice, convId: withCarol, cmid, body: body("to carol") }]);
-    const deadline = Date.now() + 5_000;
-    for (;;) {
-      const [waiting] = await sql`select count(*)::int as n from pg_stat_activity
-                                  where datname = current_database() and wait_event_type = 'Lock' and query like '%insert into messages%'`;
-      if (waiting!.n > 0) break;
-      if (Date.now() > deadline) throw new Error("the second commit never waited for the first");
-      await Bun.sleep(10);
-    }
-    release();
-    await otherCommit;
+    await waitingForLock("insert into messages", "the second commit");
+    await other.release();
     const [refused] = await refusedAppend;
     expect(refused).toMatchObject({ ok: false, code: "E_DUPLICATE" });
   } finally {
-    release();
-    await other.end();
+    await other.release();
   }
 
   const [next] = await store.appendBatch([{ senderId: alice, convId: withCarol, cmid: randomUUID(), body: body("to carol, for real") }]);
@@ -338,42 +363,25 @@ test("a membership change committed while a batch waits for the group's lock: th
   await sql`insert into members (conversation_id, user_id, role) values (${conv}, ${alice}, 'admin'), (${conv}, ${bob}, 'member')`;
 
   // Another server adds carol (epoch 1 -> 2) and holds its transaction open.
-  const other = postgres(cluster.url, { max: 1, onnotice: () => {} });
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  let holding!: () => void;
-  const held = new Promise<void>((resolve) => (holding = resolve));
-  const change = other.begin(async (tx) => {
+  const change = await heldOpen(async (tx) => {
     await tx`update conversations set epoch = 2 where id = ${conv}`;
     await tx`insert into members (conversation_id, user_id) values (${conv}, ${carol})`;
-    holding();
-    await released;
   });
   try {
-    await held;
     // Sealed for the new membership (carol included), and one for the old: the batch's snapshot still has the old.
     const appending = store.appendBatch([
       { senderId: alice, convId: conv, cmid: randomUUID(), body: body("for bob and carol"), epoch: 2 },
       { senderId: bob, convId: conv, cmid: randomUUID(), body: body("for alice only"), epoch: 1 },
     ]);
-    const deadline = Date.now() + 5_000;
-    for (;;) {
-      const [waiting] = await sql`select count(*)::int as n from pg_stat_activity
-                                  where datname = current_database() and wait_event_type = 'Lock' and query like '%group commit%'`;
-      if (waiting!.n > 0) break;
-      if (Date.now() > deadline) throw new Error("the batch never waited for the group's lock");
-      await Bun.sleep(10);
-    }
-    release();
-    await change;
+    await waitingForLock("group commit", "the batch");
+    await change.release();
     const [current, stale] = await appending;
     expect(current).toMatchObject({ ok: true, seq: 1, duplicate: false });
     expect(current!.ok && [...current!.recipients!].sort((x, y) => x - y)).toEqual([bob, carol].sort((x, y) => x - y));
     expect(stale).toMatchObject({ ok: false, code: "E_STALE_MEMBERS" });
     expect(await storedSeqs(conv)).toEqual([1]);
   } finally {
-    release();
-    await other.end();
+    await change.release();
   }
 });
 
