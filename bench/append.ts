@@ -4,8 +4,9 @@
  * up its committer's (COMMITTER_SETTINGS), with no sockets, clients or
  * delivery. Each run starts on a new database (or the one at --database-url).
  * Reports, per batch size, the wall time per message (one batch at a time, as
- * one server's committer runs them) and this process's CPU per message (what
- * the batch costs the chat server: building the statement, reading its row).
+ * one server's committer runs them), this process's CPU per message (what
+ * the batch costs the chat server: building the statement, reading its row)
+ * and PostgreSQL's (all its processes; only for the embedded one).
  *
  *   bun bench/append.ts [--batches 1,10,100,2000] [--messages 20000] [--database-url URL]
  */
@@ -14,6 +15,7 @@ import { parseArgs } from "node:util";
 import { openDatabase } from "../db/connect";
 import { REAL_MESSAGE_BYTES } from "./options";
 import { scratchDir } from "./local-system";
+import { cpuSeconds, tree } from "./procstat";
 import { openBenchDatabase } from "./system";
 import { appendBatch, COMMITTER_SETTINGS, type AppendItem } from "../server/append";
 
@@ -57,11 +59,13 @@ try {
     });
 
   console.log(`group commit alone, ${REAL_MESSAGE_BYTES}-byte bodies, durable (fsync and synchronous_commit on)`);
-  console.log("   batch   µs wall/msg   msg/s    µs server CPU/msg");
+  const postgresCpu = () => (database.pid === undefined ? undefined : tree(database.pid).reduce((sum, pid) => sum + (cpuSeconds(pid) ?? 0), 0));
+  console.log("   batch   µs wall/msg     msg/s   µs server CPU/msg   µs PostgreSQL CPU/msg");
   for (const size of batches) {
     const rounds = Math.max(20, Math.ceil(perSize / size));
     for (let i = 0; i < 3; i++) await appendBatch(sql, batchOf(size)); // warm the plan and the caches
     const cpu0 = process.cpuUsage();
+    const pg0 = postgresCpu();
     const t0 = performance.now();
     for (let r = 0; r < rounds; r++) {
       const results = await appendBatch(sql, batchOf(size));
@@ -70,12 +74,14 @@ try {
     }
     const wallUs = (performance.now() - t0) * 1000;
     const cpu = process.cpuUsage(cpu0);
+    const pg = pg0 === undefined ? undefined : postgresCpu()! - pg0;
     const count = rounds * size;
     const row = [
       String(size).padStart(8),
       (wallUs / count).toFixed(1).padStart(13),
-      Math.round(count / (wallUs / 1e6)).toLocaleString("en-US").padStart(8),
-      ((cpu.user + cpu.system) / count).toFixed(1).padStart(20),
+      Math.round(count / (wallUs / 1e6)).toLocaleString("en-US").padStart(9),
+      ((cpu.user + cpu.system) / count).toFixed(1).padStart(19),
+      (pg === undefined ? "n/a" : ((pg * 1e6) / count).toFixed(1)).padStart(23),
     ];
     console.log(row.join(" "));
   }
