@@ -96,9 +96,11 @@ const enum Outcome {
  * cost more than the statement). For each input, by its ord: what became of
  * it, its id and seq (stored, or stored before), and for an earlier copy its
  * conversation and time. Then each group's members, as (conv, user) pairs.
+ * An array with nothing to hold is null (SQL's array_agg of no rows).
  */
 interface Stored {
-  ords: number[];
+  /** Null when the statement found none of the conversations. */
+  ords: number[] | null;
   outcomes: Outcome[];
   ids: number[];
   seqs: number[];
@@ -117,6 +119,8 @@ interface Fast {
 
 const STALE = { ok: false, code: "E_STALE_MEMBERS", message: "The group's membership changed: seal the message again for the current members" } as const;
 const NOT_MEMBER = { ok: false, code: "E_NOT_MEMBER", message: "Only members send to a group" } as const;
+const GONE_DIRECT = { ok: false, code: "E_NO_SUCH_USER", message: "That conversation no longer exists" } as const;
+const GONE_GROUP = { ok: false, code: "E_NO_SUCH_GROUP", message: "That group no longer exists" } as const;
 const OTHER_CONVERSATION = { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" } as const;
 
 async function appendFast(sql: Sql, items: AppendItem[]): Promise<Fast> {
@@ -141,7 +145,7 @@ async function appendFast(sql: Sql, items: AppendItem[]): Promise<Fast> {
     else roster.set(conv, [stored.roster_users![k]!]);
   });
   const unsettled: number[] = [];
-  stored.ords.forEach((index, k) => {
+  stored.ords?.forEach((index, k) => {
     const item = items[index]!;
     const [id, seq] = [stored.ids[k]!, stored.seqs[k]!];
     switch (stored.outcomes[k]) {
@@ -161,6 +165,8 @@ async function appendFast(sql: Sql, items: AppendItem[]): Promise<Fast> {
         unsettled.push(index);
     }
   });
+  // A conversation the statement did not find (removed by an operator) stores nothing.
+  for (const index of input) results[index] ??= items[index]!.epoch === undefined ? GONE_DIRECT : GONE_GROUP;
   // The careful path stores the unsettled ones; their repeats are settled here, after it.
   if (unsettled.length > 0) return { results, unsettled: [...unsettled, ...repeats] };
   for (const index of repeats) results[index] = repeatOf(items, results, firstOf(items[index]!)!, index);

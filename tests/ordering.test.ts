@@ -344,6 +344,10 @@ test("messages keep no foreign-key checks, yet deleting a conversation or a user
 
   await sql`delete from conversations where id = ${withCarol}`;
   expect(await count(sql`select count(*)::int as n from messages where conversation_id = ${withCarol}`)).toBe(0);
+  // A send to the removed conversation (a server may still have its id) is refused, and stores nothing.
+  const [gone] = await store.appendBatch([{ senderId: alice, convId: withCarol, cmid: randomUUID(), body: body("6") }]);
+  expect(gone).toMatchObject({ ok: false, code: "E_NO_SUCH_USER" });
+  expect(await count(sql`select count(*)::int as n from messages where conversation_id = ${withCarol}`)).toBe(0);
   expect(await storedSeqs(withBob)).toEqual([1, 2]);
 
   await sql`delete from users where id = ${bob}`;
