@@ -4,30 +4,11 @@
  * in the same transaction as the insert, so a later commit never gets a lower
  * number; conversations are locked in id order, so two batches never deadlock.
  */
-import type postgres from "postgres";
 import type { Sql } from "../db/connect";
-import type { ErrorCode } from "../protocol/errors";
+import { appendCareful } from "./append-careful";
+import { NOT_MEMBER, OTHER_CONVERSATION, repeatOf, STALE, type AppendItem, type AppendResult } from "./batch";
 
-export interface AppendItem {
-  senderId: number;
-  convId: number;
-  cmid: string;
-  body: Uint8Array;
-  /** For a group: the membership epoch the client sealed the message for. */
-  epoch?: number;
-}
-
-export type AppendResult =
-  | {
-      ok: true;
-      id: number;
-      seq: number;
-      at: number;
-      duplicate: boolean;
-      /** For a group message: every member at commit time but the sender. */
-      recipients?: number[];
-    }
-  | { ok: false; code: ErrorCode; message: string };
+export type { AppendItem, AppendResult };
 
 /**
  * Settings for the connection the group commit runs on (one batch at a time,
@@ -62,16 +43,6 @@ export async function appendBatch(sql: Sql, items: AppendItem[]): Promise<Append
     fast.unsettled.forEach((index, k) => (fast.results[index] = again[k]!));
   }
   return fast.results;
-}
-
-/** A (sender, cmid) repeated within one batch takes its first copy's result, unless it names another conversation. */
-function repeatOf(items: AppendItem[], results: AppendResult[], first: number, index: number): AppendResult {
-  const r = results[first]!;
-  if (!r.ok) return r;
-  if (items[first]!.convId !== items[index]!.convId) {
-    return { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
-  }
-  return { ...r, duplicate: true };
 }
 
 /** Unique violations (class 23) and deadlocks or serialization failures (class 40): the careful path settles those. */
@@ -117,11 +88,8 @@ interface Fast {
   unsettled: number[];
 }
 
-const STALE = { ok: false, code: "E_STALE_MEMBERS", message: "The group's membership changed: seal the message again for the current members" } as const;
-const NOT_MEMBER = { ok: false, code: "E_NOT_MEMBER", message: "Only members send to a group" } as const;
 const GONE_DIRECT = { ok: false, code: "E_NO_SUCH_USER", message: "That conversation no longer exists" } as const;
 const GONE_GROUP = { ok: false, code: "E_NO_SUCH_GROUP", message: "That group no longer exists" } as const;
-const OTHER_CONVERSATION = { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" } as const;
 
 async function appendFast(sql: Sql, items: AppendItem[]): Promise<Fast> {
   const results: AppendResult[] = new Array(items.length);
@@ -253,119 +221,4 @@ async function storeStatement(sql: Sql, items: AppendItem[], input: number[]): P
                  coalesce(dup_id, 0), coalesce(dup_seq, 0), coalesce(dup_conv, 0), coalesce(dup_at, 0)
           from checked where outcome <> 0 or dup_id is not null) r`;
   return row as unknown as Stored;
-}
-
-/**
- * The careful way, for a batch the fast path could not settle: the existing
- * copies first, then numbering and insert in a savepoint that is rolled back
- * and retried without any row another transaction took meanwhile.
- */
-async function appendCareful(sql: Sql, items: AppendItem[]): Promise<AppendResult[]> {
-  return sql.begin(async (tx) => {
-    const convIds = [...new Set(items.map((i) => i.convId))].sort((x, y) => x - y);
-    const locked = await tx`select id, kind, epoch from conversations where id = any(${convIds}) order by id for update`;
-    const epochs = new Map(locked.filter((c) => c.kind === "group").map((c) => [c.id as number, c.epoch as number]));
-    // Membership is read under the same locks that membership changes take: a
-    // message is sealed for exactly the members at its commit, never half.
-    const groupMembers = new Map<number, number[]>();
-    if (epochs.size > 0) {
-      const rows = await tx`select conversation_id, user_id from members
-                            where conversation_id = any(${[...epochs.keys()]}) and left_seq is null`;
-      for (const r of rows) {
-        const list = groupMembers.get(r.conversation_id) ?? [];
-        list.push(r.user_id);
-        groupMembers.set(r.conversation_id, list);
-      }
-    }
-    const senders = items.map((i) => i.senderId);
-    const cmids = items.map((i) => i.cmid);
-    const existing = await tx`
-      select m.id, m.seq, m.sender_id, m.cmid, m.conversation_id, (extract(epoch from m.created_at) * 1000)::float8 as at
-      from messages m join unnest(${senders}::int[], ${cmids}::text[]) as k(sender_id, cmid)
-        on m.sender_id = k.sender_id and m.cmid = k.cmid`;
-    const known = new Map(existing.map((r) => [`${r.sender_id}:${r.cmid}`, r]));
-    const results: AppendResult[] = new Array(items.length);
-    const fresh: { index: number; item: AppendItem }[] = [];
-    const firstInBatch = new Map<string, number>();
-    items.forEach((item, index) => {
-      const key = `${item.senderId}:${item.cmid}`;
-      const old = known.get(key);
-      const epoch = epochs.get(item.convId);
-      if (epoch !== undefined && !groupMembers.get(item.convId)?.includes(item.senderId)) {
-        results[index] = { ok: false, code: "E_NOT_MEMBER", message: "Only members send to a group" };
-      } else if (old) {
-        results[index] = old.conversation_id === item.convId
-          ? { ok: true, id: old.id, seq: old.seq, at: old.at, duplicate: true }
-          : { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
-      } else if (epoch !== undefined && item.epoch !== epoch) {
-        results[index] = { ok: false, code: "E_STALE_MEMBERS", message: "The group's membership changed: seal the message again for the current members" };
-      } else if (firstInBatch.has(key)) {
-        results[index] = { ok: false, code: "E_DUPLICATE", message: "pending" }; // resolved below
-      } else {
-        firstInBatch.set(key, index);
-        fresh.push({ index, item });
-      }
-    });
-    // Numbering and insert run in a savepoint: if another server's transaction
-    // took one of these (sender, cmid) pairs for another conversation, the
-    // numbers are given back and the rest go again, so no conversation gets a hole.
-    let todo = fresh;
-    while (todo.length > 0) {
-      const lost = await tx.savepoint((sp) => number(sp, todo, groupMembers, results)).catch((error) => {
-        if (error instanceof LostRows) return error.items;
-        throw error;
-      });
-      for (const { index } of lost) results[index] = { ok: false, code: "E_DUPLICATE", message: "That client message id was used for another conversation" };
-      todo = todo.filter((f) => !lost.includes(f));
-      if (lost.length === 0) break;
-    }
-    items.forEach((item, index) => {
-      const first = firstInBatch.get(`${item.senderId}:${item.cmid}`);
-      if (first !== undefined && first !== index) results[index] = repeatOf(items, results, first, index);
-    });
-    return results;
-  });
-}
-
-/** Allocates sequence numbers and inserts; throws LostRows (rolling the savepoint back) if any row was taken meanwhile. */
-async function number(
-  sp: postgres.TransactionSql,
-  fresh: { index: number; item: AppendItem }[],
-  groupMembers: Map<number, number[]>,
-  results: AppendResult[],
-): Promise<{ index: number; item: AppendItem }[]> {
-  const counts = new Map<number, number>();
-  for (const { item } of fresh) counts.set(item.convId, (counts.get(item.convId) ?? 0) + 1);
-  const ids = [...counts.keys()];
-  const bumps = ids.map((id) => counts.get(id)!);
-  const updated = await sp`
-    update conversations c set last_seq = c.last_seq + b.n
-    from unnest(${ids}::int[], ${bumps}::int[]) as b(id, n) where c.id = b.id
-    returning c.id, c.last_seq`;
-  const next = new Map(updated.map((r) => [r.id as number, (r.last_seq as number) - counts.get(r.id)! + 1]));
-  const rows = fresh.map(({ item }) => {
-    const seq = next.get(item.convId)!;
-    next.set(item.convId, seq + 1);
-    return { conversation_id: item.convId, seq, sender_id: item.senderId, cmid: item.cmid, body: item.body };
-  });
-  const inserted = await sp`
-    insert into messages ${sp(rows, "conversation_id", "seq", "sender_id", "cmid", "body")}
-    on conflict do nothing
-    returning id, seq, sender_id, cmid, (extract(epoch from created_at) * 1000)::float8 as at`;
-  const stored = new Map(inserted.map((r) => [`${r.sender_id}:${r.cmid}`, r]));
-  const lost = fresh.filter(({ item }) => !stored.has(`${item.senderId}:${item.cmid}`));
-  if (lost.length > 0) throw new LostRows(lost);
-  for (const { index, item } of fresh) {
-    const row = stored.get(`${item.senderId}:${item.cmid}`)!;
-    const members = groupMembers.get(item.convId);
-    results[index] = { ok: true, id: row.id, seq: row.seq, at: row.at, duplicate: false, recipients: members?.filter((u) => u !== item.senderId) };
-  }
-  return [];
-}
-
-/** Rows that another transaction's commit took from under a batch. */
-class LostRows extends Error {
-  constructor(readonly items: { index: number; item: AppendItem }[]) {
-    super("rows taken by a concurrent commit");
-  }
 }
