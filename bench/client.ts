@@ -7,13 +7,12 @@
  */
 import { askBalancer } from "../balancer/ask";
 import { loginKeys, restoreIdentity, signupAccount } from "../client/account";
+import { ACK_DELAY_MS } from "../client/connection";
 import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
 import { ChatError } from "../protocol/errors";
 import { chunks, MAX_ACKS, type WireMessage } from "../protocol/messages";
 
-/** Receivers acknowledge what they got in batches: at most one ack per conversation per this many ms. */
-const ACK_EVERY_MS = 100;
 
 export interface ClientOptions {
   index: number;
@@ -146,6 +145,6 @@ export class SimClient {
   private queueAck(conv: number, seq: number): void {
     if (this.options.relay) return;
     if ((this.toAck.get(conv) ?? 0) < seq) this.toAck.set(conv, seq);
-    this.ackTimer ??= setTimeout(() => void this.flushAcks(), ACK_EVERY_MS);
+    this.ackTimer ??= setTimeout(() => void this.flushAcks(), ACK_DELAY_MS);
   }
 }

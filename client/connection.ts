@@ -18,6 +18,13 @@ import { Sequencer } from "./sequencer";
 import { joinsMe } from "./system";
 import { loadState, saveState, type ClientState } from "./state";
 
+/**
+ * How long a shown message waits for its acknowledgement, so that one ack
+ * covers what arrives meanwhile in every conversation. Longer means fewer
+ * requests; the cost is what a crash in between shows again at the next login.
+ */
+export const ACK_DELAY_MS = 100;
+
 export interface ConnectionOptions {
   balancer: string;
   user: string;
@@ -317,7 +324,7 @@ export abstract class Connection {
     if (this.frozen.has(conv)) return;
     this.state.shown[conv] = seq;
     this.toAck.set(conv, seq);
-    this.ackTimer ??= setTimeout(() => this.sendAcks(), 20);
+    this.ackTimer ??= setTimeout(() => this.sendAcks(), ACK_DELAY_MS);
   }
 
   private sendAcks(): void {
