@@ -7,6 +7,15 @@ import type { Store } from "./store";
 
 const MAX_ENTRIES = 200_000;
 
+/** A send names a group, or the other user of a direct conversation. */
+export type Target = { group: string } | { to: string };
+
+/** Where a send goes: its conversation, and for a direct message who receives it (a group's members come from the commit). */
+export interface Destination {
+  convId: number;
+  recipients: number[];
+}
+
 export class Directory {
   private readonly ids = new Map<string, number>();
   /** Lower user id, then higher, to the conversation: numbers, not a key string made per message. */
@@ -38,8 +47,31 @@ export class Directory {
     return id;
   }
 
+  /** Where a send goes, if every lookup it needs is cached: no waiting, the common case. */
+  cached(me: number, target: Target): Destination | undefined {
+    if ("group" in target) {
+      const convId = this.groups.get(target.group);
+      return convId === undefined ? undefined : { convId, recipients: [] };
+    }
+    return this.cachedDirect(me, target.to);
+  }
+
+  /** Where a send goes, looked up where it is not cached. */
+  async destination(me: number, target: Target): Promise<Destination> {
+    return "group" in target ? { convId: await this.group(target.group), recipients: [] } : this.direct(me, target.to);
+  }
+
+  private cachedDirect(me: number, otherName: string): Destination | undefined {
+    const other = this.ids.get(otherName);
+    if (other === undefined || other === me) return undefined;
+    const convId = me < other ? this.direct_.get(me)?.get(other) : this.direct_.get(other)?.get(me);
+    return convId === undefined ? undefined : { convId, recipients: [other] };
+  }
+
   /** The direct conversation between a user and the named other, and who receives in it. */
-  async direct(me: number, otherName: string): Promise<{ convId: number; recipients: number[] }> {
+  async direct(me: number, otherName: string): Promise<Destination> {
+    const hit = this.cachedDirect(me, otherName);
+    if (hit) return hit;
     const other = await this.userId(otherName);
     if (other === me) throw new ChatError("E_BAD_REQUEST", "A direct message needs another user than yourself");
     const [low, high] = me < other ? [me, other] : [other, me];

@@ -11,7 +11,7 @@ import type { Route } from "../net/listener";
 import type { Acks } from "./acks";
 import { AUTH_KEY_BYTES, changePassword, login, prelogin, resume, signup, type LoginResult } from "./auth";
 import type { ClientState, Conn, ServerContext } from "./context";
-import type { Directory } from "./directory";
+import type { Destination, Directory } from "./directory";
 import type { GroupChange } from "./group-store";
 import { fileRoutes } from "./files";
 
@@ -130,24 +130,28 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         const to = group === undefined ? v.name(req, "to") : undefined;
         const cmid = v.string(req, "cmid", 64);
         const body = v.bytes(req, "body", ctx.config.maxBody);
+        const epoch = group !== undefined ? v.int(req, "epoch", 0) : undefined;
+        const place = ({ convId, recipients }: Destination) => ({ convId, recipients, commit: ctx.committer.append({ senderId: me.id, convId, cmid, body, epoch }) });
         // One connection's sends reach the committer in the order they arrived,
-        // even when a cold lookup for one takes longer than for the next.
-        const placed = (conn.state.sendTail ?? Promise.resolve()).then(async () => {
-          let convId: number;
-          let recipients: number[] = [];
-          let epoch: number | undefined;
-          if (group !== undefined) {
-            convId = await directory.group(group);
-            epoch = v.int(req, "epoch", 0);
-          } else {
-            ({ convId, recipients } = await directory.direct(me.id, to!));
-          }
-          return { convId, recipients, commit: ctx.committer.append({ senderId: me.id, convId, cmid, body, epoch }) };
-        });
-        conn.state.sendTail = placed.then(
-          () => {},
-          () => {},
-        );
+        // even when a cold lookup for one takes longer than for the next: while
+        // one is being looked up, the next wait for it. With nothing waiting and
+        // the destination cached (the common case), a send goes straight in.
+        const target = group !== undefined ? { group } : { to: to! };
+        const cached = conn.state.sendTail === undefined ? directory.cached(me.id, target) : undefined;
+        let placed: ReturnType<typeof place> | Promise<ReturnType<typeof place>>;
+        if (cached) {
+          placed = place(cached);
+        } else {
+          placed = (conn.state.sendTail ?? Promise.resolve()).then(async () => place(await directory.destination(me.id, target)));
+          const tail: Promise<void> = placed.then(
+            () => {},
+            () => {},
+          );
+          conn.state.sendTail = tail;
+          void tail.then(() => {
+            if (conn.state.sendTail === tail) conn.state.sendTail = undefined;
+          });
+        }
         const { convId, recipients, commit } = await placed;
         const result = await commit;
         if (!result.ok) throw new ChatError(result.code, result.message);
