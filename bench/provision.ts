@@ -13,6 +13,7 @@ import { createHash, randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { TEST_KDF, deriveKeys, wrapIdentity } from "../crypto/kdf";
 import { generateIdentity } from "../crypto/keys";
+import { chunks } from "../protocol/messages";
 
 const TOKEN_DAYS = 6;
 
@@ -36,8 +37,8 @@ export async function provision(
       const salt = createHash("sha256").update(`chatterbox bench salt ${prefix}`).digest().subarray(0, 16);
       const { authKey, wrapKey } = deriveKeys(password, new Uint8Array(salt), TEST_KDF);
       const hash = await Bun.password.hash(authKey, { algorithm: "argon2id" });
-      for (let i = 0; i < missing.length; i += 1000) {
-        const chunk = missing.slice(i, i + 1000).map((name) => {
+      for (const part of chunks(missing, 1000)) {
+        const chunk = part.map((name) => {
           const keys = generateIdentity();
           return { name, auth_hash: hash, salt, kdf: JSON.stringify(TEST_KDF), dh_public: keys.dhPublic, sign_public: keys.signPublic, key_backup: wrapIdentity(keys, wrapKey, name) };
         });
@@ -53,8 +54,8 @@ export async function provision(
     const issued: Record<string, string> = {};
     const valid = await validTokens(sql, names, tokens);
     const fresh = names.filter((n) => !valid.has(n));
-    for (let i = 0; i < fresh.length; i += 1000) {
-      const chunk = fresh.slice(i, i + 1000).map((name) => ({ name, token: randomBytes(32) }));
+    for (const part of chunks(fresh, 1000)) {
+      const chunk = part.map((name) => ({ name, token: randomBytes(32) }));
       for (const c of chunk) issued[c.name] = c.token.toString("base64url");
       await sql`
         update sessions s set token_hash = t.hash, token_expires = now() + ${TOKEN_DAYS} * interval '1 day'

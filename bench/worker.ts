@@ -6,6 +6,7 @@
  * runs a ceiling relay when its first order says so.
  */
 import { ChatError } from "../protocol/errors";
+import { chunks } from "../protocol/messages";
 import { SimClient } from "./client";
 import { runRelay, type RelaySetup } from "./ceiling";
 import { Load } from "./load";
@@ -173,8 +174,8 @@ async function openConversations(setup: WorkerSetup, load: Load): Promise<void> 
 async function fetchKeys(setup: WorkerSetup, load: Load): Promise<void> {
   const asker = [...load.clients.values()][0]!;
   const names = Array.from({ length: setup.clients }, (_, i) => load.name(i));
-  for (let i = 0; i < names.length; i += 1000) {
-    const reply = await asker.request("keys", { users: names.slice(i, i + 1000) });
+  for (const users of chunks(names, 1000)) {
+    const reply = await asker.request("keys", { users });
     for (const [name, k] of Object.entries(reply.keys as Record<string, { dh: Uint8Array; sign: Uint8Array }>)) {
       load.keys.set(name, { dh: new Uint8Array(k.dh), sign: new Uint8Array(k.sign) });
     }

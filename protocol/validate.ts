@@ -37,9 +37,13 @@ export function bytes(args: Args, field: string, max: number): Uint8Array {
   return value;
 }
 
+function isInt(value: unknown, min: number, max: number): value is number {
+  return typeof value === "number" && Number.isInteger(value) && value >= min && value <= max;
+}
+
 export function int(args: Args, field: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   const value = args[field];
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+  if (!isInt(value, min, max)) {
     throw new ChatError("E_BAD_REQUEST", `${field}: expected an integer from ${min} to ${max}`);
   }
   return value;
@@ -78,8 +82,7 @@ export function cursorPairs(args: Args, field: string, max: number): [number, nu
   for (const pair of value) {
     if (!Array.isArray(pair) || pair.length !== 2) throw bad();
     const [conv, seq] = pair as unknown[];
-    if (typeof conv !== "number" || !Number.isInteger(conv) || conv < 1 || conv > 2 ** 31 - 1) throw bad();
-    if (typeof seq !== "number" || !Number.isInteger(seq) || seq < 0 || seq > Number.MAX_SAFE_INTEGER) throw bad();
+    if (!isInt(conv, 1, 2 ** 31 - 1) || !isInt(seq, 0, Number.MAX_SAFE_INTEGER)) throw bad();
     if (seen.has(conv)) throw bad();
     seen.add(conv);
   }

@@ -40,7 +40,8 @@ export class Delivery {
   /** Delivers one stored message to its recipients, wherever they are connected. */
   async deliver(message: WireMessage, recipients: number[]): Promise<void> {
     const ctx = this.ctx();
-    await this.resolve(recipients);
+    const lookup = this.resolve(recipients);
+    if (lookup) await lookup;
     const bytes = encode({ t: "ev", ev: "msg", m: message });
     const remote = new Map<string, number[]>();
     for (const user of recipients) {
@@ -98,15 +99,19 @@ export class Delivery {
     }
   }
 
-  private async resolve(users: number[]): Promise<void> {
+  /** Looks up recipients whose place is unknown or stale; nothing to wait for when every one is cached. */
+  private resolve(users: number[]): Promise<void> | undefined {
     const now = Date.now();
     const unknown = users.filter((user) => {
       const location = this.where.get(user);
       if (!location) return true;
       return now - location.at > (location.server ? ONLINE_TTL_MS : OFFLINE_TTL_MS);
     });
-    if (unknown.length === 0) return;
-    const rows = await this.ctx().store.sessionsOf(unknown);
-    for (const user of unknown) this.located(user, rows.get(user)?.serverId ?? null);
+    if (unknown.length === 0) return undefined;
+    return this.ctx()
+      .store.sessionsOf(unknown)
+      .then((rows) => {
+        for (const user of unknown) this.located(user, rows.get(user)?.serverId ?? null);
+      });
   }
 }

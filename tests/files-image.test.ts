@@ -6,14 +6,14 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { dmLabel } from "../client/e2e";
 import { upload } from "../client/files";
 import { line, shown } from "../client/format";
 import { sniff } from "../client/image";
-import { aliceAndBob, removeHomes, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { startFilePair, stopFilePair, type FilePair } from "./support/files";
 
 const be16 = (n: number) => [n >> 8, n & 255];
 const le16 = (n: number) => [n & 255, n >> 8];
@@ -130,20 +130,14 @@ describe("end to end", () => {
   let alice: TestUser;
   let bob: TestUser;
   let dir: string;
+  let pair: FilePair | undefined;
 
   beforeAll(async () => {
-    cluster = await startCluster({ servers: 2 });
-    dir = mkdtempSync(join(tmpdir(), "chatterbox-image-"));
-    [alice, bob] = await aliceAndBob(cluster.balancerAddr);
+    pair = await startFilePair("image", { servers: 2 });
+    ({ cluster, dir, alice, bob } = pair);
   }, 60_000);
 
-  afterAll(async () => {
-    await alice?.session.close();
-    await bob?.session.close();
-    await cluster?.stop();
-    rmSync(dir, { recursive: true, force: true });
-    removeHomes([alice?.name, bob?.name]);
-  });
+  afterAll(() => stopFilePair(pair));
 
   const images: [string, Uint8Array, string, number, number][] = [
     ["holiday.png", png(1920, 1080), "image/png", 1920, 1080],

@@ -6,14 +6,13 @@
  * is told it is gone. The janitor sweeps every min(60 s, uploadTtlMs / 2).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
 import type { Progress } from "../client/progress";
 import { ChatError } from "../protocol/errors";
-import { aliceAndBob, home, PASSWORD, removeHomes, ROOT, signup, startCluster, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
-import { countRequests, randomFile, sha } from "./support/files";
+import { home, PASSWORD, removeHomes, ROOT, signup, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { startFilePair, stopFilePair, type FilePair, countRequests, randomFile, sha } from "./support/files";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -28,21 +27,17 @@ let sql: postgres.Sql;
 let dir: string;
 let alice: TestUser;
 let bob: TestUser;
+let pair: FilePair | undefined;
 
 beforeAll(async () => {
-  cluster = await startCluster({ servers: 1, config: { maxFileBytes: LIMIT, uploadTtlMs: UPLOAD_TTL, fileRetentionMs: RETENTION } });
+  pair = await startFilePair("limits", { servers: 1, config: { maxFileBytes: LIMIT, uploadTtlMs: UPLOAD_TTL, fileRetentionMs: RETENTION } });
+  ({ cluster, dir, alice, bob } = pair);
   sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
-  dir = mkdtempSync(join(tmpdir(), "chatterbox-limits-"));
-  [alice, bob] = await aliceAndBob(cluster.balancerAddr);
 }, 60_000);
 
 afterAll(async () => {
-  await alice?.session.close();
-  await bob?.session.close();
   await sql?.end();
-  await cluster?.stop();
-  rmSync(dir, { recursive: true, force: true });
-  removeHomes([alice?.name, bob?.name]);
+  await stopFilePair(pair);
 });
 
 test("a file over the server's limit is refused before any upload starts, with a sentence that gives both sizes", async () => {

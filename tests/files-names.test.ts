@@ -17,7 +17,8 @@ import type { Received } from "../client/session";
 import { upload } from "../client/files";
 import type { Progress } from "../client/progress";
 import { claimPath, safeName } from "../client/safe-name";
-import { aliceAndBob, home, PASSWORD, removeHomes, ROOT, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { home, PASSWORD, removeHomes, ROOT, signup, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { startFilePair, stopFilePair, type FilePair } from "./support/files";
 
 const SILENT: Progress = { update() {}, end() {} };
 
@@ -131,21 +132,15 @@ describe("end to end", () => {
   let bob: TestUser;
   let dir: string;
   let downloads: string;
+  let pair: FilePair | undefined;
 
   beforeAll(async () => {
-    cluster = await startCluster({ servers: 2 });
-    dir = mkdtempSync(join(tmpdir(), "chatterbox-names-"));
-    [alice, bob] = await aliceAndBob(cluster.balancerAddr);
+    pair = await startFilePair("names", { servers: 2 });
+    ({ cluster, dir, alice, bob } = pair);
     downloads = join(home(), bob.name, "downloads");
   }, 60_000);
 
-  afterAll(async () => {
-    await alice?.session.close();
-    await bob?.session.close();
-    await cluster?.stop();
-    rmSync(dir, { recursive: true, force: true });
-    removeHomes([alice?.name, bob?.name]);
-  });
+  afterAll(() => stopFilePair(pair));
 
   /** Alice uploads `bytes` and sends `to` a file message that names it `name`: what sendFile does, with a name of her choosing. */
   async function sendNamed(to: string, name: string, bytes: Uint8Array): Promise<string> {

@@ -8,14 +8,14 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
 import type { FileMeta } from "../client/content";
 import { inbox } from "../roles/client";
 import { ChatError } from "../protocol/errors";
-import { aliceAndBob, home, PASSWORD, removeHomes, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { home, PASSWORD, removeHomes, signup, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { startFilePair, stopFilePair, type FilePair } from "./support/files";
 
 const CHUNK = 256 * 1024;
 /** Three whole chunks and a short fourth. */
@@ -26,21 +26,17 @@ let sql: postgres.Sql;
 let dir: string;
 let alice: TestUser;
 let bob: TestUser;
+let pair: FilePair | undefined;
 
 beforeAll(async () => {
-  cluster = await startCluster({ servers: 1 });
+  pair = await startFilePair("tamper", { servers: 1 });
+  ({ cluster, dir, alice, bob } = pair);
   sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
-  dir = mkdtempSync(join(tmpdir(), "chatterbox-tamper-"));
-  [alice, bob] = await aliceAndBob(cluster.balancerAddr);
 }, 60_000);
 
 afterAll(async () => {
-  await alice?.session.close();
-  await bob?.session.close();
   await sql?.end();
-  await cluster?.stop();
-  rmSync(dir, { recursive: true, force: true });
-  removeHomes([alice?.name, bob?.name]);
+  await stopFilePair(pair);
 });
 
 test("a chunk with one byte flipped is refused, and what was already written is removed", async () => {
