@@ -19,6 +19,7 @@ const serverLimits = {
   "max-file-mb": { type: "string", description: "Largest file, in MiB", default: "100" },
   "upload-ttl-hours": { type: "string", description: "Delete uploads not completed within this many hours", default: "24" },
   "file-retention-days": { type: "string", description: "Keep completed files this many days", default: "90" },
+  "max-devices": { type: "string", description: "Most devices one user may have", default: "10" },
 } as const;
 
 function limitsOf(args: Record<string, unknown>) {
@@ -32,12 +33,14 @@ function limitsOf(args: Record<string, unknown>) {
     maxFileBytes: Math.floor(number("max-file-mb", 0.001) * 1024 * 1024),
     uploadTtlMs: number("upload-ttl-hours", 0.001) * 3600_000,
     fileRetentionMs: number("file-retention-days", 0.001) * 24 * 3600_000,
+    maxDevices: Math.floor(number("max-devices", 1)),
   };
 }
 
 const clientArgs = {
   balancer: { type: "string", description: "Balancer address, HOST:PORT", default: DEFAULT_BALANCER },
   user: { type: "string", description: "Your user name", required: true },
+  "device-name": { type: "string", description: "This device's name, shown by `chatterbox devices` (kept from its first login; default: the host name)" },
 } as const;
 
 function needDatabase(url: string | undefined): string {
@@ -61,8 +64,8 @@ async function guarded(run: () => Promise<unknown>): Promise<void> {
   }
 }
 
-function client(args: { balancer: string; user: string }) {
-  return { balancer: args.balancer, user: args.user, password: passwordSource() };
+function client(args: { balancer: string; user: string; "device-name"?: string }) {
+  return { balancer: args.balancer, user: args.user, password: passwordSource(), deviceName: args["device-name"], passwordGiven: !!process.env.CHATTERBOX_PASSWORD };
 }
 
 const balance = defineCommand({
@@ -172,8 +175,40 @@ const send = defineCommand({
     }),
 });
 
+const devices = defineCommand({
+  meta: { name: "devices", description: "List your devices (name, last seen, online now), or revoke one" },
+  args: {
+    ...clientArgs,
+    json: { type: "boolean", description: "One JSON object" },
+    revoke: { type: "positional", description: "`revoke ID`: end that device's sessions and tokens", required: false },
+    id: { type: "positional", description: "The device id to revoke", required: false },
+  },
+  run: ({ args }) =>
+    guarded(async () => {
+      if (args.revoke !== undefined && (args.revoke !== "revoke" || !args.id)) fail(new ChatError("E_BAD_REQUEST", "usage: chatterbox devices [revoke ID]"));
+      const roles = await import("./roles/client");
+      await roles.devices({ ...client(args), revoke: args.revoke ? args.id : undefined, json: !!args.json });
+    }),
+});
+
+const settings = defineCommand({
+  meta: { name: "settings", description: "Show your settings, or change them (--read-receipts on|off)" },
+  args: {
+    ...clientArgs,
+    "read-receipts": { type: "string", description: "on: send and see read receipts; off: neither" },
+    json: { type: "boolean", description: "One JSON object" },
+  },
+  run: ({ args }) =>
+    guarded(async () => {
+      const value = args["read-receipts"];
+      if (value !== undefined && value !== "on" && value !== "off") fail(new ChatError("E_BAD_REQUEST", "--read-receipts takes on or off"));
+      const roles = await import("./roles/client");
+      await roles.settings({ ...client(args), readReceipts: value === undefined ? undefined : value === "on", json: !!args.json });
+    }),
+});
+
 const inbox = defineCommand({
-  meta: { name: "inbox", description: "Print every message waiting for you, oldest first, and acknowledge them" },
+  meta: { name: "inbox", description: "Print every unread message, oldest first, and mark read what was printed" },
   args: { ...clientArgs, json: { type: "boolean", description: "One JSON object a line" } },
   run: ({ args }) =>
     guarded(async () => {
@@ -244,7 +279,7 @@ const passwd = defineCommand({
 
 const main = defineCommand({
   meta: { name: "chatterbox", version: "0.1.0", description: "A distributed, end-to-end encrypted terminal chat system" },
-  subCommands: { up, balance, serve, db, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd, bench, "bench-worker": benchWorker },
+  subCommands: { up, balance, serve, db, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd, devices, settings, bench, "bench-worker": benchWorker },
 });
 
 await runMain(main);

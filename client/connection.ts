@@ -11,12 +11,11 @@ import { backoffDelay } from "../balancer/backoff";
 import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
 import { ChatError, isTemporary } from "../protocol/errors";
-import { chunks, MAX_ACKS, type WireMessage } from "../protocol/messages";
+import { MAX_ACKS, type WireMessage } from "../protocol/messages";
 import { loginKeys, restoreIdentity } from "./account";
-import { loadIdentity, saveIdentity } from "./keystore";
 import { Sequencer } from "./sequencer";
+import { LocalStore } from "./store";
 import { joinsMe } from "./system";
-import { loadState, saveState, type ClientState } from "./state";
 
 /**
  * How long a shown message waits for its acknowledgement, so that one ack
@@ -34,9 +33,15 @@ export interface ConnectionOptions {
   onStatus?(line: string): void;
   /** The session ended for good (logged in elsewhere, or a refusal that retrying cannot fix). */
   onEnd?(error: ChatError): void;
-  /** Keep the token, positions, keys and pins under CHATTERBOX_HOME (default true). */
+  /** Keep the token, positions, keys, pins and history under CHATTERBOX_HOME (default true). */
   persist?: boolean;
   agent?: string;
+  /** This device's name, for `chatterbox devices` (default: the host name). */
+  deviceName?: string;
+  /** A device id to use when nothing is kept on disk (tests: one device per user per process). */
+  deviceKey?: string;
+  /** Whether the password came from CHATTERBOX_PASSWORD: then a login that did not check it says so. */
+  passwordGiven?: boolean;
 }
 
 export interface SendResult {
@@ -56,12 +61,15 @@ export interface PendingSend {
 
 export abstract class Connection {
   protected link?: Link;
-  protected readonly state: ClientState;
+  /** The device's local store: token, positions, outbox, pins, history. */
+  readonly store: LocalStore;
   protected readonly persist: boolean;
   protected readonly sequencer: Sequencer;
   protected identity?: IdentityKeys;
   private readonly pending = new Map<string, PendingSend>();
+  /** What this device received (stored), and what the person read, not yet told to the server. */
   private readonly toAck = new Map<number, number>();
+  private readonly toRead = new Map<number, number>();
   /** Conversations whose messages wait for the user (to trust a changed key): not acknowledged past this. */
   protected readonly frozen = new Map<number, number>();
   protected reveals: Promise<void> = Promise.resolve();
@@ -72,19 +80,21 @@ export abstract class Connection {
   protected ended = false;
   private reconnecting?: Promise<void>;
   serverId = "";
+  private saidResumed = false;
 
   protected constructor(protected readonly options: ConnectionOptions) {
     this.persist = options.persist !== false;
-    this.state = this.persist ? loadState(options.user) : { shown: {} };
-    this.identity = this.persist ? loadIdentity(options.user) : undefined;
+    this.store = new LocalStore(options.user, this.persist);
+    if (options.deviceKey && !this.persist) this.store.set("device.id", options.deviceKey);
+    this.identity = this.store.identity();
     this.sequencer = new Sequencer({
       emit: (m) => (this.reveals = this.reveals.then(() => this.deliver(m))),
       gap: (conv, after) => void this.fill(conv, after),
     });
-    for (const [conv, seq] of Object.entries(this.state.shown)) this.sequencer.position(Number(conv), seq);
+    for (const [conv, { received }] of this.store.positions()) this.sequencer.position(conv, received);
   }
 
-  /** One message in order, seen for the first time: show it (or hold it), then call shown(). */
+  /** One message in order, seen for the first time: keep it (or hold it), then call received(). */
   protected abstract deliver(message: WireMessage): Promise<void>;
 
   get user(): string {
@@ -162,25 +172,34 @@ export abstract class Connection {
       this.sendAcks();
       const inFlight = this.ackInFlight;
       await inFlight;
-      if (this.toAck.size === 0 && inFlight === this.ackInFlight) return;
+      if (this.toAck.size === 0 && this.toRead.size === 0 && inFlight === this.ackInFlight) return;
     }
   }
 
-  async close(): Promise<void> {
+  /** Leaves: the last acknowledgements go out, the link and the local store close. Safe to call again. */
+  close(): Promise<void> {
+    return (this.closed ??= this.leave());
+  }
+
+  private closed?: Promise<void>;
+
+  private async leave(): Promise<void> {
     // From here on nothing new is shown (it comes back at the next login), so
     // the last acknowledgement really is the last, and it is in before the link closes.
     this.closing = true;
-    // A sent message fills its slot without an ack of its own: the next one
-    // shown acknowledges past it. The last ack covers them too, so that the
-    // next login does not replay this session's own messages.
+    // A sent message fills its slot on this device without being delivered
+    // back: the device's cursor moves past it, so that the next login does not
+    // replay this session's own messages. The read marker does not: only
+    // what was shown moves it.
     await this.idle();
+    const local = this.store.positions();
     for (const [conv, seq] of Object.entries(this.sequencer.positions())) {
-      if (seq > (this.state.shown[Number(conv)] ?? 0)) this.shown(Number(conv), seq);
+      if (seq > (local.get(Number(conv))?.received ?? 0)) this.received(Number(conv), seq);
     }
     await this.flushAcks().catch(() => {});
     this.sequencer.stop();
-    this.save();
     this.link?.close();
+    this.store.close();
   }
 
   protected keys(): IdentityKeys {
@@ -221,7 +240,8 @@ export abstract class Connection {
     const link = await Link.connect(addr, {
       hello: { role: "client", agent: this.options.agent ?? "chatterbox" },
       onEvent: (ev, frame) => {
-        if (ev !== "msg" || this.closing) return;
+        if (this.closing) return;
+        if (ev !== "msg") return this.userEvent(ev, frame);
         const message = bytesOf(frame.m as WireMessage);
         // A group we were just added to starts at the system message that added us.
         // Anything else in a conversation new to us waits for that line (or a fetch).
@@ -229,7 +249,7 @@ export abstract class Connection {
         this.sequencer.receive(message);
       },
       onBye: (error) => {
-        if (error.code === "E_SESSION_REPLACED") this.end(error);
+        if (error.code === "E_DEVICE_REVOKED") this.end(error);
         else this.options.onStatus?.(`server: ${error.message}`);
       },
       onClose: () => this.lost(link),
@@ -243,30 +263,39 @@ export abstract class Connection {
     }
     this.link = link;
     this.serverId = String(reply.server);
-    this.state.token = String(reply.token);
-    for (const [conv, seq] of Object.entries((reply.cursors ?? {}) as Record<string, number>)) this.sequencer.position(Number(conv), seq);
-    this.save();
+    this.store.set("token", String(reply.token));
+    this.loggedIn(reply);
     for (const p of this.pending.values()) this.transmit(p);
     await link.request("sync");
+    // What this device has and what was read may be ahead of what the server
+    // heard (an ack lost with the last link): it hears it again now.
+    this.sendAcks();
     for (const { conv, after } of this.sequencer.gaps()) await this.fill(conv, after);
   }
 
   private async login(link: Link): Promise<Record<string, unknown>> {
     const user = this.options.user;
-    if (this.state.token && this.identity) {
+    const token = this.store.get("token");
+    if (token && this.identity) {
       try {
-        return await link.request("resume", { user, token: this.state.token });
+        const reply = await link.request("resume", { user, token });
+        if (this.options.passwordGiven && !this.saidResumed) {
+          this.saidResumed = true;
+          this.options.onStatus?.("resumed this device's saved session: the password given was not checked");
+        }
+        return reply;
       } catch (error) {
         if (!(error instanceof ChatError) || error.code !== "E_TOKEN") throw error;
-        this.state.token = undefined;
+        this.store.set("token", undefined);
       }
     }
     const { authKey, wrapKey } = await loginKeys(link, user, await this.options.password());
-    const reply = await link.request("login", { user, auth: authKey });
+    const reply = await link.request("login", { user, auth: authKey, device: this.store.device(this.options.deviceName) });
     if (!this.identity) {
       this.identity = restoreIdentity(reply.backup as Uint8Array, wrapKey, user);
-      if (this.persist) saveIdentity(user, this.identity);
+      this.store.saveIdentity(this.identity);
     }
+    this.passwordLogin(wrapKey);
     return reply;
   }
 
@@ -320,29 +349,69 @@ export abstract class Connection {
     }
   }
 
-  protected shown(conv: number, seq: number): void {
+  /** This device has the message at `seq` (kept in its store): the server may stop replaying it here. */
+  protected received(conv: number, seq: number): void {
     if (this.frozen.has(conv)) return;
-    this.state.shown[conv] = seq;
-    this.toAck.set(conv, seq);
+    this.store.received(conv, seq);
+    this.toAck.set(conv, Math.max(seq, this.toAck.get(conv) ?? 0));
     this.ackTimer ??= setTimeout(() => this.sendAcks(), ACK_DELAY_MS);
   }
 
-  private sendAcks(): void {
-    this.ackTimer = undefined;
-    if (!this.connected || this.toAck.size === 0) return;
-    const acks = [...this.toAck];
-    this.toAck.clear();
-    const link = this.link!;
-    const requests = chunks(acks, MAX_ACKS).map((part) => link.request("ack", { acks: part }));
-    this.ackInFlight = Promise.all([this.ackInFlight, ...requests]).catch(() => {
-      for (const [conv, seq] of acks) if ((this.toAck.get(conv) ?? 0) < seq) this.toAck.set(conv, seq);
-    });
-    this.save();
+  /**
+   * A person was shown everything from others up to `seq`: the read marker,
+   * shared by all of the user's devices, may move there. Views call this, and
+   * only for what they displayed.
+   */
+  markRead(conv: number, seq: number): void {
+    const held = this.frozen.get(conv);
+    if (held !== undefined) seq = Math.min(seq, held);
+    if (seq <= (this.store.positions().get(conv)?.read ?? 0)) return;
+    this.store.read(conv, seq);
+    this.toRead.set(conv, Math.max(seq, this.toRead.get(conv) ?? 0));
+    this.ackTimer ??= setTimeout(() => this.sendAcks(), ACK_DELAY_MS);
   }
 
-  protected save(): void {
-    if (!this.persist) return;
-    saveState(this.options.user, this.state);
+  /** The login's word on this device's positions: the server may know of reads made on another device. */
+  private loggedIn(reply: Record<string, unknown>): void {
+    const cursors = (reply.cursors ?? {}) as Record<string, number>;
+    const read = (reply.read ?? {}) as Record<string, number>;
+    for (const [conv, seq] of Object.entries(cursors)) this.sequencer.position(Number(conv), seq);
+    for (const [conv, seq] of Object.entries(read)) this.store.read(Number(conv), seq);
+    for (const [conv, local] of this.store.positions()) {
+      if (local.received > (cursors[conv] ?? 0)) this.toAck.set(conv, Math.max(local.received, this.toAck.get(conv) ?? 0));
+      if (local.read > (read[conv] ?? 0)) this.toRead.set(conv, Math.max(local.read, this.toRead.get(conv) ?? 0));
+    }
+    this.onLoggedIn(reply);
+  }
+
+  /** For the session: read markers, receipts and typing from the server. */
+  protected userEvent(_ev: string, _frame: Record<string, unknown>): void {}
+
+  /** For the session: what the login reply carries beyond positions (settings, pins). */
+  protected onLoggedIn(_reply: Record<string, unknown>): void {}
+
+  /** For the session: a password login gives the wrapping key (pins are kept under a key derived from it). */
+  protected passwordLogin(_wrapKey: Uint8Array): void {}
+
+  private sendAcks(): void {
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    if (!this.connected || (this.toAck.size === 0 && this.toRead.size === 0)) return;
+    const acks = [...this.toAck];
+    const read = [...this.toRead];
+    this.toAck.clear();
+    this.toRead.clear();
+    const link = this.link!;
+    const requests: Promise<unknown>[] = [];
+    for (let i = 0; i < Math.max(acks.length, read.length); i += MAX_ACKS) {
+      const a = acks.slice(i, i + MAX_ACKS);
+      const r = read.slice(i, i + MAX_ACKS);
+      requests.push(link.request("ack", { ...(a.length ? { acks: a } : {}), ...(r.length ? { read: r } : {}) }));
+    }
+    this.ackInFlight = Promise.all([this.ackInFlight, ...requests]).catch(() => {
+      for (const [conv, seq] of acks) if ((this.toAck.get(conv) ?? 0) < seq) this.toAck.set(conv, seq);
+      for (const [conv, seq] of read) if ((this.toRead.get(conv) ?? 0) < seq) this.toRead.set(conv, seq);
+    });
   }
 }
 

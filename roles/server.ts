@@ -22,6 +22,9 @@ import { Sessions } from "../server/sessions";
 import { Store } from "../server/store";
 import { GroupStore } from "../server/group-store";
 import { FileStore } from "../server/file-store";
+import { DeviceStore } from "../server/device-store";
+import { CursorStore } from "../server/cursor-store";
+import { receiptsFor } from "../server/receipts";
 
 export interface ServerOptions {
   port: number;
@@ -57,18 +60,40 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const ctx = {} as ServerContext;
   const getCtx = () => ctx;
   const directory = new Directory(store);
-  const acks = new Acks(store);
+  const devices = new DeviceStore(database.sql, config.maxDevices);
+  const cursors = new CursorStore(database.sql);
+  const delivery = new Delivery(getCtx);
+  const acks = new Acks(cursors, receiptsFor({ cursors, send: (users, frame) => delivery.send(users, frame), log }));
+  const sessions = new Sessions({
+    serverId: id,
+    devices,
+    log,
+    located(userId, here) {
+      delivery.located(userId, id, here);
+      ctx.peers.broadcast("located", { user: userId, server: id, here });
+    },
+  });
   Object.assign(ctx, {
     id,
     saltSecret,
     config,
     store,
+    devices,
+    cursors,
+    async live(conn, session) {
+      // The connection closed while its login was recorded: the record goes too.
+      if (conn.closed) {
+        await devices.end({ serverId: id, connId: conn.id }, session.deviceId);
+        throw new ChatError("E_CLOSED", "The connection closed during the login");
+      }
+      sessions.add(conn, session);
+    },
     groups: new GroupStore(database.sql, config.maxGroupMembers),
     files: new FileStore(database.sql),
     log,
     committer: new Committer(new Store(commits.sql), 2000, (e) => log(`commit failed: ${e}`)),
-    sessions: new Sessions(getCtx),
-    delivery: new Delivery(getCtx),
+    sessions,
+    delivery,
     peers: new Peers(getCtx, secret),
   } satisfies Omit<ServerContext, "addr">);
 
@@ -129,6 +154,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   await store.registerServer(id, addr);
   await store.pruneServers(24 * 3600_000);
   ctx.peers.start();
+  // A crashed server leaves its connection rows behind; any server forgets them once it has been silent a while.
+  const pruner = setInterval(() => void devices.pruneConnections(60_000).catch((e) => log(`prune connections: ${e}`)), 30_000);
   ctx.sessions.startAudit();
   // Every server sweeps; the deletes are idempotent, so it does not matter which gets there first.
   const janitor = setInterval(() => {
@@ -149,6 +176,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       stopping ??= (async () => {
         announcer?.stop();
         clearInterval(janitor);
+        clearInterval(pruner);
         ctx.peers.stop();
         ctx.sessions.stop();
         listener.stop(false);
@@ -171,18 +199,20 @@ function peerEvent(ctx: ServerContext, _conn: Conn, ev: string, frame: Record<st
     case "deliver": {
       // The client frame comes as the sending server encoded it; copied, so
       // that it does not keep the whole chunk it arrived in alive.
+      // A stored message names its place (conv, seq); an event (receipt, typing) names none.
       const { to, conv, seq, frame: bytes } = frame;
-      if (!Array.isArray(to) || typeof conv !== "number" || typeof seq !== "number" || !(bytes instanceof Uint8Array)) return;
+      if (!Array.isArray(to) || !(bytes instanceof Uint8Array)) return;
+      const slot = typeof conv === "number" && typeof seq === "number" ? { conv, seq } : undefined;
       void ctx.delivery
-        .fromPeer({ conv, seq }, to as number[], new Uint8Array(bytes), Number(frame.hops ?? 0))
+        .fromPeer(slot, to as number[], new Uint8Array(bytes), Number(frame.hops ?? 0))
         .catch((e) => ctx.log(`peer deliver: ${e}`));
       return;
     }
     case "kick":
-      ctx.sessions.kickRemote(Number(frame.user), Number(frame.conn));
+      ctx.sessions.close(Number(frame.user), Number(frame.conn), "E_DEVICE_REVOKED", "This device was revoked: log in again with the password");
       return;
     case "located":
-      ctx.delivery.located(Number(frame.user), typeof frame.server === "string" ? frame.server : null);
+      if (typeof frame.server === "string") ctx.delivery.located(Number(frame.user), frame.server, frame.here === true);
       return;
   }
 }

@@ -9,6 +9,8 @@ import type { Sessions } from "./sessions";
 import type { Store } from "./store";
 import type { GroupStore } from "./group-store";
 import type { FileStore } from "./file-store";
+import type { DeviceSession, DeviceStore } from "./device-store";
+import type { CursorStore } from "./cursor-store";
 
 export interface ServerConfig {
   /** Close connections that have not logged in by then. */
@@ -29,6 +31,8 @@ export interface ServerConfig {
   uploadTtlMs: number;
   /** How long completed files are kept. */
   fileRetentionMs: number;
+  /** The most devices one user may have. */
+  maxDevices: number;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
@@ -41,11 +45,16 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxFileBytes: 100 * 1024 * 1024,
   uploadTtlMs: 24 * 3600_000,
   fileRetentionMs: 90 * 24 * 3600_000,
+  maxDevices: 10,
 };
 
 export interface ClientState {
   role: "unknown" | "client" | "peer";
   user?: { id: number; name: string };
+  /** The device this connection logged in from. */
+  device?: { id: number; key: string };
+  /** When this connection last told others that its user is typing, per conversation (rate limit). */
+  typingAt?: Map<number, number>;
   /** A login or resume is in progress: one at a time per connection. */
   authenticating: boolean;
   loginTimer?: Timer;
@@ -69,6 +78,8 @@ export interface ServerContext {
   addr: string;
   config: ServerConfig;
   store: Store;
+  devices: DeviceStore;
+  cursors: CursorStore;
   groups: GroupStore;
   files: FileStore;
   committer: Committer;
@@ -76,4 +87,6 @@ export interface ServerContext {
   delivery: Delivery;
   peers: Peers;
   log(line: string): void;
+  /** Makes a connection whose login ChatDB recorded live here (or undoes the record if it closed meanwhile). */
+  live(conn: Conn, session: DeviceSession): Promise<void>;
 }
