@@ -4,7 +4,10 @@
  * it missed, and when the link drops it starts over with exponential backoff
  * and full jitter. Sends stay pending until acknowledged and are sent again
  * with the same client message id after a reconnect, so a retry never makes a
- * second message. Messages come out in order, once, and are acknowledged.
+ * second message; one send per conversation is in flight at a time, so retries
+ * keep the sender's order. Messages come out in order, once, and are
+ * acknowledged; the acknowledgement state goes out again after every login and
+ * every replay, so the server's cursors catch up with what was shown.
  */
 import { askBalancer } from "../balancer/ask";
 import { backoffDelay } from "../balancer/backoff";
@@ -37,7 +40,11 @@ export interface ConnectionOptions {
   /** Keep the token, positions, keys and pins under CHATTERBOX_HOME (default true). */
   persist?: boolean;
   agent?: string;
+  /** How long the first connection keeps trying the balancer and a server, in ms (default 30 s). */
+  waitMs?: number;
 }
+
+export const DEFAULT_WAIT_MS = 30_000;
 
 export interface SendResult {
   msg: number;
@@ -52,6 +59,12 @@ export interface PendingSend {
   resolve(result: SendResult): void;
   reject(error: unknown): void;
   inFlight: boolean;
+  /** The conversation it goes to, as the sender names it: sends in one lane go one at a time. */
+  lane: string;
+}
+
+function laneOf(args: PendingSend["args"]): string {
+  return args.group !== undefined ? `g:${args.group}` : `u:${args.to}`;
 }
 
 export abstract class Connection {
@@ -61,7 +74,17 @@ export abstract class Connection {
   protected readonly sequencer: Sequencer;
   protected identity?: IdentityKeys;
   private readonly pending = new Map<string, PendingSend>();
+  /**
+   * Per conversation, the sends not yet acknowledged, oldest first; only the
+   * first is on the wire. A later send never overtakes an earlier one that
+   * failed and is being retried, so one sender's messages are stored in order.
+   */
+  private readonly lanes = new Map<string, PendingSend[]>();
   private readonly toAck = new Map<number, number>();
+  /** The server's cursors as last known (from the login, then from each ack it took). */
+  private readonly acked = new Map<number, number>();
+  /** Links still logging in: close() closes them too, so a one-shot command always exits. */
+  private readonly connecting = new Set<Link>();
   /** Conversations whose messages wait for the user (to trust a changed key): not acknowledged past this. */
   protected readonly frozen = new Map<number, number>();
   protected reveals: Promise<void> = Promise.resolve();
@@ -98,10 +121,27 @@ export abstract class Connection {
   /** Sends an already-sealed body. */
   send(args: PendingSend["args"]): Promise<SendResult> {
     return new Promise((resolve, reject) => {
-      const p: PendingSend = { args, resolve, reject, inFlight: false };
+      const p: PendingSend = { args, resolve, reject, inFlight: false, lane: laneOf(args) };
       this.pending.set(args.cmid, p);
-      this.transmit(p);
+      const lane = this.lanes.get(p.lane);
+      if (lane) {
+        lane.push(p);
+      } else {
+        this.lanes.set(p.lane, [p]);
+        this.transmit(p);
+      }
     });
+  }
+
+  /** A send is settled (stored, or refused for good): the next one of its conversation goes out. */
+  private settle(p: PendingSend): void {
+    this.pending.delete(p.args.cmid);
+    const lane = this.lanes.get(p.lane);
+    if (!lane) return;
+    const at = lane.indexOf(p);
+    if (at >= 0) lane.splice(at, 1);
+    if (lane.length === 0) this.lanes.delete(p.lane);
+    else if (at === 0) this.transmit(lane[0]!);
   }
 
   get unacknowledged(): number {
@@ -170,6 +210,8 @@ export abstract class Connection {
     // From here on nothing new is shown (it comes back at the next login), so
     // the last acknowledgement really is the last, and it is in before the link closes.
     this.closing = true;
+    // A reconnect under way would log in again after this returns and keep the process alive.
+    for (const link of this.connecting) if (link !== this.link) link.close();
     // A sent message fills its slot without an ack of its own: the next one
     // shown acknowledges past it. The last ack covers them too, so that the
     // next login does not replay this session's own messages.
@@ -178,9 +220,11 @@ export abstract class Connection {
       if (seq > (this.state.shown[Number(conv)] ?? 0)) this.shown(Number(conv), seq);
     }
     await this.flushAcks().catch(() => {});
+    clearTimeout(this.ackTimer);
     this.sequencer.stop();
     this.save();
     this.link?.close();
+    for (const link of this.connecting) link.close();
   }
 
   protected keys(): IdentityKeys {
@@ -198,26 +242,53 @@ export abstract class Connection {
     p.inFlight = true;
     this.link!.request("send", p.args).then(
       (reply) => {
-        this.pending.delete(p.args.cmid);
         const result = reply as unknown as SendResult;
         this.sequencer.ownSend(result.conv, result.seq);
+        this.settle(p);
         p.resolve(result);
       },
       (error: ChatError) => {
         p.inFlight = false;
         if (error instanceof ChatError && isTemporary(error.code)) {
-          // Stays pending: sent again, with the same id, once connected.
+          // Stays pending, first in its lane: sent again, with the same id, once connected.
           if (this.connected) setTimeout(() => this.transmit(p), 200);
           return;
         }
-        this.pending.delete(p.args.cmid);
+        this.settle(p);
         p.reject(error);
       },
     );
   }
 
+  /**
+   * The first connection: the balancer, or every server, may be away for a
+   * moment (a restart), so temporary refusals are tried again with backoff
+   * for up to waitMs before the error is the caller's.
+   */
+  protected async firstConnect(): Promise<void> {
+    const deadline = Date.now() + (this.options.waitMs ?? DEFAULT_WAIT_MS);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.connect();
+        return;
+      } catch (error) {
+        // Logged in, then lost: the reconnect loop has taken over.
+        if (this.reconnecting) {
+          await this.reconnecting;
+          if (this.connected) return;
+        }
+        if (!(error instanceof ChatError) || !isTemporary(error.code) || this.closing || this.ended) throw error;
+        const delay = backoffDelay(attempt, 200, 2_000);
+        if (Date.now() + delay > deadline) throw error;
+        if (attempt === 0) this.options.onStatus?.(`${error.message}; trying again for up to ${Math.round((deadline - Date.now()) / 1000)} s`);
+        await Bun.sleep(delay);
+      }
+    }
+  }
+
   protected async connect(): Promise<void> {
     const addr = await askBalancer(this.options.balancer);
+    if (this.closing) throw new ChatError("E_CLOSED");
     const link = await Link.connect(addr, {
       hello: { role: "client", agent: this.options.agent ?? "chatterbox" },
       onEvent: (ev, frame) => {
@@ -234,21 +305,60 @@ export abstract class Connection {
       },
       onClose: () => this.lost(link),
     });
-    let reply: Record<string, unknown>;
+    this.connecting.add(link);
     try {
-      reply = await this.login(link);
-    } catch (error) {
-      link.close();
-      throw error;
+      let reply: Record<string, unknown>;
+      try {
+        if (this.closing) throw new ChatError("E_CLOSED");
+        reply = await this.login(link);
+        if (this.closing) throw new ChatError("E_CLOSED");
+      } catch (error) {
+        link.close();
+        throw error;
+      }
+      this.link = link;
+      this.serverId = String(reply.server);
+      this.state.token = String(reply.token);
+      const cursors = (reply.cursors ?? {}) as Record<string, number>;
+      this.acked.clear();
+      for (const [conv, seq] of Object.entries(cursors)) {
+        this.sequencer.position(Number(conv), seq);
+        this.acked.set(Number(conv), seq);
+      }
+      this.save();
+      for (const lane of this.lanes.values()) this.transmit(lane[0]!);
+      // What was shown before a cut but never acknowledged goes first, so
+      // that the replay starts past it instead of with it.
+      this.queueUnacknowledged();
+      this.sendAcks();
+      await this.ackInFlight;
+      try {
+        await link.request("sync");
+      } catch (error) {
+        // A replay that failed on a live link (the server's database is away):
+        // drop the link, so that the reconnect loop tries again from the start.
+        link.close();
+        throw error;
+      }
+      for (const { conv, after } of this.sequencer.gaps()) await this.fill(conv, after);
+      // And again once the replay is shown: nothing new may be shown by then
+      // (it all was, before a cut), and no timer would otherwise send it.
+      void this.idle().then(() => {
+        this.queueUnacknowledged();
+        if (this.link === link) this.sendAcks();
+      });
+    } finally {
+      this.connecting.delete(link);
     }
-    this.link = link;
-    this.serverId = String(reply.server);
-    this.state.token = String(reply.token);
-    for (const [conv, seq] of Object.entries((reply.cursors ?? {}) as Record<string, number>)) this.sequencer.position(Number(conv), seq);
-    this.save();
-    for (const p of this.pending.values()) this.transmit(p);
-    await link.request("sync");
-    for (const { conv, after } of this.sequencer.gaps()) await this.fill(conv, after);
+  }
+
+  /** Queues an ack for every conversation where what was shown is past the server's cursor. */
+  private queueUnacknowledged(): void {
+    for (const [key, seq] of Object.entries(this.state.shown)) {
+      const conv = Number(key);
+      if (this.frozen.has(conv)) continue;
+      if (seq > (this.acked.get(conv) ?? 0) && seq > (this.toAck.get(conv) ?? 0)) this.toAck.set(conv, seq);
+    }
   }
 
   private async login(link: Link): Promise<Record<string, unknown>> {
@@ -281,6 +391,8 @@ export abstract class Connection {
     this.options.onStatus?.("connection lost; reconnecting");
     for (let attempt = 0; !this.closing && !this.ended; attempt++) {
       await Bun.sleep(backoffDelay(attempt, 100, 5_000));
+      // close() may have come during the sleep: a one-shot command must exit.
+      if (this.closing || this.ended) return;
       try {
         await this.connect();
         if (!this.connected) continue;
@@ -300,6 +412,7 @@ export abstract class Connection {
     this.ended = true;
     for (const p of this.pending.values()) p.reject(error);
     this.pending.clear();
+    this.lanes.clear();
     this.options.onEnd?.(error);
   }
 
@@ -334,9 +447,16 @@ export abstract class Connection {
     this.toAck.clear();
     const link = this.link!;
     const requests = chunks(acks, MAX_ACKS).map((part) => link.request("ack", { acks: part }));
-    this.ackInFlight = Promise.all([this.ackInFlight, ...requests]).catch(() => {
-      for (const [conv, seq] of acks) if ((this.toAck.get(conv) ?? 0) < seq) this.toAck.set(conv, seq);
-    });
+    this.ackInFlight = Promise.all([this.ackInFlight, ...requests]).then(
+      () => {
+        for (const [conv, seq] of acks) if ((this.acked.get(conv) ?? 0) < seq) this.acked.set(conv, seq);
+      },
+      () => {
+        for (const [conv, seq] of acks) if ((this.toAck.get(conv) ?? 0) < seq) this.toAck.set(conv, seq);
+        // Tried again on a timer while connected; after a cut, the next login sends it.
+        if (this.connected && !this.closing) this.ackTimer ??= setTimeout(() => this.sendAcks(), 1_000);
+      },
+    );
     this.save();
   }
 

@@ -69,7 +69,7 @@ export class ChatSession extends Connection {
   /** Connects, logs in and replays everything waiting; throws if the first login is refused. */
   static async open(options: SessionOptions): Promise<ChatSession> {
     const session = new ChatSession(options);
-    await session.connect();
+    await session.firstConnect();
     await session.idle();
     return session;
   }
