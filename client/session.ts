@@ -7,7 +7,8 @@
 import { randomUUID } from "node:crypto";
 import type { PublicIdentity } from "../crypto/keys";
 import { safetyNumber } from "../crypto/safety";
-import { ChatError } from "../protocol/errors";
+import { backoffDelay } from "../balancer/backoff";
+import { ChatError, isTemporary } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import { changePassword } from "./account";
 import { bytesOf, Connection, type ConnectionOptions, type SendResult } from "./connection";
@@ -59,6 +60,8 @@ export class ChatSession extends Connection {
   /** Each group's membership as last asked, to seal for without a round trip per message. */
   private readonly membership = new Map<string, { epoch: number; members: MemberInfo[] }>();
   private readonly held = new Map<string, WireMessage[]>();
+  /** Conversations where a message could not be read before the session closed: nothing after it is shown. */
+  private readonly abandoned = new Set<number>();
 
   private constructor(protected override readonly options: SessionOptions) {
     super(options);
@@ -248,9 +251,14 @@ export class ChatSession extends Connection {
       this.shown(message.conv, message.seq);
       return;
     }
-    const received = await this.read(message).catch(
-      (error: Error): Received => ({ ...message, text: "", verified: false, problem: error.message, code: (error as ChatError).code }),
-    );
+    const received = this.abandoned.has(message.conv) ? undefined : await this.readPatiently(message);
+    if (!received) {
+      // Closing before the keys came: not shown, so not acknowledged, and
+      // nothing after it in this conversation is either; it comes back at the next login.
+      this.abandoned.add(message.conv);
+      if (!this.frozen.has(message.conv)) this.frozen.set(message.conv, message.seq - 1);
+      return;
+    }
     if (received.code === "E_KEY_CHANGED") {
       const list = this.held.get(message.from) ?? [];
       list.push(message);
@@ -261,6 +269,25 @@ export class ChatSession extends Connection {
     }
     this.shown(message.conv, message.seq);
     this.options.onMessage?.(received);
+  }
+
+  /**
+   * Reads a message, waiting out temporary failures (the server or its
+   * database away while the sender's keys are fetched): only a verdict on the
+   * message itself is final. Undefined when the session closes first.
+   */
+  private async readPatiently(message: WireMessage): Promise<Received | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.read(message);
+      } catch (error) {
+        const code = error instanceof ChatError ? error.code : undefined;
+        if (!code || !isTemporary(code)) return { ...message, text: "", verified: false, problem: (error as Error).message, code: code ?? "E_INTERNAL" };
+        if (this.closing || this.ended) return undefined;
+        if (attempt === 0) this.options.onStatus?.(`a message from ${message.from} waits for their keys: ${(error as Error).message}`);
+        await Bun.sleep(backoffDelay(attempt, 100, 2_000));
+      }
+    }
   }
 
   private async read(message: WireMessage): Promise<Received> {
