@@ -38,6 +38,7 @@ function limitsOf(args: Record<string, unknown>) {
 const clientArgs = {
   balancer: { type: "string", description: "Balancer address, HOST:PORT", default: DEFAULT_BALANCER },
   user: { type: "string", description: "Your user name", required: true },
+  wait: { type: "string", description: "Seconds to keep trying the balancer and a server before giving up", default: "30" },
 } as const;
 
 function needDatabase(url: string | undefined): string {
@@ -61,8 +62,10 @@ async function guarded(run: () => Promise<unknown>): Promise<void> {
   }
 }
 
-function client(args: { balancer: string; user: string }) {
-  return { balancer: args.balancer, user: args.user, password: passwordSource() };
+function client(args: { balancer: string; user: string; wait?: string }) {
+  const wait = Number(args.wait ?? 30);
+  if (!Number.isFinite(wait) || wait < 0) fail(new ChatError("E_BAD_REQUEST", "--wait takes a number of seconds, 0 or more"));
+  return { balancer: args.balancer, user: args.user, password: passwordSource(), waitMs: wait * 1000 };
 }
 
 const balance = defineCommand({

@@ -20,6 +20,7 @@ export interface ChatOptions {
   user: string;
   password: () => Promise<string>;
   json: boolean;
+  waitMs?: number;
 }
 
 type Target = { kind: "dm" | "group"; name: string };
