@@ -45,6 +45,8 @@ export interface ConnectionOptions {
 }
 
 export const DEFAULT_WAIT_MS = 30_000;
+/** A replay with no message for this long is taken for a dead link. */
+const SYNC_SILENCE_MS = 30_000;
 
 export interface SendResult {
   msg: number;
@@ -94,6 +96,8 @@ export abstract class Connection {
   protected closing = false;
   protected ended = false;
   private reconnecting?: Promise<void>;
+  /** Messages received, on any link: a replay that goes quiet for too long is given up. */
+  private received = 0;
   serverId = "";
 
   protected constructor(protected readonly options: ConnectionOptions) {
@@ -293,6 +297,7 @@ export abstract class Connection {
       hello: { role: "client", agent: this.options.agent ?? "chatterbox" },
       onEvent: (ev, frame) => {
         if (ev !== "msg" || this.closing) return;
+        this.received++;
         const message = bytesOf(frame.m as WireMessage);
         // A group we were just added to starts at the system message that added us.
         // Anything else in a conversation new to us waits for that line (or a fetch).
@@ -333,7 +338,7 @@ export abstract class Connection {
       this.sendAcks();
       await this.ackInFlight;
       try {
-        await link.request("sync");
+        await this.replayed(link);
       } catch (error) {
         // A replay that failed on a live link (the server's database is away):
         // drop the link, so that the reconnect loop tries again from the start.
@@ -349,6 +354,27 @@ export abstract class Connection {
       });
     } finally {
       this.connecting.delete(link);
+    }
+  }
+
+  /**
+   * The replay of everything waiting: it takes as long as the backlog takes
+   * to cross the link, so its only deadline is a pause in the messages.
+   */
+  private async replayed(link: Link): Promise<void> {
+    const sync = link.request("sync", {}, 24 * 3600_000);
+    let seen = this.received;
+    let silent = 0;
+    // Two quiet checks in a row: after a SIGSTOP the first check may run before the data waiting in the socket is read.
+    const watchdog = setInterval(() => {
+      silent = this.received === seen ? silent + 1 : 0;
+      seen = this.received;
+      if (silent >= 2) link.close();
+    }, SYNC_SILENCE_MS / 2);
+    try {
+      await sync;
+    } finally {
+      clearInterval(watchdog);
     }
   }
 
@@ -424,7 +450,8 @@ export abstract class Connection {
       for (let from = after; ; ) {
         const page = (await this.request("fetch", { conv, after: from, limit: PAGE })).messages as WireMessage[];
         all.push(...page.map(bytesOf));
-        if (page.length < PAGE) break;
+        // Pages are bounded in bytes too: only an empty one means the end.
+        if (page.length === 0) break;
         from = page[page.length - 1]!.seq;
       }
       this.sequencer.filled(conv, all);

@@ -162,7 +162,7 @@ export class ChatSession extends Connection {
           return { path: await this.fetchFile(received.file, received.from, progress?.(received.file)), file: received.file, from: received.from };
         }
       }
-      if (page.length < 500) throw new ChatError("E_NO_SUCH_FILE", "No message you can read announces that file");
+      if (page.length === 0) throw new ChatError("E_NO_SUCH_FILE", "No message you can read announces that file");
       after = page[page.length - 1]!.seq;
     }
   }
