@@ -77,21 +77,34 @@ export async function send(options: ClientOptions & { to?: string; group?: strin
 
 /**
  * Prints every message waiting for the user, oldest first, saves the files
- * among them under downloads/, and acknowledges them.
+ * among them under downloads/, and acknowledges them. Each is printed as it is
+ * shown, not after the whole backlog: an inbox killed half way has printed
+ * what it acknowledged, and the next one starts after that. (A file is saved
+ * right after its line, once the session is open; later lines wait for it.)
  */
 export async function inbox(options: ClientOptions & { json: boolean; print?: (line: string) => void }): Promise<number> {
   const print = options.print ?? ((l: string) => console.log(l));
-  const waiting: Received[] = [];
-  const session = await ChatSession.open({ ...options, onMessage: (m) => waiting.push(m) });
+  let opened!: (session: ChatSession) => void;
+  const ready = new Promise<ChatSession>((resolve) => (opened = resolve));
+  let output: Promise<void> = Promise.resolve();
+  let count = 0;
+  const session = await ChatSession.open({
+    ...options,
+    onMessage: (m) => {
+      count++;
+      output = output.then(async () => {
+        print(line(m, options.json));
+        if (m.file) await saveFile(await ready, m, options.json, print);
+      });
+    },
+  });
+  opened(session);
   try {
-    for (const m of waiting) {
-      print(line(m, options.json));
-      if (m.file) await saveFile(session, m, options.json, print);
-    }
+    await output;
   } finally {
     await session.close();
   }
-  return waiting.length;
+  return count;
 }
 
 /** Downloads a file again, found by its id. */
