@@ -41,6 +41,7 @@ const clientArgs = {
   balancer: { type: "string", description: "Balancer address, HOST:PORT", default: DEFAULT_BALANCER },
   user: { type: "string", description: "Your user name", required: true },
   "device-name": { type: "string", description: "This device's name, shown by `chatterbox devices` (kept from its first login; default: the host name)" },
+  wait: { type: "string", description: "Seconds to keep trying the balancer and a server before giving up", default: "30" },
 } as const;
 
 function needDatabase(url: string | undefined): string {
@@ -64,8 +65,17 @@ async function guarded(run: () => Promise<unknown>): Promise<void> {
   }
 }
 
-function client(args: { balancer: string; user: string; "device-name"?: string }) {
-  return { balancer: args.balancer, user: args.user, password: passwordSource(), deviceName: args["device-name"], passwordGiven: !!process.env.CHATTERBOX_PASSWORD };
+function client(args: { balancer: string; user: string; wait?: string; "device-name"?: string }) {
+  const wait = Number(args.wait ?? 30);
+  if (!Number.isFinite(wait) || wait < 0) fail(new ChatError("E_BAD_REQUEST", "--wait takes a number of seconds, 0 or more"));
+  return {
+    balancer: args.balancer,
+    user: args.user,
+    password: passwordSource(),
+    waitMs: wait * 1000,
+    deviceName: args["device-name"],
+    passwordGiven: !!process.env.CHATTERBOX_PASSWORD,
+  };
 }
 
 const balance = defineCommand({

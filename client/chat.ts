@@ -22,6 +22,7 @@ export interface ChatOptions {
   json: boolean;
   deviceName?: string;
   passwordGiven?: boolean;
+  waitMs?: number;
 }
 
 /** A "typing" line for the same person and conversation at most this often. */

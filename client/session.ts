@@ -7,6 +7,7 @@
 import { randomUUID } from "node:crypto";
 import type { PublicIdentity } from "../crypto/keys";
 import { safetyNumber } from "../crypto/safety";
+import { backoffDelay } from "../balancer/backoff";
 import { ChatError, isTemporary } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import { changePassword } from "./account";
@@ -82,6 +83,8 @@ export class ChatSession extends Connection {
   private readonly membership = new Map<string, { epoch: number; members: MemberInfo[] }>();
   private readonly held = new Map<string, WireMessage[]>();
   private readonly pins: Pins;
+  /** Conversations where a message could not be read before the session closed: nothing after it is shown. */
+  private readonly abandoned = new Set<number>();
 
   private constructor(protected override readonly options: SessionOptions) {
     super(options);
@@ -119,7 +122,7 @@ export class ChatSession extends Connection {
   /** Connects, logs in and replays everything waiting; throws if the first login is refused. */
   static async open(options: SessionOptions): Promise<ChatSession> {
     const session = new ChatSession(options);
-    await session.connect();
+    await session.firstConnect();
     await session.idle();
     session.resendOrphans();
     return session;
@@ -262,7 +265,7 @@ export class ChatSession extends Connection {
           return { path: await this.fetchFile(received.file, received.from, progress?.(received.file)), file: received.file, from: received.from };
         }
       }
-      if (page.length < 500) throw new ChatError("E_NO_SUCH_FILE", "No message you can read announces that file");
+      if (page.length === 0) throw new ChatError("E_NO_SUCH_FILE", "No message you can read announces that file");
       after = page[page.length - 1]!.seq;
     }
   }
@@ -392,9 +395,14 @@ export class ChatSession extends Connection {
   /** One message in order: verify it, then show it, hold it, or (our own) just count it. */
   protected async deliver(message: WireMessage): Promise<void> {
     if (message.kind === "system" && message.group !== undefined) this.membership.delete(message.group);
-    const received = await this.read(message).catch(
-      (error: Error): Received => ({ ...message, text: "", verified: false, problem: error.message, code: (error as ChatError).code }),
-    );
+    const received = this.abandoned.has(message.conv) ? undefined : await this.readPatiently(message);
+    if (!received) {
+      // Closing before the keys came: not shown, so not acknowledged, and
+      // nothing after it in this conversation is either; it comes back at the next login.
+      this.abandoned.add(message.conv);
+      if (!this.frozen.has(message.conv)) this.frozen.set(message.conv, message.seq - 1);
+      return;
+    }
     if (received.code === "E_KEY_CHANGED") {
       const list = this.held.get(message.from) ?? [];
       list.push(message);
@@ -419,6 +427,25 @@ export class ChatSession extends Connection {
     if (r.duplicate) return;
     const to = "to" in target ? target.to : target.group;
     this.keep({ id: r.msg, conv: r.conv, seq: r.seq, from: this.user, to, ...("group" in target ? { group: target.group } : {}), kind: "chat", at: r.at, cmid, body: new Uint8Array(0), text, verified: true, ...(file ? { file } : {}) });
+  }
+
+  /**
+   * Reads a message, waiting out temporary failures (the server or its
+   * database away while the sender's keys are fetched): only a verdict on the
+   * message itself is final. Undefined when the session closes first.
+   */
+  private async readPatiently(message: WireMessage): Promise<Received | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.read(message);
+      } catch (error) {
+        const code = error instanceof ChatError ? error.code : undefined;
+        if (!code || !isTemporary(code)) return { ...message, text: "", verified: false, problem: (error as Error).message, code: code ?? "E_INTERNAL" };
+        if (this.closing || this.ended) return undefined;
+        if (attempt === 0) this.options.onStatus?.(`a message from ${message.from} waits for their keys: ${(error as Error).message}`);
+        await Bun.sleep(backoffDelay(attempt, 100, 2_000));
+      }
+    }
   }
 
   private async read(message: WireMessage): Promise<Received> {

@@ -4,12 +4,13 @@
  */
 import { statSync } from "node:fs";
 import { basename } from "node:path";
-import { askBalancer } from "../balancer/ask";
+import { askBalancerPatiently } from "../balancer/ask";
 import { checkPassword, signupAccount } from "../client/account";
 import { line, sanitize } from "../client/format";
 import { LocalStore } from "../client/store";
 import { progressBar } from "../client/progress";
 import { saveFile } from "../client/save";
+import { DEFAULT_WAIT_MS } from "../client/connection";
 import { ChatSession, type Received } from "../client/session";
 import { Link } from "../net/link";
 import { ChatError } from "../protocol/errors";
@@ -22,13 +23,16 @@ export interface ClientOptions {
   deviceName?: string;
   /** The password came from CHATTERBOX_PASSWORD (then a resumed session says it did not check it). */
   passwordGiven?: boolean;
+  /** How long to keep trying the balancer (and a server) before giving up, in ms; default 30 s. */
+  waitMs?: number;
 }
 
 /** Makes the account's identity keys here, and registers their public halves and a password-wrapped backup. */
 export async function signup(options: ClientOptions): Promise<void> {
   const password = await options.password();
   checkPassword(password);
-  const link = await Link.connect(await askBalancer(options.balancer), { hello: { role: "client" } });
+  const addr = await askBalancerPatiently(options.balancer, options.waitMs ?? DEFAULT_WAIT_MS, (e) => console.error(`chatterbox: ${e.message}; trying again`));
+  const link = await Link.connect(addr, { hello: { role: "client" } });
   try {
     const keys = await signupAccount(link, options.user, password);
     const store = new LocalStore(options.user);

@@ -47,11 +47,11 @@ export interface ChatServer {
 export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const log = options.log ?? ((line: string) => console.error(line));
   const config = { ...DEFAULT_CONFIG, ...options.config };
-  const database: Database = openDatabase(options.databaseUrl, { max: 16 });
+  const database: Database = openDatabase(options.databaseUrl, { max: 16, onReplace: (why) => log(`database connections replaced: ${why}`) });
   await migrate(database);
   const store = new Store(database.sql);
   // The group commit has a connection of its own: one batch runs at a time.
-  const commits = openDatabase(options.databaseUrl, { max: 1, settings: COMMITTER_SETTINGS });
+  const commits = openDatabase(options.databaseUrl, { max: 1, settings: COMMITTER_SETTINGS, onReplace: (why) => log(`committer connection replaced: ${why}`) });
   const secret = await store.clusterSecret("peer_secret");
   const saltSecret = await store.clusterSecret("salt_secret");
   const id = randomUUID();
@@ -91,7 +91,11 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     groups: new GroupStore(database.sql, config.maxGroupMembers),
     files: new FileStore(database.sql),
     log,
-    committer: new Committer(new Store(commits.sql), 2000, (e) => log(`commit failed: ${e}`)),
+    committer: new Committer(new Store(commits.sql), {
+      onError: (e) => log(`commit failed: ${e}`),
+      // A failed batch may have left its connection stuck (db/pool.ts): the next one gets a fresh one.
+      recover: () => commits.pool.replace("a batch failed"),
+    }),
     sessions,
     delivery,
     peers: new Peers(getCtx, secret),
@@ -180,8 +184,9 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
         ctx.peers.stop();
         ctx.sessions.stop();
         listener.stop(false);
+        // Bounded: a database that does not answer fails what is queued instead of holding shutdown.
         await ctx.committer.stop();
-        await acks.flush();
+        await acks.flush().catch((e) => log(`acks at shutdown: ${e}`));
         for (const conn of ctx.sessions.all()) conn.bye("E_SHUTDOWN", "The server is shutting down; reconnect to another");
         await store.removeServer(id).catch(() => {});
         listener.stop(true);

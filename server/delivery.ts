@@ -9,9 +9,8 @@
 import { encode } from "../protocol/codec";
 import type { WireMessage } from "../protocol/messages";
 import type { Conn, ServerContext } from "./context";
+import { Flow } from "./flow";
 
-/** Live messages one connection may hold while it has not yet replayed its backlog. */
-const MAX_HELD = 50_000;
 const ONLINE_TTL_MS = 60_000;
 /** Short, so that a missed "logged in" announcement costs at most this much liveness. */
 const OFFLINE_TTL_MS = 2_000;
@@ -26,8 +25,16 @@ interface Location {
 
 export class Delivery {
   private readonly where = new Map<number, Location>();
+  /** Per connection: what was sent, what fell behind (server/flow.ts). */
+  readonly flow: Flow;
 
-  constructor(private readonly ctx: () => ServerContext) {}
+  constructor(private readonly ctx: () => ServerContext) {
+    this.flow = new Flow(
+      () => ctx().store,
+      () => ctx().config.outboxLimit,
+      (line) => ctx().log(line),
+    );
+  }
 
   /** A user appeared on, or left, a server (this one or a peer). */
   located(userId: number, server: string, here: boolean): void {
@@ -85,17 +92,13 @@ export class Delivery {
     }
   }
 
-  /** Sends to a local connection, or holds it while that connection replays its backlog. */
+  /**
+   * Sends to a local connection. One that is replaying its backlog, or whose
+   * outbox is filling up, is never cut off for it: the message is stored, so
+   * it is dropped here and read back from the database when there is room.
+   */
   push(conn: Conn, message: Slot, bytes: Uint8Array): void {
-    const held = conn.state.held;
-    if (!held) {
-      conn.sendEncoded(bytes);
-    } else if (held.length < MAX_HELD && (conn.state.heldBytes ?? 0) + bytes.length <= this.ctx().config.outboxLimit) {
-      held.push({ conv: message.conv, seq: message.seq, bytes });
-      conn.state.heldBytes = (conn.state.heldBytes ?? 0) + bytes.length;
-    } else {
-      conn.bye("E_SLOW_CONSUMER", "Too many messages arrived before this connection synced");
-    }
+    this.flow.live(conn, message, bytes);
   }
 
   private async route(users: number[], bytes: Uint8Array, except: Conn | undefined, local: (conn: Conn) => void, slot?: Slot): Promise<void> {

@@ -4,7 +4,6 @@
  * edge) and are straight-line past that.
  */
 import { ChatError } from "../protocol/errors";
-import { encode } from "../protocol/codec";
 import type { Request, WireMessage } from "../protocol/messages";
 import * as v from "../protocol/validate";
 import type { Route } from "../net/listener";
@@ -235,31 +234,34 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
 }
 
 /**
- * Sends every message past this device's cursors, then the live messages held
- * meanwhile that the replay did not already include.
+ * Sends every message past this device's cursors, page by page (each bounded in
+ * bytes), each message only once the outbox has room: a backlog of any size
+ * completes at the pace of a slow link, and nothing is cut off. Live messages
+ * that came meanwhile were left in the database (server/flow.ts): they follow.
  */
 async function replay(ctx: ServerContext, conn: Conn): Promise<number> {
   const userId = conn.state.user!.id;
-  conn.state.held ??= [];
-  const sent = new Set<string>();
+  const flow = ctx.delivery.flow;
+  flow.startReplay(conn);
+  let count = 0;
   let from = { conv: 0, seq: 0 };
-  for (;;) {
-    const page = await ctx.store.pending(userId, conn.state.device!.id, from);
-    for (const m of page) {
-      conn.sendEncoded(encode({ t: "ev", ev: "msg", m }));
-      sent.add(`${m.conv}:${m.seq}`);
+  try {
+    for (;;) {
+      const page = await ctx.store.pending(userId, conn.state.device!.id, from);
+      for (const m of page) {
+        if (await flow.send(conn, m)) count++;
+        if (conn.closed) return count;
+      }
+      if (page.length === 0) break;
+      const last = page[page.length - 1]!;
+      from = { conv: last.conv, seq: last.seq };
     }
-    if (page.length === 0 || conn.closed) break;
-    const last = page[page.length - 1]!;
-    from = { conv: last.conv, seq: last.seq };
-    // A long backlog goes out as fast as the client reads it, not faster.
-    while (!conn.closed && conn.outbox.queued > ctx.config.outboxLimit / 4) await Bun.sleep(2);
+  } finally {
+    conn.state.held = undefined;
+    conn.state.heldBytes = 0;
+    await flow.endReplay(conn, userId);
   }
-  const held = conn.state.held ?? [];
-  conn.state.held = undefined;
-  conn.state.heldBytes = 0;
-  for (const h of held) if (!sent.has(`${h.conv}:${h.seq}`)) conn.sendEncoded(h.bytes);
-  return sent.size;
+  return count;
 }
 
 export type { Request };

@@ -42,6 +42,9 @@ export const MESSAGE_COLUMNS = (sql: Sql) => sql`
   coalesce(c.name, (select u.name from members o join users u on u.id = o.user_id
             where o.conversation_id = m.conversation_id and o.user_id <> m.sender_id limit 1), s.name) as "to"`;
 
+/** About this much message body per replay or fetch page: a quarter of the default outbox. */
+export const PAGE_BYTES = 2 * 1024 * 1024;
+
 export class Store {
   constructor(readonly sql: Sql) {}
 
@@ -182,40 +185,56 @@ export class Store {
 
   /**
    * Messages past this device's cursor in every conversation, ordered by
-   * (conversation, seq); `from` pages through a long backlog.
+   * (conversation, seq); `from` pages through a long backlog. A page holds at
+   * most `limit` messages and about `maxBytes` of bodies (always at least one
+   * message), so a backlog of large messages never makes one huge page.
    */
-  async pending(userId: number, deviceId: number, from: { conv: number; seq: number } = { conv: 0, seq: 0 }, limit = 2000): Promise<WireMessage[]> {
+  async pending(
+    userId: number,
+    deviceId: number,
+    from: { conv: number; seq: number } = { conv: 0, seq: 0 },
+    limit = 2000,
+    maxBytes = PAGE_BYTES,
+  ): Promise<WireMessage[]> {
     const rows = await this.sql`
-      select ${MESSAGE_COLUMNS(this.sql)}
-      from members me
-      left join device_cursors dc on dc.device_id = ${deviceId} and dc.conversation_id = me.conversation_id
-      -- Lateral, so that the index range starts past the cursor (and past the
-      -- page already sent): a login reads what is pending, never the whole
-      -- history of every conversation, which a plain join read and filtered.
-      cross join lateral (
-        select * from messages m where m.conversation_id = me.conversation_id
-          and m.seq > greatest(coalesce(dc.seq, 0), me.joined_seq, case when me.conversation_id = ${from.conv}::int then ${from.seq}::bigint else 0 end)
-          and (me.left_seq is null or m.seq <= me.left_seq)
-        order by m.seq limit ${limit}) m
-      join users s on s.id = m.sender_id
-      join conversations c on c.id = m.conversation_id
-      where me.user_id = ${userId} and me.conversation_id >= ${from.conv}::int
-      order by m.conversation_id, m.seq
-      limit ${limit}`;
+      select * from (
+        select ${MESSAGE_COLUMNS(this.sql)},
+          sum(octet_length(m.body)) over (order by m.conversation_id, m.seq) - octet_length(m.body) as bytes_before
+        from members me
+        left join device_cursors dc on dc.device_id = ${deviceId} and dc.conversation_id = me.conversation_id
+        -- Lateral, so that the index range starts past the cursor (and past the
+        -- page already sent): a login reads what is pending, never the whole
+        -- history of every conversation, which a plain join read and filtered.
+        cross join lateral (
+          select * from messages m where m.conversation_id = me.conversation_id
+            and m.seq > greatest(coalesce(dc.seq, 0), me.joined_seq, case when me.conversation_id = ${from.conv}::int then ${from.seq}::bigint else 0 end)
+            and (me.left_seq is null or m.seq <= me.left_seq)
+          order by m.seq limit ${limit}) m
+        join users s on s.id = m.sender_id
+        join conversations c on c.id = m.conversation_id
+        where me.user_id = ${userId} and me.conversation_id >= ${from.conv}::int
+        order by m.conversation_id, m.seq
+        limit ${limit}) page
+      where bytes_before < ${maxBytes}
+      order by conv, seq`;
     return rows.map(toWire);
   }
 
-  /** Messages of one conversation after a sequence number, for filling a gap. */
-  async after(userId: number, convId: number, afterSeq: number, limit: number): Promise<WireMessage[]> {
+  /** Messages of one conversation after a sequence number, for filling a gap; bounded in bytes like pending(). */
+  async after(userId: number, convId: number, afterSeq: number, limit: number, maxBytes = PAGE_BYTES): Promise<WireMessage[]> {
     const rows = await this.sql`
-      select ${MESSAGE_COLUMNS(this.sql)}
-      from members me
-      join messages m on m.conversation_id = me.conversation_id and m.seq > greatest(${afterSeq}, me.joined_seq)
-        and (me.left_seq is null or m.seq <= me.left_seq)
-      join users s on s.id = m.sender_id
-      join conversations c on c.id = m.conversation_id
-      where me.user_id = ${userId} and me.conversation_id = ${convId} and m.seq > ${afterSeq}::bigint
-      order by m.seq limit ${limit}`;
+      select * from (
+        select ${MESSAGE_COLUMNS(this.sql)},
+          sum(octet_length(m.body)) over (order by m.seq) - octet_length(m.body) as bytes_before
+        from members me
+        join messages m on m.conversation_id = me.conversation_id and m.seq > greatest(${afterSeq}, me.joined_seq)
+          and (me.left_seq is null or m.seq <= me.left_seq)
+        join users s on s.id = m.sender_id
+        join conversations c on c.id = m.conversation_id
+        where me.user_id = ${userId} and me.conversation_id = ${convId} and m.seq > ${afterSeq}::bigint
+        order by m.seq limit ${limit}) page
+      where bytes_before < ${maxBytes}
+      order by seq`;
     return rows.map(toWire);
   }
 
