@@ -81,7 +81,7 @@ export async function chat(options: ChatOptions): Promise<void> {
   const label = (t: Target) => (t.kind === "group" ? `#${t.name}` : t.name);
   /** Sends in flight: the command queue does not wait for them (the outbox keeps their order), leaving does. */
   const inFlight = new Set<Promise<void>>();
-  const send = (target: Target, text: string): void => {
+  const send = async (target: Target, text: string): Promise<void> => {
     if (!session.connected) event("status", { text: `queued for ${label(target)}: not connected, sent on reconnect` }, `* not connected: queued for ${label(target)}, sent on reconnect`);
     const sending = (async () => {
       try {
@@ -95,6 +95,10 @@ export async function chat(options: ChatOptions): Promise<void> {
     })();
     inFlight.add(sending);
     void sending.then(() => inFlight.delete(sending));
+    // Commands run in order, so a script's output follows its lines; but a
+    // send that waits for a reconnect lets the next lines through to the
+    // outbox, where they are safe on disk and keep their order.
+    while (inFlight.has(sending) && session.connected) await Promise.race([sending, Bun.sleep(50)]);
   };
   /** "#name" is a group; a bare name is a group I am in, or else a user. */
   const resolve = async (name: string): Promise<Target> => {

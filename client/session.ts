@@ -79,6 +79,10 @@ export class ChatSession extends Connection {
   private readonly e2e: E2E;
   /** The last send to each conversation ("dm:NAME", "group:NAME"): the next waits for it. */
   private readonly tails = new Map<string, Promise<unknown>>();
+  /** Each message on its way, by client message id. */
+  private readonly sending = new Map<string, Promise<SendResult>>();
+  /** Messages from the outbox this session stored: asked again (a resumed file send), the same answer. */
+  private readonly settled = new Map<string, Promise<SendResult>>();
   /** Each group's membership as last asked, to seal for without a round trip per message. */
   private readonly membership = new Map<string, { epoch: number; members: MemberInfo[] }>();
   private readonly held = new Map<string, WireMessage[]>();
@@ -121,11 +125,21 @@ export class ChatSession extends Connection {
 
   /** Connects, logs in and replays everything waiting; throws if the first login is refused. */
   static async open(options: SessionOptions): Promise<ChatSession> {
-    const session = new ChatSession(options);
-    await session.firstConnect();
-    await session.idle();
-    session.resendOrphans();
+    const session = ChatSession.create(options);
+    await session.start();
     return session;
+  }
+
+  /** A session not yet connected: for a caller that must hold it before the first message arrives. */
+  static create(options: SessionOptions): ChatSession {
+    return new ChatSession(options);
+  }
+
+  /** Connects, logs in, replays everything waiting, and sends what earlier runs left in the outbox. */
+  async start(): Promise<void> {
+    await this.firstConnect();
+    await this.idle();
+    this.resendOrphans();
   }
 
   /** Encrypts to the recipient's pinned key; resolves once the server has stored the message. */
@@ -156,9 +170,26 @@ export class ChatSession extends Connection {
    * retrying cannot fix ends the message, with its reason.
    */
   private sendContent(target: Target, content: Content, cmid: string): Promise<SendResult> {
+    // The same message already on its way (taken over from the outbox): one send, not two.
+    const already = this.sending.get(cmid) ?? this.settled.get(cmid);
+    if (already) return already;
     const key = "to" in target ? `dm:${target.to}` : `group:${target.group}`;
     this.store.enqueue({ cmid, target: key, content: encodeContent(content), createdAt: Date.now() });
+    return this.queueSend(key, target, content, cmid);
+  }
+
+  /** Sends after the last send to the same conversation has settled. */
+  private queueSend(key: string, target: Target, content: Content, cmid: string): Promise<SendResult> {
     const result = (this.tails.get(key) ?? Promise.resolve()).then(() => this.transmitContent(target, content, cmid));
+    this.sending.set(cmid, result);
+    void result.then(
+      () => {
+        this.sending.delete(cmid);
+        this.settled.set(cmid, result);
+        if (this.settled.size > 1000) this.settled.delete(this.settled.keys().next().value!);
+      },
+      () => this.sending.delete(cmid),
+    );
     const tail = result.catch(() => {});
     this.tails.set(key, tail);
     void tail.then(() => {
@@ -206,13 +237,10 @@ export class ChatSession extends Connection {
       const [kind, name] = [entry.target.slice(0, entry.target.indexOf(":")), entry.target.slice(entry.target.indexOf(":") + 1)];
       const target: Target = kind === "group" ? { group: name } : { to: name };
       const content = decodeContent(entry.content);
-      const key = entry.target;
-      const result = (this.tails.get(key) ?? Promise.resolve()).then(() => this.transmitContent(target, content, entry.cmid));
-      const tail = result.then(
+      void this.queueSend(entry.target, target, content, entry.cmid).then(
         (r) => this.options.onStatus?.(`sent a message left in the outbox to ${kind === "group" ? `#${name}` : name} (message ${r.msg})`),
         (e) => this.options.onStatus?.(`a message left in the outbox to ${name} could not be sent: ${(e as Error).message}`),
       );
-      this.tails.set(key, tail);
     }
   }
 

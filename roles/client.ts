@@ -85,20 +85,35 @@ export async function send(options: ClientOptions & { to?: string; group?: strin
 /**
  * Prints every unread message, oldest first in each conversation, saves the
  * files among them under downloads/, and marks read what it printed, one
- * message at a time: an inbox cut short leaves the rest unread.
+ * message at a time and as it goes: first what this device already holds
+ * unread, then the replay as it arrives. An inbox cut short leaves the rest
+ * unread, and the next run starts after what was printed.
  */
 export async function inbox(options: ClientOptions & { json: boolean; print?: (line: string) => void }): Promise<number> {
   const print = options.print ?? ((l: string) => console.log(l));
-  const session = await ChatSession.open({ ...options });
+  let output: Promise<void> = Promise.resolve();
   let printed = 0;
-  try {
-    for (const m of session.unread()) {
+  const done = new Set<string>();
+  const show = (m: Received) => {
+    if (m.from === options.user && m.kind !== "system") return;
+    output = output.then(async () => {
+      const key = `${m.conv}:${m.seq}`;
+      if (done.has(key)) return;
+      done.add(key);
       print(line(m, options.json));
       if (m.file) await saveFile(session, m, options.json, print);
       session.markRead(m.conv, m.seq);
       printed++;
-    }
+    });
+  };
+  const session = ChatSession.create({ ...options, onMessage: show });
+  try {
+    for (const m of session.unread()) show(m);
+    await session.start();
+    await session.idle();
+    await output;
   } finally {
+    await output.catch(() => {});
     await session.close();
   }
   return printed;
