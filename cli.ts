@@ -35,6 +35,19 @@ function limitsOf(args: Record<string, unknown>) {
   };
 }
 
+/** What an operator sets on every long-running role. */
+const operations = {
+  metrics: { type: "string", description: "Serve Prometheus metrics at HOST:PORT (or PORT, on 127.0.0.1), at /metrics" },
+  "log-format": { type: "string", description: "json (one object a line) or pretty; default: pretty on a terminal, json otherwise" },
+} as const;
+
+async function operationsOf(args: { metrics?: string; "log-format"?: string }) {
+  const { parseLogFormat } = await import("./roles/logger");
+  const { parseMetricsAddress } = await import("./net/metrics-http");
+  if (args.metrics) parseMetricsAddress(args.metrics);
+  return { metrics: args.metrics || undefined, logFormat: parseLogFormat(args["log-format"]) };
+}
+
 const clientArgs = {
   balancer: { type: "string", description: "Balancer address, HOST:PORT", default: DEFAULT_BALANCER },
   user: { type: "string", description: "Your user name", required: true },
@@ -71,11 +84,12 @@ const balance = defineCommand({
     port: { type: "string", description: "Port to listen on", default: "7000" },
     host: { type: "string", description: "Address to listen on", default: "127.0.0.1" },
     strategy: { type: "string", description: "roundrobin, leastconn, random or p2c", default: "roundrobin" },
+    ...operations,
   },
   run: ({ args }) =>
     guarded(async () => {
       const { runBalancer } = await import("./roles/run");
-      await runBalancer({ port: Number(args.port), hostname: args.host, strategy: args.strategy });
+      await runBalancer({ port: Number(args.port), hostname: args.host, strategy: args.strategy, ...(await operationsOf(args)) });
     }),
 });
 
@@ -87,11 +101,13 @@ const serve = defineCommand({
     balancer: { type: "string", description: "Balancer to register with, HOST:PORT", default: DEFAULT_BALANCER },
     ...databaseUrl,
     ...serverLimits,
+    ...operations,
   },
   run: ({ args }) =>
     guarded(async () => {
       const { runServer } = await import("./roles/run");
       await runServer({
+        ...(await operationsOf(args)),
         port: Number(args.port),
         hostname: args.host,
         balancer: args.balancer,
@@ -110,6 +126,8 @@ const up = defineCommand({
     data: { type: "string", description: "Folder for the embedded database (default: under your data directory)" },
     ...databaseUrl,
     ...serverLimits,
+    metrics: { type: "string", description: "Balancer metrics at HOST:PORT (or PORT); server i gets PORT+i" },
+    "log-format": operations["log-format"],
   },
   run: ({ args }) =>
     guarded(async () => {
@@ -122,6 +140,7 @@ const up = defineCommand({
         strategy: args.strategy,
         dataDir: args.data,
         databaseUrl: args["database-url"] || process.env.DATABASE_URL,
+        ...(await operationsOf(args)),
       });
     }),
 });

@@ -9,6 +9,7 @@ import type { Sessions } from "./sessions";
 import type { Store } from "./store";
 import type { GroupStore } from "./group-store";
 import type { FileStore } from "./file-store";
+import type { LogFields } from "../roles/logger";
 
 export interface ServerConfig {
   /** Close connections that have not logged in by then. */
@@ -75,5 +76,5 @@ export interface ServerContext {
   sessions: Sessions;
   delivery: Delivery;
   peers: Peers;
-  log(line: string): void;
+  log(line: string, fields?: LogFields): void;
 }

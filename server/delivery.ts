@@ -8,6 +8,7 @@
 import { encode } from "../protocol/codec";
 import type { WireMessage } from "../protocol/messages";
 import type { Conn, ServerContext } from "./context";
+import { NO_METRICS, type DeliveryRecorder } from "./metrics";
 
 /** Live messages one connection may hold while it has not yet replayed its backlog. */
 const MAX_HELD = 50_000;
@@ -26,7 +27,10 @@ interface Location {
 export class Delivery {
   private readonly where = new Map<number, Location>();
 
-  constructor(private readonly ctx: () => ServerContext) {}
+  constructor(
+    private readonly ctx: () => ServerContext,
+    private readonly recorder: DeliveryRecorder = NO_METRICS,
+  ) {}
 
   located(userId: number, server: string | null): void {
     this.where.set(userId, { server, at: Date.now() });
@@ -90,7 +94,7 @@ export class Delivery {
   push(conn: Conn, message: Slot, bytes: Uint8Array): void {
     const held = conn.state.held;
     if (!held) {
-      conn.sendEncoded(bytes);
+      if (conn.sendEncoded(bytes)) this.recorder.delivered();
     } else if (held.length < MAX_HELD && (conn.state.heldBytes ?? 0) + bytes.length <= this.ctx().config.outboxLimit) {
       held.push({ conv: message.conv, seq: message.seq, bytes });
       conn.state.heldBytes = (conn.state.heldBytes ?? 0) + bytes.length;
