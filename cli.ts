@@ -154,9 +154,16 @@ const db = defineCommand({
       run: ({ args }) =>
         guarded(async () => {
           const { migrate, openDatabase } = await import("./db/connect");
-          const database = openDatabase(needDatabase(args["database-url"]));
-          await migrate(database);
-          await database.close();
+          const { explainDatabaseError } = await import("./db/explain");
+          const url = needDatabase(args["database-url"]);
+          const database = openDatabase(url);
+          try {
+            await migrate(database);
+          } catch (error) {
+            throw explainDatabaseError(error, url);
+          } finally {
+            await database.close();
+          }
           console.log("ChatDB is up to date");
         }),
     }),

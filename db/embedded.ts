@@ -45,6 +45,8 @@ const DATABASE = "chatterbox";
  * them. It keeps other local users off our TCP port, where trust auth would not.
  */
 const PASSWORD_FILE = ".chatterbox-password";
+/** The process id of the ChatterBox that started the cluster, to name it to a second one. */
+const OWNER_FILE = ".chatterbox-owner";
 const FAST = ["fsync=off", "synchronous_commit=off", "full_page_writes=off"];
 // LC_ALL=C: English messages, which we read to tell when the server is ready.
 const ENV = { ...process.env, LC_ALL: "C" };
@@ -70,10 +72,13 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   for (let attempt = 1; ; attempt++) {
     // A free port can be taken between our probe and postgres's bind: probe again.
     const port = options.port || freePort();
-    const server = await launch(bins, dataDir, port, flags, user, log).catch((error) => {
+    const server = await launch(bins, dataDir, port, flags, user, log).catch(async (error) => {
+      if (error instanceof FolderInUse) throw await inUse(dataDir);
       if (options.port || attempt === 3 || !(error instanceof PortTaken)) throw error;
     });
     if (!server) continue;
+    // Best effort: only for the message a second ChatterBox on this folder prints.
+    await writeFile(join(dataDir, OWNER_FILE), String(process.pid)).catch(() => {});
     const admin = `postgres://${USER}:${password}@127.0.0.1:${port}`;
     await createDatabase(`${admin}/postgres`).catch(async (error) => {
       await server.stop();
@@ -137,6 +142,27 @@ async function initCluster(bins: PostgresBinaries, dataDir: string, user: RunAs 
 }
 
 class PortTaken extends Error {}
+class FolderInUse extends Error {}
+
+/** Says who holds the data folder, rather than PostgreSQL's own text about postmaster.pid. */
+async function inUse(dataDir: string): Promise<Error> {
+  const owner = (await readFile(join(dataDir, OWNER_FILE), "utf8").catch(() => "")).trim();
+  const postmaster = (await readFile(join(dataDir, "postmaster.pid"), "utf8").catch(() => "")).split("\n")[0]?.trim();
+  const who = owner && isAlive(Number(owner)) ? `Another ChatterBox (PID ${owner}) is using` : "Another program is using";
+  return new Error(
+    `${who} the data folder ${dataDir}${postmaster ? ` (its PostgreSQL has PID ${postmaster})` : ""}. ` +
+      `Stop it first (Ctrl-C where it runs${owner ? `, or kill ${owner}` : ""}), or give this one another --data folder.`,
+  );
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === "EPERM";
+  }
+}
 
 const READY = "database system is ready to accept connections";
 
@@ -155,6 +181,7 @@ async function launch(bins: PostgresBinaries, dataDir: string, port: number, fla
   if (code !== "ready") {
     const output = server.recent();
     const message = `PostgreSQL exited (${code}) before accepting connections:\n${output}`;
+    if (output.includes('lock file "postmaster.pid" already exists')) throw new FolderInUse(message);
     throw output.includes("could not create any TCP/IP sockets") ? new PortTaken(message) : new Error(message);
   }
   let stopping: Promise<void> | undefined;

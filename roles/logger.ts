@@ -9,6 +9,7 @@
  * Call sites keep the simple form `log("text")`; they add fields where they
  * know more: `log("commit failed", { level: "error", code: "E_UNAVAILABLE" })`.
  */
+import { writeSync } from "node:fs";
 import pino, { type Logger } from "pino";
 
 export type LogFormat = "json" | "pretty";
@@ -78,10 +79,25 @@ function levelFromEnv(): LogLevel {
   return level === "debug" || level === "warn" || level === "error" ? level : "info";
 }
 
-/** Synchronous writes to fd 1, so that nothing is lost when the process exits right after a line. */
+/**
+ * Synchronous writes to fd 1, so that nothing is lost when the process exits
+ * right after a line. Our own loop rather than pino.destination: under Bun,
+ * sonic-boom now and then kept lines back (seen in tests/ops-logs.test.ts).
+ * A full pipe (EAGAIN) waits a millisecond and tries again.
+ */
 function writeStdout(): (line: string) => void {
-  const destination = pino.destination({ dest: 1, sync: true });
-  return (line) => destination.write(line);
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  return (line) => {
+    let bytes = Buffer.from(line);
+    while (bytes.length > 0) {
+      try {
+        bytes = bytes.subarray(writeSync(1, bytes));
+      } catch (error) {
+        if ((error as { code?: string }).code !== "EAGAIN") return;
+        Atomics.wait(pause, 0, 0, 1);
+      }
+    }
+  };
 }
 
 const STANDARD = new Set(["level", "time", "msg", "pid", "role", "hostname"]);
@@ -95,5 +111,7 @@ export function pretty(json: string): string {
   const extra = Object.entries(entry)
     .filter(([key]) => !STANDARD.has(key) && key !== "server")
     .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`);
-  return `${time} ${level} ${who} ${entry.msg ?? ""}${extra.length ? `  ${extra.join(" ")}` : ""}\n`;
+  // One entry stays one line: a newline from a client's input must not forge a second.
+  const text = `${entry.msg ?? ""}${extra.length ? `  ${extra.join(" ")}` : ""}`.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "?").replace(/\n/g, "\n  ");
+  return `${time} ${level} ${who} ${text}\n`;
 }

@@ -93,7 +93,12 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     port: options.port,
     hostname,
     outboxLimit: config.outboxLimit,
-    recorder: metrics,
+    recorder: {
+      refused(code, op, req) {
+        metrics.refused(code);
+        log(`${op} refused`, { level: "debug", code, op, req });
+      },
+    },
     initialState: () => ({ role: "unknown", authenticating: false }),
     routes: {
       ...routes(ctx, directory, acks),

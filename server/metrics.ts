@@ -18,8 +18,8 @@ export interface CommitRecorder {
 }
 
 export interface RefusalRecorder {
-  /** A request answered with an error, or a connection closed with one. */
-  refused(code: string): void;
+  /** A request answered with an error. */
+  refused(code: string, op?: string, requestId?: number): void;
 }
 
 /** What the scrape reads from the running server. */

@@ -1,17 +1,20 @@
 /**
- * Roles run as real processes (`cli.ts serve`, `balance`) whose every output
- * line is kept, for tests that read their logs, scrape their metrics or signal
- * them. Both pipes are read to the end, so a chatty process never blocks.
+ * Roles run as real processes (`cli.ts serve`, `balance`, `up`) whose every
+ * output line is kept, for tests that read their logs, scrape their metrics or
+ * signal them. Output goes to files, not pipes: reading a child's pipe under
+ * Bun now and then stalled after the first chunk while the child kept writing.
  */
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { ROOT, waitFor } from "./cluster";
 
 export interface RoleProcess {
-  proc: Subprocess<"ignore", "pipe", "pipe">;
-  /** Lines from stdout, in order. */
-  stdout: string[];
-  stderr: string[];
+  proc: Subprocess;
+  /** Lines printed on stdout so far, in order. */
+  readonly stdout: string[];
+  readonly stderr: string[];
   /** stdout lines parsed as JSON; throws on a line that is not. */
   json(): Record<string, unknown>[];
   /** Waits for a stdout line matching `pattern`; returns its match. */
@@ -19,27 +22,46 @@ export interface RoleProcess {
   stop(signal?: "SIGTERM" | "SIGKILL"): Promise<number>;
 }
 
-export function spawnRole(args: string[], env: Record<string, string | undefined> = {}): RoleProcess {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), ...args], {
+export function spawnRole(args: string[], env: Record<string, string | undefined> = {}, command = [process.execPath, join(ROOT, "cli.ts")]): RoleProcess {
+  const dir = mkdtempSync(join(tmpdir(), "chatterbox-role-"));
+  const [out, err] = [join(dir, "stdout"), join(dir, "stderr")];
+  const proc = Bun.spawn([...command, ...args], {
     stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
+    stdout: Bun.file(out),
+    stderr: Bun.file(err),
     env: { ...process.env, ...env },
   });
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  void collect(proc.stdout, stdout);
-  void collect(proc.stderr, stderr);
-  return {
+  void proc.exited.then(() => setTimeout(() => rmSync(dir, { recursive: true, force: true }), 60_000).unref());
+  const lines = (path: string) => {
+    const text = readFileSync(path, "utf8");
+    const all = text.split("\n");
+    // A line still being written is not a line yet.
+    all.pop();
+    return all;
+  };
+  let keptOut: string[] = [];
+  let keptErr: string[] = [];
+  const read = (path: string, kept: string[]) => {
+    try {
+      return lines(path);
+    } catch {
+      return kept;
+    }
+  };
+  const role: RoleProcess = {
     proc,
-    stdout,
-    stderr,
-    json: () => stdout.map((line) => JSON.parse(line)),
+    get stdout() {
+      return (keptOut = read(out, keptOut));
+    },
+    get stderr() {
+      return (keptErr = read(err, keptErr));
+    },
+    json: () => role.stdout.map((line) => JSON.parse(line)),
     async waitForLine(pattern, timeoutMs = 20_000) {
       let match: RegExpExecArray | null = null;
       await waitFor(() => {
-        if (proc.exitCode !== null) throw new Error(`exited (${proc.exitCode}) before printing ${pattern}: ${[...stdout, ...stderr].join("\n")}`);
-        for (const line of stdout) if ((match = pattern.exec(line))) return true;
+        for (const line of role.stdout) if ((match = pattern.exec(line))) return true;
+        if (proc.exitCode !== null) throw new Error(`exited (${proc.exitCode}) before printing ${pattern}: ${[...role.stdout, ...role.stderr].join("\n")}`);
         return false;
       }, `a line matching ${pattern}`, timeoutMs);
       return match!;
@@ -49,17 +71,7 @@ export function spawnRole(args: string[], env: Record<string, string | undefined
       return await proc.exited;
     },
   };
-}
-
-async function collect(stream: ReadableStream<Uint8Array>, into: string[]): Promise<void> {
-  const decoder = new TextDecoder();
-  let partial = "";
-  for await (const chunk of stream) {
-    const parts = (partial + decoder.decode(chunk, { stream: true })).split("\n");
-    partial = parts.pop()!;
-    into.push(...parts);
-  }
-  if (partial) into.push(partial);
+  return role;
 }
 
 /** GET /metrics, parsed into "name{labels}" -> value. */
