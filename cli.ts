@@ -170,6 +170,35 @@ const db = defineCommand({
   },
 });
 
+/** The database a maintenance command works on: the URL given, or the embedded one `up` runs on --data. */
+async function databaseOf(args: { "database-url"?: string; data?: string }): Promise<string | undefined> {
+  const given = args["database-url"] || process.env.DATABASE_URL;
+  if (given) return given;
+  const { defaultDataDir, runningEmbeddedUrl } = await import("./db/embedded");
+  return runningEmbeddedUrl(args.data || defaultDataDir());
+}
+
+const dataArg = {
+  data: { type: "string", description: "The data folder of `chatterbox up`, to use its running embedded database (default: the one up uses)" },
+} as const;
+
+const status = defineCommand({
+  meta: { name: "status", description: "Show the cluster at a glance: the balancer, each server, the database, their versions" },
+  args: {
+    balancer: clientArgs.balancer,
+    ...databaseUrl,
+    ...dataArg,
+    json: { type: "boolean", description: "Print one JSON object" },
+  },
+  run: ({ args }) =>
+    guarded(async () => {
+      const { gatherStatus, healthy, renderStatus } = await import("./roles/status");
+      const found = await gatherStatus({ balancer: args.balancer, databaseUrl: await databaseOf(args) });
+      console.log(args.json ? JSON.stringify(found) : renderStatus(found));
+      process.exit(healthy(found) ? 0 : 1);
+    }),
+});
+
 const signup = defineCommand({
   meta: { name: "signup", description: "Create an account (password from CHATTERBOX_PASSWORD or a prompt)" },
   args: { ...clientArgs },
@@ -270,7 +299,7 @@ const passwd = defineCommand({
 
 const main = defineCommand({
   meta: { name: "chatterbox", version: "0.1.0", description: "A distributed, end-to-end encrypted terminal chat system" },
-  subCommands: { up, balance, serve, db, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd, bench, "bench-worker": benchWorker },
+  subCommands: { up, balance, serve, status, db, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd, bench, "bench-worker": benchWorker },
 });
 
 await runMain(main);

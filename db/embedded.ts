@@ -141,6 +141,21 @@ async function initCluster(bins: PostgresBinaries, dataDir: string, user: RunAs 
   return password;
 }
 
+/**
+ * The URL of the embedded PostgreSQL running on `dataDir`, read from its
+ * postmaster.pid (line 4: the port) and our password file; undefined when it is
+ * not running or not ours. For `chatterbox status` and `db backup`, beside `up`.
+ */
+export async function runningEmbeddedUrl(dataDir: string): Promise<string | undefined> {
+  const dir = resolve(dataDir);
+  const pid = await readFile(join(dir, "postmaster.pid"), "utf8").catch(() => undefined);
+  const password = await readFile(join(dir, PASSWORD_FILE), "utf8").catch(() => undefined);
+  const lines = pid?.split("\n") ?? [];
+  const port = Number(lines[3]);
+  if (!password || !Number.isInteger(port) || port <= 0 || !isAlive(Number(lines[0]))) return undefined;
+  return `postgres://${USER}:${password.trim()}@127.0.0.1:${port}/${DATABASE}`;
+}
+
 class PortTaken extends Error {}
 class FolderInUse extends Error {}
 
