@@ -13,6 +13,10 @@ const databaseUrl = {
   "database-url": { type: "string", description: "PostgreSQL URL of ChatDB (default: $DATABASE_URL)" },
 } as const;
 
+const dataArg = {
+  data: { type: "string", description: "The data folder of `chatterbox up`, to use its running embedded database (default: the one up uses)" },
+} as const;
+
 /** The limits a server operator sets; `up` passes them on to its servers. */
 const serverLimits = {
   "max-group-members": { type: "string", description: "Most members a group may have", default: "1000" },
@@ -167,6 +171,26 @@ const db = defineCommand({
           console.log("ChatDB is up to date");
         }),
     }),
+    backup: defineCommand({
+      meta: { name: "backup", description: "Write every row of ChatDB to FILE (gzipped), from one consistent snapshot" },
+      args: { file: { type: "positional", description: "The backup file to write", required: true }, ...databaseUrl, ...dataArg },
+      run: ({ args }) =>
+        guarded(async () => {
+          const { backup } = await import("./roles/maintenance");
+          const done = await backup({ databaseUrl: args["database-url"] || process.env.DATABASE_URL, dataDir: args.data }, args.file);
+          console.log(`Backed up ${done.rows} rows of ${done.tables} tables from ${done.from} to ${args.file}`);
+        }),
+    }),
+    restore: defineCommand({
+      meta: { name: "restore", description: "Load a backup FILE into a new, empty ChatDB (a new --data folder, or an empty --database-url)" },
+      args: { file: { type: "positional", description: "The backup file to read", required: true }, ...databaseUrl, ...dataArg },
+      run: ({ args }) =>
+        guarded(async () => {
+          const { restore } = await import("./roles/maintenance");
+          const done = await restore({ databaseUrl: args["database-url"] || process.env.DATABASE_URL, dataDir: args.data }, args.file);
+          console.log(`Restored ${done.rows} rows of ${done.tables} tables into ${done.into}`);
+        }),
+    }),
   },
 });
 
@@ -177,10 +201,6 @@ async function databaseOf(args: { "database-url"?: string; data?: string }): Pro
   const { defaultDataDir, runningEmbeddedUrl } = await import("./db/embedded");
   return runningEmbeddedUrl(args.data || defaultDataDir());
 }
-
-const dataArg = {
-  data: { type: "string", description: "The data folder of `chatterbox up`, to use its running embedded database (default: the one up uses)" },
-} as const;
 
 const status = defineCommand({
   meta: { name: "status", description: "Show the cluster at a glance: the balancer, each server, the database, their versions" },
