@@ -12,12 +12,12 @@ import { createLogger, type Log, type LogFormat } from "./logger";
 import { startServer } from "./server";
 import { startBalancer } from "./balancer";
 
-export function onSignal(stop: () => Promise<unknown> | unknown): void {
+export function onSignal(stop: (signal: NodeJS.Signals) => Promise<unknown> | unknown): void {
   let stopping = false;
-  const handler = async () => {
+  const handler = async (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    await stop();
+    await stop(signal);
     process.exit(0);
   };
   process.on("SIGINT", handler);
@@ -55,9 +55,13 @@ export async function runServer(
   const endpoint = await startMetrics(options.metrics, server.metrics.registry, log, () => server.stop());
   // tests/support/cluster.ts and bench/system.ts read this line for the id and the address.
   log(`server ${server.id} listening on ${server.addr}, registered with ${options.balancer}`, { addr: server.addr });
-  onSignal(async () => {
-    endpoint?.stop();
+  onSignal(async (signal) => {
+    // The drain (roles/server.ts stop()): stop accepting and leave the balancer, finish the
+    // commits in flight, tell the clients to reconnect elsewhere, leave the servers table.
+    log(`${signal}: draining`, { signal });
     await server.stop();
+    log("drained; exiting");
+    endpoint?.stop();
   });
 }
 

@@ -176,11 +176,12 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       stopping ??= (async () => {
         announcer?.stop();
         clearInterval(janitor);
-        ctx.peers.stop();
         ctx.sessions.stop();
         listener.stop(false);
         await ctx.committer.stop();
         await acks.flush();
+        // After the last commits: their deliveries to users on other servers still go over the links.
+        ctx.peers.stop();
         for (const conn of ctx.sessions.all()) conn.bye("E_SHUTDOWN", "The server is shutting down; reconnect to another");
         await store.removeServer(id).catch(() => {});
         listener.stop(true);
