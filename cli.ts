@@ -23,6 +23,7 @@ const serverLimits = {
   "max-file-mb": { type: "string", description: "Largest file, in MiB", default: "100" },
   "upload-ttl-hours": { type: "string", description: "Delete uploads not completed within this many hours", default: "24" },
   "file-retention-days": { type: "string", description: "Keep completed files this many days", default: "90" },
+  "retention-days": { type: "string", description: "Delete messages older than this many days (0: keep them all)", default: "0" },
 } as const;
 
 function limitsOf(args: Record<string, unknown>) {
@@ -50,6 +51,12 @@ async function operationsOf(args: { metrics?: string; "log-format"?: string }) {
   const { parseMetricsAddress } = await import("./net/metrics-http");
   if (args.metrics) parseMetricsAddress(args.metrics);
   return { metrics: args.metrics || undefined, logFormat: parseLogFormat(args["log-format"]) };
+}
+
+function retentionOf(args: Record<string, unknown>): number {
+  const days = Number(args["retention-days"] ?? 0);
+  if (!Number.isFinite(days) || days < 0) fail(new ChatError("E_BAD_REQUEST", "--retention-days takes a number of days, or 0 to keep every message"));
+  return days;
 }
 
 const clientArgs = {
@@ -117,6 +124,7 @@ const serve = defineCommand({
         balancer: args.balancer,
         databaseUrl: needDatabase(args["database-url"]),
         config: limitsOf(args),
+        retentionDays: retentionOf(args),
       });
     }),
 });
@@ -137,6 +145,7 @@ const up = defineCommand({
     guarded(async () => {
       const { runUp } = await import("./roles/up");
       limitsOf(args);
+      retentionOf(args);
       await runUp({
         serverArgs: Object.keys(serverLimits).flatMap((name) => [`--${name}`, String(args[name as keyof typeof serverLimits])]),
         servers: Number(args.servers),

@@ -81,19 +81,25 @@ function levelFromEnv(): LogLevel {
 
 /**
  * Synchronous writes to fd 1, so that nothing is lost when the process exits
- * right after a line. Our own loop rather than pino.destination: under Bun,
- * sonic-boom now and then kept lines back (seen in tests/ops-logs.test.ts).
- * A full pipe (EAGAIN) waits a millisecond and tries again.
+ * right after a line. A full pipe (EAGAIN) waits a millisecond and tries
+ * again, but for two seconds at most: a log reader that stopped reading must
+ * not stop the server, so the line is dropped instead.
  */
+const STALLED_MS = 2000;
+
 function writeStdout(): (line: string) => void {
   const pause = new Int32Array(new SharedArrayBuffer(4));
   return (line) => {
-    let bytes = Buffer.from(line);
+    const whole = Buffer.from(line);
+    let bytes = whole;
+    const since = Date.now();
     while (bytes.length > 0) {
       try {
         bytes = bytes.subarray(writeSync(1, bytes));
       } catch (error) {
         if ((error as { code?: string }).code !== "EAGAIN") return;
+        // Dropped only whole: a line begun is finished, or the next would be glued to half of it.
+        if (bytes.length === whole.length && Date.now() - since > STALLED_MS) return;
         Atomics.wait(pause, 0, 0, 1);
       }
     }

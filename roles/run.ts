@@ -4,7 +4,9 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Registry } from "prom-client";
+import { openDatabase } from "../db/connect";
 import { explainDatabaseError } from "../db/explain";
+import { startRetention } from "../server/retention";
 import { explainListenError } from "../net/listen-error";
 import { serveMetrics, type MetricsEndpoint } from "../net/metrics-http";
 import type { ServerConfig } from "../server/context";
@@ -45,7 +47,7 @@ export async function runBalancer(options: { port: number; hostname: string; str
 }
 
 export async function runServer(
-  options: { port: number; hostname: string; balancer: string; databaseUrl: string; config?: Partial<ServerConfig> } & Operations,
+  options: { port: number; hostname: string; balancer: string; databaseUrl: string; config?: Partial<ServerConfig>; retentionDays?: number } & Operations,
 ): Promise<void> {
   const id = randomUUID();
   const log = createLogger({ role: "server", format: options.logFormat, bindings: { server: id } });
@@ -55,7 +57,11 @@ export async function runServer(
   const endpoint = await startMetrics(options.metrics, server.metrics.registry, log, () => server.stop());
   // tests/support/cluster.ts and bench/system.ts read this line for the id and the address.
   log(`server ${server.id} listening on ${server.addr}, registered with ${options.balancer}`, { addr: server.addr });
+  const retentionDb = options.retentionDays ? openDatabase(options.databaseUrl, { max: 1 }) : undefined;
+  const retention = retentionDb ? startRetention({ sql: retentionDb.sql, days: options.retentionDays!, log }) : undefined;
   onSignal(async (signal) => {
+    await retention?.stop();
+    await retentionDb?.close();
     // The drain (roles/server.ts stop()): stop accepting and leave the balancer, finish the
     // commits in flight, tell the clients to reconnect elsewhere, leave the servers table.
     log(`${signal}: draining`, { signal });
