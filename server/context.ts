@@ -11,6 +11,7 @@ import type { GroupStore } from "./group-store";
 import type { FileStore } from "./file-store";
 import type { DeviceSession, DeviceStore } from "./device-store";
 import type { CursorStore } from "./cursor-store";
+import type { LogFields } from "../roles/logger";
 
 export interface ServerConfig {
   /** Close connections that have not logged in by then. */
@@ -86,7 +87,7 @@ export interface ServerContext {
   sessions: Sessions;
   delivery: Delivery;
   peers: Peers;
-  log(line: string): void;
+  log(line: string, fields?: LogFields): void;
   /** Makes a connection whose login ChatDB recorded live here (or undoes the record if it closed meanwhile). */
   live(conn: Conn, session: DeviceSession): Promise<void>;
 }

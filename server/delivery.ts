@@ -10,6 +10,7 @@ import { encode } from "../protocol/codec";
 import type { WireMessage } from "../protocol/messages";
 import type { Conn, ServerContext } from "./context";
 import { Flow } from "./flow";
+import { NO_METRICS, type DeliveryRecorder } from "./metrics";
 
 const ONLINE_TTL_MS = 60_000;
 /** Short, so that a missed "logged in" announcement costs at most this much liveness. */
@@ -28,7 +29,10 @@ export class Delivery {
   /** Per connection: what was sent, what fell behind (server/flow.ts). */
   readonly flow: Flow;
 
-  constructor(private readonly ctx: () => ServerContext) {
+  constructor(
+    private readonly ctx: () => ServerContext,
+    private readonly recorder: DeliveryRecorder = NO_METRICS,
+  ) {
     this.flow = new Flow(
       () => ctx().store,
       () => ctx().config.outboxLimit,
@@ -99,6 +103,7 @@ export class Delivery {
    */
   push(conn: Conn, message: Slot, bytes: Uint8Array): void {
     this.flow.live(conn, message, bytes);
+    this.recorder.delivered();
   }
 
   private async route(users: number[], bytes: Uint8Array, except: Conn | undefined, local: (conn: Conn) => void, slot?: Slot): Promise<void> {

@@ -83,7 +83,10 @@ export async function spawnServer(url: string, balancer: string, extraArgs: stri
   for (;;) {
     const match = /server (\S+) listening on (\S+),/.exec(text);
     if (match) {
-      reader.releaseLock();
+      // The server logs on stdout: keep reading it, so that a full pipe never blocks it.
+      void (async () => {
+        while (!(await reader.read()).done);
+      })().catch(() => {});
       return {
         proc,
         id: match[1]!,
