@@ -76,9 +76,9 @@ export class LocalStore {
     const fresh = persist && !existsSync(file);
     this.db = new Database(file, { create: true });
     if (persist) chmodSync(file, 0o600);
-    this.db.exec("pragma journal_mode = wal");
-    // Another process of this user may be writing: wait for it rather than fail.
+    // Another process of this user may be writing (or making the file): wait for it rather than fail.
     this.db.exec("pragma busy_timeout = 10000");
+    this.db.exec("pragma journal_mode = wal");
     this.db.exec("pragma synchronous = normal");
     this.db.exec(SCHEMA);
     if (fresh) this.importJsonState(userDir(user));
