@@ -35,10 +35,32 @@ function limitsOf(args: Record<string, unknown>) {
   };
 }
 
+const plaintextArg = {
+  "insecure-plaintext": { type: "boolean", description: "No TLS on any hop: only to measure what TLS costs, never in earnest" },
+} as const;
+
+/** How a client checks the cluster: trust on first use, unless told the CA or its fingerprint. */
+const trustArgs = {
+  ca: { type: "string", description: "The cluster CA certificate (PEM file) to trust, instead of trusting on first use" },
+  "ca-fingerprint": { type: "string", description: "The cluster CA's SHA-256 fingerprint to expect (from `chatterbox ca fingerprint`)" },
+  ...plaintextArg,
+} as const;
+
 const clientArgs = {
   balancer: { type: "string", description: "Balancer address, HOST:PORT", default: DEFAULT_BALANCER },
   user: { type: "string", description: "Your user name", required: true },
+  ...trustArgs,
 } as const;
+
+/**
+ * The trust flags go into the environment, where net/trust.ts reads them, so
+ * that the processes this one starts (bench workers) trust the same way.
+ */
+function applyTrust(args: { ca?: string; "ca-fingerprint"?: string; "insecure-plaintext"?: boolean }): void {
+  if (args["insecure-plaintext"]) process.env.CHATTERBOX_INSECURE_PLAINTEXT = "1";
+  if (args.ca) process.env.CHATTERBOX_CA = args.ca;
+  if (args["ca-fingerprint"]) process.env.CHATTERBOX_CA_FINGERPRINT = args["ca-fingerprint"];
+}
 
 function needDatabase(url: string | undefined): string {
   const found = url || process.env.DATABASE_URL;
@@ -61,7 +83,8 @@ async function guarded(run: () => Promise<unknown>): Promise<void> {
   }
 }
 
-function client(args: { balancer: string; user: string }) {
+function client(args: { balancer: string; user: string; ca?: string; "ca-fingerprint"?: string; "insecure-plaintext"?: boolean }) {
+  applyTrust(args);
   return { balancer: args.balancer, user: args.user, password: passwordSource() };
 }
 
@@ -71,11 +94,19 @@ const balance = defineCommand({
     port: { type: "string", description: "Port to listen on", default: "7000" },
     host: { type: "string", description: "Address to listen on", default: "127.0.0.1" },
     strategy: { type: "string", description: "roundrobin, leastconn, random or p2c", default: "roundrobin" },
+    ...databaseUrl,
+    ...plaintextArg,
   },
   run: ({ args }) =>
     guarded(async () => {
       const { runBalancer } = await import("./roles/run");
-      await runBalancer({ port: Number(args.port), hostname: args.host, strategy: args.strategy });
+      await runBalancer({
+        port: Number(args.port),
+        hostname: args.host,
+        strategy: args.strategy,
+        databaseUrl: needDatabase(args["database-url"]),
+        insecurePlaintext: !!args["insecure-plaintext"],
+      });
     }),
 });
 
@@ -87,6 +118,7 @@ const serve = defineCommand({
     balancer: { type: "string", description: "Balancer to register with, HOST:PORT", default: DEFAULT_BALANCER },
     ...databaseUrl,
     ...serverLimits,
+    ...plaintextArg,
   },
   run: ({ args }) =>
     guarded(async () => {
@@ -97,6 +129,7 @@ const serve = defineCommand({
         balancer: args.balancer,
         databaseUrl: needDatabase(args["database-url"]),
         config: limitsOf(args),
+        insecurePlaintext: !!args["insecure-plaintext"],
       });
     }),
 });
@@ -139,6 +172,31 @@ const db = defineCommand({
           await migrate(database);
           await database.close();
           console.log("ChatDB is up to date");
+        }),
+    }),
+  },
+});
+
+const ca = defineCommand({
+  meta: { name: "ca", description: "The cluster's certificate authority, kept in ChatDB (made at first start)" },
+  subCommands: {
+    fingerprint: defineCommand({
+      meta: { name: "fingerprint", description: "Print the cluster CA's fingerprint, which clients pin on first use" },
+      args: { ...databaseUrl },
+      run: ({ args }) =>
+        guarded(async () => {
+          const { caFrom } = await import("./server/cluster-identity");
+          const { fingerprint } = await import("./net/ca");
+          console.log(fingerprint((await caFrom(needDatabase(args["database-url"]))).certPem));
+        }),
+    }),
+    export: defineCommand({
+      meta: { name: "export", description: "Print the cluster CA's certificate (PEM), for clients' --ca FILE" },
+      args: { ...databaseUrl },
+      run: ({ args }) =>
+        guarded(async () => {
+          const { caFrom } = await import("./server/cluster-identity");
+          process.stdout.write((await caFrom(needDatabase(args["database-url"]))).certPem);
         }),
     }),
   },
@@ -244,7 +302,7 @@ const passwd = defineCommand({
 
 const main = defineCommand({
   meta: { name: "chatterbox", version: "0.1.0", description: "A distributed, end-to-end encrypted terminal chat system" },
-  subCommands: { up, balance, serve, db, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd, bench, "bench-worker": benchWorker },
+  subCommands: { up, balance, serve, db, ca, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd, bench, "bench-worker": benchWorker },
 });
 
 await runMain(main);

@@ -5,6 +5,8 @@
 import type { ServerConfig } from "../server/context";
 import { startServer } from "./server";
 import { startBalancer } from "./balancer";
+import { PLAINTEXT } from "../net/tls";
+import { clusterIdentityFrom } from "../server/cluster-identity";
 
 export function onSignal(stop: () => Promise<unknown> | unknown): void {
   let stopping = false;
@@ -18,13 +20,17 @@ export function onSignal(stop: () => Promise<unknown> | unknown): void {
   process.on("SIGTERM", handler);
 }
 
-export async function runBalancer(options: { port: number; hostname: string; strategy: string }): Promise<void> {
-  const balancer = await startBalancer({ ...options, log: (l) => console.error(l) });
+export async function runBalancer(options: { port: number; hostname: string; strategy: string; databaseUrl: string; insecurePlaintext?: boolean }): Promise<void> {
+  // Its certificate and the cluster secret come from ChatDB, as a server's do (SECURITY.md).
+  const identity = await clusterIdentityFrom(options.databaseUrl, [options.hostname]);
+  const tls = options.insecurePlaintext ? PLAINTEXT : identity.tls;
+  const balancer = await startBalancer({ ...options, identity: { tls, secret: identity.secret }, log: (l) => console.error(l) });
   console.log(`balancer listening on ${options.hostname}:${balancer.port} (strategy ${options.strategy})`);
+  console.log(tls === PLAINTEXT ? "WARNING: --insecure-plaintext: no TLS on any hop" : `cluster CA fingerprint ${identity.caFingerprint}`);
   onSignal(() => balancer.stop());
 }
 
-export async function runServer(options: { port: number; hostname: string; balancer: string; databaseUrl: string; config?: Partial<ServerConfig> }): Promise<void> {
+export async function runServer(options: { port: number; hostname: string; balancer: string; databaseUrl: string; config?: Partial<ServerConfig>; insecurePlaintext?: boolean }): Promise<void> {
   const server = await startServer({ ...options, log: (l) => console.error(l) });
   console.log(`server ${server.id} listening on ${server.addr}, registered with ${options.balancer}`);
   onSignal(() => server.stop());

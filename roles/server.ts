@@ -8,6 +8,10 @@ import { randomUUID } from "node:crypto";
 import { announce } from "../balancer/announcer";
 import { migrate, openDatabase, type Database } from "../db/connect";
 import { listen } from "../net/listener";
+import { PLAINTEXT } from "../net/tls";
+import { clusterIdentity } from "../server/cluster-identity";
+import { isNonce, nonce } from "../server/peer-proof";
+import { timingSafeEqual } from "node:crypto";
 import { ChatError } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import { Acks } from "../server/acks";
@@ -30,6 +34,8 @@ export interface ServerOptions {
   /** HOST:PORT of the balancer to register with; none for a server reached directly. */
   balancer?: string;
   config?: Partial<ServerConfig>;
+  /** Every hop in plaintext (--insecure-plaintext): only for measuring what TLS costs. */
+  insecurePlaintext?: boolean;
   log?: (line: string) => void;
 }
 
@@ -49,10 +55,13 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const store = new Store(database.sql);
   // The group commit has a connection of its own: one batch runs at a time.
   const commits = openDatabase(options.databaseUrl, { max: 1, settings: COMMITTER_SETTINGS });
-  const secret = await store.clusterSecret("peer_secret");
   const saltSecret = await store.clusterSecret("salt_secret");
   const id = randomUUID();
   const hostname = options.hostname ?? "127.0.0.1";
+  // A certificate of its own under the cluster CA, for the name clients and peers reach it by.
+  const identity = await clusterIdentity(database.sql, [hostname]);
+  const plaintext = options.insecurePlaintext === true;
+  const memberTls = plaintext ? PLAINTEXT : { caPem: identity.tls.caPem, certPem: identity.tls.certPem, keyPem: identity.tls.keyPem };
 
   const ctx = {} as ServerContext;
   const getCtx = () => ctx;
@@ -69,22 +78,24 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     committer: new Committer(new Store(commits.sql), 2000, (e) => log(`commit failed: ${e}`)),
     sessions: new Sessions(getCtx),
     delivery: new Delivery(getCtx),
-    peers: new Peers(getCtx, secret),
+    peers: new Peers(getCtx, identity.secret, memberTls),
   } satisfies Omit<ServerContext, "addr">);
 
   const listener = listen<ClientState>({
     port: options.port,
     hostname,
     outboxLimit: config.outboxLimit,
+    tls: plaintext ? PLAINTEXT : identity.tls,
     initialState: () => ({ role: "unknown", authenticating: false }),
     routes: {
       ...routes(ctx, directory, acks),
       "peer.auth": {
         guard: (conn) => (conn.state.peerChallenge ? undefined : new ChatError("E_BAD_REQUEST", "peer.auth follows a peer's hello")),
         handle(conn, req) {
-          const { peerId, peerChallenge } = conn.state;
+          const expected = conn.state.peerChallenge!;
           conn.state.peerChallenge = undefined;
-          if (!ctx.peers.verify("connect", peerId!, peerChallenge!, req.proof)) {
+          const given = req.proof;
+          if (!(given instanceof Uint8Array) || given.length !== expected.length || !timingSafeEqual(given, expected)) {
             setTimeout(() => conn.bye("E_AUTH", "This peer did not prove it belongs to the cluster"), 0);
             throw new ChatError("E_AUTH", "This peer did not prove it belongs to the cluster");
           }
@@ -102,13 +113,18 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     },
     hello(conn, req) {
       if (req.role !== "peer") return { server: id, role: "server" };
-      // A peer proves itself with peer.auth, over the challenge sent here; this server proves itself now.
-      if (typeof req.server !== "string" || !(req.nonce instanceof Uint8Array) || req.nonce.length !== 32) {
+      // A peer shows a certificate under the cluster CA (mutual TLS), then proves it knows the cluster
+      // secret with peer.auth; this server proves itself now. Both proofs cover both ids and both nonces.
+      if (!plaintext && !conn.clusterCertificate) throw new ChatError("E_AUTH", "A peer must show a certificate under the cluster CA");
+      if (typeof req.server !== "string" || req.server.length > 128 || !isNonce(req.nonce)) {
         throw new ChatError("E_BAD_REQUEST", "A peer's hello names its server id and a 32-byte nonce");
       }
+      const mine = nonce();
+      const { proof, expect } = ctx.peers.accept({ caller: req.server, callee: id, callerNonce: req.nonce, calleeNonce: mine });
       conn.state.peerId = req.server;
-      conn.state.peerChallenge = crypto.getRandomValues(new Uint8Array(32));
-      return { server: id, role: "server", nonce: conn.state.peerChallenge, proof: ctx.peers.proof("accept", id, req.nonce) };
+      // What peer.auth must bring back: the connect proof over this very handshake.
+      conn.state.peerChallenge = expect;
+      return { server: id, role: "server", nonce: mine, proof };
     },
     onEvent(conn, ev, frame) {
       if (conn.state.role !== "peer") return;
@@ -135,7 +151,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     ctx.files.clean(config.uploadTtlMs, config.fileRetentionMs).catch((e) => log(`file cleanup: ${e}`));
   }, Math.min(60_000, config.uploadTtlMs / 2));
   const announcer = options.balancer
-    ? announce({ balancer: options.balancer, id, addr, load: () => ctx.sessions.count, log })
+    ? announce({ balancer: options.balancer, id, addr, load: () => ctx.sessions.count, secret: identity.secret, tls: memberTls, log })
     : undefined;
   log(`server ${id} listening on ${addr}`);
 

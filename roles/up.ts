@@ -8,6 +8,7 @@ import { relative } from "node:path";
 import type { Subprocess } from "bun";
 import { migrate, openDatabase } from "../db/connect";
 import { defaultDataDir, startEmbeddedPostgres, type EmbeddedPostgres } from "../db/embedded";
+import { clusterIdentity } from "../server/cluster-identity";
 import { startBalancer } from "./balancer";
 import { onSignal } from "./run";
 import { selfCommand } from "./self";
@@ -34,16 +35,24 @@ export async function runUp(options: UpOptions): Promise<void> {
   }
   const database = openDatabase(url, { max: 1 });
   await migrate(database);
+  // The cluster CA is made here on first start, in ChatDB (so in the data folder), next to the cluster secret.
+  const identity = await clusterIdentity(database.sql, ["127.0.0.1"]);
   await database.close();
 
-  const balancer = await startBalancer({ port: options.port, strategy: options.strategy, log: (l) => console.error(`[balancer] ${l}`) });
+  const balancer = await startBalancer({
+    port: options.port,
+    strategy: options.strategy,
+    identity: { tls: identity.tls, secret: identity.secret },
+    log: (l) => console.error(`[balancer] ${l}`),
+  });
   const children: Subprocess[] = [];
   for (let i = 1; i <= options.servers; i++) {
     const port = options.port + i;
-    const child = Bun.spawn([...selfCommand(), "serve", String(port), "--balancer", `127.0.0.1:${balancer.port}`, "--database-url", url, ...(options.serverArgs ?? [])], {
+    // The database URL holds a password: through the environment, never argv, which `ps` shows everyone.
+    const child = Bun.spawn([...selfCommand(), "serve", String(port), "--balancer", `127.0.0.1:${balancer.port}`, ...(options.serverArgs ?? [])], {
       stdout: "ignore",
       stderr: "inherit",
-      env: { ...process.env },
+      env: { ...process.env, DATABASE_URL: url },
     });
     children.push(child);
   }
@@ -54,6 +63,8 @@ export async function runUp(options: UpOptions): Promise<void> {
   console.log(`  balancer    127.0.0.1:${balancer.port} (${options.strategy})`);
   for (const s of balancer.servers()) console.log(`  server      ${s.addr}`);
   console.log(`  database    ${postgres ? `embedded PostgreSQL in ${postgres.dataDir}, port ${postgres.port}` : "the URL you gave"}`);
+  console.log(`  cluster CA  ${identity.caFingerprint}`);
+  console.log("              (clients pin it on first use; compare it with what they show, or pass --ca-fingerprint)");
   console.log("");
   console.log("In another terminal:");
   const b = balancer.port === 7000 ? "" : ` --balancer 127.0.0.1:${balancer.port}`;

@@ -7,7 +7,6 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { migrate, openDatabase } from "../../db/connect";
 import { ChatSession, type Received } from "../../client/session";
 import { startBalancer, type Balancer } from "../../roles/balancer";
 import { startServer, type ChatServer } from "../../roles/server";
@@ -17,6 +16,7 @@ import { askBalancer } from "../../balancer/ask";
 import { loginKeys, signupAccount } from "../../client/account";
 import type { IdentityKeys } from "../../crypto/keys";
 import { testDatabaseUrl } from "./pg";
+import { seedCluster, testIdentity } from "./tls";
 
 export const ROOT = join(import.meta.dir, "..", "..");
 /** In-process servers are quiet in tests; CHATTERBOX_TEST_LOG=1 shows what they log. */
@@ -38,10 +38,8 @@ export interface Cluster {
 
 export async function startCluster(options: { servers?: number; config?: Partial<ServerConfig>; url?: string } = {}): Promise<Cluster> {
   const url = options.url ?? (await testDatabaseUrl());
-  const database = openDatabase(url, { max: 1 });
-  await migrate(database);
-  await database.close();
-  const balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+  await seedCluster(url);
+  const balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: await testIdentity() });
   const balancerAddr = `127.0.0.1:${balancer.port}`;
   const servers: ChatServer[] = [];
   const addServer = async (config?: Partial<ServerConfig>) => {
@@ -73,9 +71,11 @@ export interface ServerProcess {
 }
 
 export async function spawnServer(url: string, balancer: string, extraArgs: string[] = []): Promise<ServerProcess> {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "serve", "0", "--balancer", balancer, "--database-url", url, ...extraArgs], {
+  // The URL through the environment, as `up` passes it: argv is for everyone to read.
+  const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "serve", "0", "--balancer", balancer, ...extraArgs], {
     stdout: "pipe",
     stderr: "ignore",
+    env: { ...process.env, DATABASE_URL: url },
   });
   const reader = proc.stdout.getReader();
   let text = "";
