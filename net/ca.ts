@@ -94,7 +94,7 @@ export function fingerprint(certPem: string): string {
 
 /** Accepts a fingerprint as people paste it: any case, with or without colons or the prefix. */
 export function normalFingerprint(text: string): string {
-  const hex = text.trim().replace(/^sha256:/i, "").replace(/[:\s]/g, "").toUpperCase();
+  const hex = text.trim().replace(/^sha256:?/i, "").replace(/[:\s]/g, "").toUpperCase();
   if (!/^[0-9A-F]{64}$/.test(hex)) throw new Error(`Not a SHA-256 fingerprint: "${text.slice(0, 120)}"`);
   return `SHA256:${hex.match(/../g)!.join(":")}`;
 }

@@ -14,7 +14,7 @@ import { startServer } from "../roles/server";
 import { connectUser, signup, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
 import { dumpDatabase, findIn } from "./support/dump";
 import { startRelay, type Relay } from "./support/relay";
-import { TEST_MEMBER } from "./support/tls";
+import { TEST_MEMBER, TEST_TLS } from "./support/tls";
 
 const MARKER = `plaintext-marker-${randomBytes(9).toString("hex")}-Käsebrot✓`;
 // Distinctive, so that finding it anywhere cannot be a coincidence.
@@ -127,9 +127,9 @@ interface Tap extends Relay {
   chunks: Buffer[];
 }
 
-/** A TCP relay to `target` that records what passes through it. */
+/** A relay to `target` that records what passes through it, inside TLS: what the server itself receives. */
 async function tap(target: string): Promise<Tap> {
   const chunks: Buffer[] = [];
-  const relay = await startRelay(target, { onChunk: (chunk) => chunks.push(chunk) });
+  const relay = await startRelay(target, { onChunk: (chunk) => chunks.push(chunk), terminateTls: TEST_TLS });
   return Object.assign(relay, { chunks });
 }

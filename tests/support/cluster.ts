@@ -12,6 +12,7 @@ import { startBalancer, type Balancer } from "../../roles/balancer";
 import { startServer, type ChatServer } from "../../roles/server";
 import type { ServerConfig } from "../../server/context";
 import { Link } from "../../net/link";
+import { PLAINTEXT } from "../../net/tls";
 import { askBalancer } from "../../balancer/ask";
 import { loginKeys, signupAccount } from "../../client/account";
 import type { IdentityKeys } from "../../crypto/keys";
@@ -36,14 +37,23 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(options: { servers?: number; config?: Partial<ServerConfig>; url?: string } = {}): Promise<Cluster> {
+/** With plaintext, every hop is (--insecure-plaintext); the caller sets the clients' trust to match. */
+export async function startCluster(options: { servers?: number; config?: Partial<ServerConfig>; url?: string; plaintext?: boolean } = {}): Promise<Cluster> {
   const url = options.url ?? (await testDatabaseUrl());
   await seedCluster(url);
-  const balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: await testIdentity() });
+  const identity = await testIdentity();
+  const balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: options.plaintext ? { ...identity, tls: PLAINTEXT } : identity });
   const balancerAddr = `127.0.0.1:${balancer.port}`;
   const servers: ChatServer[] = [];
   const addServer = async (config?: Partial<ServerConfig>) => {
-    const server = await startServer({ port: 0, databaseUrl: url, balancer: balancerAddr, config: { ...options.config, ...config }, log: serverLog });
+    const server = await startServer({
+      port: 0,
+      databaseUrl: url,
+      balancer: balancerAddr,
+      config: { ...options.config, ...config },
+      insecurePlaintext: options.plaintext,
+      log: serverLog,
+    });
     servers.push(server);
     await waitFor(() => balancer.servers().some((s) => s.id === server.id), "the server to register");
     return server;

@@ -68,7 +68,8 @@ export async function startRelay(target: string, options: RelayOptions = {}): Pr
         Bun.connect({
           hostname: host,
           port,
-          ...(tls ? { tls: { ca: tls.caPem, rejectUnauthorized: true } } : {}),
+          // It shows the server the same certificate, so peer links through it still pass mutual TLS.
+          ...(tls ? { tls: { ca: tls.caPem, cert: tls.certPem, key: tls.keyPem, rejectUnauthorized: true } } : {}),
           socket: {
             data(_s, chunk) {
               const copy = Buffer.from(chunk);
