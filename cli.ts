@@ -35,6 +35,14 @@ function limitsOf(args: Record<string, unknown>) {
   };
 }
 
+const tlsNamesArg = {
+  "tls-names": { type: "string", description: "More host names or addresses for this process's certificate, comma-separated (those others dial)" },
+} as const;
+
+function namesOf(text: unknown): string[] {
+  return typeof text === "string" ? text.split(",").map((n) => n.trim()).filter(Boolean) : [];
+}
+
 const plaintextArg = {
   "insecure-plaintext": { type: "boolean", description: "No TLS on any hop: only to measure what TLS costs, never in earnest" },
 } as const;
@@ -95,6 +103,7 @@ const balance = defineCommand({
     host: { type: "string", description: "Address to listen on", default: "127.0.0.1" },
     strategy: { type: "string", description: "roundrobin, leastconn, random or p2c", default: "roundrobin" },
     ...databaseUrl,
+    ...tlsNamesArg,
     ...plaintextArg,
   },
   run: ({ args }) =>
@@ -105,6 +114,7 @@ const balance = defineCommand({
         hostname: args.host,
         strategy: args.strategy,
         databaseUrl: needDatabase(args["database-url"]),
+        tlsNames: namesOf(args["tls-names"]),
         insecurePlaintext: !!args["insecure-plaintext"],
       });
     }),
@@ -118,6 +128,7 @@ const serve = defineCommand({
     balancer: { type: "string", description: "Balancer to register with, HOST:PORT", default: DEFAULT_BALANCER },
     ...databaseUrl,
     ...serverLimits,
+    ...tlsNamesArg,
     ...plaintextArg,
   },
   run: ({ args }) =>
@@ -129,6 +140,7 @@ const serve = defineCommand({
         balancer: args.balancer,
         databaseUrl: needDatabase(args["database-url"]),
         config: limitsOf(args),
+        tlsNames: namesOf(args["tls-names"]),
         insecurePlaintext: !!args["insecure-plaintext"],
       });
     }),

@@ -120,9 +120,9 @@ export class Link {
     return link;
   }
 
-  /** The TLS certificate the other end showed, as Bun describes it; undefined without TLS. */
-  peerCertificate(): Record<string, unknown> | undefined {
-    return (this.socket as unknown as { getPeerCertificate?(): Record<string, unknown> }).getPeerCertificate?.() ?? undefined;
+  /** "TLSv1.3", say; undefined without TLS. */
+  tlsVersion(): string | undefined {
+    return (this.socket as unknown as { getTLSVersion?(): string | null }).getTLSVersion?.() ?? undefined;
   }
 
   get closed(): boolean {

@@ -20,9 +20,16 @@ export function onSignal(stop: () => Promise<unknown> | unknown): void {
   process.on("SIGTERM", handler);
 }
 
-export async function runBalancer(options: { port: number; hostname: string; strategy: string; databaseUrl: string; insecurePlaintext?: boolean }): Promise<void> {
+export async function runBalancer(options: {
+  port: number;
+  hostname: string;
+  strategy: string;
+  databaseUrl: string;
+  tlsNames?: string[];
+  insecurePlaintext?: boolean;
+}): Promise<void> {
   // Its certificate and the cluster secret come from ChatDB, as a server's do (SECURITY.md).
-  const identity = await clusterIdentityFrom(options.databaseUrl, [options.hostname]);
+  const identity = await clusterIdentityFrom(options.databaseUrl, [options.hostname, ...(options.tlsNames ?? [])]);
   const tls = options.insecurePlaintext ? PLAINTEXT : identity.tls;
   const balancer = await startBalancer({ ...options, identity: { tls, secret: identity.secret }, log: (l) => console.error(l) });
   console.log(`balancer listening on ${options.hostname}:${balancer.port} (strategy ${options.strategy})`);
@@ -30,7 +37,7 @@ export async function runBalancer(options: { port: number; hostname: string; str
   onSignal(() => balancer.stop());
 }
 
-export async function runServer(options: { port: number; hostname: string; balancer: string; databaseUrl: string; config?: Partial<ServerConfig>; insecurePlaintext?: boolean }): Promise<void> {
+export async function runServer(options: { port: number; hostname: string; balancer: string; databaseUrl: string; config?: Partial<ServerConfig>; tlsNames?: string[]; insecurePlaintext?: boolean }): Promise<void> {
   const server = await startServer({ ...options, log: (l) => console.error(l) });
   console.log(`server ${server.id} listening on ${server.addr}, registered with ${options.balancer}`);
   onSignal(() => server.stop());

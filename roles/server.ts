@@ -34,6 +34,8 @@ export interface ServerOptions {
   /** HOST:PORT of the balancer to register with; none for a server reached directly. */
   balancer?: string;
   config?: Partial<ServerConfig>;
+  /** More names for its certificate than `hostname` (--tls-names): those clients and peers dial. */
+  tlsNames?: string[];
   /** Every hop in plaintext (--insecure-plaintext): only for measuring what TLS costs. */
   insecurePlaintext?: boolean;
   log?: (line: string) => void;
@@ -59,7 +61,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const id = randomUUID();
   const hostname = options.hostname ?? "127.0.0.1";
   // A certificate of its own under the cluster CA, for the name clients and peers reach it by.
-  const identity = await clusterIdentity(database.sql, [hostname]);
+  const identity = await clusterIdentity(database.sql, [hostname, ...(options.tlsNames ?? [])]);
   const plaintext = options.insecurePlaintext === true;
   const memberTls = plaintext ? PLAINTEXT : { caPem: identity.tls.caPem, certPem: identity.tls.certPem, keyPem: identity.tls.keyPem };
 

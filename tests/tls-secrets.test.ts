@@ -1,13 +1,16 @@
 /**
  * Secrets stay off the command line, which every local user can read in
  * `ps`: `chatterbox up` hands its servers the database URL through the
- * environment. (The bench's servers: tests/bench.test.ts.)
+ * environment. (The bench's servers: tests/bench.test.ts.) And the roles run
+ * as separate processes, as an operator over several hosts would run them.
  */
 import { expect, test } from "bun:test";
 import { join } from "node:path";
-import { ROOT } from "./support/cluster";
+import { askBalancer } from "../balancer/ask";
+import { fingerprint } from "../net/ca";
+import { ROOT, spawnServer, type ServerProcess } from "./support/cluster";
 import { testDatabaseUrl } from "./support/pg";
-import { seedCluster } from "./support/tls";
+import { seedCluster, TEST_CA } from "./support/tls";
 
 async function freePorts(count: number): Promise<number> {
   // A run of free ports: up takes the one it is given and the next `count`.
@@ -52,5 +55,36 @@ test("while `up` runs, no process shows the database password on its command lin
   } finally {
     up.kill("SIGTERM");
     await up.exited;
+  }
+}, 60_000);
+
+test("`balance` and `serve` as separate processes take the URL from the environment and speak TLS under the cluster CA", async () => {
+  const url = await testDatabaseUrl();
+  await seedCluster(url);
+  const balance = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "balance", "--port", "0"], {
+    env: { ...process.env, DATABASE_URL: url },
+    stdout: "pipe",
+    stderr: "ignore",
+  });
+  let server: ServerProcess | undefined;
+  try {
+    let out = "";
+    const reader = balance.stdout.getReader();
+    while (!/cluster CA fingerprint/.test(out)) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`balance exited: ${out}`);
+      out += new TextDecoder().decode(value);
+    }
+    expect(out).toContain(fingerprint(TEST_CA.certPem));
+    const addr = /balancer listening on (\S+)/.exec(out)![1]!;
+    server = await spawnServer(url, addr);
+    // This process trusts only the test CA: an answer means TLS under it, and a registered server.
+    let answer: string | undefined;
+    while (!answer) answer = await askBalancer(addr).catch(() => undefined);
+    expect(answer).toBe(server.addr);
+  } finally {
+    await server?.kill9();
+    balance.kill("SIGTERM");
+    await balance.exited;
   }
 }, 60_000);

@@ -57,6 +57,7 @@ test("the first connection pins the cluster CA, and the same balancer under anot
   const first = await balancerWith(await tlsUnder(ours));
   const link = await ask(first.addr, new ClientTrust(new KnownHostsFile(() => home)));
   expect(link.helloReply.role).toBe("balancer");
+  expect(link.tlsVersion()).toBe("TLSv1.3");
   expect(readFileSync(join(home, "known_hosts"), "utf8")).toContain(`${first.addr} ${fingerprint(ours.certPem)} `);
 
   // A later run of the client (a new trust over the same file) still trusts it without asking.
