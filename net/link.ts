@@ -10,6 +10,7 @@ import { DEFAULT_MAX_FRAME, FrameReader } from "../protocol/frame";
 import { PROTOCOL_VERSION } from "../protocol/messages";
 import { Outbox } from "./outbox";
 import { connectTls, handshakeError, PLAINTEXT, type ClientTls, type Plaintext } from "./tls";
+import { keepTicket, ticketFor } from "./tls-sessions";
 import { defaultTrust, type Trust } from "./trust";
 
 export interface LinkHandlers {
@@ -81,14 +82,25 @@ export class Link {
     const link = new Link(options);
     let handshake: (error?: ChatError) => void = () => {};
     const handshaken = new Promise<ChatError | undefined>((resolve) => (handshake = resolve));
+    // Resumption where a verified session exists; the ticket comes after the handshake, with the first data.
+    const verified = tls !== PLAINTEXT && "caPem" in tls ? tls : undefined;
+    const ticket = verified && ticketFor(address, verified.caPem, !!verified.certPem);
+    let ticketKept = false;
     try {
       link.socket = await Bun.connect({
         hostname: host,
         port,
         ...(tls === PLAINTEXT ? {} : { tls: connectTls(tls) }),
         socket: {
+          open: (socket) => ticket && socket.setSession(ticket),
           handshake: (_socket, success, error) => handshake(handshakeError(tls, address, success, error)),
-          data: (_socket, chunk) => link.onData(chunk),
+          data: (socket, chunk) => {
+            if (verified && !ticketKept) {
+              ticketKept = true;
+              keepTicket(address, verified.caPem, !!verified.certPem, socket.getSession() as unknown as Uint8Array | undefined);
+            }
+            link.onData(chunk);
+          },
           drain: () => link.outbox.flush(),
           close: () => {
             handshake(new ChatError("E_UNAVAILABLE", `${address} closed the connection during the TLS handshake`));
@@ -118,6 +130,11 @@ export class Link {
       throw error;
     }
     return link;
+  }
+
+  /** Whether the TLS session was resumed from an earlier connection's ticket (net/tls-sessions.ts). */
+  resumed(): boolean {
+    return (this.socket as unknown as { isSessionReused?(): boolean }).isSessionReused?.() === true;
   }
 
   /** "TLSv1.3", say; undefined without TLS. */

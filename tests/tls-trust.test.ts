@@ -60,8 +60,11 @@ test("the first connection pins the cluster CA, and the same balancer under anot
   expect(link.tlsVersion()).toBe("TLSv1.3");
   expect(readFileSync(join(home, "known_hosts"), "utf8")).toContain(`${first.addr} ${fingerprint(ours.certPem)} `);
 
-  // A later run of the client (a new trust over the same file) still trusts it without asking.
-  await ask(first.addr, new ClientTrust(new KnownHostsFile(() => home)));
+  // A later run of the client (a new trust over the same file) still trusts it without asking,
+  // and resumes the TLS session of the connection before: no certificate exchange again.
+  const again = await ask(first.addr, new ClientTrust(new KnownHostsFile(() => home)));
+  expect(again.resumed()).toBe(true);
+  expect(link.resumed()).toBe(false);
 
   // Someone else now answers on that address, with a CA of their own.
   const port = first.port;
