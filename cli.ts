@@ -39,6 +39,18 @@ const tlsNamesArg = {
   "tls-names": { type: "string", description: "More host names or addresses for this process's certificate, comma-separated (those others dial)" },
 } as const;
 
+const publicTlsArgs = {
+  "tls-cert": { type: "string", description: "A certificate chain from a public CA (PEM), presented to clients instead of the cluster's own" },
+  "tls-key": { type: "string", description: "The private key of --tls-cert (PEM)" },
+} as const;
+
+function publicTlsOf(args: { "tls-cert"?: string; "tls-key"?: string }): { certFile: string; keyFile: string } | undefined {
+  const [certFile, keyFile] = [args["tls-cert"], args["tls-key"]];
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) fail(new ChatError("E_BAD_REQUEST", "Give both --tls-cert and --tls-key, or neither"));
+  return { certFile: certFile!, keyFile: keyFile! };
+}
+
 function namesOf(text: unknown): string[] {
   return typeof text === "string" ? text.split(",").map((n) => n.trim()).filter(Boolean) : [];
 }
@@ -104,6 +116,7 @@ const balance = defineCommand({
     strategy: { type: "string", description: "roundrobin, leastconn, random or p2c", default: "roundrobin" },
     ...databaseUrl,
     ...tlsNamesArg,
+    ...publicTlsArgs,
     ...plaintextArg,
   },
   run: ({ args }) =>
@@ -115,6 +128,7 @@ const balance = defineCommand({
         strategy: args.strategy,
         databaseUrl: needDatabase(args["database-url"]),
         tlsNames: namesOf(args["tls-names"]),
+        publicTls: publicTlsOf(args),
         insecurePlaintext: !!args["insecure-plaintext"],
       });
     }),
@@ -129,6 +143,7 @@ const serve = defineCommand({
     ...databaseUrl,
     ...serverLimits,
     ...tlsNamesArg,
+    ...publicTlsArgs,
     ...plaintextArg,
   },
   run: ({ args }) =>
@@ -141,6 +156,7 @@ const serve = defineCommand({
         databaseUrl: needDatabase(args["database-url"]),
         config: limitsOf(args),
         tlsNames: namesOf(args["tls-names"]),
+        publicTls: publicTlsOf(args),
         insecurePlaintext: !!args["insecure-plaintext"],
       });
     }),

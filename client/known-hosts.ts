@@ -1,7 +1,8 @@
 /**
  * The cluster CAs this device has pinned, by balancer address, as SSH keeps
  * known_hosts: CHATTERBOX_HOME/known_hosts, one "ADDRESS FINGERPRINT CERT" a
- * line (CERT is the CA's DER in base64). Behind a tiny interface, so the pins
+ * line (CERT is the CA's DER in base64; FINGERPRINT PUBLIC-PKI and CERT "-" for a
+ * balancer whose certificate is a public CA's). Behind a tiny interface, so the pins
  * can move into another store later.
  */
 import { chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
@@ -29,7 +30,8 @@ export class KnownHostsFile implements KnownHosts {
   pin(address: string, pinned: Pinned): void {
     const all = this.read();
     all.set(address, pinned);
-    const lines = [...all].map(([addr, p]) => `${addr} ${p.fingerprint} ${derOf(p.caPem)}`);
+    // "-" for a balancer with a public CA's certificate: there is no cluster CA to keep.
+    const lines = [...all].map(([addr, p]) => `${addr} ${p.fingerprint} ${derOf(p.caPem) || "-"}`);
     mkdirSync(this.dir(), { recursive: true, mode: 0o700 });
     // Written whole and renamed, so that two clients pinning at once never leave half a file.
     const tmp = `${this.path()}.${process.pid}.tmp`;
@@ -52,7 +54,7 @@ export class KnownHostsFile implements KnownHosts {
     }
     for (const line of text.split("\n")) {
       const [addr, fingerprint, der] = line.trim().split(/\s+/);
-      if (addr && fingerprint && der) all.set(addr, { fingerprint, caPem: pemOf(der) });
+      if (addr && fingerprint && der) all.set(addr, { fingerprint, caPem: der === "-" ? "" : pemOf(der) });
     }
     return all;
   }

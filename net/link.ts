@@ -62,19 +62,21 @@ export class Link {
       return await Link.open(address, options, tls);
     } catch (error) {
       if (!(error instanceof ChatError) || error.code !== "E_TLS") throw error;
-      // Which CA does it show instead? A different one is worth a louder refusal.
-      const named = await Link.probeCa(address, options.timeoutMs).catch(() => undefined);
-      throw (named && trust.mismatch(address, named)) || error;
+      // Which CA does it name instead? A different one is worth a louder refusal.
+      const named = await Link.probeCa(address, options.timeoutMs).then(
+        (ca) => ({ ca }),
+        () => undefined,
+      );
+      throw (named && trust.mismatch(address, named.ca)) || error;
     }
   }
 
-  /** The CA certificate the other end names in its hello, over a connection that checks nothing. */
-  private static async probeCa(address: string, timeoutMs?: number): Promise<string> {
+  /** The CA certificate the other end names in its hello, over a connection that checks nothing; none for a public CA's certificate. */
+  private static async probeCa(address: string, timeoutMs?: number): Promise<string | undefined> {
     const probe = await Link.open(address, { hello: { role: "client" }, timeoutMs }, { learn: true });
     probe.close();
     const ca = probe.helloReply.ca;
-    if (typeof ca !== "string") throw new ChatError("E_TLS", `${address} named no cluster CA: it is not a ChatterBox balancer or server with TLS`);
-    return ca;
+    return typeof ca === "string" ? ca : undefined;
   }
 
   private static async open(address: string, options: LinkOptions, tls: ClientTls | Plaintext): Promise<Link> {
@@ -83,8 +85,8 @@ export class Link {
     let handshake: (error?: ChatError) => void = () => {};
     const handshaken = new Promise<ChatError | undefined>((resolve) => (handshake = resolve));
     // Resumption where a verified session exists; the ticket comes after the handshake, with the first data.
-    const verified = tls !== PLAINTEXT && "caPem" in tls ? tls : undefined;
-    const ticket = verified && ticketFor(address, verified.caPem, !!verified.certPem);
+    const verified = tls === PLAINTEXT || "learn" in tls ? undefined : "systemRoots" in tls ? { caPem: "system roots", certPem: undefined } : tls;
+    const ticket = verified && ticketFor(address, verified.caPem, verified.certPem);
     let ticketKept = false;
     try {
       link.socket = await Bun.connect({
@@ -97,7 +99,7 @@ export class Link {
           data: (socket, chunk) => {
             if (verified && !ticketKept) {
               ticketKept = true;
-              keepTicket(address, verified.caPem, !!verified.certPem, socket.getSession() as unknown as Uint8Array | undefined);
+              keepTicket(address, verified.caPem, verified.certPem, socket.getSession() as unknown as Uint8Array | undefined);
             }
             link.onData(chunk);
           },

@@ -118,7 +118,8 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
   const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
   const outboxLimit = options.outboxLimit ?? DEFAULT_OUTBOX_LIMIT;
   const tls = listenerTls(options.tls);
-  const caPem = options.tls === PLAINTEXT ? undefined : options.tls.caPem;
+  // Named in hello for clients to pin, unless the certificate is a public CA's (then the system roots decide).
+  const caPem = options.tls === PLAINTEXT || options.tls.publicCertificate ? undefined : options.tls.caPem;
   const perAddress = new Map<string, number>();
   let open = 0;
   return Bun.listen<Connection<S>>({

@@ -3,6 +3,8 @@
  * can pass the `tls: {}` that Bun.connect takes as "no TLS at all". Plaintext is
  * a value of its own, spelled as the flag that asks for it.
  */
+import { readFileSync } from "node:fs";
+import { rootCertificates } from "node:tls";
 import { ChatError } from "../protocol/errors";
 
 export const PLAINTEXT = "insecure-plaintext";
@@ -13,13 +15,17 @@ export interface ServerTls {
   certPem: string;
   keyPem: string;
   caPem: string;
+  /** The certificate is from a public CA (--tls-cert): hello names no cluster CA, and clients check against the system roots. */
+  publicCertificate?: boolean;
 }
 
 /** How a caller checks the other end, and the certificate it shows, if it has one (a server calling a peer). */
 export type ClientTls =
   | { caPem: string; certPem?: string; keyPem?: string }
   /** First contact: take the CA the other end names, so that the caller can pin it and connect again. */
-  | { learn: true };
+  | { learn: true }
+  /** An operator's certificate from a public CA: the system's roots decide. */
+  | { systemRoots: true };
 
 export function listenerTls(tls: ServerTls | Plaintext): Record<string, unknown> | undefined {
   if (tls === PLAINTEXT) return undefined;
@@ -30,6 +36,8 @@ export function listenerTls(tls: ServerTls | Plaintext): Record<string, unknown>
 export function connectTls(tls: ClientTls | Plaintext): Record<string, unknown> | undefined {
   if (tls === PLAINTEXT) return undefined;
   if ("learn" in tls) return { rejectUnauthorized: false };
+  // Not {}: Bun.connect takes an empty tls object for no TLS at all.
+  if ("systemRoots" in tls) return { rejectUnauthorized: true };
   return {
     ca: tls.caPem,
     rejectUnauthorized: true,
@@ -51,4 +59,20 @@ export function handshakeError(tls: ClientTls | Plaintext, address: string, succ
   }
   const reason = error?.message ?? "the handshake failed";
   return new ChatError("E_TLS", `Refused ${address}: its certificate is not trusted (${code ? `${code}: ` : ""}${reason})`);
+}
+
+/**
+ * What members trust when their cluster's listeners present public
+ * certificates (--tls-cert): the cluster CA, the system's roots, and the
+ * operator's own (NODE_EXTRA_CA_CERTS, which Bun adds for clients by itself).
+ */
+export function withPublicRoots(caPem: string): string {
+  const extraFile = process.env.NODE_EXTRA_CA_CERTS;
+  const extra = extraFile ? readFileSync(extraFile, "utf8") : "";
+  return [caPem, ...rootCertificates, extra].join("\n");
+}
+
+/** An operator's certificate and key files, presented instead of the cluster's own; callers' certificates still checked against the cluster CA. */
+export function publicServerTls(certFile: string, keyFile: string, cluster: ServerTls): ServerTls {
+  return { certPem: readFileSync(certFile, "utf8"), keyPem: readFileSync(keyFile, "utf8"), caPem: cluster.caPem, publicCertificate: true };
 }

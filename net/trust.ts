@@ -19,17 +19,20 @@ export interface TrustOptions {
   fingerprint?: string;
 }
 
+/** What known_hosts records for a balancer whose certificate is a public CA's (--tls-cert): the system roots. */
+export const PUBLIC_PKI = "PUBLIC-PKI";
+
 export interface Trust {
   /** How to call this address. */
   tlsFor(address: string): ClientTls | Plaintext;
-  /** The CA that `address` named on first contact: pins it, or throws E_CA_CHANGED. */
-  learn(address: string, caPem: string): ClientTls;
+  /** The CA that `address` named on first contact (none: a public certificate): pins it, or throws E_CA_CHANGED. */
+  learn(address: string, caPem: string | undefined): ClientTls;
   /** The CA `address` named after it failed the pinned one: E_CA_CHANGED when it is another CA. */
-  mismatch(address: string, caPem: string): ChatError | undefined;
+  mismatch(address: string, caPem: string | undefined): ChatError | undefined;
 }
 
 export class ClientTrust implements Trust {
-  /** The CA of the cluster this process has reached: its servers are checked against it, not trusted on first use. */
+  /** The CA of the cluster this process has reached (or PUBLIC_PKI): its servers are checked against it, not trusted on first use. */
   private cluster?: string;
   private readonly expected?: string;
 
@@ -45,33 +48,38 @@ export class ClientTrust implements Trust {
     if (this.options.plaintext) return PLAINTEXT;
     if (this.options.caPem) return { caPem: this.cluster! };
     const pinned = this.known?.get(address);
-    if (pinned && (!this.expected || pinned.fingerprint === this.expected)) return { caPem: pinned.caPem };
-    if (this.cluster) return { caPem: this.cluster };
+    if (pinned && (!this.expected || pinned.fingerprint === this.expected)) return this.tlsOf(pinned.fingerprint === PUBLIC_PKI ? PUBLIC_PKI : pinned.caPem);
+    if (this.cluster) return this.tlsOf(this.cluster);
     return { learn: true };
   }
 
-  learn(address: string, caPem: string): ClientTls {
-    const ca = firstCertificate(caPem);
-    const got = fingerprint(ca);
+  learn(address: string, caPem: string | undefined): ClientTls {
+    const ca = caPem === undefined ? PUBLIC_PKI : firstCertificate(caPem);
+    const got = ca === PUBLIC_PKI ? PUBLIC_PKI : fingerprint(ca);
     const pinned = this.known?.get(address);
     const expected = this.expected ?? pinned?.fingerprint;
     if (expected && expected !== got) throw changed(address, expected, got, !!this.expected);
-    this.known?.pin(address, { fingerprint: got, caPem: ca });
+    this.known?.pin(address, { fingerprint: got, caPem: ca === PUBLIC_PKI ? "" : ca });
     this.cluster = ca;
-    return { caPem: ca };
+    return this.tlsOf(ca);
   }
 
-  mismatch(address: string, caPem: string): ChatError | undefined {
+  mismatch(address: string, caPem: string | undefined): ChatError | undefined {
     const want = this.tlsFor(address);
     if (want === PLAINTEXT || "learn" in want) return undefined;
-    const expected = fingerprint(want.caPem);
-    const got = fingerprint(firstCertificate(caPem));
+    const expected = "systemRoots" in want ? PUBLIC_PKI : fingerprint(want.caPem);
+    const got = caPem === undefined ? PUBLIC_PKI : fingerprint(firstCertificate(caPem));
     return expected === got ? undefined : changed(address, expected, got, !!this.expected || !!this.options.caPem);
+  }
+
+  private tlsOf(ca: string): ClientTls {
+    return ca === PUBLIC_PKI ? { systemRoots: true } : { caPem: ca };
   }
 }
 
 function changed(address: string, expected: string, got: string, fromFlag: boolean): ChatError {
   const source = fromFlag ? "the CA you gave (--ca or --ca-fingerprint)" : "the CA this device pinned on first use";
+  // PUBLIC-PKI on either side: a certificate from a public CA (the operator's --tls-cert), checked against the system roots.
   return new ChatError(
     "E_CA_CHANGED",
     [

@@ -5,7 +5,7 @@
 import type { ServerConfig } from "../server/context";
 import { startServer } from "./server";
 import { startBalancer } from "./balancer";
-import { PLAINTEXT } from "../net/tls";
+import { PLAINTEXT, publicServerTls } from "../net/tls";
 import { clusterIdentityFrom } from "../server/cluster-identity";
 
 export function onSignal(stop: () => Promise<unknown> | unknown): void {
@@ -26,18 +26,24 @@ export async function runBalancer(options: {
   strategy: string;
   databaseUrl: string;
   tlsNames?: string[];
+  publicTls?: { certFile: string; keyFile: string };
   insecurePlaintext?: boolean;
 }): Promise<void> {
   // Its certificate and the cluster secret come from ChatDB, as a server's do (SECURITY.md).
   const identity = await clusterIdentityFrom(options.databaseUrl, [options.hostname, ...(options.tlsNames ?? [])]);
-  const tls = options.insecurePlaintext ? PLAINTEXT : identity.tls;
+  const presented = options.publicTls ? publicServerTls(options.publicTls.certFile, options.publicTls.keyFile, identity.tls) : identity.tls;
+  const tls = options.insecurePlaintext ? PLAINTEXT : presented;
   const balancer = await startBalancer({ ...options, identity: { tls, secret: identity.secret }, log: (l) => console.error(l) });
   console.log(`balancer listening on ${options.hostname}:${balancer.port} (strategy ${options.strategy})`);
-  console.log(tls === PLAINTEXT ? "WARNING: --insecure-plaintext: no TLS on any hop" : `cluster CA fingerprint ${identity.caFingerprint}`);
+  console.log(
+    tls === PLAINTEXT
+      ? "WARNING: --insecure-plaintext: no TLS on any hop"
+      : `cluster CA fingerprint ${identity.caFingerprint}${options.publicTls ? " (members only: clients check --tls-cert against the system roots)" : ""}`,
+  );
   onSignal(() => balancer.stop());
 }
 
-export async function runServer(options: { port: number; hostname: string; balancer: string; databaseUrl: string; config?: Partial<ServerConfig>; tlsNames?: string[]; insecurePlaintext?: boolean }): Promise<void> {
+export async function runServer(options: { port: number; hostname: string; balancer: string; databaseUrl: string; config?: Partial<ServerConfig>; tlsNames?: string[]; publicTls?: { certFile: string; keyFile: string }; insecurePlaintext?: boolean }): Promise<void> {
   const server = await startServer({ ...options, log: (l) => console.error(l) });
   console.log(`server ${server.id} listening on ${server.addr}, registered with ${options.balancer}`);
   onSignal(() => server.stop());

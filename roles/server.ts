@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import { announce } from "../balancer/announcer";
 import { migrate, openDatabase, type Database } from "../db/connect";
 import { listen } from "../net/listener";
-import { PLAINTEXT } from "../net/tls";
+import { PLAINTEXT, publicServerTls, withPublicRoots } from "../net/tls";
 import { clusterIdentity } from "../server/cluster-identity";
 import { isNonce, nonce } from "../server/peer-proof";
 import { timingSafeEqual } from "node:crypto";
@@ -36,6 +36,8 @@ export interface ServerOptions {
   config?: Partial<ServerConfig>;
   /** More names for its certificate than `hostname` (--tls-names): those clients and peers dial. */
   tlsNames?: string[];
+  /** An operator's certificate from a public CA (--tls-cert, --tls-key), presented instead of the cluster's own. */
+  publicTls?: { certFile: string; keyFile: string };
   /** Every hop in plaintext (--insecure-plaintext): only for measuring what TLS costs. */
   insecurePlaintext?: boolean;
   log?: (line: string) => void;
@@ -63,7 +65,10 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   // A certificate of its own under the cluster CA, for the name clients and peers reach it by.
   const identity = await clusterIdentity(database.sql, [hostname, ...(options.tlsNames ?? [])]);
   const plaintext = options.insecurePlaintext === true;
-  const memberTls = plaintext ? PLAINTEXT : { caPem: identity.tls.caPem, certPem: identity.tls.certPem, keyPem: identity.tls.keyPem };
+  const listenTls = options.publicTls ? publicServerTls(options.publicTls.certFile, options.publicTls.keyFile, identity.tls) : identity.tls;
+  // Its own cluster certificate when it calls others; with public certificates in the cluster, their roots are trusted too.
+  const memberCa = options.publicTls ? withPublicRoots(identity.tls.caPem) : identity.tls.caPem;
+  const memberTls = plaintext ? PLAINTEXT : { caPem: memberCa, certPem: identity.tls.certPem, keyPem: identity.tls.keyPem };
 
   const ctx = {} as ServerContext;
   const getCtx = () => ctx;
@@ -87,7 +92,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     port: options.port,
     hostname,
     outboxLimit: config.outboxLimit,
-    tls: plaintext ? PLAINTEXT : identity.tls,
+    tls: plaintext ? PLAINTEXT : listenTls,
     initialState: () => ({ role: "unknown", authenticating: false }),
     routes: {
       ...routes(ctx, directory, acks),

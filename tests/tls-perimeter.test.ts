@@ -53,7 +53,9 @@ test("a rogue registration without cluster credentials is refused, and no client
   const bare = await refusal(Link.connect(cluster.balancerAddr, { hello: { role: "server", server: real.id, nonce: nonce() } }));
   expect(bare.code).toBe("E_AUTH");
 
-  // 2. A certificate, but under a CA of its own making.
+  // 2. A certificate, but under a CA of its own making. (This process also holds the real server's
+  // TLS session to the balancer: it must not lend that session's certificate to this caller.)
+  (await connectAsMember(cluster.balancerAddr, { id: "genuine-tool", ...TEST_MEMBER })).close();
   const ownCa = await createCa("rogue");
   const own = await issueCertificate(ownCa, ["127.0.0.1"]);
   const forged = await refusal(
