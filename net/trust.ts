@@ -48,7 +48,11 @@ export class ClientTrust implements Trust {
     if (this.options.plaintext) return PLAINTEXT;
     if (this.options.caPem) return { caPem: this.cluster! };
     const pinned = this.known?.get(address);
-    if (pinned && (!this.expected || pinned.fingerprint === this.expected)) return this.tlsOf(pinned.fingerprint === PUBLIC_PKI ? PUBLIC_PKI : pinned.caPem);
+    if (pinned && (!this.expected || pinned.fingerprint === this.expected)) {
+      // The cluster this process reached: the servers its balancer names are checked against it.
+      this.cluster = pinned.fingerprint === PUBLIC_PKI ? PUBLIC_PKI : pinned.caPem;
+      return this.tlsOf(this.cluster);
+    }
     if (this.cluster) return this.tlsOf(this.cluster);
     return { learn: true };
   }

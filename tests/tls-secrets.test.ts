@@ -42,7 +42,7 @@ test("while `up` runs, no process shows the database password on its command lin
   try {
     let out = "";
     const reader = up.stdout.getReader();
-    while (!out.includes("ChatterBox is up.")) {
+    while (!out.includes("Ctrl-C stops everything.")) {
       const { value, done } = await reader.read();
       if (done) throw new Error(`up exited: ${out}${await new Response(up.stderr).text()}`);
       out += new TextDecoder().decode(value);
