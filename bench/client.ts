@@ -6,6 +6,7 @@
  * real client does, and sends what the load generator tells it to.
  */
 import { askBalancer } from "../balancer/ask";
+import { PLAINTEXT } from "../net/tls";
 import { loginKeys, restoreIdentity, signupAccount } from "../client/account";
 import { benchDevice } from "./provision";
 import { ACK_DELAY_MS } from "../client/connection";
@@ -83,6 +84,8 @@ export class SimClient {
     const o = this.options;
     this.server = o.relay ?? (await askBalancer(o.balancer!, 10_000));
     this.link = await Link.connect(this.server, {
+      // The bare relay of --ceiling measures the socket path alone, without TLS.
+      ...(o.relay ? { tls: PLAINTEXT } : {}),
       hello: o.relay ? { role: "client", user: o.name } : { role: "client", agent: "chatterbox-bench" },
       onEvent: (ev, frame) => {
         if (ev !== "msg") return;

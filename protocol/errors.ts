@@ -45,6 +45,8 @@ export const ErrorCodes = {
   E_INTERNAL: "Internal server error",
   E_TIMEOUT: "No answer in time",
   E_CLOSED: "The connection closed",
+  E_TLS: "The other end's certificate is not trusted, or is not for the address called",
+  E_CA_CHANGED: "The cluster's certificate authority is not the one this device pinned",
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

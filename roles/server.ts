@@ -8,6 +8,10 @@ import { randomUUID } from "node:crypto";
 import { announce } from "../balancer/announcer";
 import { migrate, openDatabase, type Database } from "../db/connect";
 import { listen } from "../net/listener";
+import { PLAINTEXT, publicServerTls, withPublicRoots } from "../net/tls";
+import { clusterIdentity } from "../server/cluster-identity";
+import { isNonce, nonce } from "../server/peer-proof";
+import { timingSafeEqual } from "node:crypto";
 import { ChatError } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import { Acks } from "../server/acks";
@@ -40,6 +44,12 @@ export interface ServerOptions {
   config?: Partial<ServerConfig>;
   /** Given by the caller when its log lines must carry the id from the start. */
   id?: string;
+  /** More names for its certificate than `hostname` (--tls-names): those clients and peers dial. */
+  tlsNames?: string[];
+  /** An operator's certificate from a public CA (--tls-cert, --tls-key), presented instead of the cluster's own. */
+  publicTls?: { certFile: string; keyFile: string };
+  /** Every hop in plaintext (--insecure-plaintext): only for measuring what TLS costs. */
+  insecurePlaintext?: boolean;
   log?: Log;
 }
 
@@ -61,10 +71,16 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const store = new Store(database.sql);
   // The group commit has a connection of its own: one batch runs at a time.
   const commits = openDatabase(options.databaseUrl, { max: 1, settings: COMMITTER_SETTINGS, onReplace: (why) => log(`committer connection replaced: ${why}`) });
-  const secret = await store.clusterSecret("peer_secret");
   const saltSecret = await store.clusterSecret("salt_secret");
   const id = options.id ?? randomUUID();
   const hostname = options.hostname ?? "127.0.0.1";
+  // A certificate of its own under the cluster CA, for the name clients and peers reach it by.
+  const identity = await clusterIdentity(database.sql, [hostname, ...(options.tlsNames ?? [])]);
+  const plaintext = options.insecurePlaintext === true;
+  const listenTls = options.publicTls ? publicServerTls(options.publicTls.certFile, options.publicTls.keyFile, identity.tls) : identity.tls;
+  // Its own cluster certificate when it calls others; with public certificates in the cluster, their roots are trusted too.
+  const memberCa = options.publicTls ? withPublicRoots(identity.tls.caPem) : identity.tls.caPem;
+  const memberTls = plaintext ? PLAINTEXT : { caPem: memberCa, certPem: identity.tls.certPem, keyPem: identity.tls.keyPem };
 
   const ctx = {} as ServerContext;
   const getCtx = () => ctx;
@@ -115,7 +131,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     }),
     sessions,
     delivery,
-    peers: new Peers(getCtx, secret),
+    peers: new Peers(getCtx, identity.secret, memberTls),
   } satisfies Omit<ServerContext, "addr">);
 
   const listener = listen<ClientState>({
@@ -128,6 +144,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
         log(`${op} refused`, { level: "debug", code, op, req });
       },
     },
+    tls: plaintext ? PLAINTEXT : listenTls,
     initialState: () => ({ role: "unknown", authenticating: false }),
     routes: {
       ...routes(ctx, directory, acks),
@@ -135,9 +152,10 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       "peer.auth": {
         guard: (conn) => (conn.state.peerChallenge ? undefined : new ChatError("E_BAD_REQUEST", "peer.auth follows a peer's hello")),
         handle(conn, req) {
-          const { peerId, peerChallenge } = conn.state;
+          const expected = conn.state.peerChallenge!;
           conn.state.peerChallenge = undefined;
-          if (!ctx.peers.verify("connect", peerId!, peerChallenge!, req.proof)) {
+          const given = req.proof;
+          if (!(given instanceof Uint8Array) || given.length !== expected.length || !timingSafeEqual(given, expected)) {
             setTimeout(() => conn.bye("E_AUTH", "This peer did not prove it belongs to the cluster"), 0);
             throw new ChatError("E_AUTH", "This peer did not prove it belongs to the cluster");
           }
@@ -156,13 +174,18 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     },
     hello(conn, req) {
       if (req.role !== "peer") return { server: id, role: "server", version: VERSION };
-      // A peer proves itself with peer.auth, over the challenge sent here; this server proves itself now.
-      if (typeof req.server !== "string" || !(req.nonce instanceof Uint8Array) || req.nonce.length !== 32) {
+      // A peer shows a certificate under the cluster CA (mutual TLS), then proves it knows the cluster
+      // secret with peer.auth; this server proves itself now. Both proofs cover both ids and both nonces.
+      if (!plaintext && !conn.clusterCertificate) throw new ChatError("E_AUTH", "A peer must show a certificate under the cluster CA");
+      if (typeof req.server !== "string" || req.server.length > 128 || !isNonce(req.nonce)) {
         throw new ChatError("E_BAD_REQUEST", "A peer's hello names its server id and a 32-byte nonce");
       }
+      const mine = nonce();
+      const { proof, expect } = ctx.peers.accept({ caller: req.server, callee: id, callerNonce: req.nonce, calleeNonce: mine });
       conn.state.peerId = req.server;
-      conn.state.peerChallenge = crypto.getRandomValues(new Uint8Array(32));
-      return { server: id, role: "server", nonce: conn.state.peerChallenge, proof: ctx.peers.proof("accept", id, req.nonce) };
+      // What peer.auth must bring back: the connect proof over this very handshake.
+      conn.state.peerChallenge = expect;
+      return { server: id, role: "server", nonce: mine, proof };
     },
     onEvent(conn, ev, frame) {
       if (conn.state.role !== "peer") return;
@@ -192,7 +215,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     ctx.files.clean(config.uploadTtlMs, config.fileRetentionMs).catch((e) => log(`file cleanup: ${e}`));
   }, Math.min(60_000, config.uploadTtlMs / 2));
   const announcer = options.balancer
-    ? announce({ balancer: options.balancer, id, addr, load: () => ctx.sessions.count, log })
+    ? announce({ balancer: options.balancer, id, addr, load: () => ctx.sessions.count, secret: identity.secret, tls: memberTls, log })
     : undefined;
   log(`server ${id} listening on ${addr}`);
 

@@ -66,7 +66,7 @@ export interface ClientState {
   /** Bytes in `held`: bounded like the outbox. */
   heldBytes?: number;
   peerId?: string;
-  /** The challenge this server sent a connecting peer, until it answers with peer.auth. */
+  /** The proof a connecting peer must bring in peer.auth (server/peer-proof.ts), until it does. */
   peerChallenge?: Uint8Array;
 }
 

@@ -18,6 +18,7 @@ import { MAX_ACKS, PROTOCOL_VERSION } from "../protocol/messages";
 import { signupAccount } from "../client/account";
 import { connectUser, PASSWORD, rawLink, ROOT, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
 import { refusal } from "./support/errors";
+import { TEST_CA } from "./support/tls";
 
 const LOGIN_TIMEOUT_MS = 500;
 const OUTBOX_LIMIT = 64 * 1024;
@@ -76,10 +77,15 @@ async function rawSocket(address: string) {
   const reader = new FrameReader();
   const frames: Record<string, unknown>[] = [];
   let closed = false;
+  let handshaken!: () => void;
+  const ready = new Promise<void>((resolve) => (handshaken = resolve));
   const socket = await Bun.connect({
     hostname: host,
     port,
+    tls: { ca: TEST_CA.certPem, rejectUnauthorized: true },
     socket: {
+      // What is written before the TLS handshake ends is lost: wait for it.
+      handshake: () => handshaken(),
       data: (_s, chunk) => {
         for (const payload of reader.push(chunk)) frames.push(decode(payload));
       },
@@ -87,6 +93,7 @@ async function rawSocket(address: string) {
       error: () => void (closed = true),
     },
   });
+  await ready;
   return {
     frames,
     get closed() {

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openDatabase, type Database } from "../db/connect";
+import { testIdentity } from "./support/tls";
 import { startBalancer, type Balancer } from "../roles/balancer";
 import { ChatSession, type Received } from "../client/session";
 import { PASSWORD, connectUser, signup, spawnServer, uniqueName, waitFor, type ServerProcess, type TestUser } from "./support/cluster";
@@ -29,7 +30,7 @@ beforeAll(async () => {
   url = await testDatabaseUrl();
   database = openDatabase(url, { max: 2 });
   await migrate(database);
-  balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+  balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: await testIdentity(url) });
   balancerAddr = `127.0.0.1:${balancer.port}`;
   for (let i = 0; i < 2; i++) servers.push(await spawnServer(url, balancerAddr));
   await waitFor(() => balancer.servers().length === 2, "both servers to register");

@@ -7,16 +7,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { migrate, openDatabase } from "../../db/connect";
 import { ChatSession, type Received } from "../../client/session";
 import { startBalancer, type Balancer } from "../../roles/balancer";
 import { startServer, type ChatServer } from "../../roles/server";
 import type { ServerConfig } from "../../server/context";
 import { Link } from "../../net/link";
+import { PLAINTEXT } from "../../net/tls";
 import { askBalancer } from "../../balancer/ask";
 import { loginKeys, signupAccount } from "../../client/account";
 import type { IdentityKeys } from "../../crypto/keys";
 import { testDatabaseUrl } from "./pg";
+import { seedCluster, testIdentity } from "./tls";
 
 export const ROOT = join(import.meta.dir, "..", "..");
 /** In-process servers are quiet in tests; CHATTERBOX_TEST_LOG=1 shows what they log. */
@@ -36,16 +37,23 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(options: { servers?: number; config?: Partial<ServerConfig>; url?: string } = {}): Promise<Cluster> {
+/** With plaintext, every hop is (--insecure-plaintext); the caller sets the clients' trust to match. */
+export async function startCluster(options: { servers?: number; config?: Partial<ServerConfig>; url?: string; plaintext?: boolean } = {}): Promise<Cluster> {
   const url = options.url ?? (await testDatabaseUrl());
-  const database = openDatabase(url, { max: 1 });
-  await migrate(database);
-  await database.close();
-  const balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+  await seedCluster(url);
+  const identity = await testIdentity();
+  const balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: options.plaintext ? { ...identity, tls: PLAINTEXT } : identity });
   const balancerAddr = `127.0.0.1:${balancer.port}`;
   const servers: ChatServer[] = [];
   const addServer = async (config?: Partial<ServerConfig>) => {
-    const server = await startServer({ port: 0, databaseUrl: url, balancer: balancerAddr, config: { ...options.config, ...config }, log: serverLog });
+    const server = await startServer({
+      port: 0,
+      databaseUrl: url,
+      balancer: balancerAddr,
+      config: { ...options.config, ...config },
+      insecurePlaintext: options.plaintext,
+      log: serverLog,
+    });
     servers.push(server);
     await waitFor(() => balancer.servers().some((s) => s.id === server.id), "the server to register");
     return server;
@@ -73,9 +81,11 @@ export interface ServerProcess {
 }
 
 export async function spawnServer(url: string, balancer: string, extraArgs: string[] = []): Promise<ServerProcess> {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "serve", "0", "--balancer", balancer, "--database-url", url, ...extraArgs], {
+  // The URL through the environment, as `up` passes it: argv is for everyone to read.
+  const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "serve", "0", "--balancer", balancer, ...extraArgs], {
     stdout: "pipe",
     stderr: "ignore",
+    env: { ...process.env, DATABASE_URL: url },
   });
   const reader = proc.stdout.getReader();
   let text = "";

@@ -5,6 +5,7 @@
  * saw and a few figures; the callers decide what must hold.
  */
 import { migrate, openDatabase } from "../../db/connect";
+import { testIdentity, trustTestCa } from "./tls";
 import { startBalancer } from "../../roles/balancer";
 import type { SendResult } from "../../client/session";
 import { connectUser, signup, spawnServer, uniqueName, waitFor, type ServerProcess, type TestUser } from "./cluster";
@@ -88,7 +89,9 @@ export async function databaseOutage(options: OutageOptions): Promise<OutageRepo
   const database = openDatabase(pg.url, { max: 1 });
   await migrate(database);
   await database.close();
-  const balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+  // The test cluster's CA, trusted here (bench/faults.ts runs this without the test preload).
+  trustTestCa();
+  const balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: await testIdentity(pg.url) });
   const balancerAddr = `127.0.0.1:${balancer.port}`;
   const servers: ServerProcess[] = [];
   const users: TestUser[] = [];
