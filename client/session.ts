@@ -97,6 +97,12 @@ export class ChatSession extends Connection {
     this.e2e = new E2E(options.user, () => this.keys(), this.pins, (names) => this.fetchKeys(names), this.store);
   }
 
+  /** Leaves once the pins made in this session are on the server too (they are shared with the user's other devices). */
+  override async close(): Promise<void> {
+    if (this.connected) await this.pins.flushed().catch(() => {});
+    return super.close();
+  }
+
   /** The user's settings, as the server last said. */
   settings: { readReceipts: boolean } = { readReceipts: true };
 

@@ -248,3 +248,21 @@ async function rowCounts(): Promise<Record<string, number>> {
   for (const { tablename } of tables) out[tablename] = (await sql.unsafe(`select count(*)::int as n from "${tablename}"`))[0]!.n;
   return out;
 }
+
+test("chatterbox devices lists the user's devices by name, and devices revoke ends one", async () => {
+  const alice = uniqueName("alice");
+  await signup(cluster.balancerAddr, alice);
+  const [laptop, phone] = [newHome(), newHome()];
+  expect((await cli(laptop, ["devices", "--user", alice, "--device-name", "laptop", "--json"])).code).toBe(0);
+  const listed = await cli(phone, ["devices", "--user", alice, "--device-name", "phone", "--json"]);
+  const { devices } = JSON.parse(listed.stdout) as { devices: { id: string; name: string; current: boolean; online: boolean }[] };
+  expect(devices.map((d) => [d.name, d.current])).toEqual([
+    ["laptop", false],
+    ["phone", true],
+  ]);
+  const laptopId = devices.find((d) => d.name === "laptop")!.id;
+  const revoked = await cli(phone, ["devices", "revoke", laptopId, "--user", alice]);
+  expect({ code: revoked.code, out: revoked.stdout.trim() }).toEqual({ code: 0, out: `Revoked ${laptopId}: its tokens are gone and 0 connection(s) were closed` });
+  const after = JSON.parse((await cli(phone, ["devices", "--user", alice, "--json"])).stdout) as { devices: { name: string }[] };
+  expect(after.devices.map((d) => d.name)).toEqual(["phone"]);
+});
