@@ -13,12 +13,18 @@ const databaseUrl = {
   "database-url": { type: "string", description: "PostgreSQL URL of ChatDB (default: $DATABASE_URL)" },
 } as const;
 
+const dataArg = {
+  data: { type: "string", description: "The data folder of `chatterbox up`, to use its running embedded database (default: the one up uses)" },
+} as const;
+
 /** The limits a server operator sets; `up` passes them on to its servers. */
 const serverLimits = {
   "max-group-members": { type: "string", description: "Most members a group may have", default: "1000" },
   "max-file-mb": { type: "string", description: "Largest file, in MiB", default: "100" },
   "upload-ttl-hours": { type: "string", description: "Delete uploads not completed within this many hours", default: "24" },
   "file-retention-days": { type: "string", description: "Keep completed files this many days", default: "90" },
+  "max-devices": { type: "string", description: "Most devices one user may have", default: "10" },
+  "retention-days": { type: "string", description: "Delete messages older than this many days (0: keep them all)", default: "0" },
 } as const;
 
 function limitsOf(args: Record<string, unknown>) {
@@ -32,12 +38,33 @@ function limitsOf(args: Record<string, unknown>) {
     maxFileBytes: Math.floor(number("max-file-mb", 0.001) * 1024 * 1024),
     uploadTtlMs: number("upload-ttl-hours", 0.001) * 3600_000,
     fileRetentionMs: number("file-retention-days", 0.001) * 24 * 3600_000,
+    maxDevices: Math.floor(number("max-devices", 1)),
   };
+}
+
+/** What an operator sets on every long-running role. */
+const operations = {
+  metrics: { type: "string", description: "Serve Prometheus metrics at HOST:PORT (or PORT, on 127.0.0.1), at /metrics" },
+  "log-format": { type: "string", description: "json (one object a line) or pretty; default: pretty on a terminal, json otherwise" },
+} as const;
+
+async function operationsOf(args: { metrics?: string; "log-format"?: string }) {
+  const { parseLogFormat } = await import("./roles/logger");
+  const { parseMetricsAddress } = await import("./net/metrics-http");
+  if (args.metrics) parseMetricsAddress(args.metrics);
+  return { metrics: args.metrics || undefined, logFormat: parseLogFormat(args["log-format"]) };
+}
+
+function retentionOf(args: Record<string, unknown>): number {
+  const days = Number(args["retention-days"] ?? 0);
+  if (!Number.isFinite(days) || days < 0) fail(new ChatError("E_BAD_REQUEST", "--retention-days takes a number of days, or 0 to keep every message"));
+  return days;
 }
 
 const clientArgs = {
   balancer: { type: "string", description: "Balancer address, HOST:PORT", default: DEFAULT_BALANCER },
   user: { type: "string", description: "Your user name", required: true },
+  "device-name": { type: "string", description: "This device's name, shown by `chatterbox devices` (kept from its first login; default: the host name)" },
   wait: { type: "string", description: "Seconds to keep trying the balancer and a server before giving up", default: "30" },
 } as const;
 
@@ -62,10 +89,17 @@ async function guarded(run: () => Promise<unknown>): Promise<void> {
   }
 }
 
-function client(args: { balancer: string; user: string; wait?: string }) {
+function client(args: { balancer: string; user: string; wait?: string; "device-name"?: string }) {
   const wait = Number(args.wait ?? 30);
   if (!Number.isFinite(wait) || wait < 0) fail(new ChatError("E_BAD_REQUEST", "--wait takes a number of seconds, 0 or more"));
-  return { balancer: args.balancer, user: args.user, password: passwordSource(), waitMs: wait * 1000 };
+  return {
+    balancer: args.balancer,
+    user: args.user,
+    password: passwordSource(),
+    waitMs: wait * 1000,
+    deviceName: args["device-name"],
+    passwordGiven: !!process.env.CHATTERBOX_PASSWORD,
+  };
 }
 
 const balance = defineCommand({
@@ -74,11 +108,12 @@ const balance = defineCommand({
     port: { type: "string", description: "Port to listen on", default: "7000" },
     host: { type: "string", description: "Address to listen on", default: "127.0.0.1" },
     strategy: { type: "string", description: "roundrobin, leastconn, random or p2c", default: "roundrobin" },
+    ...operations,
   },
   run: ({ args }) =>
     guarded(async () => {
       const { runBalancer } = await import("./roles/run");
-      await runBalancer({ port: Number(args.port), hostname: args.host, strategy: args.strategy });
+      await runBalancer({ port: Number(args.port), hostname: args.host, strategy: args.strategy, ...(await operationsOf(args)) });
     }),
 });
 
@@ -90,16 +125,19 @@ const serve = defineCommand({
     balancer: { type: "string", description: "Balancer to register with, HOST:PORT", default: DEFAULT_BALANCER },
     ...databaseUrl,
     ...serverLimits,
+    ...operations,
   },
   run: ({ args }) =>
     guarded(async () => {
       const { runServer } = await import("./roles/run");
       await runServer({
+        ...(await operationsOf(args)),
         port: Number(args.port),
         hostname: args.host,
         balancer: args.balancer,
         databaseUrl: needDatabase(args["database-url"]),
         config: limitsOf(args),
+        retentionDays: retentionOf(args),
       });
     }),
 });
@@ -113,11 +151,14 @@ const up = defineCommand({
     data: { type: "string", description: "Folder for the embedded database (default: under your data directory)" },
     ...databaseUrl,
     ...serverLimits,
+    metrics: { type: "string", description: "Balancer metrics at HOST:PORT (or PORT); server i gets PORT+i" },
+    "log-format": operations["log-format"],
   },
   run: ({ args }) =>
     guarded(async () => {
       const { runUp } = await import("./roles/up");
       limitsOf(args);
+      retentionOf(args);
       await runUp({
         serverArgs: Object.keys(serverLimits).flatMap((name) => [`--${name}`, String(args[name as keyof typeof serverLimits])]),
         servers: Number(args.servers),
@@ -125,6 +166,7 @@ const up = defineCommand({
         strategy: args.strategy,
         dataDir: args.data,
         databaseUrl: args["database-url"] || process.env.DATABASE_URL,
+        ...(await operationsOf(args)),
       });
     }),
 });
@@ -138,13 +180,65 @@ const db = defineCommand({
       run: ({ args }) =>
         guarded(async () => {
           const { migrate, openDatabase } = await import("./db/connect");
-          const database = openDatabase(needDatabase(args["database-url"]));
-          await migrate(database);
-          await database.close();
+          const { explainDatabaseError } = await import("./db/explain");
+          const url = needDatabase(args["database-url"]);
+          const database = openDatabase(url);
+          try {
+            await migrate(database);
+          } catch (error) {
+            throw explainDatabaseError(error, url);
+          } finally {
+            await database.close();
+          }
           console.log("ChatDB is up to date");
         }),
     }),
+    backup: defineCommand({
+      meta: { name: "backup", description: "Write every row of ChatDB to FILE (gzipped), from one consistent snapshot" },
+      args: { file: { type: "positional", description: "The backup file to write", required: true }, ...databaseUrl, ...dataArg },
+      run: ({ args }) =>
+        guarded(async () => {
+          const { backup } = await import("./roles/maintenance");
+          const done = await backup({ databaseUrl: args["database-url"] || process.env.DATABASE_URL, dataDir: args.data }, args.file);
+          console.log(`Backed up ${done.rows} rows of ${done.tables} tables from ${done.from} to ${args.file}`);
+        }),
+    }),
+    restore: defineCommand({
+      meta: { name: "restore", description: "Load a backup FILE into a new, empty ChatDB (a new --data folder, or an empty --database-url)" },
+      args: { file: { type: "positional", description: "The backup file to read", required: true }, ...databaseUrl, ...dataArg },
+      run: ({ args }) =>
+        guarded(async () => {
+          const { restore } = await import("./roles/maintenance");
+          const done = await restore({ databaseUrl: args["database-url"] || process.env.DATABASE_URL, dataDir: args.data }, args.file);
+          console.log(`Restored ${done.rows} rows of ${done.tables} tables into ${done.into}`);
+        }),
+    }),
   },
+});
+
+/** The database a maintenance command works on: the URL given, or the embedded one `up` runs on --data. */
+async function databaseOf(args: { "database-url"?: string; data?: string }): Promise<string | undefined> {
+  const given = args["database-url"] || process.env.DATABASE_URL;
+  if (given) return given;
+  const { defaultDataDir, runningEmbeddedUrl } = await import("./db/embedded");
+  return runningEmbeddedUrl(args.data || defaultDataDir());
+}
+
+const status = defineCommand({
+  meta: { name: "status", description: "Show the cluster at a glance: the balancer, each server, the database, their versions" },
+  args: {
+    balancer: clientArgs.balancer,
+    ...databaseUrl,
+    ...dataArg,
+    json: { type: "boolean", description: "Print one JSON object" },
+  },
+  run: ({ args }) =>
+    guarded(async () => {
+      const { gatherStatus, healthy, renderStatus } = await import("./roles/status");
+      const found = await gatherStatus({ balancer: args.balancer, databaseUrl: await databaseOf(args) });
+      console.log(args.json ? JSON.stringify(found) : renderStatus(found));
+      process.exit(healthy(found) ? 0 : 1);
+    }),
 });
 
 const signup = defineCommand({
@@ -175,8 +269,40 @@ const send = defineCommand({
     }),
 });
 
+const devices = defineCommand({
+  meta: { name: "devices", description: "List your devices (name, last seen, online now), or revoke one" },
+  args: {
+    ...clientArgs,
+    json: { type: "boolean", description: "One JSON object" },
+    revoke: { type: "positional", description: "`revoke ID`: end that device's sessions and tokens", required: false },
+    id: { type: "positional", description: "The device id to revoke", required: false },
+  },
+  run: ({ args }) =>
+    guarded(async () => {
+      if (args.revoke !== undefined && (args.revoke !== "revoke" || !args.id)) fail(new ChatError("E_BAD_REQUEST", "usage: chatterbox devices [revoke ID]"));
+      const roles = await import("./roles/client");
+      await roles.devices({ ...client(args), revoke: args.revoke ? args.id : undefined, json: !!args.json });
+    }),
+});
+
+const settings = defineCommand({
+  meta: { name: "settings", description: "Show your settings, or change them (--read-receipts on|off)" },
+  args: {
+    ...clientArgs,
+    "read-receipts": { type: "string", description: "on: send and see read receipts; off: neither" },
+    json: { type: "boolean", description: "One JSON object" },
+  },
+  run: ({ args }) =>
+    guarded(async () => {
+      const value = args["read-receipts"];
+      if (value !== undefined && value !== "on" && value !== "off") fail(new ChatError("E_BAD_REQUEST", "--read-receipts takes on or off"));
+      const roles = await import("./roles/client");
+      await roles.settings({ ...client(args), readReceipts: value === undefined ? undefined : value === "on", json: !!args.json });
+    }),
+});
+
 const inbox = defineCommand({
-  meta: { name: "inbox", description: "Print every message waiting for you, oldest first, and acknowledge them" },
+  meta: { name: "inbox", description: "Print every unread message, oldest first, and mark read what was printed" },
   args: { ...clientArgs, json: { type: "boolean", description: "One JSON object a line" } },
   run: ({ args }) =>
     guarded(async () => {
@@ -247,7 +373,7 @@ const passwd = defineCommand({
 
 const main = defineCommand({
   meta: { name: "chatterbox", version: "0.1.0", description: "A distributed, end-to-end encrypted terminal chat system" },
-  subCommands: { up, balance, serve, db, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd, bench, "bench-worker": benchWorker },
+  subCommands: { up, balance, serve, status, db, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd, devices, settings, bench, "bench-worker": benchWorker },
 });
 
 await runMain(main);

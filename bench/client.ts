@@ -7,6 +7,7 @@
  */
 import { askBalancer } from "../balancer/ask";
 import { loginKeys, restoreIdentity, signupAccount } from "../client/account";
+import { benchDevice } from "./provision";
 import { ACK_DELAY_MS } from "../client/connection";
 import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
@@ -97,7 +98,7 @@ export class SimClient {
     let keys = await loginKeys(this.link, name, password);
     let reply: Record<string, unknown>;
     try {
-      reply = await this.link.request("login", { user: name, auth: keys.authKey }, 120_000);
+      reply = await this.link.request("login", { user: name, auth: keys.authKey, device: benchDevice(name) }, 120_000);
     } catch (error) {
       if (!(error instanceof ChatError) || error.code !== "E_NO_SUCH_USER") throw error;
       await signupAccount(this.link, name, password).catch((e) => {
@@ -105,7 +106,7 @@ export class SimClient {
         if (!(e instanceof ChatError) || e.code !== "E_NAME_TAKEN") throw e;
       });
       keys = await loginKeys(this.link, name, password);
-      reply = await this.link.request("login", { user: name, auth: keys.authKey }, 120_000);
+      reply = await this.link.request("login", { user: name, auth: keys.authKey, device: benchDevice(name) }, 120_000);
     }
     this.token = reply.token as string;
     if (this.options.needKeys) this.keys = restoreIdentity(reply.backup as Uint8Array, keys.wrapKey, name);

@@ -59,16 +59,17 @@ export async function openBenchDatabase(options: { databaseUrl?: string; dataDir
 export async function startSystem(options: { url: string; servers: number; strategy: string; log(line: string): void }): Promise<System> {
   const balancer: Balancer = await startBalancer({ port: 0, strategy: options.strategy });
   const address = `127.0.0.1:${balancer.port}`;
-  const children: Subprocess<"ignore", "ignore", "pipe">[] = [];
+  const children: Subprocess<"ignore", "pipe", "pipe">[] = [];
   const pidOf = new Map<string, number>();
   for (let i = 0; i < options.servers; i++) {
-    const child = Bun.spawn([...profiled(selfCommand(), `server-${i + 1}`), "serve", "0", "--balancer", address, "--database-url", options.url], {
+    const child = Bun.spawn([...profiled(selfCommand(), `server-${i + 1}`), "serve", "0", "--balancer", address, "--database-url", options.url, "--log-format", "pretty"], {
       stdin: "ignore",
-      stdout: "ignore",
+      stdout: "pipe",
       stderr: "pipe",
     });
     children.push(child);
-    void watchLog(child, (line) => {
+    // The server logs on stdout; stderr has only what escaped the logger (a crash).
+    for (const stream of [child.stdout, child.stderr]) void watchLog(stream, (line) => {
       const listening = /server (\S+) listening on (\S+)/.exec(line);
       if (listening) pidOf.set(listening[1]!, child.pid);
       else if (!/registered|peer link/.test(line)) options.log(`[server ${i + 1}] ${line}`);
@@ -111,10 +112,10 @@ export async function listServers(balancer: string): Promise<ServerInfo[]> {
   }
 }
 
-async function watchLog(child: Subprocess<"ignore", "ignore", "pipe">, onLine: (line: string) => void): Promise<void> {
+async function watchLog(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
   const decoder = new TextDecoder();
   let partial = "";
-  for await (const chunk of child.stderr) {
+  for await (const chunk of stream) {
     const parts = (partial + decoder.decode(chunk, { stream: true })).split("\n");
     partial = parts.pop()!;
     for (const line of parts) onLine(line);

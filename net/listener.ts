@@ -31,7 +31,9 @@ export interface ListenOptions<S> {
   onEvent?(conn: Connection<S>, ev: string, frame: Record<string, unknown>): void;
   onOpen?(conn: Connection<S>): void;
   onClose?(conn: Connection<S>): void;
-  onError?(conn: Connection<S>, op: string, error: unknown): void;
+  onError?(conn: Connection<S>, op: string, error: unknown, requestId?: number): void;
+  /** Counts error replies by code (the metrics); no id of anyone goes in. */
+  recorder?: { refused(code: string, op: string, requestId: number): void };
 }
 
 let nextConnectionId = 1;
@@ -192,11 +194,13 @@ function receive<S>(conn: Connection<S>, payload: Uint8Array, options: ListenOpt
   }
   const route = Object.hasOwn(options.routes, req.op) ? options.routes[req.op] : undefined;
   if (!route) {
+    options.recorder?.refused("E_UNKNOWN_OP", req.op.slice(0, 40), req.id);
     conn.send(fail(req.id, "E_UNKNOWN_OP", `Unknown request "${req.op.slice(0, 40)}"`));
     return;
   }
   const refusal = route.guard?.(conn);
   if (refusal) {
+    options.recorder?.refused(refusal.code, req.op, req.id);
     conn.send(fail(req.id, refusal.code, refusal.message));
     return;
   }
@@ -214,10 +218,12 @@ async function answer<S>(
     if (!conn.closed) conn.send(ok(req.id, result ?? {}));
   } catch (error) {
     if (error instanceof ChatError) {
+      options.recorder?.refused(error.code, req.op, req.id);
       if (!conn.closed) conn.send(fail(req.id, error.code, error.message));
       return;
     }
-    options.onError?.(conn, req.op, error);
+    options.recorder?.refused("E_INTERNAL", req.op, req.id);
+    options.onError?.(conn, req.op, error, req.id);
     if (!conn.closed) conn.send(fail(req.id, "E_INTERNAL", "Internal server error"));
   }
 }

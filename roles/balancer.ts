@@ -11,6 +11,8 @@ import { parseAddress } from "../net/link";
 import { listen, type Connection, type Route } from "../net/listener";
 import { ChatError } from "../protocol/errors";
 import { int, string } from "../protocol/validate";
+import { BalancerMetrics } from "../balancer/metrics";
+import { VERSION } from "./version";
 
 export interface BalancerOptions {
   /** 0 = any free port. */
@@ -26,6 +28,7 @@ export interface Balancer {
   port: number;
   stop(): void;
   servers(): LiveServer[];
+  metrics: BalancerMetrics;
 }
 
 type Role = "server" | "client";
@@ -43,6 +46,12 @@ export async function startBalancer(opts: BalancerOptions): Promise<Balancer> {
   const strategy = makeStrategy(opts.strategy);
   const timeoutMs = opts.heartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS;
   const registry = new Registry<Conn>(timeoutMs);
+  let connections = 0;
+  const metrics = new BalancerMetrics({
+    servers: () => registry.list().length,
+    load: () => registry.list().reduce((sum, s) => sum + s.load, 0),
+    connections: () => connections,
+  });
 
   const serversOnly = (conn: Conn) =>
     conn.state.role === "server" ? undefined : new ChatError("E_BAD_REQUEST", "Only servers register and heartbeat");
@@ -83,6 +92,7 @@ export async function startBalancer(opts: BalancerOptions): Promise<Balancer> {
         const server = strategy.pick(registry.list());
         if (!server) throw new ChatError("E_NO_SERVER");
         registry.assign(server.id);
+        metrics.assigned();
         return { server: server.addr };
       },
     },
@@ -96,12 +106,15 @@ export async function startBalancer(opts: BalancerOptions): Promise<Balancer> {
     hostname: opts.hostname,
     routes,
     initialState: () => ({}),
+    recorder: metrics,
+    onOpen: () => void connections++,
     hello(conn, req) {
       if (req.role !== "server" && req.role !== "client") throw new ChatError("E_BAD_REQUEST", 'role: expected "server" or "client"');
       conn.state.role = req.role;
-      return { role: "balancer", strategy: strategy.name };
+      return { role: "balancer", strategy: strategy.name, version: VERSION };
     },
     onClose(conn) {
+      connections--;
       const id = conn.state.serverId;
       if (id && registry.remove(id, conn)) log(`server ${id} left (connection closed)`);
     },
@@ -126,5 +139,6 @@ export async function startBalancer(opts: BalancerOptions): Promise<Balancer> {
       listener.stop(true);
     },
     servers: () => registry.list().map(({ owner: _, ...server }) => server),
+    metrics,
   };
 }

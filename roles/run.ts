@@ -1,31 +1,85 @@
 /**
- * Long-running roles as processes: start, print where, and stop cleanly on
- * SIGINT or SIGTERM.
+ * Long-running roles as processes: start, log where (JSON lines or pretty, on
+ * stdout), serve metrics when asked, and stop cleanly on SIGINT or SIGTERM.
  */
+import { randomUUID } from "node:crypto";
+import type { Registry } from "prom-client";
+import { openDatabase } from "../db/connect";
+import { explainDatabaseError } from "../db/explain";
+import { startRetention } from "../server/retention";
+import { explainListenError } from "../net/listen-error";
+import { serveMetrics, type MetricsEndpoint } from "../net/metrics-http";
 import type { ServerConfig } from "../server/context";
+import { createLogger, type Log, type LogFormat } from "./logger";
 import { startServer } from "./server";
 import { startBalancer } from "./balancer";
 
-export function onSignal(stop: () => Promise<unknown> | unknown): void {
+export function onSignal(stop: (signal: NodeJS.Signals) => Promise<unknown> | unknown): void {
   let stopping = false;
-  const handler = async () => {
+  const handler = async (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
-    await stop();
+    await stop(signal);
     process.exit(0);
   };
   process.on("SIGINT", handler);
   process.on("SIGTERM", handler);
 }
 
-export async function runBalancer(options: { port: number; hostname: string; strategy: string }): Promise<void> {
-  const balancer = await startBalancer({ ...options, log: (l) => console.error(l) });
-  console.log(`balancer listening on ${options.hostname}:${balancer.port} (strategy ${options.strategy})`);
-  onSignal(() => balancer.stop());
+/** What every long-running role takes besides its own options. */
+export interface Operations {
+  /** HOST:PORT (or PORT, on loopback) for GET /metrics; none by default. */
+  metrics?: string;
+  logFormat?: LogFormat;
 }
 
-export async function runServer(options: { port: number; hostname: string; balancer: string; databaseUrl: string; config?: Partial<ServerConfig> }): Promise<void> {
-  const server = await startServer({ ...options, log: (l) => console.error(l) });
-  console.log(`server ${server.id} listening on ${server.addr}, registered with ${options.balancer}`);
-  onSignal(() => server.stop());
+export async function runBalancer(options: { port: number; hostname: string; strategy: string } & Operations): Promise<void> {
+  const log = createLogger({ role: "balancer", format: options.logFormat });
+  const balancer = await startBalancer({ ...options, log }).catch((error) => {
+    throw explainListenError(error, options.hostname, options.port, "the balancer");
+  });
+  const endpoint = await startMetrics(options.metrics, balancer.metrics.registry, log, () => balancer.stop());
+  log(`balancer listening on ${options.hostname}:${balancer.port} (strategy ${options.strategy})`, { addr: `${options.hostname}:${balancer.port}` });
+  onSignal(() => {
+    endpoint?.stop();
+    balancer.stop();
+  });
+}
+
+export async function runServer(
+  options: { port: number; hostname: string; balancer: string; databaseUrl: string; config?: Partial<ServerConfig>; retentionDays?: number } & Operations,
+): Promise<void> {
+  const id = randomUUID();
+  const log = createLogger({ role: "server", format: options.logFormat, bindings: { server: id } });
+  const server = await startServer({ ...options, id, log }).catch((error) => {
+    throw explainDatabaseError(explainListenError(error, options.hostname, options.port, "the chat server"), options.databaseUrl);
+  });
+  const endpoint = await startMetrics(options.metrics, server.metrics.registry, log, () => server.stop());
+  // tests/support/cluster.ts and bench/system.ts read this line for the id and the address.
+  log(`server ${server.id} listening on ${server.addr}, registered with ${options.balancer}`, { addr: server.addr });
+  const retentionDb = options.retentionDays ? openDatabase(options.databaseUrl, { max: 1 }) : undefined;
+  const retention = retentionDb ? startRetention({ sql: retentionDb.sql, days: options.retentionDays!, log }) : undefined;
+  onSignal(async (signal) => {
+    await retention?.stop();
+    await retentionDb?.close();
+    // The drain (roles/server.ts stop()): stop accepting and leave the balancer, finish the
+    // commits in flight, tell the clients to reconnect elsewhere, leave the servers table.
+    log(`${signal}: draining`, { signal });
+    await server.stop();
+    log("drained; exiting");
+    endpoint?.stop();
+  });
+}
+
+/** Serves the metrics, or stops the role and throws with a sentence when their address cannot be had. */
+async function startMetrics(address: string | undefined, registry: Registry, log: Log, stopRole: () => unknown): Promise<MetricsEndpoint | undefined> {
+  if (!address) return undefined;
+  try {
+    const endpoint = serveMetrics(address, registry);
+    log(`metrics at http://${endpoint.addr}/metrics`, { metrics: endpoint.addr });
+    return endpoint;
+  } catch (error) {
+    await stopRole();
+    throw error;
+  }
 }

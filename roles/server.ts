@@ -22,6 +22,14 @@ import { Sessions } from "../server/sessions";
 import { Store } from "../server/store";
 import { GroupStore } from "../server/group-store";
 import { FileStore } from "../server/file-store";
+import { DeviceStore } from "../server/device-store";
+import { CursorStore } from "../server/cursor-store";
+import { receiptsFor } from "../server/receipts";
+import { MeteredStore } from "../server/metered-store";
+import { ServerMetrics } from "../server/metrics";
+import { serverInfo } from "../server/info";
+import type { Log } from "./logger";
+import { VERSION } from "./version";
 
 export interface ServerOptions {
   port: number;
@@ -30,7 +38,9 @@ export interface ServerOptions {
   /** HOST:PORT of the balancer to register with; none for a server reached directly. */
   balancer?: string;
   config?: Partial<ServerConfig>;
-  log?: (line: string) => void;
+  /** Given by the caller when its log lines must carry the id from the start. */
+  id?: string;
+  log?: Log;
 }
 
 export interface ChatServer {
@@ -38,11 +48,13 @@ export interface ChatServer {
   port: number;
   addr: string;
   connections(): number;
+  /** Its Prometheus metrics, for an admin endpoint to serve. */
+  metrics: ServerMetrics;
   stop(): Promise<void>;
 }
 
 export async function startServer(options: ServerOptions): Promise<ChatServer> {
-  const log = options.log ?? ((line: string) => console.error(line));
+  const log: Log = options.log ?? ((line: string) => console.error(line));
   const config = { ...DEFAULT_CONFIG, ...options.config };
   const database: Database = openDatabase(options.databaseUrl, { max: 16, onReplace: (why) => log(`database connections replaced: ${why}`) });
   await migrate(database);
@@ -51,28 +63,58 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const commits = openDatabase(options.databaseUrl, { max: 1, settings: COMMITTER_SETTINGS, onReplace: (why) => log(`committer connection replaced: ${why}`) });
   const secret = await store.clusterSecret("peer_secret");
   const saltSecret = await store.clusterSecret("salt_secret");
-  const id = randomUUID();
+  const id = options.id ?? randomUUID();
   const hostname = options.hostname ?? "127.0.0.1";
 
   const ctx = {} as ServerContext;
   const getCtx = () => ctx;
   const directory = new Directory(store);
-  const acks = new Acks(store);
+  const open = new Set<Conn>();
+  const metrics = new ServerMetrics({
+    connections: () => open.size,
+    sessions: () => ctx.sessions.count,
+    outboxBytes: () => [...open].reduce((sum, conn) => sum + conn.outbox.queued, 0),
+    peerLinks: () => ctx.peers.linkCount,
+    commitQueue: () => ctx.committer.depth,
+  });
+  const devices = new DeviceStore(database.sql, config.maxDevices);
+  const cursors = new CursorStore(database.sql);
+  const delivery = new Delivery(getCtx, metrics);
+  const acks = new Acks(cursors, receiptsFor({ cursors, send: (users, frame) => delivery.send(users, frame), log }));
+  const sessions = new Sessions({
+    serverId: id,
+    devices,
+    log,
+    located(userId, here) {
+      delivery.located(userId, id, here);
+      ctx.peers.broadcast("located", { user: userId, server: id, here });
+    },
+  });
   Object.assign(ctx, {
     id,
     saltSecret,
     config,
     store,
+    devices,
+    cursors,
+    async live(conn, session) {
+      // The connection closed while its login was recorded: the record goes too.
+      if (conn.closed) {
+        await devices.end({ serverId: id, connId: conn.id }, session.deviceId);
+        throw new ChatError("E_CLOSED", "The connection closed during the login");
+      }
+      sessions.add(conn, session);
+    },
     groups: new GroupStore(database.sql, config.maxGroupMembers),
     files: new FileStore(database.sql),
     log,
-    committer: new Committer(new Store(commits.sql), {
-      onError: (e) => log(`commit failed: ${e}`),
+    committer: new Committer(new MeteredStore(commits.sql, metrics), {
+      onError: (e) => log(`commit failed: ${e}`, { level: "error", code: (e as ChatError).code ?? "E_UNAVAILABLE" }),
       // A failed batch may have left its connection stuck (db/pool.ts): the next one gets a fresh one.
       recover: () => commits.pool.replace("a batch failed"),
     }),
-    sessions: new Sessions(getCtx),
-    delivery: new Delivery(getCtx),
+    sessions,
+    delivery,
     peers: new Peers(getCtx, secret),
   } satisfies Omit<ServerContext, "addr">);
 
@@ -80,9 +122,16 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     port: options.port,
     hostname,
     outboxLimit: config.outboxLimit,
+    recorder: {
+      refused(code, op, req) {
+        metrics.refused(code);
+        log(`${op} refused`, { level: "debug", code, op, req });
+      },
+    },
     initialState: () => ({ role: "unknown", authenticating: false }),
     routes: {
       ...routes(ctx, directory, acks),
+      "server.info": serverInfo({ id, version: VERSION, connections: () => open.size, sessions: () => ctx.sessions.count, peerLinks: () => ctx.peers.linkCount }),
       "peer.auth": {
         guard: (conn) => (conn.state.peerChallenge ? undefined : new ChatError("E_BAD_REQUEST", "peer.auth follows a peer's hello")),
         handle(conn, req) {
@@ -100,12 +149,13 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       },
     },
     onOpen(conn) {
+      open.add(conn);
       conn.state.loginTimer = setTimeout(() => {
         if (!conn.state.user && conn.state.role !== "peer") conn.bye("E_LOGIN_TIMEOUT", `No login within ${config.loginTimeoutMs / 1000} s`);
       }, config.loginTimeoutMs);
     },
     hello(conn, req) {
-      if (req.role !== "peer") return { server: id, role: "server" };
+      if (req.role !== "peer") return { server: id, role: "server", version: VERSION };
       // A peer proves itself with peer.auth, over the challenge sent here; this server proves itself now.
       if (typeof req.server !== "string" || !(req.nonce instanceof Uint8Array) || req.nonce.length !== 32) {
         throw new ChatError("E_BAD_REQUEST", "A peer's hello names its server id and a 32-byte nonce");
@@ -119,12 +169,13 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       peerEvent(ctx, conn, ev, frame);
     },
     onClose(conn) {
+      open.delete(conn);
       clearTimeout(conn.state.loginTimer);
       void ctx.sessions.end(conn);
     },
-    onError(_conn, op, error) {
+    onError(_conn, op, error, req) {
       const detail = (error as { detail?: string }).detail;
-      log(`${op} failed: ${(error as Error).stack ?? error}${detail ? `\n  detail: ${detail}` : ""}`);
+      log(`${op} failed: ${(error as Error).stack ?? error}${detail ? `\n  detail: ${detail}` : ""}`, { level: "error", code: "E_INTERNAL", op, req });
     },
   });
 
@@ -133,6 +184,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   await store.registerServer(id, addr);
   await store.pruneServers(24 * 3600_000);
   ctx.peers.start();
+  // A crashed server leaves its connection rows behind; any server forgets them once it has been silent a while.
+  const pruner = setInterval(() => void devices.pruneConnections(60_000).catch((e) => log(`prune connections: ${e}`)), 30_000);
   ctx.sessions.startAudit();
   // Every server sweeps; the deletes are idempotent, so it does not matter which gets there first.
   const janitor = setInterval(() => {
@@ -149,16 +202,19 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     port: listener.port,
     addr,
     connections: () => ctx.sessions.count,
+    metrics,
     stop() {
       stopping ??= (async () => {
         announcer?.stop();
         clearInterval(janitor);
-        ctx.peers.stop();
+        clearInterval(pruner);
         ctx.sessions.stop();
         listener.stop(false);
         // Bounded: a database that does not answer fails what is queued instead of holding shutdown.
         await ctx.committer.stop();
         await acks.flush().catch((e) => log(`acks at shutdown: ${e}`));
+        // After the last commits: their deliveries to users on other servers still go over the links.
+        ctx.peers.stop();
         for (const conn of ctx.sessions.all()) conn.bye("E_SHUTDOWN", "The server is shutting down; reconnect to another");
         await store.removeServer(id).catch(() => {});
         listener.stop(true);
@@ -176,18 +232,20 @@ function peerEvent(ctx: ServerContext, _conn: Conn, ev: string, frame: Record<st
     case "deliver": {
       // The client frame comes as the sending server encoded it; copied, so
       // that it does not keep the whole chunk it arrived in alive.
+      // A stored message names its place (conv, seq); an event (receipt, typing) names none.
       const { to, conv, seq, frame: bytes } = frame;
-      if (!Array.isArray(to) || typeof conv !== "number" || typeof seq !== "number" || !(bytes instanceof Uint8Array)) return;
+      if (!Array.isArray(to) || !(bytes instanceof Uint8Array)) return;
+      const slot = typeof conv === "number" && typeof seq === "number" ? { conv, seq } : undefined;
       void ctx.delivery
-        .fromPeer({ conv, seq }, to as number[], new Uint8Array(bytes), Number(frame.hops ?? 0))
+        .fromPeer(slot, to as number[], new Uint8Array(bytes), Number(frame.hops ?? 0))
         .catch((e) => ctx.log(`peer deliver: ${e}`));
       return;
     }
     case "kick":
-      ctx.sessions.kickRemote(Number(frame.user), Number(frame.conn));
+      ctx.sessions.close(Number(frame.user), Number(frame.conn), "E_DEVICE_REVOKED", "This device was revoked: log in again with the password");
       return;
     case "located":
-      ctx.delivery.located(Number(frame.user), typeof frame.server === "string" ? frame.server : null);
+      if (typeof frame.server === "string") ctx.delivery.located(Number(frame.user), frame.server, frame.here === true);
       return;
   }
 }

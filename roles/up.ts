@@ -8,7 +8,11 @@ import { relative } from "node:path";
 import type { Subprocess } from "bun";
 import { migrate, openDatabase } from "../db/connect";
 import { defaultDataDir, startEmbeddedPostgres, type EmbeddedPostgres } from "../db/embedded";
+import { explainDatabaseError } from "../db/explain";
+import { explainListenError } from "../net/listen-error";
+import { parseMetricsAddress, serveMetrics, type MetricsEndpoint } from "../net/metrics-http";
 import { startBalancer } from "./balancer";
+import { createLogger, type LogFormat } from "./logger";
 import { onSignal } from "./run";
 import { selfCommand } from "./self";
 
@@ -20,6 +24,9 @@ export interface UpOptions {
   databaseUrl?: string;
   /** Passed on to every `serve`: the server limits. */
   serverArgs?: string[];
+  /** HOST:PORT for the balancer's metrics; server i gets PORT+i on the same host. */
+  metrics?: string;
+  logFormat?: LogFormat;
 }
 
 export async function runUp(options: UpOptions): Promise<void> {
@@ -33,26 +40,54 @@ export async function runUp(options: UpOptions): Promise<void> {
     url = postgres.url;
   }
   const database = openDatabase(url, { max: 1 });
-  await migrate(database);
-  await database.close();
+  try {
+    await migrate(database);
+  } catch (error) {
+    await postgres?.stop();
+    throw explainDatabaseError(error, url);
+  } finally {
+    await database.close();
+  }
 
-  const balancer = await startBalancer({ port: options.port, strategy: options.strategy, log: (l) => console.error(`[balancer] ${l}`) });
+  const logFormat = options.logFormat ?? "json";
+  const metricsAt = options.metrics ? parseMetricsAddress(options.metrics) : undefined;
+  const balancer = await startBalancer({ port: options.port, strategy: options.strategy, log: createLogger({ role: "balancer", format: logFormat }) }).catch(async (error) => {
+    await postgres?.stop();
+    throw explainListenError(error, "127.0.0.1", options.port, "the balancer");
+  });
+  let balancerMetrics: MetricsEndpoint | undefined;
   const children: Subprocess[] = [];
+  const serverMetrics: string[] = [];
   for (let i = 1; i <= options.servers; i++) {
     const port = options.port + i;
-    const child = Bun.spawn([...selfCommand(), "serve", String(port), "--balancer", `127.0.0.1:${balancer.port}`, "--database-url", url, ...(options.serverArgs ?? [])], {
-      stdout: "ignore",
+    const metrics = metricsAt ? [`${metricsAt.host.includes(":") ? `[${metricsAt.host}]` : metricsAt.host}:${metricsAt.port + i}`] : [];
+    serverMetrics.push(...metrics);
+    const args = ["serve", String(port), "--balancer", `127.0.0.1:${balancer.port}`, "--database-url", url, "--log-format", logFormat];
+    const child = Bun.spawn([...selfCommand(), ...args, ...metrics.flatMap((m) => ["--metrics", m]), ...(options.serverArgs ?? [])], {
+      // Their logs are ours: one stream of lines, each saying which server.
+      stdout: "inherit",
       stderr: "inherit",
       env: { ...process.env },
     });
     children.push(child);
   }
-  await waitForServers(balancer.servers, options.servers, 20_000);
+  try {
+    if (metricsAt) balancerMetrics = serveMetrics(`${metricsAt.host}:${metricsAt.port}`, balancer.metrics.registry);
+    await waitForServers(balancer.servers, options.servers, 20_000, children);
+  } catch (error) {
+    for (const child of children) child.kill("SIGTERM");
+    await Promise.all(children.map((c) => c.exited));
+    balancerMetrics?.stop();
+    balancer.stop();
+    await postgres?.stop();
+    throw error;
+  }
 
   console.log("");
   console.log("ChatterBox is up.");
   console.log(`  balancer    127.0.0.1:${balancer.port} (${options.strategy})`);
-  for (const s of balancer.servers()) console.log(`  server      ${s.addr}`);
+  for (const s of balancer.servers().sort((a, b) => a.addr.localeCompare(b.addr))) console.log(`  server      ${s.addr}`);
+  if (balancerMetrics) console.log(`  metrics     http://${balancerMetrics.addr}/metrics (balancer); ${serverMetrics.map((m) => `http://${m}/metrics`).join(", ")} (servers)`);
   console.log(`  database    ${postgres ? `embedded PostgreSQL in ${postgres.dataDir}, port ${postgres.port}` : "the URL you gave"}`);
   console.log("");
   console.log("In another terminal:");
@@ -67,6 +102,7 @@ export async function runUp(options: UpOptions): Promise<void> {
     for (const child of children) child.kill("SIGTERM");
     await Promise.race([Promise.all(children.map((c) => c.exited)), Bun.sleep(10_000)]);
     for (const child of children) child.kill("SIGKILL");
+    balancerMetrics?.stop();
     balancer.stop();
     await postgres?.stop();
     console.log("Stopped.");
@@ -80,9 +116,11 @@ function howToRunMe(): string {
   return `npx bun ${relative(process.cwd(), script) || script}`;
 }
 
-async function waitForServers(list: () => unknown[], count: number, timeoutMs: number): Promise<void> {
+async function waitForServers(list: () => unknown[], count: number, timeoutMs: number, children: Subprocess[]): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (list().length < count) {
+    const gone = children.findIndex((c) => c.exitCode !== null);
+    if (gone >= 0) throw new Error(`Chat server ${gone + 1} exited during start-up (exit ${children[gone]!.exitCode}); its reason is above`);
     if (Date.now() > deadline) throw new Error(`Only ${list().length} of ${count} servers registered within ${timeoutMs / 1000} s`);
     await Bun.sleep(100);
   }

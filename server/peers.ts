@@ -40,6 +40,11 @@ export class Peers {
     return proof.length === expected.length && timingSafeEqual(proof, expected);
   }
 
+  /** Links open now, for the metrics. */
+  get linkCount(): number {
+    return [...this.links.values()].filter((peer) => peer.link && !peer.link.closed).length;
+  }
+
   start(intervalMs = 1000): void {
     const tick = async () => {
       const ctx = this.ctx();

@@ -4,7 +4,7 @@
  * edge) and are straight-line past that.
  */
 import { ChatError } from "../protocol/errors";
-import { MAX_ACKS, type Request, type WireMessage } from "../protocol/messages";
+import type { Request, WireMessage } from "../protocol/messages";
 import * as v from "../protocol/validate";
 import type { Route } from "../net/listener";
 import type { Acks } from "./acks";
@@ -13,6 +13,7 @@ import type { ClientState, Conn, ServerContext } from "./context";
 import type { Destination, Directory } from "./directory";
 import type { GroupChange } from "./group-store";
 import { fileRoutes } from "./files";
+import { userRoutes } from "./user-routes";
 
 const loggedIn = (conn: Conn) =>
   conn.state.user ? undefined : new ChatError("E_NOT_LOGGED_IN", "Log in first");
@@ -35,10 +36,10 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     conn.state.held = [];
     conn.state.heldBytes = 0;
     try {
-      const { user, token, backup } = await run();
+      const { user, device, token, backup } = await run();
       clearTimeout(conn.state.loginTimer);
-      const cursors = await ctx.store.cursors(user.id);
-      return { user: user.name, token, server: ctx.id, cursors, ...(backup ? { backup } : {}) };
+      const [cursors, read, me] = await Promise.all([ctx.cursors.deviceCursors(user.id, conn.state.device!.id), ctx.cursors.readMarkers(user.id), ctx.store.settingsOf(user.id)]);
+      return { user: user.name, device, token, server: ctx.id, cursors, read, settings: me.settings, pins: me.pins, ...(backup ? { backup } : {}) };
     } catch (error) {
       conn.state.held = undefined;
       throw error;
@@ -87,7 +88,8 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
       handle(conn, req) {
         const name = v.name(req, "user");
         const auth = v.exactBytes(req, "auth", AUTH_KEY_BYTES);
-        return authenticate(conn, () => login(ctx, conn, name, auth));
+        const device = v.device(req, "device");
+        return authenticate(conn, () => login(ctx, conn, name, auth, device));
       },
     },
     resume: {
@@ -167,7 +169,8 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
             cmid,
             body,
           };
-          void ctx.delivery.deliver(message, result.recipients ?? recipients).catch((e) => ctx.log(`deliver ${result.id}: ${e}`));
+          // The sender's other connections (other devices, other processes) get it too; this one has its reply.
+          void ctx.delivery.deliver(message, [...(result.recipients ?? recipients), me.id], conn).catch((e) => ctx.log(`deliver ${result.id}: ${e}`));
         }
         return { msg: result.id, conv: convId, seq: result.seq, at: result.at, duplicate: result.duplicate };
       },
@@ -204,12 +207,6 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         return { count: await replay(ctx, conn) };
       },
     },
-    ack: {
-      guard: loggedIn,
-      async handle(conn, req) {
-        await acks.ack(conn.state.user!.id, v.cursorPairs(req, "acks", MAX_ACKS));
-      },
-    },
     fetch: {
       guard: loggedIn,
       async handle(conn, req) {
@@ -230,19 +227,14 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         return { conv: convId, messages: await ctx.store.history(me.id, convId, before, limit) };
       },
     },
-    who: {
-      guard: loggedIn,
-      async handle() {
-        return { users: await ctx.store.online(ctx.config.liveWithinMs) };
-      },
-    },
+    ...userRoutes(ctx, directory, acks, loggedIn),
     ...fileRoutes(ctx, directory, loggedIn),
     ping: { handle: () => ({}) },
   };
 }
 
 /**
- * Sends every message past the user's cursors, page by page (each bounded in
+ * Sends every message past this device's cursors, page by page (each bounded in
  * bytes), each message only once the outbox has room: a backlog of any size
  * completes at the pace of a slow link, and nothing is cut off. Live messages
  * that came meanwhile were left in the database (server/flow.ts): they follow.
@@ -255,7 +247,7 @@ async function replay(ctx: ServerContext, conn: Conn): Promise<number> {
   let from = { conv: 0, seq: 0 };
   try {
     for (;;) {
-      const page = await ctx.store.pending(userId, from);
+      const page = await ctx.store.pending(userId, conn.state.device!.id, from);
       for (const m of page) {
         if (await flow.send(conn, m)) count++;
         if (conn.closed) return count;

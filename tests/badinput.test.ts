@@ -54,9 +54,9 @@ async function goodClientStillWorks(): Promise<void> {
   expect(reply.seq).toBe(sent.length);
   expect(reply.duplicate).toBe(false);
   await waitFor(() => friend.texts().includes(text), "the friend to receive the good client's message", 5_000);
-  const online = await good.session.who();
-  expect(online).toContain("good");
-  expect(online).toContain("friend");
+  // Presence shows the people one shares a conversation with.
+  const contacts = await good.session.who();
+  expect(contacts.filter((c) => c.online).map((c) => c.name)).toContain("friend");
 }
 
 /** Link handlers that record the bye and the close. */
@@ -276,30 +276,39 @@ test("a send whose body is not bytes is refused with E_BAD_REQUEST and stores no
   await goodClientStillWorks();
 });
 
-test("an ack with malformed pairs is refused with E_BAD_REQUEST and moves no cursor; one good ack moves each of its conversations", async () => {
+test("an ack with malformed pairs is refused with E_BAD_REQUEST and moves no cursor or read marker; one good ack moves each of its conversations", async () => {
   const link = await rawLink(addr, "prober");
   const peer = uniqueName("acked");
   await signup(cluster.balancerAddr, peer);
   const sentToFriend = await link.request("send", { to: peer, cmid: `ack-${Math.random()}`, body: new Uint8Array([1]) });
   const conv = sentToFriend.conv as number;
   const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
-  const cursor = async () =>
-    (await sql`select m.cursor::int as c from members m join users u on u.id = m.user_id where u.name = 'prober' and m.conversation_id = ${conv}`)[0]!.c as number;
+  // The device's delivery cursor and the person's read marker.
+  const cursor = async () => {
+    const [row] = await sql`select coalesce((select max(dc.seq) from device_cursors dc join devices d on d.id = dc.device_id where d.user_id = u.id and dc.conversation_id = ${conv}), 0)::int as c,
+                              m.read_seq::int as r from members m join users u on u.id = m.user_id where u.name = 'prober' and m.conversation_id = ${conv}`;
+    return `${row!.c}/${row!.r}`;
+  };
   try {
     const before = await cursor();
     const tooMany = Array.from({ length: MAX_ACKS + 1 }, (_, i) => [i + 1, 1]);
     for (const acks of [undefined, [], "1:1", [[conv]], [[conv, -1]], [[conv, 1.5]], [[String(conv), 1]], [[0, 1]], [[conv, 1], [conv, 2]], tooMany]) {
-      const error = await refusal(link.request("ack", { acks }));
       const shown = String(JSON.stringify(acks)).slice(0, 40);
-      expect({ acks: shown, code: error.code }).toEqual({ acks: shown, code: "E_BAD_REQUEST" });
+      for (const field of ["acks", "read"]) {
+        const error = await refusal(link.request("ack", acks === undefined ? {} : { [field]: acks }));
+        expect({ field, acks: shown, code: error.code }).toEqual({ field, acks: shown, code: "E_BAD_REQUEST" });
+      }
     }
     expect(await cursor()).toBe(before);
     // A conversation that is not the prober's is no error, and moves nobody's cursor.
     const [other] = await sql`select id from conversations where id <> ${conv} order by id limit 1`;
-    const otherCursors = async () => (await sql`select coalesce(sum(cursor), 0)::int as s from members where conversation_id = ${other?.id ?? 0}`)[0]!.s;
+    const otherCursors = async () =>
+      (await sql`select (coalesce(sum(read_seq), 0) + coalesce((select sum(seq) from device_cursors where conversation_id = ${other?.id ?? 0}), 0))::int as s
+                 from members where conversation_id = ${other?.id ?? 0}`)[0]!.s;
     const othersBefore = await otherCursors();
-    await link.request("ack", { acks: [[conv, sentToFriend.seq as number], [other?.id ?? 2 ** 31 - 1, 999_999]] });
-    expect(await cursor()).toBe(sentToFriend.seq as number);
+    const pairs = [[conv, sentToFriend.seq as number], [other?.id ?? 2 ** 31 - 1, 999_999]];
+    await link.request("ack", { acks: pairs, read: pairs });
+    expect(await cursor()).toBe(`${sentToFriend.seq}/${sentToFriend.seq}`);
     expect(await otherCursors()).toBe(othersBefore);
   } finally {
     await sql.end();
@@ -414,9 +423,15 @@ async function startSlowReader(name: string) {
   };
 }
 
-/** Whether the server still holds a session for the user, as `who` reports it. */
+/** Whether a server still holds a connection of the user, as ChatDB records it. */
 async function online(name: string): Promise<boolean> {
-  return (await good.session.who()).includes(name);
+  const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql`select count(*)::int as n from connections c join users u on u.id = c.user_id where u.name = ${name}`;
+    return row!.n > 0;
+  } finally {
+    await sql.end();
+  }
 }
 
 /** Bytes this process (servers included: they run in it) still holds after a full collection. */

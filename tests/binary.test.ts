@@ -1,9 +1,11 @@
 /**
  * The product as users get it: the compiled binary, `chatterbox up` on its
- * embedded PostgreSQL, then signup, send and inbox through the same binary.
+ * embedded PostgreSQL, then signup, send and inbox through the same binary;
+ * and the same binary copied alone into an empty folder, with no node_modules
+ * anywhere above it, running the whole system from the PostgreSQL it carries.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -42,13 +44,17 @@ function freePorts(): number {
 }
 
 async function run(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const proc = Bun.spawn([BINARY, ...args, "--balancer", `127.0.0.1:${port}`], { env, stdout: "pipe", stderr: "pipe" });
+  return runAt(BINARY, port, ...args);
+}
+
+async function runAt(binary: string, balancerPort: number, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const proc = Bun.spawn([binary, ...args, "--balancer", `127.0.0.1:${balancerPort}`], { env, stdout: "pipe", stderr: "pipe" });
   const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   return { code: await proc.exited, out, err };
 }
 
 beforeAll(async () => {
-  const build = Bun.spawnSync([process.execPath, "build", "--compile", "cli.ts", "--outfile", BINARY], { cwd: ROOT, stderr: "pipe" });
+  const build = Bun.spawnSync([process.execPath, "scripts/build.ts", BINARY], { cwd: ROOT, stderr: "pipe" });
   if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`);
   port = freePorts();
   up = Bun.spawn([BINARY, "up", "--port", String(port), "--servers", "2", "--data", join(work, "data")], { env, stdout: "pipe", stderr: "pipe" });
@@ -107,20 +113,42 @@ test("a clear error, and a non-zero exit, for a message to nobody", async () => 
   expect(result.err).toContain("E_NO_SUCH_USER");
 });
 
-test("a binary far from its npm packages says plainly that it needs --database-url", async () => {
-  const lonely = join(work, "lonely", "chatterbox");
+test("the binary alone in an empty folder far from the repository runs up on the PostgreSQL it carries", async () => {
+  const folder = join(work, "lonely");
+  const lonely = join(folder, "chatterbox");
   await Bun.write(lonely, Bun.file(BINARY));
   chmodSync(lonely, 0o755);
-  const proc = Bun.spawnSync([lonely, "up", "--data", join(work, "lonely", "data"), "--port", String(freePorts())], {
-    cwd: join(work, "lonely"),
+  chmodSync(folder, 0o755);
+  expect(readdirSync(folder)).toEqual(["chatterbox"]);
+  const at = freePorts();
+  const lonelyUp = Bun.spawn([lonely, "up", "--data", join(folder, "data"), "--port", String(at), "--servers", "1", "--log-format", "json"], {
+    cwd: folder,
     env: { ...env, CHATTERBOX_PG_DIR: "" },
-    stderr: "pipe",
-    stdout: "pipe",
+    stdout: Bun.file(join(work, "lonely-up.out")),
+    stderr: Bun.file(join(work, "lonely-up.err")),
   });
-  expect(proc.exitCode).toBe(1);
-  expect(proc.stderr.toString()).toContain("--database-url");
-  expect(proc.stderr.toString()).not.toContain("    at ");
-});
+  try {
+    const deadline = Date.now() + 60_000;
+    while (!(await Bun.file(join(work, "lonely-up.out")).text()).includes("ChatterBox is up.")) {
+      if (lonelyUp.exitCode !== null || Date.now() > deadline) throw new Error(`up did not start: ${await Bun.file(join(work, "lonely-up.err")).text()}`);
+      await Bun.sleep(100);
+    }
+    // The binaries were unpacked once, beside the data folder, from inside the binary.
+    const unpacked = readdirSync(folder).filter((name) => name.startsWith("pgsql-"));
+    expect(unpacked).toHaveLength(1);
+    expect(statSync(join(folder, unpacked[0]!, "bin", "postgres")).mode & 0o111).not.toBe(0);
+
+    expect((await runAt(lonely, at, "signup", "--user", "carol")).code).toBe(0);
+    expect((await runAt(lonely, at, "signup", "--user", "dave")).code).toBe(0);
+    expect((await runAt(lonely, at, "send", "--user", "carol", "--to", "dave", "from far away")).code).toBe(0);
+    const inbox = await runAt(lonely, at, "inbox", "--user", "dave", "--json");
+    expect(inbox.code).toBe(0);
+    expect(JSON.parse(inbox.out.trim())).toMatchObject({ from: "carol", text: "from far away", verified: true });
+  } finally {
+    lonelyUp.kill("SIGTERM");
+    expect(await lonelyUp.exited).toBe(0);
+  }
+}, 90_000);
 
 test("chatterbox up stops everything cleanly on SIGTERM", async () => {
   up.kill("SIGTERM");

@@ -5,11 +5,12 @@
  * encoding. The links are tapped by TCP relays placed in the servers' path.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import postgres from "postgres";
 import { announce } from "../balancer/announcer";
 import { deriveKeys, TEST_KDF } from "../crypto/kdf";
 import type { IdentityKeys } from "../crypto/keys";
+import { createLogger } from "../roles/logger";
 import { startServer } from "../roles/server";
 import { connectUser, signup, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
 import { dumpDatabase, findIn } from "./support/dump";
@@ -35,8 +36,12 @@ beforeAll(async () => {
   cluster = await startCluster({ servers: 0 });
   sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
   for (let i = 0; i < 2; i++) {
-    // Our own servers, so that their logs are kept (startCluster discards them).
-    const server = await startServer({ port: 0, databaseUrl: cluster.url, log: (line) => logs.push(line) });
+    // Our own servers, so that their logs are kept (startCluster discards them): through the
+    // real logger, at its most talkative level, in both formats.
+    const id = randomUUID();
+    const format = i === 0 ? "json" : "pretty";
+    const log = createLogger({ role: "server", format, level: "debug", bindings: { server: id }, write: (line) => logs.push(line) });
+    const server = await startServer({ port: 0, id, databaseUrl: cluster.url, log });
     cluster.servers.push(server);
     // Peers find each other through the servers table: point it at a tap.
     const peerTap = await tap(server.addr);
@@ -65,6 +70,8 @@ beforeAll(async () => {
   bob = await connectUser(cluster.balancerAddr, "bob", PASSWORD);
   await bob.session.history("alice");
   expect([...alice.texts(), ...bob.texts()]).toEqual([`live to alice: ${MARKER}`, `stored for bob: ${MARKER}`]);
+  // A refused request is logged (at debug) with its code and request id: make one, to search it too.
+  await expect(alice.session.sendText("nobody-here", MARKER)).rejects.toMatchObject({ code: "E_NO_SUCH_USER" });
   await alice.session.close();
   await bob.session.close();
 }, 60_000);
@@ -86,9 +93,18 @@ test("no table in the database holds a message's text, in any encoding", async (
   expect(findIn(dump, MARKER)).toEqual([]);
 });
 
-test("the server logs never contain a message's text", () => {
+test("the server logs never contain a message's text, a password or a key", async () => {
   expect(logs.some((line) => line.includes("listening on"))).toBe(true);
-  expect(findIn(logs.map((line, i) => ({ where: `log line ${i}`, bytes: Buffer.from(line) })), MARKER)).toEqual([]);
+  // The logger did write structured lines, refusals with their code and request id among them.
+  const json = logs.filter((line) => line.startsWith("{")).map((line) => JSON.parse(line));
+  expect(json.some((l) => l.role === "server" && typeof l.server === "string" && l.code === "E_NO_SUCH_USER" && typeof l.req === "number")).toBe(true);
+  expect(logs.some((line) => /^\d\d:\d\d:\d\d\.\d{3} INFO  server\[/.test(line))).toBe(true);
+
+  const lines = logs.map((line, i) => ({ where: `log line ${i}`, bytes: Buffer.from(line) }));
+  const [row] = await sql`select salt from users where name = 'alice'`;
+  const { authKey, wrapKey } = deriveKeys(PASSWORD, new Uint8Array(row!.salt), TEST_KDF);
+  const secrets = [MARKER, PASSWORD, authKey, wrapKey, identities.alice!.dhPrivate, identities.alice!.signPrivate, identities.bob!.dhPrivate, identities.bob!.signPrivate];
+  expect(secrets.flatMap((s) => findIn(lines, s))).toEqual([]);
 });
 
 test("neither the client links nor the links between servers carry a message's text", () => {

@@ -117,10 +117,10 @@ test("inbox killed with SIGKILL half way through its replay catches up at the ne
   expect(secondIds.length).toBeLessThan(1_500);
   const distinct = [...new Map(all.map((m) => [m.id, m])).values()];
   expect(bySender(distinct)).toEqual(texts);
-  // And the server's cursor caught up with what was shown.
+  // And the server's read marker caught up with what was shown.
   const [row] = await database.sql`
     select count(*)::int as n from members me join users u on u.id = me.user_id
-    join messages m on m.conversation_id = me.conversation_id and m.seq > me.cursor
+    join messages m on m.conversation_id = me.conversation_id and m.seq > me.read_seq and m.sender_id <> me.user_id
     where u.name = ${name}`;
   expect(row!.n).toBe(0);
 }, 180_000);

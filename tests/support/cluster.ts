@@ -83,7 +83,10 @@ export async function spawnServer(url: string, balancer: string, extraArgs: stri
   for (;;) {
     const match = /server (\S+) listening on (\S+),/.exec(text);
     if (match) {
-      reader.releaseLock();
+      // The server logs on stdout: keep reading it, so that a full pipe never blocks it.
+      void (async () => {
+        while (!(await reader.read()).done);
+      })().catch(() => {});
       return {
         proc,
         id: match[1]!,
@@ -105,7 +108,10 @@ export async function spawnServer(url: string, balancer: string, extraArgs: stri
 export interface TestUser {
   name: string;
   session: ChatSession;
+  /** Messages from others, as shown. */
   received: Received[];
+  /** The user's own messages that reached this session from another of their connections or devices. */
+  own: Received[];
   texts(): string[];
   ended?: Error;
   statuses: string[];
@@ -132,18 +138,31 @@ export async function connectPersistent(balancerAddr: string, home: string, name
   return openUser(balancerAddr, name, password, {});
 }
 
+/**
+ * A session whose every message is recorded as shown to its person (so the
+ * read marker follows it). Sessions kept in memory only share one device per
+ * user in this process, as the processes of one client home do.
+ */
 async function openUser(balancerAddr: string, name: string, password: string, options: { persist?: false }): Promise<TestUser> {
-  const user = { name, received: [] as Received[], statuses: [] as string[] } as TestUser;
+  const user = { name, received: [] as Received[], own: [] as Received[], statuses: [] as string[] } as TestUser;
   user.texts = () => user.received.map((m) => m.text);
   user.session = await ChatSession.open({
     balancer: balancerAddr,
     user: name,
     password: () => password,
+    deviceKey: `test-device-${name}`.replace(/[^A-Za-z0-9_-]/g, "_"),
     ...options,
-    onMessage: (m) => user.received.push(m),
+    onMessage: (m) => {
+      // A membership change the user made is the server's line, shown like anyone else's.
+      if (m.from === name && m.kind !== "system") return void user.own.push(m);
+      user.received.push(m);
+      user.session?.markRead(m.conv, m.seq);
+    },
     onStatus: (s) => user.statuses.push(s),
     onEnd: (e) => (user.ended = e),
   });
+  // What the replay showed before the session was returned was shown too.
+  for (const m of user.received) user.session.markRead(m.conv, m.seq);
   return user;
 }
 
@@ -235,8 +254,9 @@ export async function rawLink(
   name?: string,
   handlers: { onEvent?(ev: string, frame: Record<string, unknown>): void; onBye?(e: Error): void; onClose?(): void } = {},
   password = PASSWORD,
+  deviceKey?: string,
 ): Promise<Link> {
   const link = await Link.connect(addr, { hello: { role: "client" }, ...handlers });
-  if (name) await link.request("login", { user: name, auth: (await loginKeys(link, name, password)).authKey });
+  if (name) await link.request("login", { user: name, auth: (await loginKeys(link, name, password)).authKey, device: { id: deviceKey ?? `raw-${name}-device`.replace(/[^A-Za-z0-9_-]/g, "_"), name: "raw link" } });
   return link;
 }

@@ -1,0 +1,4 @@
+/** This program's version, from package.json (bundled into the compiled binary). */
+import pkg from "../package.json" with { type: "json" };
+
+export const VERSION: string = pkg.version;

@@ -1,0 +1,95 @@
+/**
+ * A chat server's Prometheus metrics. The parts that count take only the
+ * recorder they need (DeliveryRecorder, CommitRecorder, RefusalRecorder);
+ * levels that already live somewhere (connections, outbox bytes, peer links,
+ * the commit queue) are read when scraped instead of being kept twice.
+ * No label ever carries a user, conversation or message id: only codes.
+ */
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+
+export interface DeliveryRecorder {
+  /** One message handed to one recipient's connection. */
+  delivered(): void;
+}
+
+export interface CommitRecorder {
+  /** One group-commit round trip: how many messages went in, how many were newly stored (not retries), how long it took. */
+  committed(batch: number, stored: number, seconds: number): void;
+}
+
+export interface RefusalRecorder {
+  /** A request answered with an error. */
+  refused(code: string, op?: string, requestId?: number): void;
+}
+
+/** What the scrape reads from the running server. */
+export interface ServerLevels {
+  connections(): number;
+  sessions(): number;
+  outboxBytes(): number;
+  peerLinks(): number;
+  commitQueue(): number;
+}
+
+/** Records nothing: for parts built without metrics. */
+export const NO_METRICS: DeliveryRecorder & CommitRecorder & RefusalRecorder = {
+  delivered() {},
+  committed() {},
+  refused() {},
+};
+
+// Group commit takes up to 2,000 messages; round trips range from well under a millisecond to seconds under load.
+const BATCH_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+export class ServerMetrics implements DeliveryRecorder, CommitRecorder, RefusalRecorder {
+  readonly registry = new Registry();
+  private readonly stored = new Counter({ name: "chatterbox_messages_stored_total", help: "Messages committed to the database", registers: [this.registry] });
+  private readonly deliveredTotal = new Counter({
+    name: "chatterbox_messages_delivered_total",
+    help: "Messages pushed live to a recipient's connection on this server",
+    registers: [this.registry],
+  });
+  private readonly batchSize = new Histogram({
+    name: "chatterbox_commit_batch_messages",
+    help: "Messages per group-commit transaction",
+    buckets: BATCH_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly latency = new Histogram({
+    name: "chatterbox_commit_duration_seconds",
+    help: "Time of one group-commit transaction, from the statement to the commit",
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly errors = new Counter({
+    name: "chatterbox_errors_total",
+    help: "Error replies and closing errors, by protocol error code",
+    labelNames: ["code"],
+    registers: [this.registry],
+  });
+
+  constructor(levels: ServerLevels) {
+    const gauge = (name: string, help: string, read: () => number) =>
+      new Gauge({ name, help, registers: [this.registry], collect() { this.set(read()); } });
+    gauge("chatterbox_connections", "Open client and peer connections accepted by this server", levels.connections);
+    gauge("chatterbox_sessions", "Users logged in on this server", levels.sessions);
+    gauge("chatterbox_outbox_bytes", "Bytes queued for slow sockets, summed over this server's connections", levels.outboxBytes);
+    gauge("chatterbox_peer_links", "Open links from this server to other servers", levels.peerLinks);
+    gauge("chatterbox_commit_queue_messages", "Messages waiting for the next group commit", levels.commitQueue);
+  }
+
+  delivered(): void {
+    this.deliveredTotal.inc();
+  }
+
+  committed(batch: number, stored: number, seconds: number): void {
+    this.batchSize.observe(batch);
+    this.latency.observe(seconds);
+    if (stored > 0) this.stored.inc(stored);
+  }
+
+  refused(code: string): void {
+    this.errors.inc({ code });
+  }
+}
