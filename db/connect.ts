@@ -71,12 +71,14 @@ export async function migrate(database: Database): Promise<void> {
       hash: createHash("sha256").update(query).digest("hex"),
     };
   });
-  // A session-level advisory lock on a connection of its own, held while the
-  // pool migrates: a second process waits here, then finds nothing left to do.
+  // A session-level advisory lock on a connection of its own, held while it
+  // migrates: a second process waits here, then finds nothing left to do.
   const lock = postgres(database.url, { max: 1, onnotice: () => {} });
   try {
     await lock`select pg_advisory_lock(${MIGRATION_LOCK})`;
-    await (database.db as any).dialect.migrate(migrations, (database.db as any).session, { migrationsFolder: "" });
+    // On the lock's own connection, outside the pool's query deadline: a migration may take long.
+    const db = drizzle(lock, { schema });
+    await (db as any).dialect.migrate(migrations, (db as any).session, { migrationsFolder: "" });
   } finally {
     await lock.end({ timeout: 5 });
   }

@@ -11,7 +11,7 @@ import { openDatabase, type Database } from "../db/connect";
 import { testIdentity } from "./support/tls";
 import { startBalancer, type Balancer } from "../roles/balancer";
 import { ChatSession, type Received } from "../client/session";
-import { PASSWORD, connectUser, signup, spawnServer, uniqueName, waitFor, type ServerProcess, type TestUser } from "./support/cluster";
+import { PASSWORD, connectUser, signup, spawnServer, uniqueName, until, waitFor, type ServerProcess, type TestUser } from "./support/cluster";
 import { runClient } from "./support/cli-process";
 import { testDatabaseUrl } from "./support/pg";
 import { migrate } from "../db/connect";
@@ -108,6 +108,11 @@ test("a sender's keys that cannot be fetched for a while delay the replayed mess
   await signup(balancerAddr, bob);
   for (let i = 0; i < 3; i++) await alice.session.sendText(bob, `before ${i}`);
   // A real fault in the database: the keys query fails (undefined column) until the column is back.
+  const failures = async () => {
+    const [row] = await database.sql`select xact_rollback::int as n from pg_stat_database where datname = current_database()`;
+    return row!.n as number;
+  };
+  const failedBefore = await failures();
   await database.sql`alter table users rename column dh_public to dh_public_away`;
   const received: Received[] = [];
   const statuses: string[] = [];
@@ -121,7 +126,8 @@ test("a sender's keys that cannot be fetched for a while delay the replayed mess
       onMessage: (m) => received.push(m),
       onStatus: (s) => statuses.push(s),
     });
-    await waitFor(() => statuses.some((s) => s.includes("waits for their keys")), "bob's session to find the keys unavailable");
+    // Bob's session asked for alice's keys, and was refused, more than once (each refusal is a rolled-back query).
+    await until(async () => (await failures()) >= failedBefore + 3, "bob's session to be refused alice's keys", 30_000);
     // Nothing was shown as failed meanwhile.
     expect(received).toEqual([]);
     await database.sql`alter table users rename column dh_public_away to dh_public`;
@@ -140,7 +146,7 @@ test("inbox exits, with everything shown once, after its server is killed in the
   const texts = await pour(name, 2_500);
   const inbox = runClient("inbox", { balancer: balancerAddr, user: name, home: freshHome() });
   await inbox.waitForMessages(100, 120_000);
-  const [row] = await database.sql`select s.server_id from sessions s join users u on u.id = s.user_id where u.name = ${name}`;
+  const [row] = await database.sql`select c.server_id from connections c join users u on u.id = c.user_id where u.name = ${name}`;
   const server = servers.find((s) => s.id === row?.server_id);
   expect(server).toBeDefined();
   await server!.kill9();

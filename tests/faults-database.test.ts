@@ -5,6 +5,9 @@
  * no send waits for ever, and the servers still shut down.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { migrate, openDatabase } from "../db/connect";
+import { startBalancer } from "../roles/balancer";
+import { connectUser, signup, spawnServer, uniqueName, waitFor } from "./support/cluster";
 import { databaseOutage, numbered, type OutageReport } from "./support/faults";
 import { startRestartablePostgres, type RestartablePostgres } from "./support/restartable-pg";
 
@@ -45,3 +48,43 @@ for (const kind of ["fast", "immediate"] as const) {
     expect(report.exitCodes).toEqual([0, 0]);
   }, 180_000);
 }
+
+test("a server whose database is away still exits on SIGTERM, and the send it could not store is stored, once, through another server when PostgreSQL is back", async () => {
+  const database = openDatabase(pg.url, { max: 1 });
+  await migrate(database);
+  await database.close();
+  const balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+  const balancerAddr = `127.0.0.1:${balancer.port}`;
+  const first = await spawnServer(pg.url, balancerAddr);
+  try {
+    await waitFor(() => balancer.servers().length === 1, "the server to register");
+    const [a, b] = [uniqueName("early"), uniqueName("late")];
+    await signup(balancerAddr, a);
+    await signup(balancerAddr, b);
+    const alice = await connectUser(balancerAddr, a);
+    const bob = await connectUser(balancerAddr, b);
+    await alice.session.sendText(b, "before");
+    await pg.stopFast();
+    // Refused for now (E_UNAVAILABLE), and retried by the client meanwhile.
+    const sending = alice.session.sendText(b, "during");
+    await Bun.sleep(500);
+    first.proc.kill("SIGTERM");
+    expect(await first.proc.exited).toBe(0);
+    await pg.start();
+    const second = await spawnServer(pg.url, balancerAddr);
+    try {
+      const sent = await sending;
+      expect(sent.duplicate).toBe(false);
+      await waitFor(() => bob.received.length >= 2, "bob to get both messages", 30_000);
+      expect(bob.texts()).toEqual(["before", "during"]);
+    } finally {
+      await alice.session.close();
+      await bob.session.close();
+      second.proc.kill("SIGTERM");
+      await second.proc.exited;
+    }
+  } finally {
+    first.proc.kill("SIGKILL");
+    balancer.stop();
+  }
+}, 120_000);
