@@ -111,6 +111,7 @@ const serve = defineCommand({
     host: { type: "string", description: "Address to listen on", default: "127.0.0.1" },
     balancer: { type: "string", description: "Balancer to register with, HOST:PORT", default: DEFAULT_BALANCER },
     ...databaseUrl,
+    "read-database-url": { type: "string", description: "A streaming replica of ChatDB for history, fetch and file downloads (the primary serves what it has not replayed yet)" },
     ...serverLimits,
     ...operations,
   },
@@ -123,6 +124,7 @@ const serve = defineCommand({
         hostname: args.host,
         balancer: args.balancer,
         databaseUrl: needDatabase(args["database-url"]),
+        readDatabaseUrl: args["read-database-url"] || undefined,
         config: limitsOf(args),
         retentionDays: retentionOf(args),
       });

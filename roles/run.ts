@@ -47,7 +47,15 @@ export async function runBalancer(options: { port: number; hostname: string; str
 }
 
 export async function runServer(
-  options: { port: number; hostname: string; balancer: string; databaseUrl: string; config?: Partial<ServerConfig>; retentionDays?: number } & Operations,
+  options: {
+    port: number;
+    hostname: string;
+    balancer: string;
+    databaseUrl: string;
+    readDatabaseUrl?: string;
+    config?: Partial<ServerConfig>;
+    retentionDays?: number;
+  } & Operations,
 ): Promise<void> {
   const id = randomUUID();
   const log = createLogger({ role: "server", format: options.logFormat, bindings: { server: id } });

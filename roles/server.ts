@@ -25,6 +25,7 @@ import { FileStore } from "../server/file-store";
 import { MeteredStore } from "../server/metered-store";
 import { ServerMetrics } from "../server/metrics";
 import { serverInfo } from "../server/info";
+import { Reads } from "../server/reads";
 import type { Log } from "./logger";
 import { VERSION } from "./version";
 
@@ -35,6 +36,8 @@ export interface ServerOptions {
   /** HOST:PORT of the balancer to register with; none for a server reached directly. */
   balancer?: string;
   config?: Partial<ServerConfig>;
+  /** A streaming replica of the database, for history, fetch and file downloads (server/reads.ts). */
+  readDatabaseUrl?: string;
   /** Given by the caller when its log lines must carry the id from the start. */
   id?: string;
   log?: Log;
@@ -56,6 +59,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const database: Database = openDatabase(options.databaseUrl, { max: 16 });
   await migrate(database);
   const store = new Store(database.sql);
+  const replica = options.readDatabaseUrl ? openDatabase(options.readDatabaseUrl, { max: 8 }) : undefined;
   // The group commit has a connection of its own: one batch runs at a time.
   const commits = openDatabase(options.databaseUrl, { max: 1, settings: COMMITTER_SETTINGS });
   const secret = await store.clusterSecret("peer_secret");
@@ -82,6 +86,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     store,
     groups: new GroupStore(database.sql, config.maxGroupMembers),
     files: new FileStore(database.sql),
+    reads: new Reads({ store, files: new FileStore(database.sql), sql: database.sql }, replica?.sql, metrics),
     log,
     committer: new Committer(new MeteredStore(commits.sql, metrics), 2000, (e) => log(`commit failed: ${e}`, { level: "error", code: (e as ChatError).code ?? "E_UNAVAILABLE" })),
     sessions: new Sessions(getCtx),
@@ -186,6 +191,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
         await store.removeServer(id).catch(() => {});
         listener.stop(true);
         await commits.close();
+        await replica?.close();
         await database.close();
       })();
       return stopping;

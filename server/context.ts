@@ -9,6 +9,7 @@ import type { Sessions } from "./sessions";
 import type { Store } from "./store";
 import type { GroupStore } from "./group-store";
 import type { FileStore } from "./file-store";
+import type { Reads } from "./reads";
 import type { LogFields } from "../roles/logger";
 
 export interface ServerConfig {
@@ -72,6 +73,8 @@ export interface ServerContext {
   store: Store;
   groups: GroupStore;
   files: FileStore;
+  /** History, fetch and file downloads: from the read replica when it is caught up (server/reads.ts). */
+  reads: Reads;
   committer: Committer;
   sessions: Sessions;
   delivery: Delivery;
