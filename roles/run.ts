@@ -75,6 +75,7 @@ export async function runServer(
     hostname: string;
     balancer: string;
     databaseUrl: string;
+    readDatabaseUrl?: string;
     config?: Partial<ServerConfig>;
     retentionDays?: number;
     tlsNames?: string[];

@@ -32,6 +32,7 @@ import { receiptsFor } from "../server/receipts";
 import { MeteredStore } from "../server/metered-store";
 import { ServerMetrics } from "../server/metrics";
 import { serverInfo } from "../server/info";
+import { Reads } from "../server/reads";
 import type { Log } from "./logger";
 import { VERSION } from "./version";
 
@@ -42,6 +43,8 @@ export interface ServerOptions {
   /** HOST:PORT of the balancer to register with; none for a server reached directly. */
   balancer?: string;
   config?: Partial<ServerConfig>;
+  /** A streaming replica of the database, for history, fetch and file downloads (server/reads.ts). */
+  readDatabaseUrl?: string;
   /** Given by the caller when its log lines must carry the id from the start. */
   id?: string;
   /** More names for its certificate than `hostname` (--tls-names): those clients and peers dial. */
@@ -69,6 +72,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const database: Database = openDatabase(options.databaseUrl, { max: 16, onReplace: (why) => log(`database connections replaced: ${why}`) });
   await migrate(database);
   const store = new Store(database.sql);
+  const replica = options.readDatabaseUrl ? openDatabase(options.readDatabaseUrl, { max: 8 }) : undefined;
   // The group commit has a connection of its own: one batch runs at a time.
   const commits = openDatabase(options.databaseUrl, { max: 1, settings: COMMITTER_SETTINGS, onReplace: (why) => log(`committer connection replaced: ${why}`) });
   const saltSecret = await store.clusterSecret("salt_secret");
@@ -123,6 +127,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     },
     groups: new GroupStore(database.sql, config.maxGroupMembers),
     files: new FileStore(database.sql),
+    reads: new Reads({ store, files: new FileStore(database.sql), sql: database.sql }, replica?.sql, metrics),
     log,
     committer: new Committer(new MeteredStore(commits.sql, metrics), {
       onError: (e) => log(`commit failed: ${e}`, { level: "error", code: (e as ChatError).code ?? "E_UNAVAILABLE" }),
@@ -242,6 +247,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
         await store.removeServer(id).catch(() => {});
         listener.stop(true);
         await commits.close();
+        await replica?.close();
         await database.close();
       })();
       return stopping;

@@ -67,8 +67,10 @@ export async function runUp(options: UpOptions): Promise<void> {
   const children: Subprocess[] = [];
   const serverMetrics: string[] = [];
   for (let i = 1; i <= options.servers; i++) {
-    const port = options.port + i;
-    const metrics = metricsAt ? [`${metricsAt.host.includes(":") ? `[${metricsAt.host}]` : metricsAt.host}:${metricsAt.port + i}`] : [];
+    // Port 0 (any free port) for the balancer means any free port for each server too.
+    const port = options.port === 0 ? 0 : options.port + i;
+    const metricsPort = metricsAt && (metricsAt.port === 0 ? 0 : metricsAt.port + i);
+    const metrics = metricsAt ? [`${metricsAt.host.includes(":") ? `[${metricsAt.host}]` : metricsAt.host}:${metricsPort}`] : [];
     serverMetrics.push(...metrics);
     // The database URL holds a password: through the environment, never argv, which `ps` shows everyone.
     const args = ["serve", String(port), "--balancer", `127.0.0.1:${balancer.port}`, "--log-format", logFormat];
@@ -96,7 +98,8 @@ export async function runUp(options: UpOptions): Promise<void> {
   console.log("ChatterBox is up.");
   console.log(`  balancer    127.0.0.1:${balancer.port} (${options.strategy})`);
   for (const s of balancer.servers().sort((a, b) => a.addr.localeCompare(b.addr))) console.log(`  server      ${s.addr}`);
-  if (balancerMetrics) console.log(`  metrics     http://${balancerMetrics.addr}/metrics (balancer); ${serverMetrics.map((m) => `http://${m}/metrics`).join(", ")} (servers)`);
+  const servers = metricsAt?.port === 0 ? "each server's is in its log line \"metrics at ...\"" : `${serverMetrics.map((m) => `http://${m}/metrics`).join(", ")} (servers)`;
+  if (balancerMetrics) console.log(`  metrics     http://${balancerMetrics.addr}/metrics (balancer); ${servers}`);
   console.log(`  database    ${postgres ? `embedded PostgreSQL in ${postgres.dataDir}, port ${postgres.port}` : "the URL you gave"}`);
   console.log(`  cluster CA  ${identity.caFingerprint}`);
   console.log("              (clients pin it on first use; compare it with what they show, or pass --ca-fingerprint)");

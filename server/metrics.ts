@@ -62,6 +62,12 @@ export class ServerMetrics implements DeliveryRecorder, CommitRecorder, RefusalR
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
+  private readonly reads = new Counter({
+    name: "chatterbox_reads_total",
+    help: "History, fetch and file-chunk reads, by the database that answered (primary or replica)",
+    labelNames: ["source"],
+    registers: [this.registry],
+  });
   private readonly errors = new Counter({
     name: "chatterbox_errors_total",
     help: "Error replies and closing errors, by protocol error code",
@@ -91,5 +97,9 @@ export class ServerMetrics implements DeliveryRecorder, CommitRecorder, RefusalR
 
   refused(code: string): void {
     this.errors.inc({ code });
+  }
+
+  read(source: "primary" | "replica"): void {
+    this.reads.inc({ source });
   }
 }

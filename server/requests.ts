@@ -213,7 +213,7 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         const conv = v.int(req, "conv", 1);
         const after = v.int(req, "after", 0);
         const limit = v.optionalInt(req, "limit", 1, 1000) ?? 500;
-        return { messages: await ctx.store.after(conn.state.user!.id, conv, after, limit) };
+        return { messages: await ctx.reads.after(conn.state.user!.id, conv, after, limit) };
       },
     },
     history: {
@@ -224,7 +224,7 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         const before = v.optionalInt(req, "before", 1);
         const limit = v.optionalInt(req, "limit", 1, 1000) ?? 50;
         const convId = group !== undefined ? await ctx.groups.conversation(group, me.id) : (await directory.direct(me.id, v.name(req, "with"))).convId;
-        return { conv: convId, messages: await ctx.store.history(me.id, convId, before, limit) };
+        return { conv: convId, messages: await ctx.reads.history(me.id, convId, before, limit) };
       },
     },
     ...userRoutes(ctx, directory, acks, loggedIn),

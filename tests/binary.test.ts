@@ -121,7 +121,8 @@ test("the binary alone in an empty folder far from the repository runs up on the
   chmodSync(folder, 0o755);
   expect(readdirSync(folder)).toEqual(["chatterbox"]);
   const at = freePorts();
-  const lonelyUp = Bun.spawn([lonely, "up", "--data", join(folder, "data"), "--port", String(at), "--servers", "1", "--log-format", "json"], {
+  const metricsAt = freePorts();
+  const lonelyUp = Bun.spawn([lonely, "up", "--data", join(folder, "data"), "--port", String(at), "--servers", "1", "--log-format", "json", "--metrics", String(metricsAt)], {
     cwd: folder,
     env: { ...env, CHATTERBOX_PG_DIR: "" },
     stdout: Bun.file(join(work, "lonely-up.out")),
@@ -144,6 +145,18 @@ test("the binary alone in an empty folder far from the repository runs up on the
     const inbox = await runAt(lonely, at, "inbox", "--user", "dave", "--json");
     expect(inbox.code).toBe(0);
     expect(JSON.parse(inbox.out.trim())).toMatchObject({ from: "carol", text: "from far away", verified: true });
+
+    // The operations tools work from the lone binary too: metrics, JSON logs, status.
+    const serverMetrics = await (await fetch(`http://127.0.0.1:${metricsAt + 1}/metrics`)).text();
+    expect(serverMetrics).toMatch(/^chatterbox_messages_stored_total 1$/m);
+    expect(serverMetrics).toMatch(/^chatterbox_process_resident_memory_bytes \d+/m);
+    expect(await (await fetch(`http://127.0.0.1:${metricsAt}/metrics`)).text()).toMatch(/^chatterbox_balancer_servers 1$/m);
+    const logged = (await Bun.file(join(work, "lonely-up.out")).text()).split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+    expect(logged.some((l) => l.role === "server" && typeof l.server === "string" && String(l.msg).includes("listening on"))).toBe(true);
+    const status = Bun.spawnSync([lonely, "status", "--balancer", `127.0.0.1:${at}`, "--data", join(folder, "data")], { env, stdout: "pipe", stderr: "pipe" });
+    expect(status.exitCode).toBe(0);
+    expect(status.stdout.toString()).toMatch(/^server {4}127\.0\.0\.1:\d+ {2}version \S+, \d+ connections?, 0 logged in/m);
+    expect(status.stdout.toString()).toMatch(/^database  postgres:\/\/chatterbox:\*\*\*@127\.0\.0\.1:\d+\/chatterbox  PostgreSQL 18/m);
   } finally {
     lonelyUp.kill("SIGTERM");
     expect(await lonelyUp.exited).toBe(0);

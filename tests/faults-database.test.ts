@@ -4,6 +4,7 @@
  * acknowledged message reaches its recipient once and in the sender's order,
  * no send waits for ever, and the servers still shut down.
  */
+import { testIdentity } from "./support/tls";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { migrate, openDatabase } from "../db/connect";
 import { startBalancer } from "../roles/balancer";
@@ -53,7 +54,7 @@ test("a server whose database is away still exits on SIGTERM, and the send it co
   const database = openDatabase(pg.url, { max: 1 });
   await migrate(database);
   await database.close();
-  const balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+  const balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: await testIdentity(pg.url) });
   const balancerAddr = `127.0.0.1:${balancer.port}`;
   const first = await spawnServer(pg.url, balancerAddr);
   try {
