@@ -23,6 +23,7 @@ const serverLimits = {
   "max-file-mb": { type: "string", description: "Largest file, in MiB", default: "100" },
   "upload-ttl-hours": { type: "string", description: "Delete uploads not completed within this many hours", default: "24" },
   "file-retention-days": { type: "string", description: "Keep completed files this many days", default: "90" },
+  "max-devices": { type: "string", description: "Most devices one user may have", default: "10" },
   "retention-days": { type: "string", description: "Delete messages older than this many days (0: keep them all)", default: "0" },
 } as const;
 
@@ -37,6 +38,7 @@ function limitsOf(args: Record<string, unknown>) {
     maxFileBytes: Math.floor(number("max-file-mb", 0.001) * 1024 * 1024),
     uploadTtlMs: number("upload-ttl-hours", 0.001) * 3600_000,
     fileRetentionMs: number("file-retention-days", 0.001) * 24 * 3600_000,
+    maxDevices: Math.floor(number("max-devices", 1)),
   };
 }
 
@@ -59,10 +61,54 @@ function retentionOf(args: Record<string, unknown>): number {
   return days;
 }
 
+const tlsNamesArg = {
+  "tls-names": { type: "string", description: "More host names or addresses for this process's certificate, comma-separated (those others dial)" },
+} as const;
+
+const publicTlsArgs = {
+  "tls-cert": { type: "string", description: "A certificate chain from a public CA (PEM), presented to clients instead of the cluster's own" },
+  "tls-key": { type: "string", description: "The private key of --tls-cert (PEM)" },
+} as const;
+
+function publicTlsOf(args: { "tls-cert"?: string; "tls-key"?: string }): { certFile: string; keyFile: string } | undefined {
+  const [certFile, keyFile] = [args["tls-cert"], args["tls-key"]];
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) fail(new ChatError("E_BAD_REQUEST", "Give both --tls-cert and --tls-key, or neither"));
+  return { certFile: certFile!, keyFile: keyFile! };
+}
+
+function namesOf(text: unknown): string[] {
+  return typeof text === "string" ? text.split(",").map((n) => n.trim()).filter(Boolean) : [];
+}
+
+const plaintextArg = {
+  "insecure-plaintext": { type: "boolean", description: "No TLS on any hop: only to measure what TLS costs, never in earnest" },
+} as const;
+
+/** How a client checks the cluster: trust on first use, unless told the CA or its fingerprint. */
+const trustArgs = {
+  ca: { type: "string", description: "The cluster CA certificate (PEM file) to trust, instead of trusting on first use" },
+  "ca-fingerprint": { type: "string", description: "The cluster CA's SHA-256 fingerprint to expect (from `chatterbox ca fingerprint`)" },
+  ...plaintextArg,
+} as const;
+
 const clientArgs = {
   balancer: { type: "string", description: "Balancer address, HOST:PORT", default: DEFAULT_BALANCER },
   user: { type: "string", description: "Your user name", required: true },
+  "device-name": { type: "string", description: "This device's name, shown by `chatterbox devices` (kept from its first login; default: the host name)" },
+  wait: { type: "string", description: "Seconds to keep trying the balancer and a server before giving up", default: "30" },
+  ...trustArgs,
 } as const;
+
+/**
+ * The trust flags go into the environment, where net/trust.ts reads them, so
+ * that the processes this one starts (bench workers) trust the same way.
+ */
+function applyTrust(args: { ca?: string; "ca-fingerprint"?: string; "insecure-plaintext"?: boolean }): void {
+  if (args["insecure-plaintext"]) process.env.CHATTERBOX_INSECURE_PLAINTEXT = "1";
+  if (args.ca) process.env.CHATTERBOX_CA = args.ca;
+  if (args["ca-fingerprint"]) process.env.CHATTERBOX_CA_FINGERPRINT = args["ca-fingerprint"];
+}
 
 function needDatabase(url: string | undefined): string {
   const found = url || process.env.DATABASE_URL;
@@ -85,8 +131,18 @@ async function guarded(run: () => Promise<unknown>): Promise<void> {
   }
 }
 
-function client(args: { balancer: string; user: string }) {
-  return { balancer: args.balancer, user: args.user, password: passwordSource() };
+function client(args: { balancer: string; user: string; wait?: string; "device-name"?: string; ca?: string; "ca-fingerprint"?: string; "insecure-plaintext"?: boolean }) {
+  applyTrust(args);
+  const wait = Number(args.wait ?? 30);
+  if (!Number.isFinite(wait) || wait < 0) fail(new ChatError("E_BAD_REQUEST", "--wait takes a number of seconds, 0 or more"));
+  return {
+    balancer: args.balancer,
+    user: args.user,
+    password: passwordSource(),
+    waitMs: wait * 1000,
+    deviceName: args["device-name"],
+    passwordGiven: !!process.env.CHATTERBOX_PASSWORD,
+  };
 }
 
 const balance = defineCommand({
@@ -96,11 +152,24 @@ const balance = defineCommand({
     host: { type: "string", description: "Address to listen on", default: "127.0.0.1" },
     strategy: { type: "string", description: "roundrobin, leastconn, random or p2c", default: "roundrobin" },
     ...operations,
+    ...databaseUrl,
+    ...tlsNamesArg,
+    ...publicTlsArgs,
+    ...plaintextArg,
   },
   run: ({ args }) =>
     guarded(async () => {
       const { runBalancer } = await import("./roles/run");
-      await runBalancer({ port: Number(args.port), hostname: args.host, strategy: args.strategy, ...(await operationsOf(args)) });
+      await runBalancer({
+        port: Number(args.port),
+        hostname: args.host,
+        strategy: args.strategy,
+        databaseUrl: needDatabase(args["database-url"]),
+        tlsNames: namesOf(args["tls-names"]),
+        publicTls: publicTlsOf(args),
+        insecurePlaintext: !!args["insecure-plaintext"],
+        ...(await operationsOf(args)),
+      });
     }),
 });
 
@@ -114,6 +183,9 @@ const serve = defineCommand({
     "read-database-url": { type: "string", description: "A streaming replica of ChatDB for history, fetch and file downloads (the primary serves what it has not replayed yet)" },
     ...serverLimits,
     ...operations,
+    ...tlsNamesArg,
+    ...publicTlsArgs,
+    ...plaintextArg,
   },
   run: ({ args }) =>
     guarded(async () => {
@@ -127,6 +199,9 @@ const serve = defineCommand({
         readDatabaseUrl: args["read-database-url"] || undefined,
         config: limitsOf(args),
         retentionDays: retentionOf(args),
+        tlsNames: namesOf(args["tls-names"]),
+        publicTls: publicTlsOf(args),
+        insecurePlaintext: !!args["insecure-plaintext"],
       });
     }),
 });
@@ -230,6 +305,31 @@ const status = defineCommand({
     }),
 });
 
+const ca = defineCommand({
+  meta: { name: "ca", description: "The cluster's certificate authority, kept in ChatDB (made at first start)" },
+  subCommands: {
+    fingerprint: defineCommand({
+      meta: { name: "fingerprint", description: "Print the cluster CA's fingerprint, which clients pin on first use" },
+      args: { ...databaseUrl },
+      run: ({ args }) =>
+        guarded(async () => {
+          const { caFrom } = await import("./server/cluster-identity");
+          const { fingerprint } = await import("./net/ca");
+          console.log(fingerprint((await caFrom(needDatabase(args["database-url"]))).certPem));
+        }),
+    }),
+    export: defineCommand({
+      meta: { name: "export", description: "Print the cluster CA's certificate (PEM), for clients' --ca FILE" },
+      args: { ...databaseUrl },
+      run: ({ args }) =>
+        guarded(async () => {
+          const { caFrom } = await import("./server/cluster-identity");
+          process.stdout.write((await caFrom(needDatabase(args["database-url"]))).certPem);
+        }),
+    }),
+  },
+});
+
 const signup = defineCommand({
   meta: { name: "signup", description: "Create an account (password from CHATTERBOX_PASSWORD or a prompt)" },
   args: { ...clientArgs },
@@ -258,8 +358,40 @@ const send = defineCommand({
     }),
 });
 
+const devices = defineCommand({
+  meta: { name: "devices", description: "List your devices (name, last seen, online now), or revoke one" },
+  args: {
+    ...clientArgs,
+    json: { type: "boolean", description: "One JSON object" },
+    revoke: { type: "positional", description: "`revoke ID`: end that device's sessions and tokens", required: false },
+    id: { type: "positional", description: "The device id to revoke", required: false },
+  },
+  run: ({ args }) =>
+    guarded(async () => {
+      if (args.revoke !== undefined && (args.revoke !== "revoke" || !args.id)) fail(new ChatError("E_BAD_REQUEST", "usage: chatterbox devices [revoke ID]"));
+      const roles = await import("./roles/client");
+      await roles.devices({ ...client(args), revoke: args.revoke ? args.id : undefined, json: !!args.json });
+    }),
+});
+
+const settings = defineCommand({
+  meta: { name: "settings", description: "Show your settings, or change them (--read-receipts on|off)" },
+  args: {
+    ...clientArgs,
+    "read-receipts": { type: "string", description: "on: send and see read receipts; off: neither" },
+    json: { type: "boolean", description: "One JSON object" },
+  },
+  run: ({ args }) =>
+    guarded(async () => {
+      const value = args["read-receipts"];
+      if (value !== undefined && value !== "on" && value !== "off") fail(new ChatError("E_BAD_REQUEST", "--read-receipts takes on or off"));
+      const roles = await import("./roles/client");
+      await roles.settings({ ...client(args), readReceipts: value === undefined ? undefined : value === "on", json: !!args.json });
+    }),
+});
+
 const inbox = defineCommand({
-  meta: { name: "inbox", description: "Print every message waiting for you, oldest first, and acknowledge them" },
+  meta: { name: "inbox", description: "Print every unread message, oldest first, and mark read what was printed" },
   args: { ...clientArgs, json: { type: "boolean", description: "One JSON object a line" } },
   run: ({ args }) =>
     guarded(async () => {
@@ -330,7 +462,7 @@ const passwd = defineCommand({
 
 const main = defineCommand({
   meta: { name: "chatterbox", version: "0.1.0", description: "A distributed, end-to-end encrypted terminal chat system" },
-  subCommands: { up, balance, serve, status, db, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd, bench, "bench-worker": benchWorker },
+  subCommands: { up, balance, serve, status, db, ca, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd, devices, settings, bench, "bench-worker": benchWorker },
 });
 
 await runMain(main);

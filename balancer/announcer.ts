@@ -4,8 +4,10 @@
  * it retries forever with backoff, so restarting the balancer disconnects no chat
  * client and servers come back into its table by themselves.
  */
-import { Link } from "../net/link";
+import type { Link } from "../net/link";
+import type { ClientTls, Plaintext } from "../net/tls";
 import { backoffDelay, Sleeper } from "./backoff";
+import { connectAsMember } from "./member";
 
 export interface AnnounceOptions {
   /** HOST:PORT of the balancer. */
@@ -15,6 +17,9 @@ export interface AnnounceOptions {
   addr: string;
   /** The server's current connection count. */
   load: () => number;
+  /** The cluster secret and this server's certificate: the balancer lists members only. */
+  secret: Uint8Array;
+  tls: ClientTls | Plaintext;
   intervalMs?: number;
   log?: (line: string) => void;
 }
@@ -33,8 +38,7 @@ export function announce(opts: AnnounceOptions): { stop(): void } {
 
   async function session(): Promise<void> {
     const mine = ++generation;
-    link = await Link.connect(opts.balancer, {
-      hello: { role: "server" },
+    link = await connectAsMember(opts.balancer, { id: opts.id, secret: opts.secret, tls: opts.tls }, {
       timeoutMs: replyTimeoutMs,
       // Only this session's link may cut its heartbeat sleep short.
       onClose: () => mine === generation && sleeper.wake(),

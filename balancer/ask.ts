@@ -3,7 +3,8 @@
  * One short connection per question; the balancer holds nothing for clients.
  */
 import { Link } from "../net/link";
-import { ChatError } from "../protocol/errors";
+import { ChatError, isTemporary } from "../protocol/errors";
+import { backoffDelay } from "./backoff";
 
 /** Returns a server's HOST:PORT; throws ChatError E_NO_SERVER or E_UNAVAILABLE (or E_VERSION). */
 export async function askBalancer(balancer: string, timeoutMs = 3000): Promise<string> {
@@ -35,5 +36,24 @@ export async function askBalancer(balancer: string, timeoutMs = 3000): Promise<s
     throw new ChatError("E_UNAVAILABLE", `The balancer at ${balancer} is unavailable: ${(error as Error).message}`);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/**
+ * askBalancer, tried again with backoff while the answer is temporary (the
+ * balancer restarting, or no server registered with it yet), for up to waitMs.
+ */
+export async function askBalancerPatiently(balancer: string, waitMs: number, onRetry?: (error: ChatError) => void): Promise<string> {
+  const deadline = Date.now() + waitMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await askBalancer(balancer);
+    } catch (error) {
+      if (!(error instanceof ChatError) || !isTemporary(error.code)) throw error;
+      const delay = backoffDelay(attempt, 200, 2_000);
+      if (Date.now() + delay > deadline) throw error;
+      if (attempt === 0) onRetry?.(error);
+      await Bun.sleep(delay);
+    }
   }
 }

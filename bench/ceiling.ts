@@ -12,6 +12,7 @@ import { ChatError } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import { Link } from "../net/link";
 import { listen, type Connection } from "../net/listener";
+import { PLAINTEXT } from "../net/tls";
 import { groupMembers } from "./patterns";
 
 export interface RelaySetup {
@@ -54,6 +55,8 @@ export async function runRelay(setup: RelaySetup, lines: AsyncGenerator<unknown>
   };
 
   const listener = listen<State>({
+    // A bare relay, to find the ceiling of the socket path itself: no TLS, as no login or database.
+    tls: PLAINTEXT,
     port: 0,
     outboxLimit: RELAY_OUTBOX_LIMIT,
     initialState: () => ({}),
@@ -102,7 +105,7 @@ export async function runRelay(setup: RelaySetup, lines: AsyncGenerator<unknown>
     if (order.type === "peers") {
       relays = order.relays;
       for (const [i, addr] of relays.entries()) {
-        if (i !== setup.index) peers[i] = await Link.connect(addr, { hello: { role: "peer" }, outboxLimit: RELAY_OUTBOX_LIMIT });
+        if (i !== setup.index) peers[i] = await Link.connect(addr, { tls: PLAINTEXT, hello: { role: "peer" }, outboxLimit: RELAY_OUTBOX_LIMIT });
       }
       say({ type: "linked" });
     }

@@ -6,7 +6,9 @@
  * real client does, and sends what the load generator tells it to.
  */
 import { askBalancer } from "../balancer/ask";
+import { PLAINTEXT } from "../net/tls";
 import { loginKeys, restoreIdentity, signupAccount } from "../client/account";
+import { benchDevice } from "./provision";
 import { ACK_DELAY_MS } from "../client/connection";
 import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
@@ -82,6 +84,8 @@ export class SimClient {
     const o = this.options;
     this.server = o.relay ?? (await askBalancer(o.balancer!, 10_000));
     this.link = await Link.connect(this.server, {
+      // The bare relay of --ceiling measures the socket path alone, without TLS.
+      ...(o.relay ? { tls: PLAINTEXT } : {}),
       hello: o.relay ? { role: "client", user: o.name } : { role: "client", agent: "chatterbox-bench" },
       onEvent: (ev, frame) => {
         if (ev !== "msg") return;
@@ -97,7 +101,7 @@ export class SimClient {
     let keys = await loginKeys(this.link, name, password);
     let reply: Record<string, unknown>;
     try {
-      reply = await this.link.request("login", { user: name, auth: keys.authKey }, 120_000);
+      reply = await this.link.request("login", { user: name, auth: keys.authKey, device: benchDevice(name) }, 120_000);
     } catch (error) {
       if (!(error instanceof ChatError) || error.code !== "E_NO_SUCH_USER") throw error;
       await signupAccount(this.link, name, password).catch((e) => {
@@ -105,7 +109,7 @@ export class SimClient {
         if (!(e instanceof ChatError) || e.code !== "E_NAME_TAKEN") throw e;
       });
       keys = await loginKeys(this.link, name, password);
-      reply = await this.link.request("login", { user: name, auth: keys.authKey }, 120_000);
+      reply = await this.link.request("login", { user: name, auth: keys.authKey, device: benchDevice(name) }, 120_000);
     }
     this.token = reply.token as string;
     if (this.options.needKeys) this.keys = restoreIdentity(reply.backup as Uint8Array, keys.wrapKey, name);

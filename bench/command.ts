@@ -30,6 +30,7 @@ export const bench = defineCommand({
     prefix: { type: "string", description: "Bench account names are PREFIX0, PREFIX1, ... (made once, reused)", default: "bench-u" },
     json: { type: "boolean", description: "The report as JSON" },
     plot: { type: "string", description: "Write an SVG plot to this file" },
+    "insecure-plaintext": { type: "boolean", description: "No TLS on any hop of the system we start: to measure what TLS costs" },
   },
   async run({ args }) {
     const { parseOptions } = await import("./options");
@@ -37,6 +38,8 @@ export const bench = defineCommand({
     let options;
     try {
       options = parseOptions(args);
+      // Read by bench/system.ts and, inherited, by the workers' clients (net/trust.ts).
+      if (args["insecure-plaintext"]) process.env.CHATTERBOX_INSECURE_PLAINTEXT = "1";
     } catch (error) {
       console.error(`chatterbox bench: ${(error as Error).message}`);
       process.exit(2);

@@ -29,7 +29,7 @@ const [a, b] = system.servers.map((s) => s.addr) as [string, string];
 async function account(name: string, addr: string, onMsg?: () => void): Promise<Link> {
   const link = await Link.connect(addr, { hello: { role: "client" }, onEvent: (ev) => ev === "msg" && onMsg?.() });
   await signupAccount(link, name, "bench password").catch(() => {});
-  await link.request("login", { user: name, auth: (await loginKeys(link, name, "bench password")).authKey });
+  await link.request("login", { user: name, auth: (await loginKeys(link, name, "bench password")).authKey, device: { id: `bench-${name}`.replace(/[^A-Za-z0-9_-]/g, "_").padEnd(8, "_"), name: "bench" } });
   await link.request("sync");
   return link;
 }

@@ -71,7 +71,7 @@ async function member(name: string, addr: string): Promise<Member> {
     },
   });
   const keys = await signupAccount(link, name, PASSWORD);
-  await link.request("login", { user: name, auth: (await loginKeys(link, name, PASSWORD)).authKey });
+  await link.request("login", { user: name, auth: (await loginKeys(link, name, PASSWORD)).authKey, device: { id: `bench-${name}`.replace(/[^A-Za-z0-9_-]/g, "_").padEnd(8, "_"), name: "bench" } });
   await link.request("sync");
   return { name, link, keys };
 }

@@ -34,6 +34,8 @@ export interface Report {
     e2e: boolean;
     groupSize: number | null;
     target: string;
+    /** "tls" (the default) or "plaintext" (--insecure-plaintext). */
+    transport: "tls" | "plaintext";
   };
   machine: { cpu: string; cores: number; memoryGiB: number; bun: string };
   setup: { seconds: number; failedClients: number };
@@ -106,6 +108,7 @@ export function buildReport(x: Inputs): Report {
       e2e: o.e2e,
       groupSize: o.pattern === "group" || o.pattern === "mixed" ? o.groupSize : null,
       target: o.ceiling && x.label === "ceiling" ? "ceiling relay" : remote ? `balancer ${o.balancer}` : "own system",
+      transport: process.env.CHATTERBOX_INSECURE_PLAINTEXT === "1" || (o.ceiling && x.label === "ceiling") ? "plaintext" : "tls",
     },
     machine: { cpu: cpus()[0]?.model ?? "unknown", cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), bun: Bun.version },
     setup: { seconds: Math.round(x.setupMs / 100) / 10, failedClients: x.failed },
@@ -161,6 +164,7 @@ export function formatReport(r: Report): string {
   const title = r.label ? ` (${r.label})` : "";
   lines.push(`ChatterBox bench${title}: ${c.pattern}${c.groupSize ? ` (groups of ${c.groupSize})` : ""}, ${n(c.clients)} clients over ${c.servers ?? "?"} server(s) [${c.target}], ${c.workers} worker process(es)`);
   lines.push(`  load        ${c.rate === "max" ? `max (closed loop, window ${c.window} per client)` : `${n(c.rate)} msg/s open loop`}, ${c.durationS} s after ${c.warmupS} s warm-up, ${c.e2e ? "real e2e envelopes" : `${c.size}-byte bodies`}`);
+  lines.push(`  transport   ${c.transport === "tls" ? "TLS on every hop" : "PLAINTEXT (--insecure-plaintext)"}`);
   lines.push(`  machine     ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, Bun ${r.machine.bun}`);
   lines.push(`  setup       ${r.setup.seconds} s to connect and log in${r.setup.failedClients ? `, ${r.setup.failedClients} clients failed` : ""}`);
   if (r.idle) {

@@ -5,13 +5,17 @@
  * With --balancer, someone else's running system, seen only through the
  * protocol (no process figures then).
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { Subprocess } from "bun";
 import { migrate, openDatabase } from "../db/connect";
 import { defaultDataDir, startEmbeddedPostgres, type EmbeddedPostgres } from "../db/embedded";
-import { Link } from "../net/link";
+import { connectAsMember, type Membership } from "../balancer/member";
+import { PLAINTEXT } from "../net/tls";
+import { setDefaultTrust } from "../net/trust";
 import { startBalancer, type Balancer } from "../roles/balancer";
+import { clusterIdentityFrom } from "../server/cluster-identity";
 import { selfCommand } from "../roles/self";
 
 export interface ServerInfo {
@@ -56,16 +60,32 @@ export async function openBenchDatabase(options: { databaseUrl?: string; dataDir
   return { url, pid: postgres?.pid, stop: async () => postgres?.stop() };
 }
 
+/** With --insecure-plaintext (CHATTERBOX_INSECURE_PLAINTEXT=1), every hop of the system we start is plaintext. */
+export function plaintextRequested(): boolean {
+  return process.env.CHATTERBOX_INSECURE_PLAINTEXT === "1";
+}
+
 export async function startSystem(options: { url: string; servers: number; strategy: string; log(line: string): void }): Promise<System> {
-  const balancer: Balancer = await startBalancer({ port: 0, strategy: options.strategy });
+  const identity = await clusterIdentityFrom(options.url, ["127.0.0.1"]);
+  const plaintext = plaintextRequested();
+  const tls = plaintext ? PLAINTEXT : identity.tls;
+  const balancer: Balancer = await startBalancer({ port: 0, strategy: options.strategy, identity: { tls, secret: identity.secret } });
   const address = `127.0.0.1:${balancer.port}`;
+  // Our workers (and this process) trust our cluster's CA, given as a file; nothing is pinned in anyone's home.
+  const caDir = mkdtempSync(join(tmpdir(), "chatterbox-bench-ca-"));
+  writeFileSync(join(caDir, "ca.pem"), identity.tls.caPem, { mode: 0o600 });
+  process.env.CHATTERBOX_CA = join(caDir, "ca.pem");
+  setDefaultTrust();
+  const member: Membership = { id: "bench", secret: identity.secret, tls: plaintext ? PLAINTEXT : { ...identity.tls } };
   const children: Subprocess<"ignore", "pipe", "pipe">[] = [];
   const pidOf = new Map<string, number>();
   for (let i = 0; i < options.servers; i++) {
-    const child = Bun.spawn([...profiled(selfCommand(), `server-${i + 1}`), "serve", "0", "--balancer", address, "--database-url", options.url, "--log-format", "pretty"], {
+    // The database URL holds a password: through the environment, never argv, which `ps` shows everyone.
+    const child = Bun.spawn([...profiled(selfCommand(), `server-${i + 1}`), "serve", "0", "--balancer", address, "--log-format", "pretty", ...(plaintext ? ["--insecure-plaintext"] : [])], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
+      env: { ...process.env, DATABASE_URL: options.url },
     });
     children.push(child);
     // The server logs on stdout; stderr has only what escaped the logger (a crash).
@@ -85,7 +105,7 @@ export async function startSystem(options: { url: string; servers: number; strat
   await Bun.sleep(1200);
   return {
     balancer: address,
-    servers: async () => (await listServers(address)).map((s) => ({ ...s, pid: pidOf.get(s.id) })),
+    servers: async () => (await listServers(address, member)).map((s) => ({ ...s, pid: pidOf.get(s.id) })),
     async stop() {
       for (const child of children) child.kill("SIGTERM");
       // A profiled server writes its profile on the way out, which takes a while.
@@ -93,17 +113,19 @@ export async function startSystem(options: { url: string; servers: number; strat
       await Promise.race([Promise.all(children.map((c) => c.exited)), Bun.sleep(grace)]);
       for (const child of children) child.kill("SIGKILL");
       balancer.stop();
+      rmSync(caDir, { recursive: true, force: true });
     },
   };
 }
 
+/** Someone else's system: the balancer lists its servers to members only, so no per-server figures. */
 export function remoteSystem(balancer: string): System {
-  return { balancer, servers: () => listServers(balancer), stop: async () => {} };
+  return { balancer, servers: async () => [], stop: async () => {} };
 }
 
-/** The balancer's `servers` op: each live server and its connection count. */
-export async function listServers(balancer: string): Promise<ServerInfo[]> {
-  const link = await Link.connect(balancer, { hello: { role: "client" }, timeoutMs: 5000 });
+/** The balancer's `servers` op, for members: each live server and its connection count. */
+export async function listServers(balancer: string, member: Membership): Promise<ServerInfo[]> {
+  const link = await connectAsMember(balancer, member, { timeoutMs: 5000 });
   try {
     const reply = await link.request("servers");
     return (reply.servers as ServerInfo[]).map(({ id, addr, load }) => ({ id, addr, load }));

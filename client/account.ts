@@ -74,11 +74,13 @@ export function restoreIdentity(backup: Uint8Array, wrapKey: Uint8Array, user: s
 }
 
 /** New password: re-derive, re-wrap the same identity, and let the server swap both in one transaction. */
-export async function changePassword(link: Link, user: string, oldPassword: string, newPassword: string, keys: IdentityKeys): Promise<void> {
+/** Returns the new wrapping key. */
+export async function changePassword(link: Link, user: string, oldPassword: string, newPassword: string, keys: IdentityKeys): Promise<Uint8Array> {
   checkPassword(newPassword);
   const old = await loginKeys(link, user, oldPassword);
   const salt = randomSalt();
   const kdf = newAccountKdf();
   const next = deriveKeys(newPassword, salt, kdf);
   await link.request("passwd", { old: old.authKey, auth: next.authKey, salt, kdf, backup: wrapIdentity(keys, next.wrapKey, user) });
+  return next.wrapKey;
 }

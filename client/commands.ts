@@ -16,6 +16,8 @@ export type Command =
   | { kind: "group"; op: GroupOp; group: string; users: string[] }
   | { kind: "verify"; user: string }
   | { kind: "trust"; user: string }
+  | { kind: "info"; id?: number }
+  | { kind: "set"; value: boolean }
   | { kind: "help" }
   | { kind: "quit" }
   | { kind: "error"; message: string };
@@ -27,7 +29,9 @@ export const HELP = [
   "  /to USER|GROUP TEXT         send one message (#GROUP to mean the group when a user has the same name)",
   "  /file [USER|GROUP] PATH     send a file (to the current conversation, or the one named)",
   "  /history [N]                the last N messages of the current conversation (default 20)",
-  "  /who                        who is online now",
+  "  /who                        who of your contacts is online, and when the others were last seen",
+  "  /info [ID]                  who has your last message (or message ID) here: delivered, read",
+  "  /set read-receipts on|off   send and see read receipts, or neither",
   "  /groups                     your groups, with unread counts",
   "  /group create GROUP [USER...]   a new group; you are its first admin",
   "  /group add GROUP USER...    (admins) add members",
@@ -83,6 +87,15 @@ export function parse(line: string): Command | undefined {
     }
     case "/who":
       return { kind: "who" };
+    case "/info": {
+      if (rest.length === 0) return { kind: "info" };
+      const id = Number(rest[0]);
+      return rest.length === 1 && Number.isInteger(id) && id > 0 ? { kind: "info", id } : { kind: "error", message: "usage: /info [MESSAGE-ID]" };
+    }
+    case "/set":
+      return rest.length === 2 && rest[0] === "read-receipts" && (rest[1] === "on" || rest[1] === "off")
+        ? { kind: "set", value: rest[1] === "on" }
+        : { kind: "error", message: "usage: /set read-receipts on|off" };
     case "/groups":
       return { kind: "groups" };
     case "/group": {

@@ -4,19 +4,21 @@
  * it missed, and when the link drops it starts over with exponential backoff
  * and full jitter. Sends stay pending until acknowledged and are sent again
  * with the same client message id after a reconnect, so a retry never makes a
- * second message. Messages come out in order, once, and are acknowledged.
+ * second message; one send per conversation is in flight at a time, so retries
+ * keep the sender's order. Messages come out in order, once, and are
+ * acknowledged; the acknowledgement state goes out again after every login and
+ * every replay, so the server's cursors catch up with what was shown.
  */
 import { askBalancer } from "../balancer/ask";
 import { backoffDelay } from "../balancer/backoff";
 import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
 import { ChatError, isTemporary } from "../protocol/errors";
-import { chunks, MAX_ACKS, type WireMessage } from "../protocol/messages";
+import { MAX_ACKS, type WireMessage } from "../protocol/messages";
 import { loginKeys, restoreIdentity } from "./account";
-import { loadIdentity, saveIdentity } from "./keystore";
 import { Sequencer } from "./sequencer";
+import { LocalStore } from "./store";
 import { joinsMe } from "./system";
-import { loadState, saveState, type ClientState } from "./state";
 
 /**
  * How long a shown message waits for its acknowledgement, so that one ack
@@ -34,10 +36,22 @@ export interface ConnectionOptions {
   onStatus?(line: string): void;
   /** The session ended for good (logged in elsewhere, or a refusal that retrying cannot fix). */
   onEnd?(error: ChatError): void;
-  /** Keep the token, positions, keys and pins under CHATTERBOX_HOME (default true). */
+  /** Keep the token, positions, keys, pins and history under CHATTERBOX_HOME (default true). */
+  /** This device's name, for `chatterbox devices` (default: the host name). */
+  deviceName?: string;
+  /** A device id to use when nothing is kept on disk (tests: one device per user per process). */
+  deviceKey?: string;
+  /** Whether the password came from CHATTERBOX_PASSWORD: then a login that did not check it says so. */
+  passwordGiven?: boolean;
   persist?: boolean;
   agent?: string;
+  /** How long the first connection keeps trying the balancer and a server, in ms (default 30 s). */
+  waitMs?: number;
 }
+
+export const DEFAULT_WAIT_MS = 30_000;
+/** A replay with no message for this long is taken for a dead link. */
+const SYNC_SILENCE_MS = 30_000;
 
 export interface SendResult {
   msg: number;
@@ -52,16 +66,36 @@ export interface PendingSend {
   resolve(result: SendResult): void;
   reject(error: unknown): void;
   inFlight: boolean;
+  /** The conversation it goes to, as the sender names it: sends in one lane go one at a time. */
+  lane: string;
+}
+
+function laneOf(args: PendingSend["args"]): string {
+  return args.group !== undefined ? `g:${args.group}` : `u:${args.to}`;
 }
 
 export abstract class Connection {
   protected link?: Link;
-  protected readonly state: ClientState;
+  /** The device's local store: token, positions, outbox, pins, history. */
+  readonly store: LocalStore;
   protected readonly persist: boolean;
   protected readonly sequencer: Sequencer;
   protected identity?: IdentityKeys;
   private readonly pending = new Map<string, PendingSend>();
+  /**
+   * Per conversation, the sends not yet acknowledged, oldest first; only the
+   * first is on the wire. A later send never overtakes an earlier one that
+   * failed and is being retried, so one sender's messages are stored in order.
+   */
+  private readonly lanes = new Map<string, PendingSend[]>();
+  /** What this device received (kept in its store), and what the person read, not yet told to the server. */
   private readonly toAck = new Map<number, number>();
+  private readonly toRead = new Map<number, number>();
+  /** The server's positions as last known (from the login, then from each ack it took). */
+  private readonly acked = new Map<number, number>();
+  private readonly ackedRead = new Map<number, number>();
+  /** Links still logging in: close() closes them too, so a one-shot command always exits. */
+  private readonly connecting = new Set<Link>();
   /** Conversations whose messages wait for the user (to trust a changed key): not acknowledged past this. */
   protected readonly frozen = new Map<number, number>();
   protected reveals: Promise<void> = Promise.resolve();
@@ -71,20 +105,25 @@ export abstract class Connection {
   protected closing = false;
   protected ended = false;
   private reconnecting?: Promise<void>;
+  /** Messages received, on any link: a replay that goes quiet for too long is given up. */
+  private arrivals = 0;
+  private saidResumed = false;
+  private closed?: Promise<void>;
   serverId = "";
 
   protected constructor(protected readonly options: ConnectionOptions) {
     this.persist = options.persist !== false;
-    this.state = this.persist ? loadState(options.user) : { shown: {} };
-    this.identity = this.persist ? loadIdentity(options.user) : undefined;
+    this.store = new LocalStore(options.user, this.persist);
+    if (options.deviceKey && !this.persist) this.store.set("device.id", options.deviceKey);
+    this.identity = this.store.identity();
     this.sequencer = new Sequencer({
       emit: (m) => (this.reveals = this.reveals.then(() => this.deliver(m))),
       gap: (conv, after) => void this.fill(conv, after),
     });
-    for (const [conv, seq] of Object.entries(this.state.shown)) this.sequencer.position(Number(conv), seq);
+    for (const [conv, { received }] of this.store.positions()) this.sequencer.position(conv, received);
   }
 
-  /** One message in order, seen for the first time: show it (or hold it), then call shown(). */
+  /** One message in order, seen for the first time: keep it (or hold it), then call received(). */
   protected abstract deliver(message: WireMessage): Promise<void>;
 
   get user(): string {
@@ -98,10 +137,27 @@ export abstract class Connection {
   /** Sends an already-sealed body. */
   send(args: PendingSend["args"]): Promise<SendResult> {
     return new Promise((resolve, reject) => {
-      const p: PendingSend = { args, resolve, reject, inFlight: false };
+      const p: PendingSend = { args, resolve, reject, inFlight: false, lane: laneOf(args) };
       this.pending.set(args.cmid, p);
-      this.transmit(p);
+      const lane = this.lanes.get(p.lane);
+      if (lane) {
+        lane.push(p);
+      } else {
+        this.lanes.set(p.lane, [p]);
+        this.transmit(p);
+      }
     });
+  }
+
+  /** A send is settled (stored, or refused for good): the next one of its conversation goes out. */
+  private settle(p: PendingSend): void {
+    this.pending.delete(p.args.cmid);
+    const lane = this.lanes.get(p.lane);
+    if (!lane) return;
+    const at = lane.indexOf(p);
+    if (at >= 0) lane.splice(at, 1);
+    if (lane.length === 0) this.lanes.delete(p.lane);
+    else if (at === 0) this.transmit(lane[0]!);
   }
 
   get unacknowledged(): number {
@@ -162,25 +218,36 @@ export abstract class Connection {
       this.sendAcks();
       const inFlight = this.ackInFlight;
       await inFlight;
-      if (this.toAck.size === 0 && inFlight === this.ackInFlight) return;
+      if (this.toAck.size === 0 && this.toRead.size === 0 && inFlight === this.ackInFlight) return;
     }
   }
 
-  async close(): Promise<void> {
+  /** Leaves: the last acknowledgements go out, the links and the local store close. Safe to call again. */
+  close(): Promise<void> {
+    return (this.closed ??= this.leave());
+  }
+
+  private async leave(): Promise<void> {
     // From here on nothing new is shown (it comes back at the next login), so
     // the last acknowledgement really is the last, and it is in before the link closes.
     this.closing = true;
-    // A sent message fills its slot without an ack of its own: the next one
-    // shown acknowledges past it. The last ack covers them too, so that the
-    // next login does not replay this session's own messages.
+    // A reconnect under way would log in again after this returns and keep the process alive.
+    for (const link of this.connecting) if (link !== this.link) link.close();
+    // A sent message fills its slot on this device without being delivered
+    // back: the device's cursor moves past it, so that the next login does not
+    // replay this session's own messages. The read marker does not: only
+    // what was shown moves it.
     await this.idle();
+    const local = this.store.positions();
     for (const [conv, seq] of Object.entries(this.sequencer.positions())) {
-      if (seq > (this.state.shown[Number(conv)] ?? 0)) this.shown(Number(conv), seq);
+      if (seq > (local.get(Number(conv))?.received ?? 0)) this.received(Number(conv), seq);
     }
     await this.flushAcks().catch(() => {});
+    clearTimeout(this.ackTimer);
     this.sequencer.stop();
-    this.save();
     this.link?.close();
+    for (const link of this.connecting) link.close();
+    this.store.close();
   }
 
   protected keys(): IdentityKeys {
@@ -198,30 +265,59 @@ export abstract class Connection {
     p.inFlight = true;
     this.link!.request("send", p.args).then(
       (reply) => {
-        this.pending.delete(p.args.cmid);
         const result = reply as unknown as SendResult;
         this.sequencer.ownSend(result.conv, result.seq);
+        this.settle(p);
         p.resolve(result);
       },
       (error: ChatError) => {
         p.inFlight = false;
         if (error instanceof ChatError && isTemporary(error.code)) {
-          // Stays pending: sent again, with the same id, once connected.
+          // Stays pending, first in its lane: sent again, with the same id, once connected.
           if (this.connected) setTimeout(() => this.transmit(p), 200);
           return;
         }
-        this.pending.delete(p.args.cmid);
+        this.settle(p);
         p.reject(error);
       },
     );
   }
 
+  /**
+   * The first connection: the balancer, or every server, may be away for a
+   * moment (a restart), so temporary refusals are tried again with backoff
+   * for up to waitMs before the error is the caller's.
+   */
+  protected async firstConnect(): Promise<void> {
+    const deadline = Date.now() + (this.options.waitMs ?? DEFAULT_WAIT_MS);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.connect();
+        return;
+      } catch (error) {
+        // Logged in, then lost: the reconnect loop has taken over.
+        if (this.reconnecting) {
+          await this.reconnecting;
+          if (this.connected) return;
+        }
+        if (!(error instanceof ChatError) || !isTemporary(error.code) || this.closing || this.ended) throw error;
+        const delay = backoffDelay(attempt, 200, 2_000);
+        if (Date.now() + delay > deadline) throw error;
+        if (attempt === 0) this.options.onStatus?.(`${error.message}; trying again for up to ${Math.round((deadline - Date.now()) / 1000)} s`);
+        await Bun.sleep(delay);
+      }
+    }
+  }
+
   protected async connect(): Promise<void> {
     const addr = await askBalancer(this.options.balancer);
+    if (this.closing) throw new ChatError("E_CLOSED");
     const link = await Link.connect(addr, {
       hello: { role: "client", agent: this.options.agent ?? "chatterbox" },
       onEvent: (ev, frame) => {
-        if (ev !== "msg" || this.closing) return;
+        if (this.closing) return;
+        if (ev !== "msg") return this.userEvent(ev, frame);
+        this.arrivals++;
         const message = bytesOf(frame.m as WireMessage);
         // A group we were just added to starts at the system message that added us.
         // Anything else in a conversation new to us waits for that line (or a fetch).
@@ -229,44 +325,134 @@ export abstract class Connection {
         this.sequencer.receive(message);
       },
       onBye: (error) => {
-        if (error.code === "E_SESSION_REPLACED") this.end(error);
+        if (error.code === "E_DEVICE_REVOKED") this.end(error);
         else this.options.onStatus?.(`server: ${error.message}`);
       },
       onClose: () => this.lost(link),
     });
-    let reply: Record<string, unknown>;
+    this.connecting.add(link);
     try {
-      reply = await this.login(link);
-    } catch (error) {
-      link.close();
-      throw error;
+      let reply: Record<string, unknown>;
+      try {
+        if (this.closing) throw new ChatError("E_CLOSED");
+        reply = await this.login(link);
+        if (this.closing) throw new ChatError("E_CLOSED");
+      } catch (error) {
+        link.close();
+        throw error;
+      }
+      this.link = link;
+      this.serverId = String(reply.server);
+      this.store.set("token", String(reply.token));
+      this.loggedIn(reply);
+      for (const lane of this.lanes.values()) this.transmit(lane[0]!);
+      // What was shown before a cut but never acknowledged goes first, so
+      // that the replay starts past it instead of with it.
+      this.queueUnacknowledged();
+      this.sendAcks();
+      await this.ackInFlight;
+      try {
+        await this.replayed(link);
+      } catch (error) {
+        // A replay that failed on a live link (the server's database is away):
+        // drop the link, so that the reconnect loop tries again from the start.
+        link.close();
+        throw error;
+      }
+      for (const { conv, after } of this.sequencer.gaps()) await this.fill(conv, after);
+      // And again once the replay is shown: nothing new may be shown by then
+      // (it all was, before a cut), and no timer would otherwise send it.
+      void this.idle().then(() => {
+        this.queueUnacknowledged();
+        if (this.link === link) this.sendAcks();
+      });
+    } finally {
+      this.connecting.delete(link);
     }
-    this.link = link;
-    this.serverId = String(reply.server);
-    this.state.token = String(reply.token);
-    for (const [conv, seq] of Object.entries((reply.cursors ?? {}) as Record<string, number>)) this.sequencer.position(Number(conv), seq);
-    this.save();
-    for (const p of this.pending.values()) this.transmit(p);
-    await link.request("sync");
-    for (const { conv, after } of this.sequencer.gaps()) await this.fill(conv, after);
   }
+
+  /**
+   * The replay of everything waiting: it takes as long as the backlog takes
+   * to cross the link, so its only deadline is a pause in the messages.
+   */
+  private async replayed(link: Link): Promise<void> {
+    const sync = link.request("sync", {}, 24 * 3600_000);
+    let seen = this.arrivals;
+    let silent = 0;
+    // Two quiet checks in a row: after a SIGSTOP the first check may run before the data waiting in the socket is read.
+    const watchdog = setInterval(() => {
+      silent = this.arrivals === seen ? silent + 1 : 0;
+      seen = this.arrivals;
+      if (silent >= 2) link.close();
+    }, SYNC_SILENCE_MS / 2);
+    try {
+      await sync;
+    } finally {
+      clearInterval(watchdog);
+    }
+  }
+
+  /**
+   * Queues an ack for every conversation where what this device kept, or what
+   * the person read, is past what the server last said it has.
+   */
+  private queueUnacknowledged(): void {
+    for (const [conv, local] of this.store.positions()) {
+      if (this.frozen.has(conv)) continue;
+      if (local.received > (this.acked.get(conv) ?? 0) && local.received > (this.toAck.get(conv) ?? 0)) this.toAck.set(conv, local.received);
+      if (local.read > (this.ackedRead.get(conv) ?? 0) && local.read > (this.toRead.get(conv) ?? 0)) this.toRead.set(conv, local.read);
+    }
+  }
+
+  /** The login's word on this device's positions: the server may know of reads made on another device. */
+  private loggedIn(reply: Record<string, unknown>): void {
+    const cursors = (reply.cursors ?? {}) as Record<string, number>;
+    const read = (reply.read ?? {}) as Record<string, number>;
+    this.acked.clear();
+    this.ackedRead.clear();
+    for (const [conv, seq] of Object.entries(cursors)) {
+      this.sequencer.position(Number(conv), seq);
+      this.acked.set(Number(conv), seq);
+    }
+    for (const [conv, seq] of Object.entries(read)) {
+      this.store.read(Number(conv), seq);
+      this.ackedRead.set(Number(conv), seq);
+    }
+    this.onLoggedIn(reply);
+  }
+
+  /** For the session: read markers, receipts and typing from the server. */
+  protected userEvent(_ev: string, _frame: Record<string, unknown>): void {}
+
+  /** For the session: what the login reply carries beyond positions (settings, pins). */
+  protected onLoggedIn(_reply: Record<string, unknown>): void {}
+
+  /** For the session: a password login gives the wrapping key (pins are kept under a key derived from it). */
+  protected passwordLogin(_wrapKey: Uint8Array): void {}
 
   private async login(link: Link): Promise<Record<string, unknown>> {
     const user = this.options.user;
-    if (this.state.token && this.identity) {
+    const token = this.store.get("token");
+    if (token && this.identity) {
       try {
-        return await link.request("resume", { user, token: this.state.token });
+        const reply = await link.request("resume", { user, token });
+        if (this.options.passwordGiven && !this.saidResumed) {
+          this.saidResumed = true;
+          this.options.onStatus?.("resumed this device's saved session: the password given was not checked");
+        }
+        return reply;
       } catch (error) {
         if (!(error instanceof ChatError) || error.code !== "E_TOKEN") throw error;
-        this.state.token = undefined;
+        this.store.set("token", undefined);
       }
     }
     const { authKey, wrapKey } = await loginKeys(link, user, await this.options.password());
-    const reply = await link.request("login", { user, auth: authKey });
+    const reply = await link.request("login", { user, auth: authKey, device: this.store.device(this.options.deviceName) });
     if (!this.identity) {
       this.identity = restoreIdentity(reply.backup as Uint8Array, wrapKey, user);
-      if (this.persist) saveIdentity(user, this.identity);
+      this.store.saveIdentity(this.identity);
     }
+    this.passwordLogin(wrapKey);
     return reply;
   }
 
@@ -281,6 +467,8 @@ export abstract class Connection {
     this.options.onStatus?.("connection lost; reconnecting");
     for (let attempt = 0; !this.closing && !this.ended; attempt++) {
       await Bun.sleep(backoffDelay(attempt, 100, 5_000));
+      // close() may have come during the sleep: a one-shot command must exit.
+      if (this.closing || this.ended) return;
       try {
         await this.connect();
         if (!this.connected) continue;
@@ -300,6 +488,7 @@ export abstract class Connection {
     this.ended = true;
     for (const p of this.pending.values()) p.reject(error);
     this.pending.clear();
+    this.lanes.clear();
     this.options.onEnd?.(error);
   }
 
@@ -311,7 +500,8 @@ export abstract class Connection {
       for (let from = after; ; ) {
         const page = (await this.request("fetch", { conv, after: from, limit: PAGE })).messages as WireMessage[];
         all.push(...page.map(bytesOf));
-        if (page.length < PAGE) break;
+        // Pages are bounded in bytes too: only an empty one means the end.
+        if (page.length === 0) break;
         from = page[page.length - 1]!.seq;
       }
       this.sequencer.filled(conv, all);
@@ -320,29 +510,55 @@ export abstract class Connection {
     }
   }
 
-  protected shown(conv: number, seq: number): void {
+  /** This device has the message at `seq` (kept in its store): the server may stop replaying it here. */
+  protected received(conv: number, seq: number): void {
     if (this.frozen.has(conv)) return;
-    this.state.shown[conv] = seq;
-    this.toAck.set(conv, seq);
+    this.store.received(conv, seq);
+    this.toAck.set(conv, Math.max(seq, this.toAck.get(conv) ?? 0));
+    this.ackTimer ??= setTimeout(() => this.sendAcks(), ACK_DELAY_MS);
+  }
+
+  /**
+   * A person was shown everything from others up to `seq`: the read marker,
+   * shared by all of the user's devices, may move there. Views call this, and
+   * only for what they displayed.
+   */
+  markRead(conv: number, seq: number): void {
+    const held = this.frozen.get(conv);
+    if (held !== undefined) seq = Math.min(seq, held);
+    if (this.closed || seq <= (this.store.positions().get(conv)?.read ?? 0)) return;
+    this.store.read(conv, seq);
+    this.toRead.set(conv, Math.max(seq, this.toRead.get(conv) ?? 0));
     this.ackTimer ??= setTimeout(() => this.sendAcks(), ACK_DELAY_MS);
   }
 
   private sendAcks(): void {
+    clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
-    if (!this.connected || this.toAck.size === 0) return;
+    if (!this.connected || (this.toAck.size === 0 && this.toRead.size === 0)) return;
     const acks = [...this.toAck];
+    const read = [...this.toRead];
     this.toAck.clear();
+    this.toRead.clear();
     const link = this.link!;
-    const requests = chunks(acks, MAX_ACKS).map((part) => link.request("ack", { acks: part }));
-    this.ackInFlight = Promise.all([this.ackInFlight, ...requests]).catch(() => {
-      for (const [conv, seq] of acks) if ((this.toAck.get(conv) ?? 0) < seq) this.toAck.set(conv, seq);
-    });
-    this.save();
-  }
-
-  protected save(): void {
-    if (!this.persist) return;
-    saveState(this.options.user, this.state);
+    const requests: Promise<unknown>[] = [];
+    for (let i = 0; i < Math.max(acks.length, read.length); i += MAX_ACKS) {
+      const a = acks.slice(i, i + MAX_ACKS);
+      const r = read.slice(i, i + MAX_ACKS);
+      requests.push(link.request("ack", { ...(a.length ? { acks: a } : {}), ...(r.length ? { read: r } : {}) }));
+    }
+    this.ackInFlight = Promise.all([this.ackInFlight, ...requests]).then(
+      () => {
+        for (const [conv, seq] of acks) if ((this.acked.get(conv) ?? 0) < seq) this.acked.set(conv, seq);
+        for (const [conv, seq] of read) if ((this.ackedRead.get(conv) ?? 0) < seq) this.ackedRead.set(conv, seq);
+      },
+      () => {
+        for (const [conv, seq] of acks) if ((this.toAck.get(conv) ?? 0) < seq) this.toAck.set(conv, seq);
+        for (const [conv, seq] of read) if ((this.toRead.get(conv) ?? 0) < seq) this.toRead.set(conv, seq);
+        // Tried again on a timer while connected; after a cut, the next login sends it.
+        if (this.connected && !this.closing) this.ackTimer ??= setTimeout(() => this.sendAcks(), 1_000);
+      },
+    );
   }
 }
 

@@ -33,17 +33,20 @@ export function labelOf(message: WireMessage): string {
 }
 
 /** Remembered (sender, client message id) pairs: an old envelope under a new id is a replay. */
-const SEEN_LIMIT = 20_000;
+export interface ReplayMemory {
+  seenId(key: string): number | undefined;
+  remember(key: string, id: number): void;
+}
 
 export class E2E {
   private readonly fromServer = new Map<string, PublicIdentity>();
-  private readonly seen = new Map<string, number>();
 
   constructor(
     private readonly me: string,
     private readonly keys: () => IdentityKeys,
-    private readonly pins: Pins,
+    private readonly pins: Pick<Pins, "get" | "set">,
     private readonly fetchKeys: (names: string[]) => Promise<Record<string, PublicIdentity>>,
+    private readonly seen: ReplayMemory,
   ) {}
 
   /** The key to use for a contact, pinning it on first use; `changed` when the server now hands out another. */
@@ -119,23 +122,10 @@ export class E2E {
     }
     if (cmid !== message.cmid) return failed("E_REPLAY", "the server's record of this message does not match its envelope");
     const replayKey = `${message.from}\u0000${cmid}`;
-    const firstId = this.seen.get(replayKey);
+    const firstId = this.seen.seenId(replayKey);
     if (firstId !== undefined && firstId !== message.id) return failed("E_REPLAY", `a replay of message ${firstId}, rejected`);
-    this.remember(replayKey, message.id);
+    this.seen.remember(replayKey, message.id);
     return { status: "ok", content: decodeContent(opened.plaintext) };
-  }
-
-  seenList(): [string, number][] {
-    return [...this.seen];
-  }
-
-  restoreSeen(list: [string, number][] | undefined): void {
-    for (const [k, id] of list ?? []) this.seen.set(k, id);
-  }
-
-  private remember(key: string, id: number): void {
-    this.seen.set(key, id);
-    if (this.seen.size > SEEN_LIMIT) this.seen.delete(this.seen.keys().next().value!);
   }
 }
 

@@ -7,14 +7,17 @@
 import { randomUUID } from "node:crypto";
 import type { PublicIdentity } from "../crypto/keys";
 import { safetyNumber } from "../crypto/safety";
-import { ChatError } from "../protocol/errors";
+import { backoffDelay } from "../balancer/backoff";
+import { ChatError, isTemporary } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import { changePassword } from "./account";
 import { bytesOf, Connection, type ConnectionOptions, type SendResult } from "./connection";
-import type { Content, FileMeta } from "./content";
+import { decodeContent, encodeContent, type Content, type FileMeta } from "./content";
 import { dmLabel, E2E, groupLabel, labelOf } from "./e2e";
 import { download, upload, type Target } from "./files";
 import { Pins } from "./keystore";
+import { pinsKey } from "../crypto/pins";
+import type { StoredMessage } from "./store";
 import { bytes, progressBar, type Progress } from "./progress";
 import { describeSystem } from "./system";
 import { safeName } from "./safe-name";
@@ -24,8 +27,27 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
 export type { SendResult };
 
 export interface SessionOptions extends ConnectionOptions {
-  /** A message from someone else, in order, once. */
+  /** A message, in order, once: from someone else, or the user's own from another of their connections. */
   onMessage?(message: Received): void;
+  /** The read marker moved (on this device or another of the user's). */
+  onRead?(conv: number, seq: number): void;
+  /** Another member's device received, or they read, up to a position. */
+  onReceipt?(receipt: ReceiptEvent): void;
+  /** Someone in a conversation is typing (refreshed every few seconds while they type). */
+  onTyping?(typing: TypingEvent): void;
+}
+
+export interface ReceiptEvent {
+  conv: number;
+  user: string;
+  delivered?: number;
+  read?: number;
+}
+
+export interface TypingEvent {
+  conv: number;
+  from: string;
+  group?: string;
 }
 
 /** A message as its reader sees it: what it says, and whether it could be verified. */
@@ -55,29 +77,80 @@ export interface MemberInfo {
 
 export class ChatSession extends Connection {
   private readonly e2e: E2E;
-  private readonly groupTails = new Map<string, Promise<unknown>>();
+  /** The last send to each conversation ("dm:NAME", "group:NAME"): the next waits for it. */
+  private readonly tails = new Map<string, Promise<unknown>>();
+  /** Each message on its way, by client message id. */
+  private readonly sending = new Map<string, Promise<SendResult>>();
+  /** Messages from the outbox this session stored: asked again (a resumed file send), the same answer. */
+  private readonly settled = new Map<string, Promise<SendResult>>();
   /** Each group's membership as last asked, to seal for without a round trip per message. */
   private readonly membership = new Map<string, { epoch: number; members: MemberInfo[] }>();
   private readonly held = new Map<string, WireMessage[]>();
+  private readonly pins: Pins;
+  /** Conversations where a message could not be read before the session closed: nothing after it is shown. */
+  private readonly abandoned = new Set<number>();
 
   private constructor(protected override readonly options: SessionOptions) {
     super(options);
-    this.e2e = new E2E(options.user, () => this.keys(), new Pins(options.user, this.persist), (names) => this.fetchKeys(names));
-    this.e2e.restoreSeen(this.state.seen);
+    this.pins = new Pins(this.store);
+    this.pins.server = { call: (op, args) => this.call(op, args) };
+    this.e2e = new E2E(options.user, () => this.keys(), this.pins, (names) => this.fetchKeys(names), this.store);
+  }
+
+  /** Leaves once the pins made in this session are on the server too (they are shared with the user's other devices). */
+  override async close(): Promise<void> {
+    if (this.connected) await this.pins.flushed().catch(() => {});
+    return super.close();
+  }
+
+  /** The user's settings, as the server last said. */
+  settings: { readReceipts: boolean } = { readReceipts: true };
+
+  protected override onLoggedIn(reply: Record<string, unknown>): void {
+    if (reply.settings) this.settings = reply.settings as { readReceipts: boolean };
+    const pins = reply.pins as { blob: Uint8Array | null } | undefined;
+    // A new device starts with what the user already trusts; a device that pinned more shares it.
+    if (this.pins.merge(pins?.blob ? new Uint8Array(pins.blob) : null)) this.pins.upload();
+  }
+
+  protected override passwordLogin(wrapKey: Uint8Array): void {
+    this.store.set("pins.key", Buffer.from(pinsKey(wrapKey)).toString("base64"));
+  }
+
+  protected override userEvent(ev: string, frame: Record<string, unknown>): void {
+    if (ev === "read" && typeof frame.conv === "number" && typeof frame.seq === "number") {
+      this.store.read(frame.conv, frame.seq);
+      this.options.onRead?.(frame.conv, frame.seq);
+    } else if (ev === "receipt" && typeof frame.conv === "number" && typeof frame.user === "string") {
+      const num = (v: unknown) => (typeof v === "number" ? v : undefined);
+      this.options.onReceipt?.({ conv: frame.conv, user: frame.user, delivered: num(frame.delivered), read: num(frame.read) });
+    } else if (ev === "typing" && typeof frame.conv === "number" && typeof frame.from === "string") {
+      this.options.onTyping?.({ conv: frame.conv, from: frame.from, ...(typeof frame.group === "string" ? { group: frame.group } : {}) });
+    }
   }
 
   /** Connects, logs in and replays everything waiting; throws if the first login is refused. */
   static async open(options: SessionOptions): Promise<ChatSession> {
-    const session = new ChatSession(options);
-    await session.connect();
-    await session.idle();
+    const session = ChatSession.create(options);
+    await session.start();
     return session;
+  }
+
+  /** A session not yet connected: for a caller that must hold it before the first message arrives. */
+  static create(options: SessionOptions): ChatSession {
+    return new ChatSession(options);
+  }
+
+  /** Connects, logs in, replays everything waiting, and sends what earlier runs left in the outbox. */
+  async start(): Promise<void> {
+    await this.firstConnect();
+    await this.idle();
+    this.resendOrphans();
   }
 
   /** Encrypts to the recipient's pinned key; resolves once the server has stored the message. */
   sendText(to: string, text: string): Promise<SendResult> {
-    const cmid = randomUUID();
-    return this.inOrder(this.e2e.seal([to], dmLabel(this.user, to), cmid, { kind: "text", text }).then((body) => ({ to, cmid, body })));
+    return this.sendContent({ to }, { kind: "text", text }, randomUUID());
   }
 
   /**
@@ -86,21 +159,95 @@ export class ChatSession extends Connection {
    * the new members: it never reaches someone it was not sealed for.
    */
   sendGroupText(group: string, text: string): Promise<SendResult> {
-    return this.sendGroupContent(group, { kind: "text", text }, randomUUID());
+    return this.sendContent({ group }, { kind: "text", text }, randomUUID());
+  }
+
+  /** Messages in the outbox (on disk) that the server has not stored yet. */
+  get pendingSends(): number {
+    return this.store.pendingCount();
   }
 
   /**
-   * One group send at a time per group: a message re-sealed after a membership
-   * change must not be overtaken by the ones sent after it.
+   * The outbox: a message goes to disk first, so that a crash of the client
+   * keeps it, and leaves once the server has stored it. Sends to one
+   * conversation go one after another, each waiting for the one before to be
+   * stored (through reconnects, with its original client message id), so a
+   * retry never lets a later message overtake an earlier one. A refusal that
+   * retrying cannot fix ends the message, with its reason.
    */
-  private sendGroupContent(group: string, content: Content, cmid: string): Promise<SendResult> {
-    const result = (this.groupTails.get(group) ?? Promise.resolve()).then(() => this.sealForGroup(group, content, cmid));
+  private sendContent(target: Target, content: Content, cmid: string): Promise<SendResult> {
+    // The same message already on its way (taken over from the outbox): one send, not two.
+    const already = this.sending.get(cmid) ?? this.settled.get(cmid);
+    if (already) return already;
+    const key = "to" in target ? `dm:${target.to}` : `group:${target.group}`;
+    this.store.enqueue({ cmid, target: key, content: encodeContent(content), createdAt: Date.now() });
+    return this.queueSend(key, target, content, cmid);
+  }
+
+  /** Sends after the last send to the same conversation has settled. */
+  private queueSend(key: string, target: Target, content: Content, cmid: string): Promise<SendResult> {
+    const result = (this.tails.get(key) ?? Promise.resolve()).then(() => this.transmitContent(target, content, cmid));
+    this.sending.set(cmid, result);
+    void result.then(
+      () => {
+        this.sending.delete(cmid);
+        this.settled.set(cmid, result);
+        if (this.settled.size > 1000) this.settled.delete(this.settled.keys().next().value!);
+      },
+      () => this.sending.delete(cmid),
+    );
     const tail = result.catch(() => {});
-    this.groupTails.set(group, tail);
+    this.tails.set(key, tail);
     void tail.then(() => {
-      if (this.groupTails.get(group) === tail) this.groupTails.delete(group);
+      if (this.tails.get(key) === tail) this.tails.delete(key);
     });
     return result;
+  }
+
+  private async transmitContent(target: Target, content: Content, cmid: string): Promise<SendResult> {
+    for (;;) {
+      try {
+        const r = "to" in target ? await this.sealAndSend(target.to, content, cmid) : await this.sealForGroup(target.group, content, cmid);
+        this.store.sent(cmid);
+        this.keepOwn(target, cmid, content.kind === "text" ? content.text : describeFile(content.file), r, content.kind === "file" ? content.file : undefined);
+        return r;
+      } catch (error) {
+        const temporary = error instanceof ChatError && isTemporary(error.code);
+        // Leaving with it unsent keeps it in the outbox, for the next start.
+        if (temporary && !this.closing && !this.ended) {
+          await this.untilConnected();
+          continue;
+        }
+        if (!temporary) this.store.sent(cmid);
+        throw error;
+      }
+    }
+  }
+
+  private sealAndSend(to: string, content: Content, cmid: string): Promise<SendResult> {
+    return this.inOrder(this.e2e.seal([to], dmLabel(this.user, to), cmid, content).then((body) => ({ to, cmid, body })));
+  }
+
+  /** Waits (without a deadline) for the next connection; returns at once when leaving. */
+  private async untilConnected(): Promise<void> {
+    await Bun.sleep(50);
+    while (!this.connected && !this.closing && !this.ended) await Bun.sleep(50);
+  }
+
+  /**
+   * What earlier processes of this user left in the outbox (they crashed, or
+   * left while disconnected): sent now, in order, with their original ids.
+   */
+  private resendOrphans(): void {
+    for (const entry of this.store.orphans()) {
+      const [kind, name] = [entry.target.slice(0, entry.target.indexOf(":")), entry.target.slice(entry.target.indexOf(":") + 1)];
+      const target: Target = kind === "group" ? { group: name } : { to: name };
+      const content = decodeContent(entry.content);
+      void this.queueSend(entry.target, target, content, entry.cmid).then(
+        (r) => this.options.onStatus?.(`sent a message left in the outbox to ${kind === "group" ? `#${name}` : name} (message ${r.msg})`),
+        (e) => this.options.onStatus?.(`a message left in the outbox to ${name} could not be sent: ${(e as Error).message}`),
+      );
+    }
   }
 
   private async sealForGroup(group: string, content: Content, cmid: string): Promise<SendResult> {
@@ -131,14 +278,7 @@ export class ChatSession extends Connection {
    */
   async sendFile(target: Target, path: string, progress: Progress = progressBar(`sending ${path}`, 0, false)): Promise<SendResult & { file: FileMeta }> {
     const sent = await upload(this, path, target, progress);
-    const content = { kind: "file" as const, file: sent.meta };
-    let result: SendResult;
-    if ("to" in target) {
-      const cmid = sent.cmid;
-      result = await this.inOrder(this.e2e.seal([target.to], dmLabel(this.user, target.to), cmid, content).then((body) => ({ to: target.to, cmid, body })));
-    } else {
-      result = await this.sendGroupContent(target.group, content, sent.cmid);
-    }
+    const result = await this.sendContent(target, { kind: "file", file: sent.meta }, sent.cmid);
     sent.done();
     return { ...result, file: sent.meta };
   }
@@ -159,7 +299,7 @@ export class ChatSession extends Connection {
           return { path: await this.fetchFile(received.file, received.from, progress?.(received.file)), file: received.file, from: received.from };
         }
       }
-      if (page.length < 500) throw new ChatError("E_NO_SUCH_FILE", "No message you can read announces that file");
+      if (page.length === 0) throw new ChatError("E_NO_SUCH_FILE", "No message you can read announces that file");
       after = page[page.length - 1]!.seq;
     }
   }
@@ -199,8 +339,50 @@ export class ChatSession extends Connection {
     return out;
   }
 
-  async who(): Promise<string[]> {
-    return (await this.request("who")).users as string[];
+  /** The people one shares a conversation with: who is online, and when the others were last seen. */
+  async who(): Promise<{ name: string; online: boolean; lastSeen: number | null }[]> {
+    return (await this.request("who")).contacts as { name: string; online: boolean; lastSeen: number | null }[];
+  }
+
+  async devices(): Promise<{ id: string; name: string; created: number; lastSeen: number; online: boolean; current: boolean }[]> {
+    return (await this.call("devices", {})).devices as never;
+  }
+
+  async revokeDevice(id: string): Promise<number> {
+    return (await this.request("devices.revoke", { device: id })).closed as number;
+  }
+
+  async getSettings(): Promise<{ readReceipts: boolean }> {
+    return (this.settings = (await this.call("settings", {})).settings as { readReceipts: boolean });
+  }
+
+  async setReadReceipts(on: boolean): Promise<{ readReceipts: boolean }> {
+    return (this.settings = (await this.call("settings.set", { readReceipts: on })).settings as { readReceipts: boolean });
+  }
+
+  /** Every other member's positions in a conversation: delivered to, and (where receipts are on) read up to. */
+  async receipts(conv: number): Promise<ReceiptEvent[]> {
+    return ((await this.call("receipts", { conv })).receipts as { user: string; delivered: number; read?: number }[]).map((r) => ({ conv, ...r }));
+  }
+
+  /** Tells the other side one is typing: the server passes it on, rate-limited, and never stores it. */
+  typing(target: { to: string } | { group: string }): void {
+    if (this.connected) this.request("typing", target).catch(() => {});
+  }
+
+  /** The conversation id of a DM or a group, as the server knows it. */
+  async conversationOf(target: { with: string } | { group: string }): Promise<number> {
+    return (await this.call("history", { ...target, limit: 1 })).conv as number;
+  }
+
+  /** What this device holds that the person has not read, oldest first in each conversation. */
+  unread(): Received[] {
+    return this.store.unread(this.user).map(fromStored);
+  }
+
+  /** This device's copy of a conversation's latest messages. */
+  localHistory(conv: number, limit = 50, before = Number.MAX_SAFE_INTEGER): Received[] {
+    return this.store.history(conv, before, limit).map(fromStored);
   }
 
   /**
@@ -222,7 +404,7 @@ export class ChatSession extends Connection {
     this.held.delete(other);
     for (const m of held) this.frozen.delete(m.conv);
     for (const m of held) await this.deliver(m);
-    for (const conv of new Set(held.map((m) => m.conv))) this.shown(conv, this.sequencer.positions()[conv] ?? 0);
+    for (const conv of new Set(held.map((m) => m.conv))) this.received(conv, this.sequencer.positions()[conv] ?? 0);
     return held.length;
   }
 
@@ -232,25 +414,29 @@ export class ChatSession extends Connection {
 
   async changePassword(oldPassword: string, newPassword: string): Promise<void> {
     if (!this.link) throw new ChatError("E_CLOSED");
-    await changePassword(this.link, this.user, oldPassword, newPassword, this.keys());
-    this.state.token = undefined;
-    this.save();
+    const wrapKey = await changePassword(this.link, this.user, oldPassword, newPassword, this.keys());
+    this.store.set("token", undefined);
+    // The pins were sealed under a key from the old password: sealed again under the new one.
+    this.passwordLogin(wrapKey);
+    this.pins.upload();
+    await this.pins.flushed();
   }
 
   private async fetchKeys(names: string[]): Promise<Record<string, PublicIdentity>> {
-    return (await this.request("keys", { users: names })).keys as Record<string, PublicIdentity>;
+    return (await this.call("keys", { users: names })).keys as Record<string, PublicIdentity>;
   }
 
   /** One message in order: verify it, then show it, hold it, or (our own) just count it. */
   protected async deliver(message: WireMessage): Promise<void> {
     if (message.kind === "system" && message.group !== undefined) this.membership.delete(message.group);
-    if (message.from === this.user && message.kind !== "system") {
-      this.shown(message.conv, message.seq);
+    const received = this.abandoned.has(message.conv) ? undefined : await this.readPatiently(message);
+    if (!received) {
+      // Closing before the keys came: not shown, so not acknowledged, and
+      // nothing after it in this conversation is either; it comes back at the next login.
+      this.abandoned.add(message.conv);
+      if (!this.frozen.has(message.conv)) this.frozen.set(message.conv, message.seq - 1);
       return;
     }
-    const received = await this.read(message).catch(
-      (error: Error): Received => ({ ...message, text: "", verified: false, problem: error.message, code: (error as ChatError).code }),
-    );
     if (received.code === "E_KEY_CHANGED") {
       const list = this.held.get(message.from) ?? [];
       list.push(message);
@@ -259,8 +445,41 @@ export class ChatSession extends Connection {
       if (list.length === 1) this.options.onStatus?.(keyChangedWarning(message.from));
       return;
     }
-    this.shown(message.conv, message.seq);
+    this.keep(received);
+    this.received(message.conv, message.seq);
     this.options.onMessage?.(received);
+  }
+
+  /** The device's copy of a message, for its history and search. */
+  private keep(m: Received): void {
+    const { file, ...rest } = m;
+    this.store.keep({ ...rest, ...(file ? { file: JSON.stringify({ ...file, key: Buffer.from(file.key).toString("base64") }) } : {}) });
+  }
+
+  /** One's own message, stored by the server: into the local history too. */
+  private keepOwn(target: { to: string } | { group: string }, cmid: string, text: string, r: SendResult, file?: FileMeta): void {
+    if (r.duplicate) return;
+    const to = "to" in target ? target.to : target.group;
+    this.keep({ id: r.msg, conv: r.conv, seq: r.seq, from: this.user, to, ...("group" in target ? { group: target.group } : {}), kind: "chat", at: r.at, cmid, body: new Uint8Array(0), text, verified: true, ...(file ? { file } : {}) });
+  }
+
+  /**
+   * Reads a message, waiting out temporary failures (the server or its
+   * database away while the sender's keys are fetched): only a verdict on the
+   * message itself is final. Undefined when the session closes first.
+   */
+  private async readPatiently(message: WireMessage): Promise<Received | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.read(message);
+      } catch (error) {
+        const code = error instanceof ChatError ? error.code : undefined;
+        if (!code || !isTemporary(code)) return { ...message, text: "", verified: false, problem: (error as Error).message, code: code ?? "E_INTERNAL" };
+        if (this.closing || this.ended) return undefined;
+        if (attempt === 0) this.options.onStatus?.(`a message from ${message.from} waits for their keys: ${(error as Error).message}`);
+        await Bun.sleep(backoffDelay(attempt, 100, 2_000));
+      }
+    }
   }
 
   private async read(message: WireMessage): Promise<Received> {
@@ -276,10 +495,13 @@ export class ChatSession extends Connection {
     return { ...message, text: "", verified: false, code: revealed.code, problem: revealed.reason };
   }
 
-  protected override save(): void {
-    if (this.persist) this.state.seen = this.e2e.seenList().slice(-5000);
-    super.save();
-  }
+}
+
+/** A message from the local store, as a reader sees it. */
+function fromStored(m: StoredMessage): Received {
+  const { file, ...rest } = m;
+  const meta = file ? (JSON.parse(file) as FileMeta & { key: string }) : undefined;
+  return { ...rest, body: new Uint8Array(0), ...(meta ? { file: { ...meta, key: new Uint8Array(Buffer.from(meta.key, "base64")) } } : {}) };
 }
 
 export function describeFile(file: FileMeta): string {

@@ -10,7 +10,7 @@ export interface LineEditor {
   close(): void;
 }
 
-export function lineEditor(onLine: (line: string) => void, onEnd: () => void): LineEditor {
+export function lineEditor(onLine: (line: string) => void, onEnd: () => void, onTyping: () => void = () => {}): LineEditor {
   const stdin = process.stdin;
   const out = process.stdout;
   let prompt = "> ";
@@ -37,6 +37,7 @@ export function lineEditor(onLine: (line: string) => void, onEnd: () => void): L
       } else if (ch >= " " && ch !== "\u007f") {
         typed += ch;
         out.write(ch);
+        onTyping();
       }
     }
   };

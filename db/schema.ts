@@ -6,6 +6,7 @@ import { sql } from "drizzle-orm";
 import {
   bigint,
   bigserial,
+  boolean,
   customType,
   index,
   integer,
@@ -35,6 +36,15 @@ export const users = pgTable("users", {
   signPublic: bytea("sign_public"),
   /** The identity private keys, encrypted under a key only the password gives. */
   keyBackup: bytea("key_backup"),
+  /** Whether this user sends read receipts and sees other people's (as in Signal: both or neither). */
+  readReceipts: boolean("read_receipts").notNull().default(true),
+  /**
+   * The contacts' keys this user pinned or trusted, encrypted under a key derived
+   * from the wrapping key (the server cannot read it), so that every device of
+   * the user starts with what the user already trusts. `pinsVersion` orders writes.
+   */
+  pins: bytea("pins"),
+  pinsVersion: integer("pins_version").notNull().default(0),
   /** Consecutive failed logins, and until when the next attempt is refused. */
   failedLogins: integer("failed_logins").notNull().default(0),
   lockedUntil: timestamp("locked_until", { withTimezone: true }),
@@ -42,20 +52,62 @@ export const users = pgTable("users", {
 });
 
 /**
- * Which server and connection hold each user. One row per user, made at signup,
- * so that a login can always lock it with SELECT ... FOR UPDATE.
+ * A user's devices: one client home each. The client picks the random `key`
+ * at its first login; `id` is what the other tables use. A login takes this
+ * row under SELECT ... FOR UPDATE (and the user's row, for the device cap).
  */
-export const sessions = pgTable("sessions", {
-  userId: integer("user_id")
-    .primaryKey()
-    .references(() => users.id, { onDelete: "cascade" }),
-  serverId: text("server_id"),
-  connId: integer("conn_id"),
-  /** SHA-256 of the resume token: the token is 256 random bits, so a fast hash is enough. */
-  tokenHash: bytea("token_hash"),
-  tokenExpires: timestamp("token_expires", { withTimezone: true }),
-  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
-});
+export const devices = pgTable(
+  "devices",
+  {
+    id: serial("id").primaryKey(),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    key: text("key").notNull(),
+    name: text("name").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+    lastSeenAt: timestamp("last_seen_at", { withTimezone: true }).notNull().defaultNow(),
+    /** Set by `devices revoke`: its tokens are gone and its connections closed. */
+    revokedAt: timestamp("revoked_at", { withTimezone: true }),
+  },
+  (t) => [uniqueIndex("devices_user_key").on(t.userId, t.key)],
+);
+
+/**
+ * Live connections: which server holds which connection of which device. A
+ * user may have many at once (several devices, several processes of one).
+ */
+export const connections = pgTable(
+  "connections",
+  {
+    serverId: text("server_id").notNull(),
+    connId: integer("conn_id").notNull(),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    deviceId: integer("device_id")
+      .notNull()
+      .references(() => devices.id, { onDelete: "cascade" }),
+    startedAt: timestamp("started_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.serverId, t.connId] }), index("connections_user").on(t.userId), index("connections_device").on(t.deviceId)],
+);
+
+/** Resume tokens, one per login, each bound to its device: SHA-256 of 256 random bits. */
+export const tokens = pgTable(
+  "tokens",
+  {
+    hash: bytea("hash").primaryKey(),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    deviceId: integer("device_id")
+      .notNull()
+      .references(() => devices.id, { onDelete: "cascade" }),
+    expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
+  },
+  (t) => [index("tokens_device").on(t.deviceId)],
+);
 
 /** Live chat servers, so that any server can find and reach any other. */
 export const servers = pgTable("servers", {
@@ -92,7 +144,11 @@ export const conversations = pgTable(
   ],
 );
 
-/** Each member's delivery cursor: everything up to `cursor` is acknowledged. */
+/**
+ * Membership, and the person's read marker in the conversation: it moves only
+ * past messages that some client of theirs has shown (what each device has
+ * received is in device_cursors).
+ */
 export const members = pgTable(
   "members",
   {
@@ -102,7 +158,7 @@ export const members = pgTable(
     userId: integer("user_id")
       .notNull()
       .references(() => users.id, { onDelete: "cascade" }),
-    cursor: bigint("cursor", { mode: "number" }).notNull().default(0),
+    readSeq: bigint("read_seq", { mode: "number" }).notNull().default(0),
     /** The member sees messages after this sequence number only. */
     joinedSeq: bigint("joined_seq", { mode: "number" }).notNull().default(0),
     /**
@@ -115,6 +171,24 @@ export const members = pgTable(
     joinedAt: timestamp("joined_at", { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [primaryKey({ columns: [t.conversationId, t.userId] }), index("members_user").on(t.userId)],
+);
+
+/**
+ * What each device has received, per conversation: replay to that device starts
+ * past it. A missing row means "from the member's joining" (devices made after
+ * a conversation began get rows from the read marker when they are made).
+ */
+export const deviceCursors = pgTable(
+  "device_cursors",
+  {
+    deviceId: integer("device_id")
+      .notNull()
+      .references(() => devices.id, { onDelete: "cascade" }),
+    /** No foreign key, on purpose: see migration 0006 (its lock deadlocked acks with the group commit). */
+    conversationId: integer("conversation_id").notNull(),
+    seq: bigint("seq", { mode: "number" }).notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.deviceId, t.conversationId] })],
 );
 
 /**

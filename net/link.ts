@@ -9,6 +9,9 @@ import { ChatError, isErrorCode } from "../protocol/errors";
 import { DEFAULT_MAX_FRAME, FrameReader } from "../protocol/frame";
 import { PROTOCOL_VERSION } from "../protocol/messages";
 import { Outbox } from "./outbox";
+import { connectTls, handshakeError, PLAINTEXT, type ClientTls, type Plaintext } from "./tls";
+import { keepTicket, ticketFor } from "./tls-sessions";
+import { defaultTrust, type Trust } from "./trust";
 
 export interface LinkHandlers {
   onEvent?(ev: string, frame: Record<string, unknown>): void;
@@ -24,6 +27,10 @@ export interface LinkOptions extends LinkHandlers {
   maxFrame?: number;
   /** Bytes the link may queue for a slow peer before it closes (net/outbox.ts). */
   outboxLimit?: number;
+  /** How to check the other end; by default the process's trust (net/trust.ts) decides. */
+  tls?: ClientTls | Plaintext;
+  /** Whom to ask when tls is not given (default: defaultTrust()). */
+  trust?: Trust;
 }
 
 type Pending = { resolve(value: Record<string, unknown>): void; reject(error: unknown): void; timer: Timer };
@@ -41,17 +48,66 @@ export class Link {
     this.reader = new FrameReader(options.maxFrame ?? DEFAULT_MAX_FRAME);
   }
 
+  /**
+   * Connects, checks the other end's certificate and says hello. Without
+   * explicit tls, a first contact learns the CA the other end names (an
+   * unverified probe), pins it, and connects again checking against it.
+   */
   static async connect(address: string, options: LinkOptions = {}): Promise<Link> {
+    if (options.tls) return Link.open(address, options, options.tls);
+    const trust = options.trust ?? defaultTrust();
+    let tls = trust.tlsFor(address);
+    if (tls !== PLAINTEXT && "learn" in tls) tls = trust.learn(address, await Link.probeCa(address, options.timeoutMs));
+    try {
+      return await Link.open(address, options, tls);
+    } catch (error) {
+      if (!(error instanceof ChatError) || error.code !== "E_TLS") throw error;
+      // Which CA does it name instead? A different one is worth a louder refusal.
+      const named = await Link.probeCa(address, options.timeoutMs).then(
+        (ca) => ({ ca }),
+        () => undefined,
+      );
+      throw (named && trust.mismatch(address, named.ca)) || error;
+    }
+  }
+
+  /** The CA certificate the other end names in its hello, over a connection that checks nothing; none for a public CA's certificate. */
+  private static async probeCa(address: string, timeoutMs?: number): Promise<string | undefined> {
+    const probe = await Link.open(address, { hello: { role: "client" }, timeoutMs }, { learn: true });
+    probe.close();
+    const ca = probe.helloReply.ca;
+    return typeof ca === "string" ? ca : undefined;
+  }
+
+  private static async open(address: string, options: LinkOptions, tls: ClientTls | Plaintext): Promise<Link> {
     const { host, port } = parseAddress(address);
     const link = new Link(options);
+    let handshake: (error?: ChatError) => void = () => {};
+    const handshaken = new Promise<ChatError | undefined>((resolve) => (handshake = resolve));
+    // Resumption where a verified session exists; the ticket comes after the handshake, with the first data.
+    const verified = tls === PLAINTEXT || "learn" in tls ? undefined : "systemRoots" in tls ? { caPem: "system roots", certPem: undefined } : tls;
+    const ticket = verified && ticketFor(address, verified.caPem, verified.certPem);
+    let ticketKept = false;
     try {
       link.socket = await Bun.connect({
         hostname: host,
         port,
+        ...(tls === PLAINTEXT ? {} : { tls: connectTls(tls) }),
         socket: {
-          data: (_socket, chunk) => link.onData(chunk),
+          open: (socket) => ticket && socket.setSession(ticket),
+          handshake: (_socket, success, error) => handshake(handshakeError(tls, address, success, error)),
+          data: (socket, chunk) => {
+            if (verified && !ticketKept) {
+              ticketKept = true;
+              keepTicket(address, verified.caPem, verified.certPem, socket.getSession() as unknown as Uint8Array | undefined);
+            }
+            link.onData(chunk);
+          },
           drain: () => link.outbox.flush(),
-          close: () => link.onClosed(),
+          close: () => {
+            handshake(new ChatError("E_UNAVAILABLE", `${address} closed the connection during the TLS handshake`));
+            link.onClosed();
+          },
           error: () => link.onClosed(),
         },
       });
@@ -59,6 +115,16 @@ export class Link {
       throw new ChatError("E_UNAVAILABLE", `Cannot connect to ${address}: ${(error as Error).message}`);
     }
     link.outbox = new Outbox(link.socket, () => link.close(), options.outboxLimit);
+    if (tls !== PLAINTEXT) {
+      const waitMs = options.timeoutMs ?? 30_000;
+      const timer = setTimeout(() => handshake(new ChatError("E_UNAVAILABLE", `No TLS handshake with ${address} within ${waitMs} ms`)), waitMs);
+      const refused = await handshaken;
+      clearTimeout(timer);
+      if (refused) {
+        link.close();
+        throw refused;
+      }
+    }
     try {
       link.helloReply = await link.request("hello", { v: PROTOCOL_VERSION, ...options.hello });
     } catch (error) {
@@ -66,6 +132,16 @@ export class Link {
       throw error;
     }
     return link;
+  }
+
+  /** Whether the TLS session was resumed from an earlier connection's ticket (net/tls-sessions.ts). */
+  resumed(): boolean {
+    return (this.socket as unknown as { isSessionReused?(): boolean }).isSessionReused?.() === true;
+  }
+
+  /** "TLSv1.3", say; undefined without TLS. */
+  tlsVersion(): string | undefined {
+    return (this.socket as unknown as { getTLSVersion?(): string | null }).getTLSVersion?.() ?? undefined;
   }
 
   get closed(): boolean {

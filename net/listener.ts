@@ -10,6 +10,7 @@ import { ChatError } from "../protocol/errors";
 import { DEFAULT_MAX_FRAME, FrameReader } from "../protocol/frame";
 import { fail, ok, PROTOCOL_VERSION, type Request } from "../protocol/messages";
 import { DEFAULT_OUTBOX_LIMIT, Outbox } from "./outbox";
+import { listenerTls, PLAINTEXT, type Plaintext, type ServerTls } from "./tls";
 
 export type Handler<S> = (conn: Connection<S>, req: Request) => Promise<Record<string, unknown> | void> | Record<string, unknown> | void;
 
@@ -24,6 +25,13 @@ export interface ListenOptions<S> {
   hostname?: string;
   maxFrame?: number;
   outboxLimit?: number;
+  /** The certificate to present; plaintext only when the operator asked for it by name. */
+  tls: ServerTls | Plaintext;
+  /** Closes a connection that has not said hello within this time. */
+  helloTimeoutMs?: number;
+  /** Refuses connections beyond this many at once, and beyond this many from one address. */
+  maxConnections?: number;
+  maxPerAddress?: number;
   initialState(conn: Connection<S>): S;
   routes: Record<string, Route<S>>;
   /** Answers hello; may throw a ChatError to refuse it. */
@@ -42,6 +50,8 @@ export class Connection<S> {
   readonly id = nextConnectionId++;
   state!: S;
   greeted = false;
+  /** Whether the caller showed a certificate under the cluster CA (mutual TLS): only servers have one. */
+  clusterCertificate = false;
   /** Frames that arrived while hello was being answered wait here, in order. */
   private early?: Uint8Array[];
   closed = false;
@@ -109,15 +119,39 @@ export class Connection<S> {
 export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connection<S>> {
   const maxFrame = options.maxFrame ?? DEFAULT_MAX_FRAME;
   const outboxLimit = options.outboxLimit ?? DEFAULT_OUTBOX_LIMIT;
+  const tls = listenerTls(options.tls);
+  // Named in hello for clients to pin, unless the certificate is a public CA's (then the system roots decide).
+  const caPem = options.tls === PLAINTEXT || options.tls.publicCertificate ? undefined : options.tls.caPem;
+  const perAddress = new Map<string, number>();
+  let open = 0;
   return Bun.listen<Connection<S>>({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port,
+    ...(tls ? { tls } : {}),
     socket: {
       open(socket) {
         const conn = new Connection<S>(socket, maxFrame, outboxLimit);
         socket.data = conn;
+        const from = socket.remoteAddress;
+        const fromHere = (perAddress.get(from) ?? 0) + 1;
+        open++;
+        perAddress.set(from, fromHere);
+        if ((options.maxConnections && open > options.maxConnections) || (options.maxPerAddress && fromHere > options.maxPerAddress)) {
+          conn.closed = true;
+          socket.end();
+          return;
+        }
+        if (options.helloTimeoutMs) {
+          const timer = setTimeout(() => conn.greeted || conn.bye("E_HELLO_FIRST", `No hello within ${options.helloTimeoutMs} ms`), options.helloTimeoutMs);
+          timer.unref();
+        }
         conn.state = options.initialState(conn);
         options.onOpen?.(conn);
+      },
+      handshake(socket, success) {
+        // A caller without a certificate (a chat client) still succeeds; only a broken handshake ends here.
+        if (!success) return void socket.end();
+        socket.data.clusterCertificate = (socket as unknown as { authorized?: boolean }).authorized === true;
       },
       data(socket, chunk) {
         const conn = socket.data;
@@ -132,7 +166,7 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
         }
         for (const payload of frames) {
           if (conn.closed) return;
-          receive(conn, payload, options);
+          receive(conn, payload, options, caPem);
         }
       },
       drain(socket) {
@@ -141,6 +175,12 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
       close(socket) {
         const conn = socket.data;
         if (!conn) return;
+        const from = socket.remoteAddress;
+        open--;
+        const left = (perAddress.get(from) ?? 1) - 1;
+        if (left > 0) perAddress.set(from, left);
+        else perAddress.delete(from);
+        if (conn.state === undefined) return; // refused at open: nothing was set up
         conn.closed = true;
         conn.outbox.close();
         options.onClose?.(conn);
@@ -150,7 +190,7 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
   });
 }
 
-function receive<S>(conn: Connection<S>, payload: Uint8Array, options: ListenOptions<S>): void {
+function receive<S>(conn: Connection<S>, payload: Uint8Array, options: ListenOptions<S>, caPem: string | undefined): void {
   if (conn.holdEarly(payload)) return;
   let frame: Record<string, unknown>;
   try {
@@ -183,11 +223,12 @@ function receive<S>(conn: Connection<S>, payload: Uint8Array, options: ListenOpt
     void answer(conn, req, options, async () => {
       const fields = (await options.hello?.(conn, req)) ?? {};
       conn.greeted = true;
-      return { v: PROTOCOL_VERSION, maxFrame: conn.reader.maxFrame, ...fields };
+      // The CA, so that a client meeting this cluster for the first time can pin it (net/trust.ts).
+      return { v: PROTOCOL_VERSION, maxFrame: conn.reader.maxFrame, ...(caPem ? { ca: caPem } : {}), ...fields };
     }).then(() => {
       for (const early of conn.endHello()) {
         if (conn.closed) return;
-        receive(conn, early, options);
+        receive(conn, early, options, caPem);
       }
     });
     return;

@@ -24,6 +24,10 @@ export const ErrorCodes = {
   E_SLOW_CONSUMER: "The connection could not keep up with its messages",
   E_MESSAGE_TOO_LARGE: "The message is too large",
   E_DUPLICATE: "That client message id was used for another conversation",
+  E_TOO_MANY_DEVICES: "This account has as many devices as the server allows: revoke one first",
+  E_NO_SUCH_DEVICE: "No such device",
+  E_DEVICE_REVOKED: "This device was revoked: log in again with the password",
+  E_CONFLICT: "Someone else changed it first: read it again and retry",
   E_NO_SERVER: "No chat server is available",
   E_NO_SUCH_GROUP: "No such group",
   E_FILE_TOO_LARGE: "The file is larger than this server accepts",
@@ -41,6 +45,8 @@ export const ErrorCodes = {
   E_INTERNAL: "Internal server error",
   E_TIMEOUT: "No answer in time",
   E_CLOSED: "The connection closed",
+  E_TLS: "The other end's certificate is not trusted, or is not for the address called",
+  E_CA_CHANGED: "The cluster's certificate authority is not the one this device pinned",
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

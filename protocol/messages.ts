@@ -4,8 +4,12 @@
  */
 import type { ErrorCode } from "./errors";
 
-/** 2: `ack` carries every conversation's cursor at once (`acks: [[conv, seq], ...]`). */
-export const PROTOCOL_VERSION = 2;
+/**
+ * 3: devices. A login names its device; every connection of a user receives
+ * every message; `ack` carries what this device received and what the person
+ * read; receipts, typing and read markers arrive as events.
+ */
+export const PROTOCOL_VERSION = 3;
 
 /** The most [conv, seq] pairs one `ack` may carry. */
 export const MAX_ACKS = 1000;

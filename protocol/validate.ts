@@ -106,3 +106,21 @@ export function kdf(args: Args, field: string): KdfArgs {
   if ((N & (N - 1)) !== 0) throw new ChatError("E_BAD_REQUEST", `${field}.N: expected a power of two`);
   return { alg: "scrypt", N, r: int(value, "r", 1, 32), p: int(value, "p", 1, 16) };
 }
+
+const DEVICE_KEY = /^[A-Za-z0-9_-]{8,64}$/;
+
+/** A device as a client names it at login: its random id, and a name for people (control characters removed). */
+export function device(args: Args, field: string): { key: string; name: string } {
+  const value = args[field] as Args | undefined;
+  if (!value || typeof value !== "object" || typeof value.id !== "string" || !DEVICE_KEY.test(value.id)) {
+    throw new ChatError("E_BAD_REQUEST", `${field}: expected {id: 8 to 64 characters from A-Z, a-z, 0-9, '_' and '-', name}`);
+  }
+  const name = typeof value.name === "string" ? value.name.replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "").trim().slice(0, 64) : "";
+  return { key: value.id, name: name || "unnamed device" };
+}
+
+export function boolean(args: Args, field: string): boolean {
+  const value = args[field];
+  if (typeof value !== "boolean") throw new ChatError("E_BAD_REQUEST", `${field}: expected true or false`);
+  return value;
+}

@@ -4,12 +4,13 @@
  */
 import { statSync } from "node:fs";
 import { basename } from "node:path";
-import { askBalancer } from "../balancer/ask";
+import { askBalancerPatiently } from "../balancer/ask";
 import { checkPassword, signupAccount } from "../client/account";
 import { line, sanitize } from "../client/format";
-import { saveIdentity } from "../client/keystore";
+import { LocalStore } from "../client/store";
 import { progressBar } from "../client/progress";
 import { saveFile } from "../client/save";
+import { DEFAULT_WAIT_MS } from "../client/connection";
 import { ChatSession, type Received } from "../client/session";
 import { Link } from "../net/link";
 import { ChatError } from "../protocol/errors";
@@ -18,15 +19,25 @@ export interface ClientOptions {
   balancer: string;
   user: string;
   password: () => Promise<string>;
+  /** This device's name, kept from its first login (default: the host name). */
+  deviceName?: string;
+  /** The password came from CHATTERBOX_PASSWORD (then a resumed session says it did not check it). */
+  passwordGiven?: boolean;
+  /** How long to keep trying the balancer (and a server) before giving up, in ms; default 30 s. */
+  waitMs?: number;
 }
 
 /** Makes the account's identity keys here, and registers their public halves and a password-wrapped backup. */
 export async function signup(options: ClientOptions): Promise<void> {
   const password = await options.password();
   checkPassword(password);
-  const link = await Link.connect(await askBalancer(options.balancer), { hello: { role: "client" } });
+  const addr = await askBalancerPatiently(options.balancer, options.waitMs ?? DEFAULT_WAIT_MS, (e) => console.error(`chatterbox: ${e.message}; trying again`));
+  const link = await Link.connect(addr, { hello: { role: "client" } });
   try {
-    saveIdentity(options.user, await signupAccount(link, options.user, password));
+    const keys = await signupAccount(link, options.user, password);
+    const store = new LocalStore(options.user);
+    store.saveIdentity(keys);
+    store.close();
   } finally {
     link.close();
   }
@@ -72,22 +83,71 @@ export async function send(options: ClientOptions & { to?: string; group?: strin
 }
 
 /**
- * Prints every message waiting for the user, oldest first, saves the files
- * among them under downloads/, and acknowledges them.
+ * Prints every unread message, oldest first in each conversation, saves the
+ * files among them under downloads/, and marks read what it printed, one
+ * message at a time and as it goes: first what this device already holds
+ * unread, then the replay as it arrives. An inbox cut short leaves the rest
+ * unread, and the next run starts after what was printed.
  */
 export async function inbox(options: ClientOptions & { json: boolean; print?: (line: string) => void }): Promise<number> {
   const print = options.print ?? ((l: string) => console.log(l));
-  const waiting: Received[] = [];
-  const session = await ChatSession.open({ ...options, onMessage: (m) => waiting.push(m) });
-  try {
-    for (const m of waiting) {
+  let output: Promise<void> = Promise.resolve();
+  let printed = 0;
+  const done = new Set<string>();
+  const show = (m: Received) => {
+    if (m.from === options.user && m.kind !== "system") return;
+    output = output.then(async () => {
+      const key = `${m.conv}:${m.seq}`;
+      if (done.has(key)) return;
+      done.add(key);
       print(line(m, options.json));
       if (m.file) await saveFile(session, m, options.json, print);
+      session.markRead(m.conv, m.seq);
+      printed++;
+    });
+  };
+  const session = ChatSession.create({ ...options, onMessage: show });
+  try {
+    for (const m of session.unread()) show(m);
+    await session.start();
+    await session.idle();
+    await output;
+  } finally {
+    await output.catch(() => {});
+    await session.close();
+  }
+  return printed;
+}
+
+/** The user's devices; with `revoke`, ends that one's sessions and tokens. */
+export async function devices(options: ClientOptions & { revoke?: string; json: boolean }): Promise<void> {
+  const session = await ChatSession.open({ ...options });
+  try {
+    if (options.revoke !== undefined) {
+      const closed = await session.revokeDevice(options.revoke);
+      console.log(options.json ? JSON.stringify({ type: "revoked", device: options.revoke, closed }) : `Revoked ${options.revoke}: its tokens are gone and ${closed} connection(s) were closed`);
+      return;
+    }
+    const list = await session.devices();
+    if (options.json) return void console.log(JSON.stringify({ type: "devices", devices: list }));
+    for (const d of list) {
+      const seen = d.online ? "online now" : `last seen ${new Date(d.lastSeen).toISOString().replace("T", " ").slice(0, 16)} UTC`;
+      console.log(`${d.current ? "*" : " "} ${d.id}  ${sanitize(d.name)}  (${seen}; added ${new Date(d.created).toISOString().slice(0, 10)})`);
     }
   } finally {
     await session.close();
   }
-  return waiting.length;
+}
+
+/** Shows the user's settings, or changes them. */
+export async function settings(options: ClientOptions & { readReceipts?: boolean; json: boolean }): Promise<void> {
+  const session = await ChatSession.open({ ...options });
+  try {
+    const now = options.readReceipts === undefined ? await session.getSettings() : await session.setReadReceipts(options.readReceipts);
+    console.log(options.json ? JSON.stringify({ type: "settings", settings: now }) : `read receipts: ${now.readReceipts ? "on" : "off"}`);
+  } finally {
+    await session.close();
+  }
 }
 
 /** Downloads a file again, found by its id. */

@@ -13,6 +13,8 @@ import type { ServerConfig } from "../server/context";
 import { createLogger, type Log, type LogFormat } from "./logger";
 import { startServer } from "./server";
 import { startBalancer } from "./balancer";
+import { PLAINTEXT, publicServerTls } from "../net/tls";
+import { clusterIdentityFrom } from "../server/cluster-identity";
 
 export function onSignal(stop: (signal: NodeJS.Signals) => Promise<unknown> | unknown): void {
   let stopping = false;
@@ -33,13 +35,34 @@ export interface Operations {
   logFormat?: LogFormat;
 }
 
-export async function runBalancer(options: { port: number; hostname: string; strategy: string } & Operations): Promise<void> {
+export async function runBalancer(
+  options: {
+    port: number;
+    hostname: string;
+    strategy: string;
+    databaseUrl: string;
+    tlsNames?: string[];
+    publicTls?: { certFile: string; keyFile: string };
+    insecurePlaintext?: boolean;
+  } & Operations,
+): Promise<void> {
   const log = createLogger({ role: "balancer", format: options.logFormat });
-  const balancer = await startBalancer({ ...options, log }).catch((error) => {
+  // Its certificate and the cluster secret come from ChatDB, as a server's do (SECURITY.md).
+  const identity = await clusterIdentityFrom(options.databaseUrl, [options.hostname, ...(options.tlsNames ?? [])]).catch((error) => {
+    throw explainDatabaseError(error, options.databaseUrl);
+  });
+  const presented = options.publicTls ? publicServerTls(options.publicTls.certFile, options.publicTls.keyFile, identity.tls) : identity.tls;
+  const tls = options.insecurePlaintext ? PLAINTEXT : presented;
+  const balancer = await startBalancer({ ...options, identity: { tls, secret: identity.secret }, log }).catch((error) => {
     throw explainListenError(error, options.hostname, options.port, "the balancer");
   });
   const endpoint = await startMetrics(options.metrics, balancer.metrics.registry, log, () => balancer.stop());
   log(`balancer listening on ${options.hostname}:${balancer.port} (strategy ${options.strategy})`, { addr: `${options.hostname}:${balancer.port}` });
+  log(
+    tls === PLAINTEXT
+      ? "WARNING: --insecure-plaintext: no TLS on any hop"
+      : `cluster CA fingerprint ${identity.caFingerprint}${options.publicTls ? " (members only: clients check --tls-cert against the system roots)" : ""}`,
+  );
   onSignal(() => {
     endpoint?.stop();
     balancer.stop();
@@ -55,6 +78,9 @@ export async function runServer(
     readDatabaseUrl?: string;
     config?: Partial<ServerConfig>;
     retentionDays?: number;
+    tlsNames?: string[];
+    publicTls?: { certFile: string; keyFile: string };
+    insecurePlaintext?: boolean;
   } & Operations,
 ): Promise<void> {
   const id = randomUUID();

@@ -8,6 +8,10 @@ import { randomUUID } from "node:crypto";
 import { announce } from "../balancer/announcer";
 import { migrate, openDatabase, type Database } from "../db/connect";
 import { listen } from "../net/listener";
+import { PLAINTEXT, publicServerTls, withPublicRoots } from "../net/tls";
+import { clusterIdentity } from "../server/cluster-identity";
+import { isNonce, nonce } from "../server/peer-proof";
+import { timingSafeEqual } from "node:crypto";
 import { ChatError } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import { Acks } from "../server/acks";
@@ -22,6 +26,9 @@ import { Sessions } from "../server/sessions";
 import { Store } from "../server/store";
 import { GroupStore } from "../server/group-store";
 import { FileStore } from "../server/file-store";
+import { DeviceStore } from "../server/device-store";
+import { CursorStore } from "../server/cursor-store";
+import { receiptsFor } from "../server/receipts";
 import { MeteredStore } from "../server/metered-store";
 import { ServerMetrics } from "../server/metrics";
 import { serverInfo } from "../server/info";
@@ -40,6 +47,12 @@ export interface ServerOptions {
   readDatabaseUrl?: string;
   /** Given by the caller when its log lines must carry the id from the start. */
   id?: string;
+  /** More names for its certificate than `hostname` (--tls-names): those clients and peers dial. */
+  tlsNames?: string[];
+  /** An operator's certificate from a public CA (--tls-cert, --tls-key), presented instead of the cluster's own. */
+  publicTls?: { certFile: string; keyFile: string };
+  /** Every hop in plaintext (--insecure-plaintext): only for measuring what TLS costs. */
+  insecurePlaintext?: boolean;
   log?: Log;
 }
 
@@ -56,21 +69,26 @@ export interface ChatServer {
 export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const log: Log = options.log ?? ((line: string) => console.error(line));
   const config = { ...DEFAULT_CONFIG, ...options.config };
-  const database: Database = openDatabase(options.databaseUrl, { max: 16 });
+  const database: Database = openDatabase(options.databaseUrl, { max: 16, onReplace: (why) => log(`database connections replaced: ${why}`) });
   await migrate(database);
   const store = new Store(database.sql);
   const replica = options.readDatabaseUrl ? openDatabase(options.readDatabaseUrl, { max: 8 }) : undefined;
   // The group commit has a connection of its own: one batch runs at a time.
-  const commits = openDatabase(options.databaseUrl, { max: 1, settings: COMMITTER_SETTINGS });
-  const secret = await store.clusterSecret("peer_secret");
+  const commits = openDatabase(options.databaseUrl, { max: 1, settings: COMMITTER_SETTINGS, onReplace: (why) => log(`committer connection replaced: ${why}`) });
   const saltSecret = await store.clusterSecret("salt_secret");
   const id = options.id ?? randomUUID();
   const hostname = options.hostname ?? "127.0.0.1";
+  // A certificate of its own under the cluster CA, for the name clients and peers reach it by.
+  const identity = await clusterIdentity(database.sql, [hostname, ...(options.tlsNames ?? [])]);
+  const plaintext = options.insecurePlaintext === true;
+  const listenTls = options.publicTls ? publicServerTls(options.publicTls.certFile, options.publicTls.keyFile, identity.tls) : identity.tls;
+  // Its own cluster certificate when it calls others; with public certificates in the cluster, their roots are trusted too.
+  const memberCa = options.publicTls ? withPublicRoots(identity.tls.caPem) : identity.tls.caPem;
+  const memberTls = plaintext ? PLAINTEXT : { caPem: memberCa, certPem: identity.tls.certPem, keyPem: identity.tls.keyPem };
 
   const ctx = {} as ServerContext;
   const getCtx = () => ctx;
   const directory = new Directory(store);
-  const acks = new Acks(store);
   const open = new Set<Conn>();
   const metrics = new ServerMetrics({
     connections: () => open.size,
@@ -79,19 +97,46 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     peerLinks: () => ctx.peers.linkCount,
     commitQueue: () => ctx.committer.depth,
   });
+  const devices = new DeviceStore(database.sql, config.maxDevices);
+  const cursors = new CursorStore(database.sql);
+  const delivery = new Delivery(getCtx, metrics);
+  const acks = new Acks(cursors, receiptsFor({ cursors, send: (users, frame) => delivery.send(users, frame), log }));
+  const sessions = new Sessions({
+    serverId: id,
+    devices,
+    log,
+    located(userId, here) {
+      delivery.located(userId, id, here);
+      ctx.peers.broadcast("located", { user: userId, server: id, here });
+    },
+  });
   Object.assign(ctx, {
     id,
     saltSecret,
     config,
     store,
+    devices,
+    cursors,
+    async live(conn, session) {
+      // The connection closed while its login was recorded: the record goes too.
+      if (conn.closed) {
+        await devices.end({ serverId: id, connId: conn.id }, session.deviceId);
+        throw new ChatError("E_CLOSED", "The connection closed during the login");
+      }
+      sessions.add(conn, session);
+    },
     groups: new GroupStore(database.sql, config.maxGroupMembers),
     files: new FileStore(database.sql),
     reads: new Reads({ store, files: new FileStore(database.sql), sql: database.sql }, replica?.sql, metrics),
     log,
-    committer: new Committer(new MeteredStore(commits.sql, metrics), 2000, (e) => log(`commit failed: ${e}`, { level: "error", code: (e as ChatError).code ?? "E_UNAVAILABLE" })),
-    sessions: new Sessions(getCtx),
-    delivery: new Delivery(getCtx, metrics),
-    peers: new Peers(getCtx, secret),
+    committer: new Committer(new MeteredStore(commits.sql, metrics), {
+      onError: (e) => log(`commit failed: ${e}`, { level: "error", code: (e as ChatError).code ?? "E_UNAVAILABLE" }),
+      // A failed batch may have left its connection stuck (db/pool.ts): the next one gets a fresh one.
+      recover: () => commits.pool.replace("a batch failed"),
+    }),
+    sessions,
+    delivery,
+    peers: new Peers(getCtx, identity.secret, memberTls),
   } satisfies Omit<ServerContext, "addr">);
 
   const listener = listen<ClientState>({
@@ -104,6 +149,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
         log(`${op} refused`, { level: "debug", code, op, req });
       },
     },
+    tls: plaintext ? PLAINTEXT : listenTls,
     initialState: () => ({ role: "unknown", authenticating: false }),
     routes: {
       ...routes(ctx, directory, acks),
@@ -111,9 +157,10 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       "peer.auth": {
         guard: (conn) => (conn.state.peerChallenge ? undefined : new ChatError("E_BAD_REQUEST", "peer.auth follows a peer's hello")),
         handle(conn, req) {
-          const { peerId, peerChallenge } = conn.state;
+          const expected = conn.state.peerChallenge!;
           conn.state.peerChallenge = undefined;
-          if (!ctx.peers.verify("connect", peerId!, peerChallenge!, req.proof)) {
+          const given = req.proof;
+          if (!(given instanceof Uint8Array) || given.length !== expected.length || !timingSafeEqual(given, expected)) {
             setTimeout(() => conn.bye("E_AUTH", "This peer did not prove it belongs to the cluster"), 0);
             throw new ChatError("E_AUTH", "This peer did not prove it belongs to the cluster");
           }
@@ -132,13 +179,18 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     },
     hello(conn, req) {
       if (req.role !== "peer") return { server: id, role: "server", version: VERSION };
-      // A peer proves itself with peer.auth, over the challenge sent here; this server proves itself now.
-      if (typeof req.server !== "string" || !(req.nonce instanceof Uint8Array) || req.nonce.length !== 32) {
+      // A peer shows a certificate under the cluster CA (mutual TLS), then proves it knows the cluster
+      // secret with peer.auth; this server proves itself now. Both proofs cover both ids and both nonces.
+      if (!plaintext && !conn.clusterCertificate) throw new ChatError("E_AUTH", "A peer must show a certificate under the cluster CA");
+      if (typeof req.server !== "string" || req.server.length > 128 || !isNonce(req.nonce)) {
         throw new ChatError("E_BAD_REQUEST", "A peer's hello names its server id and a 32-byte nonce");
       }
+      const mine = nonce();
+      const { proof, expect } = ctx.peers.accept({ caller: req.server, callee: id, callerNonce: req.nonce, calleeNonce: mine });
       conn.state.peerId = req.server;
-      conn.state.peerChallenge = crypto.getRandomValues(new Uint8Array(32));
-      return { server: id, role: "server", nonce: conn.state.peerChallenge, proof: ctx.peers.proof("accept", id, req.nonce) };
+      // What peer.auth must bring back: the connect proof over this very handshake.
+      conn.state.peerChallenge = expect;
+      return { server: id, role: "server", nonce: mine, proof };
     },
     onEvent(conn, ev, frame) {
       if (conn.state.role !== "peer") return;
@@ -160,13 +212,15 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   await store.registerServer(id, addr);
   await store.pruneServers(24 * 3600_000);
   ctx.peers.start();
+  // A crashed server leaves its connection rows behind; any server forgets them once it has been silent a while.
+  const pruner = setInterval(() => void devices.pruneConnections(60_000).catch((e) => log(`prune connections: ${e}`)), 30_000);
   ctx.sessions.startAudit();
   // Every server sweeps; the deletes are idempotent, so it does not matter which gets there first.
   const janitor = setInterval(() => {
     ctx.files.clean(config.uploadTtlMs, config.fileRetentionMs).catch((e) => log(`file cleanup: ${e}`));
   }, Math.min(60_000, config.uploadTtlMs / 2));
   const announcer = options.balancer
-    ? announce({ balancer: options.balancer, id, addr, load: () => ctx.sessions.count, log })
+    ? announce({ balancer: options.balancer, id, addr, load: () => ctx.sessions.count, secret: identity.secret, tls: memberTls, log })
     : undefined;
   log(`server ${id} listening on ${addr}`);
 
@@ -181,10 +235,12 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       stopping ??= (async () => {
         announcer?.stop();
         clearInterval(janitor);
+        clearInterval(pruner);
         ctx.sessions.stop();
         listener.stop(false);
+        // Bounded: a database that does not answer fails what is queued instead of holding shutdown.
         await ctx.committer.stop();
-        await acks.flush();
+        await acks.flush().catch((e) => log(`acks at shutdown: ${e}`));
         // After the last commits: their deliveries to users on other servers still go over the links.
         ctx.peers.stop();
         for (const conn of ctx.sessions.all()) conn.bye("E_SHUTDOWN", "The server is shutting down; reconnect to another");
@@ -205,18 +261,20 @@ function peerEvent(ctx: ServerContext, _conn: Conn, ev: string, frame: Record<st
     case "deliver": {
       // The client frame comes as the sending server encoded it; copied, so
       // that it does not keep the whole chunk it arrived in alive.
+      // A stored message names its place (conv, seq); an event (receipt, typing) names none.
       const { to, conv, seq, frame: bytes } = frame;
-      if (!Array.isArray(to) || typeof conv !== "number" || typeof seq !== "number" || !(bytes instanceof Uint8Array)) return;
+      if (!Array.isArray(to) || !(bytes instanceof Uint8Array)) return;
+      const slot = typeof conv === "number" && typeof seq === "number" ? { conv, seq } : undefined;
       void ctx.delivery
-        .fromPeer({ conv, seq }, to as number[], new Uint8Array(bytes), Number(frame.hops ?? 0))
+        .fromPeer(slot, to as number[], new Uint8Array(bytes), Number(frame.hops ?? 0))
         .catch((e) => ctx.log(`peer deliver: ${e}`));
       return;
     }
     case "kick":
-      ctx.sessions.kickRemote(Number(frame.user), Number(frame.conn));
+      ctx.sessions.close(Number(frame.user), Number(frame.conn), "E_DEVICE_REVOKED", "This device was revoked: log in again with the password");
       return;
     case "located":
-      ctx.delivery.located(Number(frame.user), typeof frame.server === "string" ? frame.server : null);
+      if (typeof frame.server === "string") ctx.delivery.located(Number(frame.user), frame.server, frame.here === true);
       return;
   }
 }

@@ -6,8 +6,15 @@
  */
 import postgres from "postgres";
 import { redactUrl } from "../db/explain";
+import { connectAsMember, type Membership } from "../balancer/member";
 import { Link } from "../net/link";
+import { PLAINTEXT } from "../net/tls";
+import { ClientTrust, setDefaultTrust } from "../net/trust";
+import { clusterIdentityFrom } from "../server/cluster-identity";
 import { VERSION } from "./version";
+
+/** --insecure-plaintext (CHATTERBOX_INSECURE_PLAINTEXT=1, which the flag sets). */
+const plaintextRequested = () => process.env.CHATTERBOX_INSECURE_PLAINTEXT === "1";
 
 export interface ServerStatus {
   id: string;
@@ -45,11 +52,23 @@ const TIMEOUT_MS = 3000;
 export async function gatherStatus(options: { balancer: string; databaseUrl?: string }): Promise<ClusterStatus> {
   const status: ClusterStatus = { version: VERSION, balancer: { addr: options.balancer }, servers: [] };
   const database = options.databaseUrl ? databaseStatus(options.databaseUrl) : undefined;
+  // The balancer lists its servers to cluster members only: with the database, status is one
+  // (its certificate and the cluster secret are there), and checks every server against the cluster CA.
+  const member = options.databaseUrl ? await membership(options.databaseUrl).catch(() => undefined) : undefined;
   try {
     await withLink(options.balancer, async (link) => {
       Object.assign(status.balancer, { version: text(link.helloReply.version), strategy: text(link.helloReply.strategy) });
-      const { servers } = await link.request("servers", {}, TIMEOUT_MS);
-      status.servers = (servers as { id: string; addr: string; load: number }[]).map(({ id, addr, load }) => ({ id, addr, load }));
+      if (!member) {
+        status.balancer.error = "its servers are listed to cluster members only: give --database-url, or --data for up's database";
+        return;
+      }
+      const listing = await connectAsMember(options.balancer, member, { timeoutMs: TIMEOUT_MS });
+      try {
+        const { servers } = await listing.request("servers", {}, TIMEOUT_MS);
+        status.servers = (servers as { id: string; addr: string; load: number }[]).map(({ id, addr, load }) => ({ id, addr, load }));
+      } finally {
+        listing.close();
+      }
     });
   } catch (error) {
     status.balancer.error = (error as Error).message;
@@ -136,6 +155,13 @@ async function databaseStatus(url: string): Promise<DatabaseStatus> {
   } finally {
     await sql.end({ timeout: 1 });
   }
+}
+
+/** This tool as a cluster member, from what ChatDB holds; its connections then trust the cluster CA. */
+async function membership(databaseUrl: string): Promise<Membership> {
+  const identity = await clusterIdentityFrom(databaseUrl, ["status"]);
+  if (!plaintextRequested()) setDefaultTrust(new ClientTrust(undefined, { caPem: identity.tls.caPem }));
+  return { id: "status", secret: identity.secret, tls: plaintextRequested() ? PLAINTEXT : { ...identity.tls } };
 }
 
 /** One short connection, bounded in time (Bun.connect has no timeout of its own). */

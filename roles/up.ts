@@ -11,6 +11,7 @@ import { defaultDataDir, startEmbeddedPostgres, type EmbeddedPostgres } from "..
 import { explainDatabaseError } from "../db/explain";
 import { explainListenError } from "../net/listen-error";
 import { parseMetricsAddress, serveMetrics, type MetricsEndpoint } from "../net/metrics-http";
+import { clusterIdentity } from "../server/cluster-identity";
 import { startBalancer } from "./balancer";
 import { createLogger, type LogFormat } from "./logger";
 import { onSignal } from "./run";
@@ -43,15 +44,22 @@ export async function runUp(options: UpOptions): Promise<void> {
   try {
     await migrate(database);
   } catch (error) {
+    await database.close();
     await postgres?.stop();
     throw explainDatabaseError(error, url);
-  } finally {
-    await database.close();
   }
+  // The cluster CA is made here on first start, in ChatDB (so in the data folder), next to the cluster secret.
+  const identity = await clusterIdentity(database.sql, ["127.0.0.1"]);
+  await database.close();
 
   const logFormat = options.logFormat ?? "json";
   const metricsAt = options.metrics ? parseMetricsAddress(options.metrics) : undefined;
-  const balancer = await startBalancer({ port: options.port, strategy: options.strategy, log: createLogger({ role: "balancer", format: logFormat }) }).catch(async (error) => {
+  const balancer = await startBalancer({
+    port: options.port,
+    strategy: options.strategy,
+    identity: { tls: identity.tls, secret: identity.secret },
+    log: createLogger({ role: "balancer", format: logFormat }),
+  }).catch(async (error) => {
     await postgres?.stop();
     throw explainListenError(error, "127.0.0.1", options.port, "the balancer");
   });
@@ -64,12 +72,13 @@ export async function runUp(options: UpOptions): Promise<void> {
     const metricsPort = metricsAt && (metricsAt.port === 0 ? 0 : metricsAt.port + i);
     const metrics = metricsAt ? [`${metricsAt.host.includes(":") ? `[${metricsAt.host}]` : metricsAt.host}:${metricsPort}`] : [];
     serverMetrics.push(...metrics);
-    const args = ["serve", String(port), "--balancer", `127.0.0.1:${balancer.port}`, "--database-url", url, "--log-format", logFormat];
+    // The database URL holds a password: through the environment, never argv, which `ps` shows everyone.
+    const args = ["serve", String(port), "--balancer", `127.0.0.1:${balancer.port}`, "--log-format", logFormat];
     const child = Bun.spawn([...selfCommand(), ...args, ...metrics.flatMap((m) => ["--metrics", m]), ...(options.serverArgs ?? [])], {
       // Their logs are ours: one stream of lines, each saying which server.
       stdout: "inherit",
       stderr: "inherit",
-      env: { ...process.env },
+      env: { ...process.env, DATABASE_URL: url },
     });
     children.push(child);
   }
@@ -92,6 +101,8 @@ export async function runUp(options: UpOptions): Promise<void> {
   const servers = metricsAt?.port === 0 ? "each server's is in its log line \"metrics at ...\"" : `${serverMetrics.map((m) => `http://${m}/metrics`).join(", ")} (servers)`;
   if (balancerMetrics) console.log(`  metrics     http://${balancerMetrics.addr}/metrics (balancer); ${servers}`);
   console.log(`  database    ${postgres ? `embedded PostgreSQL in ${postgres.dataDir}, port ${postgres.port}` : "the URL you gave"}`);
+  console.log(`  cluster CA  ${identity.caFingerprint}`);
+  console.log("              (clients pin it on first use; compare it with what they show, or pass --ca-fingerprint)");
   console.log("");
   console.log("In another terminal:");
   const b = balancer.port === 7000 ? "" : ` --balancer 127.0.0.1:${balancer.port}`;

@@ -1,40 +1,45 @@
 /**
- * Cursor updates from "I have everything up to N in conversation C", gathered
- * for a few milliseconds and written in one statement.
+ * Acknowledgements, gathered for a few milliseconds and written in one
+ * statement each: "this device has everything up to N in conversation C"
+ * (its delivery cursor) and "the person has read up to N" (the read marker).
+ * What moved is handed on, for receipts and for the user's other devices.
  */
-import type { Store } from "./store";
+import type { CursorStore, Moved } from "./cursor-store";
 
 interface Ack {
   userId: number;
-  /** [conversation, sequence number] pairs. */
-  cursors: [number, number][];
+  deviceId: number;
+  received: [number, number][];
+  read: [number, number][];
   done(error?: unknown): void;
 }
+
+export type OnMoved = (delivered: Moved[], read: Moved[]) => void;
 
 export class Acks {
   private batch: Ack[] = [];
   private timer?: Timer;
   /**
-   * The statement in flight. One at a time: overlapping statements of one
-   * server update the same rows (a user's cursor, acknowledged again), so
-   * they waited on each other's row locks, and the waits grew with the load.
+   * The statements in flight. One batch at a time: overlapping statements of
+   * one server update the same rows (a cursor, acknowledged again), so they
+   * waited on each other's row locks, and the waits grew with the load.
    */
   private writing?: Promise<void>;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: Pick<CursorStore, "received" | "read">,
+    private readonly onMoved: OnMoved = () => {},
     private readonly delayMs = 5,
   ) {}
 
-  /** One user's cursors, each "everything up to seq in conv is shown". */
-  ack(userId: number, cursors: [number, number][]): Promise<void> {
+  ack(userId: number, deviceId: number, received: [number, number][], read: [number, number][]): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.batch.push({ userId, cursors, done: (e) => (e ? reject(e) : resolve()) });
+      this.batch.push({ userId, deviceId, received, read, done: (e) => (e ? reject(e) : resolve()) });
       this.schedule();
     });
   }
 
-  /** Writes what is gathered, after the statement in flight. */
+  /** Writes what is gathered, after the statements in flight. */
   async flush(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
@@ -42,23 +47,13 @@ export class Acks {
     const batch = this.batch;
     this.batch = [];
     if (batch.length === 0) return;
-    // One row per (user, conversation): the highest acknowledgement wins.
-    const highest = new Map<number, Map<number, { userId: number; convId: number; seq: number }>>();
-    const rows: { userId: number; convId: number; seq: number }[] = [];
-    for (const a of batch) {
-      let mine = highest.get(a.userId);
-      if (!mine) highest.set(a.userId, (mine = new Map()));
-      for (const [convId, seq] of a.cursors) {
-        const seen = mine.get(convId);
-        if (!seen) {
-          const row = { userId: a.userId, convId, seq };
-          mine.set(convId, row);
-          rows.push(row);
-        } else if (seen.seq < seq) seen.seq = seq;
-      }
-    }
-    this.writing = this.store.ackBatch(rows).then(
-      () => batch.forEach((a) => a.done()),
+    const received = highest(batch.flatMap((a) => a.received.map(([convId, seq]) => ({ key: a.deviceId, userId: a.userId, deviceId: a.deviceId, convId, seq }))));
+    const read = highest(batch.flatMap((a) => a.read.map(([convId, seq]) => ({ key: a.userId, userId: a.userId, deviceId: a.deviceId, convId, seq }))));
+    this.writing = Promise.all([this.store.received(received), this.store.read(read)]).then(
+      ([delivered, marked]) => {
+        batch.forEach((a) => a.done());
+        if (delivered.length > 0 || marked.length > 0) this.onMoved(delivered, marked);
+      },
       (error) => batch.forEach((a) => a.done(error)),
     );
     try {
@@ -72,4 +67,15 @@ export class Acks {
   private schedule(): void {
     if (!this.writing) this.timer ??= setTimeout(() => void this.flush(), this.delayMs);
   }
+}
+
+/** One row per (key, conversation): the highest position wins. */
+function highest<T extends { key: number; convId: number; seq: number }>(rows: T[]): T[] {
+  const best = new Map<string, T>();
+  for (const row of rows) {
+    const id = `${row.key}:${row.convId}`;
+    const seen = best.get(id);
+    if (!seen || seen.seq < row.seq) best.set(id, row);
+  }
+  return [...best.values()];
 }

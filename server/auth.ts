@@ -5,7 +5,7 @@
  * runs on a worker thread). Failures slow the account down across servers, since
  * the count lives in ChatDB, and resume tokens spare a reconnect storm the hashing.
  */
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash } from "node:crypto";
 import { DEFAULT_KDF, unknownUserSalt, type KdfParams } from "../crypto/kdf";
 import { ChatError } from "../protocol/errors";
 import type { Conn, ServerContext } from "./context";
@@ -30,6 +30,7 @@ export async function prelogin(ctx: ServerContext, name: string): Promise<{ salt
 
 export interface LoginResult {
   user: { id: number; name: string };
+  device: string;
   token: string;
   /** The wrapped identity keys, for a client that does not hold them yet. */
   backup?: Uint8Array;
@@ -51,30 +52,20 @@ export async function verify(ctx: ServerContext, name: string, auth: Uint8Array)
   return found;
 }
 
-export async function login(ctx: ServerContext, conn: Conn, name: string, auth: Uint8Array): Promise<LoginResult> {
+/** A password login from a device (made at its first login): the connection is recorded with a new token. */
+export async function login(ctx: ServerContext, conn: Conn, name: string, auth: Uint8Array, device: { key: string; name: string }): Promise<LoginResult> {
   const found = await verify(ctx, name, auth);
   const token = crypto.getRandomValues(new Uint8Array(32));
-  const user = { id: found.id, name: found.name };
-  await ctx.sessions.start(conn, user, { hash: sha256(token), expires: new Date(Date.now() + ctx.config.tokenTtlMs) });
-  return { user, token: Buffer.from(token).toString("base64url"), backup: found.backup };
+  const session = await ctx.devices.login(found.id, device, { serverId: ctx.id, connId: conn.id }, { hash: sha256(token), expires: new Date(Date.now() + ctx.config.tokenTtlMs) });
+  await ctx.live(conn, session);
+  return { user: { id: found.id, name: found.name }, device: session.deviceKey, token: Buffer.from(token).toString("base64url"), backup: found.backup };
 }
 
+/** A resume with the token a device got at its login: no password, the same device. */
 export async function resume(ctx: ServerContext, conn: Conn, name: string, token: string): Promise<LoginResult> {
-  const found = await ctx.store.findUser(name);
-  const session = found ? await ctx.store.session(found.id) : undefined;
-  const given = sha256(Buffer.from(token, "base64url"));
-  if (
-    !found ||
-    !session?.tokenHash ||
-    session.tokenHash.length !== given.length ||
-    !timingSafeEqual(session.tokenHash, given) ||
-    (session.tokenExpires ?? 0) < Date.now()
-  ) {
-    throw new ChatError("E_TOKEN", "The resume token is not valid or has expired; log in with the password");
-  }
-  const user = { id: found.id, name: found.name };
-  await ctx.sessions.start(conn, user);
-  return { user, token };
+  const session = await ctx.devices.resume(name, sha256(Buffer.from(token, "base64url")), { serverId: ctx.id, connId: conn.id });
+  await ctx.live(conn, session);
+  return { user: { id: session.userId, name: session.userName }, device: session.deviceKey, token };
 }
 
 /** A password change: the old login key proves it, then key hash, salt and backup change together. */

@@ -9,6 +9,8 @@ import type { Sessions } from "./sessions";
 import type { Store } from "./store";
 import type { GroupStore } from "./group-store";
 import type { FileStore } from "./file-store";
+import type { DeviceSession, DeviceStore } from "./device-store";
+import type { CursorStore } from "./cursor-store";
 import type { Reads } from "./reads";
 import type { LogFields } from "../roles/logger";
 
@@ -31,6 +33,8 @@ export interface ServerConfig {
   uploadTtlMs: number;
   /** How long completed files are kept. */
   fileRetentionMs: number;
+  /** The most devices one user may have. */
+  maxDevices: number;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
@@ -43,11 +47,16 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxFileBytes: 100 * 1024 * 1024,
   uploadTtlMs: 24 * 3600_000,
   fileRetentionMs: 90 * 24 * 3600_000,
+  maxDevices: 10,
 };
 
 export interface ClientState {
   role: "unknown" | "client" | "peer";
   user?: { id: number; name: string };
+  /** The device this connection logged in from. */
+  device?: { id: number; key: string };
+  /** When this connection last told others that its user is typing, per conversation (rate limit). */
+  typingAt?: Map<number, number>;
   /** A login or resume is in progress: one at a time per connection. */
   authenticating: boolean;
   loginTimer?: Timer;
@@ -58,7 +67,7 @@ export interface ClientState {
   /** Bytes in `held`: bounded like the outbox. */
   heldBytes?: number;
   peerId?: string;
-  /** The challenge this server sent a connecting peer, until it answers with peer.auth. */
+  /** The proof a connecting peer must bring in peer.auth (server/peer-proof.ts), until it does. */
   peerChallenge?: Uint8Array;
 }
 
@@ -71,6 +80,8 @@ export interface ServerContext {
   addr: string;
   config: ServerConfig;
   store: Store;
+  devices: DeviceStore;
+  cursors: CursorStore;
   groups: GroupStore;
   files: FileStore;
   /** History, fetch and file downloads: from the read replica when it is caught up (server/reads.ts). */
@@ -80,4 +91,6 @@ export interface ServerContext {
   delivery: Delivery;
   peers: Peers;
   log(line: string, fields?: LogFields): void;
+  /** Makes a connection whose login ChatDB recorded live here (or undoes the record if it closed meanwhile). */
+  live(conn: Conn, session: DeviceSession): Promise<void>;
 }

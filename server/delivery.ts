@@ -1,17 +1,17 @@
 /**
- * Delivery of committed messages: to a connection on this server, over the peer
- * link to the server that holds the recipient, or nowhere (the recipient is
- * offline and will get it from the database at the next login). Where users are
- * is cached; session changes announced by peers update the cache, and entries
- * expire so that a lost announcement heals by itself.
+ * Delivery of committed messages and of ephemeral events (receipts, typing,
+ * read markers): to every connection of each recipient on this server, over
+ * the peer link to every other server that holds one, or nowhere (the
+ * recipient is offline and gets stored messages at the next login). Where
+ * users are is cached; peers announce when a user first connects to them or
+ * last leaves, and entries expire so that a lost announcement heals by itself.
  */
 import { encode } from "../protocol/codec";
 import type { WireMessage } from "../protocol/messages";
 import type { Conn, ServerContext } from "./context";
+import { Flow } from "./flow";
 import { NO_METRICS, type DeliveryRecorder } from "./metrics";
 
-/** Live messages one connection may hold while it has not yet replayed its backlog. */
-const MAX_HELD = 50_000;
 const ONLINE_TTL_MS = 60_000;
 /** Short, so that a missed "logged in" announcement costs at most this much liveness. */
 const OFFLINE_TTL_MS = 2_000;
@@ -20,86 +20,115 @@ const OFFLINE_TTL_MS = 2_000;
 export type Slot = Pick<WireMessage, "conv" | "seq">;
 
 interface Location {
-  server: string | null;
+  servers: string[];
   at: number;
 }
 
 export class Delivery {
   private readonly where = new Map<number, Location>();
+  /** Per connection: what was sent, what fell behind (server/flow.ts). */
+  readonly flow: Flow;
 
   constructor(
     private readonly ctx: () => ServerContext,
     private readonly recorder: DeliveryRecorder = NO_METRICS,
-  ) {}
+  ) {
+    this.flow = new Flow(
+      () => ctx().store,
+      () => ctx().config.outboxLimit,
+      (line) => ctx().log(line),
+    );
+  }
 
-  located(userId: number, server: string | null): void {
-    this.where.set(userId, { server, at: Date.now() });
+  /** A user appeared on, or left, a server (this one or a peer). */
+  located(userId: number, server: string, here: boolean): void {
+    const known = this.where.get(userId);
+    const servers = (known?.servers ?? []).filter((s) => s !== server);
+    if (here) servers.push(server);
+    this.where.set(userId, { servers, at: Date.now() });
   }
 
   /** Forgets every user placed on a server that has gone. */
   forgetServer(server: string): void {
-    for (const [user, location] of this.where) if (location.server === server) this.where.delete(user);
+    for (const [user, location] of this.where) if (location.servers.includes(server)) this.where.delete(user);
   }
 
-  /** Delivers one stored message to its recipients, wherever they are connected. */
-  async deliver(message: WireMessage, recipients: number[]): Promise<void> {
-    const ctx = this.ctx();
-    const lookup = this.resolve(recipients);
-    if (lookup) await lookup;
+  /**
+   * Delivers one stored message to every connection of its recipients,
+   * wherever they are, but `except` (the connection that sent it).
+   */
+  async deliver(message: WireMessage, recipients: number[], except?: Conn): Promise<void> {
     const bytes = encode({ t: "ev", ev: "msg", m: message });
-    const remote = new Map<string, number[]>();
+    await this.route(recipients, bytes, except, (conn) => this.push(conn, message, bytes), { conv: message.conv, seq: message.seq });
+  }
+
+  /** An event that is not stored (a receipt, typing, a read marker) to every connection of these users. */
+  async send(users: number[], frame: Record<string, unknown>, except?: Conn): Promise<void> {
+    const bytes = encode(frame);
+    await this.route(users, bytes, except, (conn) => conn.sendEncoded(bytes));
+  }
+
+  /**
+   * A peer forwarded a message or an event. A recipient who is no longer here
+   * moved since the peer looked: ask the database where they are now and
+   * forward once more.
+   */
+  async fromPeer(message: Slot | undefined, recipients: number[], bytes: Uint8Array, hops: number): Promise<void> {
+    const ctx = this.ctx();
+    const moved: number[] = [];
     for (const user of recipients) {
-      const server = this.where.get(user)?.server;
-      if (server === ctx.id) {
-        const conn = ctx.sessions.local(user);
-        if (conn) this.push(conn, message, bytes);
-      } else if (server) {
-        const list = remote.get(server);
-        if (list) list.push(user);
-        else remote.set(server, [user]);
+      const conns = ctx.sessions.local(user);
+      if (!conns || conns.size === 0) {
+        moved.push(user);
+        continue;
       }
+      for (const conn of conns) message ? this.push(conn, message, bytes) : conn.sendEncoded(bytes);
     }
-    for (const [server, users] of remote) {
-      // The client frame as it is: the peer passes it on without decoding or encoding it again.
-      const fields = { to: users, conv: message.conv, seq: message.seq, frame: bytes };
-      if (ctx.peers.send(server, "deliver", fields)) continue;
-      // A server that started a moment ago: link to it now (the link queues), or forget it.
-      await ctx.peers.refresh().catch(() => {});
-      if (!ctx.peers.send(server, "deliver", fields)) this.forgetServer(server);
+    if (moved.length === 0 || hops > 0) return;
+    const rows = await ctx.devices.locations(moved, ctx.config.liveWithinMs);
+    for (const user of moved) {
+      const servers = rows.get(user) ?? [];
+      this.where.set(user, { servers, at: Date.now() });
+      for (const server of servers) {
+        if (server === ctx.id) continue;
+        ctx.peers.send(server, "deliver", { to: [user], ...(message ? { conv: message.conv, seq: message.seq } : {}), frame: bytes, hops: hops + 1 });
+      }
     }
   }
 
   /**
-   * A peer forwarded a message. A recipient who is no longer here moved since
-   * the peer looked: ask the database where they are now and forward once more.
+   * Sends to a local connection. One that is replaying its backlog, or whose
+   * outbox is filling up, is never cut off for it: the message is stored, so
+   * it is dropped here and read back from the database when there is room.
    */
-  async fromPeer(message: Slot, recipients: number[], bytes: Uint8Array, hops: number): Promise<void> {
-    const ctx = this.ctx();
-    const moved: number[] = [];
-    for (const user of recipients) {
-      const conn = ctx.sessions.local(user);
-      if (conn) this.push(conn, message, bytes);
-      else moved.push(user);
-    }
-    if (moved.length === 0 || hops > 0) return;
-    const rows = await ctx.store.sessionsOf(moved);
-    for (const user of moved) {
-      const server = rows.get(user)?.serverId ?? null;
-      this.located(user, server);
-      if (server && server !== ctx.id) ctx.peers.send(server, "deliver", { to: [user], conv: message.conv, seq: message.seq, frame: bytes, hops: hops + 1 });
-    }
+  push(conn: Conn, message: Slot, bytes: Uint8Array): void {
+    this.flow.live(conn, message, bytes);
+    this.recorder.delivered();
   }
 
-  /** Sends to a local connection, or holds it while that connection replays its backlog. */
-  push(conn: Conn, message: Slot, bytes: Uint8Array): void {
-    const held = conn.state.held;
-    if (!held) {
-      if (conn.sendEncoded(bytes)) this.recorder.delivered();
-    } else if (held.length < MAX_HELD && (conn.state.heldBytes ?? 0) + bytes.length <= this.ctx().config.outboxLimit) {
-      held.push({ conv: message.conv, seq: message.seq, bytes });
-      conn.state.heldBytes = (conn.state.heldBytes ?? 0) + bytes.length;
-    } else {
-      conn.bye("E_SLOW_CONSUMER", "Too many messages arrived before this connection synced");
+  private async route(users: number[], bytes: Uint8Array, except: Conn | undefined, local: (conn: Conn) => void, slot?: Slot): Promise<void> {
+    const ctx = this.ctx();
+    const lookup = this.resolve(users);
+    if (lookup) await lookup;
+    const remote = new Map<string, number[]>();
+    for (const user of users) {
+      for (const server of this.where.get(user)?.servers ?? []) {
+        if (server !== ctx.id) {
+          const list = remote.get(server);
+          if (list) list.push(user);
+          else remote.set(server, [user]);
+          continue;
+        }
+        for (const conn of ctx.sessions.local(user) ?? []) if (conn !== except) local(conn);
+      }
+    }
+    for (const [server, to] of remote) {
+      // The client frame as it is: the peer passes it on without decoding or encoding it again.
+      const fields = { to, ...(slot ? { conv: slot.conv, seq: slot.seq } : {}), frame: bytes };
+      if (ctx.peers.send(server, "deliver", fields)) continue;
+      // A server that started a moment ago: link to it now (the link queues), or forget it.
+      await ctx.peers.refresh().catch(() => {});
+      if (!ctx.peers.send(server, "deliver", fields)) this.forgetServer(server);
     }
   }
 
@@ -109,13 +138,13 @@ export class Delivery {
     const unknown = users.filter((user) => {
       const location = this.where.get(user);
       if (!location) return true;
-      return now - location.at > (location.server ? ONLINE_TTL_MS : OFFLINE_TTL_MS);
+      return now - location.at > (location.servers.length > 0 ? ONLINE_TTL_MS : OFFLINE_TTL_MS);
     });
     if (unknown.length === 0) return undefined;
-    return this.ctx()
-      .store.sessionsOf(unknown)
-      .then((rows) => {
-        for (const user of unknown) this.located(user, rows.get(user)?.serverId ?? null);
-      });
+    const ctx = this.ctx();
+    return ctx.devices.locations(unknown, ctx.config.liveWithinMs).then((rows) => {
+      const at = Date.now();
+      for (const user of unknown) this.where.set(user, { servers: rows.get(user) ?? [], at });
+    });
   }
 }

@@ -86,10 +86,10 @@ export class GroupStore {
           if (members.length + fresh.length > this.maxMembers) throw full(this.maxMembers);
           const ids = await userIds(tx, fresh);
           // A new member reads from this change on, not before.
-          const rows = fresh.map((n) => ({ conversation_id: conv.id, user_id: ids.get(n)!, cursor: conv.last_seq, joined_seq: conv.last_seq }));
+          const rows = fresh.map((n) => ({ conversation_id: conv.id, user_id: ids.get(n)!, read_seq: conv.last_seq, joined_seq: conv.last_seq }));
           // A former member comes back as a new one: nothing from the time away.
-          await tx`insert into members ${tx(rows, "conversation_id", "user_id", "cursor", "joined_seq")}
-                   on conflict (conversation_id, user_id) do update set cursor = excluded.cursor, joined_seq = excluded.joined_seq,
+          await tx`insert into members ${tx(rows, "conversation_id", "user_id", "read_seq", "joined_seq")}
+                   on conflict (conversation_id, user_id) do update set read_seq = excluded.read_seq, joined_seq = excluded.joined_seq,
                      left_seq = null, role = 'member', joined_at = now()`;
           await tx`update conversations set epoch = epoch + 1 where id = ${conv.id}`;
           event = { event: "added", actor: actor.name, users: fresh };
@@ -143,12 +143,12 @@ export class GroupStore {
     return { conv: conv.id, epoch: conv.epoch, members: rows.map((r) => ({ name: r.name, role: r.role, since: r.since })) };
   }
 
-  /** The groups a user is in, with how many messages from others wait past their cursor. */
+  /** The groups a user is in, with how many messages from others are past their read marker. */
   async of(userId: number): Promise<{ name: string; conv: number; role: string; members: number; unread: number }[]> {
     const rows = await this.sql`
       select c.name, c.id, m.role,
         (select count(*) from members y where y.conversation_id = c.id and y.left_seq is null)::int as members,
-        (select count(*) from messages x where x.conversation_id = c.id and x.seq > m.cursor and x.sender_id <> ${userId})::int as unread
+        (select count(*) from messages x where x.conversation_id = c.id and x.seq > greatest(m.read_seq, m.joined_seq) and x.sender_id <> ${userId})::int as unread
       from members m join conversations c on c.id = m.conversation_id
       where m.user_id = ${userId} and c.kind = 'group' and m.left_seq is null order by c.name`;
     return rows.map((r) => ({ name: r.name, conv: r.id, role: r.role, members: r.members, unread: r.unread }));

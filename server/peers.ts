@@ -3,9 +3,10 @@
  * found in the servers table. A link is a fast path, not the record: a send that
  * finds no link is dropped, because the message is already in the database.
  */
-import { createHmac, timingSafeEqual } from "node:crypto";
 import { Link } from "../net/link";
+import type { ClientTls, Plaintext } from "../net/tls";
 import type { ServerContext } from "./context";
+import { isNonce, nonce, proof, verifyProof, type Handshake } from "./peer-proof";
 
 const QUEUE_WHILE_CONNECTING = 10_000;
 
@@ -23,21 +24,13 @@ export class Peers {
   constructor(
     private readonly ctx: () => ServerContext,
     private readonly secret: Uint8Array,
+    /** This server's certificate, shown to the peers it calls (mutual TLS), and the CA it checks them against. */
+    private readonly tls: ClientTls | Plaintext,
   ) {}
 
-  /**
-   * Proof of the cluster secret over the other side's fresh challenge: each
-   * side of a peer link proves itself to the other, and a recorded proof is
-   * worth nothing on the next connection.
-   */
-  proof(role: "accept" | "connect", serverId: string, challenge: Uint8Array): Uint8Array {
-    return new Uint8Array(createHmac("sha256", this.secret).update(`chatterbox peer ${role} ${serverId} `).update(challenge).digest());
-  }
-
-  verify(role: "accept" | "connect", serverId: string, challenge: Uint8Array, proof: unknown): boolean {
-    if (!(proof instanceof Uint8Array)) return false;
-    const expected = this.proof(role, serverId, challenge);
-    return proof.length === expected.length && timingSafeEqual(proof, expected);
+  /** The acceptor's side of the handshake: its proof now, and the proof it must get back in peer.auth. */
+  accept(h: Handshake): { proof: Uint8Array; expect: Uint8Array } {
+    return { proof: proof(this.secret, "accept", h), expect: proof(this.secret, "connect", h) };
   }
 
   /** Links open now, for the metrics. */
@@ -112,22 +105,23 @@ export class Peers {
     const ctx = this.ctx();
     const peer: PeerLink = { addr, queue: [] };
     this.links.set(serverId, peer);
-    const challenge = crypto.getRandomValues(new Uint8Array(32));
+    const mine = nonce();
     const open = async () => {
       const link = await Link.connect(addr, {
-        hello: { role: "peer", server: ctx.id, nonce: challenge },
+        tls: this.tls,
+        hello: { role: "peer", server: ctx.id, nonce: mine },
         timeoutMs: 5_000,
         onClose: () => {
           if (this.links.get(serverId) === peer) peer.link = undefined;
         },
       });
       const reply = link.helloReply;
-      const theirs = reply.nonce;
-      if (reply.server !== serverId || !(theirs instanceof Uint8Array) || !this.verify("accept", serverId, challenge, reply.proof)) {
+      const h = { caller: ctx.id, callee: serverId, callerNonce: mine, calleeNonce: reply.nonce as Uint8Array };
+      if (reply.server !== serverId || !isNonce(reply.nonce) || !verifyProof(this.secret, "accept", h, reply.proof)) {
         link.close();
         throw new Error(`${addr} did not prove it is server ${serverId} of this cluster`);
       }
-      await link.request("peer.auth", { proof: this.proof("connect", ctx.id, theirs) });
+      await link.request("peer.auth", { proof: proof(this.secret, "connect", h) });
       return link;
     };
     open().then(

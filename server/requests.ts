@@ -4,8 +4,7 @@
  * edge) and are straight-line past that.
  */
 import { ChatError } from "../protocol/errors";
-import { encode } from "../protocol/codec";
-import { MAX_ACKS, type Request, type WireMessage } from "../protocol/messages";
+import type { Request, WireMessage } from "../protocol/messages";
 import * as v from "../protocol/validate";
 import type { Route } from "../net/listener";
 import type { Acks } from "./acks";
@@ -14,6 +13,7 @@ import type { ClientState, Conn, ServerContext } from "./context";
 import type { Destination, Directory } from "./directory";
 import type { GroupChange } from "./group-store";
 import { fileRoutes } from "./files";
+import { userRoutes } from "./user-routes";
 
 const loggedIn = (conn: Conn) =>
   conn.state.user ? undefined : new ChatError("E_NOT_LOGGED_IN", "Log in first");
@@ -36,10 +36,10 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     conn.state.held = [];
     conn.state.heldBytes = 0;
     try {
-      const { user, token, backup } = await run();
+      const { user, device, token, backup } = await run();
       clearTimeout(conn.state.loginTimer);
-      const cursors = await ctx.store.cursors(user.id);
-      return { user: user.name, token, server: ctx.id, cursors, ...(backup ? { backup } : {}) };
+      const [cursors, read, me] = await Promise.all([ctx.cursors.deviceCursors(user.id, conn.state.device!.id), ctx.cursors.readMarkers(user.id), ctx.store.settingsOf(user.id)]);
+      return { user: user.name, device, token, server: ctx.id, cursors, read, settings: me.settings, pins: me.pins, ...(backup ? { backup } : {}) };
     } catch (error) {
       conn.state.held = undefined;
       throw error;
@@ -88,7 +88,8 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
       handle(conn, req) {
         const name = v.name(req, "user");
         const auth = v.exactBytes(req, "auth", AUTH_KEY_BYTES);
-        return authenticate(conn, () => login(ctx, conn, name, auth));
+        const device = v.device(req, "device");
+        return authenticate(conn, () => login(ctx, conn, name, auth, device));
       },
     },
     resume: {
@@ -168,7 +169,8 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
             cmid,
             body,
           };
-          void ctx.delivery.deliver(message, result.recipients ?? recipients).catch((e) => ctx.log(`deliver ${result.id}: ${e}`));
+          // The sender's other connections (other devices, other processes) get it too; this one has its reply.
+          void ctx.delivery.deliver(message, [...(result.recipients ?? recipients), me.id], conn).catch((e) => ctx.log(`deliver ${result.id}: ${e}`));
         }
         return { msg: result.id, conv: convId, seq: result.seq, at: result.at, duplicate: result.duplicate };
       },
@@ -205,12 +207,6 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         return { count: await replay(ctx, conn) };
       },
     },
-    ack: {
-      guard: loggedIn,
-      async handle(conn, req) {
-        await acks.ack(conn.state.user!.id, v.cursorPairs(req, "acks", MAX_ACKS));
-      },
-    },
     fetch: {
       guard: loggedIn,
       async handle(conn, req) {
@@ -231,43 +227,41 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         return { conv: convId, messages: await ctx.reads.history(me.id, convId, before, limit) };
       },
     },
-    who: {
-      guard: loggedIn,
-      async handle() {
-        return { users: await ctx.store.online(ctx.config.liveWithinMs) };
-      },
-    },
+    ...userRoutes(ctx, directory, acks, loggedIn),
     ...fileRoutes(ctx, directory, loggedIn),
     ping: { handle: () => ({}) },
   };
 }
 
 /**
- * Sends every message past the user's cursors, then the live messages held
- * meanwhile that the replay did not already include.
+ * Sends every message past this device's cursors, page by page (each bounded in
+ * bytes), each message only once the outbox has room: a backlog of any size
+ * completes at the pace of a slow link, and nothing is cut off. Live messages
+ * that came meanwhile were left in the database (server/flow.ts): they follow.
  */
 async function replay(ctx: ServerContext, conn: Conn): Promise<number> {
   const userId = conn.state.user!.id;
-  conn.state.held ??= [];
-  const sent = new Set<string>();
+  const flow = ctx.delivery.flow;
+  flow.startReplay(conn);
+  let count = 0;
   let from = { conv: 0, seq: 0 };
-  for (;;) {
-    const page = await ctx.store.pending(userId, from);
-    for (const m of page) {
-      conn.sendEncoded(encode({ t: "ev", ev: "msg", m }));
-      sent.add(`${m.conv}:${m.seq}`);
+  try {
+    for (;;) {
+      const page = await ctx.store.pending(userId, conn.state.device!.id, from);
+      for (const m of page) {
+        if (await flow.send(conn, m)) count++;
+        if (conn.closed) return count;
+      }
+      if (page.length === 0) break;
+      const last = page[page.length - 1]!;
+      from = { conv: last.conv, seq: last.seq };
     }
-    if (page.length === 0 || conn.closed) break;
-    const last = page[page.length - 1]!;
-    from = { conv: last.conv, seq: last.seq };
-    // A long backlog goes out as fast as the client reads it, not faster.
-    while (!conn.closed && conn.outbox.queued > ctx.config.outboxLimit / 4) await Bun.sleep(2);
+  } finally {
+    conn.state.held = undefined;
+    conn.state.heldBytes = 0;
+    await flow.endReplay(conn, userId);
   }
-  const held = conn.state.held ?? [];
-  conn.state.held = undefined;
-  conn.state.heldBytes = 0;
-  for (const h of held) if (!sent.has(`${h.conv}:${h.seq}`)) conn.sendEncoded(h.bytes);
-  return sent.size;
+  return count;
 }
 
 export type { Request };

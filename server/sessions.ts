@@ -1,24 +1,36 @@
 /**
- * The users logged in on this server, and the rules for taking a session: the
- * row lock in ChatDB decides, the displaced connection is told why and closed
- * (here, or on its server over the peer link), and a periodic audit closes any
- * connection whose session the database no longer gives it.
+ * The connections logged in on this server. A user may hold many at once
+ * (several devices, several processes of one device), and every one receives
+ * every message. ChatDB keeps the record of each (server/device-store.ts);
+ * peers learn when a user first appears here or last leaves, and a periodic
+ * audit writes back any record a database outage lost and closes the
+ * connections of revoked devices.
  */
-import { ChatError } from "../protocol/errors";
-import type { Conn, ServerContext } from "./context";
+import type { Conn } from "./context";
+import type { DeviceSession, DeviceStore } from "./device-store";
+
+export interface SessionsDeps {
+  serverId: string;
+  devices: Pick<DeviceStore, "end" | "audit">;
+  /** Tells the location cache and the peers that a user is, or is no longer, connected here. */
+  located(userId: number, here: boolean): void;
+  log(line: string): void;
+}
 
 export class Sessions {
-  private readonly byUser = new Map<number, Conn>();
-  private readonly claims = new Map<number, Promise<void>>();
+  private readonly byUser = new Map<number, Set<Conn>>();
+  private connectionCount = 0;
   private auditTimer?: Timer;
 
-  constructor(private readonly ctx: () => ServerContext) {}
+  constructor(private readonly deps: SessionsDeps) {}
 
+  /** Live client connections on this server. */
   get count(): number {
-    return this.byUser.size;
+    return this.connectionCount;
   }
 
-  local(userId: number): Conn | undefined {
+  /** Every local connection of the user. */
+  local(userId: number): ReadonlySet<Conn> | undefined {
     return this.byUser.get(userId);
   }
 
@@ -26,66 +38,34 @@ export class Sessions {
     return [...this.byUser.keys()];
   }
 
-  /**
-   * Claims the user's session for this connection; displaces any earlier one.
-   * Claims of one user on this server run one after another, so the local order
-   * matches the order in which the row lock granted them.
-   */
-  start(conn: Conn, user: { id: number; name: string }, token?: { hash: Uint8Array; expires: Date }): Promise<void> {
-    const before = this.claims.get(user.id) ?? Promise.resolve();
-    const mine = before.then(() => this.claim(conn, user, token));
-    const settled = mine.catch(() => {});
-    this.claims.set(user.id, settled);
-    void settled.then(() => {
-      if (this.claims.get(user.id) === settled) this.claims.delete(user.id);
-    });
-    return mine;
-  }
-
-  private async claim(conn: Conn, user: { id: number; name: string }, token?: { hash: Uint8Array; expires: Date }): Promise<void> {
-    const ctx = this.ctx();
-    if (conn.closed) throw new ChatError("E_CLOSED", "The connection closed during the login");
-    const previous = await ctx.store.claimSession(user.id, ctx.id, conn.id, token);
-    // The claim took the record from the previous session: it is displaced even
-    // if this connection has gone meanwhile, never left live but off the record.
-    const displaced = this.byUser.get(user.id);
-    if (displaced && displaced !== conn) this.kick(displaced);
-    if (previous.serverId && previous.serverId !== ctx.id && previous.connId !== null) {
-      ctx.peers.send(previous.serverId, "kick", { user: user.id, conn: previous.connId });
-    }
-    if (conn.closed) {
-      await ctx.store.releaseSession(user.id, ctx.id, conn.id);
-      return;
-    }
-    conn.state.user = user;
+  /** A login or resume recorded in ChatDB: the connection joins the user's live set here. */
+  add(conn: Conn, session: DeviceSession): void {
+    conn.state.user = { id: session.userId, name: session.userName };
+    conn.state.device = { id: session.deviceId, key: session.deviceKey };
     conn.state.role = "client";
-    this.byUser.set(user.id, conn);
-    ctx.delivery.located(user.id, ctx.id);
-    ctx.peers.broadcast("located", { user: user.id, server: ctx.id });
+    let mine = this.byUser.get(session.userId);
+    const first = !mine;
+    if (!mine) this.byUser.set(session.userId, (mine = new Set()));
+    mine.add(conn);
+    this.connectionCount++;
+    if (first) this.deps.located(session.userId, true);
   }
 
   /** Called when a connection closes. */
   async end(conn: Conn): Promise<void> {
     const user = conn.state.user;
-    if (!user || this.byUser.get(user.id) !== conn) return;
-    this.byUser.delete(user.id);
-    const ctx = this.ctx();
-    ctx.delivery.located(user.id, null);
-    ctx.peers.broadcast("located", { user: user.id, server: null });
-    await ctx.store.releaseSession(user.id, ctx.id, conn.id).catch((e) => ctx.log(`release session: ${e}`));
+    const device = conn.state.device;
+    if (!user || !device || !this.forget(conn)) return;
+    await this.deps.devices.end({ serverId: this.deps.serverId, connId: conn.id }, device.id).catch((e) => this.deps.log(`end session: ${e}`));
   }
 
-  /** A peer says a login elsewhere displaced this connection. */
-  kickRemote(userId: number, connId: number): void {
-    const conn = this.byUser.get(userId);
-    if (conn && conn.id === connId) this.kick(conn);
-  }
-
-  private kick(conn: Conn): void {
-    const user = conn.state.user;
-    if (user && this.byUser.get(user.id) === conn) this.byUser.delete(user.id);
-    conn.state.user = undefined;
-    conn.bye("E_SESSION_REPLACED", "Logged in elsewhere: this session was closed by a newer login");
+  /** Closes one connection of a user (its device was revoked), here or told by a peer. */
+  close(userId: number, connId: number, code: "E_DEVICE_REVOKED" | "E_SHUTDOWN", message: string): void {
+    for (const conn of this.byUser.get(userId) ?? []) {
+      if (conn.id !== connId) continue;
+      this.forget(conn);
+      conn.bye(code, message);
+    }
   }
 
   startAudit(intervalMs = 2000): void {
@@ -96,29 +76,33 @@ export class Sessions {
     clearInterval(this.auditTimer);
   }
 
-  /** The database is the record: close local connections whose session moved. */
+  /** The database is the record: restore what it lost, and close what it revoked. */
   async audit(): Promise<void> {
-    const ctx = this.ctx();
-    const ids = this.users();
-    if (ids.length === 0) return;
-    // Only connections that held their place across the query: a claim that
-    // landed meanwhile is newer than the rows read.
-    const before = new Map(ids.map((id) => [id, this.byUser.get(id)]));
+    const live = this.all().flatMap((conn) => (conn.state.user && conn.state.device ? [{ conn, connId: conn.id, userId: conn.state.user.id, deviceId: conn.state.device.id }] : []));
     try {
-      const rows = await ctx.store.sessionsOf(ids);
-      for (const id of ids) {
-        const conn = this.byUser.get(id);
-        const row = rows.get(id);
-        if (!conn || conn !== before.get(id) || !row || row.serverId === null) continue;
-        if (row.serverId !== ctx.id || row.connId !== conn.id) this.kick(conn);
+      const revoked = await this.deps.devices.audit(this.deps.serverId, live);
+      for (const { conn, userId, deviceId } of live) {
+        if (revoked.has(deviceId)) this.close(userId, conn.id, "E_DEVICE_REVOKED", "This device was revoked: log in again with the password");
       }
     } catch (error) {
-      ctx.log(`session audit: ${error}`);
+      this.deps.log(`session audit: ${error}`);
     }
   }
 
   /** Every connection, for shutdown. */
   all(): Conn[] {
-    return [...this.byUser.values()];
+    return [...this.byUser.values()].flatMap((set) => [...set]);
+  }
+
+  private forget(conn: Conn): boolean {
+    const user = conn.state.user;
+    const mine = user && this.byUser.get(user.id);
+    if (!mine?.delete(conn)) return false;
+    this.connectionCount--;
+    if (mine.size === 0) {
+      this.byUser.delete(user!.id);
+      this.deps.located(user!.id, false);
+    }
+    return true;
   }
 }

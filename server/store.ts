@@ -5,7 +5,6 @@
 import type { Sql } from "../db/connect";
 import { ChatError, type ErrorCode } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
-import { retryOnConflict } from "../db/retry";
 import { appendBatch, type AppendItem, type AppendResult } from "./append";
 
 export type { AppendItem, AppendResult };
@@ -35,13 +34,6 @@ export interface PublicKeys {
   sign: Uint8Array;
 }
 
-export interface SessionRow {
-  serverId: string | null;
-  connId: number | null;
-  tokenHash: Uint8Array | null;
-  tokenExpires: number | null;
-}
-
 /** Columns of a WireMessage; the query joins messages m, their sender s and their conversation c. */
 export const MESSAGE_COLUMNS = (sql: Sql) => sql`
   m.id, m.conversation_id as conv, m.seq, m.cmid, m.body, m.kind, c.name as "group",
@@ -49,6 +41,9 @@ export const MESSAGE_COLUMNS = (sql: Sql) => sql`
   (extract(epoch from m.created_at) * 1000)::float8 as at,
   coalesce(c.name, (select u.name from members o join users u on u.id = o.user_id
             where o.conversation_id = m.conversation_id and o.user_id <> m.sender_id limit 1), s.name) as "to"`;
+
+/** About this much message body per replay or fetch page: a quarter of the default outbox. */
+export const PAGE_BYTES = 2 * 1024 * 1024;
 
 export class Store {
   constructor(readonly sql: Sql) {}
@@ -60,7 +55,6 @@ export class Store {
           insert into users (name, auth_hash, salt, kdf, dh_public, sign_public, key_backup)
           values (${name}, ${authHash}, ${identity.salt}, ${identity.kdf}, ${identity.dh}, ${identity.sign}, ${identity.backup})
           returning id`;
-        await tx`insert into sessions (user_id) values (${user!.id})`;
         return user!.id as number;
       });
     } catch (error) {
@@ -100,7 +94,7 @@ export class Store {
     await this.sql.begin(async (tx) => {
       await tx`update users set auth_hash = ${authHash}, salt = ${identity.salt}, kdf = ${identity.kdf},
                  key_backup = ${identity.backup}, failed_logins = 0, locked_until = null where id = ${userId}`;
-      await tx`update sessions set token_hash = null, token_expires = null where user_id = ${userId}`;
+      await tx`delete from tokens where user_id = ${userId}`;
     });
   }
 
@@ -122,55 +116,38 @@ export class Store {
     await this.sql`update users set failed_logins = 0, locked_until = null where id = ${userId} and failed_logins > 0`;
   }
 
-  async session(userId: number): Promise<SessionRow | undefined> {
-    const [row] = await this.sql`
-      select server_id, conn_id, token_hash, (extract(epoch from token_expires) * 1000)::float8 as token_expires
-      from sessions where user_id = ${userId}`;
-    if (!row) return undefined;
-    return { serverId: row.server_id, connId: row.conn_id, tokenHash: row.token_hash, tokenExpires: row.token_expires };
-  }
-
   /**
-   * Takes the user's session for this server and connection, under the row lock,
-   * so two logins of one user racing on two servers are serialised: the later one
-   * wins and learns which connection it displaced.
+   * The people this user shares a current conversation with: whether any of
+   * their devices is connected to a live server, and when one was last seen.
    */
-  async claimSession(
-    userId: number,
-    serverId: string,
-    connId: number,
-    token?: { hash: Uint8Array; expires: Date },
-  ): Promise<{ serverId: string | null; connId: number | null }> {
-    return this.sql.begin(async (tx) => {
-      const [previous] = await tx`select server_id, conn_id from sessions where user_id = ${userId} for update`;
-      if (!previous) throw new ChatError("E_NO_SUCH_USER");
-      if (token) {
-        await tx`update sessions set server_id = ${serverId}, conn_id = ${connId}, token_hash = ${token.hash},
-                   token_expires = to_timestamp(${token.expires.getTime() / 1000}), updated_at = now() where user_id = ${userId}`;
-      } else {
-        await tx`update sessions set server_id = ${serverId}, conn_id = ${connId}, updated_at = now() where user_id = ${userId}`;
-      }
-      return { serverId: previous.server_id, connId: previous.conn_id };
-    });
-  }
-
-  /** Marks the user offline, unless another connection has taken the session since. */
-  async releaseSession(userId: number, serverId: string, connId: number): Promise<void> {
-    await this.sql`update sessions set server_id = null, conn_id = null, updated_at = now()
-                   where user_id = ${userId} and server_id = ${serverId} and conn_id = ${connId}`;
-  }
-
-  async sessionsOf(userIds: number[]): Promise<Map<number, { serverId: string | null; connId: number | null }>> {
-    const rows = await this.sql`select user_id, server_id, conn_id from sessions where user_id = any(${userIds})`;
-    return new Map(rows.map((r) => [r.user_id as number, { serverId: r.server_id, connId: r.conn_id }]));
-  }
-
-  /** Names of the users whose session is on a live server. */
-  async online(liveWithinMs: number): Promise<string[]> {
+  async contacts(userId: number, liveWithinMs: number): Promise<{ name: string; online: boolean; lastSeen: number | null }[]> {
     const rows = await this.sql`
-      select u.name from sessions s join users u on u.id = s.user_id join servers v on v.id = s.server_id
-      where v.heartbeat_at > now() - ${liveWithinMs} * interval '1 millisecond' order by u.name`;
-    return rows.map((r) => r.name as string);
+      select u.name,
+        exists(select 1 from connections c join servers v on v.id = c.server_id
+               where c.user_id = u.id and v.heartbeat_at > now() - ${liveWithinMs} * interval '1 millisecond') as online,
+        (select (extract(epoch from max(d.last_seen_at)) * 1000)::float8 from devices d where d.user_id = u.id) as last_seen
+      from users u
+      where u.id in (select o.user_id from members me join members o on o.conversation_id = me.conversation_id
+                     where me.user_id = ${userId} and me.left_seq is null and o.left_seq is null and o.user_id <> ${userId})
+      order by u.name`;
+    return rows.map((r) => ({ name: r.name, online: r.online, lastSeen: r.last_seen }));
+  }
+
+  /** The user's settings, and their encrypted pins with the version that orders writes to them. */
+  async settingsOf(userId: number): Promise<{ settings: { readReceipts: boolean }; pins: { blob: Uint8Array | null; version: number } }> {
+    const [row] = await this.sql`select read_receipts, pins, pins_version from users where id = ${userId}`;
+    return { settings: { readReceipts: row!.read_receipts }, pins: { blob: row!.pins ? new Uint8Array(row!.pins) : null, version: row!.pins_version } };
+  }
+
+  async setReadReceipts(userId: number, on: boolean): Promise<void> {
+    await this.sql`update users set read_receipts = ${on} where id = ${userId}`;
+  }
+
+  /** Replaces the encrypted pins if nobody wrote since `version`; returns the new version, or undefined if someone did. */
+  async putPins(userId: number, blob: Uint8Array, version: number): Promise<number | undefined> {
+    const [row] = await this.sql`update users set pins = ${blob}, pins_version = pins_version + 1
+                                 where id = ${userId} and pins_version = ${version} returning pins_version`;
+    return row?.pins_version;
   }
 
   /** The direct conversation of two users, made on first use. */
@@ -207,40 +184,57 @@ export class Store {
   }
 
   /**
-   * Messages past the user's cursor in every conversation, ordered by
-   * (conversation, seq); `from` pages through a long backlog.
+   * Messages past this device's cursor in every conversation, ordered by
+   * (conversation, seq); `from` pages through a long backlog. A page holds at
+   * most `limit` messages and about `maxBytes` of bodies (always at least one
+   * message), so a backlog of large messages never makes one huge page.
    */
-  async pending(userId: number, from: { conv: number; seq: number } = { conv: 0, seq: 0 }, limit = 2000): Promise<WireMessage[]> {
+  async pending(
+    userId: number,
+    deviceId: number,
+    from: { conv: number; seq: number } = { conv: 0, seq: 0 },
+    limit = 2000,
+    maxBytes = PAGE_BYTES,
+  ): Promise<WireMessage[]> {
     const rows = await this.sql`
-      select ${MESSAGE_COLUMNS(this.sql)}
-      from members me
-      -- Lateral, so that the index range starts past the cursor (and past the
-      -- page already sent): a login reads what is pending, never the whole
-      -- history of every conversation, which a plain join read and filtered.
-      cross join lateral (
-        select * from messages m where m.conversation_id = me.conversation_id
-          and m.seq > greatest(me.cursor, case when me.conversation_id = ${from.conv}::int then ${from.seq}::bigint else 0 end)
-          and (me.left_seq is null or m.seq <= me.left_seq)
-        order by m.seq limit ${limit}) m
-      join users s on s.id = m.sender_id
-      join conversations c on c.id = m.conversation_id
-      where me.user_id = ${userId} and me.conversation_id >= ${from.conv}::int
-      order by m.conversation_id, m.seq
-      limit ${limit}`;
+      select * from (
+        select ${MESSAGE_COLUMNS(this.sql)},
+          sum(octet_length(m.body)) over (order by m.conversation_id, m.seq) - octet_length(m.body) as bytes_before
+        from members me
+        left join device_cursors dc on dc.device_id = ${deviceId} and dc.conversation_id = me.conversation_id
+        -- Lateral, so that the index range starts past the cursor (and past the
+        -- page already sent): a login reads what is pending, never the whole
+        -- history of every conversation, which a plain join read and filtered.
+        cross join lateral (
+          select * from messages m where m.conversation_id = me.conversation_id
+            and m.seq > greatest(coalesce(dc.seq, 0), me.joined_seq, case when me.conversation_id = ${from.conv}::int then ${from.seq}::bigint else 0 end)
+            and (me.left_seq is null or m.seq <= me.left_seq)
+          order by m.seq limit ${limit}) m
+        join users s on s.id = m.sender_id
+        join conversations c on c.id = m.conversation_id
+        where me.user_id = ${userId} and me.conversation_id >= ${from.conv}::int
+        order by m.conversation_id, m.seq
+        limit ${limit}) page
+      where bytes_before < ${maxBytes}
+      order by conv, seq`;
     return rows.map(toWire);
   }
 
-  /** Messages of one conversation after a sequence number, for filling a gap. */
-  async after(userId: number, convId: number, afterSeq: number, limit: number): Promise<WireMessage[]> {
+  /** Messages of one conversation after a sequence number, for filling a gap; bounded in bytes like pending(). */
+  async after(userId: number, convId: number, afterSeq: number, limit: number, maxBytes = PAGE_BYTES): Promise<WireMessage[]> {
     const rows = await this.sql`
-      select ${MESSAGE_COLUMNS(this.sql)}
-      from members me
-      join messages m on m.conversation_id = me.conversation_id and m.seq > greatest(${afterSeq}, me.joined_seq)
-        and (me.left_seq is null or m.seq <= me.left_seq)
-      join users s on s.id = m.sender_id
-      join conversations c on c.id = m.conversation_id
-      where me.user_id = ${userId} and me.conversation_id = ${convId} and m.seq > ${afterSeq}::bigint
-      order by m.seq limit ${limit}`;
+      select * from (
+        select ${MESSAGE_COLUMNS(this.sql)},
+          sum(octet_length(m.body)) over (order by m.seq) - octet_length(m.body) as bytes_before
+        from members me
+        join messages m on m.conversation_id = me.conversation_id and m.seq > greatest(${afterSeq}, me.joined_seq)
+          and (me.left_seq is null or m.seq <= me.left_seq)
+        join users s on s.id = m.sender_id
+        join conversations c on c.id = m.conversation_id
+        where me.user_id = ${userId} and me.conversation_id = ${convId} and m.seq > ${afterSeq}::bigint
+        order by m.seq limit ${limit}) page
+      where bytes_before < ${maxBytes}
+      order by seq`;
     return rows.map(toWire);
   }
 
@@ -261,25 +255,6 @@ export class Store {
     return rows.map(toWire).reverse();
   }
 
-  async cursors(userId: number): Promise<Record<number, number>> {
-    const rows = await this.sql`select conversation_id, cursor from members where user_id = ${userId}`;
-    return Object.fromEntries(rows.map((r) => [r.conversation_id, r.cursor]));
-  }
-
-  /** Moves cursors forward only: a late, smaller acknowledgement changes nothing. */
-  async ackBatch(acks: { userId: number; convId: number; seq: number }[]): Promise<void> {
-    if (acks.length === 0) return;
-    // A deadlock with another writer of these rows (two batches, or a group
-    // change) fails one side: it is retried.
-    await retryOnConflict(
-      () => this.sql`
-        update members m set cursor = greatest(m.cursor, a.seq)
-        from unnest(${acks.map((a) => a.userId)}::int[], ${acks.map((a) => a.convId)}::int[], ${acks.map((a) => a.seq)}::bigint[])
-          as a(user_id, conv, seq)
-        where m.user_id = a.user_id and m.conversation_id = a.conv`,
-    );
-  }
-
   async registerServer(id: string, addr: string): Promise<void> {
     await this.sql`insert into servers (id, addr) values (${id}, ${addr})
                    on conflict (id) do update set addr = excluded.addr, heartbeat_at = now()`;
@@ -295,8 +270,8 @@ export class Store {
   }
 
   async removeServer(id: string): Promise<void> {
+    await this.sql`delete from connections where server_id = ${id}`;
     await this.sql`delete from servers where id = ${id}`;
-    await this.sql`update sessions set server_id = null, conn_id = null where server_id = ${id}`;
   }
 
   /** Forgets servers silent for a long time, so the table does not grow with every restart. */

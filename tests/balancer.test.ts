@@ -4,10 +4,12 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { announce } from "../balancer/announcer";
+import { connectAsMember } from "../balancer/member";
 import { askBalancer } from "../balancer/ask";
 import { Link } from "../net/link";
 import { ChatError } from "../protocol/errors";
 import { startBalancer } from "../roles/balancer";
+import { TEST_MEMBER, testIdentity } from "./support/tls";
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
@@ -15,19 +17,20 @@ afterEach(() => {
 });
 
 async function balancer(opts: { strategy?: string; port?: number; heartbeatTimeoutMs?: number } = {}) {
-  const b = await startBalancer({ port: 0, strategy: "roundrobin", ...opts });
+  const b = await startBalancer({ port: 0, strategy: "roundrobin", identity: await testIdentity(), ...opts });
   cleanups.push(() => b.stop());
   return { ...b, addr: `127.0.0.1:${b.port}` };
 }
 
 function server(balancerAddr: string, id: string, addr: string, load = () => 0) {
-  const a = announce({ balancer: balancerAddr, id, addr, load });
+  const a = announce({ balancer: balancerAddr, id, addr, load, ...TEST_MEMBER });
   cleanups.push(() => a.stop());
   return a;
 }
 
-async function link(addr: string, role: "server" | "client"): Promise<Link> {
-  const l = await Link.connect(addr, { hello: { role }, timeoutMs: 2000 });
+/** A client's link, or a cluster member's (mutual TLS and the secret's proof) under the id it names. */
+async function link(addr: string, role: "server" | "client", id = "x"): Promise<Link> {
+  const l = role === "server" ? await connectAsMember(addr, { id, ...TEST_MEMBER }, { timeoutMs: 2000 }) : await Link.connect(addr, { hello: { role }, timeoutMs: 2000 });
   cleanups.push(() => l.close());
   return l;
 }
@@ -65,7 +68,8 @@ test("where alternates between two announced servers under roundrobin", async ()
   expect(answers.slice(2)).toEqual(answers.slice(0, 2));
   expect(new Set(answers)).toEqual(new Set(["127.0.0.1:1111", "127.0.0.1:2222"]));
 
-  const listed = (await client.request("servers")).servers as { id: string; addr: string; load: number }[];
+  const member = await link(b.addr, "server", "tool");
+  const listed = (await member.request("servers")).servers as { id: string; addr: string; load: number }[];
   expect(listed.map((s) => s.id).sort()).toEqual(["a", "b"]);
   expect(await askBalancer(b.addr)).toMatch(/^127\.0\.0\.1:(1111|2222)$/);
 });
@@ -91,7 +95,7 @@ test("a server whose announcer stops disappears at once", async () => {
 
 test("a server that stops heartbeating but keeps its socket open is removed", async () => {
   const b = await balancer({ heartbeatTimeoutMs: 600 });
-  const silent = await link(b.addr, "server");
+  const silent = await link(b.addr, "server", "mute");
   await silent.request("register", { server: "mute", addr: "127.0.0.1:3333", load: 0 });
   expect(ids(b)).toEqual(["mute"]);
   const started = Date.now();
@@ -117,7 +121,7 @@ test("a malformed request gets E_BAD_REQUEST and the balancer keeps serving", as
   expect(await errorCode(bad.request("heartbeat", { load: 1 }))).toBe("E_BAD_REQUEST");
   expect(await errorCode(bad.request("teleport"))).toBe("E_UNKNOWN_OP");
   const client = await link(b.addr, "client");
-  expect(await errorCode(client.request("register", { server: "x", addr: "h:1", load: 0 }))).toBe("E_BAD_REQUEST");
+  expect(await errorCode(client.request("register", { server: "x", addr: "h:1", load: 0 }))).toBe("E_AUTH");
   expect(await errorCode(Link.connect(b.addr, { hello: { role: "spy" } }))).toBe("E_BAD_REQUEST");
   expect(b.servers()).toEqual([]);
 
@@ -128,9 +132,9 @@ test("a malformed request gets E_BAD_REQUEST and the balancer keeps serving", as
 
 test("registering the same id again replaces the entry and closes the old connection", async () => {
   const b = await balancer();
-  const old = await link(b.addr, "server");
+  const old = await link(b.addr, "server", "a");
   await old.request("register", { server: "a", addr: "127.0.0.1:1111", load: 0 });
-  const fresh = await link(b.addr, "server");
+  const fresh = await link(b.addr, "server", "a");
   await fresh.request("register", { server: "a", addr: "127.0.0.1:5555", load: 2 });
   await waitFor("the old connection to close", () => old.closed, 1000);
   expect(b.servers().map(({ id, addr, load }) => ({ id, addr, load }))).toEqual([{ id: "a", addr: "127.0.0.1:5555", load: 2 }]);

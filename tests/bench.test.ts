@@ -91,6 +91,12 @@ test("Ctrl-C during a bench run stops the servers, workers and PostgreSQL it sta
     // The embedded PostgreSQL, two servers and two workers (and whatever they started in turn).
     const started = childrenOf(proc.pid);
     expect(started.length).toBeGreaterThanOrEqual(5);
+    // While it runs, no process shows the database password on its command line (issue 13).
+    const password = readFileSync(join(work, "bench", "pg", ".chatterbox-password"), "utf8").trim();
+    const ps = await new Response(Bun.spawn(["ps", "-eo", "args"], { stdout: "pipe" }).stdout).text();
+    expect(password.length).toBeGreaterThan(8);
+    expect(ps).toContain(" serve ");
+    expect(ps).not.toContain(password);
     proc.kill("SIGINT");
     expect(await proc.exited).toBe(130);
     await reading;

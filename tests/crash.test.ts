@@ -10,6 +10,7 @@ import { migrate, openDatabase } from "../db/connect";
 import { startBalancer, type Balancer } from "../roles/balancer";
 import { aliceAndBob, apartFrom, spawnServer, waitFor, type ServerProcess, type TestUser } from "./support/cluster";
 import { testDatabaseUrl } from "./support/pg";
+import { testIdentity } from "./support/tls";
 
 const N = 500;
 const IN_FLIGHT = 20;
@@ -42,7 +43,7 @@ interface Setup {
 
 /** A balancer, two server processes, and alice and bob logged in on different ones. */
 async function twoServersApart(): Promise<Setup> {
-  const balancer: Balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+  const balancer: Balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: await testIdentity(url) });
   cleanups.push(() => balancer.stop());
   const balancerAddr = `127.0.0.1:${balancer.port}`;
   const servers = await Promise.all([spawnServer(url, balancerAddr), spawnServer(url, balancerAddr)]);

@@ -4,6 +4,7 @@
  * a new one replaces it (and every resume token) at once. And asking for a
  * name's salt does not tell whether the account exists.
  */
+import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -47,11 +48,23 @@ afterAll(async () => {
 });
 
 const homes: string[] = [];
-const keysFile = (home: string, user: string) => join(home, user, "keys.json");
+/** The device's local store, which holds its identity keys and its token. */
+const keysFile = (home: string, user: string) => join(home, user, "store.db");
 
-/** The private keys as keys.json holds them. */
-function savedKeys(home: string, user: string): { dh: string; sign: string } {
-  return JSON.parse(readFileSync(keysFile(home, user), "utf8"));
+/** A value the local store holds (keys as base64, the token), read the way a person would. */
+function stored(home: string, user: string, key: string): string | undefined {
+  if (!existsSync(keysFile(home, user))) return undefined;
+  const db = new Database(keysFile(home, user), { readonly: true });
+  try {
+    return (db.query("select v from kv where k = ?").get(key) as { v: string } | null)?.v ?? undefined;
+  } finally {
+    db.close();
+  }
+}
+
+/** The private keys as the local store holds them. */
+function savedKeys(home: string, user: string): { dh?: string; sign?: string } {
+  return { dh: stored(home, user, "identity.dh"), sign: stored(home, user, "identity.sign") };
 }
 
 function b64(bytes: Uint8Array): string {
@@ -80,7 +93,7 @@ async function anonymousLink(addr?: string): Promise<Link> {
 }
 
 describe("logging in on a new device", () => {
-  test("a login from an empty CHATTERBOX_HOME restores the identity keys into keys.json, readable by the user alone", async () => {
+  test("a login from an empty CHATTERBOX_HOME restores the identity keys into the local store, readable by the user alone", async () => {
     const home = freshHome(homes);
     const alice = await connectPersistent(cluster.balancerAddr, home, "alice", PASSWORD);
     await alice.session.close();
@@ -98,7 +111,7 @@ describe("logging in on a new device", () => {
   test("a wrong password is refused with E_AUTH and writes no keys", async () => {
     const home = freshHome(homes);
     expect((await refusedLogin(home, "not the password")).code).toBe("E_AUTH");
-    expect(existsSync(keysFile(home, "alice"))).toBe(false);
+    expect(savedKeys(home, "alice")).toEqual({ dh: undefined, sign: undefined });
   });
 
   test("the chatterbox command, from an empty CHATTERBOX_HOME, prints the decrypted history", async () => {
@@ -124,7 +137,7 @@ describe("logging in on a new device", () => {
     });
     const [out, err, code] = await Promise.all([new Response(run.stdout).text(), new Response(run.stderr).text(), run.exited]);
     expect({ code, out, refused: err.includes("(E_AUTH)") }).toEqual({ code: 1, out: "", refused: true });
-    expect(existsSync(keysFile(home, "alice"))).toBe(false);
+    expect(savedKeys(home, "alice")).toEqual({ dh: undefined, sign: undefined });
   });
 });
 
@@ -135,7 +148,7 @@ describe("changing the password", () => {
   beforeAll(async () => {
     const alice = await connectPersistent(cluster.balancerAddr, home, "alice", PASSWORD);
     await alice.session.close();
-    oldToken = JSON.parse(readFileSync(join(home, "alice", "state.json"), "utf8")).token;
+    oldToken = stored(home, "alice", "token")!;
     // The token works until the password changes.
     const link = await anonymousLink();
     await link.request("resume", { user: "alice", token: oldToken });
@@ -152,7 +165,6 @@ describe("changing the password", () => {
     expect(changed).toBe("changed");
   });
 
-  // Before any other login: each login replaces the account's one resume token anyway.
   test("resume tokens issued before the change stop working (E_TOKEN)", async () => {
     const link = await anonymousLink();
     const refused = await link.request("resume", { user: "alice", token: oldToken }).catch((e) => e);
@@ -163,7 +175,7 @@ describe("changing the password", () => {
   test("afterwards the old password is refused with E_AUTH and unlocks no keys", async () => {
     const fresh = freshHome(homes);
     expect((await refusedLogin(fresh, PASSWORD)).code).toBe("E_AUTH");
-    expect(existsSync(keysFile(fresh, "alice"))).toBe(false);
+    expect(savedKeys(fresh, "alice")).toEqual({ dh: undefined, sign: undefined });
   });
 
   test("the new password restores the same keys on yet another new device, and the history still decrypts", async () => {

@@ -15,6 +15,7 @@ import { startServer } from "../roles/server";
 import { connectUser, signup, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
 import { dumpDatabase, findIn } from "./support/dump";
 import { startRelay, type Relay } from "./support/relay";
+import { TEST_MEMBER, TEST_TLS } from "./support/tls";
 
 const MARKER = `plaintext-marker-${randomBytes(9).toString("hex")}-Käsebrot✓`;
 // Distinctive, so that finding it anywhere cannot be a coincidence.
@@ -50,7 +51,7 @@ beforeAll(async () => {
     // Clients find servers through the balancer: announce a tap there.
     const clientTap = await tap(server.addr);
     clientTaps.push(clientTap);
-    announcers.push(announce({ balancer: cluster.balancerAddr, id: server.id, addr: clientTap.addr, load: () => server.connections() }));
+    announcers.push(announce({ balancer: cluster.balancerAddr, id: server.id, addr: clientTap.addr, load: () => server.connections(), ...TEST_MEMBER }));
   }
   await waitFor(() => cluster.balancer.servers().length === 2, "both servers to register");
   await waitFor(() => peerTaps.every((t) => t.connections > 0), "the peer links to go through the taps");
@@ -142,9 +143,9 @@ interface Tap extends Relay {
   chunks: Buffer[];
 }
 
-/** A TCP relay to `target` that records what passes through it. */
+/** A relay to `target` that records what passes through it, inside TLS: what the server itself receives. */
 async function tap(target: string): Promise<Tap> {
   const chunks: Buffer[] = [];
-  const relay = await startRelay(target, { onChunk: (chunk) => chunks.push(chunk) });
+  const relay = await startRelay(target, { onChunk: (chunk) => chunks.push(chunk), terminateTls: TEST_TLS });
   return Object.assign(relay, { chunks });
 }

@@ -21,6 +21,7 @@ import { startServer } from "../roles/server";
 import { apartFrom, connectUser, home, PASSWORD, ROOT, signup, spawnServer, startCluster, uniqueName, until, waitFor, type Cluster, type ServerProcess, type TestUser } from "./support/cluster";
 import { countRequests, randomFile, sha } from "./support/files";
 import { startRelay } from "./support/relay";
+import { TEST_MEMBER, TEST_TLS, testIdentity } from "./support/tls";
 
 const CHUNK = 256 * 1024;
 const MiB = 1024 * 1024;
@@ -39,7 +40,7 @@ beforeAll(async () => {
   const server = await startServer({ port: 0, databaseUrl: cluster.url, log: () => {} });
   cluster.servers.push(server);
   relay = await startCountingRelay(server.addr);
-  const announcer = announce({ balancer: cluster.balancerAddr, id: server.id, addr: relay.addr, load: () => server.connections() });
+  const announcer = announce({ balancer: cluster.balancerAddr, id: server.id, addr: relay.addr, load: () => server.connections(), ...TEST_MEMBER });
   stops.push(() => announcer.stop(), () => relay.stop());
   await waitFor(() => cluster.balancer.servers().length === 1, "the server to register");
   dir = mkdtempSync(join(tmpdir(), "chatterbox-resume-"));
@@ -124,7 +125,7 @@ test("a client killed after its upload completed, before the message announcing 
 }, 60_000);
 
 test("an upload whose server is killed with SIGKILL half way finishes through another server, resending only the chunks that were in flight", async () => {
-  const balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+  const balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: await testIdentity(cluster.url) });
   stops.push(() => balancer.stop());
   const balancerAddr = `127.0.0.1:${balancer.port}`;
   const servers = await Promise.all([spawnServer(cluster.url, balancerAddr), spawnServer(cluster.url, balancerAddr)]);
@@ -301,6 +302,7 @@ async function startCountingRelay(target: string): Promise<CountingRelay> {
     stop: () => {},
   };
   const inner = await startRelay(target, {
+    terminateTls: TEST_TLS,
     fromClient() {
       const reader = new FrameReader(4 * MiB);
       return (chunk) => {

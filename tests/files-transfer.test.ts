@@ -19,6 +19,7 @@ import { startBalancer, type Balancer } from "../roles/balancer";
 import { aliceAndBob, apartFrom, home, PASSWORD, ROOT, signup, uniqueName, waitFor, type TestUser } from "./support/cluster";
 import { dumpDatabase, findIn } from "./support/dump";
 import { testDatabaseUrl } from "./support/pg";
+import { testIdentity } from "./support/tls";
 
 const MiB = 1024 * 1024;
 const SIZE = 50 * MiB;
@@ -55,7 +56,7 @@ beforeAll(async () => {
   await migrate(database);
   await database.close();
   sql = postgres(url, { max: 1, onnotice: () => {} });
-  balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+  balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: await testIdentity(url) });
   balancerAddr = `127.0.0.1:${balancer.port}`;
   servers.push(...(await Promise.all([spawnLoggedServer(url, balancerAddr), spawnLoggedServer(url, balancerAddr)])));
   await waitFor(() => servers.every((s) => balancer.servers().some((b) => b.id === s.id)), "both servers to register");

@@ -161,7 +161,8 @@ test("a removed member receives nothing sent after the removal, live or at the n
     link.close();
   }
   // Her cursor is still before the removal line: the replay starts there and stops at it.
-  await sql`update members m set cursor = 0 from users u where u.id = m.user_id and u.name = 'carol' and m.conversation_id = ${g.conv}`;
+  await sql`update device_cursors dc set seq = 0 from devices d join users u on u.id = d.user_id
+            where dc.device_id = d.id and u.name = 'carol' and dc.conversation_id = ${g.conv}`;
   users.carol = await connectUser(cluster.balancerAddr, "carol");
   expect(users.carol.received.filter((m) => m.conv === g.conv).map((m) => m.seq)).toEqual([1, 2, 3]);
 });

@@ -63,7 +63,7 @@ test("an unknown log format is refused with a sentence", async () => {
 });
 
 test("the balancer logs JSON lines too, with its role", async () => {
-  const balancer = spawnRole(["balance", "--port", "0", "--log-format", "json"]);
+  const balancer = spawnRole(["balance", "--port", "0", "--database-url", cluster.url, "--log-format", "json"]);
   started.push(balancer);
   const at = (await balancer.waitForLine(/balancer listening on (\S+) /))[1]!;
   const server = spawnRole(["serve", "0", "--balancer", at, "--database-url", cluster.url]);

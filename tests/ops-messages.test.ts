@@ -46,9 +46,10 @@ test("a chat port in use names the host, the port and 'address in use'", async (
 });
 
 test("a balancer port in use says so too", async () => {
+  cluster ??= await startCluster({ servers: 0 });
   const held = holdPort();
   try {
-    const text = await failure(["balance", "--port", String(held.port)]);
+    const text = await failure(["balance", "--port", String(held.port), "--database-url", cluster.url]);
     expect(text).toContain(`127.0.0.1:${held.port}`);
     expect(text).toContain("address in use");
   } finally {

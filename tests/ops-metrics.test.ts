@@ -19,7 +19,8 @@ const [alice, bob] = [uniqueName("alice"), uniqueName("bob")];
 
 beforeAll(async () => {
   cluster = await startCluster({ servers: 0 });
-  balancer = spawnRole(["balance", "--port", "0", "--metrics", "127.0.0.1:0", "--log-format", "json"]);
+  // The balancer reads the cluster CA and secret from ChatDB.
+  balancer = spawnRole(["balance", "--port", "0", "--database-url", cluster.url, "--metrics", "127.0.0.1:0", "--log-format", "json"]);
   balancerAddr = (await balancer.waitForLine(/balancer listening on (\S+) /))[1]!;
   balancerMetrics = (await balancer.waitForLine(/metrics at http:\/\/(\S+)\/metrics/))[1]!;
   for (let i = 0; i < 2; i++) {

@@ -3,6 +3,7 @@
  * each server with its connections and load, the database, the versions; and
  * a server that does not answer is named, with a non-zero exit.
  */
+import { TEST_MEMBER } from "./support/tls";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { announce } from "../balancer/announcer";
@@ -67,13 +68,17 @@ test("a registered server that does not answer is shown as unreachable, and stat
   const dead = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   const addr = `127.0.0.1:${dead.port}`;
   dead.stop(true);
-  const ghost = announce({ balancer: cluster.balancerAddr, id: "ghost", addr, load: () => 0 });
+  const ghost = announce({ balancer: cluster.balancerAddr, id: "ghost", addr, load: () => 0, ...TEST_MEMBER });
   try {
     await waitFor(() => cluster.balancer.servers().some((s) => s.id === "ghost"), "the ghost to register");
-    const result = await status("--data", join(ROOT, "no-such-data-folder"));
+    const result = await status("--database-url", cluster.url);
     expect(result.code).toBe(1);
     expect(result.out).toMatch(new RegExp(`^server {4}${addr}  UNREACHABLE: .*\\(id ghost\\)$`, "m"));
-    expect(result.out).toContain("database  (give --database-url");
+    // Without the database, status is no cluster member: the balancer lists no servers to it, and it says so.
+    const outsider = await status("--data", join(ROOT, "no-such-data-folder"));
+    expect(outsider.code).toBe(1);
+    expect(outsider.out).toContain("listed to cluster members only");
+    expect(outsider.out).toContain("database  (give --database-url");
   } finally {
     ghost.stop();
   }

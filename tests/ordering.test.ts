@@ -214,9 +214,7 @@ test("two users writing to each other from two servers, one reconnecting mid-str
   // Leave while alice is still sending (acknowledgements are flushed by close).
   await bob1.session.close();
   const conv = bobSent[0]!.conv;
-  const [member] = await sql`select cursor::int as cursor from members m join users u on u.id = m.user_id
-                               where u.name = ${b!} and m.conversation_id = ${conv}`;
-  const cursor = member!.cursor as number;
+  const cursor = await deviceCursor(b!, conv);
   const bob2 = await connect(b!);
   const aliceSent = await aliceSending;
   expect(bob1.received.length).toBeLessThan(FROM_ALICE);
@@ -286,8 +284,7 @@ test("a gap longer than one fetch page is filled completely before the cursor mo
   expect(seqs).toEqual(oneToN(MISSED + 1));
   // And the server's cursor does not pass a message bob never saw.
   await bob.session.flushAcks();
-  const [member] = await sql`select cursor::int as cursor from members where user_id = ${ids.get(b!)!} and conversation_id = ${conv}`;
-  expect(member!.cursor).toBe(bob.received.length);
+  expect(await deviceCursor(b!, conv)).toBe(bob.received.length);
 });
 
 test("a send refused as a duplicate leaves no hole in its conversation's numbering", async () => {
@@ -389,13 +386,19 @@ test("a membership change committed while a batch waits for the group's lock: th
   }
 });
 
+/** How far the user's one device has received in a conversation (0 before its first acknowledgement there). */
+async function deviceCursor(name: string, conv: number): Promise<number> {
+  const [row] = await sql`select dc.seq::int as seq from device_cursors dc join devices d on d.id = dc.device_id join users u on u.id = d.user_id
+                          where u.name = ${name} and dc.conversation_id = ${conv}`;
+  return (row?.seq as number | undefined) ?? 0;
+}
+
 test("a user who only sends leaves with a cursor past their own messages, so the next login replays none of them", async () => {
   const [a, b] = await freshUsers("alice", "bob");
   const alice = await connect(a!);
   const sent = await stream(alice, b!, 5, 2, "one way");
   const conv = sent[0]!.conv;
-  const cursorOf = async () =>
-    (await sql`select m.cursor::int as c from members m join users u on u.id = m.user_id where u.name = ${a!} and m.conversation_id = ${conv}`)[0]!.c as number;
+  const cursorOf = () => deviceCursor(a!, conv);
   // Nothing was received, so nothing was acknowledged while connected...
   expect(await cursorOf()).toBe(0);
   await alice.session.close();

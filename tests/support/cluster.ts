@@ -7,16 +7,17 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { migrate, openDatabase } from "../../db/connect";
 import { ChatSession, type Received } from "../../client/session";
 import { startBalancer, type Balancer } from "../../roles/balancer";
 import { startServer, type ChatServer } from "../../roles/server";
 import type { ServerConfig } from "../../server/context";
 import { Link } from "../../net/link";
+import { PLAINTEXT } from "../../net/tls";
 import { askBalancer } from "../../balancer/ask";
 import { loginKeys, signupAccount } from "../../client/account";
 import type { IdentityKeys } from "../../crypto/keys";
 import { testDatabaseUrl } from "./pg";
+import { seedCluster, testIdentity } from "./tls";
 
 export const ROOT = join(import.meta.dir, "..", "..");
 /** In-process servers are quiet in tests; CHATTERBOX_TEST_LOG=1 shows what they log. */
@@ -36,16 +37,23 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(options: { servers?: number; config?: Partial<ServerConfig>; url?: string } = {}): Promise<Cluster> {
+/** With plaintext, every hop is (--insecure-plaintext); the caller sets the clients' trust to match. */
+export async function startCluster(options: { servers?: number; config?: Partial<ServerConfig>; url?: string; plaintext?: boolean } = {}): Promise<Cluster> {
   const url = options.url ?? (await testDatabaseUrl());
-  const database = openDatabase(url, { max: 1 });
-  await migrate(database);
-  await database.close();
-  const balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+  await seedCluster(url);
+  const identity = await testIdentity();
+  const balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: options.plaintext ? { ...identity, tls: PLAINTEXT } : identity });
   const balancerAddr = `127.0.0.1:${balancer.port}`;
   const servers: ChatServer[] = [];
   const addServer = async (config?: Partial<ServerConfig>) => {
-    const server = await startServer({ port: 0, databaseUrl: url, balancer: balancerAddr, config: { ...options.config, ...config }, log: serverLog });
+    const server = await startServer({
+      port: 0,
+      databaseUrl: url,
+      balancer: balancerAddr,
+      config: { ...options.config, ...config },
+      insecurePlaintext: options.plaintext,
+      log: serverLog,
+    });
     servers.push(server);
     await waitFor(() => balancer.servers().some((s) => s.id === server.id), "the server to register");
     return server;
@@ -73,9 +81,11 @@ export interface ServerProcess {
 }
 
 export async function spawnServer(url: string, balancer: string, extraArgs: string[] = []): Promise<ServerProcess> {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "serve", "0", "--balancer", balancer, "--database-url", url, ...extraArgs], {
+  // The URL through the environment, as `up` passes it: argv is for everyone to read.
+  const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "serve", "0", "--balancer", balancer, ...extraArgs], {
     stdout: "pipe",
     stderr: "ignore",
+    env: { ...process.env, DATABASE_URL: url },
   });
   const reader = proc.stdout.getReader();
   let text = "";
@@ -108,7 +118,10 @@ export async function spawnServer(url: string, balancer: string, extraArgs: stri
 export interface TestUser {
   name: string;
   session: ChatSession;
+  /** Messages from others, as shown. */
   received: Received[];
+  /** The user's own messages that reached this session from another of their connections or devices. */
+  own: Received[];
   texts(): string[];
   ended?: Error;
   statuses: string[];
@@ -135,18 +148,31 @@ export async function connectPersistent(balancerAddr: string, home: string, name
   return openUser(balancerAddr, name, password, {});
 }
 
+/**
+ * A session whose every message is recorded as shown to its person (so the
+ * read marker follows it). Sessions kept in memory only share one device per
+ * user in this process, as the processes of one client home do.
+ */
 async function openUser(balancerAddr: string, name: string, password: string, options: { persist?: false }): Promise<TestUser> {
-  const user = { name, received: [] as Received[], statuses: [] as string[] } as TestUser;
+  const user = { name, received: [] as Received[], own: [] as Received[], statuses: [] as string[] } as TestUser;
   user.texts = () => user.received.map((m) => m.text);
   user.session = await ChatSession.open({
     balancer: balancerAddr,
     user: name,
     password: () => password,
+    deviceKey: `test-device-${name}`.replace(/[^A-Za-z0-9_-]/g, "_"),
     ...options,
-    onMessage: (m) => user.received.push(m),
+    onMessage: (m) => {
+      // A membership change the user made is the server's line, shown like anyone else's.
+      if (m.from === name && m.kind !== "system") return void user.own.push(m);
+      user.received.push(m);
+      user.session?.markRead(m.conv, m.seq);
+    },
     onStatus: (s) => user.statuses.push(s),
     onEnd: (e) => (user.ended = e),
   });
+  // What the replay showed before the session was returned was shown too.
+  for (const m of user.received) user.session.markRead(m.conv, m.seq);
   return user;
 }
 
@@ -238,8 +264,9 @@ export async function rawLink(
   name?: string,
   handlers: { onEvent?(ev: string, frame: Record<string, unknown>): void; onBye?(e: Error): void; onClose?(): void } = {},
   password = PASSWORD,
+  deviceKey?: string,
 ): Promise<Link> {
   const link = await Link.connect(addr, { hello: { role: "client" }, ...handlers });
-  if (name) await link.request("login", { user: name, auth: (await loginKeys(link, name, password)).authKey });
+  if (name) await link.request("login", { user: name, auth: (await loginKeys(link, name, password)).authKey, device: { id: deviceKey ?? `raw-${name}-device`.replace(/[^A-Za-z0-9_-]/g, "_"), name: "raw link" } });
   return link;
 }

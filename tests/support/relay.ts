@@ -5,6 +5,7 @@
  */
 import type { Socket, TCPSocketListener } from "bun";
 import { parseAddress } from "../../net/link";
+import type { ServerTls } from "../../net/tls";
 
 export interface Relay {
   addr: string;
@@ -18,6 +19,12 @@ export interface RelayOptions {
   onChunk?(chunk: Buffer): void;
   /** Per connection: what of each chunk from the client to pass on to the server (by default, all of it). */
   fromClient?(): (chunk: Buffer) => Uint8Array[];
+  /**
+   * Ends TLS at the relay (presenting this certificate) and opens its own to
+   * the server, so the relay can read frames: a man in the middle that holds a
+   * cluster certificate, as only tests do.
+   */
+  terminateTls?: ServerTls;
 }
 
 /** Writes that honour a short socket.write: the rest waits for drain. */
@@ -46,9 +53,11 @@ export async function startRelay(target: string, options: RelayOptions = {}): Pr
   const { host, port } = parseAddress(target);
   let connections = 0;
   type Side = { toServer: Pipe; toClient: Pipe; pass: (chunk: Buffer) => Uint8Array[]; upstream?: Socket<undefined> };
+  const tls = options.terminateTls;
   const listener: TCPSocketListener<Side> = Bun.listen<Side>({
     hostname: "127.0.0.1",
     port: 0,
+    ...(tls ? { tls: { cert: tls.certPem, key: tls.keyPem } } : {}),
     socket: {
       open(client) {
         connections++;
@@ -59,6 +68,8 @@ export async function startRelay(target: string, options: RelayOptions = {}): Pr
         Bun.connect({
           hostname: host,
           port,
+          // It shows the server the same certificate, so peer links through it still pass mutual TLS.
+          ...(tls ? { tls: { ca: tls.caPem, cert: tls.certPem, key: tls.keyPem, rejectUnauthorized: true } } : {}),
           socket: {
             data(_s, chunk) {
               const copy = Buffer.from(chunk);

@@ -1,0 +1,127 @@
+/**
+ * Flow control towards one client connection, without cutting it off. Every
+ * message is stored before it is delivered, so a live message that cannot go
+ * out now (the connection is replaying its backlog, or its outbox is filling
+ * up on a slow link) is dropped and read back from the database once there is
+ * room. Per connection we remember the highest sequence number sent in each
+ * conversation, and where each conversation fell behind; the catch-up sends
+ * what is missing, in order, as fast as the client reads.
+ */
+import { encode } from "../protocol/codec";
+import type { WireMessage } from "../protocol/messages";
+import type { Conn } from "./context";
+
+/** What the catch-up reads: the messages of one conversation after a sequence number. */
+export interface BacklogReader {
+  after(userId: number, convId: number, afterSeq: number, limit: number): Promise<WireMessage[]>;
+}
+
+interface Behind {
+  /** Read the conversation again after this sequence number. */
+  after: number;
+  /** Counts drops, so that one that came while the catch-up was reading is not forgotten. */
+  drops: number;
+}
+
+interface ConnFlow {
+  sent: Map<number, number>;
+  behind: Map<number, Behind>;
+  /** From login until the replay is done: live messages are left to the replay's catch-up. */
+  replaying: boolean;
+  catching?: Promise<void>;
+}
+
+const CATCH_UP_PAGE = 500;
+
+export class Flow {
+  private readonly conns = new WeakMap<Conn, ConnFlow>();
+
+  constructor(
+    private readonly reader: () => BacklogReader,
+    private readonly outboxLimit: () => number,
+    private readonly log: (line: string) => void = () => {},
+  ) {}
+
+  private of(conn: Conn): ConnFlow {
+    let flow = this.conns.get(conn);
+    if (!flow) this.conns.set(conn, (flow = { sent: new Map(), behind: new Map(), replaying: false }));
+    return flow;
+  }
+
+  /** A login is under way: live messages wait (in the database) for the replay. */
+  startReplay(conn: Conn): void {
+    this.of(conn).replaying = true;
+  }
+
+  /** A live message: sent now if the connection keeps up, else left in the database for the catch-up. */
+  live(conn: Conn, message: Pick<WireMessage, "conv" | "seq">, bytes: Uint8Array): void {
+    const flow = this.of(conn);
+    // Logged in but not yet synced counts as replaying: the replay will read it anyway.
+    const replaying = flow.replaying || conn.state.held !== undefined;
+    const room = conn.outbox.queued + bytes.length <= this.outboxLimit() / 2;
+    if (!replaying && !flow.behind.has(message.conv) && room) {
+      if (message.seq > (flow.sent.get(message.conv) ?? 0)) flow.sent.set(message.conv, message.seq);
+      conn.sendEncoded(bytes);
+      return;
+    }
+    const behind = flow.behind.get(message.conv);
+    const after = Math.min(message.seq - 1, flow.sent.get(message.conv) ?? message.seq - 1);
+    if (behind) {
+      behind.after = Math.min(behind.after, after);
+      behind.drops++;
+    } else {
+      flow.behind.set(message.conv, { after, drops: 1 });
+    }
+    if (!replaying) void this.catchUp(conn);
+  }
+
+  /**
+   * Sends one replayed message, after waiting for room in the outbox: a page
+   * of any size then goes out at the pace of the link. False if the
+   * connection closed, or it was sent already.
+   */
+  async send(conn: Conn, m: WireMessage): Promise<boolean> {
+    await this.room(conn);
+    if (conn.closed) return false;
+    const flow = this.of(conn);
+    if (m.seq <= (flow.sent.get(m.conv) ?? 0)) return false;
+    flow.sent.set(m.conv, m.seq);
+    conn.sendEncoded(encode({ t: "ev", ev: "msg", m }));
+    return true;
+  }
+
+  /** The replay is done: live messages flow again, after what they missed meanwhile. */
+  async endReplay(conn: Conn, userId: number): Promise<void> {
+    this.of(conn).replaying = false;
+    await this.catchUp(conn, userId);
+  }
+
+  /** Sends, from the database, what was dropped for this connection; one catch-up at a time. */
+  catchUp(conn: Conn, userId = conn.state.user?.id): Promise<void> {
+    const flow = this.of(conn);
+    if (flow.catching || userId === undefined) return flow.catching ?? Promise.resolve();
+    flow.catching = (async () => {
+      while (flow.behind.size > 0 && !conn.closed) {
+        const [conv, behind] = flow.behind.entries().next().value!;
+        const drops = behind.drops;
+        const page = await this.reader().after(userId, conv, behind.after, CATCH_UP_PAGE);
+        for (const m of page) if (!(await this.send(conn, m)) && conn.closed) return;
+        if (page.length > 0) behind.after = page[page.length - 1]!.seq;
+        else if (behind.drops === drops) flow.behind.delete(conv);
+      }
+    })()
+      .catch((error) => {
+        // The database is away: try again in a moment (and at the next drop).
+        this.log(`catch-up: ${error}`);
+        setTimeout(() => void this.catchUp(conn, userId), 1_000);
+      })
+      .finally(() => (flow.catching = undefined));
+    return flow.catching;
+  }
+
+  /** Waits until the outbox is below a quarter of its limit. */
+  private async room(conn: Conn): Promise<void> {
+    const low = this.outboxLimit() / 4;
+    while (!conn.closed && conn.outbox.queued > low) await Bun.sleep(2);
+  }
+}

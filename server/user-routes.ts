@@ -1,0 +1,115 @@
+/**
+ * The user-level state a client reads and changes: acknowledgements (what this
+ * device received, what the person read), receipts, typing, presence, the
+ * user's devices, settings, and the encrypted pins shared by their devices.
+ */
+import type { Route } from "../net/listener";
+import { ChatError } from "../protocol/errors";
+import { MAX_ACKS } from "../protocol/messages";
+import * as v from "../protocol/validate";
+import type { Acks } from "./acks";
+import type { ClientState, Conn, ServerContext } from "./context";
+import type { Directory } from "./directory";
+
+/** Typing goes out at most this often per connection and conversation; clients refresh it every few seconds. */
+const TYPING_INTERVAL_MS = 1500;
+const MAX_PINS_BYTES = 256 * 1024;
+
+export function userRoutes(ctx: ServerContext, directory: Directory, acks: Acks, loggedIn: Route<ClientState>["guard"]): Record<string, Route<ClientState>> {
+  /** The conversation a request names (`to` or `group`), for a member of it. */
+  const conversation = async (conn: Conn, req: Record<string, unknown>) => {
+    const me = conn.state.user!;
+    const group = v.optionalName(req, "group");
+    if (group !== undefined) return { convId: await ctx.groups.conversation(group, me.id), group };
+    return { convId: (await directory.direct(me.id, v.name(req, "to"))).convId, to: v.name(req, "to") };
+  };
+
+  return {
+    ack: {
+      guard: loggedIn,
+      async handle(conn, req) {
+        const received = req.acks === undefined ? [] : v.cursorPairs(req, "acks", MAX_ACKS);
+        const read = req.read === undefined ? [] : v.cursorPairs(req, "read", MAX_ACKS);
+        if (received.length + read.length === 0) throw new ChatError("E_BAD_REQUEST", "acks or read: expected [conv, seq] pairs");
+        await acks.ack(conn.state.user!.id, conn.state.device!.id, received, read);
+      },
+    },
+    receipts: {
+      guard: loggedIn,
+      async handle(conn, req) {
+        return { conv: v.int(req, "conv", 1), receipts: await ctx.cursors.receipts(v.int(req, "conv", 1), conn.state.user!.id) };
+      },
+    },
+    typing: {
+      guard: loggedIn,
+      async handle(conn, req) {
+        const me = conn.state.user!;
+        const { convId, group } = await conversation(conn, req);
+        // Ephemeral: never stored. Rate limited per connection, silently: a refresh too soon is simply not passed on.
+        const last = (conn.state.typingAt ??= new Map()).get(convId) ?? 0;
+        if (Date.now() - last < TYPING_INTERVAL_MS) return {};
+        conn.state.typingAt.set(convId, Date.now());
+        const audience = (await ctx.cursors.audience([convId])).get(convId) ?? [];
+        const others = audience.filter((m) => m.userId !== me.id).map((m) => m.userId);
+        const frame = { t: "ev", ev: "typing", conv: convId, from: me.name, ...(group !== undefined ? { group } : {}) };
+        void ctx.delivery.send(others, frame).catch((e) => ctx.log(`typing: ${e}`));
+        return {};
+      },
+    },
+    who: {
+      guard: loggedIn,
+      async handle(conn) {
+        const contacts = await ctx.store.contacts(conn.state.user!.id, ctx.config.liveWithinMs);
+        return { users: contacts.filter((c) => c.online).map((c) => c.name), contacts };
+      },
+    },
+    devices: {
+      guard: loggedIn,
+      async handle(conn) {
+        const list = await ctx.devices.list(conn.state.user!.id, ctx.config.liveWithinMs);
+        return { devices: list.map((d) => ({ ...d, current: d.id === conn.state.device!.key })) };
+      },
+    },
+    "devices.revoke": {
+      guard: loggedIn,
+      async handle(conn, req) {
+        const me = conn.state.user!;
+        const gone = await ctx.devices.revoke(me.id, v.string(req, "device", 64));
+        for (const { serverId, connId } of gone) {
+          // Its own connection too, once the reply is out.
+          if (serverId === ctx.id) setTimeout(() => ctx.sessions.close(me.id, connId, "E_DEVICE_REVOKED", "This device was revoked: log in again with the password"), 0);
+          else ctx.peers.send(serverId, "kick", { user: me.id, conn: connId });
+        }
+        return { closed: gone.length };
+      },
+    },
+    settings: {
+      guard: loggedIn,
+      async handle(conn) {
+        return { settings: (await ctx.store.settingsOf(conn.state.user!.id)).settings };
+      },
+    },
+    "settings.set": {
+      guard: loggedIn,
+      async handle(conn, req) {
+        if (req.readReceipts !== undefined) await ctx.store.setReadReceipts(conn.state.user!.id, v.boolean(req, "readReceipts"));
+        return { settings: (await ctx.store.settingsOf(conn.state.user!.id)).settings };
+      },
+    },
+    pins: {
+      guard: loggedIn,
+      async handle(conn) {
+        return (await ctx.store.settingsOf(conn.state.user!.id)).pins;
+      },
+    },
+    "pins.put": {
+      guard: loggedIn,
+      async handle(conn, req) {
+        const blob = v.bytes(req, "blob", MAX_PINS_BYTES);
+        const version = await ctx.store.putPins(conn.state.user!.id, blob, v.int(req, "version", 0));
+        if (version === undefined) throw new ChatError("E_CONFLICT", "Another device changed the pins first: read them again and merge");
+        return { version };
+      },
+    },
+  };
+}
