@@ -15,6 +15,7 @@ import type { Subprocess } from "bun";
 import postgres from "postgres";
 import { startBalancer } from "../roles/balancer";
 import { selfCommand } from "../roles/self";
+import { clusterIdentityFrom } from "../server/cluster-identity";
 import { scratchDir } from "./local-system";
 import { cpuSeconds, rssBytes, tree } from "./procstat";
 import { openBenchDatabase } from "./system";
@@ -24,7 +25,8 @@ const counts = values.servers!.split(",").map(Number);
 const IDLE_S = Number(values.idle);
 const dir = scratchDir("chatterbox-mesh-");
 const database = await openBenchDatabase({ dataDir: dir, log: () => {} });
-const balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+const identity = await clusterIdentityFrom(database.url, ["127.0.0.1"]);
+const balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: { tls: identity.tls, secret: identity.secret } });
 const logs = mkdtempSync(join(tmpdir(), "chatterbox-mesh-logs-"));
 
 async function scrape(addr: string, name: string): Promise<number> {
@@ -40,9 +42,11 @@ try {
     const started = performance.now();
     for (let i = 0; i < n; i++) {
       const log = join(logs, `${n}-${i}.log`);
-      const proc = Bun.spawn([...selfCommand(), "serve", "0", "--balancer", `127.0.0.1:${balancer.port}`, "--database-url", database.url, "--metrics", "0", "--log-format", "json"], {
+      // The database URL holds a password: through the environment, not argv.
+      const proc = Bun.spawn([...selfCommand(), "serve", "0", "--balancer", `127.0.0.1:${balancer.port}`, "--metrics", "0", "--log-format", "json"], {
         stdout: Bun.file(log),
         stderr: "inherit",
+        env: { ...process.env, DATABASE_URL: database.url },
       });
       children.push({ proc, log });
     }
