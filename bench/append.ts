@@ -60,12 +60,13 @@ try {
 
   console.log(`group commit alone, ${REAL_MESSAGE_BYTES}-byte bodies, durable (fsync and synchronous_commit on)`);
   const postgresCpu = () => (database.pid === undefined ? undefined : tree(database.pid).reduce((sum, pid) => sum + (cpuSeconds(pid) ?? 0), 0));
-  console.log("   batch   µs wall/msg     msg/s   µs server CPU/msg   µs PostgreSQL CPU/msg");
+  console.log("   batch   µs wall/msg     msg/s   µs server CPU/msg   µs PostgreSQL CPU/msg   WAL bytes/msg");
   for (const size of batches) {
     const rounds = Math.max(20, Math.ceil(perSize / size));
     for (let i = 0; i < 3; i++) await appendBatch(sql, batchOf(size)); // warm the plan and the caches
     const cpu0 = process.cpuUsage();
     const pg0 = postgresCpu();
+    const [wal0] = await sql`select pg_current_wal_insert_lsn()::text as lsn`;
     const t0 = performance.now();
     for (let r = 0; r < rounds; r++) {
       const results = await appendBatch(sql, batchOf(size));
@@ -76,12 +77,14 @@ try {
     const cpu = process.cpuUsage(cpu0);
     const pg = pg0 === undefined ? undefined : postgresCpu()! - pg0;
     const count = rounds * size;
+    const [wal] = await sql`select pg_wal_lsn_diff(pg_current_wal_insert_lsn(), ${wal0!.lsn}::pg_lsn)::float8 as bytes`;
     const row = [
       String(size).padStart(8),
       (wallUs / count).toFixed(1).padStart(13),
       Math.round(count / (wallUs / 1e6)).toLocaleString("en-US").padStart(9),
       ((cpu.user + cpu.system) / count).toFixed(1).padStart(19),
       (pg === undefined ? "n/a" : ((pg * 1e6) / count).toFixed(1)).padStart(23),
+      String(Math.round(wal!.bytes / count)).padStart(14),
     ];
     console.log(row.join(" "));
   }

@@ -35,8 +35,11 @@ const SERVER: Record<string, string> = {
 
 /** An Error that says it is the database; the error itself when it is not a connection failure. */
 export function explainDatabaseError(error: unknown, url: string): unknown {
-  const code = (error as { code?: string })?.code;
+  // drizzle wraps the driver's error ("Failed query: ...") and keeps it as the cause.
+  const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
+  const code = (error as { code?: string })?.code ?? cause?.code;
   const why = code ? (NETWORK[code] ?? SERVER[code]) : undefined;
-  if (!why) return error;
-  return new Error(`Cannot use the database at ${redactUrl(url)}: ${why} (${code})`);
+  if (why) return new Error(`Cannot use the database at ${redactUrl(url)}: ${why} (${code})`);
+  if (cause?.message && error instanceof Error) return new Error(`${error.message.split("\n")[0]}: ${cause.message}${code ? ` (${code})` : ""}`);
+  return error;
 }
