@@ -35,7 +35,7 @@ const backoff = (attempt: number) => Math.min(0.5, 0.02 * 2 ** attempt) * (0.5 +
 
 export function openDatabase(
   url: string,
-  options: { max?: number; settings?: Record<string, string>; deadlineMs?: number; onReplace?(reason: string): void } = {},
+  options: { max?: number; settings?: Record<string, string>; deadlineMs?: number; onReplace?(reason: string): void; onRecovered?(): void } = {},
 ): Database {
   const make = () =>
     postgres(url, {
@@ -48,7 +48,7 @@ export function openDatabase(
       // Sequence numbers and message ids are bigint columns that stay far below 2^53.
       types: { int8: { to: 20, from: [20], serialize: (n: number) => String(n), parse: (s: string) => Number(s) } },
     });
-  const pool = new HealingPool(make, { deadlineMs: options.deadlineMs ?? QUERY_DEADLINE_MS, onReplace: options.onReplace });
+  const pool = new HealingPool(make, { deadlineMs: options.deadlineMs ?? QUERY_DEADLINE_MS, onReplace: options.onReplace, onRecovered: options.onRecovered });
   const db = drizzle(pool.sql, { schema });
   return { url, sql: pool.sql, db, pool, close: () => pool.end(5) };
 }

@@ -57,6 +57,8 @@ export interface PoolOptions {
   /** How long a retired pool's healthy queries get to finish before it is destroyed. */
   graceMs?: number;
   onReplace?(reason: string): void;
+  /** The first query answered after a connection error or a missed deadline: the database is back. */
+  onRecovered?(): void;
 }
 
 /** Replacing more often than this does not help: during an outage every query fails. */
@@ -68,6 +70,8 @@ export class HealingPool {
   private readonly retiring = new Set<Promise<void>>();
   private replacedAt = 0;
   private closed = false;
+  /** Since a connection error or a missed deadline, until a query is answered again. */
+  private troubled = false;
   replacements = 0;
 
   constructor(
@@ -110,6 +114,7 @@ export class HealingPool {
       let timer: Timer | undefined;
       const deadline = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
+          pool.troubled = true;
           pool.replace(`a query took longer than ${pool.options.deadlineMs} ms`);
           reject(unavailable(new Error(`no answer within ${pool.options.deadlineMs} ms`)));
         }, pool.options.deadlineMs);
@@ -118,11 +123,16 @@ export class HealingPool {
         this,
         (value: T) => {
           clearTimeout(timer);
+          if (pool.troubled) {
+            pool.troubled = false;
+            pool.options.onRecovered?.();
+          }
           return value;
         },
         (error: unknown) => {
           clearTimeout(timer);
           if (!isConnectionError(error)) throw error;
+          pool.troubled = true;
           pool.replace(`connection error: ${(error as Error).message}`);
           throw unavailable(error);
         },

@@ -69,7 +69,12 @@ export interface ChatServer {
 export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const log: Log = options.log ?? ((line: string) => console.error(line));
   const config = { ...DEFAULT_CONFIG, ...options.config };
-  const database: Database = openDatabase(options.databaseUrl, { max: 16, onReplace: (why) => log(`database connections replaced: ${why}`) });
+  const database: Database = openDatabase(options.databaseUrl, {
+    max: 16,
+    onReplace: (why) => log(`database connections replaced: ${why}`),
+    // Live delivery may have missed connected users while it was away (server/flow.ts).
+    onRecovered: () => ctx.delivery.flow.afterOutage(() => ctx.sessions.all()),
+  });
   await migrate(database);
   const store = new Store(database.sql);
   const replica = options.readDatabaseUrl ? openDatabase(options.readDatabaseUrl, { max: 8 }) : undefined;

@@ -24,8 +24,15 @@ interface Location {
   at: number;
 }
 
+/** A forward that failed is tried again every half second for 15 s, at most 20,000 at a time. */
+const FORWARD_RETRY_MS = 500;
+const FORWARD_RETRIES = 30;
+const MAX_RETRYING_FORWARDS = 20_000;
+
 export class Delivery {
   private readonly where = new Map<number, Location>();
+  /** Forwards waiting to be tried again (forwardLater). */
+  private retrying = 0;
   /** Per connection: what was sent, what fell behind (server/flow.ts). */
   readonly flow: Flow;
 
@@ -128,8 +135,30 @@ export class Delivery {
       if (ctx.peers.send(server, "deliver", fields)) continue;
       // A server that started a moment ago: link to it now (the link queues), or forget it.
       await ctx.peers.refresh().catch(() => {});
-      if (!ctx.peers.send(server, "deliver", fields)) this.forgetServer(server);
+      if (ctx.peers.send(server, "deliver", fields)) continue;
+      this.forgetServer(server);
+      this.forwardLater(server, fields);
     }
+  }
+
+  /**
+   * A peer we could not reach may be away only for a moment: after a database
+   * outage every heartbeat looks stale, and links are dropped and made again
+   * within a second or two. Its users are still connected and would otherwise
+   * see these messages only at their next login (nothing later in the
+   * conversation may come to reveal the gap), so the forward is tried again
+   * for a while. Bounded in number; what is given up is still in the database.
+   */
+  private forwardLater(server: string, fields: Record<string, unknown>, attempt = 0): void {
+    if (attempt === 0) {
+      if (this.retrying >= MAX_RETRYING_FORWARDS) return;
+      this.retrying++;
+    }
+    setTimeout(() => {
+      if (this.ctx().peers.send(server, "deliver", fields)) this.retrying--;
+      else if (attempt + 1 < FORWARD_RETRIES) this.forwardLater(server, fields, attempt + 1);
+      else this.retrying--;
+    }, FORWARD_RETRY_MS);
   }
 
   /** Looks up recipients whose place is unknown or stale; nothing to wait for when every one is cached. */

@@ -14,7 +14,14 @@ import type { Conn } from "./context";
 /** What the catch-up reads: the messages of one conversation after a sequence number. */
 export interface BacklogReader {
   after(userId: number, convId: number, afterSeq: number, limit: number): Promise<WireMessage[]>;
+  /** A device's backlog past its cursors, page by page (bounded in bytes). */
+  pending(userId: number, deviceId: number, from: { conv: number; seq: number }): Promise<WireMessage[]>;
 }
+
+/** After a database outage, every connection is caught up from the database this long after it is back (and again later). */
+const RESYNC_AFTER_MS = [5_000, 15_000];
+/** Connections caught up at once after an outage. */
+const RESYNC_CONCURRENCY = 8;
 
 interface Behind {
   /** Read the conversation again after this sequence number. */
@@ -88,6 +95,67 @@ export class Flow {
     flow.sent.set(m.conv, m.seq);
     conn.sendEncoded(encode({ t: "ev", ev: "msg", m }));
     return true;
+  }
+
+  /**
+   * Sends every message past the device's cursors, page by page, each only
+   * once the outbox has room, skipping what this connection was sent already.
+   * Live messages that come meanwhile are left to the catch-up that follows.
+   */
+  async replay(conn: Conn): Promise<number> {
+    const userId = conn.state.user!.id;
+    const deviceId = conn.state.device!.id;
+    this.startReplay(conn);
+    let count = 0;
+    let from = { conv: 0, seq: 0 };
+    try {
+      for (;;) {
+        const page = await this.reader().pending(userId, deviceId, from);
+        for (const m of page) {
+          if (await this.send(conn, m)) count++;
+          if (conn.closed) return count;
+        }
+        if (page.length === 0) break;
+        const last = page[page.length - 1]!;
+        from = { conv: last.conv, seq: last.seq };
+      }
+    } finally {
+      conn.state.held = undefined;
+      conn.state.heldBytes = 0;
+      await this.endReplay(conn, userId);
+    }
+    return count;
+  }
+
+  /**
+   * The database is back after an outage. Live delivery may have missed
+   * connected users meanwhile, for reasons no one sees: every server's
+   * heartbeat looks stale just after the database returns, so a sender's
+   * server takes recipients for offline, or a peer link is dropped and made
+   * again. Nothing later in the conversation may come to reveal the gap, so
+   * each connection here is caught up from the database (what it was sent
+   * already is skipped), a few seconds after, when heartbeats are fresh again.
+   */
+  afterOutage(connections: () => Iterable<Conn>): void {
+    for (const delay of RESYNC_AFTER_MS) {
+      setTimeout(() => {
+        void this.resync([...connections()]).catch((error) => this.log(`resync after an outage: ${error}`));
+      }, delay).unref();
+    }
+  }
+
+  private async resync(conns: Conn[]): Promise<void> {
+    const ready = conns.filter((conn) => conn.state.user && conn.state.device && !conn.closed && conn.state.held === undefined && !this.of(conn).replaying);
+    let sent = 0;
+    let next = 0;
+    const worker = async () => {
+      while (next < ready.length) {
+        const conn = ready[next++]!;
+        if (!conn.closed && !this.of(conn).replaying) sent += await this.replay(conn);
+      }
+    };
+    await Promise.all(Array.from({ length: RESYNC_CONCURRENCY }, worker));
+    if (sent > 0) this.log(`after a database outage: ${sent} messages that live delivery missed sent to ${ready.length} connections`);
   }
 
   /** The replay is done: live messages flow again, after what they missed meanwhile. */

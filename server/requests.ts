@@ -204,7 +204,7 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     sync: {
       guard: loggedIn,
       async handle(conn) {
-        return { count: await replay(ctx, conn) };
+        return { count: await ctx.delivery.flow.replay(conn) };
       },
     },
     fetch: {
@@ -231,37 +231,6 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     ...fileRoutes(ctx, directory, loggedIn),
     ping: { handle: () => ({}) },
   };
-}
-
-/**
- * Sends every message past this device's cursors, page by page (each bounded in
- * bytes), each message only once the outbox has room: a backlog of any size
- * completes at the pace of a slow link, and nothing is cut off. Live messages
- * that came meanwhile were left in the database (server/flow.ts): they follow.
- */
-async function replay(ctx: ServerContext, conn: Conn): Promise<number> {
-  const userId = conn.state.user!.id;
-  const flow = ctx.delivery.flow;
-  flow.startReplay(conn);
-  let count = 0;
-  let from = { conv: 0, seq: 0 };
-  try {
-    for (;;) {
-      const page = await ctx.store.pending(userId, conn.state.device!.id, from);
-      for (const m of page) {
-        if (await flow.send(conn, m)) count++;
-        if (conn.closed) return count;
-      }
-      if (page.length === 0) break;
-      const last = page[page.length - 1]!;
-      from = { conv: last.conv, seq: last.seq };
-    }
-  } finally {
-    conn.state.held = undefined;
-    conn.state.heldBytes = 0;
-    await flow.endReplay(conn, userId);
-  }
-  return count;
 }
 
 export type { Request };

@@ -123,11 +123,15 @@ export async function databaseOutage(options: OutageOptions): Promise<OutageRepo
     const resumedMs = Math.max(...streams.map((s) => firstAnswer(s) - back));
     await Bun.sleep(options.afterMs ?? 1_000);
     await Promise.all(streams.map((s) => s.stop()));
-    await waitFor(
-      () => pairs.every((p) => p.recipient.received.filter((m) => m.from === p.sender.name).length >= p.stream!.acked() + 1),
-      "every recipient to receive every acknowledged message",
-      60_000,
-    );
+    const delivered = (p: (typeof pairs)[number]) => p.recipient.received.filter((m) => m.from === p.sender.name).length >= p.stream!.acked() + 1;
+    await waitFor(() => pairs.every(delivered), "every recipient to receive every acknowledged message", 60_000).catch((error) => {
+      const missing = pairs.filter((p) => !delivered(p)).map((p) => {
+        const got = new Set(p.recipient.received.map((m) => m.text));
+        const lost = p.stream!.results.map((r, i) => (r && !got.has(numbered(i)) ? `${i}@seq${r.seq}` : undefined)).filter(Boolean);
+        return `${p.recipient.name} (connected ${p.recipient.session.connected}, statuses ${JSON.stringify(p.recipient.statuses)}) misses ${lost.length}: ${lost.slice(0, 5).join(", ")}`;
+      });
+      throw new Error(`${(error as Error).message}: ${missing.join("; ")}`);
+    });
     // Late duplicates would arrive after the last new message: give them a moment.
     await Bun.sleep(300);
 
