@@ -81,7 +81,7 @@ export async function startSystem(options: { url: string; servers: number; strat
   const pidOf = new Map<string, number>();
   for (let i = 0; i < options.servers; i++) {
     // The database URL holds a password: through the environment, never argv, which `ps` shows everyone.
-    const child = Bun.spawn([...profiled(selfCommand(), `server-${i + 1}`), "serve", "0", "--balancer", address, "--log-format", "pretty", ...(plaintext ? ["--insecure-plaintext"] : [])], {
+    const child = Bun.spawn([...profiled(selfCommand(), `server-${i + 1}`), "serve", "0", "--balancer", address, "--log-format", "pretty", "--send-rate", "0", ...(plaintext ? ["--insecure-plaintext"] : [])], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
