@@ -388,6 +388,8 @@ export class ChatSession extends Connection {
     const mine = await this.e2e.keyOf(this.user);
     const theirs = await this.e2e.keyOf(other, true);
     const key = theirs.changed ? this.e2e.offered(other)! : theirs.key;
+    // What /trust may pin afterwards: this key, and no other.
+    this.e2e.showed(other, key);
     return safetyNumber({ name: this.user, ...mine.key }, { name: other, ...key });
   }
 
