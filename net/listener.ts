@@ -159,7 +159,7 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
   const strangerMaxFrame = options.strangerMaxFrame ?? maxFrame;
   // A socket is paused while its queue is non-empty, so what waits is at most what one read brought, plus a frame.
   const maxWaitingBytes = 4 * maxFrame;
-  const ctl: Control<S> = { options, caPem, maxInFlight, maxWaitingBytes };
+  const ctl: Control<S> = { options, caPem, maxInFlight, maxWaitingBytes, outboxHigh: maxFrame };
   return Bun.listen<Connection<S>>({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port,
@@ -207,6 +207,8 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
       },
       drain(socket) {
         socket.data.outbox.flush();
+        // Replies went out: requests held back behind them may start.
+        if (socket.data.waiting.length > 0) pump(socket.data, ctl);
       },
       close(socket) {
         const conn = socket.data;
@@ -234,6 +236,8 @@ interface Control<S> {
   caPem: string | undefined;
   maxInFlight: number;
   maxWaitingBytes: number;
+  /** Unsent reply bytes past which a connection's next request waits. */
+  outboxHigh: number;
 }
 
 /** Takes a frame now, or queues it (and stops reading) when the connection has as many requests in flight as allowed. */
@@ -247,7 +251,7 @@ function admit<S>(conn: Connection<S>, payload: Uint8Array, ctl: Control<S>): vo
     else receive(conn, payload, ctl);
     return;
   }
-  if (conn.inFlight < ctl.maxInFlight && conn.waiting.length === 0) {
+  if (conn.waiting.length === 0 && ready(conn, ctl)) {
     receive(conn, payload, ctl);
     return;
   }
@@ -260,13 +264,29 @@ function admit<S>(conn: Connection<S>, payload: Uint8Array, ctl: Control<S>): vo
   if (!conn.paused) {
     conn.paused = true;
     conn.socket.pause();
+    // Held back by replies that the next flush may write at once (no drain event follows then): look again after it.
+    setImmediate(() => pump(conn, ctl));
   }
+}
+
+/**
+ * Whether the connection may start another request now: fewer than the cap in
+ * flight, and its replies not piling up unread (a client that sends requests
+ * but does not read what they answer is read no further until it does).
+ */
+function ready<S>(conn: Connection<S>, ctl: Control<S>): boolean {
+  return conn.inFlight < ctl.maxInFlight && conn.outbox.queued <= ctl.outboxHigh;
 }
 
 /** A request was answered: take what waited, and read again once nothing does. */
 function settle<S>(conn: Connection<S>, ctl: Control<S>): void {
   conn.inFlight--;
-  while (!conn.closed && conn.inFlight < ctl.maxInFlight && conn.waiting.length > 0) {
+  pump(conn, ctl);
+}
+
+/** Starts what waited while the connection is ready; resumes reading once nothing waits. */
+function pump<S>(conn: Connection<S>, ctl: Control<S>): void {
+  while (!conn.closed && conn.waiting.length > 0 && ready(conn, ctl)) {
     const next = conn.waiting.shift()!;
     conn.waitingBytes -= next.length;
     receive(conn, next, ctl);

@@ -179,9 +179,16 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     },
     onOpen(conn) {
       open.add(conn);
-      conn.state.loginTimer = setTimeout(() => {
-        if (!conn.state.user && conn.state.role !== "peer") conn.bye("E_LOGIN_TIMEOUT", `No login within ${config.loginTimeoutMs / 1000} s`);
-      }, config.loginTimeoutMs);
+      const deadline = () => {
+        if (conn.state.user || conn.state.role === "peer") return;
+        // A login waiting its turn for a hash (server/limits.ts) is not idle: look again once it is answered.
+        if (conn.state.authenticating || conn.state.hashing) {
+          conn.state.loginTimer = setTimeout(deadline, 250);
+          return;
+        }
+        conn.bye("E_LOGIN_TIMEOUT", `No login within ${config.loginTimeoutMs / 1000} s`);
+      };
+      conn.state.loginTimer = setTimeout(deadline, config.loginTimeoutMs);
     },
     hello(conn, req) {
       if (req.role !== "peer") return { server: id, role: "server", version: VERSION };
