@@ -47,6 +47,8 @@ export interface ServerConfig {
   strangerMaxFrame: number;
   /** argon2id hashes running at once, server-wide (each takes 64 MiB and a core). */
   maxConcurrentHashes: number;
+  /** Reads with large replies (history, fetch, file chunks) running at once, server-wide. */
+  maxConcurrentReads: number;
   /** Password hashes (signup, login, passwd) one source address may ask for: a burst, then this many a second. */
   hashBurstPerAddress: number;
   hashesPerSecondPerAddress: number;
@@ -76,9 +78,11 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxConnectionsPerAddress: 4096,
   maxInFlight: 32,
   strangerMaxFrame: 8 * 1024,
-  maxConcurrentHashes: Math.max(2, navigator.hardwareConcurrency),
-  hashBurstPerAddress: 200,
-  hashesPerSecondPerAddress: 5,
+  // Half the cores at most: a flood of signups never takes the cores that deliver messages.
+  maxConcurrentHashes: Math.max(1, Math.floor(navigator.hardwareConcurrency / 2)),
+  maxConcurrentReads: 16,
+  hashBurstPerAddress: 100,
+  hashesPerSecondPerAddress: 2,
   sendBurst: 500,
   sendsPerSecond: 100,
   storageQuotaBytes: 1024 * 1024 * 1024,

@@ -72,13 +72,20 @@ export function rateLimited(retryAfterMs: number, what: string): ChatError {
   return new ChatError("E_RATE_LIMITED", `${what}: try again in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s`, retryAfterMs);
 }
 
+/** Reads whose replies can be large (history, fetch, file chunks): at most this many at once per connection. */
+export const READS_PER_CONNECTION = 2;
+
 export class Limits {
   readonly hashes: Semaphore;
+  /** Large reads at once, server-wide: what they hold (rows, encoded replies) is bounded, and so is the database's share. */
+  readonly reads: Semaphore;
+  private readonly readsOf = new WeakMap<object, Semaphore>();
   private readonly hashesByAddress: Buckets<string>;
   private readonly sends: Buckets<number>;
 
   constructor(config: ServerConfig) {
     this.hashes = new Semaphore(config.maxConcurrentHashes);
+    this.reads = new Semaphore(config.maxConcurrentReads);
     this.hashesByAddress = new Buckets(config.hashBurstPerAddress, config.hashesPerSecondPerAddress);
     this.sends = new Buckets(config.sendBurst, config.sendsPerSecond);
   }
@@ -88,6 +95,13 @@ export class Limits {
     const wait = this.hashesByAddress.take(address);
     if (wait > 0) return Promise.reject(rateLimited(wait, "Too many password attempts from this address"));
     return this.hashes.run(work);
+  }
+
+  /** Runs a read whose reply may be up to a frame: within the connection's and the server's bounds on them. */
+  read<T>(conn: object, work: () => Promise<T>): Promise<T> {
+    let mine = this.readsOf.get(conn);
+    if (!mine) this.readsOf.set(conn, (mine = new Semaphore(READS_PER_CONNECTION)));
+    return mine.run(() => this.reads.run(work));
   }
 
   /** Takes one message from the user's allowance, or throws E_RATE_LIMITED with the wait. */

@@ -245,7 +245,7 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         const after = v.int(req, "after", 0);
         const limit = v.optionalInt(req, "limit", 1, MAX_PAGE_ROWS) ?? 500;
         // Paged by bytes too, so the reply fits one frame: the client asks again from the last seq.
-        return { messages: await ctx.store.after(conn.state.user!.id, conv, after, limit, replyPage) };
+        return { messages: await ctx.limits.read(conn, () => ctx.store.after(conn.state.user!.id, conv, after, limit, replyPage)) };
       },
     },
     history: {
@@ -256,7 +256,7 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         const before = v.optionalInt(req, "before", 1);
         const limit = v.optionalInt(req, "limit", 1, MAX_PAGE_ROWS) ?? 50;
         const convId = group !== undefined ? await ctx.groups.conversation(group, me.id) : (await directory.direct(me.id, v.name(req, "with"))).convId;
-        return { conv: convId, messages: await ctx.store.history(me.id, convId, before, limit, replyPage) };
+        return { conv: convId, messages: await ctx.limits.read(conn, () => ctx.store.history(me.id, convId, before, limit, replyPage)) };
       },
     },
     ...userRoutes(ctx, directory, acks, loggedIn),
