@@ -159,7 +159,8 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
   const strangerMaxFrame = options.strangerMaxFrame ?? maxFrame;
   // A socket is paused while its queue is non-empty, so what waits is at most what one read brought, plus a frame.
   const maxWaitingBytes = 4 * maxFrame;
-  const ctl: Control<S> = { options, caPem, maxInFlight, maxWaitingBytes, outboxHigh: maxFrame };
+  // Above what a replay keeps queued (a quarter of the outbox, server/flow.ts) plus a frame: a client that reads is never held back.
+  const ctl: Control<S> = { options, caPem, maxInFlight, maxWaitingBytes, outboxHigh: outboxLimit / 4 + maxFrame };
   return Bun.listen<Connection<S>>({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port,
