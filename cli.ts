@@ -6,6 +6,7 @@ import { defineCommand, runMain } from "citty";
 import { passwordSource } from "./client/password";
 import { ChatError } from "./protocol/errors";
 import { bench, benchWorker } from "./bench/command";
+import { bodyFor } from "./protocol/limits";
 
 const DEFAULT_BALANCER = "127.0.0.1:7000";
 
@@ -25,6 +26,12 @@ const serverLimits = {
   "file-retention-days": { type: "string", description: "Keep completed files this many days", default: "90" },
   "max-devices": { type: "string", description: "Most devices one user may have", default: "10" },
   "retention-days": { type: "string", description: "Delete messages older than this many days (0: keep them all)", default: "0" },
+  "storage-quota-mb": { type: "string", description: "Files one user may keep, in MiB (declared sizes, complete or not)", default: "1024" },
+  "max-uploads": { type: "string", description: "Uploads one user may have not yet complete at once", default: "4" },
+  "send-rate": { type: "string", description: "Messages one user may send a second, after a burst (0: no limit)", default: "100" },
+  "send-burst": { type: "string", description: "Messages one user may send at once before --send-rate applies", default: "500" },
+  "max-connections": { type: "string", description: "Connections a server holds at once", default: "20000" },
+  "max-connections-per-address": { type: "string", description: "Connections a server holds at once from one source address", default: "4096" },
 } as const;
 
 function limitsOf(args: Record<string, unknown>) {
@@ -39,6 +46,14 @@ function limitsOf(args: Record<string, unknown>) {
     uploadTtlMs: number("upload-ttl-hours", 0.001) * 3600_000,
     fileRetentionMs: number("file-retention-days", 0.001) * 24 * 3600_000,
     maxDevices: Math.floor(number("max-devices", 1)),
+    storageQuotaBytes: Math.floor(number("storage-quota-mb", 0) * 1024 * 1024),
+    maxConcurrentUploads: Math.floor(number("max-uploads", 1)),
+    sendsPerSecond: number("send-rate", 0),
+    sendBurst: Math.floor(number("send-burst", 1)),
+    maxConnections: Math.floor(number("max-connections", 1)),
+    maxConnectionsPerAddress: Math.floor(number("max-connections-per-address", 1)),
+    // A body large enough for the largest group's envelope (protocol/limits.ts); the server checks it fits a frame.
+    maxBody: Math.max(160 * 1024, bodyFor(Math.floor(number("max-group-members", 1)))),
   };
 }
 

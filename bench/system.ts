@@ -65,7 +65,7 @@ export function plaintextRequested(): boolean {
   return process.env.CHATTERBOX_INSECURE_PLAINTEXT === "1";
 }
 
-export async function startSystem(options: { url: string; servers: number; strategy: string; log(line: string): void }): Promise<System> {
+export async function startSystem(options: { url: string; servers: number; strategy: string; log(line: string): void; serverArgs?: string[] }): Promise<System> {
   const identity = await clusterIdentityFrom(options.url, ["127.0.0.1"]);
   const plaintext = plaintextRequested();
   const tls = plaintext ? PLAINTEXT : identity.tls;
@@ -81,7 +81,7 @@ export async function startSystem(options: { url: string; servers: number; strat
   const pidOf = new Map<string, number>();
   for (let i = 0; i < options.servers; i++) {
     // The database URL holds a password: through the environment, never argv, which `ps` shows everyone.
-    const child = Bun.spawn([...profiled(selfCommand(), `server-${i + 1}`), "serve", "0", "--balancer", address, "--log-format", "pretty", ...(plaintext ? ["--insecure-plaintext"] : [])], {
+    const child = Bun.spawn([...profiled(selfCommand(), `server-${i + 1}`), "serve", "0", "--balancer", address, "--log-format", "pretty", ...(options.serverArgs ?? SERVER_ARGS), ...(plaintext ? ["--insecure-plaintext"] : [])], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
@@ -117,6 +117,12 @@ export async function startSystem(options: { url: string; servers: number; strat
     },
   };
 }
+
+/**
+ * The load bench measures capacity, not abuse: no per-user send limit there
+ * (bench/hostile.ts runs the servers with their limits on).
+ */
+const SERVER_ARGS = ["--send-rate", "0"];
 
 /** Someone else's system: the balancer lists its servers to members only, so no per-server figures. */
 export function remoteSystem(balancer: string): System {

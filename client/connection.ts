@@ -272,6 +272,11 @@ export abstract class Connection {
       },
       (error: ChatError) => {
         p.inFlight = false;
+        if (error instanceof ChatError && error.code === "E_RATE_LIMITED" && error.retryAfterMs !== undefined) {
+          // The server's allowance for this user is spent: the same send, same id, once it says there is room (capped at a minute).
+          setTimeout(() => this.transmit(p), Math.min(60_000, error.retryAfterMs));
+          return;
+        }
         if (error instanceof ChatError && isTemporary(error.code)) {
           // Stays pending, first in its lane: sent again, with the same id, once connected.
           if (this.connected) setTimeout(() => this.transmit(p), 200);

@@ -40,6 +40,8 @@ export interface ReplayMemory {
 
 export class E2E {
   private readonly fromServer = new Map<string, PublicIdentity>();
+  /** The key whose safety number was last shown for each contact: what /trust may pin. */
+  private readonly compared = new Map<string, PublicIdentity>();
 
   constructor(
     private readonly me: string,
@@ -70,10 +72,27 @@ export class E2E {
     return this.fromServer.get(name);
   }
 
-  /** Accepts the key the server now hands out for a contact. */
+  /** Records that the safety number of this key was shown for a contact (/verify). */
+  showed(name: string, key: PublicIdentity): void {
+    this.compared.set(name, { dh: new Uint8Array(key.dh), sign: new Uint8Array(key.sign) });
+  }
+
+  /**
+   * Pins exactly the key whose safety number the person compared, and only if
+   * the server still offers that key: a server that showed the genuine key
+   * during /verify and its own during /trust gets a refusal, not a pin.
+   */
   async trust(name: string): Promise<void> {
-    const { key } = await this.keyOf(name, true);
-    this.pins.set(name, this.fromServer.get(name) ?? key);
+    const compared = this.compared.get(name);
+    if (!compared) throw new ChatError("E_KEY_CHANGED", `Compare safety numbers with /verify ${name} first, then /trust ${name}`);
+    await this.keyOf(name, true);
+    const offered = this.fromServer.get(name);
+    if (!offered || !sameKeys(offered, compared)) {
+      this.compared.delete(name);
+      throw new ChatError("E_KEY_CHANGED", `The key offered for ${name} changed since /verify: compare the new safety number with /verify ${name}`);
+    }
+    this.pins.set(name, compared);
+    this.compared.delete(name);
   }
 
   /** Seals once for every recipient (and, always, the sender); refuses if any recipient's key changed. */

@@ -50,12 +50,31 @@ export function line(message: Received, json: boolean): string {
   if (json) return JSON.stringify(s);
   const time = new Date(message.at).toLocaleTimeString("en-GB", { hour12: false });
   const to = s.group !== undefined ? `#${s.group}` : s.to;
-  if (s.type === "system") return `[${time}] * ${s.group !== undefined ? `#${s.group}: ` : ""}${sanitize(s.text)}`;
+  if (s.type === "system") return continued(`[${time}] * ${s.group !== undefined ? `#${s.group}: ` : ""}`, s.text);
   if (!s.verified) return `[${time}] ⚠ ${s.from} → ${to}: NOT SHOWN, ${sanitize(s.problem ?? "unverified")} (message ${s.id})`;
-  return `[${time}] ${s.from} → ${to}: ${sanitize(s.text)}`;
+  return continued(`[${time}] ${s.from} → ${to}: `, s.text);
 }
 
-/** Terminal control characters in someone else's text must not drive our terminal. */
+/**
+ * Someone else's text after a prefix we wrote. Each line break in it starts a
+ * continuation indented under the prefix and marked, so no line of theirs can
+ * start where our lines start ("[time] name → ...") and pass for a message.
+ */
+export function continued(prefix: string, text: string): string {
+  const lines = text.split(LINE_BREAKS);
+  const indent = `${" ".repeat(Math.max(0, prefix.length - 2))}┆ `;
+  return prefix + lines.map(sanitize).join(`\n${indent}`);
+}
+
+/** Every way of breaking a line: LF, CR LF, CR alone, NEL, and Unicode's line and paragraph separators. */
+const LINE_BREAKS = /\r\n|[\n\r\u0085\u2028\u2029]/;
+
+/**
+ * Terminal control characters in someone else's text must not drive our
+ * terminal, and bidi controls must not reorder what we print around them
+ * (a right-to-left override can make "bob → alice" read as something else):
+ * each becomes a visible replacement character. A tab becomes a space.
+ */
 export function sanitize(text: string): string {
-  return text.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, "�");
+  return text.replace(/\t/g, " ").replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufff9-\ufffb]/g, "\ufffd");
 }

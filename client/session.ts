@@ -326,16 +326,28 @@ export class ChatSession extends Connection {
   }
 
   async groupHistory(group: string, limit = 50): Promise<Received[]> {
-    const reply = await this.request("history", { group, limit });
-    const out: Received[] = [];
-    for (const m of reply.messages as WireMessage[]) out.push(await this.read(bytesOf(m)));
-    return out;
+    return this.pagedHistory({ group }, limit);
   }
 
   async history(other: string, limit = 50): Promise<Received[]> {
-    const reply = await this.request("history", { with: other, limit });
+    return this.pagedHistory({ with: other }, limit);
+  }
+
+  /** The server pages history by bytes as well, so that a reply fits a frame: ask again, further back, until `limit` or the start. */
+  private async pagedHistory(target: { group: string } | { with: string }, limit: number): Promise<Received[]> {
+    const pages: WireMessage[][] = [];
+    let got = 0;
+    let before: number | undefined;
+    while (got < limit) {
+      const reply = await this.request("history", { ...target, limit: limit - got, ...(before !== undefined ? { before } : {}) });
+      const page = reply.messages as WireMessage[];
+      if (page.length === 0) break;
+      pages.unshift(page);
+      got += page.length;
+      before = page[0]!.seq;
+    }
     const out: Received[] = [];
-    for (const m of reply.messages as WireMessage[]) out.push(await this.read(bytesOf(m)));
+    for (const m of pages.flat()) out.push(await this.read(bytesOf(m)));
     return out;
   }
 
@@ -394,6 +406,8 @@ export class ChatSession extends Connection {
     const mine = await this.e2e.keyOf(this.user);
     const theirs = await this.e2e.keyOf(other, true);
     const key = theirs.changed ? this.e2e.offered(other)! : theirs.key;
+    // What /trust may pin afterwards: this key, and no other.
+    this.e2e.showed(other, key);
     return safetyNumber({ name: this.user, ...mine.key }, { name: other, ...key });
   }
 

@@ -229,7 +229,8 @@ export class Link {
 
 function toError(frame: Record<string, unknown>): ChatError {
   const code = isErrorCode(frame.code) ? frame.code : "E_INTERNAL";
-  return new ChatError(code, typeof frame.message === "string" ? frame.message : undefined);
+  const retryAfterMs = typeof frame.retryAfterMs === "number" && Number.isFinite(frame.retryAfterMs) && frame.retryAfterMs >= 0 ? frame.retryAfterMs : undefined;
+  return new ChatError(code, typeof frame.message === "string" ? frame.message : undefined, retryAfterMs);
 }
 
 export function parseAddress(address: string): { host: string; port: number } {

@@ -32,6 +32,18 @@ export interface ListenOptions<S> {
   /** Refuses connections beyond this many at once, and beyond this many from one address. */
   maxConnections?: number;
   maxPerAddress?: number;
+  /**
+   * Requests being answered at once on one connection. Past it the listener
+   * stops reading the socket (TCP backpressure reaches the sender) and keeps the
+   * frames it already read in a queue, so pipelining costs the sender, not the server.
+   */
+  maxInFlight?: number;
+  /**
+   * The largest frame a connection may send until `trust(conn)` is called (login,
+   * peer proof): anyone can open a connection, so what a stranger makes the
+   * server buffer for a partial frame is small.
+   */
+  strangerMaxFrame?: number;
   initialState(conn: Connection<S>): S;
   routes: Record<string, Route<S>>;
   /** Answers hello; may throw a ChatError to refuse it. */
@@ -54,6 +66,14 @@ export class Connection<S> {
   clusterCertificate = false;
   /** Frames that arrived while hello was being answered wait here, in order. */
   private early?: Uint8Array[];
+  /** Requests being answered now, and the frames read past the cap that wait their turn. */
+  inFlight = 0;
+  readonly waiting: Uint8Array[] = [];
+  waitingBytes = 0;
+  /** Whether reading is stopped because of the queue. */
+  paused = false;
+  /** The frame limit once trusted (the reader starts at the stranger's). */
+  fullMaxFrame: number;
   closed = false;
   readonly reader: FrameReader;
   readonly outbox: Outbox;
@@ -62,8 +82,10 @@ export class Connection<S> {
     readonly socket: Socket<Connection<S>>,
     maxFrame: number,
     outboxLimit: number,
+    strangerMaxFrame = maxFrame,
   ) {
-    this.reader = new FrameReader(maxFrame);
+    this.fullMaxFrame = maxFrame;
+    this.reader = new FrameReader(Math.min(maxFrame, strangerMaxFrame));
     this.outbox = new Outbox(socket, () => this.drop("E_SLOW_CONSUMER", "Disconnected: this connection fell too far behind its messages"), outboxLimit);
   }
 
@@ -74,6 +96,10 @@ export class Connection<S> {
     return true;
   }
 
+  get helloing(): boolean {
+    return this.early !== undefined;
+  }
+
   beginHello(): void {
     this.early = [];
   }
@@ -82,6 +108,11 @@ export class Connection<S> {
     const early = this.early ?? [];
     this.early = undefined;
     return early;
+  }
+
+  /** Lifts the stranger's frame limit: called once the connection has proved who it is. */
+  trust(): void {
+    this.reader.maxFrame = this.fullMaxFrame;
   }
 
   get remote(): string {
@@ -124,13 +155,19 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
   const caPem = options.tls === PLAINTEXT || options.tls.publicCertificate ? undefined : options.tls.caPem;
   const perAddress = new Map<string, number>();
   let open = 0;
+  const maxInFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+  const strangerMaxFrame = options.strangerMaxFrame ?? maxFrame;
+  // A socket is paused while its queue is non-empty, so what waits is at most what one read brought, plus a frame.
+  const maxWaitingBytes = 4 * maxFrame;
+  // Above what a replay keeps queued (a quarter of the outbox, server/flow.ts) plus a frame: a client that reads is never held back.
+  const ctl: Control<S> = { options, caPem, maxInFlight, maxWaitingBytes, outboxHigh: outboxLimit / 4 + maxFrame };
   return Bun.listen<Connection<S>>({
     hostname: options.hostname ?? "127.0.0.1",
     port: options.port,
     ...(tls ? { tls } : {}),
     socket: {
       open(socket) {
-        const conn = new Connection<S>(socket, maxFrame, outboxLimit);
+        const conn = new Connection<S>(socket, maxFrame, outboxLimit, strangerMaxFrame);
         socket.data = conn;
         const from = socket.remoteAddress;
         const fromHere = (perAddress.get(from) ?? 0) + 1;
@@ -166,11 +203,13 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
         }
         for (const payload of frames) {
           if (conn.closed) return;
-          receive(conn, payload, options, caPem);
+          admit(conn, payload, ctl);
         }
       },
       drain(socket) {
         socket.data.outbox.flush();
+        // Replies went out: requests held back behind them may start.
+        if (socket.data.waiting.length > 0) pump(socket.data, ctl);
       },
       close(socket) {
         const conn = socket.data;
@@ -190,7 +229,77 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
   });
 }
 
-function receive<S>(conn: Connection<S>, payload: Uint8Array, options: ListenOptions<S>, caPem: string | undefined): void {
+/** Requests answered at once per connection, by default: enough for a client's pipelined sends, not for a flood. */
+export const DEFAULT_MAX_IN_FLIGHT = 32;
+
+interface Control<S> {
+  options: ListenOptions<S>;
+  caPem: string | undefined;
+  maxInFlight: number;
+  maxWaitingBytes: number;
+  /** Unsent reply bytes past which a connection's next request waits. */
+  outboxHigh: number;
+}
+
+/** Takes a frame now, or queues it (and stops reading) when the connection has as many requests in flight as allowed. */
+function admit<S>(conn: Connection<S>, payload: Uint8Array, ctl: Control<S>): void {
+  // While hello is answered, what follows is held in order without pausing
+  // (a pause during the TLS connection's first exchange did not always resume
+  // under Bun 1.4), within the same byte bound.
+  if (conn.helloing) {
+    conn.waitingBytes += payload.length;
+    if (conn.waitingBytes > ctl.maxWaitingBytes) conn.bye("E_RATE_LIMITED", `More than ${ctl.maxWaitingBytes} bytes sent before hello was answered`);
+    else receive(conn, payload, ctl);
+    return;
+  }
+  if (conn.waiting.length === 0 && ready(conn, ctl)) {
+    receive(conn, payload, ctl);
+    return;
+  }
+  conn.waitingBytes += payload.length;
+  if (conn.waitingBytes > ctl.maxWaitingBytes) {
+    conn.bye("E_RATE_LIMITED", `More than ${ctl.maxInFlight} requests in flight and ${ctl.maxWaitingBytes} bytes waiting`);
+    return;
+  }
+  conn.waiting.push(payload);
+  if (!conn.paused) {
+    conn.paused = true;
+    conn.socket.pause();
+    // Held back by replies that the next flush may write at once (no drain event follows then): look again after it.
+    setImmediate(() => pump(conn, ctl));
+  }
+}
+
+/**
+ * Whether the connection may start another request now: fewer than the cap in
+ * flight, and its replies not piling up unread (a client that sends requests
+ * but does not read what they answer is read no further until it does).
+ */
+function ready<S>(conn: Connection<S>, ctl: Control<S>): boolean {
+  return conn.inFlight < ctl.maxInFlight && conn.outbox.queued <= ctl.outboxHigh;
+}
+
+/** A request was answered: take what waited, and read again once nothing does. */
+function settle<S>(conn: Connection<S>, ctl: Control<S>): void {
+  conn.inFlight--;
+  pump(conn, ctl);
+}
+
+/** Starts what waited while the connection is ready; resumes reading once nothing waits. */
+function pump<S>(conn: Connection<S>, ctl: Control<S>): void {
+  while (!conn.closed && conn.waiting.length > 0 && ready(conn, ctl)) {
+    const next = conn.waiting.shift()!;
+    conn.waitingBytes -= next.length;
+    receive(conn, next, ctl);
+  }
+  if (conn.paused && !conn.closed && conn.waiting.length === 0) {
+    conn.paused = false;
+    conn.socket.resume();
+  }
+}
+
+function receive<S>(conn: Connection<S>, payload: Uint8Array, ctl: Control<S>): void {
+  const { options, caPem } = ctl;
   if (conn.holdEarly(payload)) return;
   let frame: Record<string, unknown>;
   try {
@@ -220,16 +329,19 @@ function receive<S>(conn: Connection<S>, payload: Uint8Array, options: ListenOpt
       return;
     }
     conn.beginHello();
+    conn.inFlight++;
     void answer(conn, req, options, async () => {
       const fields = (await options.hello?.(conn, req)) ?? {};
       conn.greeted = true;
       // The CA, so that a client meeting this cluster for the first time can pin it (net/trust.ts).
-      return { v: PROTOCOL_VERSION, maxFrame: conn.reader.maxFrame, ...(caPem ? { ca: caPem } : {}), ...fields };
+      return { v: PROTOCOL_VERSION, maxFrame: conn.fullMaxFrame, ...(caPem ? { ca: caPem } : {}), ...fields };
     }).then(() => {
+      conn.waitingBytes = 0;
       for (const early of conn.endHello()) {
         if (conn.closed) return;
-        receive(conn, early, options, caPem);
+        admit(conn, early, ctl);
       }
+      settle(conn, ctl);
     });
     return;
   }
@@ -245,7 +357,8 @@ function receive<S>(conn: Connection<S>, payload: Uint8Array, options: ListenOpt
     conn.send(fail(req.id, refusal.code, refusal.message));
     return;
   }
-  void answer(conn, req, options, () => route.handle(conn, req));
+  conn.inFlight++;
+  void answer(conn, req, options, () => route.handle(conn, req)).then(() => settle(conn, ctl));
 }
 
 async function answer<S>(
@@ -260,7 +373,7 @@ async function answer<S>(
   } catch (error) {
     if (error instanceof ChatError) {
       options.recorder?.refused(error.code, req.op, req.id);
-      if (!conn.closed) conn.send(fail(req.id, error.code, error.message));
+      if (!conn.closed) conn.send(fail(req.id, error.code, error.message, error.retryAfterMs));
       return;
     }
     options.recorder?.refused("E_INTERNAL", req.op, req.id);

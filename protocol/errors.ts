@@ -31,6 +31,7 @@ export const ErrorCodes = {
   E_NO_SERVER: "No chat server is available",
   E_NO_SUCH_GROUP: "No such group",
   E_FILE_TOO_LARGE: "The file is larger than this server accepts",
+  E_QUOTA: "Your files would pass your storage quota: wait for old ones to expire",
   E_NO_SUCH_FILE: "No such file, or not one you may read",
   E_FILE_INCOMPLETE: "The file's upload is not complete",
   E_FILE_CORRUPT: "The file failed its integrity check; nothing was saved",
@@ -60,6 +61,8 @@ export class ChatError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string = ErrorCodes[code],
+    /** With E_RATE_LIMITED: how long to wait before trying again (on the wire as `retryAfterMs`). */
+    readonly retryAfterMs?: number,
   ) {
     super(message);
   }

@@ -31,7 +31,8 @@ export class FrameReader {
   /** buf is the caller's chunk, read in place during one push. */
   private borrowed = false;
 
-  constructor(readonly maxFrame: number = DEFAULT_MAX_FRAME) {}
+  /** Settable: a connection's limit rises once it has proved who it is (net/listener.ts). */
+  constructor(public maxFrame: number = DEFAULT_MAX_FRAME) {}
 
   /** Bytes held for a frame not yet complete. */
   get buffered(): number {

@@ -24,7 +24,7 @@ export function chunks<T>(items: T[], size: number): T[][] {
 export type Request = { t: "req"; id: number; op: string; [arg: string]: unknown };
 export type Reply =
   | { t: "res"; id: number; ok: true; [field: string]: unknown }
-  | { t: "res"; id: number; ok: false; code: ErrorCode; message: string };
+  | { t: "res"; id: number; ok: false; code: ErrorCode; message: string; retryAfterMs?: number };
 export type Event = { t: "ev"; ev: string; [field: string]: unknown };
 /** Sent just before the server closes a connection, saying why. */
 export type Bye = { t: "bye"; code: ErrorCode; message: string };
@@ -53,6 +53,6 @@ export function ok(id: number, fields: Record<string, unknown> = {}): Reply {
   return { ...fields, t: "res", id, ok: true };
 }
 
-export function fail(id: number, code: ErrorCode, message: string): Reply {
-  return { t: "res", id, ok: false, code, message };
+export function fail(id: number, code: ErrorCode, message: string, retryAfterMs?: number): Reply {
+  return retryAfterMs === undefined ? { t: "res", id, ok: false, code, message } : { t: "res", id, ok: false, code, message, retryAfterMs };
 }

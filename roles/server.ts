@@ -8,6 +8,8 @@ import { randomUUID } from "node:crypto";
 import { announce } from "../balancer/announcer";
 import { migrate, openDatabase, type Database } from "../db/connect";
 import { listen } from "../net/listener";
+import { assertLimits } from "../protocol/limits";
+import { Limits } from "../server/limits";
 import { PLAINTEXT, publicServerTls, withPublicRoots } from "../net/tls";
 import { clusterIdentity } from "../server/cluster-identity";
 import { isNonce, nonce } from "../server/peer-proof";
@@ -69,6 +71,8 @@ export interface ChatServer {
 export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const log: Log = options.log ?? ((line: string) => console.error(line));
   const config = { ...DEFAULT_CONFIG, ...options.config };
+  // Sizes that contradict each other (a group too big to send in) refuse to start, naming them.
+  assertLimits(config);
   const database: Database = openDatabase(options.databaseUrl, {
     max: 16,
     onReplace: (why) => log(`database connections replaced: ${why}`),
@@ -131,8 +135,9 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       sessions.add(conn, session);
     },
     groups: new GroupStore(database.sql, config.maxGroupMembers),
-    files: new FileStore(database.sql),
+    files: new FileStore(database.sql, { quotaBytes: config.storageQuotaBytes, maxUploads: config.maxConcurrentUploads }),
     reads: new Reads({ store, files: new FileStore(database.sql), sql: database.sql }, replica?.sql, metrics),
+    limits: new Limits(config),
     log,
     committer: new Committer(new MeteredStore(commits.sql, metrics), {
       onError: (e) => log(`commit failed: ${e}`, { level: "error", code: (e as ChatError).code ?? "E_UNAVAILABLE" }),
@@ -148,6 +153,11 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     port: options.port,
     hostname,
     outboxLimit: config.outboxLimit,
+    maxFrame: config.maxFrame,
+    strangerMaxFrame: config.strangerMaxFrame,
+    maxInFlight: config.maxInFlight,
+    maxConnections: config.maxConnections,
+    maxPerAddress: config.maxConnectionsPerAddress,
     recorder: {
       refused(code, op, req) {
         metrics.refused(code);
@@ -171,6 +181,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
           }
           conn.state.role = "peer";
           clearTimeout(conn.state.loginTimer);
+          conn.trust();
           // A server we have not met yet: link back to it now rather than at the next refresh.
           void ctx.peers.refresh().catch(() => {});
         },
@@ -178,9 +189,16 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     },
     onOpen(conn) {
       open.add(conn);
-      conn.state.loginTimer = setTimeout(() => {
-        if (!conn.state.user && conn.state.role !== "peer") conn.bye("E_LOGIN_TIMEOUT", `No login within ${config.loginTimeoutMs / 1000} s`);
-      }, config.loginTimeoutMs);
+      const deadline = () => {
+        if (conn.state.user || conn.state.role === "peer") return;
+        // A login waiting its turn for a hash (server/limits.ts) is not idle: look again once it is answered.
+        if (conn.state.authenticating || conn.state.hashing) {
+          conn.state.loginTimer = setTimeout(deadline, 250);
+          return;
+        }
+        conn.bye("E_LOGIN_TIMEOUT", `No login within ${config.loginTimeoutMs / 1000} s`);
+      };
+      conn.state.loginTimer = setTimeout(deadline, config.loginTimeoutMs);
     },
     hello(conn, req) {
       if (req.role !== "peer") return { server: id, role: "server", version: VERSION };

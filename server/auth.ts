@@ -13,8 +13,17 @@ import type { Identity } from "./store";
 
 export const AUTH_KEY_BYTES = 32;
 
-export async function signup(ctx: ServerContext, name: string, auth: Uint8Array, identity: Identity): Promise<number> {
-  const hash = await Bun.password.hash(auth, { algorithm: "argon2id" });
+/**
+ * Every argon2id hash goes through here: within the caller's address allowance
+ * and the server-wide bound on hashes at once (server/limits.ts), so a flood of
+ * signups queues behind itself instead of taking every core from logins.
+ */
+function hashed<T>(ctx: ServerContext, conn: Conn, work: () => Promise<T>): Promise<T> {
+  return ctx.limits.hash(conn.remote, work);
+}
+
+export async function signup(ctx: ServerContext, conn: Conn, name: string, auth: Uint8Array, identity: Identity): Promise<number> {
+  const hash = await hashed(ctx, conn, () => Bun.password.hash(auth, { algorithm: "argon2id" }));
   return ctx.store.createUser(name, hash, identity);
 }
 
@@ -36,25 +45,34 @@ export interface LoginResult {
   backup?: Uint8Array;
 }
 
-/** Checks the login key and the account's slowdown; throws E_AUTH, E_NO_SUCH_USER or E_RATE_LIMITED. */
-export async function verify(ctx: ServerContext, name: string, auth: Uint8Array) {
+/**
+ * Checks the login key and the account's slowdown; throws E_AUTH, E_NO_SUCH_USER or E_RATE_LIMITED.
+ * The attempt is counted before the hash, by an UPDATE that succeeds only while
+ * the account is not locked: N attempts in parallel when a lock ends take one
+ * guess between them, not N. A right key then clears the count.
+ */
+export async function verify(ctx: ServerContext, conn: Conn, name: string, auth: Uint8Array) {
   const found = await ctx.store.findUser(name);
   if (!found) throw new ChatError("E_NO_SUCH_USER", `No user is called "${name}"`);
-  if (found.lockedUntil !== null && found.lockedUntil > Date.now()) {
-    const seconds = Math.ceil((found.lockedUntil - Date.now()) / 1000);
-    throw new ChatError("E_RATE_LIMITED", `Too many failed logins for "${name}": try again in ${seconds} s`);
+  const [reserved] = await ctx.store.sql`
+    update users set failed_logins = failed_logins + 1,
+      locked_until = case when failed_logins + 1 >= 5
+        then now() + least(power(2, failed_logins + 1 - 5), 300) * interval '1 second' else locked_until end
+    where id = ${found.id} and (locked_until is null or locked_until <= now())
+    returning id`;
+  if (!reserved) {
+    const [row] = await ctx.store.sql`select (extract(epoch from locked_until - now()) * 1000)::float8 as ms from users where id = ${found.id}`;
+    const ms = Math.max(1000, row?.ms ?? 1000);
+    throw new ChatError("E_RATE_LIMITED", `Too many failed logins for "${name}": try again in ${Math.ceil(ms / 1000)} s`, ms);
   }
-  if (!(await Bun.password.verify(auth, found.authHash))) {
-    await ctx.store.recordLoginFailure(found.id);
-    throw new ChatError("E_AUTH", `Wrong password for "${name}"`);
-  }
-  if (found.failedLogins > 0) await ctx.store.clearLoginFailures(found.id);
+  if (!(await hashed(ctx, conn, () => Bun.password.verify(auth, found.authHash)))) throw new ChatError("E_AUTH", `Wrong password for "${name}"`);
+  await ctx.store.clearLoginFailures(found.id);
   return found;
 }
 
 /** A password login from a device (made at its first login): the connection is recorded with a new token. */
 export async function login(ctx: ServerContext, conn: Conn, name: string, auth: Uint8Array, device: { key: string; name: string }): Promise<LoginResult> {
-  const found = await verify(ctx, name, auth);
+  const found = await verify(ctx, conn, name, auth);
   const token = crypto.getRandomValues(new Uint8Array(32));
   const session = await ctx.devices.login(found.id, device, { serverId: ctx.id, connId: conn.id }, { hash: sha256(token), expires: new Date(Date.now() + ctx.config.tokenTtlMs) });
   await ctx.live(conn, session);
@@ -71,13 +89,14 @@ export async function resume(ctx: ServerContext, conn: Conn, name: string, token
 /** A password change: the old login key proves it, then key hash, salt and backup change together. */
 export async function changePassword(
   ctx: ServerContext,
+  conn: Conn,
   name: string,
   oldAuth: Uint8Array,
   auth: Uint8Array,
   next: { salt: Uint8Array; kdf: string; backup: Uint8Array },
 ): Promise<void> {
-  const found = await verify(ctx, name, oldAuth);
-  const hash = await Bun.password.hash(auth, { algorithm: "argon2id" });
+  const found = await verify(ctx, conn, name, oldAuth);
+  const hash = await hashed(ctx, conn, () => Bun.password.hash(auth, { algorithm: "argon2id" }));
   await ctx.store.changePassword(found.id, hash, next);
 }
 

@@ -13,12 +13,16 @@ import type { DeviceSession, DeviceStore } from "./device-store";
 import type { CursorStore } from "./cursor-store";
 import type { Reads } from "./reads";
 import type { LogFields } from "../roles/logger";
+import type { Limits } from "./limits";
+import { DEFAULT_MAX_FRAME } from "../protocol/frame";
 
 export interface ServerConfig {
   /** Close connections that have not logged in by then. */
   loginTimeoutMs: number;
-  /** Largest message body, in bytes. */
+  /** Largest message body, in bytes: enough for a full group's envelope (protocol/limits.ts). */
   maxBody: number;
+  /** Largest frame either way, in bytes; every reply is paged to fit it. */
+  maxFrame: number;
   /** Bytes queued for one connection before it is cut off as too slow. */
   outboxLimit: number;
   /** How long a resume token stays valid. */
@@ -35,11 +39,33 @@ export interface ServerConfig {
   fileRetentionMs: number;
   /** The most devices one user may have. */
   maxDevices: number;
+  /** Connections at once, overall and from one source address. */
+  maxConnections: number;
+  maxConnectionsPerAddress: number;
+  /** Requests answered at once per connection; past it the server stops reading that connection. */
+  maxInFlight: number;
+  /** The largest frame before login: what a stranger can make the server buffer. */
+  strangerMaxFrame: number;
+  /** argon2id hashes running at once, server-wide (each takes 64 MiB and a core). */
+  maxConcurrentHashes: number;
+  /** Reads with large replies (history, fetch, file chunks) running at once, server-wide. */
+  maxConcurrentReads: number;
+  /** Password hashes (signup, login, passwd) one source address may ask for: a burst, then this many a second. */
+  hashBurstPerAddress: number;
+  hashesPerSecondPerAddress: number;
+  /** Messages one user may send: a burst, then this many a second (0: no limit). */
+  sendBurst: number;
+  sendsPerSecond: number;
+  /** Bytes of files one user may keep (the sizes declared at file.begin), and uploads not yet complete at once. */
+  storageQuotaBytes: number;
+  maxConcurrentUploads: number;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
   loginTimeoutMs: 10_000,
-  maxBody: 64 * 1024,
+  // bodyFor(1000) is ~145 KiB: a 1,000-member group's envelope with 64 KiB of text.
+  maxBody: 160 * 1024,
+  maxFrame: DEFAULT_MAX_FRAME,
   outboxLimit: 8 * 1024 * 1024,
   tokenTtlMs: 7 * 24 * 3600_000,
   liveWithinMs: 5_000,
@@ -48,6 +74,20 @@ export const DEFAULT_CONFIG: ServerConfig = {
   uploadTtlMs: 24 * 3600_000,
   fileRetentionMs: 90 * 24 * 3600_000,
   maxDevices: 10,
+  maxConnections: 20_000,
+  // Loopback and NAT put many honest clients behind one address: high enough for them, far below the total.
+  maxConnectionsPerAddress: 4096,
+  maxInFlight: 32,
+  strangerMaxFrame: 8 * 1024,
+  // Half the cores at most: a flood of signups never takes the cores that deliver messages.
+  maxConcurrentHashes: Math.max(1, Math.floor(navigator.hardwareConcurrency / 2)),
+  maxConcurrentReads: 16,
+  hashBurstPerAddress: 100,
+  hashesPerSecondPerAddress: 2,
+  sendBurst: 500,
+  sendsPerSecond: 100,
+  storageQuotaBytes: 1024 * 1024 * 1024,
+  maxConcurrentUploads: 4,
 };
 
 export interface ClientState {
@@ -59,6 +99,10 @@ export interface ClientState {
   typingAt?: Map<number, number>;
   /** A login or resume is in progress: one at a time per connection. */
   authenticating: boolean;
+  /** A request that hashes a password (signup, passwd) is in progress: one at a time per connection. */
+  hashing?: boolean;
+  /** A sync is replaying: one at a time per connection. */
+  syncing?: boolean;
   loginTimer?: Timer;
   /** The last send handed to the committer: the next waits for it, so one connection's sends keep their order. */
   sendTail?: Promise<void>;
@@ -91,6 +135,8 @@ export interface ServerContext {
   delivery: Delivery;
   peers: Peers;
   log(line: string, fields?: LogFields): void;
+  /** Bounds on hashing and sending (server/limits.ts). */
+  limits: Limits;
   /** Makes a connection whose login ChatDB recorded live here (or undoes the record if it closed meanwhile). */
   live(conn: Conn, session: DeviceSession): Promise<void>;
 }

@@ -17,15 +17,39 @@ export interface FileRow {
   seqAtBegin: number;
 }
 
-export class FileStore {
-  constructor(private readonly sql: Sql) {}
+/** The advisory lock space of upload quotas (the other key is the uploader's id). */
+const QUOTA_LOCK = 14;
 
+export class FileStore {
+  constructor(
+    private readonly sql: Sql,
+    private readonly quota: { quotaBytes: number; maxUploads: number } = { quotaBytes: Number.MAX_SAFE_INTEGER, maxUploads: Number.MAX_SAFE_INTEGER },
+  ) {}
+
+  /**
+   * Starts an upload within the uploader's quota: the declared sizes of what
+   * they keep (complete or not) and how many uploads are not complete yet.
+   * Checked and inserted under a lock on the uploader (an advisory lock, not a
+   * row: no schema for it), so parallel begins cannot both pass the check.
+   */
   async begin(uploaderId: number, conversationId: number, size: number, chunkSize: number, chunks: number): Promise<string> {
-    const [row] = await this.sql`
-      insert into files (uploader_id, conversation_id, seq_at_begin, size, chunk_size, chunks)
-      select ${uploaderId}, ${conversationId}, last_seq, ${size}, ${chunkSize}, ${chunks} from conversations where id = ${conversationId}
-      returning id`;
-    return row!.id;
+    return this.sql.begin(async (tx) => {
+      await tx`select pg_advisory_xact_lock(${QUOTA_LOCK}, ${uploaderId})`;
+      const [use] = await tx`
+        select coalesce(sum(size), 0)::float8 as bytes, (count(*) filter (where completed_at is null))::int as open
+        from files where uploader_id = ${uploaderId}`;
+      if (use!.open >= this.quota.maxUploads) {
+        throw new ChatError("E_RATE_LIMITED", `You have ${use!.open} uploads not yet complete; this server allows ${this.quota.maxUploads} at once`, 10_000);
+      }
+      if (use!.bytes + size > this.quota.quotaBytes) {
+        throw new ChatError("E_QUOTA", `Your files take ${use!.bytes} bytes; with this one (${size}) they would pass your quota of ${this.quota.quotaBytes}`);
+      }
+      const [row] = await tx`
+        insert into files (uploader_id, conversation_id, seq_at_begin, size, chunk_size, chunks)
+        select ${uploaderId}, ${conversationId}, last_seq, ${size}, ${chunkSize}, ${chunks} from conversations where id = ${conversationId}
+        returning id`;
+      return row!.id as string;
+    });
   }
 
   async get(fileId: string): Promise<FileRow | undefined> {

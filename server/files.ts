@@ -89,7 +89,7 @@ export function fileRoutes(ctx: ServerContext, directory: Directory, loggedIn: R
         const file = await ctx.files.readable(fileId(req), conn.state.user!.id);
         if (!file.complete) throw new ChatError("E_FILE_INCOMPLETE", "The file's upload is not complete");
         const index = v.int(req, "index", 0, file.chunks - 1);
-        const data = await ctx.reads.chunk(file.id, index);
+        const data = await ctx.limits.read(conn, () => ctx.reads.chunk(file.id, index));
         if (!data) throw new ChatError("E_NO_SUCH_FILE", "That chunk is gone (past the retention)");
         return { data };
       },

@@ -32,12 +32,12 @@ export class Reads {
     if (replicaSql) this.replica = { store: new Store(replicaSql), files: new FileStore(replicaSql), sql: replicaSql };
   }
 
-  history(userId: number, convId: number, beforeSeq: number | undefined, limit: number): Promise<WireMessage[]> {
-    return this.route((s) => s.store.history(userId, convId, beforeSeq, limit));
+  history(userId: number, convId: number, beforeSeq: number | undefined, limit: number, maxBytes?: number): Promise<WireMessage[]> {
+    return this.route((s) => s.store.history(userId, convId, beforeSeq, limit, maxBytes));
   }
 
-  after(userId: number, convId: number, afterSeq: number, limit: number): Promise<WireMessage[]> {
-    return this.route((s) => s.store.after(userId, convId, afterSeq, limit));
+  after(userId: number, convId: number, afterSeq: number, limit: number, maxBytes?: number): Promise<WireMessage[]> {
+    return this.route((s) => s.store.after(userId, convId, afterSeq, limit, maxBytes));
   }
 
   chunk(fileId: string, index: number): Promise<Uint8Array | undefined> {

@@ -14,6 +14,7 @@ import type { Destination, Directory } from "./directory";
 import type { GroupChange } from "./group-store";
 import { fileRoutes } from "./files";
 import { userRoutes } from "./user-routes";
+import { MAX_PAGE_ROWS, pageBytes } from "../protocol/limits";
 
 const loggedIn = (conn: Conn) =>
   conn.state.user ? undefined : new ChatError("E_NOT_LOGGED_IN", "Log in first");
@@ -26,10 +27,30 @@ const anonymous = (conn: Conn) =>
         ? new ChatError("E_BAD_REQUEST", "A login is already in progress on this connection")
         : undefined;
 
-/** How many names one request may carry; the group's own limit is the store's to enforce (E_GROUP_FULL). */
-const MAX_NAMES = 65_535;
+/** One password hash per connection at a time: a pipelined flood of signups waits on the connection, not the server. */
+const notHashing = (conn: Conn) =>
+  conn.state.hashing ? new ChatError("E_RATE_LIMITED", "A password request is already in progress on this connection", 1000) : undefined;
 
 export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Record<string, Route<ClientState>> {
+  // No request names more people than a group may hold (and a group is its members plus the one adding).
+  const maxNames = ctx.config.maxGroupMembers;
+  // What one page of history or fetch may carry so that the reply fits a frame (protocol/limits.ts).
+  const replyPage = pageBytes({ maxFrame: ctx.config.maxFrame });
+  /** Names for a group to hold: past the group limit is E_GROUP_FULL, before any of them is looked at. */
+  const joining = (req: Request, field: string) => {
+    const value = req[field];
+    if (Array.isArray(value) && value.length > maxNames) throw new ChatError("E_GROUP_FULL", `A group holds at most ${maxNames} members; this names ${value.length}`);
+    return v.names(req, field, maxNames);
+  };
+  /** Marks the connection as hashing for the length of `work`. */
+  async function hashing<T>(conn: Conn, work: () => Promise<T>): Promise<T> {
+    conn.state.hashing = true;
+    try {
+      return await work();
+    } finally {
+      conn.state.hashing = false;
+    }
+  }
   async function authenticate(conn: Conn, run: () => Promise<LoginResult>) {
     conn.state.authenticating = true;
     // Live messages wait until the client's sync has replayed the backlog, so that order holds.
@@ -38,6 +59,8 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     try {
       const { user, device, token, backup } = await run();
       clearTimeout(conn.state.loginTimer);
+      // Logged in: frames up to the full limit from now on.
+      conn.trust();
       const [cursors, read, me] = await Promise.all([ctx.cursors.deviceCursors(user.id, conn.state.device!.id), ctx.cursors.readMarkers(user.id), ctx.store.settingsOf(user.id)]);
       return { user: user.name, device, token, server: ctx.id, cursors, read, settings: me.settings, pins: me.pins, ...(backup ? { backup } : {}) };
     } catch (error) {
@@ -68,8 +91,8 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
       },
     },
     signup: {
-      guard: anonymous,
-      async handle(_conn, req) {
+      guard: (conn) => anonymous(conn) ?? notHashing(conn),
+      async handle(conn, req) {
         const name = v.name(req, "user");
         const auth = v.exactBytes(req, "auth", AUTH_KEY_BYTES);
         const identity = {
@@ -79,7 +102,7 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
           sign: v.exactBytes(req, "sign", 32),
           backup: v.bytes(req, "backup", 1024),
         };
-        await signup(ctx, name, auth, identity);
+        await hashing(conn, () => signup(ctx, conn, name, auth, identity));
         return { user: name };
       },
     },
@@ -101,7 +124,7 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
       },
     },
     passwd: {
-      guard: loggedIn,
+      guard: (conn) => loggedIn(conn) ?? notHashing(conn),
       async handle(conn, req) {
         const oldAuth = v.exactBytes(req, "old", AUTH_KEY_BYTES);
         const auth = v.exactBytes(req, "auth", AUTH_KEY_BYTES);
@@ -110,13 +133,13 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
           kdf: JSON.stringify(v.kdf(req, "kdf")),
           backup: v.bytes(req, "backup", 1024),
         };
-        await changePassword(ctx, conn.state.user!.name, oldAuth, auth, next);
+        await hashing(conn, () => changePassword(ctx, conn, conn.state.user!.name, oldAuth, auth, next));
       },
     },
     keys: {
       guard: loggedIn,
       async handle(_conn, req) {
-        const names = v.names(req, "users", 1000);
+        const names = v.names(req, "users", maxNames + 1);
         const found = await ctx.store.publicKeys(names);
         const missing = names.filter((n) => !found.has(n));
         if (missing.length > 0) throw new ChatError("E_NO_SUCH_USER", `No user is called "${missing[0]}"`);
@@ -132,6 +155,8 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         const cmid = v.string(req, "cmid", 64);
         const body = v.bytes(req, "body", ctx.config.maxBody);
         const epoch = group !== undefined ? v.int(req, "epoch", 0) : undefined;
+        // A spent allowance refuses before anything is stored; a retry with the same cmid after the wait is a new send.
+        ctx.limits.send(me.id);
         const place = ({ convId, recipients }: Destination) => ({ convId, recipients, commit: ctx.committer.append({ senderId: me.id, convId, cmid, body, epoch }) });
         // One connection's sends reach the committer in the order they arrived,
         // even when a cold lookup for one takes longer than for the next: while
@@ -179,14 +204,14 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
       guard: loggedIn,
       async handle(conn, req) {
         const name = v.name(req, "group");
-        const others = req.members === undefined ? [] : v.names(req, "members", MAX_NAMES);
+        const others = req.members === undefined ? [] : joining(req, "members");
         const { message, recipients } = await ctx.groups.create(name, conn.state.user!, others);
         announce(message, recipients);
         return { group: name, conv: message.conv };
       },
     },
-    "group.add": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "add", users: v.names(req, "users", MAX_NAMES) }) },
-    "group.remove": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "remove", users: v.names(req, "users", MAX_NAMES) }) },
+    "group.add": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "add", users: joining(req, "users") }) },
+    "group.remove": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "remove", users: v.names(req, "users", maxNames) }) },
     "group.promote": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "promote", user: v.name(req, "user") }) },
     "group.leave": { guard: loggedIn, handle: (conn, req) => change(conn, req, { op: "leave" }) },
     "group.members": {
@@ -202,9 +227,15 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
       },
     },
     sync: {
-      guard: loggedIn,
+      // One replay at a time: a second would page the same backlog again, and its messages twice.
+      guard: (conn) => loggedIn(conn) ?? (conn.state.syncing ? new ChatError("E_BAD_REQUEST", "A sync is already in progress on this connection") : undefined),
       async handle(conn) {
-        return { count: await ctx.delivery.flow.replay(conn) };
+        conn.state.syncing = true;
+        try {
+          return { count: await ctx.delivery.flow.replay(conn) };
+        } finally {
+          conn.state.syncing = false;
+        }
       },
     },
     fetch: {
@@ -212,8 +243,9 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
       async handle(conn, req) {
         const conv = v.int(req, "conv", 1);
         const after = v.int(req, "after", 0);
-        const limit = v.optionalInt(req, "limit", 1, 1000) ?? 500;
-        return { messages: await ctx.reads.after(conn.state.user!.id, conv, after, limit) };
+        const limit = v.optionalInt(req, "limit", 1, MAX_PAGE_ROWS) ?? 500;
+        // Paged by bytes too, so the reply fits one frame: the client asks again from the last seq.
+        return { messages: await ctx.limits.read(conn, () => ctx.reads.after(conn.state.user!.id, conv, after, limit, replyPage)) };
       },
     },
     history: {
@@ -222,9 +254,9 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         const me = conn.state.user!;
         const group = v.optionalName(req, "group");
         const before = v.optionalInt(req, "before", 1);
-        const limit = v.optionalInt(req, "limit", 1, 1000) ?? 50;
+        const limit = v.optionalInt(req, "limit", 1, MAX_PAGE_ROWS) ?? 50;
         const convId = group !== undefined ? await ctx.groups.conversation(group, me.id) : (await directory.direct(me.id, v.name(req, "with"))).convId;
-        return { conv: convId, messages: await ctx.reads.history(me.id, convId, before, limit) };
+        return { conv: convId, messages: await ctx.limits.read(conn, () => ctx.reads.history(me.id, convId, before, limit, replyPage)) };
       },
     },
     ...userRoutes(ctx, directory, acks, loggedIn),

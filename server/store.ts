@@ -238,20 +238,24 @@ export class Store {
     return rows.map(toWire);
   }
 
-  /** The last `limit` messages before a sequence number, returned oldest first. */
-  async history(userId: number, convId: number, beforeSeq: number | undefined, limit: number): Promise<WireMessage[]> {
+  /** The last `limit` messages before a sequence number, returned oldest first; at most about `maxBytes` of bodies (at least one message). */
+  async history(userId: number, convId: number, beforeSeq: number | undefined, limit: number, maxBytes = PAGE_BYTES): Promise<WireMessage[]> {
     // Membership is part of the query: a non-member, or a removed one, reads nothing.
     const rows = await this.sql`
-      select ${MESSAGE_COLUMNS(this.sql)}
-      from members me
-      join messages m on m.conversation_id = me.conversation_id and m.seq > me.joined_seq
-        and (me.left_seq is null or m.seq <= me.left_seq)
-      join users s on s.id = m.sender_id
-      join conversations c on c.id = m.conversation_id
-      where me.user_id = ${userId} and me.conversation_id = ${convId}
-        -- A bound on m.seq alone (no "or null"), so that it bounds the index range.
-        and m.seq < ${beforeSeq ?? Number.MAX_SAFE_INTEGER}::bigint
-      order by m.seq desc limit ${limit}`;
+      select * from (
+        select *, sum(octet_length(newest.body)) over (order by newest.seq desc) - octet_length(newest.body) as bytes_before from (
+        select ${MESSAGE_COLUMNS(this.sql)}
+        from members me
+        join messages m on m.conversation_id = me.conversation_id and m.seq > me.joined_seq
+          and (me.left_seq is null or m.seq <= me.left_seq)
+        join users s on s.id = m.sender_id
+        join conversations c on c.id = m.conversation_id
+        where me.user_id = ${userId} and me.conversation_id = ${convId}
+          -- A bound on m.seq alone (no "or null"), so that it bounds the index range.
+          and m.seq < ${beforeSeq ?? Number.MAX_SAFE_INTEGER}::bigint
+        order by m.seq desc limit ${limit}) newest) page
+      where bytes_before < ${maxBytes}
+      order by seq desc`;
     return rows.map(toWire).reverse();
   }
 

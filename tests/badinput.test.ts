@@ -31,7 +31,7 @@ let friend: TestUser;
 const sent: string[] = [];
 
 beforeAll(async () => {
-  cluster = await startCluster({ servers: 1, config: { loginTimeoutMs: LOGIN_TIMEOUT_MS, outboxLimit: OUTBOX_LIMIT } });
+  cluster = await startCluster({ servers: 1, config: { loginTimeoutMs: LOGIN_TIMEOUT_MS, outboxLimit: OUTBOX_LIMIT, sendsPerSecond: 0 } });
   addr = cluster.servers[0]!.addr;
   for (const name of ["good", "friend", "prober", "flooder"]) await signup(cluster.balancerAddr, name);
   good = await connectUser(cluster.balancerAddr, "good");

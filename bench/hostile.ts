@@ -1,0 +1,216 @@
+/**
+ * The hostile bench (issue 14): neighbours chat in pairs on one chat server,
+ * first alone, then alongside attackers of every kind, and we report the
+ * neighbours' message latency (send to delivery, p50/p99) in both runs and the
+ * server's peak RSS. The attackers run in their own process, so that their
+ * work does not slow the neighbours' side of the measurement.
+ *
+ *   bun bench/hostile.ts [--attackers 1000] [--neighbours 20] [--duration 10] [--only KIND] [--data DIR] [--json]
+ *
+ * Attackers, by share of --attackers:
+ *  - strangers (60%): connect, say hello, send a header and part of a frame, and wait;
+ *  - non-readers (20%): log in, stop reading, and pipeline history requests;
+ *  - signup flooders (10%): pipeline signups (argon2id) before login;
+ *  - send flooders (10%): log in and send as fast as the link takes it.
+ * Every loop is bounded in time; everything runs on 127.0.0.1 and stops by itself.
+ */
+import { parseArgs } from "node:util";
+import { Link } from "../net/link";
+import { encode } from "../protocol/codec";
+import { newHistogram, percentiles, type Histogram } from "./hist";
+import { rssBytes } from "./procstat";
+import { provision } from "./provision";
+import { openBenchDatabase, startSystem } from "./system";
+
+const PASSWORD = "bench hostile password";
+
+interface Report {
+  attackers: number;
+  neighbours: number;
+  durationS: number;
+  baseline: { p50Ms: number; p99Ms: number; messages: number };
+  underAttack: { p50Ms: number; p99Ms: number; messages: number };
+  p99Ratio: number;
+  serverPeakRssMiB: number;
+  attackerOutcomes: Record<string, number>;
+}
+
+async function resumed(addr: string, user: string, token: string, onEvent?: (ev: string, frame: Record<string, unknown>) => void): Promise<Link> {
+  const link = await Link.connect(addr, { hello: { role: "client" }, onEvent });
+  await link.request("resume", { user, token }, 60_000);
+  await link.request("sync", {}, 60_000);
+  return link;
+}
+
+/** Pairs of neighbours message each other every `everyMs`; returns the send-to-delivery latencies. */
+async function neighbours(addr: string, names: string[], tokens: Record<string, string>, durationS: number, everyMs = 100): Promise<Histogram> {
+  const hist = newHistogram();
+  // By client message id: only what this run sent counts (a backlog from an earlier run replays at login).
+  const sentAt = new Map<string, number>();
+  const links = await Promise.all(
+    names.map((name) =>
+      resumed(addr, name, tokens[name]!, (ev, frame) => {
+        if (ev !== "msg") return;
+        const cmid = (frame.m as { cmid?: string } | undefined)?.cmid;
+        const t0 = cmid === undefined ? undefined : sentAt.get(cmid);
+        if (t0 === undefined) return;
+        sentAt.delete(cmid!);
+        hist.recordValue(Math.max(1, Math.round((performance.now() - t0) * 1000)));
+      }),
+    ),
+  );
+  const until = performance.now() + durationS * 1000;
+  await Promise.all(
+    links.map(async (link, i) => {
+      const partner = names[i ^ 1]!;
+      while (performance.now() < until) {
+        const cmid = crypto.randomUUID();
+        sentAt.set(cmid, performance.now());
+        await link.request("send", { to: partner, cmid, body: new Uint8Array(400) }).catch(() => {});
+        await Bun.sleep(everyMs);
+      }
+    }),
+  );
+  await Bun.sleep(500);
+  for (const l of links) l.close();
+  return hist;
+}
+
+/** The attacker process: `bun bench/hostile.ts --attack ADDR N DURATION` with the tokens on stdin. */
+async function attack(addr: string, n: number, durationS: number, tokens: Record<string, string>): Promise<Record<string, number>> {
+  const outcomes: Record<string, number> = {};
+  const count = (what: string) => (outcomes[what] = (outcomes[what] ?? 0) + 1);
+  const until = Date.now() + durationS * 1000;
+  const names = Object.keys(tokens);
+  const kinds = [
+    ...Array.from({ length: Math.floor(n * 0.6) }, () => "stranger"),
+    ...Array.from({ length: Math.floor(n * 0.2) }, () => "nonreader"),
+    ...Array.from({ length: Math.floor(n * 0.1) }, () => "signups"),
+  ];
+  while (kinds.length < n) kinds.push("sender");
+  // --only KIND: every attacker of that kind, to see what each costs the neighbours.
+  const only = process.env.HOSTILE_ONLY;
+  if (only) kinds.fill(only);
+  let account = 0;
+  const one = async (kind: string) => {
+    const link = await Link.connect(addr, { hello: { role: "client" }, onBye: (e) => count(`${kind}: bye ${e.code}`), timeoutMs: 30_000 });
+    const raw = link as unknown as { socket: { pause(): void; write(b: Uint8Array): number } };
+    switch (kind) {
+      case "stranger": {
+        // A header for 1 MiB, then a few bytes of its body: held (or refused) until the server decides.
+        raw.socket.write(new Uint8Array([0, 0x10, 0, 0, 1, 2, 3]));
+        break;
+      }
+      case "nonreader": {
+        const name = names[account++ % names.length]!;
+        await link.request("resume", { user: name, token: tokens[name] }, 60_000);
+        raw.socket.pause();
+        for (let i = 0; i < 2000 && Date.now() < until; i++) link.sendRaw(encode({ t: "req", id: 1_000_000 + i, op: "history", with: names[0], limit: 1000 }));
+        break;
+      }
+      case "signups": {
+        const auth = new Uint8Array(32);
+        for (let i = 0; Date.now() < until && i < 200; i++) {
+          await link
+            .request("signup", { user: `hx${process.pid}${i}${Math.floor(Math.random() * 1e6)}`, auth, salt: new Uint8Array(16), kdf: { alg: "scrypt", N: 1024, r: 8, p: 1 }, dh: new Uint8Array(32), sign: new Uint8Array(32), backup: new Uint8Array(64) }, 30_000)
+            .then(() => count("signups: accepted"), (e) => count(`signups: ${e.code}`));
+        }
+        break;
+      }
+      case "sender": {
+        const name = names[account++ % names.length]!;
+        await link.request("resume", { user: name, token: tokens[name] }, 60_000);
+        while (Date.now() < until) {
+          await Promise.all(
+            Array.from({ length: 32 }, () =>
+              link.request("send", { to: names[0], cmid: crypto.randomUUID(), body: new Uint8Array(400) }).then(() => count("sends: accepted"), (e) => count(`sends: ${e.code}`)),
+            ),
+          );
+        }
+        break;
+      }
+    }
+    while (Date.now() < until) await Bun.sleep(200);
+    link.close();
+  };
+  await Promise.all(kinds.map((k) => one(k).catch((e) => count(`${k}: ${e?.code ?? "error"}`))));
+  return outcomes;
+}
+
+const percentilesMs = (h: Histogram) => {
+  const p = percentiles(h);
+  return { p50Ms: p?.p50 ?? 0, p99Ms: p?.p99 ?? 0, messages: h.totalCount };
+};
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      attackers: { type: "string", default: "1000" },
+      neighbours: { type: "string", default: "20" },
+      duration: { type: "string", default: "10" },
+      json: { type: "boolean", default: false },
+      data: { type: "string" },
+      attack: { type: "string" },
+      only: { type: "string" },
+    },
+    allowPositionals: true,
+  });
+  const duration = Math.min(120, Number(values.duration));
+  if (values.only) process.env.HOSTILE_ONLY = values.only;
+  if (values.attack) {
+    const tokens = JSON.parse(await new Response(Bun.stdin.stream()).text());
+    const outcomes = await attack(values.attack, Number(values.attackers), duration, tokens);
+    console.log(JSON.stringify(outcomes));
+    process.exit(0);
+  }
+  const attackers = Number(values.attackers);
+  const neighbourCount = Math.max(2, Number(values.neighbours) & ~1);
+  const log = (line: string) => values.json || console.error(line);
+  const db = await openBenchDatabase({ log, dataDir: values.data });
+  const system = await startSystem({ url: db.url, servers: 1, strategy: "roundrobin", log, serverArgs: [] });
+  try {
+    const [server] = await system.servers();
+    const names = Array.from({ length: neighbourCount }, (_, i) => `hostile-n${i}`);
+    const tokens = await provision(db.url, "hostile-n", neighbourCount, PASSWORD, {}, log);
+    const attackerTokens = await provision(db.url, "hostile-a", Math.max(1, Math.ceil(attackers * 0.3)), PASSWORD, {}, log);
+    let peak = 0;
+    const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(server!.pid!) ?? 0)), 100);
+    log(`baseline: ${neighbourCount} neighbours for ${duration} s`);
+    const baseline = percentilesMs(await neighbours(server!.addr, names, tokens, duration));
+    log(`under attack: ${attackers} attackers alongside`);
+    const child = Bun.spawn([process.execPath, import.meta.path, "--attack", server!.addr, "--attackers", String(attackers), "--duration", String(duration + 5)], {
+      stdin: new Blob([JSON.stringify(attackerTokens)]),
+      env: { ...process.env },
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    await Bun.sleep(3000); // the attackers connect first
+    const underAttack = percentilesMs(await neighbours(server!.addr, names, tokens, duration));
+    const outcomes = JSON.parse((await new Response(child.stdout).text()).trim().split("\n").pop() || "{}");
+    await child.exited;
+    clearInterval(sampler);
+    const report: Report = {
+      attackers,
+      neighbours: neighbourCount,
+      durationS: duration,
+      baseline,
+      underAttack,
+      p99Ratio: baseline.p99Ms > 0 ? underAttack.p99Ms / baseline.p99Ms : 0,
+      serverPeakRssMiB: Math.round(peak / 1024 / 1024),
+      attackerOutcomes: outcomes,
+    };
+    if (values.json) console.log(JSON.stringify(report));
+    else {
+      console.log(`neighbours alone:     p50 ${baseline.p50Ms.toFixed(2)} ms, p99 ${baseline.p99Ms.toFixed(2)} ms (${baseline.messages} messages)`);
+      console.log(`with ${attackers} attackers: p50 ${underAttack.p50Ms.toFixed(2)} ms, p99 ${underAttack.p99Ms.toFixed(2)} ms (${underAttack.messages} messages); p99 ratio ${report.p99Ratio.toFixed(2)}`);
+      console.log(`server peak RSS: ${report.serverPeakRssMiB} MiB`);
+      console.log(`attackers: ${JSON.stringify(outcomes)}`);
+    }
+  } finally {
+    await system.stop();
+    await db.stop();
+  }
+  process.exit(0);
+}
+
+await main();

@@ -1,0 +1,112 @@
+/**
+ * The server's bounds on what one party can make it do: a semaphore on password
+ * hashing (argon2id takes 64 MiB and a core each), hashing per source address,
+ * and messages per user. Counters live in this process: a cluster of N servers
+ * lets an address or a user N times as much, which still bounds each server.
+ */
+import { ChatError } from "../protocol/errors";
+import type { ServerConfig } from "./context";
+
+/** At most `size` holders at once; the rest wait in arrival order. */
+export class Semaphore {
+  private held = 0;
+  private readonly queue: (() => void)[] = [];
+
+  constructor(readonly size: number) {}
+
+  async run<T>(work: () => Promise<T>): Promise<T> {
+    if (this.held >= this.size) await new Promise<void>((resolve) => this.queue.push(resolve));
+    else this.held++;
+    try {
+      return await work();
+    } finally {
+      const next = this.queue.shift();
+      // The place passes straight to the next waiter; held stays the same.
+      if (next) next();
+      else this.held--;
+    }
+  }
+
+  get waiting(): number {
+    return this.queue.length;
+  }
+}
+
+/**
+ * Token buckets by key: each holds up to `burst` tokens and gains `perSecond`
+ * a second. Full buckets are forgotten, so the map holds only keys that spent
+ * recently (bounded by `maxKeys`: past it, the fullest are dropped first by age).
+ */
+export class Buckets<K> {
+  private readonly buckets = new Map<K, { tokens: number; at: number }>();
+
+  constructor(
+    readonly burst: number,
+    readonly perSecond: number,
+    private readonly maxKeys = 100_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Takes a token, or returns how many milliseconds until one is there. */
+  take(key: K): number {
+    if (this.perSecond <= 0) return 0;
+    const now = this.now();
+    const b = this.buckets.get(key) ?? { tokens: this.burst, at: now };
+    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond);
+    b.at = now;
+    if (b.tokens < 1) {
+      this.buckets.set(key, b);
+      return Math.ceil(((1 - b.tokens) / this.perSecond) * 1000);
+    }
+    b.tokens -= 1;
+    this.buckets.delete(key);
+    this.buckets.set(key, b);
+    // Oldest first in a Map: those are the fullest by now.
+    while (this.buckets.size > this.maxKeys) this.buckets.delete(this.buckets.keys().next().value as K);
+    return 0;
+  }
+}
+
+/** E_RATE_LIMITED with the wait in milliseconds, which the client reads and honours. */
+export function rateLimited(retryAfterMs: number, what: string): ChatError {
+  return new ChatError("E_RATE_LIMITED", `${what}: try again in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s`, retryAfterMs);
+}
+
+/** Reads whose replies can be large (history, fetch, file chunks): at most this many at once per connection. */
+export const READS_PER_CONNECTION = 2;
+
+export class Limits {
+  readonly hashes: Semaphore;
+  /** Large reads at once, server-wide: what they hold (rows, encoded replies) is bounded, and so is the database's share. */
+  readonly reads: Semaphore;
+  private readonly readsOf = new WeakMap<object, Semaphore>();
+  private readonly hashesByAddress: Buckets<string>;
+  private readonly sends: Buckets<number>;
+
+  constructor(config: ServerConfig) {
+    this.hashes = new Semaphore(config.maxConcurrentHashes);
+    this.reads = new Semaphore(config.maxConcurrentReads);
+    this.hashesByAddress = new Buckets(config.hashBurstPerAddress, config.hashesPerSecondPerAddress);
+    this.sends = new Buckets(config.sendBurst, config.sendsPerSecond);
+  }
+
+  /** Runs one password hash for this address, within its rate and the server's bound on hashes at once. */
+  hash<T>(address: string, work: () => Promise<T>): Promise<T> {
+    const wait = this.hashesByAddress.take(address);
+    if (wait > 0) return Promise.reject(rateLimited(wait, "Too many password attempts from this address"));
+    return this.hashes.run(work);
+  }
+
+  /** Runs a read whose reply may be up to a frame: within the connection's and the server's bounds on them. */
+  read<T>(conn: object, work: () => Promise<T>): Promise<T> {
+    let mine = this.readsOf.get(conn);
+    if (!mine) this.readsOf.set(conn, (mine = new Semaphore(READS_PER_CONNECTION)));
+    return mine.run(() => this.reads.run(work));
+  }
+
+  /** Takes one message from the user's allowance, or throws E_RATE_LIMITED with the wait. */
+  send(userId: number): void {
+    const wait = this.sends.take(userId);
+    if (wait > 0) throw rateLimited(wait, "Sending too fast");
+  }
+}

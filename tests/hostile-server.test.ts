@@ -1,0 +1,177 @@
+/**
+ * Hostile clients against a real chat server (issue 14). Each attack runs in
+ * its own process (tests/support/hostile-client.ts) and speaks the wire
+ * protocol directly; each test asserts what the server refused it with, and
+ * that a well-behaved pair on the same server keeps chatting afterwards.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { join } from "node:path";
+import postgres from "postgres";
+import { listen } from "../net/listener";
+import { Link } from "../net/link";
+import { connectUser, ROOT, signup, startCluster, uniqueName, waitFor, PASSWORD, type Cluster, type TestUser } from "./support/cluster";
+import { TEST_CA, TEST_TLS } from "./support/tls";
+
+/** Small limits, so that each is reached by a short attack. */
+const CONFIG = {
+  sendBurst: 20,
+  sendsPerSecond: 2,
+  maxConcurrentUploads: 3,
+  storageQuotaBytes: 4 * 1024 * 1024,
+  maxConnectionsPerAddress: 40,
+  maxGroupMembers: 50,
+};
+
+let cluster: Cluster;
+let addr: string;
+let alice: TestUser;
+let bob: TestUser;
+let said = 0;
+
+beforeAll(async () => {
+  cluster = await startCluster({ servers: 1, config: CONFIG });
+  addr = cluster.servers[0]!.addr;
+  for (const name of ["alice", "bob", "mallory"]) await signup(cluster.balancerAddr, name);
+  alice = await connectUser(cluster.balancerAddr, "alice");
+  bob = await connectUser(cluster.balancerAddr, "bob");
+  await neighboursKeepChatting();
+}, 60_000);
+
+afterAll(async () => {
+  await alice?.session.close();
+  await bob?.session.close();
+  await cluster?.stop();
+});
+
+/** Alice's message reaches Bob: the attack did not take the server from them. */
+async function neighboursKeepChatting(): Promise<void> {
+  expect(alice.ended).toBeUndefined();
+  const text = `neighbour ${++said}`;
+  await alice.session.sendText("bob", text);
+  await waitFor(() => bob.texts().includes(text), "bob to receive alice's message", 10_000);
+}
+
+/** Runs one attack in its own process and returns its JSON line. */
+async function attack(mode: string, args: string[], env: Record<string, string> = {}, target = addr): Promise<Record<string, any>> {
+  const proc = Bun.spawn([process.execPath, join(ROOT, "tests/support/hostile-client.ts"), mode, target, ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, HOSTILE_CA: TEST_CA.certPem, ...env },
+  });
+  const [out, err, code] = [await new Response(proc.stdout).text(), await new Response(proc.stderr).text(), await proc.exited];
+  if (code !== 0) throw new Error(`attacker ${mode} exited ${code}: ${err}`);
+  return JSON.parse(out.trim().split("\n").pop()!);
+}
+
+test("requests pipelined past the in-flight cap are read no faster than answered: at most 32 run at once, every one is answered", async () => {
+  // A listener of our own with one slow op, so that what runs at once can be counted.
+  let running = 0;
+  let peak = 0;
+  const server = listen<object>({
+    port: 0,
+    tls: TEST_TLS,
+    initialState: () => ({}),
+    routes: {
+      slow: {
+        async handle() {
+          peak = Math.max(peak, ++running);
+          await Bun.sleep(2);
+          running--;
+          return {};
+        },
+      },
+    },
+  });
+  try {
+    const neighbour = await Link.connect(`127.0.0.1:${server.port}`, { hello: { role: "client" } });
+    const result = attack("pipeline", ["", "", "2000"], { HOSTILE_OP: "slow" }, `127.0.0.1:${server.port}`);
+    await waitFor(() => running > 0, "the attack to start");
+    // The neighbour is answered while the attacker's requests wait their turn.
+    expect(await neighbour.request("slow", {})).toMatchObject({ ok: true });
+    expect((await result).codes).toEqual({ ok: 2000 });
+    expect(peak).toBeLessThanOrEqual(32 + 1);
+    neighbour.close();
+  } finally {
+    server.stop(true);
+  }
+});
+
+test("pipelined history requests on the real server are all answered, and the neighbours keep chatting", async () => {
+  const result = await attack("pipeline", ["mallory", PASSWORD, "3000"], { HOSTILE_OP: "history", HOSTILE_ARGS: JSON.stringify({ with: "alice", limit: 1000 }) });
+  expect(result.codes).toEqual({ ok: 3000 });
+  await neighboursKeepChatting();
+});
+
+test("signups pipelined on one connection hash one at a time: the rest are E_RATE_LIMITED", async () => {
+  const result = await attack("signups", [uniqueName("flood"), "", "20"]);
+  expect(result.codes.E_RATE_LIMITED).toBeGreaterThanOrEqual(15);
+  expect((result.codes.ok ?? 0) + (result.codes.E_RATE_LIMITED ?? 0)).toBe(20);
+  await neighboursKeepChatting();
+});
+
+test("parallel wrong guesses as an account's lock expires get one guess between them (E_AUTH once, E_RATE_LIMITED for the rest)", async () => {
+  const victim = uniqueName("victim");
+  await signup(cluster.balancerAddr, victim);
+  const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+  try {
+    // Five failures already, and the lock they earned just ended.
+    await sql`update users set failed_logins = 5, locked_until = now() - interval '1 second' where name = ${victim}`;
+    const result = await attack("guesses", [victim, "", "10"]);
+    expect(result.codes).toEqual({ E_AUTH: 1, E_RATE_LIMITED: 9 });
+    const [row] = await sql`select failed_logins from users where name = ${victim}`;
+    expect(row!.failed_logins).toBe(6);
+  } finally {
+    await sql.end();
+  }
+  await neighboursKeepChatting();
+});
+
+test("a stranger's partial frame past the small pre-login budget is refused at its header (bye E_FRAME_TOO_LARGE)", async () => {
+  const result = await attack("partial", []);
+  expect(result.bye).toBe("E_FRAME_TOO_LARGE");
+  await neighboursKeepChatting();
+});
+
+test("connections from one address past the per-address cap are closed at once", async () => {
+  const result = await attack("connections", ["", "", "60"]);
+  // alice, bob and the server's own links hold a few of the 40 as well.
+  expect(result.kept).toBeLessThanOrEqual(CONFIG.maxConnectionsPerAddress);
+  expect(result.closed).toBeGreaterThanOrEqual(60 - CONFIG.maxConnectionsPerAddress);
+  await neighboursKeepChatting();
+});
+
+test("a user sending past their allowance gets E_RATE_LIMITED with a retry-after, and nothing past it is stored", async () => {
+  const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+  try {
+    const count = async () => Number((await sql`select count(*)::int as n from messages m join users u on u.id = m.sender_id where u.name = 'mallory'`)[0]!.n);
+    const before = await count();
+    const result = await attack("sends", ["mallory", PASSWORD, "100"], { HOSTILE_TO: "bob" });
+    expect(result.codes.E_RATE_LIMITED).toBeGreaterThan(0);
+    expect(result.codes.ok).toBeLessThanOrEqual(CONFIG.sendBurst + 5);
+    expect(result.retryAfterMs).toBeGreaterThan(0);
+    expect(await count()).toBe(before + result.codes.ok);
+  } finally {
+    await sql.end();
+  }
+  await neighboursKeepChatting();
+});
+
+test("uploads past the concurrent cap are E_RATE_LIMITED, and one past the storage quota is E_QUOTA", async () => {
+  const uploader = uniqueName("uploader");
+  await signup(cluster.balancerAddr, uploader);
+  const result = await attack("uploads", [uploader, PASSWORD, "5"], { HOSTILE_TO: "bob", HOSTILE_BIG: String(CONFIG.storageQuotaBytes) });
+  expect(result.codes).toEqual({ ok: CONFIG.maxConcurrentUploads, E_RATE_LIMITED: 5 - CONFIG.maxConcurrentUploads });
+  // The cap on open uploads answers first; a fresh account shows the quota on its own.
+  const fresh = uniqueName("hoarder");
+  await signup(cluster.balancerAddr, fresh);
+  const quota = await attack("uploads", [fresh, PASSWORD, "1"], { HOSTILE_TO: "bob", HOSTILE_BIG: String(CONFIG.storageQuotaBytes) });
+  expect(quota.codes).toEqual({ ok: 1 });
+  expect(quota.big).toBe("E_QUOTA");
+  await neighboursKeepChatting();
+});
+
+test("a group change naming 65,535 people is refused as E_GROUP_FULL before any is looked up", async () => {
+  const result = await attack("members", ["mallory", PASSWORD, "65535"]);
+  expect(result.code).toBe("E_GROUP_FULL");
+  await neighboursKeepChatting();
+});
