@@ -29,6 +29,7 @@ export interface Account {
 export class World {
   readonly accounts = new Map<string, Account>();
   readonly signed = new Map<string, Uint8Array>();
+  private readonly books: DeviceListBook[] = [];
 
   account(user: string, deviceCount = 1): Account {
     const acc: Account = { user, identity: generateIdentity(), devices: [], version: 0 };
@@ -42,13 +43,17 @@ export class World {
   publish(acc: Account): void {
     acc.version++;
     const list = { user: acc.user, version: acc.version, issuedAt: Date.now(), devices: acc.devices.map((d) => ({ deviceId: d.deviceId, mlsKey: d.publicKey })) };
-    this.signed.set(acc.user, signDeviceList(list, acc.identity.signPrivate));
+    const signed = signDeviceList(list, acc.identity.signPrivate);
+    this.signed.set(acc.user, signed);
+    // every client fetches the new list (in the product: from the server, on login and on change)
+    for (const book of this.books) book.accept(acc.user, signed, acc.identity.signPublic);
   }
 
   /** A device's view: every account's newest list, each checked against the identity key it pinned. */
   book(): DeviceListBook {
     const book = new DeviceListBook();
     for (const [user, signed] of this.signed) book.accept(user, signed, this.accounts.get(user)!.identity.signPublic);
+    this.books.push(book);
     return book;
   }
 
@@ -86,10 +91,11 @@ export class ConversationLog {
     return out;
   }
 
+  /** Delivers to each; a commit that lost its epoch is expected in the log and skipped, any other refusal throws. */
   async deliverAll(groups: DeviceGroup[]): Promise<void> {
     for (const g of groups) {
       const results = await this.deliver(g);
-      const failed = results.find((r) => r instanceof Error);
+      const failed = results.find((r) => r instanceof Error && (r as { reason?: string }).reason !== "E_MLS_STALE_COMMIT");
       if (failed) throw failed;
     }
   }
