@@ -222,7 +222,7 @@ function rethrowAs(reason: "E_MLS_DECRYPT") {
   return (err: unknown): never => {
     if (err instanceof MlsError) throw err;
     const text = err instanceof Error ? err.message : String(err);
-    if (/gen in the past|too far in the future/i.test(text)) throw new MlsError("E_MLS_REPLAY");
+    if (/gen in the past/i.test(text)) throw new MlsError("E_MLS_REPLAY");
     if (/epoch too old/i.test(text)) throw new MlsError("E_MLS_EPOCH");
     throw new MlsError(reason, `${MlsErrorText[reason]}: ${text}`);
   };
