@@ -13,7 +13,7 @@ test("a signed device list round-trips, and a changed byte, another identity or 
   expect(list.devices[1]!.mlsKey).toEqual(bob.devices[1]!.publicKey);
 
   const tampered = signed.slice();
-  tampered[40] ^= 1;
+  tampered[40]! ^= 1;
   expect(() => verifyDeviceList(tampered, bob.identity.signPublic, "bob")).toThrow(expect.objectContaining({ reason: "E_MLS_DEVICE_LIST" }));
   const mallory = world.account("mallory");
   expect(() => verifyDeviceList(signed, mallory.identity.signPublic, "bob")).toThrow(expect.objectContaining({ reason: "E_MLS_DEVICE_LIST" }));

@@ -84,7 +84,7 @@ test("a replayed message, a reordered message, a replayed commit and a tampered 
 
   const m4 = await alice.encrypt(text("four"));
   const tampered = m4.slice();
-  tampered[tampered.length - 5] ^= 0x40;
+  tampered[tampered.length - 5]! ^= 0x40;
   await expect(bob.receive(tampered)).rejects.toMatchObject({ reason: "E_MLS_DECRYPT" });
   await expect(bob.receive(new Uint8Array([1, 2, 3]))).rejects.toMatchObject({ reason: "E_MLS_FORMAT" });
   // the refusals cost bob nothing: the genuine message still opens
