@@ -5,6 +5,8 @@
 import { DEFAULT_KDF, TEST_KDF, deriveKeys, randomSalt, unwrapIdentity, wrapIdentity, type KdfParams } from "../crypto/kdf";
 import { generateIdentity, type IdentityKeys } from "../crypto/keys";
 import { CryptoError } from "../crypto/errors";
+import { hmac } from "@noble/hashes/hmac.js";
+import { sha256 } from "@noble/hashes/sha2.js";
 import type { Link } from "../net/link";
 import { ChatError } from "../protocol/errors";
 import { MIN_PASSWORD, NAME_PATTERN } from "../protocol/validate";
@@ -57,11 +59,36 @@ export async function signupAccount(link: Link, user: string, password: string):
 }
 
 /** The login key for this user, from the salt and settings the server keeps for them. */
-export async function loginKeys(link: Link, user: string, password: string): Promise<{ authKey: Uint8Array; wrapKey: Uint8Array }> {
+export async function loginKeys(link: Link, user: string, password: string): Promise<{ authKey: Uint8Array; wrapKey: Uint8Array; salt: Uint8Array; kdf: KdfParams }> {
   checkName(user);
   const { salt, kdf } = await link.request("salt", { user });
   checkKdf(kdf as KdfParams);
-  return deriveKeys(password, new Uint8Array(salt as Uint8Array), kdf as KdfParams);
+  const keys = deriveKeys(password, new Uint8Array(salt as Uint8Array), kdf as KdfParams);
+  return { ...keys, salt: new Uint8Array(salt as Uint8Array), kdf: kdf as KdfParams };
+}
+
+/**
+ * What a device keeps to tell, without the server, whether a password given
+ * later is this account's: the salt and settings, and a MAC under the login
+ * key (which it never stores). Checked when a saved session is resumed
+ * although a password was given, so a wrong CHATTERBOX_PASSWORD is not silently ignored.
+ */
+export function passwordCheck(authKey: Uint8Array, salt: Uint8Array, kdf: KdfParams): string {
+  return JSON.stringify({ salt: Buffer.from(salt).toString("base64"), kdf, mac: Buffer.from(checkMac(authKey)).toString("base64") });
+}
+
+export function passwordMatches(check: string, password: string): boolean {
+  try {
+    const { salt, kdf, mac } = JSON.parse(check) as { salt: string; kdf: KdfParams; mac: string };
+    const { authKey } = deriveKeys(password, new Uint8Array(Buffer.from(salt, "base64")), kdf);
+    return Buffer.from(checkMac(authKey)).equals(Buffer.from(mac, "base64"));
+  } catch {
+    return true; // an unreadable check proves nothing either way
+  }
+}
+
+function checkMac(authKey: Uint8Array): Uint8Array {
+  return hmac(sha256, authKey, new TextEncoder().encode("chatterbox/v1/local-password-check"));
 }
 
 export function restoreIdentity(backup: Uint8Array, wrapKey: Uint8Array, user: string): IdentityKeys {

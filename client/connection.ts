@@ -15,7 +15,7 @@ import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
 import { ChatError, isTemporary } from "../protocol/errors";
 import { MAX_ACKS, type WireMessage } from "../protocol/messages";
-import { loginKeys, restoreIdentity } from "./account";
+import { loginKeys, passwordCheck, passwordMatches, restoreIdentity } from "./account";
 import { Sequencer } from "./sequencer";
 import { LocalStore } from "./store";
 import { joinsMe } from "./system";
@@ -404,6 +404,20 @@ export abstract class Connection {
     }
   }
 
+  /**
+   * A saved session was resumed although a password was given: the server did
+   * not check it, so the device does, against what it kept at its last
+   * password login, and says so (once) when it is wrong.
+   */
+  private async checkGivenPassword(): Promise<void> {
+    this.saidResumed = true;
+    const check = this.store.get("password.check");
+    if (!check) return void this.options.onStatus?.("resumed this device's saved session: the password given was not checked");
+    if (!passwordMatches(check, await this.options.password())) {
+      this.options.onStatus?.("WARNING: the password given is not this account's; this device's saved session was used instead (change it with chatterbox passwd if it was forgotten)");
+    }
+  }
+
   /** The login's word on this device's positions: the server may know of reads made on another device. */
   private loggedIn(reply: Record<string, unknown>): void {
     const cursors = (reply.cursors ?? {}) as Record<string, number>;
@@ -436,18 +450,16 @@ export abstract class Connection {
     if (token && this.identity) {
       try {
         const reply = await link.request("resume", { user, token });
-        if (this.options.passwordGiven && !this.saidResumed) {
-          this.saidResumed = true;
-          this.options.onStatus?.("resumed this device's saved session: the password given was not checked");
-        }
+        if (this.options.passwordGiven && !this.saidResumed) await this.checkGivenPassword();
         return reply;
       } catch (error) {
         if (!(error instanceof ChatError) || error.code !== "E_TOKEN") throw error;
         this.store.set("token", undefined);
       }
     }
-    const { authKey, wrapKey } = await loginKeys(link, user, await this.options.password());
+    const { authKey, wrapKey, salt, kdf } = await loginKeys(link, user, await this.options.password());
     const reply = await link.request("login", { user, auth: authKey, device: this.store.device(this.options.deviceName) });
+    this.store.set("password.check", passwordCheck(authKey, salt, kdf));
     if (!this.identity) {
       this.identity = restoreIdentity(reply.backup as Uint8Array, wrapKey, user);
       this.store.saveIdentity(this.identity);

@@ -416,6 +416,8 @@ export class ChatSession extends Connection {
     if (!this.link) throw new ChatError("E_CLOSED");
     const wrapKey = await changePassword(this.link, this.user, oldPassword, newPassword, this.keys());
     this.store.set("token", undefined);
+    // What the device kept to check a given password belongs to the old one.
+    this.store.set("password.check", undefined);
     // The pins were sealed under a key from the old password: sealed again under the new one.
     this.passwordLogin(wrapKey);
     this.pins.upload();

@@ -184,9 +184,8 @@ export const deviceCursors = pgTable(
     deviceId: integer("device_id")
       .notNull()
       .references(() => devices.id, { onDelete: "cascade" }),
-    conversationId: integer("conversation_id")
-      .notNull()
-      .references(() => conversations.id, { onDelete: "cascade" }),
+    /** No foreign key, on purpose: see migration 0006 (its lock deadlocked acks with the group commit). */
+    conversationId: integer("conversation_id").notNull(),
     seq: bigint("seq", { mode: "number" }).notNull().default(0),
   },
   (t) => [primaryKey({ columns: [t.deviceId, t.conversationId] })],

@@ -27,6 +27,11 @@ export interface ClientOptions {
   waitMs?: number;
 }
 
+/** One-shot commands stay quiet about reconnects, but a warning (a key changed, a wrong password) goes to stderr. */
+function warn(line: string): void {
+  if (line.startsWith("WARNING")) console.error(`chatterbox: ${line}`);
+}
+
 /** Makes the account's identity keys here, and registers their public halves and a password-wrapped backup. */
 export async function signup(options: ClientOptions): Promise<void> {
   const password = await options.password();
@@ -45,7 +50,7 @@ export async function signup(options: ClientOptions): Promise<void> {
 
 /** The safety number of the user and a contact, to compare in person or on a call. */
 export async function verify(options: ClientOptions & { with: string }): Promise<string> {
-  const session = await ChatSession.open({ ...options });
+  const session = await ChatSession.open({ ...options, onStatus: warn });
   try {
     return await session.safetyNumber(options.with);
   } finally {
@@ -54,7 +59,7 @@ export async function verify(options: ClientOptions & { with: string }): Promise
 }
 
 export async function passwd(options: ClientOptions & { newPassword: () => Promise<string> }): Promise<void> {
-  const session = await ChatSession.open({ ...options });
+  const session = await ChatSession.open({ ...options, onStatus: warn });
   try {
     await session.changePassword(await options.password(), await options.newPassword());
   } finally {
@@ -66,7 +71,7 @@ export async function passwd(options: ClientOptions & { newPassword: () => Promi
 export async function send(options: ClientOptions & { to?: string; group?: string; text?: string; file?: string; timeoutMs?: number }): Promise<{ msg: number }> {
   if ((options.to === undefined) === (options.group === undefined)) throw new ChatError("E_BAD_REQUEST", "Give either --to USER or --group GROUP");
   if ((options.text === undefined) === (options.file === undefined)) throw new ChatError("E_BAD_REQUEST", "Give either a text or --file PATH");
-  const session = await ChatSession.open({ ...options });
+  const session = await ChatSession.open({ ...options, onStatus: warn });
   try {
     if (options.file !== undefined) {
       const target = options.group !== undefined ? { group: options.group } : { to: options.to! };
@@ -106,7 +111,7 @@ export async function inbox(options: ClientOptions & { json: boolean; print?: (l
       printed++;
     });
   };
-  const session = ChatSession.create({ ...options, onMessage: show });
+  const session = ChatSession.create({ ...options, onMessage: show, onStatus: warn });
   try {
     for (const m of session.unread()) show(m);
     await session.start();
@@ -121,7 +126,7 @@ export async function inbox(options: ClientOptions & { json: boolean; print?: (l
 
 /** The user's devices; with `revoke`, ends that one's sessions and tokens. */
 export async function devices(options: ClientOptions & { revoke?: string; json: boolean }): Promise<void> {
-  const session = await ChatSession.open({ ...options });
+  const session = await ChatSession.open({ ...options, onStatus: warn });
   try {
     if (options.revoke !== undefined) {
       const closed = await session.revokeDevice(options.revoke);
@@ -141,7 +146,7 @@ export async function devices(options: ClientOptions & { revoke?: string; json: 
 
 /** Shows the user's settings, or changes them. */
 export async function settings(options: ClientOptions & { readReceipts?: boolean; json: boolean }): Promise<void> {
-  const session = await ChatSession.open({ ...options });
+  const session = await ChatSession.open({ ...options, onStatus: warn });
   try {
     const now = options.readReceipts === undefined ? await session.getSettings() : await session.setReadReceipts(options.readReceipts);
     console.log(options.json ? JSON.stringify({ type: "settings", settings: now }) : `read receipts: ${now.readReceipts ? "on" : "off"}`);
@@ -152,7 +157,7 @@ export async function settings(options: ClientOptions & { readReceipts?: boolean
 
 /** Downloads a file again, found by its id. */
 export async function fetch(options: ClientOptions & { file: string; json: boolean }): Promise<string> {
-  const session = await ChatSession.open({ ...options });
+  const session = await ChatSession.open({ ...options, onStatus: warn });
   try {
     const got = await session.fetchFileById(options.file, (file) => progressBar(`receiving ${file.name}`, file.size));
     console.log(options.json ? JSON.stringify({ type: "file", id: got.file.id, from: got.from, saved: got.path }) : `Saved ${got.file.name} from ${got.from} to ${got.path}`);
@@ -164,7 +169,7 @@ export async function fetch(options: ClientOptions & { file: string; json: boole
 
 export async function history(options: ClientOptions & { with?: string; group?: string; limit: number; json: boolean }): Promise<Received[]> {
   if ((options.with === undefined) === (options.group === undefined)) throw new ChatError("E_BAD_REQUEST", "Give either --with USER or --group GROUP");
-  const session = await ChatSession.open({ ...options });
+  const session = await ChatSession.open({ ...options, onStatus: warn });
   try {
     const messages = options.group !== undefined ? await session.groupHistory(options.group, options.limit) : await session.history(options.with!, options.limit);
     for (const m of messages) console.log(line(m, options.json));

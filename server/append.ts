@@ -5,6 +5,7 @@
  * number; conversations are locked in id order, so two batches never deadlock.
  */
 import type { Sql } from "../db/connect";
+import { retryOnConflict } from "../db/retry";
 import { appendCareful } from "./append-careful";
 import { NOT_MEMBER, OTHER_CONVERSATION, repeatOf, STALE, type AppendItem, type AppendResult } from "./batch";
 
@@ -36,10 +37,11 @@ export async function appendBatch(sql: Sql, items: AppendItem[]): Promise<Append
     fast = await appendFast(sql, items);
   } catch (error) {
     if (!isRace(error)) throw error;
-    return appendCareful(sql, items);
+    // The careful transaction can meet a deadlock too (with a group change, say): it is run again whole.
+    return retryOnConflict(() => appendCareful(sql, items));
   }
   if (fast.unsettled.length > 0) {
-    const again = await appendCareful(sql, fast.unsettled.map((i) => items[i]!));
+    const again = await retryOnConflict(() => appendCareful(sql, fast.unsettled.map((i) => items[i]!)));
     fast.unsettled.forEach((index, k) => (fast.results[index] = again[k]!));
   }
   return fast.results;

@@ -266,3 +266,20 @@ test("chatterbox devices lists the user's devices by name, and devices revoke en
   const after = JSON.parse((await cli(phone, ["devices", "--user", alice, "--json"])).stdout) as { devices: { name: string }[] };
   expect(after.devices.map((d) => d.name)).toEqual(["phone"]);
 });
+
+test("a wrong CHATTERBOX_PASSWORD is not silently ignored when the device resumes its saved session", async () => {
+  const [alice, bob] = [uniqueName("alice"), uniqueName("bob")];
+  for (const n of [alice, bob]) await signup(cluster.balancerAddr, n);
+  const home = newHome();
+  expect((await cli(home, ["send", "--user", alice, "--to", bob, "with the right password"])).stderr).toBe("");
+  await using proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "send", "--user", alice, "--to", bob, "with a wrong one", "--balancer", cluster.balancerAddr], {
+    env: { ...process.env, CHATTERBOX_HOME: home, CHATTERBOX_PASSWORD: "not the password at all", CHATTERBOX_TEST_KDF: "1" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stderr, code] = await Promise.all([new Response(proc.stderr).text(), proc.exited]);
+  expect(code).toBe(0);
+  expect(stderr).toContain("the password given is not this account's");
+  // And the right one stays quiet.
+  expect((await cli(home, ["send", "--user", alice, "--to", bob, "right again"])).stderr).toBe("");
+});

@@ -39,7 +39,6 @@ ALTER TABLE "users" ADD COLUMN "pins_version" integer DEFAULT 0 NOT NULL;--> sta
 ALTER TABLE "connections" ADD CONSTRAINT "connections_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "connections" ADD CONSTRAINT "connections_device_id_devices_id_fk" FOREIGN KEY ("device_id") REFERENCES "public"."devices"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "device_cursors" ADD CONSTRAINT "device_cursors_device_id_devices_id_fk" FOREIGN KEY ("device_id") REFERENCES "public"."devices"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
-ALTER TABLE "device_cursors" ADD CONSTRAINT "device_cursors_conversation_id_conversations_id_fk" FOREIGN KEY ("conversation_id") REFERENCES "public"."conversations"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "devices" ADD CONSTRAINT "devices_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "tokens" ADD CONSTRAINT "tokens_user_id_users_id_fk" FOREIGN KEY ("user_id") REFERENCES "public"."users"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "tokens" ADD CONSTRAINT "tokens_device_id_devices_id_fk" FOREIGN KEY ("device_id") REFERENCES "public"."devices"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
@@ -50,3 +49,18 @@ CREATE INDEX "tokens_device" ON "tokens" USING btree ("device_id");--> statement
 -- Cursors and read markers are updated in place all the time: room on each page keeps those updates HOT.
 ALTER TABLE "device_cursors" SET (fillfactor = 70);--> statement-breakpoint
 ALTER TABLE "members" SET (fillfactor = 80);
+--> statement-breakpoint
+-- No foreign key from device_cursors to conversations: its check takes a KEY
+-- SHARE lock on each conversation an ack names, in the ack's order, and the
+-- group commit locks conversations FOR UPDATE in id order, so the two
+-- deadlocked under load. Acks name only conversations the user is a member of
+-- (checked in the statement); the cascade the key gave is this trigger.
+CREATE FUNCTION "device_cursors_cascade_conversations"() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  DELETE FROM "device_cursors" d USING "gone" g WHERE d."conversation_id" = g."id";
+  RETURN NULL;
+END
+$$;
+--> statement-breakpoint
+CREATE TRIGGER "conversations_delete_device_cursors" AFTER DELETE ON "conversations"
+  REFERENCING OLD TABLE AS "gone" FOR EACH STATEMENT EXECUTE FUNCTION "device_cursors_cascade_conversations"();
