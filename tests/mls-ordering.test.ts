@@ -112,3 +112,24 @@ test("a device's key package supply is one-time packages and one last-resort pac
   expect(supply.map((p) => isLastResort(decodeKeyPackage(p.encoded)))).toEqual([false, false, false, true]);
   expect(new Set(supply.map((p) => Buffer.from(p.publicPackage.initKey).toString("hex"))).size).toBe(4);
 });
+
+test("a device joins with whichever package of its supply the welcome names, and refuses a welcome for none", async () => {
+  const world = new World();
+  world.account("alice");
+  world.account("frank");
+  const alice = await DeviceGroup.create(text("supply"), world.device("alice"), world.book());
+  const supply = await makeKeyPackageSupply(world.device("frank"), 5);
+  const { commit, welcome } = await alice.add([supply[3]!.encoded]);
+  await alice.receive(commit);
+  await expect(DeviceGroup.join(welcome!, [supply[0]!, supply[1]!], world.book())).rejects.toMatchObject({ reason: "E_MLS_FORMAT" });
+  const frank = await DeviceGroup.join(welcome!, supply, world.book());
+  expect(frank.epochAuthenticator).toEqual(alice.epochAuthenticator);
+});
+
+test("overlapping calls on one group run one at a time, in the order they were made", async () => {
+  const { groups } = await threeMembers();
+  const [alice, bob] = groups;
+  const sent = await Promise.all(["a", "b", "c", "d"].map((t) => alice.encrypt(text(t))));
+  const got = await Promise.all(sent.map((m) => bob.receive(m)));
+  expect(got.map(read)).toEqual(["a", "b", "c", "d"]);
+});

@@ -14,12 +14,13 @@ import {
   type ClientState,
   type Proposal,
 } from "ts-mls";
+import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import { decryptSenderData } from "ts-mls/privateMessage.js";
 import { allSecretTreeValues } from "ts-mls/secretTree.js";
 import { equalBytes } from "../bytes.ts";
 import { clientConfig } from "./config.ts";
 import { parseCredential, type DeviceRef } from "./credential.ts";
-import { MlsError } from "./errors.ts";
+import { MlsError, MlsReasons, type MlsReason } from "./errors.ts";
 import { decodeKeyPackage, makeKeyPackage, type MlsDevice, type OwnKeyPackage } from "./key-packages.ts";
 import { TrustGate, type MemberTrust } from "./trust.ts";
 import { decodePrivateMessage, decodeWelcome, encodeMessage, encodePrivateMessage, encodeWelcome } from "./wire.ts";
@@ -48,6 +49,8 @@ interface Pending {
 
 export class DeviceGroup {
   private pending: Pending | undefined;
+  /** ts-mls states are values: two overlapping operations would each start from the same one, and one would be lost. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private state: ClientState,
@@ -63,14 +66,18 @@ export class DeviceGroup {
     return new DeviceGroup(state, gate, cs);
   }
 
-  /** Joins from a welcome; every leaf of the group's tree must be in its owner's signed device list. */
-  static async join(welcome: Uint8Array, own: OwnKeyPackage, trust: MemberTrust): Promise<DeviceGroup> {
+  /**
+   * Joins from a welcome, with whichever of the device's own key packages it was made for. Every leaf of
+   * the group's tree must be in its owner's signed device list.
+   */
+  static async join(welcome: Uint8Array, candidates: OwnKeyPackage | OwnKeyPackage[], trust: MemberTrust): Promise<DeviceGroup> {
     const cs = await mlsSuite();
     const gate = new TrustGate(trust);
     const decoded = decodeWelcome(welcome);
-    const state = await gate.guard(() =>
-      joinGroup(decoded, own.publicPackage, own.privatePackage, emptyPskIndex, cs, undefined, undefined, clientConfig(gate)),
-    ).catch(rethrowAs("E_MLS_DECRYPT"));
+    const own = await welcomedPackage(decoded.secrets.map((s) => s.newMember), [candidates].flat(), cs);
+    const state = await gate
+      .guard(() => joinGroup(decoded, own.publicPackage, own.privatePackage, emptyPskIndex, cs, undefined, undefined, clientConfig(gate)))
+      .catch(rethrowAs("E_MLS_DECRYPT"));
     return new DeviceGroup(state, gate, cs);
   }
 
@@ -119,7 +126,11 @@ export class DeviceGroup {
   }
 
   /** Adds devices by their key packages. Each must be in its owner's signed device list, checked here first. */
-  async add(keyPackages: Uint8Array[]): Promise<Outgoing> {
+  add(keyPackages: Uint8Array[]): Promise<Outgoing> {
+    return this.serial(() => this.addNow(keyPackages));
+  }
+
+  private async addNow(keyPackages: Uint8Array[]): Promise<Outgoing> {
     const proposals: Proposal[] = keyPackages.map((bytes) => {
       const keyPackage = decodeKeyPackage(bytes);
       const device = parseCredential(keyPackage.leafNode.credential);
@@ -130,7 +141,11 @@ export class DeviceGroup {
     return this.commit(proposals);
   }
 
-  async remove(devices: DeviceRef[]): Promise<Outgoing> {
+  remove(devices: DeviceRef[]): Promise<Outgoing> {
+    return this.serial(() => this.removeNow(devices));
+  }
+
+  private async removeNow(devices: DeviceRef[]): Promise<Outgoing> {
     const members = this.members();
     const proposals: Proposal[] = devices.map((d) => {
       const m = members.find((x) => x.user === d.user && x.deviceId === d.deviceId);
@@ -141,11 +156,15 @@ export class DeviceGroup {
   }
 
   /** A commit with no proposals: a fresh leaf key and path, for post-compromise security. */
-  async update(): Promise<Outgoing> {
-    return this.commit([]);
+  update(): Promise<Outgoing> {
+    return this.serial(() => this.commit([]));
   }
 
-  async encrypt(plaintext: Uint8Array): Promise<Uint8Array> {
+  encrypt(plaintext: Uint8Array): Promise<Uint8Array> {
+    return this.serial(() => this.encryptNow(plaintext));
+  }
+
+  private async encryptNow(plaintext: Uint8Array): Promise<Uint8Array> {
     if (this.removed) throw new MlsError("E_MLS_REMOVED");
     const { newState, privateMessage, consumed } = await createApplicationMessage(this.state, plaintext, this.cs);
     this.replace(newState, consumed);
@@ -153,7 +172,17 @@ export class DeviceGroup {
   }
 
   /** Everything the server delivers for the conversation, in the server's order. */
-  async receive(bytes: Uint8Array): Promise<Received> {
+  receive(bytes: Uint8Array): Promise<Received> {
+    return this.serial(() => this.receiveNow(bytes));
+  }
+
+  private serial<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(op, op);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async receiveNow(bytes: Uint8Array): Promise<Received> {
     if (this.removed) throw new MlsError("E_MLS_REMOVED");
     const pm = decodePrivateMessage(bytes);
     if (!equalBytes(pm.groupId, this.groupId)) throw new MlsError("E_MLS_FORMAT", "The message is for another group");
@@ -218,14 +247,22 @@ export class DeviceGroup {
   }
 }
 
-function rethrowAs(reason: "E_MLS_DECRYPT") {
+/** The welcome names its new members by key package reference; find the one this device holds. */
+async function welcomedPackage(refs: Uint8Array[], candidates: OwnKeyPackage[], cs: CiphersuiteImpl): Promise<OwnKeyPackage> {
+  for (const c of candidates) {
+    const ref = await makeKeyPackageRef(c.publicPackage, cs.hash);
+    if (refs.some((r) => equalBytes(r, ref))) return c;
+  }
+  throw new MlsError("E_MLS_FORMAT", "The welcome is not for any key package this device holds");
+}
+
+/** ts-mls throws plain errors; the ones a caller must tell apart get their own reason. */
+function rethrowAs(reason: MlsReason) {
   return (err: unknown): never => {
     if (err instanceof MlsError) throw err;
     const text = err instanceof Error ? err.message : String(err);
     if (/gen in the past/i.test(text)) throw new MlsError("E_MLS_REPLAY");
     if (/epoch too old/i.test(text)) throw new MlsError("E_MLS_EPOCH");
-    throw new MlsError(reason, `${MlsErrorText[reason]}: ${text}`);
+    throw new MlsError(reason, `${MlsReasons[reason]}: ${text}`);
   };
 }
-
-const MlsErrorText = { E_MLS_DECRYPT: "The MLS message could not be decrypted or verified" } as const;
