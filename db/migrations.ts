@@ -11,6 +11,7 @@ import m0003 from "./migrations/0003_files.sql" with { type: "text" };
 import m0004 from "./migrations/0004_chunk_storage.sql" with { type: "text" };
 import m0005 from "./migrations/0005_messages_without_fk_checks.sql" with { type: "text" };
 import m0006 from "./migrations/0006_devices.sql" with { type: "text" };
+import m0007 from "./migrations/0007_key_packages.sql" with { type: "text" };
 
 export const migrationFiles: Record<string, string> = {
   "0000_init": m0000,
@@ -20,6 +21,7 @@ export const migrationFiles: Record<string, string> = {
   "0004_chunk_storage": m0004,
   "0005_messages_without_fk_checks": m0005,
   "0006_devices": m0006,
+  "0007_key_packages": m0007,
 };
 
 export const migrationJournal: { entries: { tag: string; when: number; breakpoints: boolean }[] } = journal;

@@ -252,3 +252,22 @@ export const fileChunks = pgTable(
   },
   (t) => [primaryKey({ columns: [t.fileId, t.idx] })],
 );
+
+/**
+ * MLS key packages a device uploaded for others to add it with (crypto/mls):
+ * one-time packages, each handed out once and deleted as it is, and at most one
+ * last-resort package per device, handed out when the one-time supply is empty.
+ */
+export const keyPackages = pgTable(
+  "key_packages",
+  {
+    id: serial("id").primaryKey(),
+    deviceId: integer("device_id")
+      .notNull()
+      .references(() => devices.id, { onDelete: "cascade" }),
+    data: bytea("data").notNull(),
+    lastResort: boolean("last_resort").notNull().default(false),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("key_packages_device").on(t.deviceId, t.id), uniqueIndex("key_packages_last_resort").on(t.deviceId).where(sql`last_resort`)],
+);

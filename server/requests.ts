@@ -13,6 +13,7 @@ import type { ClientState, Conn, ServerContext } from "./context";
 import type { Destination, Directory } from "./directory";
 import type { GroupChange } from "./group-store";
 import { fileRoutes } from "./files";
+import { mlsRoutes } from "./mls-routes";
 import { userRoutes } from "./user-routes";
 import { MAX_PAGE_ROWS, pageBytes } from "../protocol/limits";
 
@@ -261,6 +262,7 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     },
     ...userRoutes(ctx, directory, acks, loggedIn),
     ...fileRoutes(ctx, directory, loggedIn),
+    ...mlsRoutes(ctx.keyPackages, loggedIn),
     ping: { handle: () => ({}) },
   };
 }

@@ -1,0 +1,24 @@
+// The MLS failures a client must act on. Callers and tests branch on `reason`; the message is what a user sees.
+
+export const MlsReasons = {
+  E_MLS_DEVICE_LIST: "The device list is not signed by the account's identity key, or is older than one already seen",
+  E_MLS_UNTRUSTED_MEMBER: "A member's device is not in its account's signed device list",
+  E_MLS_REPLAY: "The message was already received, or arrived out of order",
+  E_MLS_STALE_COMMIT: "The membership change was made for an epoch that has already moved on",
+  E_MLS_EPOCH: "The message belongs to an epoch whose keys are gone",
+  E_MLS_DECRYPT: "The MLS message could not be decrypted or verified",
+  E_MLS_FORMAT: "The MLS data is malformed",
+  E_MLS_REMOVED: "This device is no longer a member of the conversation",
+} as const;
+
+export type MlsReason = keyof typeof MlsReasons;
+
+export class MlsError extends Error {
+  override readonly name = "MlsError";
+  constructor(
+    readonly reason: MlsReason,
+    message: string = MlsReasons[reason],
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,268 @@
+// One conversation as an MLS group of devices, from one device's point of view: membership commits,
+// application messages, and the rule that the server's order decides which commit of an epoch wins.
+import {
+  createApplicationMessage,
+  createCommit,
+  createGroup,
+  decodeGroupState,
+  emptyPskIndex,
+  encodeGroupState,
+  joinGroup,
+  processPrivateMessage,
+  zeroOutUint8Array,
+  type CiphersuiteImpl,
+  type ClientState,
+  type Proposal,
+} from "ts-mls";
+import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
+import { decryptSenderData } from "ts-mls/privateMessage.js";
+import { allSecretTreeValues } from "ts-mls/secretTree.js";
+import { equalBytes } from "../bytes.ts";
+import { clientConfig } from "./config.ts";
+import { parseCredential, type DeviceRef } from "./credential.ts";
+import { MlsError, MlsReasons, type MlsReason } from "./errors.ts";
+import { decodeKeyPackage, makeKeyPackage, type MlsDevice, type OwnKeyPackage } from "./key-packages.ts";
+import { TrustGate, type MemberTrust } from "./trust.ts";
+import { decodePrivateMessage, decodeWelcome, encodeMessage, encodePrivateMessage, encodeWelcome } from "./wire.ts";
+import { mlsSuite } from "./suite.ts";
+
+export interface Member extends DeviceRef {
+  leaf: number;
+}
+
+/** What a device sends to the server for ordering; a welcome goes only to the devices it adds. */
+export interface Outgoing {
+  commit: Uint8Array;
+  welcome?: Uint8Array;
+}
+
+export type Received =
+  | { kind: "application"; plaintext: Uint8Array; sender: DeviceRef; epoch: bigint }
+  /** `lostOwn`: this device had a commit waiting for the same epoch, and the server ordered another first. */
+  | { kind: "commit"; epoch: bigint; own: boolean; lostOwn: boolean; removedSelf: boolean };
+
+interface Pending {
+  commit: Uint8Array;
+  state: ClientState;
+  consumed: Uint8Array[];
+}
+
+export class DeviceGroup {
+  private pending: Pending | undefined;
+  /** ts-mls states are values: two overlapping operations would each start from the same one, and one would be lost. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private state: ClientState,
+    private readonly gate: TrustGate,
+    private readonly cs: CiphersuiteImpl,
+  ) {}
+
+  static async create(groupId: Uint8Array, device: MlsDevice, trust: MemberTrust): Promise<DeviceGroup> {
+    const cs = await mlsSuite();
+    const gate = new TrustGate(trust);
+    const own = await makeKeyPackage(device);
+    const state = await gate.guard(() => createGroup(groupId, own.publicPackage, own.privatePackage, [], cs, clientConfig(gate)));
+    return new DeviceGroup(state, gate, cs);
+  }
+
+  /**
+   * Joins from a welcome, with whichever of the device's own key packages it was made for. Every leaf of
+   * the group's tree must be in its owner's signed device list.
+   */
+  static async join(welcome: Uint8Array, candidates: OwnKeyPackage | OwnKeyPackage[], trust: MemberTrust): Promise<DeviceGroup> {
+    const cs = await mlsSuite();
+    const gate = new TrustGate(trust);
+    const decoded = decodeWelcome(welcome);
+    const own = await welcomedPackage(decoded.secrets.map((s) => s.newMember), [candidates].flat(), cs);
+    const state = await gate
+      .guard(() => joinGroup(decoded, own.publicPackage, own.privatePackage, emptyPskIndex, cs, undefined, undefined, clientConfig(gate)))
+      .catch(rethrowAs("E_MLS_DECRYPT"));
+    return new DeviceGroup(state, gate, cs);
+  }
+
+  /** A group saved by `save()` (it holds the device's secrets: store it as such). */
+  static async restore(saved: Uint8Array, trust: MemberTrust): Promise<DeviceGroup> {
+    const cs = await mlsSuite();
+    const gate = new TrustGate(trust);
+    const decoded = (() => {
+      try {
+        return decodeGroupState(saved, 0);
+      } catch {
+        return undefined;
+      }
+    })();
+    if (!decoded || decoded[1] !== saved.length) throw new MlsError("E_MLS_FORMAT", "Not a saved MLS group");
+    return new DeviceGroup({ ...decoded[0], clientConfig: clientConfig(gate) }, gate, cs);
+  }
+
+  save(): Uint8Array {
+    return encodeGroupState(this.state);
+  }
+
+  get epoch(): bigint {
+    return this.state.groupContext.epoch;
+  }
+
+  get groupId(): Uint8Array {
+    return this.state.groupContext.groupId;
+  }
+
+  /** Equal on every member exactly when they are in the same epoch of the same group. */
+  get epochAuthenticator(): Uint8Array {
+    return this.state.keySchedule.epochAuthenticator;
+  }
+
+  get removed(): boolean {
+    return this.state.groupActiveState.kind === "removedFromGroup";
+  }
+
+  members(): Member[] {
+    const out: Member[] = [];
+    this.state.ratchetTree.forEach((node, i) => {
+      if (node?.nodeType === "leaf") out.push({ ...parseCredential(node.leaf.credential), leaf: i / 2 });
+    });
+    return out;
+  }
+
+  /** Adds devices by their key packages. Each must be in its owner's signed device list, checked here first. */
+  add(keyPackages: Uint8Array[]): Promise<Outgoing> {
+    return this.serial(() => this.addNow(keyPackages));
+  }
+
+  private async addNow(keyPackages: Uint8Array[]): Promise<Outgoing> {
+    const proposals: Proposal[] = keyPackages.map((bytes) => {
+      const keyPackage = decodeKeyPackage(bytes);
+      const device = parseCredential(keyPackage.leafNode.credential);
+      if (!this.gate.trustedNow(device, keyPackage.leafNode.signaturePublicKey))
+        throw new MlsError("E_MLS_UNTRUSTED_MEMBER", `${device.user}/${device.deviceId} is not in ${device.user}'s signed device list`);
+      return { proposalType: "add", add: { keyPackage } };
+    });
+    return this.commit(proposals);
+  }
+
+  remove(devices: DeviceRef[]): Promise<Outgoing> {
+    return this.serial(() => this.removeNow(devices));
+  }
+
+  private async removeNow(devices: DeviceRef[]): Promise<Outgoing> {
+    const members = this.members();
+    const proposals: Proposal[] = devices.map((d) => {
+      const m = members.find((x) => x.user === d.user && x.deviceId === d.deviceId);
+      if (!m) throw new MlsError("E_MLS_FORMAT", `${d.user}/${d.deviceId} is not in the group`);
+      return { proposalType: "remove", remove: { removed: m.leaf } };
+    });
+    return this.commit(proposals);
+  }
+
+  /** A commit with no proposals: a fresh leaf key and path, for post-compromise security. */
+  update(): Promise<Outgoing> {
+    return this.serial(() => this.commit([]));
+  }
+
+  encrypt(plaintext: Uint8Array): Promise<Uint8Array> {
+    return this.serial(() => this.encryptNow(plaintext));
+  }
+
+  private async encryptNow(plaintext: Uint8Array): Promise<Uint8Array> {
+    if (this.removed) throw new MlsError("E_MLS_REMOVED");
+    const { newState, privateMessage, consumed } = await createApplicationMessage(this.state, plaintext, this.cs);
+    this.replace(newState, consumed);
+    return encodePrivateMessage(privateMessage);
+  }
+
+  /** Everything the server delivers for the conversation, in the server's order. */
+  receive(bytes: Uint8Array): Promise<Received> {
+    return this.serial(() => this.receiveNow(bytes));
+  }
+
+  private serial<T>(op: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(op, op);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async receiveNow(bytes: Uint8Array): Promise<Received> {
+    if (this.removed) throw new MlsError("E_MLS_REMOVED");
+    const pm = decodePrivateMessage(bytes);
+    if (!equalBytes(pm.groupId, this.groupId)) throw new MlsError("E_MLS_FORMAT", "The message is for another group");
+    if (pm.contentType === "commit") return this.receiveCommit(bytes, pm);
+    if (pm.contentType !== "application") throw new MlsError("E_MLS_FORMAT", "Stand-alone proposals are not used");
+    if (pm.epoch > this.epoch) throw new MlsError("E_MLS_EPOCH", "The message is from an epoch this device has not reached");
+    const epochData = pm.epoch === this.epoch ? this.state : this.state.historicalReceiverData.get(pm.epoch);
+    if (!epochData) throw new MlsError("E_MLS_EPOCH");
+    const senderDataSecret = "keySchedule" in epochData ? epochData.keySchedule.senderDataSecret : epochData.senderDataSecret;
+    const senderData = await decryptSenderData(pm, senderDataSecret, this.cs).catch(() => undefined);
+    const node = senderData && epochData.ratchetTree[senderData.leafIndex * 2];
+    if (node?.nodeType !== "leaf") throw new MlsError("E_MLS_DECRYPT");
+    const result = await processPrivateMessage(this.state, pm, emptyPskIndex, this.cs).catch(rethrowAs("E_MLS_DECRYPT"));
+    if (result.kind !== "applicationMessage") throw new MlsError("E_MLS_FORMAT");
+    this.replace(result.newState, result.consumed);
+    const sender = parseCredential(node.leaf.credential);
+    // a device revoked since it joined keeps its leaf until someone commits its removal: say so, don't show it as them
+    if (!this.gate.trustedNow(sender, node.leaf.signaturePublicKey))
+      throw new MlsError("E_MLS_UNTRUSTED_MEMBER", `${sender.user}/${sender.deviceId} is no longer in ${sender.user}'s signed device list`);
+    return { kind: "application", plaintext: result.message, sender, epoch: pm.epoch };
+  }
+
+  private async receiveCommit(bytes: Uint8Array, pm: { epoch: bigint }): Promise<Received> {
+    const pending = this.pending;
+    if (pending && equalBytes(pending.commit, bytes)) {
+      this.pending = undefined;
+      this.replace(pending.state, pending.consumed);
+      return { kind: "commit", epoch: this.epoch, own: true, lostOwn: false, removedSelf: false };
+    }
+    if (pm.epoch < this.epoch) throw new MlsError("E_MLS_STALE_COMMIT");
+    if (pm.epoch > this.epoch) throw new MlsError("E_MLS_EPOCH", "A commit for an epoch this device has not reached");
+    const result = await this.gate
+      .guard(() => processPrivateMessage(this.state, decodePrivateMessage(bytes), emptyPskIndex, this.cs))
+      .catch(rethrowAs("E_MLS_DECRYPT"));
+    if (result.kind !== "newState") throw new MlsError("E_MLS_FORMAT");
+    const lostOwn = pending !== undefined;
+    this.pending = undefined;
+    this.replace(result.newState, result.consumed);
+    return { kind: "commit", epoch: this.epoch, own: false, lostOwn, removedSelf: this.removed };
+  }
+
+  /**
+   * Makes a commit but keeps the current epoch until the server's order says it won: the commit takes
+   * effect when it comes back in `receive`, and is dropped if another commit of the epoch comes first.
+   */
+  private async commit(extraProposals: Proposal[]): Promise<Outgoing> {
+    if (this.removed) throw new MlsError("E_MLS_REMOVED");
+    const result = await this.gate.guard(() =>
+      createCommit({ state: this.state, cipherSuite: this.cs }, { extraProposals, ratchetTreeExtension: true }),
+    );
+    const commit = encodeMessage(result.commit);
+    this.pending = { commit, state: result.newState, consumed: result.consumed };
+    return result.welcome ? { commit, welcome: encodeWelcome(result.welcome) } : { commit };
+  }
+
+  /** Moves to a new state and wipes what the old one no longer needs (used message keys, dropped epochs). */
+  private replace(next: ClientState, consumed: Uint8Array[]): void {
+    for (const [epoch, data] of this.state.historicalReceiverData)
+      if (!next.historicalReceiverData.has(epoch) && epoch !== next.groupContext.epoch) allSecretTreeValues(data.secretTree).forEach(zeroOutUint8Array);
+    consumed.forEach(zeroOutUint8Array);
+    this.state = next;
+  }
+}
+
+/** The welcome names its new members by key package reference; find the one this device holds. */
+async function welcomedPackage(refs: Uint8Array[], candidates: OwnKeyPackage[], cs: CiphersuiteImpl): Promise<OwnKeyPackage> {
+  for (const c of candidates) {
+    const ref = await makeKeyPackageRef(c.publicPackage, cs.hash);
+    if (refs.some((r) => equalBytes(r, ref))) return c;
+  }
+  throw new MlsError("E_MLS_FORMAT", "The welcome is not for any key package this device holds");
+}
+
+/** ts-mls throws plain errors; the ones a caller must tell apart get their own reason. */
+function rethrowAs(reason: MlsReason) {
+  return (err: unknown): never => {
+    if (err instanceof MlsError) throw err;
+    const text = err instanceof Error ? err.message : String(err);
+    if (/gen in the past/i.test(text)) throw new MlsError("E_MLS_REPLAY");
+    if (/epoch too old/i.test(text)) throw new MlsError("E_MLS_EPOCH");
+    throw new MlsError(reason, `${MlsReasons[reason]}: ${text}`);
+  };
+}

@@ -1,0 +1,42 @@
+// MLS messages as bytes on the wire: the only place that parses what a peer or the server sent.
+import { decodeMlsMessage, encodeMlsMessage, type MLSMessage, type PrivateMessage, type Welcome } from "ts-mls";
+import { abytes } from "../bytes.ts";
+import { MlsError } from "./errors.ts";
+
+/** Far above a commit for a few hundred members; refused before parsing so a hostile size costs nothing. */
+export const MAX_MLS_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+function decode(bytes: Uint8Array): MLSMessage {
+  abytes(bytes, "message");
+  if (bytes.length > MAX_MLS_MESSAGE_BYTES) throw new MlsError("E_MLS_FORMAT", "The MLS message is too large");
+  let decoded: [MLSMessage, number] | undefined;
+  try {
+    decoded = decodeMlsMessage(bytes, 0);
+  } catch {
+    decoded = undefined;
+  }
+  if (!decoded || decoded[1] !== bytes.length) throw new MlsError("E_MLS_FORMAT", "Not an MLS message");
+  return decoded[0];
+}
+
+export function decodePrivateMessage(bytes: Uint8Array): PrivateMessage {
+  const m = decode(bytes);
+  if (m.wireformat !== "mls_private_message") throw new MlsError("E_MLS_FORMAT", `Expected an MLS private message, got ${m.wireformat}`);
+  return m.privateMessage;
+}
+
+export function decodeWelcome(bytes: Uint8Array): Welcome {
+  const m = decode(bytes);
+  if (m.wireformat !== "mls_welcome") throw new MlsError("E_MLS_FORMAT", `Expected an MLS welcome, got ${m.wireformat}`);
+  return m.welcome;
+}
+
+export function encodePrivateMessage(privateMessage: PrivateMessage): Uint8Array {
+  return encodeMlsMessage({ wireformat: "mls_private_message", version: "mls10", privateMessage });
+}
+
+export function encodeWelcome(welcome: Welcome): Uint8Array {
+  return encodeMlsMessage({ wireformat: "mls_welcome", version: "mls10", welcome });
+}
+
+export const encodeMessage = (m: MLSMessage): Uint8Array => encodeMlsMessage(m);

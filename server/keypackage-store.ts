@@ -1,0 +1,64 @@
+/**
+ * MLS key packages in ChatDB (table key_packages). A device keeps a supply of
+ * one-time packages and one last-resort package here; a claim hands out one
+ * package per live device of the named user, a one-time package at most once
+ * (deleted in the claiming transaction, SKIP LOCKED so concurrent claims take
+ * different ones), and the last-resort package when the supply is empty.
+ * The server cannot read or forge them: each is signed by its device's MLS key,
+ * which the account's identity vouches for in its device list (crypto/mls).
+ */
+import type { Sql } from "../db/connect";
+import { ChatError } from "../protocol/errors";
+
+/** A device's one-time supply is capped, so one device cannot fill the database. */
+export const MAX_ONE_TIME_PACKAGES = 100;
+
+export interface ClaimedPackage {
+  device: string;
+  keyPackage: Uint8Array;
+  lastResort: boolean;
+}
+
+export class KeyPackageStore {
+  constructor(private readonly sql: Sql) {}
+
+  /** Adds one-time packages and replaces the last-resort one; returns how many one-time packages are held. */
+  async put(deviceId: number, oneTime: Uint8Array[], lastResort: Uint8Array | undefined): Promise<number> {
+    return this.sql.begin(async (tx) => {
+      // the device row serialises two uploads from one device, so the cap holds
+      await tx`select id from devices where id = ${deviceId} for update`;
+      const [{ n }] = (await tx`select count(*)::int as n from key_packages where device_id = ${deviceId} and not last_resort`) as unknown as [{ n: number }];
+      if (n + oneTime.length > MAX_ONE_TIME_PACKAGES)
+        throw new ChatError("E_BAD_REQUEST", `A device holds at most ${MAX_ONE_TIME_PACKAGES} one-time key packages; it has ${n}`);
+      for (const data of oneTime) await tx`insert into key_packages (device_id, data) values (${deviceId}, ${data})`;
+      if (lastResort) {
+        await tx`delete from key_packages where device_id = ${deviceId} and last_resort`;
+        await tx`insert into key_packages (device_id, data, last_resort) values (${deviceId}, ${lastResort}, true)`;
+      }
+      return n + oneTime.length;
+    });
+  }
+
+  /** One package for each of the user's devices that is not revoked and has any. */
+  async claim(userName: string): Promise<ClaimedPackage[]> {
+    return this.sql.begin(async (tx) => {
+      const [user] = await tx`select id from users where name = ${userName}`;
+      if (!user) throw new ChatError("E_NO_SUCH_USER");
+      const devices = await tx`select id, key from devices where user_id = ${user.id} and revoked_at is null order by id`;
+      const out: ClaimedPackage[] = [];
+      for (const d of devices) {
+        const [once] = await tx`delete from key_packages where id = (
+                                  select id from key_packages where device_id = ${d.id} and not last_resort
+                                  order by id limit 1 for update skip locked)
+                                returning data`;
+        if (once) {
+          out.push({ device: d.key as string, keyPackage: new Uint8Array(once.data), lastResort: false });
+          continue;
+        }
+        const [reused] = await tx`select data from key_packages where device_id = ${d.id} and last_resort`;
+        if (reused) out.push({ device: d.key as string, keyPackage: new Uint8Array(reused.data), lastResort: true });
+      }
+      return out;
+    });
+  }
+}
