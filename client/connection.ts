@@ -300,9 +300,10 @@ export abstract class Connection {
         await this.connect();
         return;
       } catch (error) {
-        // Logged in, then lost: the reconnect loop has taken over.
+        // Logged in, then lost: the reconnect loop has taken over. It may take
+        // as long as the replay takes, but not waitMs without any server.
         if (this.reconnecting) {
-          await this.reconnecting;
+          await this.reconnected(this.options.waitMs ?? DEFAULT_WAIT_MS);
           if (this.connected) return;
         }
         if (!(error instanceof ChatError) || !isTemporary(error.code) || this.closing || this.ended) throw error;
@@ -310,6 +311,24 @@ export abstract class Connection {
         if (Date.now() + delay > deadline) throw error;
         if (attempt === 0) this.options.onStatus?.(`${error.message}; trying again for up to ${Math.round((deadline - Date.now()) / 1000)} s`);
         await Bun.sleep(delay);
+      }
+    }
+  }
+
+  /**
+   * Waits for the reconnect loop; gives up (and stops it) once no link has
+   * been up for waitMs in a row, so that a one-shot command whose servers are
+   * all gone ends with an error instead of trying for ever.
+   */
+  private async reconnected(waitMs: number): Promise<void> {
+    let since = Date.now();
+    while (this.reconnecting) {
+      await Promise.race([this.reconnecting, Bun.sleep(200)]);
+      if (this.connected) since = Date.now();
+      else if (Date.now() - since > waitMs) {
+        this.closing = true;
+        for (const link of this.connecting) link.close();
+        throw new ChatError("E_UNAVAILABLE", `No chat server answered for ${Math.round(waitMs / 1000)} s`);
       }
     }
   }
