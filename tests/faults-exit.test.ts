@@ -12,6 +12,7 @@ import { startBalancer, type Balancer } from "../roles/balancer";
 import { connectUser, signup, spawnServer, uniqueName, waitFor, type ServerProcess, type TestUser } from "./support/cluster";
 import { runClient } from "./support/cli-process";
 import { testDatabaseUrl } from "./support/pg";
+import { testIdentity } from "./support/tls";
 
 let balancer: Balancer;
 let balancerAddr: string;
@@ -24,7 +25,7 @@ beforeAll(async () => {
   const database = openDatabase(url, { max: 1 });
   await migrate(database);
   await database.close();
-  balancer = await startBalancer({ port: 0, strategy: "roundrobin" });
+  balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: await testIdentity(url) });
   balancerAddr = `127.0.0.1:${balancer.port}`;
   server = await spawnServer(url, balancerAddr);
   await waitFor(() => balancer.servers().length === 1, "the server to register");
