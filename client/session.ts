@@ -121,9 +121,13 @@ export class ChatSession extends Connection {
     if (ev === "read" && typeof frame.conv === "number" && typeof frame.seq === "number") {
       this.store.read(frame.conv, frame.seq);
       this.options.onRead?.(frame.conv, frame.seq);
-    } else if (ev === "receipt" && typeof frame.conv === "number" && typeof frame.user === "string") {
+    } else if (ev === "receipts" && Array.isArray(frame.r)) {
       const num = (v: unknown) => (typeof v === "number" ? v : undefined);
-      this.options.onReceipt?.({ conv: frame.conv, user: frame.user, delivered: num(frame.delivered), read: num(frame.read) });
+      for (const item of frame.r as unknown[]) {
+        if (!Array.isArray(item) || typeof item[0] !== "number" || typeof item[1] !== "string") continue;
+        // With read receipts off, none are shown (the server stops sending them; this covers the moment between).
+        this.options.onReceipt?.({ conv: item[0], user: item[1], delivered: num(item[2]), read: this.settings.readReceipts ? num(item[3]) : undefined });
+      }
     } else if (ev === "typing" && typeof frame.conv === "number" && typeof frame.from === "string") {
       this.options.onTyping?.({ conv: frame.conv, from: frame.from, ...(typeof frame.group === "string" ? { group: frame.group } : {}) });
     }

@@ -31,7 +31,7 @@ import { GroupStore } from "../server/group-store";
 import { FileStore } from "../server/file-store";
 import { DeviceStore } from "../server/device-store";
 import { CursorStore } from "../server/cursor-store";
-import { receiptsFor } from "../server/receipts";
+import { Receipts } from "../server/receipts";
 import { MeteredStore } from "../server/metered-store";
 import { ServerMetrics } from "../server/metrics";
 import { serverInfo } from "../server/info";
@@ -110,7 +110,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const devices = new DeviceStore(database.sql, config.maxDevices);
   const cursors = new CursorStore(database.sql);
   const delivery = new Delivery(getCtx, metrics);
-  const acks = new Acks(cursors, receiptsFor({ cursors, send: (users, frame) => delivery.send(users, frame), log }));
+  const receipts = new Receipts({ cursors, send: (users, frame) => delivery.send(users, frame), log });
+  const acks = new Acks(cursors, (delivered, read) => receipts.moved(delivered, read));
   const sessions = new Sessions({
     serverId: id,
     devices,
@@ -127,6 +128,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     store,
     devices,
     cursors,
+    receipts,
     async live(conn, session) {
       // The connection closed while its login was recorded: the record goes too.
       if (conn.closed) {
@@ -266,6 +268,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
         // Bounded: a database that does not answer fails what is queued instead of holding shutdown.
         await ctx.committer.stop();
         await acks.flush().catch((e) => log(`acks at shutdown: ${e}`));
+        await receipts.flush();
         // After the last commits: their deliveries to users on other servers still go over the links.
         ctx.peers.stop();
         for (const conn of ctx.sessions.all()) conn.bye("E_SHUTDOWN", "The server is shutting down; reconnect to another");

@@ -141,4 +141,6 @@ export interface ServerContext {
   limits: Limits;
   /** Makes a connection whose login ChatDB recorded live here (or undoes the record if it closed meanwhile). */
   live(conn: Conn, session: DeviceSession): Promise<void>;
+  /** Receipts keep each conversation's members for a moment: a membership change made here forgets them. */
+  receipts: { forget(convId: number): void };
 }

@@ -90,6 +90,12 @@ export class CursorStore {
     return out;
   }
 
+  /** Whether each of these users sends (and sees) read receipts. */
+  async readReceiptsOf(userIds: number[]): Promise<Map<number, boolean>> {
+    const rows = await this.sql`select id, read_receipts from users where id = any(${userIds})`;
+    return new Map(rows.map((r) => [r.id as number, r.read_receipts as boolean]));
+  }
+
   /** Every other member's positions in a conversation, as `asker` may see them. */
   async receipts(convId: number, asker: number): Promise<Receipt[]> {
     const rows = await this.sql`

@@ -74,6 +74,7 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
 
   /** A membership change is a system message: delivered like any other, to members old and new. */
   function announce(message: WireMessage, recipients: number[]) {
+    ctx.receipts.forget(message.conv);
     void ctx.delivery.deliver(message, recipients).catch((e) => ctx.log(`deliver ${message.id}: ${e}`));
   }
 
