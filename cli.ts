@@ -334,7 +334,8 @@ const signup = defineCommand({
   run: ({ args }) =>
     guarded(async () => {
       const roles = await import("./roles/client");
-      await roles.signup(client(args));
+      const typed = !process.env.CHATTERBOX_PASSWORD && process.stdin.isTTY === true;
+      await roles.signup({ ...client(args), ...(typed ? { confirmPassword: passwordSource("Password again: ") } : {}) });
       console.log(`Account ${args.user} created`);
     }),
 });
@@ -415,12 +416,16 @@ const history = defineCommand({
 });
 
 const chat = defineCommand({
-  meta: { name: "chat", description: "The interactive chat client (scriptable when stdin is not a terminal)" },
-  args: { ...clientArgs, json: { type: "boolean", description: "Print each event as one JSON object a line" } },
+  meta: { name: "chat", description: "The interactive chat client: full screen on a terminal, line mode with --plain or from a pipe, JSON lines with --json" },
+  args: {
+    ...clientArgs,
+    json: { type: "boolean", description: "Print each event as one JSON object a line" },
+    plain: { type: "boolean", description: "Line mode on a terminal: a prompt, with messages printed above it (default there: the full-screen client)" },
+  },
   run: ({ args }) =>
     guarded(async () => {
       const roles = await import("./roles/client");
-      await roles.chat({ ...client(args), json: !!args.json });
+      await roles.chat({ ...client(args), json: !!args.json, plain: !!args.plain });
       process.exit(0);
     }),
 });

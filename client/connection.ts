@@ -472,7 +472,7 @@ export abstract class Connection {
       try {
         await this.connect();
         if (!this.connected) continue;
-        this.options.onStatus?.(`reconnected (server ${this.serverId.slice(0, 8)})`);
+        this.options.onStatus?.("reconnected");
         return;
       } catch (error) {
         if (error instanceof ChatError && !isTemporary(error.code) && error.code !== "E_TOKEN") {

@@ -319,15 +319,16 @@ export class ChatSession extends Connection {
     return (await this.request("groups")).groups as GroupInfo[];
   }
 
-  async groupHistory(group: string, limit = 50): Promise<Received[]> {
-    const reply = await this.request("history", { group, limit });
+  /** The group's latest messages, or (with `before`, a seq) those just before it. */
+  async groupHistory(group: string, limit = 50, before?: number): Promise<Received[]> {
+    const reply = await this.request("history", { group, limit, ...(before !== undefined ? { before } : {}) });
     const out: Received[] = [];
     for (const m of reply.messages as WireMessage[]) out.push(await this.read(bytesOf(m)));
     return out;
   }
 
-  async history(other: string, limit = 50): Promise<Received[]> {
-    const reply = await this.request("history", { with: other, limit });
+  async history(other: string, limit = 50, before?: number): Promise<Received[]> {
+    const reply = await this.request("history", { with: other, limit, ...(before !== undefined ? { before } : {}) });
     const out: Received[] = [];
     for (const m of reply.messages as WireMessage[]) out.push(await this.read(bytesOf(m)));
     return out;
@@ -372,6 +373,11 @@ export class ChatSession extends Connection {
   /** What this device holds that the person has not read, oldest first in each conversation. */
   unread(): Received[] {
     return this.store.unread(this.user).map(fromStored);
+  }
+
+  /** What this device holds that matches (SQLite FTS5 over the local copy), newest first. */
+  search(text: string, limit = 50): Received[] {
+    return this.store.search(text, limit).map(fromStored);
   }
 
   /** This device's copy of a conversation's latest messages. */

@@ -28,9 +28,11 @@ export interface ClientOptions {
 }
 
 /** Makes the account's identity keys here, and registers their public halves and a password-wrapped backup. */
-export async function signup(options: ClientOptions): Promise<void> {
+export async function signup(options: ClientOptions & { confirmPassword?: () => Promise<string> }): Promise<void> {
   const password = await options.password();
   checkPassword(password);
+  // Typed at a prompt, it is typed twice: a typo would otherwise only show at the next login.
+  if (options.confirmPassword && (await options.confirmPassword()) !== password) throw new ChatError("E_BAD_REQUEST", "The two passwords differ; nothing was created");
   const addr = await askBalancerPatiently(options.balancer, options.waitMs ?? DEFAULT_WAIT_MS, (e) => console.error(`chatterbox: ${e.message}; trying again`));
   const link = await Link.connect(addr, { hello: { role: "client" } });
   try {

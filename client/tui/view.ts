@@ -1,0 +1,416 @@
+/**
+ * The full-screen client (`chatterbox chat` on a terminal): the conversation
+ * list, the current conversation's messages, a status bar and an input line,
+ * drawn with @opentui/core (it owns the terminal: the alternate screen, raw
+ * input, key parsing, resizes, and restoring the terminal at the end). This
+ * file is the glue: the session's events go into the model (./model.ts), keys
+ * into the editor (./editor.ts), and ./render.ts says what to draw.
+ */
+import { BoxRenderable, createCliRenderer, RGBA, StyledText, TextAttributes, TextRenderable, type CliRenderer, type TextChunk } from "@opentui/core";
+import { HELP } from "../commands";
+import type { ReceiptEvent, Received, TypingEvent } from "../session";
+import { label, type ChatView, type Sending, type Target, type ViewActions } from "../view";
+import { InputEditor } from "./editor";
+import { actionOf, KEY_HELP, type Key } from "./keys";
+import { ChatModel, type Conv } from "./model";
+import { listRows, paneRows, visible, type Row } from "./render";
+
+const LIST_COLS = 22;
+const TYPING_SHOWN_MS = 6_000;
+const COMMANDS = ["/dm", "/g", "/to", "/file", "/history", "/who", "/info", "/set", "/groups", "/group", "/verify", "/trust", "/search", "/help", "/quit"];
+
+export class TuiView implements ChatView {
+  readonly json = false;
+  private readonly model: ChatModel;
+  private readonly editor = new InputEditor();
+  private actions?: ViewActions;
+  private readonly list: TextRenderable;
+  private readonly pane: TextRenderable;
+  private readonly bar: TextRenderable;
+  private readonly input: TextRenderable;
+  private readonly color = !process.env.NO_COLOR;
+  private notify = true;
+  private connection = "connecting";
+  private readonly typists = new Map<number, Map<string, number>>();
+  /** Ctrl-K's filter while the switcher is open. */
+  private switcher?: string;
+  /** Ctrl-C was pressed once with a draft: a second one leaves. */
+  private confirming = false;
+  private fetching = false;
+  private closed = false;
+  private readonly timer: ReturnType<typeof setInterval>;
+
+  private constructor(
+    private readonly renderer: CliRenderer,
+    me: string,
+  ) {
+    this.model = new ChatModel(me);
+    const root = new BoxRenderable(renderer, { id: "root", flexDirection: "row", width: "100%", height: "100%" });
+    this.list = new TextRenderable(renderer, { id: "list", width: LIST_COLS, height: "100%", wrapMode: "none" });
+    const right = new BoxRenderable(renderer, { id: "right", flexDirection: "column", flexGrow: 1, height: "100%" });
+    this.pane = new TextRenderable(renderer, { id: "pane", flexGrow: 1, wrapMode: "none" });
+    this.bar = new TextRenderable(renderer, { id: "bar", height: 1, wrapMode: "none" });
+    this.input = new TextRenderable(renderer, { id: "input", height: 1, wrapMode: "none" });
+    right.add(this.pane);
+    right.add(this.bar);
+    right.add(this.input);
+    root.add(this.list);
+    root.add(right);
+    renderer.root.add(root);
+    renderer.keyInput.on("keypress", (key: Key) => this.key(key));
+    renderer.keyInput.on("paste", (event: { bytes: Uint8Array }) => this.paste(new TextDecoder().decode(event.bytes)));
+    renderer.on("resize", () => this.draw());
+    // Typing lines expire and the connection state changes without an event to say so.
+    this.timer = setInterval(() => this.draw(), 1_000);
+  }
+
+  static async create(me: string): Promise<TuiView> {
+    const renderer = await createCliRenderer({ exitOnCtrlC: false, useMouse: false, exitSignals: [] });
+    return new TuiView(renderer, me);
+  }
+
+  open(actions: ViewActions): void {
+    this.actions = actions;
+    this.connection = "connected";
+    void actions
+      .conversations()
+      .then((convs) => {
+        for (const c of convs) {
+          const conv = this.model.conv(c.target, c.conv);
+          conv.unread = Math.max(conv.unread, c.unread);
+          if (conv.items.length === 0 && c.conv >= 0) void this.loadOlder(conv);
+        }
+        this.draw();
+      })
+      .catch(() => {});
+    this.draw();
+  }
+
+  // --- what the session says ---
+
+  message(m: Received): void {
+    const { added, current, conv } = this.model.add(m);
+    if (!added) return;
+    if (current) this.actions?.shown(m.conv, m.seq);
+    else if (m.from !== this.model.me && this.notify) this.ring(m);
+    this.typists.get(m.conv)?.delete(m.from);
+    this.draw();
+  }
+
+  private ring(m: Received): void {
+    process.stdout.write("\x07");
+    try {
+      this.renderer.triggerNotification(`${m.from}${m.group ? ` in #${m.group}` : ""}: ${m.file ? m.file.name : m.text}`.slice(0, 200), "ChatterBox");
+    } catch {
+      // A terminal without desktop notifications still had the bell.
+    }
+  }
+
+  receipt(r: ReceiptEvent): void {
+    this.model.receipt(r);
+    this.draw();
+  }
+
+  read(conv: number, seq: number): void {
+    this.model.readElsewhere(conv, seq);
+    this.draw();
+  }
+
+  typing(t: TypingEvent): void {
+    const who = this.typists.get(t.conv) ?? new Map<string, number>();
+    who.set(t.from, Date.now() + TYPING_SHOWN_MS);
+    this.typists.set(t.conv, who);
+    this.draw();
+  }
+
+  status(text: string): void {
+    if (text.startsWith("connection lost")) this.connection = "reconnecting";
+    else if (text.startsWith("reconnected")) this.connection = "connected";
+    this.model.note(`* ${text}`);
+    this.draw();
+  }
+
+  event(type: string, fields: Record<string, unknown>, human: string): void {
+    if (type === "settings" && typeof fields.notify === "boolean") this.notify = fields.notify;
+    if (type === "status" && /^talking (to|in) /.test(String(fields.text))) return this.draw();
+    if (type === "help") human = `${HELP}\n${KEY_HELP}`;
+    this.model.note(human);
+    this.draw();
+  }
+
+  pending(target: Target, text: string): Sending {
+    const { conv, local } = this.model.pending(target, text);
+    conv.scroll = 0;
+    this.draw();
+    return {
+      stored: (r) => {
+        this.model.stored(conv, local, r);
+        this.draw();
+      },
+      failed: () => {
+        this.model.failed(conv, local);
+        this.draw();
+      },
+    };
+  }
+
+  switched(target: Target, conv: number | undefined): void {
+    const before = this.model.currentConv;
+    if (before) before.draft = this.editor.text;
+    const c = this.model.open(target, conv);
+    if (before !== c) this.editor.set(c.draft);
+    // What is now on screen has been shown.
+    this.markShown(c);
+    if (c.conv !== undefined)
+      void this.actions
+        ?.receipts(c.conv)
+        .then((rs) => {
+          for (const r of rs) this.model.receipt(r);
+          this.draw();
+        })
+        .catch(() => {});
+    if (c.items.filter((i) => i.kind === "message").length < 20) void this.loadOlder(c);
+    this.draw();
+  }
+
+  private markShown(c: Conv): void {
+    const theirs = c.items.filter((i) => i.kind === "message" && !i.own);
+    const last = theirs[theirs.length - 1];
+    if (last && last.kind === "message" && c.conv !== undefined) this.actions?.shown(c.conv, last.m.seq);
+  }
+
+  fileLine(text: string): void {
+    this.model.note(text.trim());
+    this.draw();
+  }
+
+  // --- what the person does ---
+
+  private key(key: Key): void {
+    const action = actionOf(key);
+    if (!action) return;
+    if (action.do !== "interrupt") this.confirming = false;
+    if (this.switcher !== undefined) return this.switcherKey(action);
+    switch (action.do) {
+      case "submit": {
+        const line = this.editor.submit();
+        const c = this.model.currentConv;
+        if (c) {
+          c.draft = "";
+          c.scroll = 0;
+        }
+        if (line.trim() !== "") this.actions?.submit(line);
+        break;
+      }
+      case "insert":
+        this.editor.insert(action.text);
+        this.actions?.typing();
+        break;
+      case "edit":
+        if (action.op === "killToStart" || action.op === "killWord" || action.op === "backspace" || action.op === "deleteForward" || action.op === "killToEnd") this.editor[action.op]();
+        else this.editor[action.op]();
+        break;
+      case "complete":
+        this.editor.complete(this.editor.text.startsWith("/") && !this.editor.text.includes(" ") ? COMMANDS : this.names());
+        break;
+      case "page":
+        return this.page(action.by);
+      case "goto": {
+        const c = this.model.ordered()[action.index];
+        if (c) void this.actions?.switchTo(c.target);
+        break;
+      }
+      case "cycle": {
+        const all = this.model.ordered();
+        if (all.length === 0) break;
+        const at = all.findIndex((c) => c.key === this.model.current);
+        void this.actions?.switchTo(all[(at + action.by + all.length) % all.length]!.target);
+        break;
+      }
+      case "switcher":
+        // Ctrl-K cuts to the end of the line when there is something after the cursor; otherwise it opens the switcher.
+        if (this.editor.cursor < this.editor.text.length) this.editor.killToEnd();
+        else this.switcher = "";
+        break;
+      case "interrupt":
+        if (this.hasDraft() && !this.confirming) {
+          this.confirming = true;
+          break;
+        }
+        this.actions?.quit();
+        return;
+      case "eof":
+        if (this.editor.text === "") return this.actions?.quit();
+        this.editor.deleteForward();
+        break;
+      case "escape":
+        break;
+      case "redraw":
+        this.renderer.requestRender();
+        break;
+    }
+    this.draw();
+  }
+
+  private switcherKey(action: ReturnType<typeof actionOf>): void {
+    if (!action) return;
+    const matches = this.switcherMatches();
+    if (action.do === "insert") this.switcher += action.text;
+    else if (action.do === "edit" && action.op === "backspace") this.switcher = [...this.switcher!].slice(0, -1).join("");
+    else if (action.do === "submit") {
+      this.switcher = undefined;
+      if (matches[0]) void this.actions?.switchTo(matches[0].target);
+    } else if (action.do === "escape" || action.do === "interrupt" || action.do === "switcher") this.switcher = undefined;
+    this.draw();
+  }
+
+  private switcherMatches(): Conv[] {
+    const f = (this.switcher ?? "").toLowerCase();
+    return this.model.ordered().filter((c) => label(c.target).toLowerCase().includes(f));
+  }
+
+  private paste(text: string): void {
+    // A pasted block is one message, its lines kept (said in /help); Enter sends it.
+    this.editor.insert(text.replace(/\r\n?/g, "\n").replace(/\n+$/, ""));
+    this.draw();
+  }
+
+  private hasDraft(): boolean {
+    return this.editor.text.trim() !== "" || [...this.model.convs.values()].some((c) => c.key !== this.model.current && c.draft.trim() !== "");
+  }
+
+  private names(): string[] {
+    const out: string[] = [];
+    for (const c of this.model.convs.values()) {
+      out.push(c.target.kind === "group" ? `#${c.target.name}` : c.target.name);
+      for (const u of c.positions.keys()) out.push(u);
+    }
+    return out;
+  }
+
+  private page(by: 1 | -1): void {
+    const c = this.model.currentConv;
+    if (!c) return;
+    const height = this.paneHeight();
+    const rows = paneRows(this.model, c, this.paneCols());
+    const step = Math.max(1, height - 2);
+    const shown = visible(rows, height, c.scroll + by * step);
+    c.scroll = shown.scroll;
+    if (by > 0 && shown.atTop) void this.loadOlder(c);
+    this.draw();
+  }
+
+  /** Older messages for a conversation: this device's copy, then the server's. */
+  private async loadOlder(c: Conv): Promise<void> {
+    if (this.fetching || c.complete || !this.actions) return;
+    this.fetching = true;
+    try {
+      const got = await this.actions.older(c.target, this.model.oldestSeq(c), 50);
+      if (this.model.addOlder(c, got) === 0) c.complete = true;
+    } catch {
+      c.complete = true;
+    } finally {
+      this.fetching = false;
+    }
+    if (c.key === this.model.current) this.markShown(c);
+    this.draw();
+  }
+
+  // --- drawing ---
+
+  private paneCols(): number {
+    return Math.max(20, this.renderer.width - LIST_COLS - 1);
+  }
+
+  private inputRows(): string[] {
+    const prompt = this.prompt();
+    const cols = this.paneCols();
+    const text = prompt + this.editor.text.replace(/\n/g, "⏎");
+    const rows: string[] = [];
+    const chars = [...text];
+    for (let i = 0; i < chars.length || rows.length === 0; i += cols) rows.push(chars.slice(i, i + cols).join(""));
+    // Long input grows to three rows, then scrolls to keep the cursor in view.
+    const cursorRow = Math.floor(([...prompt].length + this.editor.cursor) / cols);
+    const first = Math.max(0, cursorRow - 2);
+    return rows.slice(first, first + 3);
+  }
+
+  private paneHeight(): number {
+    return Math.max(1, this.renderer.height - 1 - this.inputRows().length);
+  }
+
+  private prompt(): string {
+    if (this.switcher !== undefined) return `switch to: ${this.switcher}`;
+    const c = this.model.currentConv;
+    return c ? `${label(c.target)}> ` : "> ";
+  }
+
+  private statusText(): Row {
+    const c = this.model.currentConv;
+    const state = this.actions?.connection();
+    const conn = state && !state.connected ? "reconnecting…" : this.connection === "reconnecting" ? "reconnecting…" : "connected";
+    const pending = state && state.pending > 0 ? ` · ${state.pending} waiting to send` : "";
+    let e2e = "";
+    if (c?.target.kind === "dm") e2e = this.actions?.keyChanged(c.target.name) ? " · KEY CHANGED: /verify, then /trust" : " · end-to-end encrypted (pinned key; /verify to compare)";
+    else if (c) e2e = " · end-to-end encrypted";
+    const now = Date.now();
+    const typing = c?.conv !== undefined ? [...(this.typists.get(c.conv) ?? new Map<string, number>()).entries()].filter(([, until]) => until > now).map(([who]) => who) : [];
+    const who = typing.length ? ` · ${typing.join(", ")} ${typing.length === 1 ? "is" : "are"} typing…` : "";
+    const confirm = this.confirming ? " · a draft is unsent: Ctrl-C again to leave" : "";
+    const switcher = this.switcher !== undefined ? ` · ${this.switcherMatches().map((m) => label(m.target)).join("  ") || "no match"}` : "";
+    return [{ text: `[${conn}${pending}${e2e}${who}${confirm}${switcher}]`, reverse: true }];
+  }
+
+  private styled(rows: Row[]): StyledText {
+    const chunks: TextChunk[] = [];
+    rows.forEach((row, i) => {
+      for (const s of row) {
+        let attributes = 0;
+        if (s.bold) attributes |= TextAttributes.BOLD;
+        if (s.dim && this.color) attributes |= TextAttributes.DIM;
+        if (s.reverse) attributes |= TextAttributes.INVERSE;
+        chunks.push({ __isChunk: true, text: s.text, ...(s.color && this.color ? { fg: RGBA.fromHex(s.color) } : {}), ...(attributes ? { attributes } : {}) });
+      }
+      if (i < rows.length - 1) chunks.push({ __isChunk: true, text: "\n" });
+    });
+    return new StyledText(chunks);
+  }
+
+  private draw(): void {
+    if (this.closed) return;
+    const cols = this.paneCols();
+    const inputRows = this.inputRows();
+    const height = Math.max(1, this.renderer.height - 1 - inputRows.length);
+    const c = this.model.currentConv;
+    const rows = paneRows(this.model, c, cols);
+    const shown = visible(rows, height, c?.scroll ?? 0);
+    if (c) c.scroll = shown.scroll;
+    const pad: Row[] = Array.from({ length: Math.max(0, height - shown.rows.length) }, () => [{ text: "" }]);
+    this.pane.content = this.styled([...pad, ...shown.rows]);
+    const listCols = LIST_COLS - 1;
+    const list = listRows(this.model, listCols).slice(0, this.renderer.height);
+    this.list.content = this.styled(
+      Array.from({ length: this.renderer.height }, (_, i) => {
+        const row = list[i] ?? [];
+        const w = row.reduce((n, s) => n + Bun.stringWidth(s.text), 0);
+        return [...row, { text: `${" ".repeat(Math.max(0, listCols - w))}│`, dim: true }];
+      }),
+    );
+    this.bar.content = this.styled([this.statusText()]);
+    this.input.height = inputRows.length;
+    this.input.content = inputRows.join("\n");
+    // The terminal's cursor sits where the editor's is.
+    const offset = [...this.prompt()].length + (this.switcher !== undefined ? 0 : this.editor.cursor);
+    const cursorRow = Math.floor(offset / cols);
+    const first = Math.max(0, cursorRow - 2);
+    this.renderer.setCursorPosition(LIST_COLS + (offset % cols) + 1, this.renderer.height - inputRows.length + (cursorRow - first) + 1, true);
+    this.renderer.requestRender();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.renderer.destroy();
+  }
+}
