@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, expect, setDefaultTimeout, test } from 
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connectUser, PASSWORD, ROOT, signup, startCluster, uniqueName, type Cluster, type TestUser } from "./support/cluster";
+import { connectUser, PASSWORD, ROOT, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
 import { caFile, Tmux } from "./support/tmux";
 
 setDefaultTimeout(60_000);
@@ -32,8 +32,8 @@ afterAll(async () => {
 });
 
 /** Signs up `name` and opens the full-screen client for them in a terminal `cols` × `rows`. */
-async function openTui(name: string, cols = 100, rows = 30): Promise<Tmux> {
-  await signup(cluster.balancerAddr, name);
+async function openTui(name: string, cols = 100, rows = 30, signUp = true): Promise<Tmux> {
+  if (signUp) await signup(cluster.balancerAddr, name);
   const home = mkdtempSync(join(tmpdir(), "chatterbox-tui-home-"));
   homes.push(home);
   const term = new Tmux();
@@ -51,7 +51,12 @@ async function openTui(name: string, cols = 100, rows = 30): Promise<Tmux> {
 
 /** The rows right of the conversation list (the pane, the status bar and the input), trailing blanks cut. */
 function right(screen: string): string[] {
-  return screen.split("\n").map((row) => (row.includes("│") ? row.slice(row.indexOf("│") + 1) : row).replace(/\s+$/, ""));
+  return screen.replace(/\n$/, "").split("\n").map((row) => (row.includes("│") ? row.slice(row.indexOf("│") + 1) : row).replace(/\s+$/, ""));
+}
+
+/** Bells in what the client wrote, not counting BEL as the end of an OSC sequence. */
+function bells(term: Tmux): number {
+  return term.rawOutput().replace(/\x1b\][^\x07\x1b]*\x07/g, "").split("\x07").length - 1;
 }
 
 async function other(name: string): Promise<TestUser> {
@@ -77,4 +82,147 @@ test("a message arrives while a half-typed line wider than the terminal is edite
   const rows = right(screen);
   expect(rows.join("")).toContain(`${bob.name}> ${long}`);
   expect(rows.filter((r) => r.includes("hello while you type"))).toHaveLength(1);
+});
+
+test("cursor editing: abc, Left, Left, X gives aXbc, and Up brings the last line back", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const term = await openTui(alice);
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes(`${bob.name}>`), "the DM to open");
+  term.type("abc");
+  term.keys("Left", "Left");
+  term.type("X");
+  await term.waitForScreen((s) => s.includes(`${bob.name}> aXbc`), "the edited line");
+  term.keys("Home");
+  term.type(">");
+  term.keys("End");
+  term.type("<");
+  term.keys("Enter");
+  await term.waitForScreen((s) => right(s).some((r) => r.includes(`${alice}: >aXbc<`)), "the sent line");
+  term.keys("Up");
+  const screen = await term.waitForScreen((s) => s.includes(`${bob.name}> >aXbc<`), "history to bring the line back");
+  expect(right(screen).at(-1)).toBe(`${bob.name}> >aXbc<`);
+  // Ctrl-W cuts the word before the cursor, Ctrl-U the rest.
+  term.keys("C-w");
+  await term.waitForScreen((s) => right(s).at(-1) === `${bob.name}> >`, "Ctrl-W to cut a word");
+});
+
+test("switching conversations updates the unread counts and draws the new-messages line", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const carol = await other(uniqueName("carol"));
+  const term = await openTui(alice);
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes(`${bob.name}>`), "the DM to open");
+  await carol.session.sendText(alice, "one from carol");
+  await carol.session.sendText(alice, "two from carol");
+  await term.waitForScreen((s) => s.includes(`${carol.name} (2)`), "carol's unread count");
+  expect(term.screen()).not.toContain("one from carol");
+  term.keys("C-k");
+  term.type(carol.name.slice(0, 6));
+  term.keys("Enter");
+  const screen = await term.waitForScreen((s) => s.includes("two from carol") && s.includes(`${carol.name}>`), "carol's conversation");
+  expect(screen).not.toContain(`${carol.name} (2)`);
+  expect(screen).toContain("new messages");
+  // Shown is read: carol hears that alice read both.
+  const conv = await carol.session.conversationOf({ with: alice });
+  for (let tries = 0; ; tries++) {
+    const read = (await carol.session.receipts(conv)).find((r) => r.user === alice)?.read ?? 0;
+    if (read >= 2) break;
+    expect(tries).toBeLessThan(150);
+    await Bun.sleep(100);
+  }
+});
+
+test("scrolling up past what the device holds fetches older history from the server", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  // Alice read all of these on another device: this one has none of them.
+  await signup(cluster.balancerAddr, alice);
+  const elsewhere = await connectUser(cluster.balancerAddr, alice);
+  users.push(elsewhere);
+  for (let i = 0; i < 90; i++) await bob.session.sendText(alice, `old message ${String(i).padStart(2, "0")}`);
+  const conv = await bob.session.conversationOf({ with: alice });
+  elsewhere.session.markRead(conv, 90);
+  await Bun.sleep(300);
+  const term = await openTui(alice, 100, 20, false);
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes("old message 89"), "the latest messages");
+  expect(term.screen()).not.toContain("old message 00");
+  for (let i = 0; i < 12 && !term.screen().includes("old message 00"); i++) {
+    term.keys("PageUp");
+    await Bun.sleep(250);
+  }
+  const screen = await term.waitForScreen((s) => s.includes("old message 00"), "the oldest message after scrolling up");
+  expect(screen).not.toContain("old message 89");
+  term.keys("PageDown", "PageDown", "PageDown", "PageDown", "PageDown", "PageDown", "PageDown", "PageDown", "PageDown", "PageDown");
+  await term.waitForScreen((s) => s.includes("old message 89"), "the bottom again");
+});
+
+test("a resize keeps the layout: list, messages, status bar and input", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const term = await openTui(alice, 100, 30);
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await bob.session.sendText(alice, "before the resize");
+  await term.waitForScreen((s) => s.includes("before the resize"), "the message");
+  term.type("half typed");
+  term.resize(70, 16);
+  // The layout is redrawn for the new size: every row fits, and the list, pane, bar and input are all there.
+  const laidOut = (s: string) => {
+    const lines = s.replace(/\n$/, "").split("\n");
+    const rows = right(s);
+    return (
+      lines.length === 16 &&
+      lines.every((l) => Bun.stringWidth(l) <= 70) &&
+      lines[1]!.includes(bob.name) &&
+      rows.at(-1) === `${bob.name}> half typed` &&
+      rows.at(-2)!.startsWith("[connected") &&
+      rows.some((r) => r.includes(`${bob.name}: before the resize`)) &&
+      rows.some((r) => /^─+ .* ─+$/.test(r) && Bun.stringWidth(r) === 70 - 22)
+    );
+  };
+  await term.waitForScreen(laidOut, "the layout at 70 × 16");
+  term.resize(120, 40);
+  await term.waitForScreen((s) => s.replace(/\n$/, "").split("\n").length === 40 && right(s).at(-1) === `${bob.name}> half typed` && s.split("\n")[1]!.includes(bob.name), "the layout at 120 × 40");
+});
+
+test("a message in another conversation rings the bell; one in the conversation on screen does not", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const carol = await other(uniqueName("carol"));
+  const term = await openTui(alice);
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes(`${bob.name}>`), "the DM to open");
+  await bob.session.sendText(alice, "on screen");
+  await term.waitForScreen((s) => s.includes("on screen"), "bob's message");
+  await Bun.sleep(300);
+  expect(bells(term)).toBe(0);
+  await carol.session.sendText(alice, "elsewhere");
+  await term.waitForScreen((s) => s.includes(`${carol.name} (1)`), "carol's unread count");
+  await waitFor(() => bells(term) > 0, "the bell");
+});
+
+test("quitting restores the terminal; with a draft, Ctrl-C asks first", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const term = await openTui(alice);
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes(`${bob.name}>`), "the DM to open");
+  term.type("not sent yet");
+  term.keys("C-c");
+  await term.waitForScreen((s) => s.includes("Ctrl-C again to leave"), "the question");
+  term.keys("C-c");
+  const screen = await term.waitForScreen((s) => s.includes("[exited 0]"), "the client to exit");
+  // Back on the main screen, as before: none of the client's drawing is left.
+  expect(screen).not.toContain("Conversations");
+  expect(screen).not.toContain("not sent yet");
+  expect(term.rawOutput()).toContain("\x1b[?1049l");
 });

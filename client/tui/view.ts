@@ -39,6 +39,8 @@ export class TuiView implements ChatView {
   private fetching = false;
   private closed = false;
   private readonly timer: ReturnType<typeof setInterval>;
+  /** The terminal's size, as the last resize said. */
+  private size: { cols: number; rows: number };
 
   private constructor(
     private readonly renderer: CliRenderer,
@@ -59,7 +61,11 @@ export class TuiView implements ChatView {
     renderer.root.add(root);
     renderer.keyInput.on("keypress", (key: Key) => this.key(key));
     renderer.keyInput.on("paste", (event: { bytes: Uint8Array }) => this.paste(new TextDecoder().decode(event.bytes)));
-    renderer.on("resize", () => this.draw());
+    this.size = { cols: renderer.width, rows: renderer.height };
+    renderer.on("resize", (cols: number, rows: number) => {
+      this.size = { cols, rows };
+      this.draw();
+    });
     // Typing lines expire and the connection state changes without an event to say so.
     this.timer = setInterval(() => this.draw(), 1_000);
   }
@@ -319,7 +325,7 @@ export class TuiView implements ChatView {
   // --- drawing ---
 
   private paneCols(): number {
-    return Math.max(20, this.renderer.width - LIST_COLS - 1);
+    return Math.max(20, this.size.cols - LIST_COLS);
   }
 
   private inputRows(): string[] {
@@ -336,7 +342,7 @@ export class TuiView implements ChatView {
   }
 
   private paneHeight(): number {
-    return Math.max(1, this.renderer.height - 1 - this.inputRows().length);
+    return Math.max(1, this.size.rows - 1 - this.inputRows().length);
   }
 
   private prompt(): string {
@@ -349,16 +355,17 @@ export class TuiView implements ChatView {
     const c = this.model.currentConv;
     const state = this.actions?.connection();
     const conn = state && !state.connected ? "reconnecting…" : this.connection === "reconnecting" ? "reconnecting…" : "connected";
-    const pending = state && state.pending > 0 ? ` · ${state.pending} waiting to send` : "";
+    const pending = state && state.pending > 0 ? `, ${state.pending} waiting to send` : "";
     let e2e = "";
-    if (c?.target.kind === "dm") e2e = this.actions?.keyChanged(c.target.name) ? " · KEY CHANGED: /verify, then /trust" : " · end-to-end encrypted (pinned key; /verify to compare)";
-    else if (c) e2e = " · end-to-end encrypted";
+    if (c?.target.kind === "dm") e2e = this.actions?.keyChanged(c.target.name) ? "KEY CHANGED: /verify, then /trust" : "encrypted, key pinned (/verify)";
+    else if (c) e2e = "encrypted";
     const now = Date.now();
     const typing = c?.conv !== undefined ? [...(this.typists.get(c.conv) ?? new Map<string, number>()).entries()].filter(([, until]) => until > now).map(([who]) => who) : [];
-    const who = typing.length ? ` · ${typing.join(", ")} ${typing.length === 1 ? "is" : "are"} typing…` : "";
-    const confirm = this.confirming ? " · a draft is unsent: Ctrl-C again to leave" : "";
-    const switcher = this.switcher !== undefined ? ` · ${this.switcherMatches().map((m) => label(m.target)).join("  ") || "no match"}` : "";
-    return [{ text: `[${conn}${pending}${e2e}${who}${confirm}${switcher}]`, reverse: true }];
+    const who = typing.length ? `${typing.join(", ")} ${typing.length === 1 ? "is" : "are"} typing…` : "";
+    const confirm = this.confirming ? "a draft is unsent: Ctrl-C again to leave" : "";
+    const switcher = this.switcher !== undefined ? this.switcherMatches().map((m) => label(m.target)).join("  ") || "no match" : "";
+    // What asks for an answer first, then who is typing, then the steady state: a narrow bar cuts the end.
+    return [{ text: `[${[confirm, switcher, who, `${conn}${pending}`, e2e].filter(Boolean).join(" · ")}]`, reverse: true }];
   }
 
   private styled(rows: Row[]): StyledText {
@@ -380,7 +387,7 @@ export class TuiView implements ChatView {
     if (this.closed) return;
     const cols = this.paneCols();
     const inputRows = this.inputRows();
-    const height = Math.max(1, this.renderer.height - 1 - inputRows.length);
+    const height = Math.max(1, this.size.rows - 1 - inputRows.length);
     const c = this.model.currentConv;
     const rows = paneRows(this.model, c, cols);
     const shown = visible(rows, height, c?.scroll ?? 0);
@@ -388,9 +395,9 @@ export class TuiView implements ChatView {
     const pad: Row[] = Array.from({ length: Math.max(0, height - shown.rows.length) }, () => [{ text: "" }]);
     this.pane.content = this.styled([...pad, ...shown.rows]);
     const listCols = LIST_COLS - 1;
-    const list = listRows(this.model, listCols).slice(0, this.renderer.height);
+    const list = listRows(this.model, listCols).slice(0, this.size.rows);
     this.list.content = this.styled(
-      Array.from({ length: this.renderer.height }, (_, i) => {
+      Array.from({ length: this.size.rows }, (_, i) => {
         const row = list[i] ?? [];
         const w = row.reduce((n, s) => n + Bun.stringWidth(s.text), 0);
         return [...row, { text: `${" ".repeat(Math.max(0, listCols - w))}│`, dim: true }];
@@ -403,7 +410,7 @@ export class TuiView implements ChatView {
     const offset = [...this.prompt()].length + (this.switcher !== undefined ? 0 : this.editor.cursor);
     const cursorRow = Math.floor(offset / cols);
     const first = Math.max(0, cursorRow - 2);
-    this.renderer.setCursorPosition(LIST_COLS + (offset % cols) + 1, this.renderer.height - inputRows.length + (cursorRow - first) + 1, true);
+    this.renderer.setCursorPosition(LIST_COLS + (offset % cols) + 1, this.size.rows - inputRows.length + (cursorRow - first) + 1, true);
     this.renderer.requestRender();
   }
 
