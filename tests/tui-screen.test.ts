@@ -4,6 +4,7 @@
  * each test asserts on what the person would see.
  */
 import { afterAll, afterEach, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { Database } from "bun:sqlite";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -57,6 +58,17 @@ function right(screen: string): string[] {
 /** Bells in what the client wrote, not counting BEL as the end of an OSC sequence. */
 function bells(term: Tmux): number {
   return term.rawOutput().replace(/\x1b\][^\x07\x1b]*\x07/g, "").split("\x07").length - 1;
+}
+
+/** How many messages the client's device holds (its local store, read beside the running client). */
+function heldCount(user: string): number {
+  const home = homes[homes.length - 1]!;
+  const db = new Database(join(home, user, "store.db"), { readonly: true });
+  try {
+    return (db.query("select count(*) as n from messages").get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
 }
 
 async function other(name: string): Promise<TestUser> {
@@ -153,6 +165,8 @@ test("scrolling up past what the device holds fetches older history from the ser
   term.keys("Enter");
   await term.waitForScreen((s) => s.includes("old message 89"), "the latest messages");
   expect(term.screen()).not.toContain("old message 00");
+  // What is on screen came from the server: the device holds none of it.
+  expect(heldCount(alice)).toBe(0);
   for (let i = 0; i < 12 && !term.screen().includes("old message 00"); i++) {
     term.keys("PageUp");
     await Bun.sleep(250);
