@@ -33,13 +33,13 @@ afterAll(async () => {
 });
 
 /** Signs up `name` and opens the full-screen client for them in a terminal `cols` × `rows`. */
-async function openTui(name: string, cols = 100, rows = 30, signUp = true): Promise<Tmux> {
+async function openTui(name: string, cols = 100, rows = 30, signUp = true, command = [process.execPath, join(ROOT, "cli.ts")]): Promise<Tmux> {
   if (signUp) await signup(cluster.balancerAddr, name);
   const home = mkdtempSync(join(tmpdir(), "chatterbox-tui-home-"));
   homes.push(home);
   const term = new Tmux();
   terms.push(term);
-  term.start([process.execPath, join(ROOT, "cli.ts"), "chat", "--balancer", cluster.balancerAddr, "--user", name], {
+  term.start([...command, "chat", "--balancer", cluster.balancerAddr, "--user", name], {
     CHATTERBOX_HOME: home,
     CHATTERBOX_PASSWORD: PASSWORD,
     CHATTERBOX_TEST_KDF: "1",
@@ -239,4 +239,21 @@ test("quitting restores the terminal; with a draft, Ctrl-C asks first", async ()
   expect(screen).not.toContain("Conversations");
   expect(screen).not.toContain("not sent yet");
   expect(term.rawOutput()).toContain("\x1b[?1049l");
+});
+
+test("the compiled binary opens the full-screen client too", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "chatterbox-tui-binary-"));
+  homes.push(dir);
+  const binary = join(dir, "chatterbox");
+  const build = Bun.spawnSync([process.execPath, "scripts/build.ts", binary], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  expect(build.exitCode).toBe(0);
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const term = await openTui(alice, 100, 30, true, [binary]);
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await bob.session.sendText(alice, "to the binary");
+  await term.waitForScreen((s) => s.includes(`${bob.name}: to the binary`) && s.includes("Conversations"), "the message in the binary's client");
+  term.keys("C-c");
+  await term.waitForScreen((s) => s.includes("[exited 0]"), "the binary to exit");
 });
