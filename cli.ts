@@ -2,7 +2,7 @@
 /**
  * The command line: one citty command per role, each a thin call into roles/.
  */
-import { defineCommand, runMain } from "citty";
+import { defineCommand, renderUsage, runCommand, runMain } from "citty";
 import { passwordSource } from "./client/password";
 import { ChatError } from "./protocol/errors";
 import { bench, benchWorker } from "./bench/command";
@@ -468,4 +468,23 @@ const main = defineCommand({
   subCommands: { up, balance, serve, status, db, ca, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd, devices, settings, bench, "bench-worker": benchWorker },
 });
 
-await runMain(main);
+/** Help as citty renders it, without colour unless it goes to a terminal. */
+const showUsage = async (cmd: Parameters<typeof renderUsage>[0], parent?: Parameters<typeof renderUsage>[1]) => {
+  const text = await renderUsage(cmd, parent);
+  console.log(process.stdout.isTTY ? text : Bun.stripANSI(text));
+};
+const rawArgs = process.argv.slice(2);
+const wantsHelp = rawArgs.length === 0 || rawArgs.some((a) => a === "--help" || a === "-h" || a === "--version" || a === "-v");
+if (wantsHelp) await runMain(main, { rawArgs, showUsage });
+else {
+  try {
+    await runCommand(main, { rawArgs });
+  } catch (error) {
+    // A usage mistake: the one-line error first, then where the help is, not the whole help.
+    if ((error as Error)?.name !== "CLIError") throw error;
+    const sub = rawArgs.find((a) => !a.startsWith("-"));
+    console.error(`chatterbox: ${Bun.stripANSI((error as Error).message)}`);
+    console.error(`Run \`chatterbox ${sub && sub in (main.subCommands as object) ? `${sub} ` : ""}--help\` for usage.`);
+    process.exit(1);
+  }
+}

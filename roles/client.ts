@@ -68,6 +68,8 @@ export async function passwd(options: ClientOptions & { newPassword: () => Promi
 export async function send(options: ClientOptions & { to?: string; group?: string; text?: string; file?: string; timeoutMs?: number }): Promise<{ msg: number }> {
   if ((options.to === undefined) === (options.group === undefined)) throw new ChatError("E_BAD_REQUEST", "Give either --to USER or --group GROUP");
   if ((options.text === undefined) === (options.file === undefined)) throw new ChatError("E_BAD_REQUEST", "Give either a text or --file PATH");
+  // An empty message would reach the other side as a sender and nothing else.
+  if (options.text !== undefined && options.text.trim() === "") throw new ChatError("E_BAD_REQUEST", "The message is empty: nothing was sent");
   const session = await ChatSession.open({ ...options });
   try {
     if (options.file !== undefined) {
