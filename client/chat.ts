@@ -120,9 +120,9 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
       case "to":
         return send(await resolve(command.target), command.text);
       case "file": {
+        if (!existsSync(command.path)) return view.event("error", { code: "E_BAD_REQUEST", message: `no such file: ${command.path}` }, `* no such file: ${command.path}`);
         const target = command.target !== undefined ? await resolve(command.target) : current;
         if (!target) return view.event("error", { code: "E_BAD_REQUEST", message: "no conversation" }, "* /file USER|GROUP PATH, or /dm or /g first");
-        if (!existsSync(command.path)) return view.event("error", { code: "E_BAD_REQUEST", message: `no such file: ${command.path}` }, `* no such file: ${command.path}`);
         const size = statSync(command.path, { throwIfNoEntry: false })?.size ?? 0;
         const sent = await session.sendFile(target.kind === "group" ? { group: target.name } : { to: target.name }, command.path, progressBar(`sending ${basename(command.path)}`, size, false));
         return view.event("sent", { id: sent.msg, file: { id: sent.file.id, name: sent.file.name, size: sent.file.size } }, `* sent ${describeFile(sent.file)} to ${label(target)}`);

@@ -20,13 +20,13 @@ export class Tmux {
     return run.stdout.toString();
   }
 
-  /** Starts `command` in a terminal `cols` × `rows`, with `env` set for it. */
-  start(command: string[], env: Record<string, string>, cols = 100, rows = 30): void {
+  /** Starts `command` in a terminal `cols` × `rows`, with `env` set for it (its stderr to a file, unless on screen). */
+  start(command: string[], env: Record<string, string>, cols = 100, rows = 30, stderrOnScreen = false): void {
     const script = join(this.dir, "run.sh");
     const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
     writeFileSync(
       script,
-      [...Object.entries(env).map(([k, v]) => `export ${k}=${quote(v)}`), `${command.map(quote).join(" ")} 2>${quote(join(this.dir, "stderr"))}`, `echo "[exited $?]"`, "sleep 600"].join("\n"),
+      [...Object.entries(env).map(([k, v]) => `export ${k}=${quote(v)}`), `${command.map(quote).join(" ")}${stderrOnScreen ? "" : ` 2>${quote(join(this.dir, "stderr"))}`}`, `echo "[exited $?]"`, "sleep 600"].join("\n"),
     );
     this.tmux("-f", "/dev/null", "new-session", "-d", "-x", String(cols), "-y", String(rows), "bash", script);
     this.tmux("pipe-pane", "-o", `cat >> ${this.raw}`);
