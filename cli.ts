@@ -2,7 +2,7 @@
 /**
  * The command line: one citty command per role, each a thin call into roles/.
  */
-import { defineCommand, renderUsage, runCommand, runMain } from "citty";
+import { defineCommand, renderUsage, runCommand, runMain, type ArgsDef, type CommandDef } from "citty";
 import { passwordSource } from "./client/password";
 import { ChatError } from "./protocol/errors";
 import { bench, benchWorker } from "./bench/command";
@@ -469,7 +469,7 @@ const main = defineCommand({
 });
 
 /** Help as citty renders it, without colour unless it goes to a terminal. */
-const showUsage = async (cmd: Parameters<typeof renderUsage>[0], parent?: Parameters<typeof renderUsage>[1]) => {
+const showUsage = async <T extends ArgsDef>(cmd: CommandDef<T>, parent?: CommandDef<T>) => {
   const text = await renderUsage(cmd, parent);
   console.log(process.stdout.isTTY ? text : Bun.stripANSI(text));
 };

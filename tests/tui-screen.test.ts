@@ -257,3 +257,23 @@ test("the compiled binary opens the full-screen client too", async () => {
   term.keys("C-c");
   await term.waitForScreen((s) => s.includes("[exited 0]"), "the binary to exit");
 });
+
+test("/search finds a message this device holds, and /jump scrolls to it", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const term = await openTui(alice, 100, 24);
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes(`${bob.name}>`), "the DM to open");
+  await bob.session.sendText(alice, "the needle is here");
+  for (let i = 0; i < 40; i++) await bob.session.sendText(alice, `hay ${i}`);
+  await term.waitForScreen((s) => s.includes("hay 39"), "the last message");
+  expect(term.screen()).not.toContain("the needle is here");
+  term.type("/search needle");
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes("[1]") && s.includes("the needle is here"), "the result");
+  term.type("/jump 1");
+  term.keys("Enter");
+  const screen = await term.waitForScreen((s) => right(s).some((r) => /^\d\d:\d\d (\S+): the needle is here$/.test(r)), "the message in its conversation");
+  expect(screen).not.toContain("hay 39");
+});

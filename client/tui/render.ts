@@ -17,6 +17,8 @@ export interface Segment {
   bold?: boolean;
   dim?: boolean;
   reverse?: boolean;
+  /** The message this row starts, for finding it (a /search result). */
+  seq?: number;
 }
 export type Row = Segment[];
 
@@ -94,7 +96,8 @@ export function paneRows(model: ChatModel, c: Conv | undefined, cols: number): R
     const mark = c ? model.mark(c, item) : undefined;
     const lines = wrap(text, Math.max(10, cols - width(indent)));
     lines.forEach((l, i) => {
-      const row: Row = i === 0 ? [{ text: head, dim: true }, { text: name, color: senderColor(sender), bold: true }] : [{ text: indent }];
+      const seq = i === 0 && item.kind === "message" ? item.m.seq : undefined;
+      const row: Row = i === 0 ? [{ text: head, dim: true, seq }, { text: name, color: senderColor(sender), bold: true }] : [{ text: indent }];
       row.push(warn ? { text: l, color: "#ffaf00" } : { text: l });
       if (mark && i === lines.length - 1) row.push({ text: ` ${MARKS[mark]}`, dim: mark !== "failed", color: mark === "failed" ? "#ff5f5f" : undefined });
       rows.push(row);

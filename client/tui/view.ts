@@ -9,6 +9,7 @@
 import { BoxRenderable, createCliRenderer, RGBA, StyledText, TextAttributes, TextRenderable, type CliRenderer, type TextChunk } from "@opentui/core";
 import { HELP } from "../commands";
 import type { ReceiptEvent, Received, TypingEvent } from "../session";
+import { sanitize } from "../format";
 import { label, type ChatView, type Sending, type Target, type ViewActions } from "../view";
 import { InputEditor } from "./editor";
 import { actionOf, KEY_HELP, type Key } from "./keys";
@@ -17,7 +18,7 @@ import { listRows, paneRows, visible, type Row } from "./render";
 
 const LIST_COLS = 22;
 const TYPING_SHOWN_MS = 6_000;
-const COMMANDS = ["/dm", "/g", "/to", "/file", "/history", "/who", "/info", "/set", "/groups", "/group", "/verify", "/trust", "/search", "/help", "/quit"];
+const COMMANDS = ["/jump", "/dm", "/g", "/to", "/file", "/history", "/who", "/info", "/set", "/groups", "/group", "/verify", "/trust", "/search", "/help", "/quit"];
 
 export class TuiView implements ChatView {
   readonly json = false;
@@ -37,7 +38,10 @@ export class TuiView implements ChatView {
   /** Ctrl-C was pressed once with a draft: a second one leaves. */
   private confirming = false;
   private fetching = false;
+  /** The last /search's matches, for /jump. */
+  private results: Received[] = [];
   private closed = false;
+  private opening = false;
   private readonly timer: ReturnType<typeof setInterval>;
   /** The terminal's size, as the last resize said. */
   private size: { cols: number; rows: number };
@@ -60,6 +64,11 @@ export class TuiView implements ChatView {
     root.add(right);
     renderer.root.add(root);
     renderer.keyInput.on("keypress", (key: Key) => this.key(key));
+    // The wheel scrolls the messages by three rows, as terminals scroll their own scrollback.
+    this.pane.onMouseScroll = (event) => {
+      const d = event.scroll?.direction;
+      if (d === "up" || d === "down") this.scrollBy(d === "up" ? 3 : -3);
+    };
     renderer.keyInput.on("paste", (event: { bytes: Uint8Array }) => this.paste(new TextDecoder().decode(event.bytes)));
     this.size = { cols: renderer.width, rows: renderer.height };
     renderer.on("resize", (cols: number, rows: number) => {
@@ -71,7 +80,7 @@ export class TuiView implements ChatView {
   }
 
   static async create(me: string): Promise<TuiView> {
-    const renderer = await createCliRenderer({ exitOnCtrlC: false, useMouse: false, exitSignals: [] });
+    const renderer = await createCliRenderer({ exitOnCtrlC: false, useMouse: true, exitSignals: [] });
     return new TuiView(renderer, me);
   }
 
@@ -97,6 +106,11 @@ export class TuiView implements ChatView {
   message(m: Received): void {
     const { added, current, conv } = this.model.add(m);
     if (!added) return;
+    // With no conversation open yet, the first message from someone opens theirs: a reply typed at once goes to them.
+    if (!this.model.current && m.from !== this.model.me && !this.opening) {
+      this.opening = true;
+      void this.actions?.switchTo(conv.target);
+    }
     if (current) this.actions?.shown(m.conv, m.seq);
     else if (m.from !== this.model.me && this.notify) this.ring(m);
     this.typists.get(m.conv)?.delete(m.from);
@@ -205,7 +219,11 @@ export class TuiView implements ChatView {
           c.draft = "";
           c.scroll = 0;
         }
-        if (line.trim() !== "") this.actions?.submit(line);
+        const search = /^\/search\s+(.+)$/s.exec(line.trim());
+        const jump = /^\/jump\s+(\d+)$/.exec(line.trim());
+        if (search) this.search(search[1]!);
+        else if (jump) void this.jump(Number(jump[1]));
+        else if (line.trim() !== "") this.actions?.submit(line);
         break;
       }
       case "insert":
@@ -295,19 +313,48 @@ export class TuiView implements ChatView {
   }
 
   private page(by: 1 | -1): void {
+    this.scrollBy(by * Math.max(1, this.paneHeight() - 2));
+  }
+
+  /** Scrolls the messages up (positive) or down; at the top, older ones are fetched. */
+  private scrollBy(rowsUp: number): void {
     const c = this.model.currentConv;
     if (!c) return;
     const height = this.paneHeight();
-    const rows = paneRows(this.model, c, this.paneCols());
-    const step = Math.max(1, height - 2);
-    const shown = visible(rows, height, c.scroll + by * step);
+    const shown = visible(paneRows(this.model, c, this.paneCols()), height, c.scroll + rowsUp);
     c.scroll = shown.scroll;
-    if (by > 0 && shown.atTop) void this.loadOlder(c);
+    if (rowsUp > 0 && shown.atTop) void this.loadOlder(c);
+    this.draw();
+  }
+
+  /** /search TEXT here: the matches as numbered lines; /jump N opens one's conversation with it in view. */
+  private search(text: string): void {
+    this.results = this.actions?.search(text) ?? [];
+    if (this.results.length === 0) return this.model.note(`* nothing on this device matches "${text}"`);
+    const lines = this.results.map((m, i) => {
+      const where = m.group !== undefined ? `#${m.group}` : m.from === this.model.me ? m.to : m.from;
+      return `  [${i + 1}] ${new Date(m.at).toLocaleString("en-GB", { dateStyle: "short", timeStyle: "short" })} ${where} · ${m.from}: ${sanitize(m.text)}`;
+    });
+    this.model.note([`* ${this.results.length} on this device match "${text}", newest first; /jump N to go there:`, ...lines].join("\n"));
+  }
+
+  private async jump(n: number): Promise<void> {
+    const m = this.results[n - 1];
+    if (!m) return this.model.note(`* no result ${n}: /search first`);
+    const target = this.model.targetOf(m);
+    await this.actions?.switchTo(target);
+    const c = this.model.conv(target, m.conv);
+    // Hold everything from the match on, then put it at the top of the pane.
+    while (!c.items.some((i) => i.kind === "message" && i.m.seq <= m.seq) && !c.complete) await this.loadOlder(c, true);
+    const rows = paneRows(this.model, c, this.paneCols());
+    const at = rows.findIndex((r) => r.some((seg) => seg.seq === m.seq));
+    if (at >= 0) c.scroll = Math.max(0, rows.length - at - this.paneHeight());
     this.draw();
   }
 
   /** Older messages for a conversation: this device's copy, then the server's. */
-  private async loadOlder(c: Conv): Promise<void> {
+  private async loadOlder(c: Conv, wait = false): Promise<void> {
+    while (wait && this.fetching) await Bun.sleep(20);
     if (this.fetching || c.complete || !this.actions) return;
     this.fetching = true;
     try {
