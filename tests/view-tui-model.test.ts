@@ -8,7 +8,7 @@ import type { Received } from "../client/session";
 import { InputEditor } from "../client/tui/editor";
 import { actionOf } from "../client/tui/keys";
 import { ChatModel } from "../client/tui/model";
-import { paneRows, visible, wrap } from "../client/tui/render";
+import { inputRows, paneRows, visible, wrap } from "../client/tui/render";
 
 const msg = (seq: number, from: string, to: string, text: string, extra: Partial<Received> = {}): Received => ({
   id: seq,
@@ -143,4 +143,16 @@ test("keys: Alt-digits switch, Ctrl-N/P cycle, PageUp scrolls, printable keys in
   expect(actionOf(key("w", { ctrl: true }))).toEqual({ do: "edit", op: "killWord" });
   expect(actionOf(key("a", {}, "a"))).toEqual({ do: "insert", text: "a" });
   expect(actionOf(key("x", { ctrl: true }, "\x18"))).toBeUndefined();
+});
+
+test("the input grows to three rows, then scrolls to keep the cursor in view", () => {
+  const one = inputRows("bob> ", "hi", 2, 20);
+  expect(one).toEqual({ rows: ["bob> hi"], cursor: { row: 0, col: 7 } });
+  const long = "x".repeat(95);
+  const many = inputRows("bob> ", long, 95, 20);
+  expect(many.rows).toHaveLength(3);
+  expect(many.cursor.row).toBe(2);
+  expect(many.rows.at(-1)).toBe("");
+  // A pasted newline is shown, not obeyed.
+  expect(inputRows("> ", "a\nb", 3, 20).rows).toEqual(["> a⏎b"]);
 });

@@ -134,3 +134,20 @@ export function visible(rows: Row[], height: number, scroll: number): { rows: Ro
   const end = rows.length - s;
   return { rows: rows.slice(Math.max(0, end - height), end), scroll: s, atTop: s >= max };
 }
+
+/**
+ * The input area: the prompt and text cut into rows `cols` wide (a newline
+ * from a paste shown as ⏎), at most three of them, scrolled to keep the
+ * cursor in view, and where the cursor is among them.
+ */
+export function inputRows(prompt: string, text: string, cursor: number, cols: number): { rows: string[]; cursor: { row: number; col: number } } {
+  const chars = [...(prompt + text.replace(/\n/g, "⏎"))];
+  const all: string[] = [];
+  for (let i = 0; i < chars.length || all.length === 0; i += cols) all.push(chars.slice(i, i + cols).join(""));
+  // A cursor at the very end of a full row sits at the start of the next one.
+  const offset = [...prompt].length + cursor;
+  if (offset === all.length * cols) all.push("");
+  const row = Math.floor(offset / cols);
+  const first = Math.max(0, row - 2);
+  return { rows: all.slice(first, first + 3), cursor: { row: row - first, col: offset % cols } };
+}

@@ -1,12 +1,10 @@
 /**
  * The full-screen client (`chatterbox chat` on a terminal): the conversation
- * list, the current conversation's messages, a status bar and an input line,
- * drawn with @opentui/core (it owns the terminal: the alternate screen, raw
- * input, key parsing, resizes, and restoring the terminal at the end). This
- * file is the glue: the session's events go into the model (./model.ts), keys
- * into the editor (./editor.ts), and ./render.ts says what to draw.
+ * list, the current conversation's messages, a status bar and an input line.
+ * This file is the glue: the session's events go into the model (./model.ts),
+ * keys into the editor (./editor.ts), ./render.ts says what to draw and
+ * ./screen.ts draws it with @opentui/core.
  */
-import { BoxRenderable, createCliRenderer, RGBA, StyledText, TextAttributes, TextRenderable, type CliRenderer, type TextChunk } from "@opentui/core";
 import { HELP } from "../commands";
 import type { ReceiptEvent, Received, TypingEvent } from "../session";
 import { sanitize } from "../format";
@@ -14,9 +12,9 @@ import { label, type ChatView, type Sending, type Target, type ViewActions } fro
 import { InputEditor } from "./editor";
 import { actionOf, KEY_HELP, type Key } from "./keys";
 import { ChatModel, type Conv } from "./model";
-import { listRows, paneRows, visible, type Row } from "./render";
+import { inputRows, listRows, paneRows, visible, type Row } from "./render";
+import { LIST_COLS, Screen } from "./screen";
 
-const LIST_COLS = 22;
 const TYPING_SHOWN_MS = 6_000;
 const COMMANDS = ["/jump", "/dm", "/g", "/to", "/file", "/history", "/who", "/info", "/set", "/groups", "/group", "/verify", "/trust", "/search", "/help", "/quit"];
 
@@ -25,11 +23,6 @@ export class TuiView implements ChatView {
   private readonly model: ChatModel;
   private readonly editor = new InputEditor();
   private actions?: ViewActions;
-  private readonly list: TextRenderable;
-  private readonly pane: TextRenderable;
-  private readonly bar: TextRenderable;
-  private readonly input: TextRenderable;
-  private readonly color = !process.env.NO_COLOR;
   private notify = true;
   private connection = "connecting";
   private readonly typists = new Map<number, Map<string, number>>();
@@ -43,45 +36,23 @@ export class TuiView implements ChatView {
   private closed = false;
   private opening = false;
   private readonly timer: ReturnType<typeof setInterval>;
-  /** The terminal's size, as the last resize said. */
-  private size: { cols: number; rows: number };
+  private screen!: Screen;
 
-  private constructor(
-    private readonly renderer: CliRenderer,
-    me: string,
-  ) {
+  private constructor(me: string) {
     this.model = new ChatModel(me);
-    const root = new BoxRenderable(renderer, { id: "root", flexDirection: "row", width: "100%", height: "100%" });
-    this.list = new TextRenderable(renderer, { id: "list", width: LIST_COLS, height: "100%", wrapMode: "none" });
-    const right = new BoxRenderable(renderer, { id: "right", flexDirection: "column", flexGrow: 1, height: "100%" });
-    this.pane = new TextRenderable(renderer, { id: "pane", flexGrow: 1, wrapMode: "none" });
-    this.bar = new TextRenderable(renderer, { id: "bar", height: 1, wrapMode: "none" });
-    this.input = new TextRenderable(renderer, { id: "input", height: 1, wrapMode: "none" });
-    right.add(this.pane);
-    right.add(this.bar);
-    right.add(this.input);
-    root.add(this.list);
-    root.add(right);
-    renderer.root.add(root);
-    renderer.keyInput.on("keypress", (key: Key) => this.key(key));
-    // The wheel scrolls the messages by three rows, as terminals scroll their own scrollback.
-    this.pane.onMouseScroll = (event) => {
-      const d = event.scroll?.direction;
-      if (d === "up" || d === "down") this.scrollBy(d === "up" ? 3 : -3);
-    };
-    renderer.keyInput.on("paste", (event: { bytes: Uint8Array }) => this.paste(new TextDecoder().decode(event.bytes)));
-    this.size = { cols: renderer.width, rows: renderer.height };
-    renderer.on("resize", (cols: number, rows: number) => {
-      this.size = { cols, rows };
-      this.draw();
-    });
     // Typing lines expire and the connection state changes without an event to say so.
     this.timer = setInterval(() => this.draw(), 1_000);
   }
 
   static async create(me: string): Promise<TuiView> {
-    const renderer = await createCliRenderer({ exitOnCtrlC: false, useMouse: true, exitSignals: [] });
-    return new TuiView(renderer, me);
+    const view = new TuiView(me);
+    view.screen = await Screen.open({
+      key: (key) => view.key(key),
+      paste: (text) => view.paste(text),
+      wheel: (rowsUp) => view.scrollBy(rowsUp),
+      resized: () => view.draw(),
+    });
+    return view;
   }
 
   open(actions: ViewActions): void {
@@ -118,12 +89,7 @@ export class TuiView implements ChatView {
   }
 
   private ring(m: Received): void {
-    process.stdout.write("\x07");
-    try {
-      this.renderer.triggerNotification(`${m.from}${m.group ? ` in #${m.group}` : ""}: ${m.file ? m.file.name : m.text}`.slice(0, 200), "ChatterBox");
-    } catch {
-      // A terminal without desktop notifications still had the bell.
-    }
+    this.screen.notify("ChatterBox", `${m.from}${m.group ? ` in #${m.group}` : ""}: ${m.file ? m.file.name : m.text}`);
   }
 
   receipt(r: ReceiptEvent): void {
@@ -270,7 +236,7 @@ export class TuiView implements ChatView {
       case "escape":
         break;
       case "redraw":
-        this.renderer.requestRender();
+        this.screen.redraw();
         break;
     }
     this.draw();
@@ -372,24 +338,16 @@ export class TuiView implements ChatView {
   // --- drawing ---
 
   private paneCols(): number {
-    return Math.max(20, this.size.cols - LIST_COLS);
+    return Math.max(20, this.screen.size.cols - LIST_COLS);
   }
 
-  private inputRows(): string[] {
-    const prompt = this.prompt();
-    const cols = this.paneCols();
-    const text = prompt + this.editor.text.replace(/\n/g, "⏎");
-    const rows: string[] = [];
-    const chars = [...text];
-    for (let i = 0; i < chars.length || rows.length === 0; i += cols) rows.push(chars.slice(i, i + cols).join(""));
-    // Long input grows to three rows, then scrolls to keep the cursor in view.
-    const cursorRow = Math.floor(([...prompt].length + this.editor.cursor) / cols);
-    const first = Math.max(0, cursorRow - 2);
-    return rows.slice(first, first + 3);
+  private input(): ReturnType<typeof inputRows> {
+    const typed = this.switcher !== undefined;
+    return inputRows(this.prompt(), typed ? "" : this.editor.text, typed ? 0 : this.editor.cursor, this.paneCols());
   }
 
   private paneHeight(): number {
-    return Math.max(1, this.size.rows - 1 - this.inputRows().length);
+    return Math.max(1, this.screen.size.rows - 1 - this.input().rows.length);
   }
 
   private prompt(): string {
@@ -398,10 +356,10 @@ export class TuiView implements ChatView {
     return c ? `${label(c.target)}> ` : "> ";
   }
 
-  private statusText(): Row {
+  private statusBar(): Row {
     const c = this.model.currentConv;
     const state = this.actions?.connection();
-    const conn = state && !state.connected ? "reconnecting…" : this.connection === "reconnecting" ? "reconnecting…" : "connected";
+    const conn = (state && !state.connected) || this.connection === "reconnecting" ? "reconnecting…" : "connected";
     const pending = state && state.pending > 0 ? `, ${state.pending} waiting to send` : "";
     let e2e = "";
     if (c?.target.kind === "dm") e2e = this.actions?.keyChanged(c.target.name) ? "KEY CHANGED: /verify, then /trust" : "encrypted, key pinned (/verify)";
@@ -415,56 +373,27 @@ export class TuiView implements ChatView {
     return [{ text: `[${[confirm, switcher, who, `${conn}${pending}`, e2e].filter(Boolean).join(" · ")}]`, reverse: true }];
   }
 
-  private styled(rows: Row[]): StyledText {
-    const chunks: TextChunk[] = [];
-    rows.forEach((row, i) => {
-      for (const s of row) {
-        let attributes = 0;
-        if (s.bold) attributes |= TextAttributes.BOLD;
-        if (s.dim && this.color) attributes |= TextAttributes.DIM;
-        if (s.reverse) attributes |= TextAttributes.INVERSE;
-        chunks.push({ __isChunk: true, text: s.text, ...(s.color && this.color ? { fg: RGBA.fromHex(s.color) } : {}), ...(attributes ? { attributes } : {}) });
-      }
-      if (i < rows.length - 1) chunks.push({ __isChunk: true, text: "\n" });
-    });
-    return new StyledText(chunks);
-  }
-
   private draw(): void {
     if (this.closed) return;
-    const cols = this.paneCols();
-    const inputRows = this.inputRows();
-    const height = Math.max(1, this.size.rows - 1 - inputRows.length);
+    const input = this.input();
+    const height = Math.max(1, this.screen.size.rows - 1 - input.rows.length);
     const c = this.model.currentConv;
-    const rows = paneRows(this.model, c, cols);
-    const shown = visible(rows, height, c?.scroll ?? 0);
+    const shown = visible(paneRows(this.model, c, this.paneCols()), height, c?.scroll ?? 0);
     if (c) c.scroll = shown.scroll;
     const pad: Row[] = Array.from({ length: Math.max(0, height - shown.rows.length) }, () => [{ text: "" }]);
-    this.pane.content = this.styled([...pad, ...shown.rows]);
-    const listCols = LIST_COLS - 1;
-    const list = listRows(this.model, listCols).slice(0, this.size.rows);
-    this.list.content = this.styled(
-      Array.from({ length: this.size.rows }, (_, i) => {
-        const row = list[i] ?? [];
-        const w = row.reduce((n, s) => n + Bun.stringWidth(s.text), 0);
-        return [...row, { text: `${" ".repeat(Math.max(0, listCols - w))}│`, dim: true }];
-      }),
-    );
-    this.bar.content = this.styled([this.statusText()]);
-    this.input.height = inputRows.length;
-    this.input.content = inputRows.join("\n");
-    // The terminal's cursor sits where the editor's is.
-    const offset = [...this.prompt()].length + (this.switcher !== undefined ? 0 : this.editor.cursor);
-    const cursorRow = Math.floor(offset / cols);
-    const first = Math.max(0, cursorRow - 2);
-    this.renderer.setCursorPosition(LIST_COLS + (offset % cols) + 1, this.size.rows - inputRows.length + (cursorRow - first) + 1, true);
-    this.renderer.requestRender();
+    this.screen.paint({
+      list: listRows(this.model, LIST_COLS - 1),
+      pane: [...pad, ...shown.rows],
+      bar: this.statusBar(),
+      input: input.rows,
+      cursor: input.cursor,
+    });
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
-    this.renderer.destroy();
+    this.screen.close();
   }
 }
