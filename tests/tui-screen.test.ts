@@ -277,3 +277,28 @@ test("/search finds a message this device holds, and /jump scrolls to it", async
   const screen = await term.waitForScreen((s) => right(s).some((r) => /^\d\d:\d\d (\S+): the needle is here$/.test(r)), "the message in its conversation");
   expect(screen).not.toContain("hay 39");
 });
+
+test("each conversation keeps its draft; Ctrl-N/Ctrl-P and Alt-digits switch; who is typing shows in the status bar", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const carol = await other(uniqueName("carol"));
+  const term = await openTui(alice);
+  term.type(`/dm ${carol.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes(`${carol.name}>`), "carol's DM");
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes(`${bob.name}>`), "bob's DM");
+  term.type("draft for bob");
+  term.keys("C-n");
+  await term.waitForScreen((s) => right(s).at(-1) === `${carol.name}>`, "carol's conversation, with an empty input");
+  term.type("draft for carol");
+  term.keys("C-p");
+  await term.waitForScreen((s) => right(s).at(-1) === `${bob.name}> draft for bob`, "bob's draft back");
+  const list = term.screen().split("\n").slice(1, 3).join("\n");
+  const carolAt = list.split("\n").findIndex((r) => r.includes(carol.name)) + 1;
+  term.keys(`M-${carolAt}`);
+  await term.waitForScreen((s) => right(s).at(-1) === `${carol.name}> draft for carol`, "carol's draft back");
+  carol.session.typing({ to: alice });
+  await term.waitForScreen((s) => right(s).some((r) => r.includes(`${carol.name} is typing…`)), "the typing line");
+});
