@@ -30,6 +30,14 @@ export interface ChatOptions {
 /** How often this client tells the other side that its user is typing. */
 const TYPING_SEND_MS = 3_000;
 
+/** Names a file's opener would run rather than show: someone else's file is never run by /open. */
+const RUNNABLE = /\.(desktop|sh|bash|command|app|exe|bat|cmd|com|msi|jar|py|pl|rb|js|appimage|run|bin|deb|rpm|pkg|dmg)$/i;
+
+function openRefusal(path: string): string | undefined {
+  if (RUNNABLE.test(path)) return `not opening ${basename(path)}: a file of that kind would run, not open; it is in ${path}`;
+  return undefined;
+}
+
 /** Picks the view: JSON lines, line mode, or the full-screen client on a terminal. */
 async function makeView(options: ChatOptions): Promise<ChatView> {
   if (options.json) return new (await import("./views/json")).JsonView();
@@ -59,9 +67,15 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
   // What arrives while logging in is shown after the "logged in" line.
   let early: Received[] | undefined = [];
   let opened: ChatSession | undefined;
+  /** The last file saved in each conversation, for /open. */
+  const saved = new Map<number, string>();
   const deliver = (m: Received) => {
     view.message(m);
-    if (m.file) downloads = downloads.then(() => saveFile(opened!, m, view.json, (text) => view.fileLine(text)));
+    if (m.file)
+      downloads = downloads.then(async () => {
+        const path = await saveFile(opened!, m, view.json, (text) => view.fileLine(text));
+        if (path) saved.set(m.conv, path);
+      });
   };
   const session: ChatSession = await ChatSession.open({
     ...options,
@@ -166,6 +180,15 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
       }
       case "notify":
         return view.event("settings", { notify: command.value }, `* notifications are ${command.value ? "on" : "off"}`);
+      case "open": {
+        if (!current) return view.event("error", { code: "E_BAD_REQUEST", message: "no conversation" }, "* /dm USER or /g GROUP first");
+        const path = saved.get(await convOf(current));
+        if (!path) return view.event("error", { code: "E_BAD_REQUEST", message: "no file received here yet" }, "* no file received in this conversation since chat started");
+        const refused = openRefusal(path);
+        if (refused) return view.event("error", { code: "E_BAD_REQUEST", message: refused }, `* ${refused}`);
+        Bun.spawn([process.platform === "darwin" ? "open" : "xdg-open", path], { stdio: ["ignore", "ignore", "ignore"] }).unref();
+        return view.event("status", { text: `opening ${path}` }, `* opening ${path}`);
+      }
       case "search": {
         const found = session.search(command.text, 20);
         const human = found.length ? [`* ${found.length} found on this device for "${command.text}", newest first:`, ...found.map((m) => `  ${line(m, false)}`)].join("\n") : `* nothing on this device matches "${command.text}"`;

@@ -20,6 +20,7 @@ export type Command =
   | { kind: "set"; value: boolean }
   | { kind: "notify"; value: boolean }
   | { kind: "search"; text: string }
+  | { kind: "open" }
   | { kind: "help" }
   | { kind: "quit" }
   | { kind: "error"; message: string };
@@ -35,6 +36,7 @@ export const HELP = [
   "  /info [ID]                  who has your last message (or message ID) here: delivered, read",
   "  /set read-receipts on|off   send and see read receipts, or neither",
   "  /set notify on|off          (full screen) the bell and desktop notification for other conversations",
+  "  /open                       open the last file received here with the system's opener",
   "  /search TEXT                search the messages this device holds (the server cannot: it sees ciphertext)",
   "  /groups                     your groups, with unread counts",
   "  /group create GROUP [USER...]   a new group; you are its first admin",
@@ -103,6 +105,8 @@ export function parse(line: string): Command | undefined {
       if (rest[0] === "notify") return { kind: "notify", value: on };
       return { kind: "error", message: "usage: /set read-receipts|notify on|off" };
     }
+    case "/open":
+      return rest.length === 0 ? { kind: "open" } : { kind: "error", message: "usage: /open (the last file received in this conversation)" };
     case "/search": {
       const text = trimmed.slice("/search".length).trim();
       return text ? { kind: "search", text } : { kind: "error", message: "usage: /search TEXT" };

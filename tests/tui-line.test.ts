@@ -4,7 +4,7 @@
  * password prompt, and the one-shot commands' refusals.
  */
 import { afterAll, afterEach, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectUser, PASSWORD, ROOT, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
@@ -115,4 +115,49 @@ test("a DM that arrives in line mode from a pipe goes to the conversation it cam
   expect(out).toContain(`* talking to ${bob}`);
   expect(out).toMatch(new RegExp(`\\[sent \\d+\\] ${alice} → ${bob}: hello from a pipe`));
   await waitFor(() => bobUser.received.some((m) => m.text === "hello from a pipe"), "bob to receive it");
+});
+
+test("/open opens the last file received in the conversation with the system's opener, and never one that would run", async () => {
+  const alice = uniqueName("alice");
+  await signup(cluster.balancerAddr, alice);
+  const bob = uniqueName("bob");
+  await signup(cluster.balancerAddr, bob);
+  const bobUser = await connectUser(cluster.balancerAddr, bob);
+  users.push(bobUser);
+  const dir = home();
+  // A stand-in for xdg-open that records what it was asked to open.
+  mkdirSync(join(dir, "bin"));
+  writeFileSync(join(dir, "bin", "xdg-open"), `#!/bin/sh\necho "$1" >> ${join(dir, "opened")}\n`, { mode: 0o755 });
+  writeFileSync(join(dir, "notes.txt"), "some notes");
+  writeFileSync(join(dir, "run-me.sh"), "echo hi");
+  const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "chat", "--json", "--balancer", cluster.balancerAddr, "--user", alice], {
+    env: { ...process.env, PATH: `${join(dir, "bin")}:${process.env.PATH}`, CHATTERBOX_HOME: join(dir, "home"), CHATTERBOX_PASSWORD: PASSWORD, CHATTERBOX_TEST_KDF: "1" },
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const lines: Record<string, unknown>[] = [];
+  void (async () => {
+    let partial = "";
+    for await (const chunk of proc.stdout) {
+      const parts = (partial + new TextDecoder().decode(chunk)).split("\n");
+      partial = parts.pop()!;
+      for (const l of parts) if (l.startsWith("{")) lines.push(JSON.parse(l));
+    }
+  })();
+  proc.stdin.write(`/dm ${bob}\n`);
+  await waitFor(() => lines.some((l) => l.type === "status" && String(l.text).startsWith("talking to")), "the switch");
+  await bobUser.session.sendFile({ to: alice }, join(dir, "notes.txt"));
+  await waitFor(() => lines.some((l) => l.type === "file"), "the file to be saved", 30_000);
+  const savedPath = lines.find((l) => l.type === "file")!.saved as string;
+  proc.stdin.write("/open\n");
+  await waitFor(() => existsSync(join(dir, "opened")), "the opener to run", 30_000);
+  expect(readFileSync(join(dir, "opened"), "utf8").trim()).toBe(savedPath);
+  await bobUser.session.sendFile({ to: alice }, join(dir, "run-me.sh"));
+  await waitFor(() => lines.filter((l) => l.type === "file").length === 2, "the second file", 30_000);
+  proc.stdin.write("/open\n/quit\n");
+  proc.stdin.end();
+  expect(await proc.exited).toBe(0);
+  expect(lines.some((l) => l.type === "error" && String(l.message).includes("would run"))).toBe(true);
+  expect(readFileSync(join(dir, "opened"), "utf8").trim().split("\n")).toHaveLength(1);
 });

@@ -16,7 +16,7 @@ import { inputRows, listRows, paneRows, visible, type Row } from "./render";
 import { LIST_COLS, Screen } from "./screen";
 
 const TYPING_SHOWN_MS = 6_000;
-const COMMANDS = ["/jump", "/dm", "/g", "/to", "/file", "/history", "/who", "/info", "/set", "/groups", "/group", "/verify", "/trust", "/search", "/help", "/quit"];
+const COMMANDS = ["/jump", "/dm", "/g", "/to", "/file", "/history", "/who", "/info", "/set", "/groups", "/group", "/verify", "/trust", "/search", "/open", "/help", "/quit"];
 
 export class TuiView implements ChatView {
   readonly json = false;
