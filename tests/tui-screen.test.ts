@@ -302,3 +302,32 @@ test("each conversation keeps its draft; Ctrl-N/Ctrl-P and Alt-digits switch; wh
   carol.session.typing({ to: alice });
   await term.waitForScreen((s) => right(s).some((r) => r.includes(`${carol.name} is typing…`)), "the typing line");
 });
+
+test("only what is on screen is marked read: a message that arrives while scrolled up is read once scrolled down to", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const term = await openTui(alice, 100, 16);
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes(`${bob.name}>`), "the DM to open");
+  for (let i = 0; i < 30; i++) await bob.session.sendText(alice, `filler ${i}`);
+  await term.waitForScreen((s) => s.includes("filler 29"), "the fillers");
+  const conv = await bob.session.conversationOf({ with: alice });
+  const readByAlice = async () => (await bob.session.receipts(conv)).find((r) => r.user === alice)?.read ?? 0;
+  for (let i = 0; (await readByAlice()) < 30; i++) {
+    expect(i).toBeLessThan(150);
+    await Bun.sleep(100);
+  }
+  term.keys("PageUp");
+  await term.waitForScreen((s) => !s.includes("filler 29"), "the pane scrolled up");
+  await bob.session.sendText(alice, "below the view");
+  await Bun.sleep(1_000);
+  expect(term.screen()).not.toContain("below the view");
+  expect(await readByAlice()).toBe(30);
+  term.keys("PageDown", "PageDown", "PageDown");
+  await term.waitForScreen((s) => s.includes("below the view"), "the new message on screen");
+  for (let i = 0; (await readByAlice()) < 31; i++) {
+    expect(i).toBeLessThan(150);
+    await Bun.sleep(100);
+  }
+});

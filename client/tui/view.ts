@@ -75,14 +75,17 @@ export class TuiView implements ChatView {
   // --- what the session says ---
 
   message(m: Received): void {
+    const before = this.model.currentConv?.scroll ? paneRows(this.model, this.model.currentConv, this.paneCols()).length : 0;
     const { added, current, conv } = this.model.add(m);
     if (!added) return;
+    // Scrolled up, the view stays where it is, and what arrived below it is not shown (so not read) yet.
+    if (current && conv.scroll > 0) conv.scroll += paneRows(this.model, conv, this.paneCols()).length - before;
     // With no conversation open yet, the first message from someone opens theirs: a reply typed at once goes to them.
     if (!this.model.current && m.from !== this.model.me && !this.opening) {
       this.opening = true;
       void this.actions?.switchTo(conv.target);
     }
-    if (current) this.actions?.shown(m.conv, m.seq);
+    if (current && conv.scroll === 0) this.actions?.shown(m.conv, m.seq);
     else if (m.from !== this.model.me && this.notify) this.ring(m);
     this.typists.get(m.conv)?.delete(m.from);
     this.draw();
@@ -159,7 +162,9 @@ export class TuiView implements ChatView {
     this.draw();
   }
 
+  /** What is at the bottom of the pane is on screen when it is not scrolled up: marked read up to there. */
   private markShown(c: Conv): void {
+    if (c.scroll > 0 || c.key !== this.model.current) return;
     const theirs = c.items.filter((i) => i.kind === "message" && !i.own);
     const last = theirs[theirs.length - 1];
     if (last && last.kind === "message" && c.conv !== undefined) this.actions?.shown(c.conv, last.m.seq);
@@ -184,6 +189,7 @@ export class TuiView implements ChatView {
         if (c) {
           c.draft = "";
           c.scroll = 0;
+          this.markShown(c);
         }
         const search = /^\/search\s+(.+)$/s.exec(line.trim());
         const jump = /^\/jump\s+(\d+)$/.exec(line.trim());
@@ -289,6 +295,7 @@ export class TuiView implements ChatView {
     const height = this.paneHeight();
     const shown = visible(paneRows(this.model, c, this.paneCols()), height, c.scroll + rowsUp);
     c.scroll = shown.scroll;
+    if (c.scroll === 0) this.markShown(c);
     if (rowsUp > 0 && shown.atTop) void this.loadOlder(c);
     this.draw();
   }
@@ -331,7 +338,7 @@ export class TuiView implements ChatView {
     } finally {
       this.fetching = false;
     }
-    if (c.key === this.model.current) this.markShown(c);
+    this.markShown(c);
     this.draw();
   }
 
