@@ -67,6 +67,7 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
   // What arrives while logging in is shown after the "logged in" line.
   let early: Received[] | undefined = [];
   let opened: ChatSession | undefined;
+  let retryAt: number | undefined;
   /** The last file saved in each conversation, for /open. */
   const saved = new Map<number, string>();
   const deliver = (m: Received) => {
@@ -84,6 +85,7 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
     onRead: (conv, seq) => view.read(conv, seq),
     onTyping: (t) => view.typing(t),
     onStatus: (status) => view.status(status),
+    onRetry: (at) => (retryAt = at),
     onEnd: (error) => {
       problem(error);
       finish();
@@ -266,7 +268,7 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
       ];
     },
     receipts: (conv) => session.receipts(conv),
-    connection: () => ({ connected: session.connected, pending: session.pendingSends }),
+    connection: () => ({ connected: session.connected, server: session.serverAddress, pending: session.pendingSends, ...(session.connected || retryAt === undefined ? {} : { retryAt }) }),
     keyChanged: (user) => session.heldFrom(user) > 0,
     quit: () => finish(),
   };

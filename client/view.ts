@@ -37,8 +37,8 @@ export interface ViewActions {
   conversations(): Promise<Conversation[]>;
   /** The other members' positions in a conversation, to mark the user's own messages delivered or read. */
   receipts(conv: number): Promise<ReceiptEvent[]>;
-  /** The connection now: connected or not, and how many sends wait in the outbox. */
-  connection(): { connected: boolean; pending: number };
+  /** The connection now: connected (to which server) or not (and when the next try is), and how many sends wait in the outbox. */
+  connection(): { connected: boolean; server: string; retryAt?: number; pending: number };
   /** Whether a contact's identity key changed and waits for /trust (their messages are held). */
   keyChanged(user: string): boolean;
   /** The person leaves. */

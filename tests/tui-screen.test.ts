@@ -331,3 +331,30 @@ test("only what is on screen is marked read: a message that arrives while scroll
     await Bun.sleep(100);
   }
 });
+
+test("the status bar names the server, and counts down to the next try while reconnecting", async () => {
+  const own = await startCluster({ servers: 1 });
+  try {
+    const alice = uniqueName("alice");
+    await signup(own.balancerAddr, alice);
+    const home = mkdtempSync(join(tmpdir(), "chatterbox-tui-home-"));
+    homes.push(home);
+    const term = new Tmux();
+    terms.push(term);
+    term.start([process.execPath, join(ROOT, "cli.ts"), "chat", "--balancer", own.balancerAddr, "--user", alice], {
+      CHATTERBOX_HOME: home,
+      CHATTERBOX_PASSWORD: PASSWORD,
+      CHATTERBOX_TEST_KDF: "1",
+      CHATTERBOX_CA: caFile(term.dir),
+    });
+    const server = own.servers[0]!;
+    await term.waitForScreen((s) => s.includes(`[connected to 127.0.0.1:${server.port}`), "the server's address");
+    await server.stop();
+    own.servers.splice(0, 1);
+    await term.waitForScreen((s) => /\[reconnecting, next try in \d+ s/.test(s), "the countdown");
+    const next = await own.addServer();
+    await term.waitForScreen((s) => s.includes(`[connected to 127.0.0.1:${next.port}`), "the new server", 45_000);
+  } finally {
+    await own.stop();
+  }
+});

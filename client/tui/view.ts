@@ -24,7 +24,6 @@ export class TuiView implements ChatView {
   private readonly editor = new InputEditor();
   private actions?: ViewActions;
   private notify = true;
-  private connection = "connecting";
   private readonly typists = new Map<number, Map<string, number>>();
   /** Ctrl-K's filter while the switcher is open. */
   private switcher?: string;
@@ -57,7 +56,6 @@ export class TuiView implements ChatView {
 
   open(actions: ViewActions): void {
     this.actions = actions;
-    this.connection = "connected";
     void actions
       .conversations()
       .then((convs) => {
@@ -113,8 +111,6 @@ export class TuiView implements ChatView {
   }
 
   status(text: string): void {
-    if (text.startsWith("connection lost")) this.connection = "reconnecting";
-    else if (text.startsWith("reconnected")) this.connection = "connected";
     this.model.note(`* ${text}`);
     this.draw();
   }
@@ -366,7 +362,8 @@ export class TuiView implements ChatView {
   private statusBar(): Row {
     const c = this.model.currentConv;
     const state = this.actions?.connection();
-    const conn = (state && !state.connected) || this.connection === "reconnecting" ? "reconnecting…" : "connected";
+    let conn = state?.server ? `connected to ${state.server}` : "connected";
+    if (state && !state.connected) conn = state.retryAt !== undefined ? `reconnecting, next try in ${Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000))} s` : "reconnecting…";
     const pending = state && state.pending > 0 ? `, ${state.pending} waiting to send` : "";
     let e2e = "";
     if (c?.target.kind === "dm") e2e = this.actions?.keyChanged(c.target.name) ? "KEY CHANGED: /verify, then /trust" : "encrypted, key pinned (/verify)";
