@@ -8,7 +8,7 @@ import type { Received } from "../client/session";
 import { InputEditor } from "../client/tui/editor";
 import { actionOf } from "../client/tui/keys";
 import { ChatModel } from "../client/tui/model";
-import { inputRows, paneRows, visible, wrap } from "../client/tui/render";
+import { inputRows, listRows, paneRows, visible, wrap } from "../client/tui/render";
 
 const msg = (seq: number, from: string, to: string, text: string, extra: Partial<Received> = {}): Received => ({
   id: seq,
@@ -155,4 +155,17 @@ test("the input grows to three rows, then scrolls to keep the cursor in view", (
   expect(many.rows.at(-1)).toBe("");
   // A pasted newline is shown, not obeyed.
   expect(inputRows("> ", "a\nb", 3, 20).rows).toEqual(["> a⏎b"]);
+});
+
+test("the list counts mentions of the user among the unread", () => {
+  const m = new ChatModel("alice");
+  m.open({ kind: "dm", name: "bob" }, 3);
+  m.add({ ...msg(1, "carol", "team", "hi @alice, look", { group: "team" }) });
+  m.add({ ...msg(2, "carol", "team", "alice: and this", { group: "team" }) });
+  m.add({ ...msg(3, "carol", "team", "malice is not a mention", { group: "team" }) });
+  const team = m.conv({ kind: "group", name: "team" });
+  expect([team.unread, team.mentions]).toEqual([3, 2]);
+  expect(listRows(m, 21).map((r) => r.map((s) => s.text).join("")).some((r) => r.includes("#team (3, 2@)"))).toBe(true);
+  const dotted = new ChatModel("a-b.c");
+  expect([dotted.mentions("hi a-b.c!"), dotted.mentions("hi a-bxc"), dotted.mentions("xa-b.c")]).toEqual([true, false, false]);
 });

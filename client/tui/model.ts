@@ -21,6 +21,8 @@ export interface Conv {
   conv?: number;
   items: Item[];
   unread: number;
+  /** Unread messages that name the user (@name or the name as a word). */
+  mentions: number;
   /** Messages from others past this seq were new when the conversation was last opened: the "new messages" line. */
   markerSeq?: number;
   lastActivity: number;
@@ -43,14 +45,20 @@ export class ChatModel {
   /** Notes for no conversation (before one is chosen). */
   readonly notes: Item[] = [];
 
-  constructor(readonly me: string) {}
+  /** The user's name as a word, with or without "@". */
+  private readonly mention: RegExp;
+
+  constructor(readonly me: string) {
+    // Names are [a-z0-9_.-]: only "." needs escaping (and "\-" is not allowed in a /u pattern).
+    this.mention = new RegExp(`(^|[^\\p{L}\\p{N}_.-])@?${me.replace(/\./g, "\\.")}($|[^\\p{L}\\p{N}_-])`, "u");
+  }
 
   /** The conversation for a target, made if new. */
   conv(target: Target, conv?: number): Conv {
     const key = keyOf(target);
     let c = this.convs.get(key);
     if (!c) {
-      c = { key, target, items: [], unread: 0, lastActivity: 0, draft: "", scroll: 0, complete: false, positions: new Map() };
+      c = { key, target, items: [], unread: 0, mentions: 0, lastActivity: 0, draft: "", scroll: 0, complete: false, positions: new Map() };
       this.convs.set(key, c);
     }
     if (conv !== undefined && conv >= 0) {
@@ -63,6 +71,10 @@ export class ChatModel {
   byId(conv: number): Conv | undefined {
     const key = this.byConv.get(conv);
     return key ? this.convs.get(key) : undefined;
+  }
+
+  mentions(text: string): boolean {
+    return this.mention.test(text);
   }
 
   targetOf(m: Received): Target {
@@ -99,7 +111,10 @@ export class ChatModel {
     if (at < 0) c.items.push(item);
     else c.items.splice(at, 0, item);
     c.lastActivity = Math.max(c.lastActivity, m.at);
-    if (!own && !current) c.unread++;
+    if (!own && !current) {
+      c.unread++;
+      if (this.mentions(m.text)) c.mentions++;
+    }
     return { added: true, current, conv: c };
   }
 
@@ -128,6 +143,7 @@ export class ChatModel {
       c.markerSeq = theirs[theirs.length - c.unread - 1]?.m.seq ?? 0;
     }
     c.unread = 0;
+    c.mentions = 0;
     return c;
   }
 
@@ -135,7 +151,9 @@ export class ChatModel {
   readElsewhere(conv: number, seq: number): void {
     const c = this.byId(conv);
     if (!c || c.key === this.current) return;
-    c.unread = c.items.filter((i) => i.kind === "message" && !i.own && i.m.seq > seq).length;
+    const unread = c.items.filter((i): i is Item & { kind: "message" } => i.kind === "message" && !i.own && i.m.seq > seq);
+    c.unread = unread.length;
+    c.mentions = unread.filter((i) => this.mentions(i.m.text)).length;
   }
 
   pending(target: Target, text: string): { conv: Conv; local: number } {

@@ -118,7 +118,7 @@ export function listRows(model: ChatModel, cols: number): Row[] {
   const rows: Row[] = [[{ text: "Conversations", bold: true }]];
   model.ordered().forEach((c, i) => {
     const n = i < 9 ? `${i + 1} ` : "  ";
-    const unread = c.unread > 0 ? ` (${c.unread})` : "";
+    const unread = c.unread > 0 ? ` (${c.unread}${c.mentions > 0 ? `, ${c.mentions}@` : ""})` : "";
     const name = label(c.target).slice(0, Math.max(1, cols - width(n) - width(unread)));
     const current = c.key === model.current;
     rows.push([{ text: n, dim: true }, { text: name, bold: c.unread > 0, reverse: current }, { text: unread, color: "#ffaf00", bold: true }]);
