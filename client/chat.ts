@@ -51,7 +51,7 @@ export async function chat(options: ChatOptions): Promise<void> {
   try {
     await runChat(options, view);
   } finally {
-    view.close();
+    await view.close();
   }
 }
 
@@ -87,7 +87,7 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
     onStatus: (status) => view.status(status),
     onRetry: (at) => (retryAt = at),
     onEnd: (error) => {
-      problem(error);
+      view.ended(error);
       finish();
     },
   });

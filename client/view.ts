@@ -73,6 +73,8 @@ export interface ChatView {
   fileLine(text: string): void;
   /** Whether saveFile should print JSON. */
   readonly json: boolean;
-  /** Stops drawing and gives the terminal back as it was. */
-  close(): void;
+  /** The session ended for good (logged in elsewhere, revoked, refused): said where the person will still see it. */
+  ended(error: Error & { code?: string }): void;
+  /** Stops drawing and gives the terminal back as it was (resolved once it is). */
+  close(): void | Promise<void>;
 }

@@ -358,3 +358,17 @@ test("the status bar names the server, and counts down to the next try while rec
     await own.stop();
   }
 });
+
+test("a session ended elsewhere (the device revoked) gives the terminal back and says why", async () => {
+  const alice = uniqueName("alice");
+  const term = await openTui(alice);
+  const elsewhere = await connectUser(cluster.balancerAddr, alice);
+  users.push(elsewhere);
+  const tui = (await elsewhere.session.devices()).find((d) => !d.current && d.online);
+  expect(tui).toBeDefined();
+  await elsewhere.session.revokeDevice(tui!.id);
+  const screen = await term.waitForScreen((s) => s.includes("[exited"), "the client to exit");
+  expect(screen).not.toContain("Conversations");
+  await waitFor(() => term.stderr().includes("chatterbox: "), "the reason on stderr");
+  expect(term.stderr()).toMatch(/revoked/i);
+});

@@ -62,6 +62,9 @@ class RecordingView implements ChatView {
   switched(target: Target, conv: number | undefined) {
     this.log.push({ kind: "switched", target, conv });
   }
+  ended(error: Error) {
+    this.log.push({ kind: "ended", message: error.message });
+  }
   fileLine(text: string) {
     this.log.push({ kind: "file", text });
   }

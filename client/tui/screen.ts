@@ -124,9 +124,11 @@ export class Screen {
     return new StyledText(chunks);
   }
 
-  close(): void {
+  /** Gives the terminal back (the main screen, the cursor, cooked input); resolved once that is written. */
+  async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.renderer.destroy();
+    await this.renderer.closed;
   }
 }

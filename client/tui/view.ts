@@ -34,6 +34,8 @@ export class TuiView implements ChatView {
   private results: Received[] = [];
   private closed = false;
   private opening = false;
+  /** Why the session ended, to say once the terminal is back. */
+  private farewell?: string;
   private readonly timer: ReturnType<typeof setInterval>;
   private screen!: Screen;
 
@@ -164,6 +166,12 @@ export class TuiView implements ChatView {
     const theirs = c.items.filter((i) => i.kind === "message" && !i.own);
     const last = theirs[theirs.length - 1];
     if (last && last.kind === "message" && c.conv !== undefined) this.actions?.shown(c.conv, last.m.seq);
+  }
+
+  ended(error: Error): void {
+    this.model.note(`* ${error.message}`);
+    this.farewell = error.message;
+    this.draw();
   }
 
   fileLine(text: string): void {
@@ -394,10 +402,12 @@ export class TuiView implements ChatView {
     });
   }
 
-  close(): void {
+  async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
-    this.screen.close();
+    await this.screen.close();
+    // The screen is gone: why the session ended goes where it stays.
+    if (this.farewell) process.stderr.write(`chatterbox: ${this.farewell}\n`);
   }
 }

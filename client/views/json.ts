@@ -57,6 +57,10 @@ export class JsonView implements ChatView {
 
   switched(): void {}
 
+  ended(error: Error & { code?: string }): void {
+    this.emit("error", { code: error.code ?? "E_INTERNAL", message: error.message });
+  }
+
   fileLine(text: string): void {
     this.print(text);
   }

@@ -88,6 +88,10 @@ export class LineView implements ChatView {
     this.editor?.setPrompt(`${label(target)}> `);
   }
 
+  ended(error: Error): void {
+    this.print(`* ${error.message}`);
+  }
+
   fileLine(text: string): void {
     this.print(text);
   }
