@@ -8,7 +8,7 @@ import type { Received } from "../client/session";
 import { InputEditor } from "../client/tui/editor";
 import { actionOf } from "../client/tui/keys";
 import { ChatModel } from "../client/tui/model";
-import { inputRows, listRows, paneRows, visible, wrap } from "../client/tui/render";
+import { inputRows, listRows, paneRows, statusRow, visible, wrap } from "../client/tui/render";
 
 const msg = (seq: number, from: string, to: string, text: string, extra: Partial<Received> = {}): Received => ({
   id: seq,
@@ -168,4 +168,14 @@ test("the list counts mentions of the user among the unread", () => {
   expect(listRows(m, 21).map((r) => r.map((s) => s.text).join("")).some((r) => r.includes("#team (3, 2@)"))).toBe(true);
   const dotted = new ChatModel("a-b.c");
   expect([dotted.mentions("hi a-b.c!"), dotted.mentions("hi a-bxc"), dotted.mentions("xa-b.c")]).toEqual([true, false, false]);
+});
+
+test("the status bar: a question first, then typing, the connection and the keys' state", () => {
+  const text = (s: Parameters<typeof statusRow>[0]) => statusRow(s).map((x) => x.text).join("");
+  const base = { typing: [], confirming: false, now: 1_000 };
+  expect(text({ ...base, connection: { connected: true, server: "127.0.0.1:7001", pending: 0 }, encryption: "pinned" })).toBe("[connected to 127.0.0.1:7001 · encrypted, key pinned (/verify)]");
+  expect(text({ ...base, connection: { connected: false, server: "x", retryAt: 3_500, pending: 2 }, encryption: "changed", typing: ["bob"] })).toBe(
+    "[bob is typing… · reconnecting, next try in 3 s, 2 waiting to send · KEY CHANGED: /verify, then /trust]",
+  );
+  expect(text({ ...base, confirming: true })).toStartWith("[a draft is unsent");
 });

@@ -151,3 +151,31 @@ export function inputRows(prompt: string, text: string, cursor: number, cols: nu
   const first = Math.max(0, row - 2);
   return { rows: all.slice(first, first + 3), cursor: { row: row - first, col: offset % cols } };
 }
+
+export interface StatusState {
+  connection?: { connected: boolean; server: string; retryAt?: number; pending: number };
+  /** The current conversation's keys: a group's, a DM contact's as pinned, or changed and waiting for /trust. */
+  encryption?: "group" | "pinned" | "changed";
+  typing: string[];
+  confirming: boolean;
+  /** The quick switcher's matches, while it is open. */
+  switcher?: string[];
+  now: number;
+}
+
+/** The status bar: what asks for an answer first, then who is typing, then the steady state (a narrow bar cuts the end). */
+export function statusRow(s: StatusState): Row {
+  const state = s.connection;
+  let conn = state?.server ? `connected to ${state.server}` : "connected";
+  if (state && !state.connected) conn = state.retryAt !== undefined ? `reconnecting, next try in ${Math.max(0, Math.ceil((state.retryAt - s.now) / 1000))} s` : "reconnecting…";
+  const pending = state && state.pending > 0 ? `, ${state.pending} waiting to send` : "";
+  const e2e = { group: "encrypted", pinned: "encrypted, key pinned (/verify)", changed: "KEY CHANGED: /verify, then /trust" }[s.encryption ?? "group"];
+  const parts = [
+    s.confirming ? "a draft is unsent: Ctrl-C again to leave" : "",
+    s.switcher ? s.switcher.join("  ") || "no match" : "",
+    s.typing.length ? `${s.typing.join(", ")} ${s.typing.length === 1 ? "is" : "are"} typing…` : "",
+    `${conn}${pending}`,
+    s.encryption ? e2e : "",
+  ];
+  return [{ text: `[${parts.filter(Boolean).join(" · ")}]`, reverse: true }];
+}

@@ -12,7 +12,7 @@ import { label, type ChatView, type Sending, type Target, type ViewActions } fro
 import { InputEditor } from "./editor";
 import { actionOf, KEY_HELP, type Key } from "./keys";
 import { ChatModel, type Conv } from "./model";
-import { inputRows, listRows, paneRows, visible, type Row } from "./render";
+import { inputRows, listRows, paneRows, statusRow, visible, type Row } from "./render";
 import { LIST_COLS, Screen } from "./screen";
 
 const TYPING_SHOWN_MS = 6_000;
@@ -369,20 +369,16 @@ export class TuiView implements ChatView {
 
   private statusBar(): Row {
     const c = this.model.currentConv;
-    const state = this.actions?.connection();
-    let conn = state?.server ? `connected to ${state.server}` : "connected";
-    if (state && !state.connected) conn = state.retryAt !== undefined ? `reconnecting, next try in ${Math.max(0, Math.ceil((state.retryAt - Date.now()) / 1000))} s` : "reconnecting…";
-    const pending = state && state.pending > 0 ? `, ${state.pending} waiting to send` : "";
-    let e2e = "";
-    if (c?.target.kind === "dm") e2e = this.actions?.keyChanged(c.target.name) ? "KEY CHANGED: /verify, then /trust" : "encrypted, key pinned (/verify)";
-    else if (c) e2e = "encrypted";
     const now = Date.now();
-    const typing = c?.conv !== undefined ? [...(this.typists.get(c.conv) ?? new Map<string, number>()).entries()].filter(([, until]) => until > now).map(([who]) => who) : [];
-    const who = typing.length ? `${typing.join(", ")} ${typing.length === 1 ? "is" : "are"} typing…` : "";
-    const confirm = this.confirming ? "a draft is unsent: Ctrl-C again to leave" : "";
-    const switcher = this.switcher !== undefined ? this.switcherMatches().map((m) => label(m.target)).join("  ") || "no match" : "";
-    // What asks for an answer first, then who is typing, then the steady state: a narrow bar cuts the end.
-    return [{ text: `[${[confirm, switcher, who, `${conn}${pending}`, e2e].filter(Boolean).join(" · ")}]`, reverse: true }];
+    const typists = c?.conv !== undefined ? this.typists.get(c.conv) : undefined;
+    return statusRow({
+      connection: this.actions?.connection(),
+      encryption: c === undefined ? undefined : c.target.kind === "group" ? "group" : this.actions?.keyChanged(c.target.name) ? "changed" : "pinned",
+      typing: [...(typists ?? new Map<string, number>()).entries()].filter(([, until]) => until > now).map(([who]) => who),
+      confirming: this.confirming,
+      switcher: this.switcher !== undefined ? this.switcherMatches().map((m) => label(m.target)) : undefined,
+      now,
+    });
   }
 
   private draw(): void {
