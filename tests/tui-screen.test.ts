@@ -353,7 +353,9 @@ test("the status bar names the server, and counts down to the next try while rec
     own.servers.splice(0, 1);
     await term.waitForScreen((s) => /\[reconnecting, next try in \d+ s/.test(s), "the countdown");
     const next = await own.addServer();
-    await term.waitForScreen((s) => s.includes(`[connected to 127.0.0.1:${next.port}`), "the new server", 45_000);
+    const screen = await term.waitForScreen((s) => s.includes(`[connected to 127.0.0.1:${next.port}`) && s.includes("* reconnected"), "the new server", 45_000);
+    // Said for a person: no internal server id.
+    expect(right(screen).find((r) => r.includes("* reconnected"))).toMatch(/\* reconnected$/);
   } finally {
     await own.stop();
   }
