@@ -374,3 +374,19 @@ test("a session ended elsewhere (the device revoked) gives the terminal back and
   await waitFor(() => term.stderr().includes("chatterbox: "), "the reason on stderr");
   expect(term.stderr()).toMatch(/revoked/i);
 });
+
+test("a pasted block of several lines is one message, its lines kept", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const term = await openTui(alice);
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes(`${bob.name}>`), "the DM to open");
+  term.paste("first pasted line\nsecond pasted line");
+  await term.waitForScreen((s) => s.includes("first pasted line⏎second pasted line"), "the paste in the input");
+  term.keys("Enter");
+  await waitFor(() => bob.received.some((m) => m.text === "first pasted line\nsecond pasted line"), "one message with both lines");
+  const screen = await term.waitForScreen((s) => right(s).some((r) => /^\s+second pasted line/.test(r)), "the second line indented under the first");
+  expect(right(screen).some((r) => r.includes(`${alice}: first pasted line`))).toBe(true);
+  expect(bob.received.filter((m) => m.text.includes("pasted"))).toHaveLength(1);
+});

@@ -41,6 +41,12 @@ export class Tmux {
     this.tmux("send-keys", "-l", text);
   }
 
+  /** Pastes text as a terminal does (bracketed, when the program asked for it). */
+  paste(text: string): void {
+    this.tmux("set-buffer", "--", text);
+    this.tmux("paste-buffer", "-p");
+  }
+
   screen(): string {
     return this.tmux("capture-pane", "-p");
   }
