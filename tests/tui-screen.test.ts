@@ -33,7 +33,7 @@ afterAll(async () => {
 });
 
 /** Signs up `name` and opens the full-screen client for them in a terminal `cols` × `rows`. */
-async function openTui(name: string, cols = 100, rows = 30, signUp = true, command = [process.execPath, join(ROOT, "cli.ts")]): Promise<Tmux> {
+async function openTui(name: string, cols = 100, rows = 30, signUp = true, command = [process.execPath, join(ROOT, "cli.ts")], env: Record<string, string> = {}): Promise<Tmux> {
   if (signUp) await signup(cluster.balancerAddr, name);
   const home = mkdtempSync(join(tmpdir(), "chatterbox-tui-home-"));
   homes.push(home);
@@ -45,8 +45,10 @@ async function openTui(name: string, cols = 100, rows = 30, signUp = true, comma
     CHATTERBOX_TEST_KDF: "1",
     CHATTERBOX_CA: caFile(term.dir),
     TERM: "xterm-256color",
+    ...env,
   }, cols, rows);
-  await term.waitForScreen((s) => s.includes("logged in as"), "the client to log in");
+  // Logged in: the status bar names the server.
+  await term.waitForScreen((s) => s.includes("[connected to "), "the client to log in");
   return term;
 }
 
@@ -389,4 +391,40 @@ test("a pasted block of several lines is one message, its lines kept", async () 
   const screen = await term.waitForScreen((s) => right(s).some((r) => /^\s+second pasted line/.test(r)), "the second line indented under the first");
   expect(right(screen).some((r) => r.includes(`${alice}: first pasted line`))).toBe(true);
   expect(bob.received.filter((m) => m.text.includes("pasted"))).toHaveLength(1);
+});
+
+test("Tab completes commands and names", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  await signup(cluster.balancerAddr, alice);
+  await bob.session.sendText(alice, "so that alice knows bob");
+  const term = await openTui(alice, 100, 30, false);
+  // The first message, with no conversation open, opens bob's: it is on screen, so not counted unread.
+  await term.waitForScreen((s) => s.includes(`${bob.name}>`) && s.includes("so that alice knows bob"), "bob's conversation");
+  await Bun.sleep(500);
+  expect(term.screen()).not.toContain(`${bob.name} (1)`);
+  term.type("/d");
+  term.keys("Tab");
+  await term.waitForScreen((s) => right(s).at(-1) === `${bob.name}> /dm`, "the command completed");
+  term.type(bob.name.slice(0, 5));
+  term.keys("Tab");
+  await term.waitForScreen((s) => right(s).at(-1) === `${bob.name}> /dm ${bob.name}`, "the name completed");
+});
+
+test("each sender has a colour, and NO_COLOR takes the colours away", async () => {
+  const colours = async (env: Record<string, string>) => {
+    const alice = uniqueName("alice");
+    const bob = await other(uniqueName("bob"));
+    const term = await openTui(alice, 100, 30, true, undefined, env);
+    term.type(`/dm ${bob.name}`);
+    term.keys("Enter");
+    await bob.session.sendText(alice, "in colour?");
+    await term.waitForScreen((s) => s.includes("in colour?"), "the message");
+    const row = term.styledScreen().split("\n").find((r) => r.includes("in colour?"))!;
+    term.stop();
+    // A foreground colour set just before the sender's name.
+    return new RegExp(`\x1b\\[[0-9;]*38;(5|2);[0-9;]+m(\x1b\\[[0-9;]*m)*${bob.name}`).test(row);
+  };
+  expect(await colours({})).toBe(true);
+  expect(await colours({ NO_COLOR: "1" })).toBe(false);
 });

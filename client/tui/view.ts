@@ -63,7 +63,7 @@ export class TuiView implements ChatView {
       .then((convs) => {
         for (const c of convs) {
           const conv = this.model.conv(c.target, c.conv);
-          conv.unread = Math.max(conv.unread, c.unread);
+          if (conv.key !== this.model.current) conv.unread = Math.max(conv.unread, c.unread);
           if (conv.items.length === 0 && c.conv >= 0) void this.loadOlder(conv);
         }
         this.draw();
@@ -145,7 +145,8 @@ export class TuiView implements ChatView {
     const before = this.model.currentConv;
     if (before) before.draft = this.editor.text;
     const c = this.model.open(target, conv);
-    if (before !== c) this.editor.set(c.draft);
+    // What was typed with no conversation open stays in the input; otherwise each conversation has its draft.
+    if (before && before !== c) this.editor.set(c.draft);
     // What is now on screen has been shown.
     this.markShown(c);
     if (c.conv !== undefined)

@@ -51,6 +51,11 @@ export class Tmux {
     return this.tmux("capture-pane", "-p");
   }
 
+  /** The screen with its colours and attributes, as escape sequences. */
+  styledScreen(): string {
+    return this.tmux("capture-pane", "-p", "-e");
+  }
+
   resize(cols: number, rows: number): void {
     this.tmux("resize-window", "-x", String(cols), "-y", String(rows));
   }
