@@ -2,7 +2,7 @@
 /**
  * The command line: one citty command per role, each a thin call into roles/.
  */
-import { defineCommand, runMain } from "citty";
+import { defineCommand, renderUsage, runCommand, runMain, type ArgsDef, type CommandDef } from "citty";
 import { passwordSource } from "./client/password";
 import { ChatError } from "./protocol/errors";
 import { bench, benchWorker } from "./bench/command";
@@ -351,7 +351,8 @@ const signup = defineCommand({
   run: ({ args }) =>
     guarded(async () => {
       const roles = await import("./roles/client");
-      await roles.signup(client(args));
+      const typed = !process.env.CHATTERBOX_PASSWORD && process.stdin.isTTY === true;
+      await roles.signup({ ...client(args), ...(typed ? { confirmPassword: passwordSource("Password again: ") } : {}) });
       console.log(`Account ${args.user} created`);
     }),
 });
@@ -432,12 +433,16 @@ const history = defineCommand({
 });
 
 const chat = defineCommand({
-  meta: { name: "chat", description: "The interactive chat client (scriptable when stdin is not a terminal)" },
-  args: { ...clientArgs, json: { type: "boolean", description: "Print each event as one JSON object a line" } },
+  meta: { name: "chat", description: "The interactive chat client: full screen on a terminal, line mode with --plain or from a pipe, JSON lines with --json" },
+  args: {
+    ...clientArgs,
+    json: { type: "boolean", description: "Print each event as one JSON object a line" },
+    plain: { type: "boolean", description: "Line mode on a terminal: a prompt, with messages printed above it (default there: the full-screen client)" },
+  },
   run: ({ args }) =>
     guarded(async () => {
       const roles = await import("./roles/client");
-      await roles.chat({ ...client(args), json: !!args.json });
+      await roles.chat({ ...client(args), json: !!args.json, plain: !!args.plain });
       process.exit(0);
     }),
 });
@@ -480,4 +485,23 @@ const main = defineCommand({
   subCommands: { up, balance, serve, status, db, ca, signup, send, inbox, history, fetch: fetchFile, chat, verify, passwd, devices, settings, bench, "bench-worker": benchWorker },
 });
 
-await runMain(main);
+/** Help as citty renders it, without colour unless it goes to a terminal. */
+const showUsage = async <T extends ArgsDef>(cmd: CommandDef<T>, parent?: CommandDef<T>) => {
+  const text = await renderUsage(cmd, parent);
+  console.log(process.stdout.isTTY ? text : Bun.stripANSI(text));
+};
+const rawArgs = process.argv.slice(2);
+const wantsHelp = rawArgs.length === 0 || rawArgs.some((a) => a === "--help" || a === "-h" || a === "--version" || a === "-v");
+if (wantsHelp) await runMain(main, { rawArgs, showUsage });
+else {
+  try {
+    await runCommand(main, { rawArgs });
+  } catch (error) {
+    // A usage mistake: the one-line error first, then where the help is, not the whole help.
+    if ((error as Error)?.name !== "CLIError") throw error;
+    const sub = rawArgs.find((a) => !a.startsWith("-"));
+    console.error(`chatterbox: ${Bun.stripANSI((error as Error).message)}`);
+    console.error(`Run \`chatterbox ${sub && sub in (main.subCommands as object) ? `${sub} ` : ""}--help\` for usage.`);
+    process.exit(1);
+  }
+}

@@ -1,96 +1,109 @@
 /**
- * The interactive client. On a terminal: a prompt, with incoming messages
- * printed above it as they arrive. Otherwise: commands read line by line and
- * each event printed as a line (a JSON object a line with --json), so that it
- * can be scripted. Commands run one after another, in the order typed.
+ * The interactive client: one session, one view, and the commands between
+ * them. The view is line mode (a prompt on a terminal with --plain, or lines
+ * read and printed for a script), JSON lines (--json), or the full-screen
+ * client on a terminal. Commands run one after another, in the order typed,
+ * whichever view typed them.
  */
-import { createInterface } from "node:readline";
+import { existsSync, statSync } from "node:fs";
+import { basename } from "node:path";
 import { ChatError } from "../protocol/errors";
 import { HELP, parse, type Command } from "./commands";
-import { line, sanitize } from "./format";
-import { statSync } from "node:fs";
-import { basename } from "node:path";
+import { line, shown } from "./format";
 import { saveFile } from "./save";
 import { progressBar } from "./progress";
-import { ChatSession, describeFile, type SendResult } from "./session";
-import { lineEditor } from "./terminal";
+import { ChatSession, describeFile, type Received } from "./session";
+import { label, type ChatView, type Target, type ViewActions } from "./view";
 
 export interface ChatOptions {
   balancer: string;
   user: string;
   password: () => Promise<string>;
   json: boolean;
+  /** Line mode even on a terminal. */
+  plain?: boolean;
   deviceName?: string;
   passwordGiven?: boolean;
   waitMs?: number;
 }
 
-/** A "typing" line for the same person and conversation at most this often. */
-const TYPING_LINE_MS = 5_000;
 /** How often this client tells the other side that its user is typing. */
 const TYPING_SEND_MS = 3_000;
 
-type Target = { kind: "dm" | "group"; name: string };
+/** Names a file's opener would run rather than show: someone else's file is never run by /open. */
+const RUNNABLE = /\.(desktop|sh|bash|command|app|exe|bat|cmd|com|msi|jar|py|pl|rb|js|appimage|run|bin|deb|rpm|pkg|dmg)$/i;
+
+function openRefusal(path: string): string | undefined {
+  if (RUNNABLE.test(path)) return `not opening ${basename(path)}: a file of that kind would run, not open; it is in ${path}`;
+  return undefined;
+}
+
+/** Picks the view: JSON lines, line mode, or the full-screen client on a terminal. */
+async function makeView(options: ChatOptions): Promise<ChatView> {
+  if (options.json) return new (await import("./views/json")).JsonView();
+  const tty = process.stdin.isTTY === true && process.stdout.isTTY === true;
+  if (tty && !options.plain) return await (await import("./tui/view")).TuiView.create(options.user);
+  return new (await import("./views/line")).LineView(options.user, process.stdin.isTTY === true);
+}
 
 export async function chat(options: ChatOptions): Promise<void> {
-  const interactive = process.stdin.isTTY === true && !options.json;
+  const view = await makeView(options);
+  try {
+    await runChat(options, view);
+  } finally {
+    await view.close();
+  }
+}
+
+/** Runs a chat on any view until the person leaves or the session ends; exported for tests. */
+export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView): Promise<void> {
   let current: Target | undefined;
-  let out: (text: string) => void = (text) => console.log(text);
-  const event = (type: string, fields: Record<string, unknown>, human: string) =>
-    out(options.json ? JSON.stringify({ type, ...fields }) : human);
-  const problem = (e: Error) => event("error", { code: (e as ChatError).code ?? "E_INTERNAL", message: e.message }, `* ${e.message}`);
+  const problem = (e: Error) => view.event("error", { code: (e as ChatError).code ?? "E_INTERNAL", message: e.message }, `* ${e.message}`);
 
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => (finish = resolve));
   // Files that arrive are fetched one after another, while chatting goes on.
   let downloads: Promise<void> = Promise.resolve();
-  const typingShown = new Map<string, number>();
-  // What the replay printed before the session was returned: marked read once it is.
-  const shownEarly: { conv: number; seq: number }[] = [];
+  // What arrives while logging in is shown after the "logged in" line.
+  let early: Received[] | undefined = [];
   let opened: ChatSession | undefined;
+  let retryAt: number | undefined;
+  /** The last file saved in each conversation, for /open. */
+  const saved = new Map<number, string>();
+  const deliver = (m: Received) => {
+    view.message(m);
+    if (m.file)
+      downloads = downloads.then(async () => {
+        const path = await saveFile(opened!, m, view.json, (text) => view.fileLine(text));
+        if (path) saved.set(m.conv, path);
+      });
+  };
   const session: ChatSession = await ChatSession.open({
     ...options,
-    onMessage: (m) => {
-      out(line(m, options.json));
-      // Printed is shown: the read marker may move past it (never past what was not printed).
-      if (m.from !== options.user) opened ? opened.markRead(m.conv, m.seq) : shownEarly.push(m);
-      if (m.file) downloads = downloads.then(() => saveFile(session, m, options.json, out));
-    },
-    onReceipt: (r) => {
-      if (options.json) event("receipt", { conv: r.conv, user: r.user, ...(r.delivered !== undefined ? { delivered: r.delivered } : {}), ...(r.read !== undefined ? { read: r.read } : {}) }, "");
-    },
-    onRead: (conv, seq) => {
-      if (options.json) event("read", { conv, seq }, "");
-    },
-    onTyping: (t) => {
-      const key = `${t.conv}:${t.from}`;
-      if (!options.json && Date.now() - (typingShown.get(key) ?? 0) < TYPING_LINE_MS) return;
-      typingShown.set(key, Date.now());
-      event("typing", { conv: t.conv, from: t.from, ...(t.group ? { group: t.group } : {}) }, `* ${t.from} is typing${t.group ? ` in #${t.group}` : ""}…`);
-    },
-    onStatus: (status) => event(status.startsWith("WARNING") ? "warning" : "status", { text: status }, `* ${status}`),
+    onMessage: (m) => (early ? early.push(m) : deliver(m)),
+    onReceipt: (r) => view.receipt(r),
+    onRead: (conv, seq) => view.read(conv, seq),
+    onTyping: (t) => view.typing(t),
+    onStatus: (status) => view.status(status),
+    onRetry: (at) => (retryAt = at),
     onEnd: (error) => {
-      problem(error);
+      view.ended(error);
       finish();
     },
   });
   opened = session;
-  for (const m of shownEarly) session.markRead(m.conv, m.seq);
-  event("status", { text: `logged in as ${options.user}` }, `* logged in as ${options.user}; /help for commands`);
 
-  const label = (t: Target) => (t.kind === "group" ? `#${t.name}` : t.name);
   /** Sends in flight: the command queue does not wait for them (the outbox keeps their order), leaving does. */
   const inFlight = new Set<Promise<void>>();
   const send = async (target: Target, text: string): Promise<void> => {
-    if (!session.connected) event("status", { text: `queued for ${label(target)}: not connected, sent on reconnect` }, `* not connected: queued for ${label(target)}, sent on reconnect`);
+    if (!session.connected) view.event("status", { text: `queued for ${label(target)}: not connected, sent on reconnect` }, `* not connected: queued for ${label(target)}, sent on reconnect`);
+    const mark = view.pending(target, text);
     const sending = (async () => {
       try {
-        const r: SendResult = target.kind === "group" ? await session.sendGroupText(target.name, text) : await session.sendText(target.name, text);
-        const fields = { id: r.msg, ...(target.kind === "group" ? { group: target.name } : { to: target.name }), time: new Date(r.at).toISOString(), text };
-        if (options.json) event("sent", fields, "");
-        else if (!interactive) out(`[sent ${r.msg}] ${options.user} → ${label(target)}: ${sanitize(text)}`);
+        mark.stored(target.kind === "group" ? await session.sendGroupText(target.name, text) : await session.sendText(target.name, text));
       } catch (e) {
-        event("error", { code: (e as ChatError).code, message: (e as Error).message }, `* not sent to ${label(target)}: ${(e as Error).message}`);
+        mark.failed(e as Error);
+        view.event("error", { code: (e as ChatError).code, message: (e as Error).message }, `* not sent to ${label(target)}: ${(e as Error).message}`);
       }
     })();
     inFlight.add(sending);
@@ -106,55 +119,58 @@ export async function chat(options: ChatOptions): Promise<void> {
     const mine = await session.groups().catch(() => []);
     return mine.some((g) => g.name === name) ? { kind: "group", name } : { kind: "dm", name };
   };
-  const switchTo = (target: Target) => {
+  const convOf = (t: Target) => session.conversationOf(t.kind === "group" ? { group: t.name } : { with: t.name });
+  /** Makes a conversation current once the server knows it: "/dm nosuchuser" is refused here, not at each send. */
+  const switchTo = async (target: Target) => {
+    const conv = await convOf(target);
     current = target;
-    editor?.setPrompt(`${label(target)}> `);
-    event("status", { text: `talking ${target.kind === "group" ? "in" : "to"} ${label(target)}` }, `* talking ${target.kind === "group" ? "in" : "to"} ${label(target)}`);
+    view.switched(target, conv);
+    view.event("status", { text: `talking ${target.kind === "group" ? "in" : "to"} ${label(target)}` }, `* talking ${target.kind === "group" ? "in" : "to"} ${label(target)}`);
   };
 
   const run = async (command: Command): Promise<void> => {
     switch (command.kind) {
       case "say":
-        if (!current) return event("error", { code: "E_BAD_REQUEST", message: "no conversation" }, "* no conversation yet: /dm USER or /g GROUP first");
+        if (!current) return view.event("error", { code: "E_BAD_REQUEST", message: "no conversation" }, "* no conversation yet: /dm USER or /g GROUP first");
         return send(current, command.text);
       case "to":
         return send(await resolve(command.target), command.text);
       case "file": {
+        if (!existsSync(command.path)) return view.event("error", { code: "E_BAD_REQUEST", message: `no such file: ${command.path}` }, `* no such file: ${command.path}`);
         const target = command.target !== undefined ? await resolve(command.target) : current;
-        if (!target) return event("error", { code: "E_BAD_REQUEST", message: "no conversation" }, "* /file USER|GROUP PATH, or /dm or /g first");
+        if (!target) return view.event("error", { code: "E_BAD_REQUEST", message: "no conversation" }, "* /file USER|GROUP PATH, or /dm or /g first");
         const size = statSync(command.path, { throwIfNoEntry: false })?.size ?? 0;
-        const sent = await session.sendFile(target.kind === "group" ? { group: target.name } : { to: target.name }, command.path, progressBar(`sending ${basename(command.path)}`, size, interactive));
-        return event("sent", { id: sent.msg, file: { id: sent.file.id, name: sent.file.name, size: sent.file.size } }, `* sent ${describeFile(sent.file)} to ${label(target)}`);
+        const sent = await session.sendFile(target.kind === "group" ? { group: target.name } : { to: target.name }, command.path, progressBar(`sending ${basename(command.path)}`, size, false));
+        return view.event("sent", { id: sent.msg, file: { id: sent.file.id, name: sent.file.name, size: sent.file.size } }, `* sent ${describeFile(sent.file)} to ${label(target)}`);
       }
       case "dm":
         return switchTo({ kind: "dm", name: command.user });
       case "g":
-        await session.groupMembers(command.group);
         return switchTo({ kind: "group", name: command.group });
       case "history": {
-        if (!current) return event("error", { code: "E_BAD_REQUEST", message: "no conversation" }, "* /dm USER or /g GROUP first");
+        if (!current) return view.event("error", { code: "E_BAD_REQUEST", message: "no conversation" }, "* /dm USER or /g GROUP first");
         const messages = current.kind === "group" ? await session.groupHistory(current.name, command.limit) : await session.history(current.name, command.limit);
-        for (const m of messages) out(line(m, options.json));
+        for (const m of messages) view.message(m);
         return;
       }
       case "who": {
         const contacts = await session.who();
         const online = contacts.filter((c) => c.online).map((c) => c.name);
         const away = contacts.filter((c) => !c.online).map((c) => `${c.name} (${c.lastSeen ? `last seen ${new Date(c.lastSeen).toLocaleString("en-GB")}` : "never seen"})`);
-        return event("who", { users: online, contacts }, `* online: ${online.join(", ") || "nobody"}${away.length ? `\n* offline: ${away.join(", ")}` : ""}`);
+        return view.event("who", { users: online, contacts }, `* online: ${online.join(", ") || "nobody"}${away.length ? `\n* offline: ${away.join(", ")}` : ""}`);
       }
       case "info": {
-        if (!current) return event("error", { code: "E_BAD_REQUEST", message: "no conversation" }, "* /dm USER or /g GROUP first");
-        const conv = await session.conversationOf(current.kind === "group" ? { group: current.name } : { with: current.name });
+        if (!current) return view.event("error", { code: "E_BAD_REQUEST", message: "no conversation" }, "* /dm USER or /g GROUP first");
+        const conv = await convOf(current);
         const mine = session.localHistory(conv, 500).filter((m) => m.from === options.user && (command.id === undefined || m.id === command.id));
         const m = mine[mine.length - 1];
-        if (!m) return event("error", { code: "E_BAD_REQUEST", message: "no such message of yours here" }, "* no message of yours to show receipts for here");
+        if (!m) return view.event("error", { code: "E_BAD_REQUEST", message: "no such message of yours here" }, "* no message of yours to show receipts for here");
         const receipts = await session.receipts(conv);
         const readBy = receipts.filter((r) => (r.read ?? 0) >= m.seq).map((r) => r.user);
         const delivered = receipts.filter((r) => (r.delivered ?? 0) >= m.seq).map((r) => r.user);
         const total = receipts.length;
         const hidden = !session.settings.readReceipts ? " (your read receipts are off, so you see no one's)" : "";
-        return event(
+        return view.event(
           "info",
           { id: m.id, conv, seq: m.seq, delivered, read: readBy, of: total },
           `* message ${m.id} (${new Date(m.at).toLocaleString("en-GB")}): delivered to ${delivered.length} of ${total}, read by ${readBy.length} of ${total}${readBy.length ? ` (${readBy.join(", ")})` : ""}${hidden}`,
@@ -162,26 +178,42 @@ export async function chat(options: ChatOptions): Promise<void> {
       }
       case "set": {
         const now = await session.setReadReceipts(command.value);
-        return event("settings", { settings: now }, `* read receipts are ${now.readReceipts ? "on" : "off"}`);
+        return view.event("settings", { settings: now }, `* read receipts are ${now.readReceipts ? "on" : "off"}`);
+      }
+      case "notify":
+        return view.event("settings", { notify: command.value }, `* notifications are ${command.value ? "on" : "off"}`);
+      case "open": {
+        if (!current) return view.event("error", { code: "E_BAD_REQUEST", message: "no conversation" }, "* /dm USER or /g GROUP first");
+        const path = saved.get(await convOf(current));
+        if (!path) return view.event("error", { code: "E_BAD_REQUEST", message: "no file received here yet" }, "* no file received in this conversation since chat started");
+        const refused = openRefusal(path);
+        if (refused) return view.event("error", { code: "E_BAD_REQUEST", message: refused }, `* ${refused}`);
+        Bun.spawn([process.platform === "darwin" ? "open" : "xdg-open", path], { stdio: ["ignore", "ignore", "ignore"] }).unref();
+        return view.event("status", { text: `opening ${path}` }, `* opening ${path}`);
+      }
+      case "search": {
+        const found = session.search(command.text, 20);
+        const human = found.length ? [`* ${found.length} found on this device for "${command.text}", newest first:`, ...found.map((m) => `  ${line(m, false)}`)].join("\n") : `* nothing on this device matches "${command.text}"`;
+        return view.event("search", { text: command.text, messages: found.map(shown) }, human);
       }
       case "groups": {
         const groups = await session.groups();
         const human = groups.length === 0 ? "* you are in no group" : groups.map((g) => `* #${g.name}: ${g.members} members, ${g.unread} unread${g.role === "admin" ? ", you are an admin" : ""}`).join("\n");
-        return event("groups", { groups }, human);
+        return view.event("groups", { groups }, human);
       }
       case "group": {
         if (command.op === "members") {
           const { members } = await session.groupMembers(command.group);
-          return event("members", { group: command.group, members }, `* #${command.group}: ${members.map((m) => (m.role === "admin" ? `${m.name} (admin)` : m.name)).join(", ")}`);
+          return view.event("members", { group: command.group, members }, `* #${command.group}: ${members.map((m) => (m.role === "admin" ? `${m.name} (admin)` : m.name)).join(", ")}`);
         }
         if (command.op === "create") await session.createGroup(command.group, command.users);
         else await session.changeGroup(command.op, command.group, command.users);
-        if (command.op === "create") switchTo({ kind: "group", name: command.group });
+        if (command.op === "create") await switchTo({ kind: "group", name: command.group });
         return;
       }
       case "verify": {
         const number = await session.safetyNumber(command.user);
-        return event(
+        return view.event(
           "safety",
           { with: command.user, number },
           `* safety number for you and ${command.user}:\n    ${number}\n  It matches on both sides only if nobody swapped your keys. Compare it with ${command.user} in person or on a call.`,
@@ -189,40 +221,64 @@ export async function chat(options: ChatOptions): Promise<void> {
       }
       case "trust": {
         const shownNow = await session.trust(command.user);
-        return event("status", { text: `trusting the current key of ${command.user}` }, `* now trusting the current key of ${command.user}; ${shownNow} held message(s) shown`);
+        return view.event("status", { text: `trusting the current key of ${command.user}` }, `* now trusting the current key of ${command.user}; ${shownNow} held message(s) shown`);
       }
       case "help":
-        return options.json ? event("help", { text: HELP }, HELP) : out(HELP);
+        return view.event("help", { text: HELP }, HELP);
       case "quit":
         return finish();
       case "error":
-        return event("error", { code: "E_BAD_REQUEST", message: command.message }, `* ${command.message}`);
+        return view.event("error", { code: "E_BAD_REQUEST", message: command.message }, `* ${command.message}`);
     }
   };
 
   let queue: Promise<void> = Promise.resolve();
-  const handle = (text: string) => {
-    const command = parse(text);
-    if (command) queue = queue.then(() => run(command).catch(problem));
-  };
-
   let typingSent = 0;
-  const typed = () => {
-    if (!current || Date.now() - typingSent < TYPING_SEND_MS) return;
-    typingSent = Date.now();
-    session.typing(current.kind === "group" ? { group: current.name } : { to: current.name });
+  const actions: ViewActions = {
+    submit(text) {
+      const command = parse(text);
+      if (command) queue = queue.then(() => run(command).catch(problem));
+    },
+    typing() {
+      if (!current || Date.now() - typingSent < TYPING_SEND_MS) return;
+      typingSent = Date.now();
+      session.typing(current.kind === "group" ? { group: current.name } : { to: current.name });
+    },
+    // Shown is what may be marked read, never more (a conversation not on screen stays unread).
+    shown: (conv, seq) => session.markRead(conv, seq),
+    switchTo: (target) => (queue = queue.then(() => switchTo(target).catch(problem))),
+    async older(target, before, limit) {
+      const local = session.localHistory(await convOf(target), limit, before);
+      if (local.length >= limit) return local;
+      const from = local[0]?.seq ?? before;
+      const server = target.kind === "group" ? await session.groupHistory(target.name, limit - local.length, from) : await session.history(target.name, limit - local.length, from);
+      return [...server.filter((m) => m.seq < from), ...local];
+    },
+    search: (text) => session.search(text, 50),
+    async conversations() {
+      const unread = new Map<number, number>();
+      for (const m of session.unread()) unread.set(m.conv, (unread.get(m.conv) ?? 0) + 1);
+      const [groups, contacts] = await Promise.all([session.groups().catch(() => []), session.who().catch(() => [])]);
+      const dms = await Promise.all(
+        contacts.map(async (c) => ({ target: { kind: "dm" as const, name: c.name }, conv: await session.conversationOf({ with: c.name }).catch(() => -1) })),
+      );
+      return [
+        ...groups.map((g) => ({ target: { kind: "group" as const, name: g.name }, conv: g.conv, unread: Math.max(g.unread, unread.get(g.conv) ?? 0) })),
+        ...dms.filter((d) => d.conv >= 0).map((d) => ({ ...d, unread: unread.get(d.conv) ?? 0 })),
+      ];
+    },
+    receipts: (conv) => session.receipts(conv),
+    connection: () => ({ connected: session.connected, server: session.serverAddress, pending: session.pendingSends, ...(session.connected || retryAt === undefined ? {} : { retryAt }) }),
+    keyChanged: (user) => session.heldFrom(user) > 0,
+    quit: () => finish(),
   };
-  const editor = interactive ? lineEditor(handle, () => finish(), typed) : undefined;
-  if (editor) {
-    out = (text) => editor.print(text);
-    editor.setPrompt("> ");
-  } else {
-    const reader = createInterface({ input: process.stdin });
-    reader.on("line", handle);
-    reader.on("close", () => void queue.then(() => finish()));
-  }
+  view.event("status", { text: `logged in as ${options.user}` }, `* logged in as ${options.user}; /help for commands`);
+  view.open(actions);
+  const waiting = early;
+  early = undefined;
+  for (const m of waiting) deliver(m);
+
   await finished;
-  editor?.close();
   // Whatever was typed before the end is sent, and what arrived is saved, before we leave;
   // what cannot be sent now stays in the outbox for the next start.
   await queue;

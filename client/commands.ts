@@ -18,6 +18,9 @@ export type Command =
   | { kind: "trust"; user: string }
   | { kind: "info"; id?: number }
   | { kind: "set"; value: boolean }
+  | { kind: "notify"; value: boolean }
+  | { kind: "search"; text: string }
+  | { kind: "open" }
   | { kind: "help" }
   | { kind: "quit" }
   | { kind: "error"; message: string };
@@ -32,6 +35,9 @@ export const HELP = [
   "  /who                        who of your contacts is online, and when the others were last seen",
   "  /info [ID]                  who has your last message (or message ID) here: delivered, read",
   "  /set read-receipts on|off   send and see read receipts, or neither",
+  "  /set notify on|off          (full screen) the bell and desktop notification for other conversations",
+  "  /open                       open the last file received here with the system's opener",
+  "  /search TEXT                search the messages this device holds (the server cannot: it sees ciphertext)",
   "  /groups                     your groups, with unread counts",
   "  /group create GROUP [USER...]   a new group; you are its first admin",
   "  /group add GROUP USER...    (admins) add members",
@@ -92,10 +98,19 @@ export function parse(line: string): Command | undefined {
       const id = Number(rest[0]);
       return rest.length === 1 && Number.isInteger(id) && id > 0 ? { kind: "info", id } : { kind: "error", message: "usage: /info [MESSAGE-ID]" };
     }
-    case "/set":
-      return rest.length === 2 && rest[0] === "read-receipts" && (rest[1] === "on" || rest[1] === "off")
-        ? { kind: "set", value: rest[1] === "on" }
-        : { kind: "error", message: "usage: /set read-receipts on|off" };
+    case "/set": {
+      const on = rest[1] === "on" || rest[1] === "off" ? rest[1] === "on" : undefined;
+      if (rest.length !== 2 || on === undefined) return { kind: "error", message: "usage: /set read-receipts|notify on|off" };
+      if (rest[0] === "read-receipts") return { kind: "set", value: on };
+      if (rest[0] === "notify") return { kind: "notify", value: on };
+      return { kind: "error", message: "usage: /set read-receipts|notify on|off" };
+    }
+    case "/open":
+      return rest.length === 0 ? { kind: "open" } : { kind: "error", message: "usage: /open (the last file received in this conversation)" };
+    case "/search": {
+      const text = trimmed.slice("/search".length).trim();
+      return text ? { kind: "search", text } : { kind: "error", message: "usage: /search TEXT" };
+    }
     case "/groups":
       return { kind: "groups" };
     case "/group": {

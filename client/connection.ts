@@ -36,6 +36,8 @@ export interface ConnectionOptions {
   onStatus?(line: string): void;
   /** The session ended for good (logged in elsewhere, or a refusal that retrying cannot fix). */
   onEnd?(error: ChatError): void;
+  /** The link is down and the next try is at this time (ms since the epoch): for a countdown. */
+  onRetry?(at: number): void;
   /** Keep the token, positions, keys, pins and history under CHATTERBOX_HOME (default true). */
   /** This device's name, for `chatterbox devices` (default: the host name). */
   deviceName?: string;
@@ -110,6 +112,8 @@ export abstract class Connection {
   private saidResumed = false;
   private closed?: Promise<void>;
   serverId = "";
+  /** The address of the server this session is on (or was last on), for people: the id means nothing to them. */
+  serverAddress = "";
 
   protected constructor(protected readonly options: ConnectionOptions) {
     this.persist = options.persist !== false;
@@ -355,6 +359,7 @@ export abstract class Connection {
       onClose: () => this.lost(link),
     });
     this.connecting.add(link);
+    this.serverAddress = addr;
     try {
       let reply: Record<string, unknown>;
       try {
@@ -502,13 +507,15 @@ export abstract class Connection {
   private async reconnect(): Promise<void> {
     this.options.onStatus?.("connection lost; reconnecting");
     for (let attempt = 0; !this.closing && !this.ended; attempt++) {
-      await Bun.sleep(backoffDelay(attempt, 100, 5_000));
+      const delay = backoffDelay(attempt, 100, 5_000);
+      this.options.onRetry?.(Date.now() + delay);
+      await Bun.sleep(delay);
       // close() may have come during the sleep: a one-shot command must exit.
       if (this.closing || this.ended) return;
       try {
         await this.connect();
         if (!this.connected) continue;
-        this.options.onStatus?.(`reconnected (server ${this.serverId.slice(0, 8)})`);
+        this.options.onStatus?.("reconnected");
         return;
       } catch (error) {
         if (error instanceof ChatError && !isTemporary(error.code) && error.code !== "E_TOKEN") {

@@ -329,19 +329,20 @@ export class ChatSession extends Connection {
     return (await this.request("groups")).groups as GroupInfo[];
   }
 
-  async groupHistory(group: string, limit = 50): Promise<Received[]> {
-    return this.pagedHistory({ group }, limit);
+  /** The group's latest messages, or (with `before`, a seq) those just before it. */
+  async groupHistory(group: string, limit = 50, before?: number): Promise<Received[]> {
+    return this.pagedHistory({ group }, limit, before);
   }
 
-  async history(other: string, limit = 50): Promise<Received[]> {
-    return this.pagedHistory({ with: other }, limit);
+  async history(other: string, limit = 50, before?: number): Promise<Received[]> {
+    return this.pagedHistory({ with: other }, limit, before);
   }
 
   /** The server pages history by bytes as well, so that a reply fits a frame: ask again, further back, until `limit` or the start. */
-  private async pagedHistory(target: { group: string } | { with: string }, limit: number): Promise<Received[]> {
+  private async pagedHistory(target: { group: string } | { with: string }, limit: number, start?: number): Promise<Received[]> {
     const pages: WireMessage[][] = [];
     let got = 0;
-    let before: number | undefined;
+    let before: number | undefined = start;
     while (got < limit) {
       const reply = await this.request("history", { ...target, limit: limit - got, ...(before !== undefined ? { before } : {}) });
       const page = reply.messages as WireMessage[];
@@ -394,6 +395,11 @@ export class ChatSession extends Connection {
   /** What this device holds that the person has not read, oldest first in each conversation. */
   unread(): Received[] {
     return this.store.unread(this.user).map(fromStored);
+  }
+
+  /** What this device holds that matches (SQLite FTS5 over the local copy), newest first. */
+  search(text: string, limit = 50): Received[] {
+    return this.store.search(text, limit).map(fromStored);
   }
 
   /** This device's copy of a conversation's latest messages. */

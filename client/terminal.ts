@@ -15,7 +15,10 @@ export function lineEditor(onLine: (line: string) => void, onEnd: () => void, on
   const out = process.stdout;
   let prompt = "> ";
   let typed = "";
-  const redraw = () => out.write(`\r\x1b[2K${prompt}${typed}`);
+  let closed = false;
+  const redraw = () => {
+    if (!closed) out.write(`\r\x1b[2K${prompt}${typed}`);
+  };
   const onData = (chunk: Buffer) => {
     // Arrow keys and other escape sequences are not part of the line.
     for (const ch of chunk.toString("utf8").replace(/\x1b(\[[0-9;]*[A-Za-z~]|O.)?/g, "")) {
@@ -47,6 +50,7 @@ export function lineEditor(onLine: (line: string) => void, onEnd: () => void, on
   redraw();
   return {
     print(text) {
+      if (closed) return void out.write(`${text}\n`);
       out.write(`\r\x1b[2K${text.replace(/\n/g, "\r\n")}\r\n`);
       redraw();
     },
@@ -55,6 +59,8 @@ export function lineEditor(onLine: (line: string) => void, onEnd: () => void, on
       redraw();
     },
     close() {
+      if (closed) return;
+      closed = true;
       stdin.off("data", onData);
       stdin.setRawMode(false);
       stdin.pause();

@@ -33,9 +33,11 @@ function warn(line: string): void {
 }
 
 /** Makes the account's identity keys here, and registers their public halves and a password-wrapped backup. */
-export async function signup(options: ClientOptions): Promise<void> {
+export async function signup(options: ClientOptions & { confirmPassword?: () => Promise<string> }): Promise<void> {
   const password = await options.password();
   checkPassword(password);
+  // Typed at a prompt, it is typed twice: a typo would otherwise only show at the next login.
+  if (options.confirmPassword && (await options.confirmPassword()) !== password) throw new ChatError("E_BAD_REQUEST", "The two passwords differ; nothing was created");
   const addr = await askBalancerPatiently(options.balancer, options.waitMs ?? DEFAULT_WAIT_MS, (e) => console.error(`chatterbox: ${e.message}; trying again`));
   const link = await Link.connect(addr, { hello: { role: "client" } });
   try {
@@ -71,6 +73,8 @@ export async function passwd(options: ClientOptions & { newPassword: () => Promi
 export async function send(options: ClientOptions & { to?: string; group?: string; text?: string; file?: string; timeoutMs?: number }): Promise<{ msg: number }> {
   if ((options.to === undefined) === (options.group === undefined)) throw new ChatError("E_BAD_REQUEST", "Give either --to USER or --group GROUP");
   if ((options.text === undefined) === (options.file === undefined)) throw new ChatError("E_BAD_REQUEST", "Give either a text or --file PATH");
+  // An empty message would reach the other side as a sender and nothing else.
+  if (options.text !== undefined && options.text.trim() === "") throw new ChatError("E_BAD_REQUEST", "The message is empty: nothing was sent");
   const session = await ChatSession.open({ ...options, onStatus: warn });
   try {
     if (options.file !== undefined) {

@@ -23,7 +23,8 @@ if (!(await Bun.file(archive).exists())) {
   await rename(`${archive}.tmp`, archive);
 }
 const build = Bun.spawnSync(
-  [process.execPath, "build", "--compile", join(ROOT, "cli.ts"), archive, "--asset-naming=[name].[ext]", "--outfile", outfile],
+  // @opentui/core's loader also names its musl package, which is not installed here: left out of the bundle.
+  [process.execPath, "build", "--compile", join(ROOT, "cli.ts"), archive, "--asset-naming=[name].[ext]", "--external", "@opentui/core-linux-x64-musl", "--outfile", outfile],
   { cwd: ROOT, stdout: "inherit", stderr: "inherit" },
 );
 process.exit(build.exitCode ?? 1);

@@ -1,0 +1,181 @@
+/**
+ * What the full-screen client draws, as rows of coloured segments, from the
+ * model: the message pane (date separators, the "new messages" line, wrapped
+ * lines indented under the sender, marks on one's own messages), the
+ * conversation list and the status bar. Pure functions of the model and the
+ * size, so that they can be tested without a terminal. Text from others goes
+ * through sanitize first.
+ */
+import { sanitize } from "../format";
+import { describeFile } from "../session";
+import { label } from "../view";
+import type { ChatModel, Conv, Item, Mark } from "./model";
+
+export interface Segment {
+  text: string;
+  color?: string;
+  bold?: boolean;
+  dim?: boolean;
+  reverse?: boolean;
+  /** The message this row starts, for finding it (a /search result). */
+  seq?: number;
+}
+export type Row = Segment[];
+
+const PALETTE = ["#5fafff", "#87d75f", "#ffaf5f", "#d787ff", "#5fd7d7", "#ff8787", "#d7d75f"];
+
+/** Each sender keeps one colour, from their name. */
+export function senderColor(name: string): string {
+  let h = 0;
+  for (const ch of name) h = (h * 31 + ch.codePointAt(0)!) >>> 0;
+  return PALETTE[h % PALETTE.length]!;
+}
+
+const MARKS: Record<Mark, string> = { pending: "…", sent: "✓", delivered: "✓✓", read: "✓✓ read", failed: "✗ not sent" };
+
+const width = (s: string) => Bun.stringWidth(s);
+
+/** Splits text into rows of at most `cols` columns, at spaces where it can. */
+export function wrap(text: string, cols: number): string[] {
+  const out: string[] = [];
+  for (const para of text.split("\n")) {
+    let rest = para;
+    while (width(rest) > cols) {
+      let cut = 0;
+      let w = 0;
+      const chars = [...rest];
+      while (cut < chars.length && w + width(chars[cut]!) <= cols) w += width(chars[cut++]!);
+      const space = chars.slice(0, cut + 1).lastIndexOf(" ");
+      const at = space > 0 ? space : Math.max(cut, 1);
+      out.push(chars.slice(0, at).join(""));
+      rest = chars.slice(space > 0 ? at + 1 : at).join("");
+    }
+    out.push(rest);
+  }
+  return out;
+}
+
+const day = (at: number) => new Date(at).toLocaleDateString("en-GB", { weekday: "short", day: "numeric", month: "short", year: "numeric" });
+const clock = (at: number) => new Date(at).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", hour12: false });
+
+function itemText(item: Item): { from?: string; text: string; at: number; warn?: boolean } {
+  if (item.kind === "note") return { text: item.text, at: item.at };
+  if (item.kind === "mine") return { text: item.text, at: item.result?.at ?? item.at };
+  const m = item.m;
+  if (m.kind === "system") return { text: `* ${sanitize(m.text)}`, at: m.at };
+  if (!m.verified) return { from: m.from, text: `⚠ NOT SHOWN, ${sanitize(m.problem ?? "unverified")} (message ${m.id})`, at: m.at, warn: true };
+  return { from: m.from, text: m.file ? describeFile(m.file) : sanitize(m.text), at: m.at };
+}
+
+/** Every row of a conversation, oldest first, at a pane `cols` wide. */
+export function paneRows(model: ChatModel, c: Conv | undefined, cols: number): Row[] {
+  const rows: Row[] = [];
+  const items = c ? c.items : model.notes;
+  let lastDay = "";
+  let markerDrawn = false;
+  for (const item of items) {
+    const { from, text, at, warn } = itemText(item);
+    const d = day(at);
+    if (d !== lastDay && item.kind !== "note") {
+      lastDay = d;
+      rows.push([{ text: center(` ${d} `, cols, "─"), dim: true }]);
+    }
+    if (c && c.markerSeq !== undefined && !markerDrawn && item.kind === "message" && !item.own && item.m.seq > c.markerSeq) {
+      markerDrawn = true;
+      rows.push([{ text: center(" new messages ", cols, "─"), color: "#ff5f5f" }]);
+    }
+    const sender = item.kind === "mine" ? model.me : from;
+    const head = `${clock(at)} `;
+    if (sender === undefined) {
+      const indent = " ".repeat(width(head));
+      wrap(text, Math.max(10, cols - width(head))).forEach((l, i) => rows.push([{ text: i === 0 ? head : indent, dim: true }, { text: l, dim: true }]));
+      continue;
+    }
+    const name = `${sender}: `;
+    const indent = " ".repeat(width(head) + width(name));
+    const mark = c ? model.mark(c, item) : undefined;
+    const lines = wrap(text, Math.max(10, cols - width(indent)));
+    lines.forEach((l, i) => {
+      const seq = i === 0 && item.kind === "message" ? item.m.seq : undefined;
+      const row: Row = i === 0 ? [{ text: head, dim: true, seq }, { text: name, color: senderColor(sender), bold: true }] : [{ text: indent }];
+      row.push(warn ? { text: l, color: "#ffaf00" } : { text: l });
+      if (mark && i === lines.length - 1) row.push({ text: ` ${MARKS[mark]}`, dim: mark !== "failed", color: mark === "failed" ? "#ff5f5f" : undefined });
+      rows.push(row);
+    });
+  }
+  return rows;
+}
+
+function center(text: string, cols: number, fill: string): string {
+  const w = width(text);
+  if (w >= cols) return text;
+  const left = Math.floor((cols - w) / 2);
+  return fill.repeat(left) + text + fill.repeat(cols - w - left);
+}
+
+/** The conversation list: a number for Alt-1…9, the name, the unread count. */
+export function listRows(model: ChatModel, cols: number): Row[] {
+  const rows: Row[] = [[{ text: "Conversations", bold: true }]];
+  model.ordered().forEach((c, i) => {
+    const n = i < 9 ? `${i + 1} ` : "  ";
+    const unread = c.unread > 0 ? ` (${c.unread}${c.mentions > 0 ? `, ${c.mentions}@` : ""})` : "";
+    const name = label(c.target).slice(0, Math.max(1, cols - width(n) - width(unread)));
+    const current = c.key === model.current;
+    rows.push([{ text: n, dim: true }, { text: name, bold: c.unread > 0, reverse: current }, { text: unread, color: "#ffaf00", bold: true }]);
+  });
+  if (model.convs.size === 0) rows.push([{ text: "none yet: /dm USER", dim: true }]);
+  return rows;
+}
+
+/** The window of `rows` that a pane `height` tall shows, `scroll` rows up from the bottom (clamped). */
+export function visible(rows: Row[], height: number, scroll: number): { rows: Row[]; scroll: number; atTop: boolean } {
+  const max = Math.max(0, rows.length - height);
+  const s = Math.min(Math.max(0, scroll), max);
+  const end = rows.length - s;
+  return { rows: rows.slice(Math.max(0, end - height), end), scroll: s, atTop: s >= max };
+}
+
+/**
+ * The input area: the prompt and text cut into rows `cols` wide (a newline
+ * from a paste shown as ⏎), at most three of them, scrolled to keep the
+ * cursor in view, and where the cursor is among them.
+ */
+export function inputRows(prompt: string, text: string, cursor: number, cols: number): { rows: string[]; cursor: { row: number; col: number } } {
+  const chars = [...(prompt + text.replace(/\n/g, "⏎"))];
+  const all: string[] = [];
+  for (let i = 0; i < chars.length || all.length === 0; i += cols) all.push(chars.slice(i, i + cols).join(""));
+  // A cursor at the very end of a full row sits at the start of the next one.
+  const offset = [...prompt].length + cursor;
+  if (offset === all.length * cols) all.push("");
+  const row = Math.floor(offset / cols);
+  const first = Math.max(0, row - 2);
+  return { rows: all.slice(first, first + 3), cursor: { row: row - first, col: offset % cols } };
+}
+
+export interface StatusState {
+  connection?: { connected: boolean; server: string; retryAt?: number; pending: number };
+  /** The current conversation's keys: a group's, a DM contact's as pinned, or changed and waiting for /trust. */
+  encryption?: "group" | "pinned" | "changed";
+  typing: string[];
+  confirming: boolean;
+  /** The quick switcher's matches, while it is open. */
+  switcher?: string[];
+  now: number;
+}
+
+/** The status bar: what asks for an answer first, then who is typing, then the steady state (a narrow bar cuts the end). */
+export function statusRow(s: StatusState): Row {
+  const state = s.connection;
+  let conn = state?.server ? `connected to ${state.server}` : "connected";
+  if (state && !state.connected) conn = state.retryAt !== undefined ? `reconnecting, next try in ${Math.max(0, Math.ceil((state.retryAt - s.now) / 1000))} s` : "reconnecting…";
+  const pending = state && state.pending > 0 ? `, ${state.pending} waiting to send` : "";
+  const e2e = { group: "encrypted", pinned: "encrypted, key pinned (/verify)", changed: "KEY CHANGED: /verify, then /trust" }[s.encryption ?? "group"];
+  const parts = [
+    s.confirming ? "a draft is unsent: Ctrl-C again to leave" : "",
+    s.switcher ? s.switcher.join("  ") || "no match" : "",
+    s.typing.length ? `${s.typing.join(", ")} ${s.typing.length === 1 ? "is" : "are"} typing…` : "",
+    `${conn}${pending}`,
+    s.encryption ? e2e : "",
+  ];
+  return [{ text: `[${parts.filter(Boolean).join(" · ")}]`, reverse: true }];
+}
