@@ -66,6 +66,18 @@ export async function runUp(options: UpOptions): Promise<void> {
   let balancerMetrics: MetricsEndpoint | undefined;
   const children: Subprocess[] = [];
   const serverMetrics: string[] = [];
+  // From before the first server starts: a signal during start-up must not leave servers running.
+  onSignal(async () => {
+    console.log("\nStopping ...");
+    for (const child of children) child.kill("SIGTERM");
+    await Promise.race([Promise.all(children.map((c) => c.exited)), Bun.sleep(10_000)]);
+    for (const child of children) child.kill("SIGKILL");
+    balancerMetrics?.stop();
+    balancer.stop();
+    await postgres?.stop();
+    console.log("Stopped.");
+  });
+
   for (let i = 1; i <= options.servers; i++) {
     // Port 0 (any free port) for the balancer means any free port for each server too.
     const port = options.port === 0 ? 0 : options.port + i;
@@ -111,16 +123,6 @@ export async function runUp(options: UpOptions): Promise<void> {
   console.log(`  ${me} chat --user alice${b}`);
   console.log("Ctrl-C stops everything.");
 
-  onSignal(async () => {
-    console.log("\nStopping ...");
-    for (const child of children) child.kill("SIGTERM");
-    await Promise.race([Promise.all(children.map((c) => c.exited)), Bun.sleep(10_000)]);
-    for (const child of children) child.kill("SIGKILL");
-    balancerMetrics?.stop();
-    balancer.stop();
-    await postgres?.stop();
-    console.log("Stopped.");
-  });
 }
 
 /** What to type to run this program again: the binary's path, or bun and cli.ts from a checkout. */
