@@ -569,7 +569,7 @@ export abstract class Connection {
   markRead(conv: number, seq: number): void {
     const held = this.frozen.get(conv);
     if (held !== undefined) seq = Math.min(seq, held);
-    if (this.closed || seq <= (this.store.positions().get(conv)?.read ?? 0)) return;
+    if (this.closed || seq <= this.store.readOf(conv)) return;
     this.store.read(conv, seq);
     this.toRead.set(conv, Math.max(seq, this.toRead.get(conv) ?? 0));
     this.ackTimer ??= setTimeout(() => this.sendAcks(), ACK_DELAY_MS);

@@ -53,11 +53,11 @@ export class Pins {
     let ahead = false;
     for (const [name, pin] of Object.entries(theirs)) {
       const local = mine.get(name);
-      if (!local || (pin.since > local.since && !same(local, pin))) this.store.setPin(name, pin);
+      if (!local || (pin.since > local.since && !sameKeys(local, pin))) this.store.setPin(name, pin);
     }
     for (const [name, pin] of mine) {
       const remote = theirs[name];
-      if (!remote || (pin.since > remote.since && !same(pin, remote))) ahead = true;
+      if (!remote || (pin.since > remote.since && !sameKeys(pin, remote))) ahead = true;
     }
     return ahead;
   }
@@ -101,10 +101,6 @@ export class Pins {
     const saved = this.store.get("pins.key");
     return saved ? new Uint8Array(Buffer.from(saved, "base64")) : undefined;
   }
-}
-
-function same(a: PublicIdentity, b: PublicIdentity): boolean {
-  return sameKeys(a, b);
 }
 
 export function sameKeys(a: PublicIdentity, b: PublicIdentity): boolean {

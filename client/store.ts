@@ -129,6 +129,11 @@ export class LocalStore {
     return new Map(rows.map((r) => [r.conv, { received: r.received, read: r.read }]));
   }
 
+  /** The read marker of one conversation as this device knows it (0 before any). */
+  readOf(conv: number): number {
+    return (this.db.query("select read from convs where conv = ?").get(conv) as { read: number } | null)?.read ?? 0;
+  }
+
   received(conv: number, seq: number): void {
     this.db.query("insert into convs (conv, received) values (?1, ?2) on conflict (conv) do update set received = max(received, ?2)").run(conv, seq);
   }

@@ -69,13 +69,21 @@ export class Acks {
   }
 }
 
-/** One row per (key, conversation): the highest position wins. */
+/** One row per (key, conversation): the highest position wins. Keyed by numbers, not a string made per row (the ack path is hot). */
 function highest<T extends { key: number; convId: number; seq: number }>(rows: T[]): T[] {
-  const best = new Map<string, T>();
+  const best = new Map<number, Map<number, T>>();
+  const out: T[] = [];
   for (const row of rows) {
-    const id = `${row.key}:${row.convId}`;
-    const seen = best.get(id);
-    if (!seen || seen.seq < row.seq) best.set(id, row);
+    let mine = best.get(row.key);
+    if (!mine) best.set(row.key, (mine = new Map()));
+    const seen = mine.get(row.convId);
+    if (!seen) {
+      mine.set(row.convId, row);
+      out.push(row);
+    } else if (seen.seq < row.seq) {
+      // The rows are made for this flush alone: raising the first in place is safe.
+      seen.seq = row.seq;
+    }
   }
-  return [...best.values()];
+  return out;
 }
