@@ -301,6 +301,9 @@ function peerEvent(ctx: ServerContext, _conn: Conn, ev: string, frame: Record<st
     case "kick":
       ctx.sessions.close(Number(frame.user), Number(frame.conn), "E_DEVICE_REVOKED", "This device was revoked: log in again with the password");
       return;
+    case "members":
+      ctx.receipts.forget(Number(frame.conv));
+      return;
     case "located":
       if (typeof frame.server === "string") ctx.delivery.located(Number(frame.user), frame.server, frame.here === true);
       return;

@@ -75,6 +75,10 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
   /** A membership change is a system message: delivered like any other, to members old and new. */
   function announce(message: WireMessage, recipients: number[]) {
     ctx.receipts.forget(message.conv);
+    // Every peer forgets the old members too, before the change reaches anyone
+    // over the same links: a receipt made there after a member saw the change
+    // goes to the new members only (a removed one is told nothing more).
+    ctx.peers.broadcast("members", { conv: message.conv });
     void ctx.delivery.deliver(message, recipients).catch((e) => ctx.log(`deliver ${message.id}: ${e}`));
   }
 
