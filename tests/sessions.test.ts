@@ -162,13 +162,13 @@ test("a login abandoned before it completes leaves no connection on record, and 
   const abandoned = quitter.request("login", { user: name, auth, device: { id: `quitter-${name}`, name: "q" } }).catch(() => {});
   quitter.close();
   await abandoned;
-  await until(async () => (await connectionRows(name)).length === 1, "only the live connection to be on record", 5_000);
+  await until(async () => (await connectionRows(name)).length === 1, "only the live connection to be on record");
   expect(await connectionRows(name)).toEqual([{ server_id: cluster.servers[0]!.id, device: `dev-${name}` }]);
   await send(sender, name);
-  await waitFor(() => live.messages === 1, "the message to arrive live", 3_000);
+  await waitFor(() => live.messages === 1, "the message to arrive live");
   expect(live.closed).toBe(false);
   live.link!.close();
-  await until(async () => (await connectionRows(name)).length === 0, "the closed connection to leave the record", 5_000);
+  await until(async () => (await connectionRows(name)).length === 0, "the closed connection to leave the record");
 });
 
 test("a resume token that was never issued is refused with E_TOKEN", async () => {
