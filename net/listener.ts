@@ -72,6 +72,13 @@ export class Connection<S> {
   waitingBytes = 0;
   /** Whether reading is stopped because of the queue. */
   paused = false;
+  /**
+   * After a refusal with a retry-after (E_RATE_LIMITED), no request starts
+   * before this time (performance.now()): a client that does not wait as told
+   * is not read, so refusing it again and again costs the server nothing.
+   */
+  holdUntil = 0;
+  holdTimer?: Timer;
   /** The frame limit once trusted (the reader starts at the stranger's). */
   fullMaxFrame: number;
   closed = false;
@@ -276,7 +283,32 @@ function admit<S>(conn: Connection<S>, payload: Uint8Array, ctl: Control<S>): vo
  * but does not read what they answer is read no further until it does).
  */
 function ready<S>(conn: Connection<S>, ctl: Control<S>): boolean {
-  return conn.inFlight < ctl.maxInFlight && conn.outbox.queued <= ctl.outboxHigh;
+  return conn.inFlight < ctl.maxInFlight && conn.outbox.queued <= ctl.outboxHigh && (conn.holdUntil === 0 || !held(conn, ctl));
+}
+
+/** The longest a refusal holds a connection's requests back: a retry-after is advice, this is its enforcement. */
+const MAX_HOLD_MS = 10_000;
+
+/** Whether the connection is still held by a retry-after; looks again when the hold ends. */
+function held<S>(conn: Connection<S>, ctl: Control<S>): boolean {
+  const left = conn.holdUntil - performance.now();
+  if (left <= 0) {
+    conn.holdUntil = 0;
+    return false;
+  }
+  if (!conn.holdTimer) {
+    conn.holdTimer = setTimeout(() => {
+      conn.holdTimer = undefined;
+      pump(conn, ctl);
+    }, Math.ceil(left));
+    conn.holdTimer.unref();
+  }
+  return true;
+}
+
+/** A refusal that said when to try again: the connection's next request waits that long. */
+function hold<S>(conn: Connection<S>, retryAfterMs: number): void {
+  conn.holdUntil = Math.max(conn.holdUntil, performance.now() + Math.min(MAX_HOLD_MS, retryAfterMs));
 }
 
 /** A request was answered: take what waited, and read again once nothing does. */
@@ -373,6 +405,7 @@ async function answer<S>(
   } catch (error) {
     if (error instanceof ChatError) {
       options.recorder?.refused(error.code, req.op, req.id);
+      if (error.retryAfterMs !== undefined) hold(conn, error.retryAfterMs);
       if (!conn.closed) conn.send(fail(req.id, error.code, error.message, error.retryAfterMs));
       return;
     }

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import { listen } from "../net/listener";
 import { Link } from "../net/link";
+import { ChatError } from "../protocol/errors";
 import { connectUser, ROOT, signup, startCluster, uniqueName, waitFor, PASSWORD, type Cluster, type TestUser } from "./support/cluster";
 import { TEST_CA, TEST_TLS } from "./support/tls";
 
@@ -91,6 +92,45 @@ test("requests pipelined past the in-flight cap are read no faster than answered
     expect((await result).codes).toEqual({ ok: 2000 });
     expect(peak).toBeLessThanOrEqual(32 + 1);
     neighbour.close();
+  } finally {
+    server.stop(true);
+  }
+});
+
+test("a client that does not wait out a retry-after is not read until it has passed: its next request starts no sooner", async () => {
+  let refusedAt = 0;
+  const starts: number[] = [];
+  const server = listen<object>({
+    port: 0,
+    tls: TEST_TLS,
+    initialState: () => ({}),
+    routes: {
+      limited: {
+        handle() {
+          starts.push(performance.now());
+          if (refusedAt === 0) {
+            refusedAt = performance.now();
+            throw new ChatError("E_RATE_LIMITED", "Too fast", 300);
+          }
+          return {};
+        },
+      },
+      ping: { handle: () => ({}) },
+    },
+  });
+  try {
+    const link = await Link.connect(`127.0.0.1:${server.port}`, { hello: { role: "client" } });
+    const refusal = await link.request("limited", {}).catch((e) => e);
+    expect(refusal).toMatchObject({ code: "E_RATE_LIMITED", retryAfterMs: 300 });
+    // Sent at once, as a client that ignores the advice would: held, then answered.
+    expect(await link.request("limited", {})).toMatchObject({ ok: true });
+    expect(starts).toHaveLength(2);
+    expect(starts[1]! - refusedAt).toBeGreaterThanOrEqual(299);
+    // Another connection is not held by it.
+    const other = await Link.connect(`127.0.0.1:${server.port}`, { hello: { role: "client" } });
+    expect(await other.request("ping", {})).toMatchObject({ ok: true });
+    link.close();
+    other.close();
   } finally {
     server.stop(true);
   }
