@@ -37,6 +37,8 @@ interface Phase {
   /** Percent of one core: the chat server, its main thread (the event loop), and PostgreSQL (every backend). */
   serverCpu: number;
   loopCpu: number;
+  /** Percent of the time the event loop's thread was ready to run but waited for a core (the machine's other work). */
+  loopWaitingForCpu: number;
   postgresCpu: number;
   commits: Awaited<ReturnType<Scraper["stop"]>>;
 }
@@ -128,7 +130,7 @@ class Scraper {
     const text = await fetch(this.url).then((r) => r.text(), () => "");
     const values: Record<string, number> = {};
     for (const line of text.split("\n")) {
-      const m = /^(chatterbox_commit_batch_messages_(?:sum|count)|chatterbox_commit_duration_seconds_sum) (\S+)$/.exec(line);
+      const m = /^(chatterbox_commit_batch_messages_(?:sum|count)|chatterbox_commit_duration_seconds_sum|chatterbox_outbox_bytes) (\S+)$/.exec(line);
       if (m) values[m[1]!] = Number(m[2]);
     }
     return values;
@@ -139,7 +141,7 @@ class Scraper {
     await Bun.sleep(500);
   }
 
-  async stop(): Promise<{ batches: number; batchMean: number; commitMeanMs: number }> {
+  async stop(): Promise<{ batches: number; batchMean: number; commitMeanMs: number; outboxMiB: number }> {
     const last = await this.scrape();
     const d = (k: string) => (last[k] ?? 0) - (this.first[k] ?? 0);
     const batches = d("chatterbox_commit_batch_messages_count");
@@ -147,6 +149,8 @@ class Scraper {
       batches,
       batchMean: Math.round(d("chatterbox_commit_batch_messages_sum") / Math.max(1, batches)),
       commitMeanMs: Math.round((d("chatterbox_commit_duration_seconds_sum") / Math.max(1, batches)) * 10000) / 10,
+      // Unsent bytes queued for slow sockets, summed over the server's connections, at the end of the run.
+      outboxMiB: Math.round((last.chatterbox_outbox_bytes ?? 0) / 1024 / 102.4) / 10,
     };
   }
 }
@@ -214,6 +218,15 @@ async function attack(addr: string, n: number, durationS: number, tokens: Record
 
 const p99 = (h: Histogram) => percentiles(h)?.p99 ?? 0;
 
+/** Seconds the main thread waited, runnable, for a core (schedstat's second field, in ns). */
+function loopWaitSeconds(pid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ")[1]) / 1e9;
+  } catch {
+    return 0;
+  }
+}
+
 /** CPU seconds of a process's main thread: where its event loop runs (argon2id runs on others). */
 function loopSeconds(pid: number): number {
   try {
@@ -231,6 +244,7 @@ async function phase(run: () => Promise<Timings>, scraper: Scraper, serverPid: n
   const server = new CpuMeter(() => [serverPid]);
   const postgres = new CpuMeter(() => (postgresPid ? tree(postgresPid) : []));
   const loop0 = loopSeconds(serverPid);
+  const wait0 = loopWaitSeconds(serverPid);
   const t0 = performance.now();
   server.begin();
   postgres.begin();
@@ -244,6 +258,7 @@ async function phase(run: () => Promise<Timings>, scraper: Scraper, serverPid: n
     pingP99Ms: p99(t.ping),
     serverCpu: server.end(),
     loopCpu: Math.round(((loopSeconds(serverPid) - loop0) / ((performance.now() - t0) / 1000)) * 1000) / 10,
+    loopWaitingForCpu: Math.round(((loopWaitSeconds(serverPid) - wait0) / ((performance.now() - t0) / 1000)) * 1000) / 10,
     postgresCpu: postgres.end(),
     commits: await scraper.stop(),
   };
@@ -251,7 +266,7 @@ async function phase(run: () => Promise<Timings>, scraper: Scraper, serverPid: n
 
 const describe = (p: Phase) =>
   `p50 ${p.p50Ms.toFixed(2)} ms, p99 ${p.p99Ms.toFixed(2)} ms (${p.messages} messages); reply p99 ${p.ackP99Ms.toFixed(1)} ms, ping p99 ${p.pingP99Ms.toFixed(1)} ms; ` +
-  `CPU server ${p.serverCpu}% (loop ${p.loopCpu}%), PostgreSQL ${p.postgresCpu}%; ${p.commits.batches} commits of ${p.commits.batchMean} in ${p.commits.commitMeanMs} ms`;
+  `CPU server ${p.serverCpu}% (loop ${p.loopCpu}%, loop waiting for a core ${p.loopWaitingForCpu}%), PostgreSQL ${p.postgresCpu}%; ${p.commits.batches} commits of ${p.commits.batchMean} in ${p.commits.commitMeanMs} ms; outboxes ${p.commits.outboxMiB} MiB at the end`;
 
 /** A port nothing listens on now, for the server's metrics. */
 async function freePort(): Promise<number> {

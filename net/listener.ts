@@ -96,6 +96,29 @@ export class Connection<S> {
     this.outbox = new Outbox(socket, () => this.drop("E_SLOW_CONSUMER", "Disconnected: this connection fell too far behind its messages"), outboxLimit);
   }
 
+  private drainWaiters?: (() => void)[];
+
+  /**
+   * Resolves once what is queued for this connection has gone to its socket (at
+   * once if nothing is, or it closed): a large reply is built only for a client
+   * that took the last ones, so one that stops reading stops costing the server.
+   */
+  whenDrained(): Promise<void> {
+    if (this.outbox.queued === 0 || this.closed) return Promise.resolve();
+    const drained = new Promise<void>((resolve) => (this.drainWaiters ??= []).push(resolve));
+    // A flush already scheduled may write it all, with no drain event to follow: look once after it.
+    setImmediate(() => this.checkDrained());
+    return drained;
+  }
+
+  /** Called after each flush and at close. */
+  checkDrained(): void {
+    if (!this.drainWaiters || (this.outbox.queued > 0 && !this.closed)) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = undefined;
+    for (const resolve of waiters) resolve();
+  }
+
   /** Holds frames until hello is answered; returns whether the frame was held. */
   holdEarly(payload: Uint8Array): boolean {
     if (!this.early) return false;
@@ -215,6 +238,7 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
       },
       drain(socket) {
         socket.data.outbox.flush();
+        socket.data.checkDrained();
         // Replies went out: requests held back behind them may start.
         if (socket.data.waiting.length > 0) pump(socket.data, ctl);
       },
@@ -229,6 +253,7 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
         if (conn.state === undefined) return; // refused at open: nothing was set up
         conn.closed = true;
         conn.outbox.close();
+        conn.checkDrained();
         options.onClose?.(conn);
       },
       error() {},

@@ -75,6 +75,11 @@ export function rateLimited(retryAfterMs: number, what: string): ChatError {
 /** Reads whose replies can be large (history, fetch, file chunks): at most this many at once per connection. */
 export const READS_PER_CONNECTION = 2;
 
+/** What a read needs of the connection (net/listener.ts): to know when its socket has taken what was queued. */
+export interface Drainable {
+  whenDrained(): Promise<void>;
+}
+
 export class Limits {
   readonly hashes: Semaphore;
   /** Large reads at once, server-wide: what they hold (rows, encoded replies) is bounded, and so is the database's share. */
@@ -97,11 +102,18 @@ export class Limits {
     return this.hashes.run(work);
   }
 
-  /** Runs a read whose reply may be up to a frame: within the connection's and the server's bounds on them. */
-  read<T>(conn: object, work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs a read whose reply may be up to a frame: within the connection's and
+   * the server's bounds on them, and only once the connection's socket has taken
+   * the replies before (a client that stops reading gets no more built for it).
+   */
+  read<T>(conn: Drainable, work: () => Promise<T>): Promise<T> {
     let mine = this.readsOf.get(conn);
     if (!mine) this.readsOf.set(conn, (mine = new Semaphore(READS_PER_CONNECTION)));
-    return mine.run(() => this.reads.run(work));
+    return mine.run(async () => {
+      await conn.whenDrained();
+      return this.reads.run(work);
+    });
   }
 
   /** Takes one message from the user's allowance, or throws E_RATE_LIMITED with the wait. */
