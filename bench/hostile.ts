@@ -40,6 +40,9 @@ interface Phase {
   /** Percent of the time the event loop's thread was ready to run but waited for a core (the machine's other work). */
   loopWaitingForCpu: number;
   postgresCpu: number;
+  /** Percent of one core used by the attackers' own process (it shares the machine), and by the whole machine (every core). */
+  attackersCpu: number;
+  machineCpu: number;
   commits: Awaited<ReturnType<Scraper["stop"]>>;
 }
 
@@ -238,11 +241,21 @@ function loopSeconds(pid: number): number {
   }
 }
 
+/** Busy and total jiffies of the whole machine, every core (/proc/stat's first line). */
+function machineJiffies(): { busy: number; total: number } {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - (f[4] ?? 0), total };
+}
+
 /** Runs the neighbours once while measuring the server's CPU, PostgreSQL's and the group commits. */
-async function phase(run: () => Promise<Timings>, scraper: Scraper, serverPid: number, postgresPid: number | undefined): Promise<Phase> {
+async function phase(run: () => Promise<Timings>, scraper: Scraper, serverPid: number, postgresPid: number | undefined, attackersPid?: number): Promise<Phase> {
   await scraper.start();
   const server = new CpuMeter(() => [serverPid]);
   const postgres = new CpuMeter(() => (postgresPid ? tree(postgresPid) : []));
+  const attackers = new CpuMeter(() => (attackersPid ? [attackersPid] : []));
+  attackers.begin();
+  const machine0 = machineJiffies();
   const loop0 = loopSeconds(serverPid);
   const wait0 = loopWaitSeconds(serverPid);
   const t0 = performance.now();
@@ -260,13 +273,18 @@ async function phase(run: () => Promise<Timings>, scraper: Scraper, serverPid: n
     loopCpu: Math.round(((loopSeconds(serverPid) - loop0) / ((performance.now() - t0) / 1000)) * 1000) / 10,
     loopWaitingForCpu: Math.round(((loopWaitSeconds(serverPid) - wait0) / ((performance.now() - t0) / 1000)) * 1000) / 10,
     postgresCpu: postgres.end(),
+    attackersCpu: attackers.end(),
+    machineCpu: (() => {
+      const m = machineJiffies();
+      return Math.round(((m.busy - machine0.busy) / Math.max(1, m.total - machine0.total)) * navigator.hardwareConcurrency * 1000) / 10;
+    })(),
     commits: await scraper.stop(),
   };
 }
 
 const describe = (p: Phase) =>
   `p50 ${p.p50Ms.toFixed(2)} ms, p99 ${p.p99Ms.toFixed(2)} ms (${p.messages} messages); reply p99 ${p.ackP99Ms.toFixed(1)} ms, ping p99 ${p.pingP99Ms.toFixed(1)} ms; ` +
-  `CPU server ${p.serverCpu}% (loop ${p.loopCpu}%, loop waiting for a core ${p.loopWaitingForCpu}%), PostgreSQL ${p.postgresCpu}%; ${p.commits.batches} commits of ${p.commits.batchMean} in ${p.commits.commitMeanMs} ms; outboxes ${p.commits.outboxMiB} MiB at the end`;
+  `CPU server ${p.serverCpu}% (loop ${p.loopCpu}%, loop waiting for a core ${p.loopWaitingForCpu}%), PostgreSQL ${p.postgresCpu}%, attackers ${p.attackersCpu}%, machine ${p.machineCpu}% of ${navigator.hardwareConcurrency * 100}%; ${p.commits.batches} commits of ${p.commits.batchMean} in ${p.commits.commitMeanMs} ms; outboxes ${p.commits.outboxMiB} MiB at the end`;
 
 /** A port nothing listens on now, for the server's metrics. */
 async function freePort(): Promise<number> {
@@ -314,14 +332,14 @@ async function main(): Promise<void> {
     log(`baseline: ${neighbourCount} neighbours for ${duration} s`);
     const baseline = await phase(() => neighbours(server!.addr, names, tokens, duration), scraper, server!.pid!, db.pid);
     log(`under attack: ${attackers} attackers alongside`);
-    const child = Bun.spawn([process.execPath, import.meta.path, "--attack", server!.addr, "--attackers", String(attackers), "--duration", String(duration + 5)], {
+    const child = Bun.spawn([process.execPath, import.meta.path, "--attack", server!.addr, "--attackers", String(attackers), "--duration", String(duration + 10)], {
       stdin: new Blob([JSON.stringify(attackerTokens)]),
       env: { ...process.env },
       stdout: "pipe",
       stderr: "inherit",
     });
     await Bun.sleep(3000); // the attackers connect first
-    const underAttack = await phase(() => neighbours(server!.addr, names, tokens, duration), scraper, server!.pid!, db.pid);
+    const underAttack = await phase(() => neighbours(server!.addr, names, tokens, duration), scraper, server!.pid!, db.pid, child.pid);
     const outcomes = JSON.parse((await new Response(child.stdout).text()).trim().split("\n").pop() || "{}");
     await child.exited;
     clearInterval(sampler);
