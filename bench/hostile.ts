@@ -13,6 +13,12 @@
  *  - signup flooders (10%): pipeline signups (argon2id) before login;
  *  - send flooders (10%): log in and send as fast as the link takes it.
  * Every loop is bounded in time; everything runs on 127.0.0.1 and stops by itself.
+ *
+ * Each run also says where the neighbours' time went: their sends' reply time
+ * (the commit) and a ping's (the server's event loop), the CPU of the server,
+ * its loop thread, PostgreSQL, the attackers and the machine, how long the
+ * loop waited for a core, and the group commits and outboxes from the
+ * server's metrics (read before and after a run, never during: see Scraper).
  */
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
