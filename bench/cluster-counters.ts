@@ -14,6 +14,7 @@
  *
  *   bun bench/cluster-counters.ts [--sends 4000] [--users 100] [--unlogged] [--database-url URL]
  */
+import { rmSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { openDatabase } from "../db/connect";
 import { Buckets } from "../server/limits";
@@ -82,5 +83,6 @@ try {
   await a.close();
   await b.close();
   await database.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 }
 process.exit(0);
