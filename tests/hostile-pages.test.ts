@@ -2,13 +2,15 @@
  * Lists that grow with what others do come in pages that fit a frame (issue 14):
  * anyone can add anyone to groups, so a user in more groups than one page holds
  * gets them in two replies, each under the frame limit, and the client follows
- * the pages. The groups here are made through the protocol, as an attacker would.
+ * the pages; the same for `who`, since anyone can write to anyone. The groups
+ * here are made through the protocol, as an attacker would.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { encode } from "../protocol/codec";
 import { DEFAULT_MAX_FRAME } from "../protocol/frame";
 import { listPage, listPageRows } from "../protocol/limits";
 import type { Link } from "../net/link";
+import { provision } from "../bench/provision";
 import { connectUser, rawLink, signup, startCluster, uniqueName, type Cluster, type TestUser } from "./support/cluster";
 
 let cluster: Cluster;
@@ -65,6 +67,35 @@ test("a user added to more groups than one page holds gets them in two replies t
     expect((await user.session.groups()).map((g) => g.name)).toEqual(names);
     // Everyone in those groups is the adder: one contact, one page.
     expect((await user.session.who()).map((c) => c.name)).toEqual([adder]);
+  } finally {
+    await user.session.close();
+  }
+});
+
+test("a user with more contacts than one page holds gets `who` in two replies that each fit a frame, and the client follows them", async () => {
+  const owner = uniqueName("popular");
+  await signup(cluster.balancerAddr, owner);
+  const rows = listPageRows({ maxFrame: DEFAULT_MAX_FRAME });
+  // Accounts made straight in ChatDB (as the bench makes them): a signup each would hash a password each.
+  const prefix = `${owner}c`;
+  const names = Object.keys(await provision(cluster.url, prefix, rows + 1, "unused password", {}, () => {}));
+  const link = await rawLink(addr, owner);
+  // Two groups between them hold everyone (a group holds at most 1,000 with its creator).
+  await link.request("group.create", { group: `${owner}-a`, members: names.slice(0, 999) }, 60_000);
+  await link.request("group.create", { group: `${owner}-b`, members: names.slice(999) }, 60_000);
+  const first = await link.request("who", {});
+  expect(first.contacts as unknown[]).toHaveLength(rows);
+  expect(typeof first.next).toBe("string");
+  expect(encode(first).length).toBeLessThan(DEFAULT_MAX_FRAME);
+  const second = await link.request("who", { after: first.next });
+  expect(second.next).toBeUndefined();
+  const paged = [...(first.contacts as { name: string }[]), ...(second.contacts as { name: string }[])].map((c) => c.name);
+  expect([...paged].sort()).toEqual([...names].sort());
+  link.close();
+
+  const user: TestUser = await connectUser(cluster.balancerAddr, owner);
+  try {
+    expect((await user.session.who()).map((c) => c.name).sort()).toEqual([...names].sort());
   } finally {
     await user.session.close();
   }
