@@ -13,23 +13,51 @@
  *  - signup flooders (10%): pipeline signups (argon2id) before login;
  *  - send flooders (10%): log in and send as fast as the link takes it.
  * Every loop is bounded in time; everything runs on 127.0.0.1 and stops by itself.
+ *
+ * Each run also says where the neighbours' time went: their sends' reply time
+ * (the commit) and a ping's (the server's event loop), the CPU of the server,
+ * its loop thread, PostgreSQL, the attackers and the machine, how long the
+ * loop waited for a core, and the group commits and outboxes from the
+ * server's metrics (read before and after a run, never during: see Scraper).
  */
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { Link } from "../net/link";
 import { encode } from "../protocol/codec";
 import { newHistogram, percentiles, type Histogram } from "./hist";
-import { rssBytes } from "./procstat";
+import { CpuMeter, rssBytes, tree } from "./procstat";
 import { provision } from "./provision";
 import { openBenchDatabase, startSystem } from "./system";
 
 const PASSWORD = "bench hostile password";
 
+/** One run of the neighbours: their latencies, and what the server did meanwhile. */
+interface Phase {
+  p50Ms: number;
+  p99Ms: number;
+  messages: number;
+  /** Send to its reply: the commit, with the queue ahead of it. */
+  ackP99Ms: number;
+  /** A ping's round trip: the server's event loop lag. */
+  pingP99Ms: number;
+  /** Percent of one core: the chat server, its main thread (the event loop), and PostgreSQL (every backend). */
+  serverCpu: number;
+  loopCpu: number;
+  /** Percent of the time the event loop's thread was ready to run but waited for a core (the machine's other work). */
+  loopWaitingForCpu: number;
+  postgresCpu: number;
+  /** Percent of one core used by the attackers' own process (it shares the machine), and by the whole machine (every core). */
+  attackersCpu: number;
+  machineCpu: number;
+  commits: Awaited<ReturnType<Scraper["stop"]>>;
+}
+
 interface Report {
   attackers: number;
   neighbours: number;
   durationS: number;
-  baseline: { p50Ms: number; p99Ms: number; messages: number };
-  underAttack: { p50Ms: number; p99Ms: number; messages: number };
+  baseline: Phase;
+  underAttack: Phase;
   p99Ratio: number;
   serverPeakRssMiB: number;
   attackerOutcomes: Record<string, number>;
@@ -42,9 +70,18 @@ async function resumed(addr: string, user: string, token: string, onEvent?: (ev:
   return link;
 }
 
+/** Where a neighbour's time goes: send to delivery, send to its reply (the commit), and a ping's round trip (the server's loop). */
+interface Timings {
+  delivery: Histogram;
+  ack: Histogram;
+  ping: Histogram;
+}
+
 /** Pairs of neighbours message each other every `everyMs`; returns the send-to-delivery latencies. */
-async function neighbours(addr: string, names: string[], tokens: Record<string, string>, durationS: number, everyMs = 100): Promise<Histogram> {
+async function neighbours(addr: string, names: string[], tokens: Record<string, string>, durationS: number, everyMs = 100): Promise<Timings> {
   const hist = newHistogram();
+  const ack = newHistogram();
+  const ping = newHistogram();
   // By client message id: only what this run sent counts (a backlog from an earlier run replays at login).
   const sentAt = new Map<string, number>();
   const links = await Promise.all(
@@ -60,20 +97,71 @@ async function neighbours(addr: string, names: string[], tokens: Record<string, 
     ),
   );
   const until = performance.now() + durationS * 1000;
+  const us = (t0: number) => Math.max(1, Math.round((performance.now() - t0) * 1000));
+  // A ping needs nothing but the server's event loop: its round trip is the loop's lag plus the network.
+  const pinger = (async () => {
+    while (performance.now() < until) {
+      const t0 = performance.now();
+      await links[0]!.request("ping", {}).then(() => ping.recordValue(us(t0)), () => {});
+      await Bun.sleep(20);
+    }
+  })();
   await Promise.all(
     links.map(async (link, i) => {
       const partner = names[i ^ 1]!;
       while (performance.now() < until) {
         const cmid = crypto.randomUUID();
-        sentAt.set(cmid, performance.now());
-        await link.request("send", { to: partner, cmid, body: new Uint8Array(400) }).catch(() => {});
+        const t0 = performance.now();
+        sentAt.set(cmid, t0);
+        await link.request("send", { to: partner, cmid, body: new Uint8Array(400) }).then(() => ack.recordValue(us(t0)), () => {});
         await Bun.sleep(everyMs);
       }
     }),
   );
+  await pinger;
   await Bun.sleep(500);
   for (const l of links) l.close();
-  return hist;
+  return { delivery: hist, ack, ping };
+}
+
+/**
+ * The server's group commits during a run, from its metrics read before and
+ * after. Not sampled during the run: a scrape costs the server's loop ~200 ms
+ * (prom-client's heap-space figures walk the heap), which would be the largest
+ * delay measured.
+ */
+class Scraper {
+  private first: Record<string, number> = {};
+
+  constructor(private readonly url: string) {}
+
+  private async scrape(): Promise<Record<string, number>> {
+    const text = await fetch(this.url).then((r) => r.text(), () => "");
+    const values: Record<string, number> = {};
+    for (const line of text.split("\n")) {
+      const m = /^(chatterbox_commit_batch_messages_(?:sum|count)|chatterbox_commit_duration_seconds_sum|chatterbox_outbox_bytes) (\S+)$/.exec(line);
+      if (m) values[m[1]!] = Number(m[2]);
+    }
+    return values;
+  }
+
+  async start(): Promise<void> {
+    this.first = await this.scrape();
+    await Bun.sleep(500);
+  }
+
+  async stop(): Promise<{ batches: number; batchMean: number; commitMeanMs: number; outboxMiB: number }> {
+    const last = await this.scrape();
+    const d = (k: string) => (last[k] ?? 0) - (this.first[k] ?? 0);
+    const batches = d("chatterbox_commit_batch_messages_count");
+    return {
+      batches,
+      batchMean: Math.round(d("chatterbox_commit_batch_messages_sum") / Math.max(1, batches)),
+      commitMeanMs: Math.round((d("chatterbox_commit_duration_seconds_sum") / Math.max(1, batches)) * 10000) / 10,
+      // Unsent bytes queued for slow sockets, summed over the server's connections, at the end of the run.
+      outboxMiB: Math.round((last.chatterbox_outbox_bytes ?? 0) / 1024 / 102.4) / 10,
+    };
+  }
 }
 
 /** The attacker process: `bun bench/hostile.ts --attack ADDR N DURATION` with the tokens on stdin. */
@@ -137,10 +225,80 @@ async function attack(addr: string, n: number, durationS: number, tokens: Record
   return outcomes;
 }
 
-const percentilesMs = (h: Histogram) => {
-  const p = percentiles(h);
-  return { p50Ms: p?.p50 ?? 0, p99Ms: p?.p99 ?? 0, messages: h.totalCount };
-};
+const p99 = (h: Histogram) => percentiles(h)?.p99 ?? 0;
+
+/** Seconds the main thread waited, runnable, for a core (schedstat's second field, in ns). */
+function loopWaitSeconds(pid: number): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ")[1]) / 1e9;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds of a process's main thread: where its event loop runs (argon2id runs on others). */
+function loopSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** Busy and total jiffies of the whole machine, every core (/proc/stat's first line). */
+function machineJiffies(): { busy: number; total: number } {
+  const f = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return { busy: total - f[3]! - (f[4] ?? 0), total };
+}
+
+/** Runs the neighbours once while measuring the server's CPU, PostgreSQL's and the group commits. */
+async function phase(run: () => Promise<Timings>, scraper: Scraper, serverPid: number, postgresPid: number | undefined, attackersPid?: number): Promise<Phase> {
+  await scraper.start();
+  const server = new CpuMeter(() => [serverPid]);
+  const postgres = new CpuMeter(() => (postgresPid ? tree(postgresPid) : []));
+  const attackers = new CpuMeter(() => (attackersPid ? [attackersPid] : []));
+  attackers.begin();
+  const machine0 = machineJiffies();
+  const loop0 = loopSeconds(serverPid);
+  const wait0 = loopWaitSeconds(serverPid);
+  const t0 = performance.now();
+  server.begin();
+  postgres.begin();
+  const t = await run();
+  const p = percentiles(t.delivery);
+  return {
+    p50Ms: p?.p50 ?? 0,
+    p99Ms: p?.p99 ?? 0,
+    messages: t.delivery.totalCount,
+    ackP99Ms: p99(t.ack),
+    pingP99Ms: p99(t.ping),
+    serverCpu: server.end(),
+    loopCpu: Math.round(((loopSeconds(serverPid) - loop0) / ((performance.now() - t0) / 1000)) * 1000) / 10,
+    loopWaitingForCpu: Math.round(((loopWaitSeconds(serverPid) - wait0) / ((performance.now() - t0) / 1000)) * 1000) / 10,
+    postgresCpu: postgres.end(),
+    attackersCpu: attackers.end(),
+    machineCpu: (() => {
+      const m = machineJiffies();
+      return Math.round(((m.busy - machine0.busy) / Math.max(1, m.total - machine0.total)) * navigator.hardwareConcurrency * 1000) / 10;
+    })(),
+    commits: await scraper.stop(),
+  };
+}
+
+const describe = (p: Phase) =>
+  `p50 ${p.p50Ms.toFixed(2)} ms, p99 ${p.p99Ms.toFixed(2)} ms (${p.messages} messages); reply p99 ${p.ackP99Ms.toFixed(1)} ms, ping p99 ${p.pingP99Ms.toFixed(1)} ms; ` +
+  `CPU server ${p.serverCpu}% (loop ${p.loopCpu}%, loop waiting for a core ${p.loopWaitingForCpu}%), PostgreSQL ${p.postgresCpu}%, attackers ${p.attackersCpu}%, machine ${p.machineCpu}% of ${navigator.hardwareConcurrency * 100}%; ${p.commits.batches} commits of ${p.commits.batchMean} in ${p.commits.commitMeanMs} ms; outboxes ${p.commits.outboxMiB} MiB at the end`;
+
+/** A port nothing listens on now, for the server's metrics. */
+async function freePort(): Promise<number> {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -167,7 +325,9 @@ async function main(): Promise<void> {
   const neighbourCount = Math.max(2, Number(values.neighbours) & ~1);
   const log = (line: string) => values.json || console.error(line);
   const db = await openBenchDatabase({ log, dataDir: values.data });
-  const system = await startSystem({ url: db.url, servers: 1, strategy: "roundrobin", log, serverArgs: [] });
+  const metricsPort = await freePort();
+  const system = await startSystem({ url: db.url, servers: 1, strategy: "roundrobin", log, serverArgs: ["--metrics", `127.0.0.1:${metricsPort}`] });
+  const scraper = new Scraper(`http://127.0.0.1:${metricsPort}/metrics`);
   try {
     const [server] = await system.servers();
     const names = Array.from({ length: neighbourCount }, (_, i) => `hostile-n${i}`);
@@ -176,16 +336,16 @@ async function main(): Promise<void> {
     let peak = 0;
     const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(server!.pid!) ?? 0)), 100);
     log(`baseline: ${neighbourCount} neighbours for ${duration} s`);
-    const baseline = percentilesMs(await neighbours(server!.addr, names, tokens, duration));
+    const baseline = await phase(() => neighbours(server!.addr, names, tokens, duration), scraper, server!.pid!, db.pid);
     log(`under attack: ${attackers} attackers alongside`);
-    const child = Bun.spawn([process.execPath, import.meta.path, "--attack", server!.addr, "--attackers", String(attackers), "--duration", String(duration + 5)], {
+    const child = Bun.spawn([process.execPath, import.meta.path, "--attack", server!.addr, "--attackers", String(attackers), "--duration", String(duration + 10)], {
       stdin: new Blob([JSON.stringify(attackerTokens)]),
       env: { ...process.env },
       stdout: "pipe",
       stderr: "inherit",
     });
     await Bun.sleep(3000); // the attackers connect first
-    const underAttack = percentilesMs(await neighbours(server!.addr, names, tokens, duration));
+    const underAttack = await phase(() => neighbours(server!.addr, names, tokens, duration), scraper, server!.pid!, db.pid, child.pid);
     const outcomes = JSON.parse((await new Response(child.stdout).text()).trim().split("\n").pop() || "{}");
     await child.exited;
     clearInterval(sampler);
@@ -201,8 +361,9 @@ async function main(): Promise<void> {
     };
     if (values.json) console.log(JSON.stringify(report));
     else {
-      console.log(`neighbours alone:     p50 ${baseline.p50Ms.toFixed(2)} ms, p99 ${baseline.p99Ms.toFixed(2)} ms (${baseline.messages} messages)`);
-      console.log(`with ${attackers} attackers: p50 ${underAttack.p50Ms.toFixed(2)} ms, p99 ${underAttack.p99Ms.toFixed(2)} ms (${underAttack.messages} messages); p99 ratio ${report.p99Ratio.toFixed(2)}`);
+      console.log(`neighbours alone:     ${describe(baseline)}`);
+      console.log(`with ${attackers} attackers: ${describe(underAttack)}`);
+      console.log(`p99 ratio ${report.p99Ratio.toFixed(2)}`);
       console.log(`server peak RSS: ${report.serverPeakRssMiB} MiB`);
       console.log(`attackers: ${JSON.stringify(outcomes)}`);
     }

@@ -326,7 +326,19 @@ export class ChatSession extends Connection {
   }
 
   async groups(): Promise<GroupInfo[]> {
-    return (await this.request("groups")).groups as GroupInfo[];
+    return this.allPages("groups", "groups") as Promise<GroupInfo[]>;
+  }
+
+  /** A list the server pages so that each reply fits a frame (groups, who): ask after the last name until there is no `next`. */
+  private async allPages(op: string, field: string): Promise<unknown[]> {
+    const out: unknown[] = [];
+    let after: string | undefined;
+    do {
+      const reply = await this.request(op, after === undefined ? {} : { after });
+      out.push(...(reply[field] as unknown[]));
+      after = typeof reply.next === "string" && reply.next !== after ? reply.next : undefined;
+    } while (after !== undefined);
+    return out;
   }
 
   /** The group's latest messages, or (with `before`, a seq) those just before it. */
@@ -358,7 +370,7 @@ export class ChatSession extends Connection {
 
   /** The people one shares a conversation with: who is online, and when the others were last seen. */
   async who(): Promise<{ name: string; online: boolean; lastSeen: number | null }[]> {
-    return (await this.request("who")).contacts as { name: string; online: boolean; lastSeen: number | null }[];
+    return (await this.allPages("who", "contacts")) as { name: string; online: boolean; lastSeen: number | null }[];
   }
 
   async devices(): Promise<{ id: string; name: string; created: number; lastSeen: number; online: boolean; current: boolean }[]> {

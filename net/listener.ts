@@ -72,6 +72,13 @@ export class Connection<S> {
   waitingBytes = 0;
   /** Whether reading is stopped because of the queue. */
   paused = false;
+  /**
+   * After a refusal with a retry-after (E_RATE_LIMITED), no request starts
+   * before this time (performance.now()): a client that does not wait as told
+   * is not read, so refusing it again and again costs the server nothing.
+   */
+  holdUntil = 0;
+  holdTimer?: Timer;
   /** The frame limit once trusted (the reader starts at the stranger's). */
   fullMaxFrame: number;
   closed = false;
@@ -87,6 +94,29 @@ export class Connection<S> {
     this.fullMaxFrame = maxFrame;
     this.reader = new FrameReader(Math.min(maxFrame, strangerMaxFrame));
     this.outbox = new Outbox(socket, () => this.drop("E_SLOW_CONSUMER", "Disconnected: this connection fell too far behind its messages"), outboxLimit);
+  }
+
+  private drainWaiters?: (() => void)[];
+
+  /**
+   * Resolves once what is queued for this connection has gone to its socket (at
+   * once if nothing is, or it closed): a large reply is built only for a client
+   * that took the last ones, so one that stops reading stops costing the server.
+   */
+  whenDrained(): Promise<void> {
+    if (this.outbox.queued === 0 || this.closed) return Promise.resolve();
+    const drained = new Promise<void>((resolve) => (this.drainWaiters ??= []).push(resolve));
+    // A flush already scheduled may write it all, with no drain event to follow: look once after it.
+    setImmediate(() => this.checkDrained());
+    return drained;
+  }
+
+  /** Called after each flush and at close. */
+  checkDrained(): void {
+    if (!this.drainWaiters || (this.outbox.queued > 0 && !this.closed)) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = undefined;
+    for (const resolve of waiters) resolve();
   }
 
   /** Holds frames until hello is answered; returns whether the frame was held. */
@@ -208,6 +238,7 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
       },
       drain(socket) {
         socket.data.outbox.flush();
+        socket.data.checkDrained();
         // Replies went out: requests held back behind them may start.
         if (socket.data.waiting.length > 0) pump(socket.data, ctl);
       },
@@ -222,6 +253,7 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
         if (conn.state === undefined) return; // refused at open: nothing was set up
         conn.closed = true;
         conn.outbox.close();
+        conn.checkDrained();
         options.onClose?.(conn);
       },
       error() {},
@@ -276,7 +308,32 @@ function admit<S>(conn: Connection<S>, payload: Uint8Array, ctl: Control<S>): vo
  * but does not read what they answer is read no further until it does).
  */
 function ready<S>(conn: Connection<S>, ctl: Control<S>): boolean {
-  return conn.inFlight < ctl.maxInFlight && conn.outbox.queued <= ctl.outboxHigh;
+  return conn.inFlight < ctl.maxInFlight && conn.outbox.queued <= ctl.outboxHigh && (conn.holdUntil === 0 || !held(conn, ctl));
+}
+
+/** The longest a refusal holds a connection's requests back: a retry-after is advice, this is its enforcement. */
+const MAX_HOLD_MS = 10_000;
+
+/** Whether the connection is still held by a retry-after; looks again when the hold ends. */
+function held<S>(conn: Connection<S>, ctl: Control<S>): boolean {
+  const left = conn.holdUntil - performance.now();
+  if (left <= 0) {
+    conn.holdUntil = 0;
+    return false;
+  }
+  if (!conn.holdTimer) {
+    conn.holdTimer = setTimeout(() => {
+      conn.holdTimer = undefined;
+      pump(conn, ctl);
+    }, Math.ceil(left));
+    conn.holdTimer.unref();
+  }
+  return true;
+}
+
+/** A refusal that said when to try again: the connection's next request waits that long. */
+function hold<S>(conn: Connection<S>, retryAfterMs: number): void {
+  conn.holdUntil = Math.max(conn.holdUntil, performance.now() + Math.min(MAX_HOLD_MS, retryAfterMs));
 }
 
 /** A request was answered: take what waited, and read again once nothing does. */
@@ -373,6 +430,7 @@ async function answer<S>(
   } catch (error) {
     if (error instanceof ChatError) {
       options.recorder?.refused(error.code, req.op, req.id);
+      if (error.retryAfterMs !== undefined) hold(conn, error.retryAfterMs);
       if (!conn.closed) conn.send(fail(req.id, error.code, error.message, error.retryAfterMs));
       return;
     }

@@ -42,6 +42,31 @@ export function pageBytes(limits: Pick<Limits, "maxFrame">): number {
   return limits.maxFrame - REPLY_OVERHEAD_BYTES - MAX_PAGE_ROWS * MESSAGE_OVERHEAD_BYTES;
 }
 
+/**
+ * Lists that grow with what others do (the groups one is in: anyone can add
+ * anyone; the contacts one has: anyone can write to anyone) come in pages:
+ * each entry is a name and a few numbers, at most this many bytes encoded.
+ */
+export const LIST_ENTRY_BYTES = 128;
+/** A group member's entry (name, role, since) and a receipt (name, delivered, read), at most: lists bounded by the group limit. */
+export const MEMBER_ENTRY_BYTES = 96;
+
+/** Entries in one page of a list: as many as fit a frame, and at most MAX_PAGE_ROWS. */
+export function listPageRows(limits: Pick<Limits, "maxFrame">): number {
+  return Math.max(1, Math.min(MAX_PAGE_ROWS, Math.floor((limits.maxFrame - REPLY_OVERHEAD_BYTES) / LIST_ENTRY_BYTES)));
+}
+
+/**
+ * One page of a list asked for with `after` (the last name of the page before):
+ * fetch `rows + 1`, and the one past the page says there is more. `next` is
+ * the name to ask after, absent on the last page.
+ */
+export function listPage<T>(fetched: T[], rows: number, nameOf: (entry: T) => string): { entries: T[]; next?: string } {
+  if (fetched.length <= rows) return { entries: fetched };
+  const entries = fetched.slice(0, rows);
+  return { entries, next: nameOf(entries[entries.length - 1]!) };
+}
+
 /** Throws, naming the sizes, when a server's limits contradict each other. */
 export function assertLimits(limits: Limits): void {
   const need = bodyFor(limits.maxGroupMembers);
@@ -50,6 +75,10 @@ export function assertLimits(limits: Limits): void {
   }
   if (limits.maxBody + MESSAGE_OVERHEAD_BYTES + REPLY_OVERHEAD_BYTES > limits.maxFrame) {
     throw new Error(`A message body of ${limits.maxBody} bytes does not fit a frame of ${limits.maxFrame} bytes: fewer group members, or a larger frame`);
+  }
+  // group.members and receipts are not paged: the group limit bounds them, so they must fit a frame whole.
+  if (REPLY_OVERHEAD_BYTES + limits.maxGroupMembers * MEMBER_ENTRY_BYTES > limits.maxFrame) {
+    throw new Error(`The member list of a group of ${limits.maxGroupMembers} does not fit a frame of ${limits.maxFrame} bytes`);
   }
   if (pageBytes(limits) < limits.maxBody) {
     throw new Error(`A page of ${MAX_PAGE_ROWS} messages does not leave room for one body of ${limits.maxBody} bytes in a frame of ${limits.maxFrame}`);

@@ -12,6 +12,7 @@
  * themselves when it is back.
  */
 import { ChatError } from "../protocol/errors";
+import { FairQueue, PER_USER_PER_BATCH } from "./fair-queue";
 import type { AppendItem, AppendResult } from "./store";
 
 interface Waiting {
@@ -37,7 +38,8 @@ const UNAVAILABLE: AppendResult = { ok: false, code: "E_UNAVAILABLE", message: "
 const SHUTDOWN: AppendResult = { ok: false, code: "E_SHUTDOWN", message: "The server is shutting down" };
 
 export class Committer {
-  private queue: Waiting[] = [];
+  // Fair by sender: one user's backlog never sits in front of another user's message.
+  private readonly queue = new FairQueue<Waiting, number>((w) => w.item.senderId, PER_USER_PER_BATCH);
   private running = false;
   private stopped = false;
   private readonly maxBatch: number;
@@ -52,7 +54,7 @@ export class Committer {
   }
 
   get depth(): number {
-    return this.queue.length;
+    return this.queue.size;
   }
 
   append(item: AppendItem): Promise<AppendResult> {
@@ -71,19 +73,19 @@ export class Committer {
   async stop(boundMs = 15_000): Promise<void> {
     this.stopped = true;
     const deadline = Date.now() + boundMs;
-    while ((this.running || this.queue.length > 0) && Date.now() < deadline) {
+    while ((this.running || this.queue.size > 0) && Date.now() < deadline) {
       if (!this.running) await this.run();
       else await Bun.sleep(5);
     }
-    for (const w of this.queue.splice(0)) w.resolve(SHUTDOWN);
+    for (const w of this.queue.drain()) w.resolve(SHUTDOWN);
   }
 
   private async run(): Promise<void> {
     if (this.running) return;
     this.running = true;
     try {
-      while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.maxBatch);
+      while (this.queue.size > 0) {
+        const batch = this.queue.take(this.maxBatch);
         let results: AppendResult[];
         try {
           results = await this.withDeadline(this.store.appendBatch(batch.map((w) => w.item)));

@@ -146,14 +146,18 @@ export class GroupStore {
     return { conv: conv.id, epoch: conv.epoch, members: rows.map((r) => ({ name: r.name, role: r.role, since: r.since })) };
   }
 
-  /** The groups a user is in, with how many messages from others are past their read marker. */
-  async of(userId: number): Promise<{ name: string; conv: number; role: string; members: number; unread: number }[]> {
+  /**
+   * The groups a user is in, with how many messages from others are past their
+   * read marker: a page of up to `limit` in name order, after the name `after`
+   * (anyone can add anyone to groups, so the list has no bound of its own).
+   */
+  async of(userId: number, after = "", limit = 1000): Promise<{ name: string; conv: number; role: string; members: number; unread: number }[]> {
     const rows = await this.sql`
       select c.name, c.id, m.role,
         (select count(*) from members y where y.conversation_id = c.id and y.left_seq is null)::int as members,
         (select count(*) from messages x where x.conversation_id = c.id and x.seq > greatest(m.read_seq, m.joined_seq) and x.sender_id <> ${userId})::int as unread
       from members m join conversations c on c.id = m.conversation_id
-      where m.user_id = ${userId} and c.kind = 'group' and m.left_seq is null order by c.name`;
+      where m.user_id = ${userId} and c.kind = 'group' and m.left_seq is null and c.name > ${after} order by c.name limit ${limit}`;
     return rows.map((r) => ({ name: r.name, conv: r.id, role: r.role, members: r.members, unread: r.unread }));
   }
 

@@ -2,10 +2,12 @@
  * The server's bounds on what one party can make it do: a semaphore on password
  * hashing (argon2id takes 64 MiB and a core each), hashing per source address,
  * and messages per user. Counters live in this process: a cluster of N servers
- * lets an address or a user N times as much, which still bounds each server.
+ * lets an address or a user N times as much, which still bounds each server
+ * (SECURITY.md says why that was chosen over counters in ChatDB).
  */
 import { ChatError } from "../protocol/errors";
 import type { ServerConfig } from "./context";
+import { LoopLag } from "./loop-lag";
 
 /** At most `size` holders at once; the rest wait in arrival order. */
 export class Semaphore {
@@ -47,6 +49,19 @@ export class Buckets<K> {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** Tokens the key has now (a full bucket for a key not seen lately). */
+  level(key: K): number {
+    const b = this.buckets.get(key);
+    if (!b) return this.burst;
+    return Math.min(this.burst, b.tokens + ((this.now() - b.at) / 1000) * this.perSecond);
+  }
+
+  /** Gives back a token taken for something that was then refused. */
+  give(key: K): void {
+    const b = this.buckets.get(key);
+    if (b) b.tokens = Math.min(this.burst, b.tokens + 1);
+  }
+
   /** Takes a token, or returns how many milliseconds until one is there. */
   take(key: K): number {
     if (this.perSecond <= 0) return 0;
@@ -72,8 +87,21 @@ export function rateLimited(retryAfterMs: number, what: string): ChatError {
   return new ChatError("E_RATE_LIMITED", `${what}: try again in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s`, retryAfterMs);
 }
 
+/**
+ * While the server's loop runs late, a user who has spent more than half their
+ * burst just now is told to wait this long (and, not read meanwhile, costs
+ * nothing): 100 accounts each within their own allowance are more than one
+ * server can store, and the neighbours' messages should not wait behind them.
+ */
+export const BUSY_RETRY_MS = 1000;
+
 /** Reads whose replies can be large (history, fetch, file chunks): at most this many at once per connection. */
 export const READS_PER_CONNECTION = 2;
+
+/** What a read needs of the connection (net/listener.ts): to know when its socket has taken what was queued. */
+export interface Drainable {
+  whenDrained(): Promise<void>;
+}
 
 export class Limits {
   readonly hashes: Semaphore;
@@ -83,7 +111,15 @@ export class Limits {
   private readonly hashesByAddress: Buckets<string>;
   private readonly sends: Buckets<number>;
 
-  constructor(config: ServerConfig) {
+  /** Whether the server is behind (its event loop runs late): then heavy senders wait. */
+  private readonly busy: () => boolean;
+
+  constructor(config: ServerConfig, busy?: () => boolean) {
+    if (busy) this.busy = busy;
+    else {
+      const lag = new LoopLag();
+      this.busy = () => lag.busy;
+    }
     this.hashes = new Semaphore(config.maxConcurrentHashes);
     this.reads = new Semaphore(config.maxConcurrentReads);
     this.hashesByAddress = new Buckets(config.hashBurstPerAddress, config.hashesPerSecondPerAddress);
@@ -97,16 +133,32 @@ export class Limits {
     return this.hashes.run(work);
   }
 
-  /** Runs a read whose reply may be up to a frame: within the connection's and the server's bounds on them. */
-  read<T>(conn: object, work: () => Promise<T>): Promise<T> {
+  /**
+   * Runs a read whose reply may be up to a frame: within the connection's and
+   * the server's bounds on them, and only once the connection's socket has taken
+   * the replies before (a client that stops reading gets no more built for it).
+   */
+  read<T>(conn: Drainable, work: () => Promise<T>): Promise<T> {
     let mine = this.readsOf.get(conn);
     if (!mine) this.readsOf.set(conn, (mine = new Semaphore(READS_PER_CONNECTION)));
-    return mine.run(() => this.reads.run(work));
+    return mine.run(async () => {
+      await conn.whenDrained();
+      return this.reads.run(work);
+    });
   }
 
-  /** Takes one message from the user's allowance, or throws E_RATE_LIMITED with the wait. */
+  /**
+   * Takes one message from the user's allowance, or throws E_RATE_LIMITED with
+   * the wait. While the server is behind, a user with less than half their burst
+   * left waits too: someone sending at a person's pace never gets there, so the
+   * server's time goes to them first.
+   */
   send(userId: number): void {
     const wait = this.sends.take(userId);
     if (wait > 0) throw rateLimited(wait, "Sending too fast");
+    if (this.sends.perSecond > 0 && this.sends.level(userId) < this.sends.burst / 2 && this.busy()) {
+      this.sends.give(userId);
+      throw rateLimited(BUSY_RETRY_MS, "The server is busy and you have sent a lot just now");
+    }
   }
 }

@@ -15,7 +15,7 @@ import type { GroupChange } from "./group-store";
 import { fileRoutes } from "./files";
 import { mlsRoutes } from "./mls-routes";
 import { userRoutes } from "./user-routes";
-import { MAX_PAGE_ROWS, pageBytes } from "../protocol/limits";
+import { listPage, listPageRows, MAX_PAGE_ROWS, pageBytes } from "../protocol/limits";
 
 const loggedIn = (conn: Conn) =>
   conn.state.user ? undefined : new ChatError("E_NOT_LOGGED_IN", "Log in first");
@@ -228,8 +228,11 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     },
     groups: {
       guard: loggedIn,
-      async handle(conn) {
-        return { groups: await ctx.groups.of(conn.state.user!.id) };
+      async handle(conn, req) {
+        // Paged (protocol/limits.ts): anyone can add anyone to groups, so the list has no bound of its own.
+        const rows = listPageRows({ maxFrame: ctx.config.maxFrame });
+        const page = listPage(await ctx.groups.of(conn.state.user!.id, v.optionalName(req, "after") ?? "", rows + 1), rows, (g) => g.name);
+        return { groups: page.entries, ...(page.next !== undefined ? { next: page.next } : {}) };
       },
     },
     sync: {

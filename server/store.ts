@@ -120,7 +120,8 @@ export class Store {
    * The people this user shares a current conversation with: whether any of
    * their devices is connected to a live server, and when one was last seen.
    */
-  async contacts(userId: number, liveWithinMs: number): Promise<{ name: string; online: boolean; lastSeen: number | null }[]> {
+  /** The people the user shares a conversation with: a page of up to `limit` in name order, after the name `after`. */
+  async contacts(userId: number, liveWithinMs: number, after = "", limit = 1000): Promise<{ name: string; online: boolean; lastSeen: number | null }[]> {
     const rows = await this.sql`
       select u.name,
         exists(select 1 from connections c join servers v on v.id = c.server_id
@@ -129,7 +130,8 @@ export class Store {
       from users u
       where u.id in (select o.user_id from members me join members o on o.conversation_id = me.conversation_id
                      where me.user_id = ${userId} and me.left_seq is null and o.left_seq is null and o.user_id <> ${userId})
-      order by u.name`;
+        and u.name > ${after}
+      order by u.name limit ${limit}`;
     return rows.map((r) => ({ name: r.name, online: r.online, lastSeen: r.last_seen }));
   }
 

@@ -5,6 +5,7 @@
  */
 import type { Route } from "../net/listener";
 import { ChatError } from "../protocol/errors";
+import { listPage, listPageRows } from "../protocol/limits";
 import { MAX_ACKS } from "../protocol/messages";
 import * as v from "../protocol/validate";
 import type { Acks } from "./acks";
@@ -58,9 +59,12 @@ export function userRoutes(ctx: ServerContext, directory: Directory, acks: Acks,
     },
     who: {
       guard: loggedIn,
-      async handle(conn) {
-        const contacts = await ctx.store.contacts(conn.state.user!.id, ctx.config.liveWithinMs);
-        return { users: contacts.filter((c) => c.online).map((c) => c.name), contacts };
+      async handle(conn, req) {
+        // Paged like groups: anyone who writes to a user becomes a contact.
+        const rows = listPageRows({ maxFrame: ctx.config.maxFrame });
+        const fetched = await ctx.store.contacts(conn.state.user!.id, ctx.config.liveWithinMs, v.optionalName(req, "after") ?? "", rows + 1);
+        const { entries: contacts, next } = listPage(fetched, rows, (c) => c.name);
+        return { users: contacts.filter((c) => c.online).map((c) => c.name), contacts, ...(next !== undefined ? { next } : {}) };
       },
     },
     devices: {

@@ -8,7 +8,10 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import postgres from "postgres";
 import { listen } from "../net/listener";
+import { DEFAULT_CONFIG } from "../server/context";
+import { Limits, READS_PER_CONNECTION } from "../server/limits";
 import { Link } from "../net/link";
+import { ChatError } from "../protocol/errors";
 import { connectUser, ROOT, signup, startCluster, uniqueName, waitFor, PASSWORD, type Cluster, type TestUser } from "./support/cluster";
 import { TEST_CA, TEST_TLS } from "./support/tls";
 
@@ -91,6 +94,84 @@ test("requests pipelined past the in-flight cap are read no faster than answered
     expect((await result).codes).toEqual({ ok: 2000 });
     expect(peak).toBeLessThanOrEqual(32 + 1);
     neighbour.close();
+  } finally {
+    server.stop(true);
+  }
+});
+
+test("a client that does not wait out a retry-after is not read until it has passed: its next request starts no sooner", async () => {
+  let refusedAt = 0;
+  const starts: number[] = [];
+  const server = listen<object>({
+    port: 0,
+    tls: TEST_TLS,
+    initialState: () => ({}),
+    routes: {
+      limited: {
+        handle() {
+          starts.push(performance.now());
+          if (refusedAt === 0) {
+            refusedAt = performance.now();
+            throw new ChatError("E_RATE_LIMITED", "Too fast", 300);
+          }
+          return {};
+        },
+      },
+      ping: { handle: () => ({}) },
+    },
+  });
+  try {
+    const link = await Link.connect(`127.0.0.1:${server.port}`, { hello: { role: "client" } });
+    const refusal = await link.request("limited", {}).catch((e) => e);
+    expect(refusal).toMatchObject({ code: "E_RATE_LIMITED", retryAfterMs: 300 });
+    // Sent at once, as a client that ignores the advice would: held, then answered.
+    expect(await link.request("limited", {})).toMatchObject({ ok: true });
+    expect(starts).toHaveLength(2);
+    expect(starts[1]! - refusedAt).toBeGreaterThanOrEqual(299);
+    // Another connection is not held by it.
+    const other = await Link.connect(`127.0.0.1:${server.port}`, { hello: { role: "client" } });
+    expect(await other.request("ping", {})).toMatchObject({ ok: true });
+    link.close();
+    other.close();
+  } finally {
+    server.stop(true);
+  }
+});
+
+const REPLY = 256 * 1024;
+
+test("a client that stops reading gets no more large replies built for it: none starts while more than its siblings' replies wait unsent, and all come once it reads", async () => {
+  const limits = new Limits(DEFAULT_CONFIG);
+  const queuedAtStart: number[] = [];
+  const server = listen<object>({
+    port: 0,
+    tls: TEST_TLS,
+    initialState: () => ({}),
+    routes: {
+      big: {
+        handle: (conn) =>
+          limits.read(conn, async () => {
+            queuedAtStart.push(conn.outbox.queued);
+            return { data: new Uint8Array(REPLY) };
+          }),
+      },
+    },
+  });
+  try {
+    const link = await Link.connect(`127.0.0.1:${server.port}`, { hello: { role: "client" } });
+    const socket = (link as unknown as { socket: { pause(): void; resume(): void } }).socket;
+    socket.pause();
+    const replies = Promise.all(Array.from({ length: 100 }, () => link.request("big", {}, 60_000)));
+    // Until the kernel's buffers are full; then the outbox holds a reply, and no read starts after that.
+    await waitFor(() => queuedAtStart.length > 0, "the first read");
+    await Bun.sleep(1000);
+    const whileNotReading = queuedAtStart.length;
+    expect(whileNotReading).toBeLessThan(100);
+    socket.resume();
+    expect(await replies).toHaveLength(100);
+    // At most the replies of the reads that ran beside it (2 a connection) were still queued when a read began.
+    expect(Math.max(...queuedAtStart)).toBeLessThanOrEqual(READS_PER_CONNECTION * (REPLY + 1024));
+    link.close();
   } finally {
     server.stop(true);
   }

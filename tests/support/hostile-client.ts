@@ -109,6 +109,16 @@ async function run(): Promise<Record<string, unknown>> {
       link.close();
       return { codes: tally(results), big };
     }
+    case "resume": {
+      // One resume with a token (the PASSWORD argument): what the server answers.
+      const link = await Link.connect(addr!, { hello: { role: "client" } });
+      const code = await link.request("resume", { user, token: password }, 60_000).then(
+        () => "ok",
+        (e: ChatError) => e.code,
+      );
+      link.close();
+      return { code };
+    }
     case "members": {
       // A group change naming N people (far past any group's limit).
       const link = await loggedIn();

@@ -1,0 +1,34 @@
+/**
+ * How late the server's event loop runs: a timer asks to fire every `everyMs`
+ * and notes how much later than that it did. `busy` while one of the last few
+ * was later than `limitMs`: the server has more to do than it can do on time,
+ * and the heaviest senders are asked to wait (server/limits.ts).
+ */
+export class LoopLag {
+  private readonly recent: number[] = [];
+  private readonly timer: Timer;
+
+  constructor(
+    private readonly limitMs = 30,
+    everyMs = 25,
+    window = 4,
+  ) {
+    let last = performance.now();
+    this.timer = setInterval(() => {
+      const now = performance.now();
+      this.recent.push(Math.max(0, now - last - everyMs));
+      if (this.recent.length > window) this.recent.shift();
+      last = now;
+    }, everyMs);
+    // Never what keeps a process alive.
+    this.timer.unref();
+  }
+
+  get busy(): boolean {
+    return this.recent.some((lag) => lag > this.limitMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
