@@ -34,6 +34,12 @@ export class TuiView implements ChatView {
   private results: Received[] = [];
   private closed = false;
   private opening = false;
+  /**
+   * Whether the person is looking: a terminal that reports focus says when its
+   * window loses it, and nothing is marked read meanwhile. One that never
+   * reports it counts as focused.
+   */
+  private focused = true;
   /** Why the session ended, to say once the terminal is back. */
   private farewell?: string;
   private readonly timer: ReturnType<typeof setInterval>;
@@ -51,6 +57,7 @@ export class TuiView implements ChatView {
       key: (key) => view.key(key),
       paste: (text) => view.paste(text),
       wheel: (rowsUp) => view.scrollBy(rowsUp),
+      focus: (focused) => view.focus(focused),
       resized: () => view.draw(),
     });
     return view;
@@ -85,7 +92,7 @@ export class TuiView implements ChatView {
       this.opening = true;
       void this.actions?.switchTo(conv.target);
     }
-    if (current && conv.scroll === 0) this.actions?.shown(m.conv, m.seq);
+    if (current && conv.scroll === 0 && this.focused) this.actions?.shown(m.conv, m.seq);
     else if (m.from !== this.model.me && this.notify) this.ring(m);
     this.typists.get(m.conv)?.delete(m.from);
     this.draw();
@@ -163,7 +170,7 @@ export class TuiView implements ChatView {
 
   /** What is at the bottom of the pane is on screen when it is not scrolled up: marked read up to there. */
   private markShown(c: Conv): void {
-    if (c.scroll > 0 || c.key !== this.model.current) return;
+    if (c.scroll > 0 || c.key !== this.model.current || !this.focused) return;
     const theirs = c.items.filter((i) => i.kind === "message" && !i.own);
     const last = theirs[theirs.length - 1];
     if (last && last.kind === "message" && c.conv !== undefined) this.actions?.shown(c.conv, last.m.seq);
@@ -230,7 +237,7 @@ export class TuiView implements ChatView {
       }
       case "switcher":
         // Ctrl-K cuts to the end of the line when there is something after the cursor; otherwise it opens the switcher.
-        if (this.editor.cursor < this.editor.text.length) this.editor.killToEnd();
+        if (!this.editor.atEnd) this.editor.killToEnd();
         else this.switcher = "";
         break;
       case "interrupt":
@@ -268,6 +275,13 @@ export class TuiView implements ChatView {
   private switcherMatches(): Conv[] {
     const f = (this.switcher ?? "").toLowerCase();
     return this.model.ordered().filter((c) => label(c.target).toLowerCase().includes(f));
+  }
+
+  /** Focus back: what is on screen now has been seen. */
+  private focus(focused: boolean): void {
+    this.focused = focused;
+    const c = this.model.currentConv;
+    if (focused && c) this.markShown(c);
   }
 
   private paste(text: string): void {
