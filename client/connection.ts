@@ -2,10 +2,8 @@
  * The connection under a client session, which survives its server: it asks
  * the balancer where to go, logs in (or resumes with its token), replays what
  * it missed, and when the link drops it starts over with exponential backoff
- * and full jitter. Sends stay pending until acknowledged and are sent again
- * with the same client message id after a reconnect, so a retry never makes a
- * second message; one send per conversation is in flight at a time, so retries
- * keep the sender's order. Messages come out in order, once, and go to the
+ * and full jitter. Sends wait in their conversation's lane (./lanes.ts) until
+ * stored, and go out again after a reconnect. Messages come out in order, once, and go to the
  * session (which decides what is shown); the acknowledgement state it keeps
  * goes out again after every login and every replay, so the server's cursors
  * catch up with what was shown. Nothing here knows what a message says.
@@ -18,6 +16,7 @@ import { ChatError, isTemporary } from "../protocol/errors";
 import { MAX_ACKS, type WireMessage } from "../protocol/messages";
 import type { AckState } from "./ack-state";
 import { loginKeys, passwordCheck, passwordMatches, restoreIdentity } from "./account";
+import { SendLanes, type PendingSend, type SendResult } from "./lanes";
 import { Sequencer } from "./sequencer";
 import type { LocalStore } from "./store";
 import { joinsMe } from "./system";
@@ -53,26 +52,11 @@ export interface ConnectionOptions {
   waitMs?: number;
 }
 
+export type { PendingSend, SendResult };
+
 export const DEFAULT_WAIT_MS = 30_000;
 /** A replay with no message for this long is taken for a dead link. */
 const SYNC_SILENCE_MS = 30_000;
-
-export interface SendResult {
-  msg: number;
-  conv: number;
-  seq: number;
-  at: number;
-  duplicate: boolean;
-}
-
-export interface PendingSend {
-  args: { to?: string; group?: string; epoch?: number; cmid: string; body: Uint8Array };
-  resolve(result: SendResult): void;
-  reject(error: unknown): void;
-  inFlight: boolean;
-  /** The conversation it goes to, as the sender names it: sends in one lane go one at a time. */
-  lane: string;
-}
 
 /** What the connection keeps on the device: its token, its keys, where each conversation stands. */
 export type ConnectionStore = Pick<LocalStore, "get" | "set" | "device" | "identity" | "saveIdentity" | "positions">;
@@ -98,10 +82,6 @@ export interface ConnectionParts {
   hooks: ConnectionHooks;
 }
 
-function laneOf(args: PendingSend["args"]): string {
-  return args.group !== undefined ? `g:${args.group}` : `u:${args.to}`;
-}
-
 export class Connection {
   private link?: Link;
   private readonly store: ConnectionStore;
@@ -109,13 +89,7 @@ export class Connection {
   private readonly hooks: ConnectionHooks;
   private readonly sequencer: Sequencer;
   private identity?: IdentityKeys;
-  private readonly pending = new Map<string, PendingSend>();
-  /**
-   * Per conversation, the sends not yet acknowledged, oldest first; only the
-   * first is on the wire. A later send never overtakes an earlier one that
-   * failed and is being retried, so one sender's messages are stored in order.
-   */
-  private readonly lanes = new Map<string, PendingSend[]>();
+  private readonly lanes: SendLanes;
   /** Links still logging in: close() closes them too, so a one-shot command always exits. */
   private readonly connecting = new Set<Link>();
   private reveals: Promise<void> = Promise.resolve();
@@ -143,6 +117,17 @@ export class Connection {
       gap: (conv, after) => void this.fill(conv, after),
     });
     for (const [conv, { received }] of this.store.positions()) this.sequencer.position(conv, received);
+    this.lanes = new SendLanes({ connected: () => this.connected, request: (op, args) => this.request(op, args), stored: (conv, seq) => this.sequencer.ownSend(conv, seq) });
+  }
+
+  /** Sends an already-sealed body: in its conversation's lane, through reconnects, with its client message id. */
+  send(args: PendingSend["args"]): Promise<SendResult> {
+    return this.lanes.send(args);
+  }
+
+  /** Sends not yet stored by the server. */
+  get unacknowledged(): number {
+    return this.lanes.size;
   }
 
   get user(): string {
@@ -166,36 +151,6 @@ export class Connection {
   /** The last position handed on in a conversation (0 before any). */
   position(conv: number): number {
     return this.sequencer.positions()[conv] ?? 0;
-  }
-
-  /** Sends an already-sealed body. */
-  send(args: PendingSend["args"]): Promise<SendResult> {
-    return new Promise((resolve, reject) => {
-      const p: PendingSend = { args, resolve, reject, inFlight: false, lane: laneOf(args) };
-      this.pending.set(args.cmid, p);
-      const lane = this.lanes.get(p.lane);
-      if (lane) {
-        lane.push(p);
-      } else {
-        this.lanes.set(p.lane, [p]);
-        this.transmit(p);
-      }
-    });
-  }
-
-  /** A send is settled (stored, or refused for good): the next one of its conversation goes out. */
-  private settle(p: PendingSend): void {
-    this.pending.delete(p.args.cmid);
-    const lane = this.lanes.get(p.lane);
-    if (!lane) return;
-    const at = lane.indexOf(p);
-    if (at >= 0) lane.splice(at, 1);
-    if (lane.length === 0) this.lanes.delete(p.lane);
-    else if (at === 0) this.transmit(lane[0]!);
-  }
-
-  get unacknowledged(): number {
-    return this.pending.size;
   }
 
   /** A request that waits out a reconnect and is tried again: for idempotent requests only. */
@@ -289,34 +244,6 @@ export class Connection {
     return this.link.request(op, args);
   }
 
-  private transmit(p: PendingSend): void {
-    if (!this.connected || p.inFlight) return;
-    p.inFlight = true;
-    this.link!.request("send", p.args).then(
-      (reply) => {
-        const result = reply as unknown as SendResult;
-        this.sequencer.ownSend(result.conv, result.seq);
-        this.settle(p);
-        p.resolve(result);
-      },
-      (error: ChatError) => {
-        p.inFlight = false;
-        if (error instanceof ChatError && error.code === "E_RATE_LIMITED" && error.retryAfterMs !== undefined) {
-          // The server's allowance for this user is spent: the same send, same id, once it says there is room (capped at a minute).
-          setTimeout(() => this.transmit(p), Math.min(60_000, error.retryAfterMs));
-          return;
-        }
-        if (error instanceof ChatError && isTemporary(error.code)) {
-          // Stays pending, first in its lane: sent again, with the same id, once connected.
-          if (this.connected) setTimeout(() => this.transmit(p), 200);
-          return;
-        }
-        this.settle(p);
-        p.reject(error);
-      },
-    );
-  }
-
   /**
    * The first connection: the balancer, or every server, may be away for a
    * moment (a restart), so temporary refusals are tried again with backoff
@@ -399,7 +326,7 @@ export class Connection {
       this.serverId = String(reply.server);
       this.store.set("token", String(reply.token));
       this.loggedIn(reply);
-      for (const lane of this.lanes.values()) this.transmit(lane[0]!);
+      this.lanes.resume();
       // What was shown before a cut but never acknowledged goes first, so
       // that the replay starts past it instead of with it.
       this.acks.queueUnacknowledged();
@@ -524,9 +451,7 @@ export class Connection {
   private end(error: ChatError): void {
     if (this.ended) return;
     this.ended = true;
-    for (const p of this.pending.values()) p.reject(error);
-    this.pending.clear();
-    this.lanes.clear();
+    this.lanes.fail(error);
     this.options.onEnd?.(error);
   }
 
