@@ -16,12 +16,12 @@ export type PaneActions = Pick<ViewActions, "older" | "shown" | "switchTo" | "se
 export interface PaneScreen {
   /** The pane's width and height in cells now. */
   size(): { cols: number; height: number };
+  /** Whether the person is looking: the terminal has focus (one that never reports it counts as focused). */
+  looking(): boolean;
   draw(): void;
 }
 
 export class Pane {
-  /** Whether the person is looking: a terminal that never reports focus counts as focused. */
-  focused = true;
   private fetching = false;
   /** The last /search's matches, for /jump. */
   private results: Received[] = [];
@@ -34,7 +34,7 @@ export class Pane {
 
   /** What is at the bottom of the pane is on screen when it is not scrolled up: marked read up to there. */
   markShown(c: Conv): void {
-    if (c.scroll > 0 || c.key !== this.model.current || !this.focused) return;
+    if (c.scroll > 0 || c.key !== this.model.current || !this.screen.looking()) return;
     const theirs = c.items.filter((i) => i.kind === "message" && !i.own);
     const last = theirs[theirs.length - 1];
     if (last && last.kind === "message" && c.conv !== undefined) this.actions.shown(c.conv, last.m.seq);

@@ -35,7 +35,11 @@ export class TuiView implements ChatView {
   private confirming = false;
   private closed = false;
   private opening = false;
-  /** Focus reported before the pane exists. */
+  /**
+   * Whether the person is looking: a terminal that reports focus says when its
+   * window loses it, and nothing is marked read meanwhile. One that never
+   * reports it counts as focused.
+   */
   private focused = true;
   /** Why the session ended, to say once the terminal is back. */
   private farewell?: string;
@@ -62,8 +66,7 @@ export class TuiView implements ChatView {
 
   open(actions: ViewActions): void {
     this.actions = actions;
-    this.pane = new Pane(this.model, actions, { size: () => this.paneSize(), draw: () => this.draw() });
-    this.pane.focused = this.focused;
+    this.pane = new Pane(this.model, actions, { size: () => this.paneSize(), looking: () => this.focused, draw: () => this.draw() });
     void actions
       .conversations()
       .then((convs) => {
@@ -188,10 +191,8 @@ export class TuiView implements ChatView {
   /** The terminal's window gained or lost focus: nothing is read while it is away, what is on screen is once it is back. */
   private focus(focused: boolean): void {
     this.focused = focused;
-    if (!this.pane) return;
-    this.pane.focused = focused;
     const c = this.model.currentConv;
-    if (focused && c) this.pane.markShown(c);
+    if (focused && c) this.pane?.markShown(c);
   }
 
   private key(key: Key): void {
