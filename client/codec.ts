@@ -11,8 +11,12 @@ import type { Target } from "./files";
 export interface ContentCodec {
   /** The body of a message to `target`, readable by exactly `recipients`. */
   seal(target: Target, recipients: string[], cmid: string, content: Content): Promise<Uint8Array>;
-  /** What an incoming message says, or why it is not shown. */
-  open(message: WireMessage): Promise<Revealed>;
+  /**
+   * What an incoming message says, or why it is not shown. `inOrder`: it comes
+   * from delivery, in its conversation's order (a scheme with state, as MLS,
+   * takes a message in only then), not from history.
+   */
+  open(message: WireMessage, inOrder: boolean): Promise<Revealed>;
 }
 
 /** Pairwise envelopes (client/e2e.ts), bound to the conversation they were sealed for. */
@@ -26,7 +30,7 @@ export class EnvelopeCodec implements ContentCodec {
     return this.e2e.seal(recipients, "to" in target ? dmLabel(this.me, target.to) : groupLabel(target.group), cmid, content);
   }
 
-  open(message: WireMessage): Promise<Revealed> {
+  open(message: WireMessage, _inOrder: boolean): Promise<Revealed> {
     return this.e2e.reveal(message, labelOf(message));
   }
 }

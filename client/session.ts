@@ -82,6 +82,8 @@ export interface MemberInfo {
 export class ChatSession {
   /** The device's local store: token, positions, outbox, pins, history. */
   readonly store: LocalStore;
+  /** Whether the store is on disk (under CHATTERBOX_HOME) or in memory. */
+  private readonly persist: boolean;
   private readonly connection: Connection;
   private readonly acks: AckState;
   private readonly e2e: E2E;
@@ -103,9 +105,9 @@ export class ChatSession {
   private readonly abandoned = new Set<number>();
 
   private constructor(private readonly options: SessionOptions) {
-    const persist = options.persist !== false;
-    this.store = new LocalStore(options.user, persist);
-    if (options.deviceKey && !persist) this.store.set("device.id", options.deviceKey);
+    this.persist = options.persist !== false;
+    this.store = new LocalStore(options.user, this.persist);
+    if (options.deviceKey && !this.persist) this.store.set("device.id", options.deviceKey);
     this.acks = new AckState(this.store);
     this.connection = new Connection(options, {
       store: this.store,
@@ -591,7 +593,7 @@ export class ChatSession {
   private async readPatiently(message: WireMessage): Promise<Received | undefined> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.read(message);
+        return await this.read(message, true);
       } catch (error) {
         const code = error instanceof ChatError ? error.code : undefined;
         if (!code || !isTemporary(code)) return { ...message, text: "", verified: false, problem: (error as Error).message, code: code ?? "E_INTERNAL" };
@@ -602,10 +604,11 @@ export class ChatSession {
     }
   }
 
-  private async read(message: WireMessage): Promise<Received> {
+  /** `inOrder`: the message comes in its conversation's order (from delivery, not from history or a file search). */
+  private async read(message: WireMessage, inOrder = false): Promise<Received> {
     // Membership changes are recorded by the server, not signed by a member: shown as the server's word.
     if (message.kind === "system") return { ...message, text: describeSystem(message, this.user), verified: false, problem: "recorded by the server, not signed by a member" };
-    const revealed = await this.codec.open(message);
+    const revealed = await this.codec.open(message, inOrder);
     if (revealed.status === "ok") {
       const content = revealed.content;
       if (content.kind === "text") return { ...message, text: content.text, verified: true };
