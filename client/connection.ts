@@ -2,12 +2,11 @@
  * The connection under a client session, which survives its server: it asks
  * the balancer where to go, logs in (or resumes with its token), replays what
  * it missed, and when the link drops it starts over with exponential backoff
- * and full jitter. Sends stay pending until acknowledged and are sent again
- * with the same client message id after a reconnect, so a retry never makes a
- * second message; one send per conversation is in flight at a time, so retries
- * keep the sender's order. Messages come out in order, once, and are
- * acknowledged; the acknowledgement state goes out again after every login and
- * every replay, so the server's cursors catch up with what was shown.
+ * and full jitter. Sends wait in their conversation's lane (./lanes.ts) until
+ * stored, and go out again after a reconnect. Messages come out in order, once, and go to the
+ * session (which decides what is shown); the acknowledgement state it keeps
+ * goes out again after every login and every replay, so the server's cursors
+ * catch up with what was shown. Nothing here knows what a message says.
  */
 import { askBalancer } from "../balancer/ask";
 import { backoffDelay } from "../balancer/backoff";
@@ -15,9 +14,11 @@ import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
 import { ChatError, isTemporary } from "../protocol/errors";
 import { MAX_ACKS, type WireMessage } from "../protocol/messages";
+import type { AckState } from "./ack-state";
 import { loginKeys, passwordCheck, passwordMatches, restoreIdentity } from "./account";
+import { SendLanes, type PendingSend, type SendResult } from "./lanes";
 import { Sequencer } from "./sequencer";
-import { LocalStore } from "./store";
+import type { LocalStore } from "./store";
 import { joinsMe } from "./system";
 
 /**
@@ -38,74 +39,64 @@ export interface ConnectionOptions {
   onEnd?(error: ChatError): void;
   /** The link is down and the next try is at this time (ms since the epoch): for a countdown. */
   onRetry?(at: number): void;
-  /** Keep the token, positions, keys, pins and history under CHATTERBOX_HOME (default true). */
   /** This device's name, for `chatterbox devices` (default: the host name). */
   deviceName?: string;
   /** A device id to use when nothing is kept on disk (tests: one device per user per process). */
   deviceKey?: string;
   /** Whether the password came from CHATTERBOX_PASSWORD: then a login that did not check it says so. */
   passwordGiven?: boolean;
+  /** Keep the token, positions, keys, pins and history under CHATTERBOX_HOME (default true). */
   persist?: boolean;
   agent?: string;
   /** How long the first connection keeps trying the balancer and a server, in ms (default 30 s). */
   waitMs?: number;
 }
 
+export type { PendingSend, SendResult };
+
 export const DEFAULT_WAIT_MS = 30_000;
 /** A replay with no message for this long is taken for a dead link. */
 const SYNC_SILENCE_MS = 30_000;
 
-export interface SendResult {
-  msg: number;
-  conv: number;
-  seq: number;
-  at: number;
-  duplicate: boolean;
+/** What the connection keeps on the device: its token, its keys, where each conversation stands. */
+export type ConnectionStore = Pick<LocalStore, "get" | "set" | "device" | "identity" | "saveIdentity" | "positions">;
+
+/** The acknowledgement state the connection sends after each login and each message kept. */
+export type AckQueue = Pick<AckState, "received" | "serverSaid" | "queueUnacknowledged" | "take" | "confirmed" | "failed" | "waiting">;
+
+/** What the connection hands to the session above it. */
+export interface ConnectionHooks {
+  /** One message in order, seen for the first time: the session keeps it (and acknowledges it) or holds it. */
+  deliver(message: WireMessage): Promise<void>;
+  /** Any other event from the server: read markers, receipts, typing. */
+  event(ev: string, frame: Record<string, unknown>): void;
+  /** What the login reply carries beyond positions (settings, pins). */
+  loggedIn(reply: Record<string, unknown>): void;
+  /** A password login gives the wrapping key (pins are kept under a key derived from it). */
+  passwordLogin(wrapKey: Uint8Array): void;
 }
 
-export interface PendingSend {
-  args: { to?: string; group?: string; epoch?: number; cmid: string; body: Uint8Array };
-  resolve(result: SendResult): void;
-  reject(error: unknown): void;
-  inFlight: boolean;
-  /** The conversation it goes to, as the sender names it: sends in one lane go one at a time. */
-  lane: string;
+export interface ConnectionParts {
+  store: ConnectionStore;
+  acks: AckQueue;
+  hooks: ConnectionHooks;
 }
 
-function laneOf(args: PendingSend["args"]): string {
-  return args.group !== undefined ? `g:${args.group}` : `u:${args.to}`;
-}
-
-export abstract class Connection {
-  protected link?: Link;
-  /** The device's local store: token, positions, outbox, pins, history. */
-  readonly store: LocalStore;
-  protected readonly persist: boolean;
-  protected readonly sequencer: Sequencer;
-  protected identity?: IdentityKeys;
-  private readonly pending = new Map<string, PendingSend>();
-  /**
-   * Per conversation, the sends not yet acknowledged, oldest first; only the
-   * first is on the wire. A later send never overtakes an earlier one that
-   * failed and is being retried, so one sender's messages are stored in order.
-   */
-  private readonly lanes = new Map<string, PendingSend[]>();
-  /** What this device received (kept in its store), and what the person read, not yet told to the server. */
-  private readonly toAck = new Map<number, number>();
-  private readonly toRead = new Map<number, number>();
-  /** The server's positions as last known (from the login, then from each ack it took). */
-  private readonly acked = new Map<number, number>();
-  private readonly ackedRead = new Map<number, number>();
+export class Connection {
+  private link?: Link;
+  private readonly store: ConnectionStore;
+  private readonly acks: AckQueue;
+  private readonly hooks: ConnectionHooks;
+  private readonly sequencer: Sequencer;
+  private identity?: IdentityKeys;
+  private readonly lanes: SendLanes;
   /** Links still logging in: close() closes them too, so a one-shot command always exits. */
   private readonly connecting = new Set<Link>();
-  /** Conversations whose messages wait for the user (to trust a changed key): not acknowledged past this. */
-  protected readonly frozen = new Map<number, number>();
-  protected reveals: Promise<void> = Promise.resolve();
-  protected outgoing: Promise<unknown> = Promise.resolve();
+  private reveals: Promise<void> = Promise.resolve();
   private ackTimer?: Timer;
   private ackInFlight: Promise<unknown> = Promise.resolve();
-  protected closing = false;
-  protected ended = false;
+  private closing = false;
+  private ended = false;
   private reconnecting?: Promise<void>;
   /** Messages received, on any link: a replay that goes quiet for too long is given up. */
   private arrivals = 0;
@@ -115,20 +106,29 @@ export abstract class Connection {
   /** The address of the server this session is on (or was last on), for people: the id means nothing to them. */
   serverAddress = "";
 
-  protected constructor(protected readonly options: ConnectionOptions) {
-    this.persist = options.persist !== false;
-    this.store = new LocalStore(options.user, this.persist);
-    if (options.deviceKey && !this.persist) this.store.set("device.id", options.deviceKey);
+  constructor(
+    private readonly options: ConnectionOptions,
+    parts: ConnectionParts,
+  ) {
+    ({ store: this.store, acks: this.acks, hooks: this.hooks } = parts);
     this.identity = this.store.identity();
     this.sequencer = new Sequencer({
-      emit: (m) => (this.reveals = this.reveals.then(() => this.deliver(m))),
+      emit: (m) => (this.reveals = this.reveals.then(() => this.hooks.deliver(m))),
       gap: (conv, after) => void this.fill(conv, after),
     });
     for (const [conv, { received }] of this.store.positions()) this.sequencer.position(conv, received);
+    this.lanes = new SendLanes({ connected: () => this.connected, request: (op, args) => this.request(op, args), stored: (conv, seq) => this.sequencer.ownSend(conv, seq) });
   }
 
-  /** One message in order, seen for the first time: keep it (or hold it), then call received(). */
-  protected abstract deliver(message: WireMessage): Promise<void>;
+  /** Sends an already-sealed body: in its conversation's lane, through reconnects, with its client message id. */
+  send(args: PendingSend["args"]): Promise<SendResult> {
+    return this.lanes.send(args);
+  }
+
+  /** Sends not yet stored by the server. */
+  get unacknowledged(): number {
+    return this.lanes.size;
+  }
 
   get user(): string {
     return this.options.user;
@@ -138,52 +138,32 @@ export abstract class Connection {
     return !!this.link && !this.link.closed;
   }
 
-  /** Sends an already-sealed body. */
-  send(args: PendingSend["args"]): Promise<SendResult> {
-    return new Promise((resolve, reject) => {
-      const p: PendingSend = { args, resolve, reject, inFlight: false, lane: laneOf(args) };
-      this.pending.set(args.cmid, p);
-      const lane = this.lanes.get(p.lane);
-      if (lane) {
-        lane.push(p);
-      } else {
-        this.lanes.set(p.lane, [p]);
-        this.transmit(p);
-      }
-    });
+  /** Closing, or ended for good: nothing new is shown, and waiting for a connection is pointless. */
+  get leaving(): boolean {
+    return this.closing || this.ended;
   }
 
-  /** A send is settled (stored, or refused for good): the next one of its conversation goes out. */
-  private settle(p: PendingSend): void {
-    this.pending.delete(p.args.cmid);
-    const lane = this.lanes.get(p.lane);
-    if (!lane) return;
-    const at = lane.indexOf(p);
-    if (at >= 0) lane.splice(at, 1);
-    if (lane.length === 0) this.lanes.delete(p.lane);
-    else if (at === 0) this.transmit(lane[0]!);
+  /** The link now up, for the few exchanges that need one link throughout (a password change). */
+  get currentLink(): Link | undefined {
+    return this.connected ? this.link : undefined;
   }
 
-  get unacknowledged(): number {
-    return this.pending.size;
-  }
-
-  /**
-   * Sealing runs at once, but sends go out in the order they were asked for,
-   * even when sealing one (fetching a new contact's keys) takes longer.
-   */
-  protected async inOrder(sealing: Promise<PendingSend["args"]>): Promise<SendResult> {
-    const queued = this.outgoing.then(() => sealing).then((args) => ({ result: this.send(args) }));
-    this.outgoing = queued.catch(() => {});
-    return (await queued).result;
+  /** The last position handed on in a conversation (0 before any). */
+  position(conv: number): number {
+    return this.sequencer.positions()[conv] ?? 0;
   }
 
   /** A request that waits out a reconnect and is tried again: for idempotent requests only. */
-  async call(op: string, args: Record<string, unknown>): Promise<Record<string, unknown>> {
+  call(op: string, args: Record<string, unknown>): Promise<Record<string, unknown>> {
+    return this.retrying(() => this.request(op, args));
+  }
+
+  /** Runs `attempt` once connected, again after each temporary failure (bounded): for idempotent work only. */
+  async retrying<T>(run: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
         if (!this.connected) await this.waitConnected();
-        return await this.request(op, args);
+        return await run();
       } catch (error) {
         if (!(error instanceof ChatError) || !isTemporary(error.code) || attempt >= 50 || this.ended || this.closing) throw error;
         await Bun.sleep(Math.min(1000, 50 * 2 ** attempt));
@@ -222,11 +202,11 @@ export abstract class Connection {
       this.sendAcks();
       const inFlight = this.ackInFlight;
       await inFlight;
-      if (this.toAck.size === 0 && this.toRead.size === 0 && inFlight === this.ackInFlight) return;
+      if (!this.acks.waiting && inFlight === this.ackInFlight) return;
     }
   }
 
-  /** Leaves: the last acknowledgements go out, the links and the local store close. Safe to call again. */
+  /** Leaves: the last acknowledgements go out and the links close (the store is the session's). Safe to call again. */
   close(): Promise<void> {
     return (this.closed ??= this.leave());
   }
@@ -244,52 +224,24 @@ export abstract class Connection {
     await this.idle();
     const local = this.store.positions();
     for (const [conv, seq] of Object.entries(this.sequencer.positions())) {
-      if (seq > (local.get(Number(conv))?.received ?? 0)) this.received(Number(conv), seq);
+      if (seq > (local.get(Number(conv))?.received ?? 0) && this.acks.received(Number(conv), seq)) this.ackSoon();
     }
     await this.flushAcks().catch(() => {});
     clearTimeout(this.ackTimer);
     this.sequencer.stop();
     this.link?.close();
     for (const link of this.connecting) link.close();
-    this.store.close();
   }
 
-  protected keys(): IdentityKeys {
+  /** This device's identity keys (restored from the server's backup at a password login on a new device). */
+  keys(): IdentityKeys {
     if (!this.identity) throw new ChatError("E_NO_KEYS");
     return this.identity;
   }
 
-  protected async request(op: string, args: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+  async request(op: string, args: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
     if (!this.link || this.link.closed) throw new ChatError("E_CLOSED", "Not connected; reconnecting");
     return this.link.request(op, args);
-  }
-
-  private transmit(p: PendingSend): void {
-    if (!this.connected || p.inFlight) return;
-    p.inFlight = true;
-    this.link!.request("send", p.args).then(
-      (reply) => {
-        const result = reply as unknown as SendResult;
-        this.sequencer.ownSend(result.conv, result.seq);
-        this.settle(p);
-        p.resolve(result);
-      },
-      (error: ChatError) => {
-        p.inFlight = false;
-        if (error instanceof ChatError && error.code === "E_RATE_LIMITED" && error.retryAfterMs !== undefined) {
-          // The server's allowance for this user is spent: the same send, same id, once it says there is room (capped at a minute).
-          setTimeout(() => this.transmit(p), Math.min(60_000, error.retryAfterMs));
-          return;
-        }
-        if (error instanceof ChatError && isTemporary(error.code)) {
-          // Stays pending, first in its lane: sent again, with the same id, once connected.
-          if (this.connected) setTimeout(() => this.transmit(p), 200);
-          return;
-        }
-        this.settle(p);
-        p.reject(error);
-      },
-    );
   }
 
   /**
@@ -297,7 +249,7 @@ export abstract class Connection {
    * moment (a restart), so temporary refusals are tried again with backoff
    * for up to waitMs before the error is the caller's.
    */
-  protected async firstConnect(): Promise<void> {
+  async start(): Promise<void> {
     const deadline = Date.now() + (this.options.waitMs ?? DEFAULT_WAIT_MS);
     for (let attempt = 0; ; attempt++) {
       try {
@@ -337,14 +289,14 @@ export abstract class Connection {
     }
   }
 
-  protected async connect(): Promise<void> {
+  private async connect(): Promise<void> {
     const addr = await askBalancer(this.options.balancer);
     if (this.closing) throw new ChatError("E_CLOSED");
     const link = await Link.connect(addr, {
       hello: { role: "client", agent: this.options.agent ?? "chatterbox" },
       onEvent: (ev, frame) => {
         if (this.closing) return;
-        if (ev !== "msg") return this.userEvent(ev, frame);
+        if (ev !== "msg") return this.hooks.event(ev, frame);
         this.arrivals++;
         const message = bytesOf(frame.m as WireMessage);
         // A group we were just added to starts at the system message that added us.
@@ -374,10 +326,10 @@ export abstract class Connection {
       this.serverId = String(reply.server);
       this.store.set("token", String(reply.token));
       this.loggedIn(reply);
-      for (const lane of this.lanes.values()) this.transmit(lane[0]!);
+      this.lanes.resume();
       // What was shown before a cut but never acknowledged goes first, so
       // that the replay starts past it instead of with it.
-      this.queueUnacknowledged();
+      this.acks.queueUnacknowledged();
       this.sendAcks();
       await this.ackInFlight;
       try {
@@ -392,7 +344,7 @@ export abstract class Connection {
       // And again once the replay is shown: nothing new may be shown by then
       // (it all was, before a cut), and no timer would otherwise send it.
       void this.idle().then(() => {
-        this.queueUnacknowledged();
+        this.acks.queueUnacknowledged();
         if (this.link === link) this.sendAcks();
       });
     } finally {
@@ -422,18 +374,6 @@ export abstract class Connection {
   }
 
   /**
-   * Queues an ack for every conversation where what this device kept, or what
-   * the person read, is past what the server last said it has.
-   */
-  private queueUnacknowledged(): void {
-    for (const [conv, local] of this.store.positions()) {
-      if (this.frozen.has(conv)) continue;
-      if (local.received > (this.acked.get(conv) ?? 0) && local.received > (this.toAck.get(conv) ?? 0)) this.toAck.set(conv, local.received);
-      if (local.read > (this.ackedRead.get(conv) ?? 0) && local.read > (this.toRead.get(conv) ?? 0)) this.toRead.set(conv, local.read);
-    }
-  }
-
-  /**
    * A saved session was resumed although a password was given: the server did
    * not check it, so the device does, against what it kept at its last
    * password login, and says so (once) when it is wrong.
@@ -450,28 +390,10 @@ export abstract class Connection {
   /** The login's word on this device's positions: the server may know of reads made on another device. */
   private loggedIn(reply: Record<string, unknown>): void {
     const cursors = (reply.cursors ?? {}) as Record<string, number>;
-    const read = (reply.read ?? {}) as Record<string, number>;
-    this.acked.clear();
-    this.ackedRead.clear();
-    for (const [conv, seq] of Object.entries(cursors)) {
-      this.sequencer.position(Number(conv), seq);
-      this.acked.set(Number(conv), seq);
-    }
-    for (const [conv, seq] of Object.entries(read)) {
-      this.store.read(Number(conv), seq);
-      this.ackedRead.set(Number(conv), seq);
-    }
-    this.onLoggedIn(reply);
+    for (const [conv, seq] of Object.entries(cursors)) this.sequencer.position(Number(conv), seq);
+    this.acks.serverSaid(cursors, (reply.read ?? {}) as Record<string, number>);
+    this.hooks.loggedIn(reply);
   }
-
-  /** For the session: read markers, receipts and typing from the server. */
-  protected userEvent(_ev: string, _frame: Record<string, unknown>): void {}
-
-  /** For the session: what the login reply carries beyond positions (settings, pins). */
-  protected onLoggedIn(_reply: Record<string, unknown>): void {}
-
-  /** For the session: a password login gives the wrapping key (pins are kept under a key derived from it). */
-  protected passwordLogin(_wrapKey: Uint8Array): void {}
 
   private async login(link: Link): Promise<Record<string, unknown>> {
     const user = this.options.user;
@@ -493,7 +415,7 @@ export abstract class Connection {
       this.identity = restoreIdentity(reply.backup as Uint8Array, wrapKey, user);
       this.store.saveIdentity(this.identity);
     }
-    this.passwordLogin(wrapKey);
+    this.hooks.passwordLogin(wrapKey);
     return reply;
   }
 
@@ -529,14 +451,12 @@ export abstract class Connection {
   private end(error: ChatError): void {
     if (this.ended) return;
     this.ended = true;
-    for (const p of this.pending.values()) p.reject(error);
-    this.pending.clear();
-    this.lanes.clear();
+    this.lanes.fail(error);
     this.options.onEnd?.(error);
   }
 
   /** Fetches everything after a gap, page by page, before the sequencer may move past what is missing. */
-  protected async fill(conv: number, after: number): Promise<void> {
+  private async fill(conv: number, after: number): Promise<void> {
     const PAGE = 1000;
     try {
       const all: WireMessage[] = [];
@@ -553,51 +473,28 @@ export abstract class Connection {
     }
   }
 
-  /** This device has the message at `seq` (kept in its store): the server may stop replaying it here. */
-  protected received(conv: number, seq: number): void {
-    if (this.frozen.has(conv)) return;
-    this.store.received(conv, seq);
-    this.toAck.set(conv, Math.max(seq, this.toAck.get(conv) ?? 0));
-    this.ackTimer ??= setTimeout(() => this.sendAcks(), ACK_DELAY_MS);
-  }
-
-  /**
-   * A person was shown everything from others up to `seq`: the read marker,
-   * shared by all of the user's devices, may move there. Views call this, and
-   * only for what they displayed.
-   */
-  markRead(conv: number, seq: number): void {
-    const held = this.frozen.get(conv);
-    if (held !== undefined) seq = Math.min(seq, held);
-    if (this.closed || seq <= this.store.readOf(conv)) return;
-    this.store.read(conv, seq);
-    this.toRead.set(conv, Math.max(seq, this.toRead.get(conv) ?? 0));
+  /** Something new waits to be acknowledged: it goes out shortly, with whatever else comes meanwhile. */
+  ackSoon(): void {
     this.ackTimer ??= setTimeout(() => this.sendAcks(), ACK_DELAY_MS);
   }
 
   private sendAcks(): void {
     clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
-    if (!this.connected || (this.toAck.size === 0 && this.toRead.size === 0)) return;
-    const acks = [...this.toAck];
-    const read = [...this.toRead];
-    this.toAck.clear();
-    this.toRead.clear();
+    if (!this.connected) return;
+    const batch = this.acks.take();
+    if (!batch) return;
     const link = this.link!;
     const requests: Promise<unknown>[] = [];
-    for (let i = 0; i < Math.max(acks.length, read.length); i += MAX_ACKS) {
-      const a = acks.slice(i, i + MAX_ACKS);
-      const r = read.slice(i, i + MAX_ACKS);
+    for (let i = 0; i < Math.max(batch.acks.length, batch.read.length); i += MAX_ACKS) {
+      const a = batch.acks.slice(i, i + MAX_ACKS);
+      const r = batch.read.slice(i, i + MAX_ACKS);
       requests.push(link.request("ack", { ...(a.length ? { acks: a } : {}), ...(r.length ? { read: r } : {}) }));
     }
     this.ackInFlight = Promise.all([this.ackInFlight, ...requests]).then(
+      () => this.acks.confirmed(batch),
       () => {
-        for (const [conv, seq] of acks) if ((this.acked.get(conv) ?? 0) < seq) this.acked.set(conv, seq);
-        for (const [conv, seq] of read) if ((this.ackedRead.get(conv) ?? 0) < seq) this.ackedRead.set(conv, seq);
-      },
-      () => {
-        for (const [conv, seq] of acks) if ((this.toAck.get(conv) ?? 0) < seq) this.toAck.set(conv, seq);
-        for (const [conv, seq] of read) if ((this.toRead.get(conv) ?? 0) < seq) this.toRead.set(conv, seq);
+        this.acks.failed(batch);
         // Tried again on a timer while connected; after a cut, the next login sends it.
         if (this.connected && !this.closing) this.ackTimer ??= setTimeout(() => this.sendAcks(), 1_000);
       },

@@ -1,8 +1,10 @@
 /**
- * A client session: what a user does over a Connection. Every message is
- * sealed here and opened here (the server sees only envelopes), checked
- * against pinned keys before it is shown, or held while a contact's key
- * change waits to be trusted; and groups and files ride on the same path.
+ * A client session: what a user does over a Connection. It composes the
+ * parts: the device's store, the connection (transport), the acknowledgement
+ * and read state, and the content codec. Every message is sealed and opened
+ * through the codec (the server sees only envelopes), checked against pinned
+ * keys before it is shown, or held while a contact's key change waits to be
+ * trusted; the outbox, pins, receipts, typing, groups and files live here.
  */
 import { randomUUID } from "node:crypto";
 import type { PublicIdentity } from "../crypto/keys";
@@ -11,13 +13,15 @@ import { backoffDelay } from "../balancer/backoff";
 import { ChatError, isTemporary } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import { changePassword } from "./account";
-import { bytesOf, Connection, type ConnectionOptions, type SendResult } from "./connection";
+import { AckState } from "./ack-state";
+import { EnvelopeCodec, type ContentCodec } from "./codec";
+import { bytesOf, Connection, type ConnectionOptions, type PendingSend, type SendResult } from "./connection";
 import { decodeContent, encodeContent, type Content, type FileMeta } from "./content";
-import { dmLabel, E2E, groupLabel, labelOf } from "./e2e";
+import { E2E } from "./e2e";
 import { download, upload, type Target } from "./files";
 import { Pins } from "./keystore";
 import { pinsKey } from "../crypto/pins";
-import type { StoredMessage } from "./store";
+import { LocalStore, type StoredMessage } from "./store";
 import { bytes, progressBar, type Progress } from "./progress";
 import { describeSystem } from "./system";
 import { safeName } from "./safe-name";
@@ -75,8 +79,18 @@ export interface MemberInfo {
   since: number;
 }
 
-export class ChatSession extends Connection {
+export class ChatSession {
+  /** The device's local store: token, positions, outbox, pins, history. */
+  readonly store: LocalStore;
+  /** Whether the store is on disk (under CHATTERBOX_HOME) or in memory. */
+  private readonly persist: boolean;
+  private readonly connection: Connection;
+  private readonly acks: AckState;
   private readonly e2e: E2E;
+  private readonly codec: ContentCodec;
+  /** The last sealed send: sends go out in the order they were asked for. */
+  private outgoing: Promise<unknown> = Promise.resolve();
+  private closed?: Promise<void>;
   /** The last send to each conversation ("dm:NAME", "group:NAME"): the next waits for it. */
   private readonly tails = new Map<string, Promise<unknown>>();
   /** Each message on its way, by client message id. */
@@ -90,36 +104,107 @@ export class ChatSession extends Connection {
   /** Conversations where a message could not be read before the session closed: nothing after it is shown. */
   private readonly abandoned = new Set<number>();
 
-  private constructor(protected override readonly options: SessionOptions) {
-    super(options);
+  private constructor(private readonly options: SessionOptions) {
+    this.persist = options.persist !== false;
+    this.store = new LocalStore(options.user, this.persist);
+    if (options.deviceKey && !this.persist) this.store.set("device.id", options.deviceKey);
+    this.acks = new AckState(this.store);
+    this.connection = new Connection(options, {
+      store: this.store,
+      acks: this.acks,
+      hooks: {
+        deliver: (m) => this.deliver(m),
+        event: (ev, frame) => this.userEvent(ev, frame),
+        loggedIn: (reply) => this.onLoggedIn(reply),
+        passwordLogin: (wrapKey) => this.passwordLogin(wrapKey),
+      },
+    });
     this.pins = new Pins(this.store);
     this.pins.server = { call: (op, args) => this.call(op, args) };
-    this.e2e = new E2E(options.user, () => this.keys(), this.pins, (names) => this.fetchKeys(names), this.store);
+    this.e2e = new E2E(options.user, () => this.connection.keys(), this.pins, (names) => this.fetchKeys(names), this.store);
+    this.codec = new EnvelopeCodec(options.user, this.e2e);
   }
 
-  /** Leaves once the pins made in this session are on the server too (they are shared with the user's other devices). */
-  override async close(): Promise<void> {
+  get user(): string {
+    return this.options.user;
+  }
+
+  get connected(): boolean {
+    return this.connection.connected;
+  }
+
+  /** The id of the server this session is on (or was last on). */
+  get serverId(): string {
+    return this.connection.serverId;
+  }
+
+  /** The address of that server, for people: the id means nothing to them. */
+  get serverAddress(): string {
+    return this.connection.serverAddress;
+  }
+
+  /** Sends not yet acknowledged by the server (on the wire or waiting for a connection). */
+  get unacknowledged(): number {
+    return this.connection.unacknowledged;
+  }
+
+  /** Sends an already-sealed body, in its conversation's lane, through reconnects. */
+  send(args: PendingSend["args"]): Promise<SendResult> {
+    return this.connection.send(args);
+  }
+
+  /** A request on the current link; refused at once when there is none. */
+  request(op: string, args: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+    return this.connection.request(op, args);
+  }
+
+  /** A request that waits out a reconnect and is tried again: for idempotent requests only. */
+  call(op: string, args: Record<string, unknown>): Promise<Record<string, unknown>> {
+    return this.connection.retrying(() => this.request(op, args));
+  }
+
+  /** Resolves when every message received so far has been verified and handed on. */
+  idle(): Promise<void> {
+    return this.connection.idle();
+  }
+
+  /** Waits until every shown message is acknowledged to the server (while connected). */
+  flushAcks(): Promise<void> {
+    return this.connection.flushAcks();
+  }
+
+  /**
+   * Leaves once the pins made in this session are on the server too (they are
+   * shared with the user's other devices); then the last acknowledgements go
+   * out and the links and the store close. Safe to call again.
+   */
+  close(): Promise<void> {
+    return (this.closed ??= this.leave());
+  }
+
+  private async leave(): Promise<void> {
     if (this.connected) await this.pins.flushed().catch(() => {});
-    return super.close();
+    await this.connection.close();
+    this.store.close();
   }
 
   /** The user's settings, as the server last said. */
   settings: { readReceipts: boolean } = { readReceipts: true };
 
-  protected override onLoggedIn(reply: Record<string, unknown>): void {
+  private onLoggedIn(reply: Record<string, unknown>): void {
     if (reply.settings) this.settings = reply.settings as { readReceipts: boolean };
     const pins = reply.pins as { blob: Uint8Array | null } | undefined;
     // A new device starts with what the user already trusts; a device that pinned more shares it.
     if (this.pins.merge(pins?.blob ? new Uint8Array(pins.blob) : null)) this.pins.upload();
   }
 
-  protected override passwordLogin(wrapKey: Uint8Array): void {
+  private passwordLogin(wrapKey: Uint8Array): void {
     this.store.set("pins.key", Buffer.from(pinsKey(wrapKey)).toString("base64"));
   }
 
-  protected override userEvent(ev: string, frame: Record<string, unknown>): void {
+  private userEvent(ev: string, frame: Record<string, unknown>): void {
     if (ev === "read" && typeof frame.conv === "number" && typeof frame.seq === "number") {
-      this.store.read(frame.conv, frame.seq);
+      this.acks.readElsewhere(frame.conv, frame.seq);
       this.options.onRead?.(frame.conv, frame.seq);
     } else if (ev === "receipts" && Array.isArray(frame.r)) {
       const num = (v: unknown) => (typeof v === "number" ? v : undefined);
@@ -147,7 +232,7 @@ export class ChatSession extends Connection {
 
   /** Connects, logs in, replays everything waiting, and sends what earlier runs left in the outbox. */
   async start(): Promise<void> {
-    await this.firstConnect();
+    await this.connection.start();
     await this.idle();
     this.resendOrphans();
   }
@@ -218,7 +303,7 @@ export class ChatSession extends Connection {
       } catch (error) {
         const temporary = error instanceof ChatError && isTemporary(error.code);
         // Leaving with it unsent keeps it in the outbox, for the next start.
-        if (temporary && !this.closing && !this.ended) {
+        if (temporary && !this.connection.leaving) {
           await this.untilConnected();
           continue;
         }
@@ -229,13 +314,23 @@ export class ChatSession extends Connection {
   }
 
   private sealAndSend(to: string, content: Content, cmid: string): Promise<SendResult> {
-    return this.inOrder(this.e2e.seal([to], dmLabel(this.user, to), cmid, content).then((body) => ({ to, cmid, body })));
+    return this.inOrder(this.codec.seal({ to }, [to], cmid, content).then((body) => ({ to, cmid, body })));
+  }
+
+  /**
+   * Sealing runs at once, but sends go out in the order they were asked for,
+   * even when sealing one (fetching a new contact's keys) takes longer.
+   */
+  private async inOrder(sealing: Promise<PendingSend["args"]>): Promise<SendResult> {
+    const queued = this.outgoing.then(() => sealing).then((args) => ({ result: this.send(args) }));
+    this.outgoing = queued.catch(() => {});
+    return (await queued).result;
   }
 
   /** Waits (without a deadline) for the next connection; returns at once when leaving. */
   private async untilConnected(): Promise<void> {
     await Bun.sleep(50);
-    while (!this.connected && !this.closing && !this.ended) await Bun.sleep(50);
+    while (!this.connected && !this.connection.leaving) await Bun.sleep(50);
   }
 
   /**
@@ -258,9 +353,9 @@ export class ChatSession extends Connection {
     const sealed = async () => {
       // The membership as last seen: if it changed since, the server says so (E_STALE_MEMBERS) and it is asked again.
       const { epoch, members } = this.membership.get(group) ?? (await this.groupMembers(group));
-      const body = await this.e2e.seal(
+      const body = await this.codec.seal(
+        { group },
         members.map((m) => m.name),
-        groupLabel(group),
         cmid,
         content,
       );
@@ -438,9 +533,9 @@ export class ChatSession extends Connection {
     await this.e2e.trust(other);
     const held = this.held.get(other) ?? [];
     this.held.delete(other);
-    for (const m of held) this.frozen.delete(m.conv);
+    for (const m of held) this.acks.thaw(m.conv);
     for (const m of held) await this.deliver(m);
-    for (const conv of new Set(held.map((m) => m.conv))) this.received(conv, this.sequencer.positions()[conv] ?? 0);
+    for (const conv of new Set(held.map((m) => m.conv))) this.received(conv, this.connection.position(conv));
     return held.length;
   }
 
@@ -449,8 +544,9 @@ export class ChatSession extends Connection {
   }
 
   async changePassword(oldPassword: string, newPassword: string): Promise<void> {
-    if (!this.link) throw new ChatError("E_CLOSED");
-    const wrapKey = await changePassword(this.link, this.user, oldPassword, newPassword, this.keys());
+    const link = this.connection.currentLink;
+    if (!link) throw new ChatError("E_CLOSED");
+    const wrapKey = await changePassword(link, this.user, oldPassword, newPassword, this.connection.keys());
     this.store.set("token", undefined);
     // What the device kept to check a given password belongs to the old one.
     this.store.set("password.check", undefined);
@@ -465,21 +561,21 @@ export class ChatSession extends Connection {
   }
 
   /** One message in order: verify it, then show it, hold it, or (our own) just count it. */
-  protected async deliver(message: WireMessage): Promise<void> {
+  private async deliver(message: WireMessage): Promise<void> {
     if (message.kind === "system" && message.group !== undefined) this.membership.delete(message.group);
     const received = this.abandoned.has(message.conv) ? undefined : await this.readPatiently(message);
     if (!received) {
       // Closing before the keys came: not shown, so not acknowledged, and
       // nothing after it in this conversation is either; it comes back at the next login.
       this.abandoned.add(message.conv);
-      if (!this.frozen.has(message.conv)) this.frozen.set(message.conv, message.seq - 1);
+      this.acks.freeze(message.conv, message.seq - 1);
       return;
     }
     if (received.code === "E_KEY_CHANGED") {
       const list = this.held.get(message.from) ?? [];
       list.push(message);
       this.held.set(message.from, list);
-      if (!this.frozen.has(message.conv)) this.frozen.set(message.conv, message.seq - 1);
+      this.acks.freeze(message.conv, message.seq - 1);
       if (list.length === 1) this.options.onStatus?.(keyChangedWarning(message.from));
       return;
     }
@@ -509,21 +605,22 @@ export class ChatSession extends Connection {
   private async readPatiently(message: WireMessage): Promise<Received | undefined> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.read(message);
+        return await this.read(message, true);
       } catch (error) {
         const code = error instanceof ChatError ? error.code : undefined;
         if (!code || !isTemporary(code)) return { ...message, text: "", verified: false, problem: (error as Error).message, code: code ?? "E_INTERNAL" };
-        if (this.closing || this.ended) return undefined;
+        if (this.connection.leaving) return undefined;
         if (attempt === 0) this.options.onStatus?.(`a message from ${message.from} waits for their keys: ${(error as Error).message}`);
         await Bun.sleep(backoffDelay(attempt, 100, 2_000));
       }
     }
   }
 
-  private async read(message: WireMessage): Promise<Received> {
+  /** `inOrder`: the message comes in its conversation's order (from delivery, not from history or a file search). */
+  private async read(message: WireMessage, inOrder = false): Promise<Received> {
     // Membership changes are recorded by the server, not signed by a member: shown as the server's word.
     if (message.kind === "system") return { ...message, text: describeSystem(message, this.user), verified: false, problem: "recorded by the server, not signed by a member" };
-    const revealed = await this.e2e.reveal(message, labelOf(message));
+    const revealed = await this.codec.open(message, inOrder);
     if (revealed.status === "ok") {
       const content = revealed.content;
       if (content.kind === "text") return { ...message, text: content.text, verified: true };
@@ -533,6 +630,20 @@ export class ChatSession extends Connection {
     return { ...message, text: "", verified: false, code: revealed.code, problem: revealed.reason };
   }
 
+  /** This device kept the message at `seq`: the server may stop replaying it. */
+  private received(conv: number, seq: number): void {
+    if (this.acks.received(conv, seq)) this.connection.ackSoon();
+  }
+
+  /**
+   * A person was shown everything from others up to `seq`: the read marker,
+   * shared by all of the user's devices, may move there. Views call this, and
+   * only for what they displayed.
+   */
+  markRead(conv: number, seq: number): void {
+    if (this.closed) return;
+    if (this.acks.read(conv, seq)) this.connection.ackSoon();
+  }
 }
 
 /** A message from the local store, as a reader sees it. */

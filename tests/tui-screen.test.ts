@@ -429,3 +429,91 @@ test("each sender has a colour, and NO_COLOR takes the colours away", async () =
   expect(await colours({})).toBe(true);
   expect(await colours({ NO_COLOR: "1" })).toBe(false);
 });
+
+test("wide characters in the input: the cursor stays on the character it is at, and long input wraps by display width", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const term = await openTui(alice, 80, 24);
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes(`${bob.name}>`), "the DM to open");
+  term.type("你好世界");
+  term.keys("Left", "Left");
+  term.type("X");
+  const screen = await term.waitForScreen((s) => right(s).at(-1) === `${bob.name}> 你好X世界`, "the character typed between the wide ones");
+  // The terminal's cursor is right after X: the list, the prompt, two wide characters (two columns each) and X.
+  const row = screen.replace(/\n$/, "").split("\n").length - 1;
+  expect(term.cursor()).toEqual({ x: 22 + `${bob.name}> `.length + 4 + 1, y: row });
+  term.keys("Right");
+  term.type("Y");
+  await term.waitForScreen((s) => right(s).at(-1) === `${bob.name}> 你好X世Y界`, "a second edit after moving right");
+  expect(term.cursor().x).toBe(22 + `${bob.name}> `.length + 4 + 1 + 2 + 1);
+  // Input wider than the pane wraps onto more rows, each within the terminal, no character lost or split.
+  term.keys("C-u", "End", "C-u");
+  const long = "漢字".repeat(30);
+  term.type(long);
+  const wrapped = await term.waitForScreen((s) => right(s).filter((r) => /^[漢字]+$/.test(r)).length >= 1 && right(s).join("").includes(long), "the long input wrapped");
+  expect(wrapped.replace(/\n$/, "").split("\n").every((l) => Bun.stringWidth(l) <= 80)).toBe(true);
+  term.keys("Enter");
+  await waitFor(() => bob.received.some((m) => m.text === `${long}`), "bob to get the long line whole");
+});
+
+test("the mouse wheel over the messages scrolls up to older ones and back down", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const term = await openTui(alice, 100, 20);
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes(`${bob.name}>`), "the DM to open");
+  for (let i = 0; i < 40; i++) await bob.session.sendText(alice, `wheel ${String(i).padStart(2, "0")}`);
+  await term.waitForScreen((s) => s.includes("wheel 39"), "the latest message");
+  expect(term.screen()).not.toContain("wheel 00");
+  // What a terminal sends for the wheel in SGR mouse mode, over the message pane (column 60, row 5).
+  const wheelUp = "\x1b[<64;60;5M";
+  const wheelDown = "\x1b[<65;60;5M";
+  for (let i = 0; i < 20 && !term.screen().includes("wheel 00"); i++) {
+    term.send(wheelUp);
+    await Bun.sleep(100);
+  }
+  const top = await term.waitForScreen((s) => s.includes("wheel 00"), "the oldest message after wheeling up");
+  expect(top).not.toContain("wheel 39");
+  for (let i = 0; i < 20 && !term.screen().includes("wheel 39"); i++) {
+    term.send(wheelDown);
+    await Bun.sleep(100);
+  }
+  await term.waitForScreen((s) => s.includes("wheel 39"), "the bottom again after wheeling down");
+});
+
+test("a message that arrives while the terminal is not focused stays unread until focus comes back", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const term = await openTui(alice);
+  term.type(`/dm ${bob.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes(`${bob.name}>`), "the DM to open");
+  await bob.session.sendText(alice, "while looking");
+  await term.waitForScreen((s) => s.includes("while looking"), "the first message");
+  const conv = await bob.session.conversationOf({ with: alice });
+  const readByAlice = async () => (await bob.session.receipts(conv)).find((r) => r.user === alice)?.read ?? 0;
+  for (let i = 0; (await readByAlice()) < 1; i++) {
+    expect(i).toBeLessThan(150);
+    await Bun.sleep(100);
+  }
+  // The client asked the terminal for focus reports.
+  expect(term.rawOutput()).toContain("\x1b[?1004h");
+  // The window loses focus (the report a terminal sends); a key typed after it shows it was taken in.
+  term.send("\x1b[O");
+  term.type("z");
+  await term.waitForScreen((s) => right(s).at(-1) === `${bob.name}> z`, "the key after the focus report");
+  await bob.session.sendText(alice, "while away");
+  await term.waitForScreen((s) => s.includes("while away"), "the message on screen");
+  await Bun.sleep(1_000);
+  // On screen, but nobody was looking: not read, and the bell says it came.
+  expect(await readByAlice()).toBe(1);
+  await waitFor(() => bells(term) > 0, "the bell for a message while away");
+  term.send("\x1b[I");
+  for (let i = 0; (await readByAlice()) < 2; i++) {
+    expect(i).toBeLessThan(150);
+    await Bun.sleep(100);
+  }
+});

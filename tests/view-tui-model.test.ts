@@ -157,6 +157,35 @@ test("the input grows to three rows, then scrolls to keep the cursor in view", (
   expect(inputRows("> ", "a\nb", 3, 20).rows).toEqual(["> a⏎b"]);
 });
 
+test("wide characters take two columns: the cursor is placed by display width, and a row never splits one", () => {
+  const e = new InputEditor();
+  e.insert("你好世界");
+  e.left();
+  e.left();
+  e.insert("X");
+  expect(e.text).toBe("你好X世界");
+  expect(e.cursor).toBe(3);
+  // "> " is 2 columns, 你好 4, X 1: the cursor is at column 7, not at code point 5.
+  expect(inputRows("> ", e.text, e.cursor, 40).cursor).toEqual({ row: 0, col: 7 });
+  // A flag is two code points and one character: one Left moves past it whole.
+  const f = new InputEditor();
+  f.insert("a🇩🇪b");
+  f.left();
+  f.left();
+  expect(f.cursor).toBe(1);
+  f.insert("|");
+  expect(f.text).toBe("a|🇩🇪b");
+  expect(inputRows("", "a🇩🇪", 2, 20).cursor).toEqual({ row: 0, col: 3 });
+  // Width 9: "> " + three wide characters is 8 columns; the fourth goes whole to the next row.
+  const rows = inputRows("> ", "一二三四五", 5, 9);
+  expect(rows.rows).toEqual(["> 一二三", "四五"]);
+  expect(rows.rows.every((r) => Bun.stringWidth(r) <= 9)).toBe(true);
+  expect(rows.cursor).toEqual({ row: 1, col: 4 });
+  expect(inputRows("> ", "一二三四五", 3, 9).cursor).toEqual({ row: 1, col: 0 });
+  // Message text wraps by width too.
+  expect(wrap("一二三四五", 6)).toEqual(["一二三", "四五"]);
+});
+
 test("the list counts mentions of the user among the unread", () => {
   const m = new ChatModel("alice");
   m.open({ kind: "dm", name: "bob" }, 3);

@@ -4,10 +4,17 @@
  * Ctrl-U, Ctrl-K), a history walked with Up/Down, and Tab completion. The
  * full-screen view feeds it keys and draws what it holds.
  */
+const graphemes = new Intl.Segmenter(undefined, { granularity: "grapheme" });
+
+/** Text as the characters a person sees (grapheme clusters): a flag or an accented letter is one, never split. */
+export function charsOf(text: string): string[] {
+  return Array.from(graphemes.segment(text), (s) => s.segment);
+}
+
 export class InputEditor {
-  /** The text as code points, so that the cursor never splits a character. */
+  /** The text as characters, so that the cursor never splits one. */
   private chars: string[] = [];
-  /** Where the cursor is, in code points from the start. */
+  /** Where the cursor is, in characters from the start (not columns: a wide character takes two). */
   cursor = 0;
   private readonly past: string[] = [];
   /** Where Up/Down is in the history (past.length: the line being written), and that line, kept. */
@@ -18,15 +25,19 @@ export class InputEditor {
     return this.chars.join("");
   }
 
+  get atEnd(): boolean {
+    return this.cursor === this.chars.length;
+  }
+
   /** Replaces the text (a draft brought back), cursor at the end. */
   set(text: string): void {
-    this.chars = [...text];
+    this.chars = charsOf(text);
     this.cursor = this.chars.length;
     this.walking = this.past.length;
   }
 
   insert(text: string): void {
-    const add = [...text];
+    const add = charsOf(text);
     this.chars.splice(this.cursor, 0, ...add);
     this.cursor += add.length;
   }
@@ -108,7 +119,7 @@ export class InputEditor {
     this.show(this.walking === this.past.length ? this.kept : this.past[this.walking]!);
   }
   private show(text: string): void {
-    this.chars = [...text];
+    this.chars = charsOf(text);
     this.cursor = this.chars.length;
   }
 

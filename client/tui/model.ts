@@ -204,6 +204,21 @@ export class ChatModel {
     (c ? c.items : this.notes).push({ kind: "note", text, at: Date.now() });
   }
 
+  /** Whether a conversation other than the current one keeps an unsent draft. */
+  hasDrafts(): boolean {
+    return [...this.convs.values()].some((c) => c.key !== this.current && c.draft.trim() !== "");
+  }
+
+  /** Names to complete with Tab: the conversations, and the people in them. */
+  names(): string[] {
+    const out: string[] = [];
+    for (const c of this.convs.values()) {
+      out.push(c.target.kind === "group" ? `#${c.target.name}` : c.target.name);
+      for (const u of c.positions.keys()) out.push(u);
+    }
+    return out;
+  }
+
   /** The oldest seq held for a conversation (to fetch what came before it). */
   oldestSeq(c: Conv): number {
     const first = c.items.find((i): i is Item & { kind: "message" } => i.kind === "message");

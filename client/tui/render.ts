@@ -9,6 +9,7 @@
 import { sanitize } from "../format";
 import { describeFile } from "../session";
 import { label } from "../view";
+import { charsOf } from "./editor";
 import type { ChatModel, Conv, Item, Mark } from "./model";
 
 export interface Segment {
@@ -43,7 +44,7 @@ export function wrap(text: string, cols: number): string[] {
     while (width(rest) > cols) {
       let cut = 0;
       let w = 0;
-      const chars = [...rest];
+      const chars = charsOf(rest);
       while (cut < chars.length && w + width(chars[cut]!) <= cols) w += width(chars[cut++]!);
       const space = chars.slice(0, cut + 1).lastIndexOf(" ");
       const at = space > 0 ? space : Math.max(cut, 1);
@@ -141,15 +142,36 @@ export function visible(rows: Row[], height: number, scroll: number): { rows: Ro
  * cursor in view, and where the cursor is among them.
  */
 export function inputRows(prompt: string, text: string, cursor: number, cols: number): { rows: string[]; cursor: { row: number; col: number } } {
-  const chars = [...(prompt + text.replace(/\n/g, "⏎"))];
+  // Laid out by display width: a wide character (CJK, most emoji) takes two columns and never straddles a row's end.
+  const chars = charsOf(prompt + text.replace(/\n/g, "⏎"));
+  const at = charsOf(prompt).length + cursor;
   const all: string[] = [];
-  for (let i = 0; i < chars.length || all.length === 0; i += cols) all.push(chars.slice(i, i + cols).join(""));
-  // A cursor at the very end of a full row sits at the start of the next one.
-  const offset = [...prompt].length + cursor;
-  if (offset === all.length * cols) all.push("");
-  const row = Math.floor(offset / cols);
-  const first = Math.max(0, row - 2);
-  return { rows: all.slice(first, first + 3), cursor: { row: row - first, col: offset % cols } };
+  let row = "";
+  let used = 0;
+  let place = { row: 0, col: 0 };
+  for (let i = 0; i < chars.length; i++) {
+    const w = width(chars[i]!);
+    if (used + w > cols && used > 0) {
+      all.push(row);
+      row = "";
+      used = 0;
+    }
+    if (i === at) place = { row: all.length, col: used };
+    row += chars[i];
+    used += w;
+  }
+  if (at >= chars.length) {
+    // A cursor at the very end of a full row sits at the start of the next one.
+    if (used >= cols) {
+      all.push(row);
+      row = "";
+      used = 0;
+    }
+    place = { row: all.length, col: used };
+  }
+  all.push(row);
+  const first = Math.max(0, place.row - 2);
+  return { rows: all.slice(first, first + 3), cursor: { row: place.row - first, col: place.col } };
 }
 
 export interface StatusState {

@@ -1,7 +1,7 @@
 /**
  * The terminal, through @opentui/core: four text areas (the conversation
  * list, the messages, the status bar, the input) painted from rows of
- * segments, and the keys, pastes, wheel and resizes that come back. The
+ * segments, and the keys, pastes, wheel, focus changes and resizes that come back. The
  * library owns the terminal: the alternate screen, raw input, key parsing,
  * and restoring everything at the end.
  */
@@ -26,6 +26,8 @@ export interface ScreenInput {
   paste(text: string): void;
   /** The wheel over the messages: rows up (negative: down). */
   wheel(rowsUp: number): void;
+  /** The terminal window gained (true) or lost the person's focus. */
+  focus(focused: boolean): void;
   resized(): void;
 }
 
@@ -63,6 +65,9 @@ export class Screen {
       const d = event.scroll?.direction;
       if (d === "up" || d === "down") events.wheel(d === "up" ? 3 : -3);
     };
+    // The library parses the terminal's focus reports (CSI I / CSI O) into these.
+    renderer.on("focus", () => events.focus(true));
+    renderer.on("blur", () => events.focus(false));
     renderer.on("resize", (cols: number, rows: number) => {
       this.size = { cols, rows };
       events.resized();

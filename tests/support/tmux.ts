@@ -41,6 +41,17 @@ export class Tmux {
     this.tmux("send-keys", "-l", text);
   }
 
+  /** Writes bytes to the program as they are, as a terminal would (a mouse report, a focus report). */
+  send(bytes: string): void {
+    this.tmux("send-keys", "-H", ...[...Buffer.from(bytes, "latin1")].map((b) => b.toString(16).padStart(2, "0")));
+  }
+
+  /** Where the terminal's cursor is, 0-based. */
+  cursor(): { x: number; y: number } {
+    const [x, y] = this.tmux("display-message", "-p", "#{cursor_x} #{cursor_y}").trim().split(" ").map(Number);
+    return { x: x!, y: y! };
+  }
+
   /** Pastes text as a terminal does (bracketed, when the program asked for it). */
   paste(text: string): void {
     this.tmux("set-buffer", "--", text);
