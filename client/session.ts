@@ -16,6 +16,7 @@ import { decodeContent, encodeContent, type Content, type FileMeta } from "./con
 import { dmLabel, E2E, groupLabel, labelOf } from "./e2e";
 import { download, upload, type Target } from "./files";
 import { Pins } from "./keystore";
+import { isMlsBody, MlsClient } from "./mls/client";
 import { pinsKey } from "../crypto/pins";
 import type { StoredMessage } from "./store";
 import { bytes, progressBar, type Progress } from "./progress";
@@ -56,6 +57,8 @@ export interface Received extends WireMessage {
   /** For a file message: what the file is, and the key to fetch and open it. */
   file?: FileMeta;
   verified: boolean;
+  /** An MLS commit or welcome: keys changed, nothing to show. */
+  control?: boolean;
   /** Why it could not be verified or read; the text is then not shown. */
   problem?: string;
   code?: string;
@@ -77,6 +80,7 @@ export interface MemberInfo {
 
 export class ChatSession extends Connection {
   private readonly e2e: E2E;
+  private readonly mls: MlsClient;
   /** The last send to each conversation ("dm:NAME", "group:NAME"): the next waits for it. */
   private readonly tails = new Map<string, Promise<unknown>>();
   /** Each message on its way, by client message id. */
@@ -95,6 +99,7 @@ export class ChatSession extends Connection {
     this.pins = new Pins(this.store);
     this.pins.server = { call: (op, args) => this.call(op, args) };
     this.e2e = new E2E(options.user, () => this.keys(), this.pins, (names) => this.fetchKeys(names), this.store);
+    this.mls = new MlsClient({ user: options.user, store: this.store, keys: () => this.keys(), keyOf: (n) => this.e2e.keyOf(n), call: (op, args) => this.call(op, args), persistent: this.persist });
   }
 
   /** Leaves once the pins made in this session are on the server too (they are shared with the user's other devices). */
@@ -111,6 +116,7 @@ export class ChatSession extends Connection {
     const pins = reply.pins as { blob: Uint8Array | null } | undefined;
     // A new device starts with what the user already trusts; a device that pinned more shares it.
     if (this.pins.merge(pins?.blob ? new Uint8Array(pins.blob) : null)) this.pins.upload();
+    this.mls.loggedIn();
   }
 
   protected override passwordLogin(wrapKey: Uint8Array): void {
@@ -229,7 +235,8 @@ export class ChatSession extends Connection {
   }
 
   private sealAndSend(to: string, content: Content, cmid: string): Promise<SendResult> {
-    return this.inOrder(this.e2e.seal([to], dmLabel(this.user, to), cmid, content).then((body) => ({ to, cmid, body })));
+    const sealing = async () => (await this.mls.sealDm(to, cmid, encodeContent(content))) ?? (await this.e2e.seal([to], dmLabel(this.user, to), cmid, content));
+    return this.inOrder(sealing().then((body) => ({ to, cmid, body })));
   }
 
   /** Waits (without a deadline) for the next connection; returns at once when leaving. */
@@ -352,7 +359,10 @@ export class ChatSession extends Connection {
       before = page[0]!.seq;
     }
     const out: Received[] = [];
-    for (const m of pages.flat()) out.push(await this.read(bytesOf(m)));
+    for (const m of pages.flat()) {
+      const r = await this.read(bytesOf(m));
+      if (!r.control) out.push(r);
+    }
     return out;
   }
 
@@ -471,9 +481,9 @@ export class ChatSession extends Connection {
       if (list.length === 1) this.options.onStatus?.(keyChangedWarning(message.from));
       return;
     }
-    this.keep(received);
+    if (!received.control) this.keep(received);
     this.received(message.conv, message.seq);
-    this.options.onMessage?.(received);
+    if (!received.control) this.options.onMessage?.(received);
   }
 
   /** The device's copy of a message, for its history and search. */
@@ -497,7 +507,7 @@ export class ChatSession extends Connection {
   private async readPatiently(message: WireMessage): Promise<Received | undefined> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.read(message);
+        return await this.read(message, true);
       } catch (error) {
         const code = error instanceof ChatError ? error.code : undefined;
         if (!code || !isTemporary(code)) return { ...message, text: "", verified: false, problem: (error as Error).message, code: code ?? "E_INTERNAL" };
@@ -508,10 +518,13 @@ export class ChatSession extends Connection {
     }
   }
 
-  private async read(message: WireMessage): Promise<Received> {
+  /** `inOrder`: the message comes in the conversation's order (MLS takes it in only then). */
+  private async read(message: WireMessage, inOrder = false): Promise<Received> {
     // Membership changes are recorded by the server, not signed by a member: shown as the server's word.
     if (message.kind === "system") return { ...message, text: describeSystem(message, this.user), verified: false, problem: "recorded by the server, not signed by a member" };
-    const revealed = await this.e2e.reveal(message, labelOf(message));
+    const revealed = isMlsBody(message.body) ? await this.mls.read(message, inOrder) : await this.e2e.reveal(message, labelOf(message));
+    if (revealed.status === "control") return { ...message, text: "", verified: true, control: true };
+    if (revealed.status === "stored") return fromStored(revealed.stored);
     if (revealed.status === "ok") {
       const content = revealed.content;
       if (content.kind === "text") return { ...message, text: content.text, verified: true };

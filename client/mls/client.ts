@@ -1,0 +1,88 @@
+/**
+ * What the session uses of MLS: publish this device at login, seal a direct
+ * message as one MLS ciphertext when the conversation is on MLS (undefined
+ * otherwise, and the session seals an envelope), and read an MLS body. MLS
+ * keys are used once, so a message read again later (history, a file's
+ * announcement) comes from this device's own copy in store.db, not from the
+ * ciphertext. CHATTERBOX_MLS=off keeps a device on envelopes (for comparison
+ * runs; it still reads MLS messages addressed to it), and so does a device
+ * whose store is in memory only.
+ */
+import type { IdentityKeys, PublicIdentity } from "../../crypto/keys";
+import type { WireMessage } from "../../protocol/messages";
+import { decodeContent } from "../content";
+import { dmLabel, type Revealed } from "../e2e";
+import type { StoredMessage } from "../store";
+import { MlsAccount, type Call } from "./account";
+import { MlsConversations, type Place } from "./conversations";
+import { MlsLocal, type KeyValues } from "./local";
+import type { Database } from "bun:sqlite";
+
+import { isCommit } from "./body";
+
+export { isMlsBody } from "./body";
+
+export type MlsRead = Revealed | { status: "control" } | { status: "stored"; stored: StoredMessage };
+
+export interface MlsClientDeps {
+  user: string;
+  store: KeyValues & { db: Database; device(): { id: string }; history(conv: number, before: number, limit: number): StoredMessage[] };
+  keys: () => IdentityKeys;
+  keyOf(name: string): Promise<{ key: PublicIdentity; changed: boolean }>;
+  call: Call;
+  /**
+   * Whether the device keeps its store on disk. One that does not (tests,
+   * scripted one-off sessions) would lose its groups at exit and read nothing
+   * after, so it stays on envelopes.
+   */
+  persistent: boolean;
+}
+
+export class MlsClient {
+  readonly account: MlsAccount;
+  readonly conversations: MlsConversations;
+  private readonly enabled: boolean;
+
+  constructor(private readonly deps: MlsClientDeps) {
+    const local = new MlsLocal(deps.store.db, deps.store);
+    this.account = new MlsAccount({ user: deps.user, deviceId: () => deps.store.device().id, keys: deps.keys, keyOf: (n) => deps.keyOf(n), call: deps.call, local });
+    this.conversations = new MlsConversations(deps.user, this.account, local, deps.call);
+    this.enabled = deps.persistent && process.env.CHATTERBOX_MLS !== "off";
+  }
+
+  loggedIn(): void {
+    if (this.enabled) void this.account.loggedIn();
+  }
+
+  /** A direct message's body, or undefined for an envelope. */
+  sealDm(to: string, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
+    const place = this.dm(to);
+    if (!this.enabled && !this.conversations.has(place.label)) return Promise.resolve(undefined);
+    return this.conversations.seal(place, cmid, content);
+  }
+
+  /** An MLS body: taken in if it comes in the conversation's order (`inOrder`), else this device's copy. */
+  async read(message: WireMessage, inOrder: boolean): Promise<MlsRead> {
+    if (!inOrder) return isCommit(message.body) ? { status: "control" } : this.stored(message);
+    if (message.group !== undefined) return { status: "failed", code: "E_MLS_FORMAT", reason: "group chats do not use mls yet" };
+    const opened = await this.conversations.open(this.dm(message.from === this.deps.user ? message.to : message.from), message);
+    if (opened.status === "ok") return { status: "ok", content: decodeContent(opened.content) };
+    if (opened.status === "local") {
+      const kept = this.stored(message);
+      return kept.status === "stored" ? kept : { status: "control" };
+    }
+    return opened;
+  }
+
+  private stored(message: WireMessage): MlsRead {
+    const [kept] = this.deps.store.history(message.conv, message.seq + 1, 1);
+    if (kept && kept.seq === message.seq) return { status: "stored", stored: kept };
+    return { status: "failed", code: "E_MLS_EPOCH", reason: "not readable on this device: mls keys are used once, and this device kept no copy (forward secrecy)" };
+  }
+
+  private dm(other: string): Place {
+    const label = dmLabel(this.deps.user, other);
+    return { label, users: [...new Set([this.deps.user, other])].sort(), target: { to: other } };
+  }
+}
+

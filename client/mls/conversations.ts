@@ -1,0 +1,353 @@
+/**
+ * Conversations over MLS, from this device: the group of each conversation
+ * (kept in store.db), sealing a plaintext as one MLS ciphertext, and taking in
+ * what the server delivers, in its order: commits (with the welcome of the
+ * devices they add), and application messages. A conversation is moved to MLS
+ * by its first sender, once every device of every member has published key
+ * packages and a device list; until then the session uses envelopes.
+ */
+import { sha256 } from "@noble/hashes/sha2.js";
+import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
+import { utf8 } from "../../crypto/bytes.ts";
+import { decodeKeyPackage, DeviceGroup, MlsError, mlsSuite, type Received as MlsReceived } from "../../crypto/mls/index.ts";
+import { decodeWelcome } from "../../crypto/mls/wire.ts";
+import { ChatError } from "../../protocol/errors";
+import type { WireMessage } from "../../protocol/messages";
+import type { MlsAccount, Call } from "./account";
+import { applicationBody, applicationPlaintext, commitBody, parseApplicationPlaintext, parseMlsBody } from "./body";
+import type { MlsLocal } from "./local";
+
+/** A leaf update (a commit with no proposals) after this many sends from this device, or this long: post-compromise security. */
+export const UPDATE_EVERY_MESSAGES = 100;
+export const UPDATE_EVERY_MS = 24 * 3600_000;
+/** After a conversation was found not ready for MLS, how long before asking again. */
+const NOT_READY_MS = 30_000;
+
+export type Opened =
+  | { status: "ok"; content: Uint8Array; device: string }
+  | { status: "failed"; code: string; reason: string }
+  /** A commit (or a welcome for other devices): nothing to show. */
+  | { status: "control" }
+  /** Not readable again (MLS keys are used once): this device's own copy, if it kept one. */
+  | { status: "local" };
+
+/** Who a conversation is with, and how to address the server about it. */
+export interface Place {
+  label: string;
+  /** Everyone whose devices belong in the group (the user included). */
+  users: string[];
+  target: { to: string } | { group: string };
+}
+
+interface Held {
+  group: DeviceGroup;
+  version: number;
+  sent: number;
+  since: number;
+}
+
+export class MlsConversations {
+  private readonly groups = new Map<string, Held>();
+  private readonly notReady = new Map<string, number>();
+  /** Devices found without a usable key package ("user/device"), until when. */
+  private readonly noPackage = new Map<string, number>();
+  /** One operation per conversation at a time: a group is a value that each operation replaces. */
+  private readonly lanes = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly me: string,
+    private readonly account: MlsAccount,
+    private readonly local: MlsLocal,
+    private readonly call: Call,
+  ) {}
+
+  /** Whether this device holds an MLS group for the conversation. */
+  has(label: string): boolean {
+    return this.load(label) !== undefined;
+  }
+
+  epochOf(label: string): bigint | undefined {
+    return this.load(label)?.group.epoch;
+  }
+
+  /** The devices in a conversation's group, as this device sees it. */
+  members(label: string): { user: string; deviceId: string }[] {
+    return this.load(label)?.group.members().map(({ user, deviceId }) => ({ user, deviceId })) ?? [];
+  }
+
+  /**
+   * The body to send for a message: one MLS ciphertext, or undefined when the
+   * conversation is not (yet) on MLS and the caller seals an envelope.
+   */
+  seal(place: Place, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
+    return this.serial(place.label, () => this.sealNow(place, cmid, content));
+  }
+
+  private async sealNow(place: Place, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
+    let held = await this.loaded(place.label);
+    if (!held) {
+      if ((this.notReady.get(place.label) ?? 0) > Date.now()) return undefined;
+      held = await this.start(place);
+      if (!held) {
+        this.notReady.set(place.label, Date.now() + NOT_READY_MS);
+        return undefined;
+      }
+    }
+    if (held.group.removed) return undefined;
+    await this.account.refresh(place.users);
+    await this.reconcile(place, held);
+    if (held.sent >= UPDATE_EVERY_MESSAGES || Date.now() - held.since > UPDATE_EVERY_MS) await this.update(place, held);
+    for (;;) {
+      const ciphertext = await held.group.encrypt(applicationPlaintext(cmid, content));
+      // Saved before it is sent: a crash must never let the same key and nonce encrypt a second message.
+      if (this.save(place.label, held, 0)) {
+        held.sent++;
+        return applicationBody(ciphertext);
+      }
+      // Another process of this device used the group meanwhile: take its state and encrypt again.
+      held = await this.loaded(place.label, true);
+      if (!held) return undefined;
+    }
+  }
+
+  /**
+   * Makes the group's leaves match the members' signed device lists: adds a
+   * listed device that is not in it (a new device, or one that lost its state
+   * and has a new key), and removes a leaf its owner no longer lists (a revoked
+   * device, or the old key of one that came back), in one commit. A device with
+   * no key package to claim is asked for again a little later.
+   */
+  private async reconcile(place: Place, held: Held): Promise<void> {
+    const leaves = held.group.members();
+    const own = held.group.ownLeaf;
+    const listed = (user: string) => this.account.book.get(user)?.devices ?? [];
+    const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
+    const remove = leaves.filter((m) => m.leaf !== own && !listed(m.user).some((d) => d.deviceId === m.deviceId && same(d.mlsKey, m.signatureKey))).map((m) => m.leaf);
+    const wanted = new Map<string, string[]>();
+    for (const user of place.users)
+      for (const d of listed(user)) {
+        if (leaves.some((m) => m.user === user && m.deviceId === d.deviceId && same(m.signatureKey, d.mlsKey))) continue;
+        if ((this.noPackage.get(`${user}/${d.deviceId}`) ?? 0) > Date.now()) continue;
+        wanted.set(user, [...(wanted.get(user) ?? []), d.deviceId]);
+      }
+    const packages: Uint8Array[] = [];
+    for (const [user, devices] of wanted) {
+      const claim = (await this.call("mls.keypackages.claim", { user, devices })) as { packages: { device: string; keyPackage: Uint8Array }[] };
+      for (const id of devices) {
+        const got = claim.packages.find((p) => p.device === id);
+        const key = listed(user).find((d) => d.deviceId === id)!.mlsKey;
+        // a package from the device's earlier key (before it lost its state) would add a leaf its owner no longer lists
+        if (got && same(decodeKeyPackage(new Uint8Array(got.keyPackage)).leafNode.signaturePublicKey, key)) packages.push(new Uint8Array(got.keyPackage));
+        else this.noPackage.set(`${user}/${id}`, Date.now() + NOT_READY_MS);
+      }
+    }
+    if (packages.length === 0 && remove.length === 0) return;
+    const epoch = held.group.epoch;
+    const out = await held.group.change(packages, remove);
+    try {
+      const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: Number(epoch), body: commitBody(out.commit, out.welcome) });
+      await held.group.receive(out.commit);
+      this.saveOver(place.label, held, r.seq as number);
+    } catch (error) {
+      // another commit of the epoch came first: it is taken in, in order, and the next message reconciles again
+      if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
+    }
+  }
+
+  /** A commit with a fresh leaf; losing the epoch to another commit is fine, the next message tries again. */
+  private async update(place: Place, held: Held): Promise<void> {
+    const epoch = held.group.epoch;
+    const out = await held.group.update();
+    try {
+      const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: Number(epoch), body: commitBody(out.commit) });
+      await held.group.receive(out.commit);
+      this.save(place.label, held, r.seq as number);
+      held.sent = 0;
+      held.since = Date.now();
+    } catch (error) {
+      if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
+    }
+  }
+
+  /**
+   * Makes the conversation's group: claims a key package for every device of
+   * every member (this device's own aside), adds them, and sends the commit
+   * with its welcome. If another device's commit for the same epoch came
+   * first, this device waits to be welcomed into that group instead.
+   */
+  private async start(place: Place): Promise<Held | undefined> {
+    await this.account.ready();
+    // The group exists already and this device is not in it: a member's device adds it (never a second group).
+    if (((await this.call("mls.epoch", place.target)).epoch as number) > 0) return undefined;
+    if (!(await this.account.refresh(place.users, true))) return undefined;
+    const packages: Uint8Array[] = [];
+    for (const user of place.users) {
+      const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[]; missing: string[] };
+      const mine = this.account.device.deviceId;
+      if (claim.missing.some((d) => user !== this.me || d !== mine)) return undefined;
+      // someone who never logged in from a device has none to add: they could not read anything
+      if (user !== this.me && claim.packages.length === 0) return undefined;
+      for (const p of claim.packages) if (!(user === this.me && p.device === mine)) packages.push(new Uint8Array(p.keyPackage));
+      // every claimed device must be on its owner's signed list: one not yet listed keeps the conversation on envelopes
+      if (claim.packages.some((p) => !this.account.book.get(user)?.devices.some((d) => d.deviceId === p.device))) return undefined;
+    }
+    const group = await DeviceGroup.create(groupIdOf(place.label), this.account.device, this.account.book);
+    let out;
+    try {
+      out = await group.add(packages);
+    } catch (error) {
+      if (error instanceof MlsError) return undefined;
+      throw error;
+    }
+    try {
+      const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: 0, body: commitBody(out.commit, out.welcome) });
+      await group.receive(out.commit);
+      const held: Held = { group, version: 0, sent: 0, since: Date.now() };
+      if (!this.save(place.label, held, r.seq as number)) return this.loaded(place.label, true);
+      return held;
+    } catch (error) {
+      // Another device made the group first: its welcome reaches this device in the conversation's order
+      // (not waited for here, since it is taken in on the same lane); this message goes as an envelope.
+      if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
+      return undefined;
+    }
+  }
+
+  /**
+   * Takes in one MLS message the server delivered, in the conversation's
+   * order. `users` is who may have devices in the group: a welcome into a
+   * group with anyone else's device is refused.
+   */
+  open(place: Place, message: WireMessage): Promise<Opened> {
+    return this.serial(place.label, () => this.openNow(place, message));
+  }
+
+  private async openNow(place: Place, message: WireMessage): Promise<Opened> {
+    let body;
+    try {
+      body = parseMlsBody(message.body);
+    } catch {
+      return failed("E_MLS_FORMAT", "the MLS message is malformed");
+    }
+    const held = await this.loaded(place.label);
+    // every leaf and sender is checked against these lists: a restarted device has none in memory yet
+    await this.account.refresh(place.users);
+    // Another process of this device took this message in already: what it showed is in the store.
+    if (held && this.local.group(place.label)!.seq >= message.seq) return { status: "local" };
+    try {
+      if (body.type === "commit") return await this.takeCommit(place, message, held, body.commit, body.welcome);
+      if (!held) return failed("E_MLS_NO_GROUP", "this device was not given the keys for this conversation (it joined later, or its welcome was lost)");
+      const got = await this.receive(place, held, body.message, message.seq);
+      if (got.kind !== "application") return failed("E_MLS_FORMAT", "not an application message");
+      if (got.sender.user !== message.from) return failed("E_SIGNATURE", `the server says it is from ${message.from}, but it is from ${got.sender.user}'s device`);
+      const { cmid, content } = parseApplicationPlaintext(got.plaintext);
+      if (cmid !== message.cmid) return failed("E_REPLAY", "the server's record of this message does not match what was encrypted");
+      return { status: "ok", content, device: got.sender.deviceId };
+    } catch (error) {
+      if (error instanceof MlsError) {
+        if (error.reason === "E_MLS_OWN") return { status: "local" };
+        return failed(error.reason, error.message.toLowerCase());
+      }
+      throw error;
+    }
+  }
+
+  private async takeCommit(place: Place, message: WireMessage, held: Held | undefined, commit: Uint8Array, welcome: Uint8Array | undefined): Promise<Opened> {
+    if (held && !held.group.removed) {
+      try {
+        await this.receive(place, held, commit, message.seq).catch(async (error) => {
+          // a device listed since this device last asked (the commit adds it): once more with fresh lists
+          if (!(error instanceof MlsError) || error.reason !== "E_MLS_UNTRUSTED_MEMBER") throw error;
+          await this.account.refresh(place.users, true);
+          return this.receive(place, held, commit, message.seq);
+        });
+        return { status: "control" };
+      } catch (error) {
+        // A commit for an epoch this device's group never reached: the group was made again without it; a welcome may be for it.
+        if (!(error instanceof MlsError) || error.reason !== "E_MLS_EPOCH" || !welcome) throw error;
+      }
+    }
+    if (!welcome) return { status: "control" };
+    const packages = this.account.packages();
+    const cs = await mlsSuite();
+    const refs = new Set(decodeWelcome(welcome).secrets.map((s) => Buffer.from(s.newMember).toString("hex")));
+    const mine = [];
+    for (const p of packages) if (refs.has(Buffer.from(await makeKeyPackageRef(p.publicPackage, cs.hash)).toString("hex"))) mine.push(p);
+    if (mine.length === 0) return { status: "control" };
+    await this.account.refresh(place.users, true);
+    let group: DeviceGroup;
+    try {
+      group = await DeviceGroup.join(welcome, mine, this.account.book);
+    } catch (error) {
+      if (!(error instanceof MlsError) || error.reason !== "E_MLS_UNTRUSTED_MEMBER") throw error;
+      // a device listed since this device last asked: once more with fresh lists
+      await this.account.refresh(place.users, true);
+      group = await DeviceGroup.join(welcome, mine, this.account.book);
+    }
+    if (!Buffer.from(group.groupId).equals(Buffer.from(groupIdOf(place.label)))) throw new MlsError("E_MLS_FORMAT", "The welcome is for another conversation's group");
+    const stranger = group.members().find((m) => !place.users.includes(m.user));
+    if (stranger) throw new MlsError("E_MLS_UNTRUSTED_MEMBER", `${stranger.user}/${stranger.deviceId} is not in this conversation`);
+    for (const p of mine) this.local.dropPackage(p.ref);
+    const fresh: Held = { group, version: this.local.version(place.label) ?? 0, sent: 0, since: Date.now() };
+    this.saveOver(place.label, fresh, message.seq);
+    return { status: "control" };
+  }
+
+  private async receive(place: Place, held: Held, bytes: Uint8Array, seq: number): Promise<MlsReceived> {
+    const got = await held.group.receive(bytes);
+    this.saveOver(place.label, held, seq);
+    return got;
+  }
+
+  /** The group as this device last saved it, loaded again if another process of the device saved since. */
+  private load(label: string): Held | undefined {
+    return this.groups.get(label);
+  }
+
+  private async loaded(label: string, force = false): Promise<Held | undefined> {
+    const held = this.groups.get(label);
+    const version = this.local.version(label);
+    if (version === undefined) return undefined;
+    if (held && held.version === version && !force) return held;
+    const saved = this.local.group(label)!;
+    const group = await DeviceGroup.restore(saved.state, this.account.book);
+    const fresh: Held = { group, version: saved.version, sent: held?.sent ?? 0, since: held?.since ?? Date.now() };
+    this.groups.set(label, fresh);
+    return fresh;
+  }
+
+  /** Saves if no other process saved since this one loaded; true when it did. */
+  private save(label: string, held: Held, seq: number): boolean {
+    const expected = held.version === 0 ? undefined : held.version;
+    if (!this.local.saveGroup(label, held.group.save(), expected, seq)) return false;
+    held.version = this.local.version(label)!;
+    this.groups.set(label, held);
+    return true;
+  }
+
+  /** Received in the server's order: this state is the newest whatever another process saved. */
+  private saveOver(label: string, held: Held, seq: number): void {
+    if (this.save(label, held, seq)) return;
+    held.version = this.local.version(label) ?? 0;
+    if (!this.save(label, held, seq)) throw new MlsError("E_MLS_FORMAT", "The group could not be saved");
+  }
+
+  private serial<T>(label: string, op: () => Promise<T>): Promise<T> {
+    const run = (this.lanes.get(label) ?? Promise.resolve()).then(op, op);
+    const tail = run.catch(() => undefined);
+    this.lanes.set(label, tail);
+    void tail.then(() => {
+      if (this.lanes.get(label) === tail) this.lanes.delete(label);
+    });
+    return run;
+  }
+}
+
+/** Both sides of a conversation derive the same group id; a welcome into any other group is refused. */
+export function groupIdOf(label: string): Uint8Array {
+  return sha256(utf8(`chatterbox mls group v1\u0000${label}`)).subarray(0, 16);
+}
+
+function failed(code: string, reason: string): Opened {
+  return { status: "failed", code, reason };
+}
