@@ -376,7 +376,10 @@ export class ChatSession extends Connection {
   }
 
   async revokeDevice(id: string): Promise<number> {
-    return (await this.request("devices.revoke", { device: id })).closed as number;
+    const closed = (await this.request("devices.revoke", { device: id })).closed as number;
+    // the account's MLS device list drops it, and this device's next message removes its leaves
+    await this.mls.devicesChanged();
+    return closed;
   }
 
   async getSettings(): Promise<{ readReceipts: boolean }> {

@@ -237,3 +237,53 @@ test("a conversation with a device that published no MLS keys stays on envelopes
     ["now over mls", true],
   ]);
 });
+
+test("a revoked device is removed by the next message of its account's other device, and its kept state reads nothing after", async () => {
+  const [a, b] = await users("rv", "rvb");
+  const alice = await connect(a!);
+  const phone = await connect(b!);
+  const laptopHome = mkdtempSync(join(tmpdir(), "chatterbox-mls-revoked-"));
+  homes.push(laptopHome);
+  const laptop = await connectPersistent(cluster.balancerAddr, laptopHome, b!);
+  process.env.CHATTERBOX_HOME = fileHome;
+  await until(async () => {
+    const [row] = await db.sql`select count(*)::int as n from devices d join users u on u.id = d.user_id join key_packages k on k.device_id = d.id
+                               where u.name = ${b!} and k.last_resort`;
+    return row!.n === 2;
+  }, "both of bob's devices to publish");
+  await published(a!);
+  await alice.session.sendText(b!, "to both devices");
+  await waitFor(() => laptop.received.length === 1 && phone.received.length === 1, "both devices to receive");
+
+  const laptopId = (await phone.session.devices()).find((d) => !d.current)!.id;
+  await phone.session.revokeDevice(laptopId);
+  await waitFor(() => laptop.ended !== undefined, "the laptop's session to end");
+  await laptop.session.close();
+  await phone.session.sendText(a!, "the laptop is gone");
+  await waitFor(() => alice.received.length === 1, "alice to receive");
+  expect(alice.texts()).toEqual(["the laptop is gone"]);
+  await alice.session.sendText(b!, "only the phone reads this");
+  await waitFor(() => phone.received.length === 2, "the phone to receive");
+
+  // what the server stored after the first message: the phone's commit (removing the laptop), then two messages
+  const stored = await bodies(a!, b!);
+  expect(stored.map((s) => [s[0], s[1]])).toEqual([[MLS, 2], [MLS, 1], [MLS, 2], [MLS, 1], [MLS, 1]]);
+  // the laptop's state as it kept it on disk, with every check of ours bypassed
+  const { Database } = await import("bun:sqlite");
+  const file = new Database(join(laptopHome, b!, "store.db"), { readonly: true });
+  const row = file.query("select state from mls_groups").get() as { state: Uint8Array };
+  file.close();
+  const kept = new Uint8Array(row.state);
+  const { attackerDecrypt } = await import("./support/mls.ts");
+  const { parseMlsBody } = await import("../client/mls/body");
+  for (const body of stored.slice(3)) {
+    const parsed = parseMlsBody(body);
+    expect(parsed.type).toBe("application");
+    expect(await attackerDecrypt(kept, (parsed as { message: Uint8Array }).message)).toBeUndefined();
+  }
+  // and the commit it would need removes it
+  const { DeviceGroup } = await import("../crypto/mls/index.ts");
+  const restored = await DeviceGroup.restore(kept, { isTrusted: () => true });
+  const removal = await restored.receive((parseMlsBody(stored[2]!) as { commit: Uint8Array }).commit);
+  expect(removal).toMatchObject({ kind: "commit", removedSelf: true });
+});

@@ -54,6 +54,11 @@ export class MlsClient {
     if (this.enabled) void this.account.loggedIn();
   }
 
+  /** A device of the account was revoked: publish the list without it. */
+  async devicesChanged(): Promise<void> {
+    if (this.enabled) await this.account.loggedIn();
+  }
+
   /** A direct message's body, or undefined for an envelope. */
   sealDm(to: string, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
     const place = this.dm(to);
