@@ -287,3 +287,22 @@ test("a revoked device is removed by the next message of its account's other dev
   const removal = await restored.receive((parseMlsBody(stored[2]!) as { commit: Uint8Array }).commit);
   expect(removal).toMatchObject({ kind: "commit", removedSelf: true });
 });
+
+test("after 100 messages a device updates its leaf (a commit with a fresh key) before its next one, and the other side follows", async () => {
+  const [a, b] = await users("up", "upb");
+  const alice = await connect(a!);
+  const bob = await connect(b!);
+  await published(a!);
+  await published(b!);
+  for (let i = 1; i <= 101; i++) await alice.session.sendText(b!, `message ${i}`);
+  await waitFor(() => bob.received.length === 101, "bob to receive all");
+  expect(bob.received.every((m, i) => m.verified && m.text === `message ${i + 1}`)).toBe(true);
+  const kinds = (await bodies(a!, b!)).map((s) => s[1]);
+  // the group's commit, 100 messages, the update, the 101st
+  expect(kinds.length).toBe(103);
+  expect(kinds.flatMap((k, i) => (k === 2 ? [i] : []))).toEqual([0, 101]);
+  // and bob, on the new epoch, still writes back
+  await bob.session.sendText(a!, "still here");
+  await waitFor(() => alice.received.length === 1, "alice to receive");
+  expect(alice.texts()).toEqual(["still here"]);
+});

@@ -100,10 +100,8 @@ export class MlsConversations {
     for (;;) {
       const ciphertext = await held.group.encrypt(applicationPlaintext(cmid, content));
       // Saved before it is sent: a crash must never let the same key and nonce encrypt a second message.
-      if (this.save(place.label, held, 0)) {
-        held.sent++;
-        return applicationBody(ciphertext);
-      }
+      held.sent++;
+      if (this.save(place.label, held, 0)) return applicationBody(ciphertext);
       // Another process of this device used the group meanwhile: take its state and encrypt again.
       held = await this.loaded(place.label, true);
       if (!held) return undefined;
@@ -161,9 +159,9 @@ export class MlsConversations {
     try {
       const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: Number(epoch), body: commitBody(out.commit) });
       await held.group.receive(out.commit);
-      this.save(place.label, held, r.seq as number);
       held.sent = 0;
       held.since = Date.now();
+      this.saveOver(place.label, held, r.seq as number);
     } catch (error) {
       if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
     }
@@ -311,7 +309,7 @@ export class MlsConversations {
     if (held && held.version === version && !force) return held;
     const saved = this.local.group(label)!;
     const group = await DeviceGroup.restore(saved.state, this.account.book);
-    const fresh: Held = { group, version: saved.version, sent: held?.sent ?? 0, since: held?.since ?? Date.now() };
+    const fresh: Held = { group, version: saved.version, sent: saved.sent, since: saved.updatedAt };
     this.groups.set(label, fresh);
     return fresh;
   }
@@ -319,7 +317,7 @@ export class MlsConversations {
   /** Saves if no other process saved since this one loaded; true when it did. */
   private save(label: string, held: Held, seq: number): boolean {
     const expected = held.version === 0 ? undefined : held.version;
-    if (!this.local.saveGroup(label, held.group.save(), expected, seq)) return false;
+    if (!this.local.saveGroup(label, held.group.save(), expected, seq, { sent: held.sent, updatedAt: held.since })) return false;
     held.version = this.local.version(label)!;
     this.groups.set(label, held);
     return true;

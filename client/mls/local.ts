@@ -14,7 +14,8 @@ import { decodeKeyPackage, newMlsDevice, type MlsDevice, type OwnKeyPackage } fr
 const SCHEMA = `
   create table if not exists mls_key_packages (ref text primary key, public blob not null, init blob not null, hpke blob not null,
     last_resort integer not null, created_at real not null);
-  create table if not exists mls_groups (label text primary key, state blob not null, version integer not null, seq integer not null default 0);
+  create table if not exists mls_groups (label text primary key, state blob not null, version integer not null, seq integer not null default 0,
+    sent integer not null default 0, updated_at real not null default 0);
 `;
 
 export interface SavedGroup {
@@ -22,6 +23,9 @@ export interface SavedGroup {
   version: number;
   /** The conversation position of the last message the state has taken in (0 before any). */
   seq: number;
+  /** Messages this device sent since its last leaf update, and when that was (ms): when to update again. */
+  sent: number;
+  updatedAt: number;
 }
 
 /** What a key value store gives (the LocalStore's kv table). */
@@ -80,8 +84,10 @@ export class MlsLocal {
   }
 
   group(label: string): SavedGroup | undefined {
-    const row = this.db.query("select state, version, seq from mls_groups where label = ?").get(label) as { state: Uint8Array; version: number; seq: number } | null;
-    return row ? { state: new Uint8Array(row.state), version: row.version, seq: row.seq } : undefined;
+    const row = this.db.query("select state, version, seq, sent, updated_at from mls_groups where label = ?").get(label) as
+      | { state: Uint8Array; version: number; seq: number; sent: number; updated_at: number }
+      | null;
+    return row ? { state: new Uint8Array(row.state), version: row.version, seq: row.seq, sent: row.sent, updatedAt: row.updated_at } : undefined;
   }
 
   version(label: string): number | undefined {
@@ -90,12 +96,16 @@ export class MlsLocal {
   }
 
   /** Saves a group's state if the row is still at `expected` (undefined: no row yet); false if another process moved it. */
-  saveGroup(label: string, state: Uint8Array, expected: number | undefined, seq: number): boolean {
+  saveGroup(label: string, state: Uint8Array, expected: number | undefined, seq: number, counters: { sent: number; updatedAt: number }): boolean {
     if (expected === undefined) {
-      const r = this.db.query("insert into mls_groups (label, state, version, seq) values (?, ?, 1, ?) on conflict do nothing").run(label, state, seq);
+      const r = this.db
+        .query("insert into mls_groups (label, state, version, seq, sent, updated_at) values (?, ?, 1, ?, ?, ?) on conflict do nothing")
+        .run(label, state, seq, counters.sent, counters.updatedAt);
       return r.changes === 1;
     }
-    const r = this.db.query("update mls_groups set state = ?, version = version + 1, seq = max(seq, ?) where label = ? and version = ?").run(state, seq, label, expected);
+    const r = this.db
+      .query("update mls_groups set state = ?, version = version + 1, seq = max(seq, ?), sent = ?, updated_at = ? where label = ? and version = ?")
+      .run(state, seq, counters.sent, counters.updatedAt, label, expected);
     return r.changes === 1;
   }
 
