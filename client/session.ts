@@ -76,6 +76,8 @@ export interface MemberInfo {
   name: string;
   role: "admin" | "member";
   since: number;
+  /** Listed by the server, but no admin's MLS commit added them: they cannot read the group. */
+  unconfirmed?: true;
 }
 
 export class ChatSession extends Connection {
@@ -99,7 +101,9 @@ export class ChatSession extends Connection {
     this.pins = new Pins(this.store);
     this.pins.server = { call: (op, args) => this.call(op, args) };
     this.e2e = new E2E(options.user, () => this.keys(), this.pins, (names) => this.fetchKeys(names), this.store);
-    this.mls = new MlsClient({ user: options.user, store: this.store, keys: () => this.keys(), keyOf: (n) => this.e2e.keyOf(n), call: (op, args) => this.call(op, args), persistent: this.persist });
+    this.mls = new MlsClient({ user: options.user, store: this.store, keys: () => this.keys(), keyOf: (n) => this.e2e.keyOf(n), call: (op, args) => this.call(op, args), persistent: this.persist,
+      groupMembers: async (g) => (this.membership.get(g) ?? (await this.groupMembers(g))).members,
+    });
   }
 
   /** Leaves once the pins made in this session are on the server too (they are shared with the user's other devices). */
@@ -265,12 +269,7 @@ export class ChatSession extends Connection {
     const sealed = async () => {
       // The membership as last seen: if it changed since, the server says so (E_STALE_MEMBERS) and it is asked again.
       const { epoch, members } = this.membership.get(group) ?? (await this.groupMembers(group));
-      const body = await this.e2e.seal(
-        members.map((m) => m.name),
-        groupLabel(group),
-        cmid,
-        content,
-      );
+      const body = (await this.mls.sealGroup(group, cmid, encodeContent(content))) ?? (await this.e2e.seal(members.map((m) => m.name), groupLabel(group), cmid, content));
       return { group, epoch, cmid, body };
     };
     for (let attempt = 0; ; attempt++) {
@@ -317,17 +316,25 @@ export class ChatSession extends Connection {
 
   async createGroup(name: string, members: string[]): Promise<void> {
     await this.request("group.create", { group: name, members: members.length > 0 ? members : undefined });
+    await this.mls.groupCreated(name);
   }
 
   async changeGroup(op: "add" | "remove" | "promote" | "leave", group: string, users: string[] = []): Promise<void> {
     if (op === "promote") await this.request("group.promote", { group, user: users[0] });
     else if (op === "leave") await this.request("group.leave", { group });
     else await this.request(`group.${op}`, { group, users });
+    if (op !== "add") return;
+    this.membership.delete(group);
+    const left = await this.mls.groupAdded(group, users);
+    if (left.length > 0) this.options.onStatus?.(`${left.join(", ")} could not be added to #${group}'s MLS group (a device of theirs has no MLS keys yet): they cannot read it`);
   }
 
   async groupMembers(group: string): Promise<{ epoch: number; members: MemberInfo[] }> {
     const reply = await this.request("group.members", { group });
-    const membership = { epoch: reply.epoch as number, members: reply.members as MemberInfo[] };
+    const members = reply.members as MemberInfo[];
+    const unconfirmed = new Set(await this.mls.unconfirmed(group, members.map((m) => m.name)));
+    for (const m of members) if (unconfirmed.has(m.name)) m.unconfirmed = true;
+    const membership = { epoch: reply.epoch as number, members };
     this.membership.set(group, membership);
     return membership;
   }

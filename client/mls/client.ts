@@ -30,6 +30,8 @@ export interface MlsClientDeps {
   keys: () => IdentityKeys;
   keyOf(name: string): Promise<{ key: PublicIdentity; changed: boolean }>;
   call: Call;
+  /** A group chat's members as the server lists them (the session's cached copy). */
+  groupMembers(group: string): Promise<{ name: string; role: string }[]>;
   /**
    * Whether the device keeps its store on disk. One that does not (tests,
    * scripted one-off sessions) would lose its groups at exit and read nothing
@@ -66,11 +68,35 @@ export class MlsClient {
     return this.conversations.seal(place, cmid, content);
   }
 
+  /** A group message's body, or undefined for an envelope (the group is not on MLS yet, and this user is no admin to move it). */
+  async sealGroup(group: string, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
+    const place = await this.group(group);
+    if (!this.enabled && !this.conversations.has(place.label)) return undefined;
+    return this.conversations.seal(place, cmid, content);
+  }
+
+  /** After the server accepted a new group: its creator's device makes the MLS group with every member in it. */
+  async groupCreated(group: string): Promise<void> {
+    if (!this.enabled) return;
+    await this.conversations.ensure(await this.group(group));
+  }
+
+  /** After the server accepted an admin's add: this device commits the new members' devices. Returns who could not be added. */
+  async groupAdded(group: string, users: string[]): Promise<string[]> {
+    if (!this.enabled) return [];
+    return this.conversations.addUsers(await this.group(group), users);
+  }
+
+  /** Members the server lists who were never added to the group's MLS group by an admin's commit. */
+  unconfirmed(group: string, members: string[]): Promise<string[]> {
+    return this.conversations.unconfirmed(`group:${group}`, members);
+  }
+
   /** An MLS body: taken in if it comes in the conversation's order (`inOrder`), else this device's copy. */
   async read(message: WireMessage, inOrder: boolean): Promise<MlsRead> {
     if (!inOrder) return isCommit(message.body) ? { status: "control" } : this.stored(message);
-    if (message.group !== undefined) return { status: "failed", code: "E_MLS_FORMAT", reason: "group chats do not use mls yet" };
-    const opened = await this.conversations.open(this.dm(message.from === this.deps.user ? message.to : message.from), message);
+    const place = message.group !== undefined ? await this.group(message.group) : this.dm(message.from === this.deps.user ? message.to : message.from);
+    const opened = await this.conversations.open(place, message);
     if (opened.status === "ok") return { status: "ok", content: decodeContent(opened.content) };
     if (opened.status === "local") {
       const kept = this.stored(message);
@@ -83,6 +109,12 @@ export class MlsClient {
     const [kept] = this.deps.store.history(message.conv, message.seq + 1, 1);
     if (kept && kept.seq === message.seq) return { status: "stored", stored: kept };
     return { status: "failed", code: "E_MLS_EPOCH", reason: "not readable on this device: mls keys are used once, and this device kept no copy (forward secrecy)" };
+  }
+
+  private async group(name: string): Promise<Place> {
+    const members = await this.deps.groupMembers(name);
+    const me = members.find((m) => m.name === this.deps.user);
+    return { label: `group:${name}`, users: members.map((m) => m.name), target: { group: name }, admin: me?.role === "admin" };
   }
 
   private dm(other: string): Place {

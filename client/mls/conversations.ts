@@ -34,9 +34,16 @@ export type Opened =
 /** Who a conversation is with, and how to address the server about it. */
 export interface Place {
   label: string;
-  /** Everyone whose devices belong in the group (the user included). */
+  /** Everyone whose devices may be in the group (the user included): for a group chat, the members the server lists. */
   users: string[];
   target: { to: string } | { group: string };
+  /**
+   * For a group chat: whether this user is an admin (the server's word). Only
+   * an admin's device makes the group; and a user enters a group chat's MLS
+   * group only by an admin's explicit add (addUsers), never because the
+   * server lists them.
+   */
+  admin?: boolean;
 }
 
 interface Held {
@@ -87,6 +94,7 @@ export class MlsConversations {
     let held = await this.loaded(place.label);
     if (!held) {
       if ((this.notReady.get(place.label) ?? 0) > Date.now()) return undefined;
+      if ("group" in place.target && !place.admin) return this.notOnMls(place);
       held = await this.start(place);
       if (!held) {
         this.notReady.set(place.label, Date.now() + NOT_READY_MS);
@@ -108,6 +116,53 @@ export class MlsConversations {
     }
   }
 
+  /** Makes the conversation's MLS group now if it has none and may (a new group chat, by its creator's device). */
+  ensure(place: Place): Promise<boolean> {
+    return this.serial(place.label, async () => (await this.loaded(place.label)) !== undefined || (await this.start(place)) !== undefined);
+  }
+
+  /**
+   * A member's device with no MLS group for a group chat: fine while the group
+   * is not on MLS (an envelope goes); once it is, an envelope would reach
+   * whoever the server lists, so this device waits to be added instead.
+   */
+  private async notOnMls(place: Place): Promise<undefined> {
+    if (((await this.call("mls.epoch", place.target)).epoch as number) === 0) return undefined;
+    throw new ChatError("E_NOT_MEMBER", "This device is not in the group's MLS group yet: an admin adds new members' devices, and any member's next message adds a new device of a member");
+  }
+
+  /**
+   * Adds users' devices to a group chat's MLS group: what an admin's device
+   * does right after the server accepted the add. A user with a device that has
+   * no key package is left out (returned), and shown as not added.
+   */
+  addUsers(place: Place, users: string[]): Promise<string[]> {
+    return this.serial(place.label, async () => {
+      const held = await this.loaded(place.label);
+      if (!held) return [];
+      await this.account.refresh(users, true);
+      const packages: Uint8Array[] = [];
+      const left: string[] = [];
+      for (const user of users) {
+        const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[]; missing: string[] };
+        const listed = this.account.book.get(user)?.devices ?? [];
+        const usable = claim.packages.filter((p) => listed.some((d) => d.deviceId === p.device && Buffer.from(d.mlsKey).equals(Buffer.from(decodeKeyPackage(new Uint8Array(p.keyPackage)).leafNode.signaturePublicKey))));
+        if (claim.missing.length > 0 || usable.length === 0 || usable.length < claim.packages.length) left.push(user);
+        else packages.push(...usable.map((p) => new Uint8Array(p.keyPackage)));
+      }
+      if (packages.length > 0) await this.commitChange(place, held, packages, []);
+      return left;
+    });
+  }
+
+  /** Users the server lists in the conversation who have no leaf in its MLS group (none while it is not on MLS). */
+  async unconfirmed(label: string, users: string[]): Promise<string[]> {
+    const held = await this.loaded(label);
+    if (!held) return [];
+    const inGroup = new Set(held.group.members().map((m) => m.user));
+    return users.filter((u) => !inGroup.has(u));
+  }
+
   /**
    * Makes the group's leaves match the members' signed device lists: adds a
    * listed device that is not in it (a new device, or one that lost its state
@@ -120,9 +175,15 @@ export class MlsConversations {
     const own = held.group.ownLeaf;
     const listed = (user: string) => this.account.book.get(user)?.devices ?? [];
     const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
-    const remove = leaves.filter((m) => m.leaf !== own && !listed(m.user).some((d) => d.deviceId === m.deviceId && same(d.mlsKey, m.signatureKey))).map((m) => m.leaf);
+    // only against a list this device holds: a user whose list it could not get keeps their leaves
+    const known = (user: string) => this.account.book.get(user) !== undefined;
+    const remove = leaves
+      .filter((m) => m.leaf !== own && known(m.user) && !listed(m.user).some((d) => d.deviceId === m.deviceId && same(d.mlsKey, m.signatureKey)))
+      .map((m) => m.leaf);
     const wanted = new Map<string, string[]>();
-    for (const user of place.users)
+    // a group chat's new member comes in by an admin's add, not by the server's list: only members with a leaf get their new devices added
+    const present = new Set(leaves.map((m) => m.user));
+    for (const user of place.users.filter((u) => "to" in place.target || present.has(u)))
       for (const d of listed(user)) {
         if (leaves.some((m) => m.user === user && m.deviceId === d.deviceId && same(m.signatureKey, d.mlsKey))) continue;
         if ((this.noPackage.get(`${user}/${d.deviceId}`) ?? 0) > Date.now()) continue;
@@ -139,7 +200,13 @@ export class MlsConversations {
         else this.noPackage.set(`${user}/${id}`, Date.now() + NOT_READY_MS);
       }
     }
+    // and a user the server no longer lists (removed, or left) loses every leaf
+    for (const m of leaves) if (m.leaf !== own && !place.users.includes(m.user) && !remove.includes(m.leaf)) remove.push(m.leaf);
     if (packages.length === 0 && remove.length === 0) return;
+    await this.commitChange(place, held, packages, remove);
+  }
+
+  private async commitChange(place: Place, held: Held, packages: Uint8Array[], remove: number[]): Promise<void> {
     const epoch = held.group.epoch;
     const out = await held.group.change(packages, remove);
     try {
