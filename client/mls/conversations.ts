@@ -6,16 +6,14 @@
  * by its first sender, once every device of every member has published key
  * packages and a device list; until then the session uses envelopes.
  */
-import { sha256 } from "@noble/hashes/sha2.js";
-import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
-import { utf8 } from "../../crypto/bytes.ts";
-import { decodeKeyPackage, DeviceGroup, MlsError, mlsSuite, type Received as MlsReceived } from "../../crypto/mls/index.ts";
-import { decodeWelcome } from "../../crypto/mls/wire.ts";
+import { decodeKeyPackage, DeviceGroup, MlsError, type Received as MlsReceived } from "../../crypto/mls/index.ts";
 import { ChatError } from "../../protocol/errors";
 import type { WireMessage } from "../../protocol/messages";
 import type { MlsAccount, Call } from "./account";
 import { applicationBody, applicationPlaintext, commitBody, parseApplicationPlaintext, parseMlsBody } from "./body";
 import type { MlsLocal } from "./local";
+import { groupIdOf, joinFromWelcome } from "./join";
+import { planLeaves } from "./reconcile";
 
 /** A leaf update (a commit with no proposals) after this many sends from this device, or this long: post-compromise security. */
 export const UPDATE_EVERY_MESSAGES = 100;
@@ -51,6 +49,8 @@ interface Held {
   version: number;
   sent: number;
   since: number;
+  /** The epoch and lists the leaves were last found to match. */
+  checked?: string;
 }
 
 export class MlsConversations {
@@ -73,15 +73,6 @@ export class MlsConversations {
     return this.load(label) !== undefined;
   }
 
-  epochOf(label: string): bigint | undefined {
-    return this.load(label)?.group.epoch;
-  }
-
-  /** The devices in a conversation's group, as this device sees it. */
-  members(label: string): { user: string; deviceId: string }[] {
-    return this.load(label)?.group.members().map(({ user, deviceId }) => ({ user, deviceId })) ?? [];
-  }
-
   /**
    * The body to send for a message: one MLS ciphertext, or undefined when the
    * conversation is not (yet) on MLS and the caller seals an envelope.
@@ -94,7 +85,11 @@ export class MlsConversations {
     let held = await this.loaded(place.label);
     if (!held) {
       if ((this.notReady.get(place.label) ?? 0) > Date.now()) return undefined;
-      if ("group" in place.target && !place.admin) return this.notOnMls(place);
+      if ("group" in place.target && !place.admin) {
+        await this.notOnMls(place);
+        this.notReady.set(place.label, Date.now() + NOT_READY_MS);
+        return undefined;
+      }
       held = await this.start(place);
       if (!held) {
         this.notReady.set(place.label, Date.now() + NOT_READY_MS);
@@ -171,39 +166,28 @@ export class MlsConversations {
    * no key package to claim is asked for again a little later.
    */
   private async reconcile(place: Place, held: Held): Promise<void> {
-    const leaves = held.group.members();
-    const own = held.group.ownLeaf;
-    const listed = (user: string) => this.account.book.get(user)?.devices ?? [];
-    const same = (a: Uint8Array, b: Uint8Array) => Buffer.from(a).equals(Buffer.from(b));
-    // only against a list this device holds: a user whose list it could not get keeps their leaves
-    const known = (user: string) => this.account.book.get(user) !== undefined;
-    const remove = leaves
-      .filter((m) => m.leaf !== own && known(m.user) && !listed(m.user).some((d) => d.deviceId === m.deviceId && same(d.mlsKey, m.signatureKey)))
-      .map((m) => m.leaf);
-    const wanted = new Map<string, string[]>();
-    // a group chat's new member comes in by an admin's add, not by the server's list: only members with a leaf get their new devices added
-    const present = new Set(leaves.map((m) => m.user));
-    for (const user of place.users.filter((u) => "to" in place.target || present.has(u)))
-      for (const d of listed(user)) {
-        if (leaves.some((m) => m.user === user && m.deviceId === d.deviceId && same(m.signatureKey, d.mlsKey))) continue;
-        if ((this.noPackage.get(`${user}/${d.deviceId}`) ?? 0) > Date.now()) continue;
-        wanted.set(user, [...(wanted.get(user) ?? []), d.deviceId]);
-      }
+    // nothing to do unless the epoch, the conversation's users or one of their lists changed since the last look
+    const book = this.account.book;
+    const stamp = `${held.group.epoch}|${place.users.map((u) => `${u}:${book.get(u)?.version ?? "-"}`).join(",")}`;
+    if (held.checked === stamp && this.noPackage.size === 0) return;
+    const plan = planLeaves(held.group.members(), held.group.ownLeaf, place.users, (u) => book.get(u), {
+      anyUser: "to" in place.target,
+      skip: (user, id) => (this.noPackage.get(`${user}/${id}`) ?? 0) > Date.now(),
+    });
     const packages: Uint8Array[] = [];
-    for (const [user, devices] of wanted) {
+    for (const [user, devices] of plan.add) {
       const claim = (await this.call("mls.keypackages.claim", { user, devices })) as { packages: { device: string; keyPackage: Uint8Array }[] };
       for (const id of devices) {
         const got = claim.packages.find((p) => p.device === id);
-        const key = listed(user).find((d) => d.deviceId === id)!.mlsKey;
+        const key = book.get(user)!.devices.find((d) => d.deviceId === id)!.mlsKey;
         // a package from the device's earlier key (before it lost its state) would add a leaf its owner no longer lists
-        if (got && same(decodeKeyPackage(new Uint8Array(got.keyPackage)).leafNode.signaturePublicKey, key)) packages.push(new Uint8Array(got.keyPackage));
+        if (got && Buffer.from(decodeKeyPackage(new Uint8Array(got.keyPackage)).leafNode.signaturePublicKey).equals(Buffer.from(key))) packages.push(new Uint8Array(got.keyPackage));
         else this.noPackage.set(`${user}/${id}`, Date.now() + NOT_READY_MS);
       }
     }
-    // and a user the server no longer lists (removed, or left) loses every leaf
-    for (const m of leaves) if (m.leaf !== own && !place.users.includes(m.user) && !remove.includes(m.leaf)) remove.push(m.leaf);
-    if (packages.length === 0 && remove.length === 0) return;
-    await this.commitChange(place, held, packages, remove);
+    for (const [k, until] of this.noPackage) if (until <= Date.now()) this.noPackage.delete(k);
+    if (packages.length > 0 || plan.remove.length > 0) await this.commitChange(place, held, packages, plan.remove);
+    else held.checked = stamp;
   }
 
   private async commitChange(place: Place, held: Held, packages: Uint8Array[], remove: number[]): Promise<void> {
@@ -333,26 +317,10 @@ export class MlsConversations {
       }
     }
     if (!welcome) return { status: "control" };
-    const packages = this.account.packages();
-    const cs = await mlsSuite();
-    const refs = new Set(decodeWelcome(welcome).secrets.map((s) => Buffer.from(s.newMember).toString("hex")));
-    const mine = [];
-    for (const p of packages) if (refs.has(Buffer.from(await makeKeyPackageRef(p.publicPackage, cs.hash)).toString("hex"))) mine.push(p);
-    if (mine.length === 0) return { status: "control" };
-    await this.account.refresh(place.users, true);
-    let group: DeviceGroup;
-    try {
-      group = await DeviceGroup.join(welcome, mine, this.account.book);
-    } catch (error) {
-      if (!(error instanceof MlsError) || error.reason !== "E_MLS_UNTRUSTED_MEMBER") throw error;
-      // a device listed since this device last asked: once more with fresh lists
-      await this.account.refresh(place.users, true);
-      group = await DeviceGroup.join(welcome, mine, this.account.book);
-    }
-    if (!Buffer.from(group.groupId).equals(Buffer.from(groupIdOf(place.label)))) throw new MlsError("E_MLS_FORMAT", "The welcome is for another conversation's group");
-    const stranger = group.members().find((m) => !place.users.includes(m.user));
-    if (stranger) throw new MlsError("E_MLS_UNTRUSTED_MEMBER", `${stranger.user}/${stranger.deviceId} is not in this conversation`);
-    for (const p of mine) this.local.dropPackage(p.ref);
+    const joined = await joinFromWelcome(welcome, place, this.account);
+    if (!joined) return { status: "control" };
+    const { group, used } = joined;
+    for (const ref of used) this.local.dropPackage(ref);
     const fresh: Held = { group, version: this.local.version(place.label) ?? 0, sent: 0, since: Date.now() };
     this.saveOver(place.label, fresh, message.seq);
     return { status: "control" };
@@ -406,11 +374,6 @@ export class MlsConversations {
     });
     return run;
   }
-}
-
-/** Both sides of a conversation derive the same group id; a welcome into any other group is refused. */
-export function groupIdOf(label: string): Uint8Array {
-  return sha256(utf8(`chatterbox mls group v1\u0000${label}`)).subarray(0, 16);
 }
 
 function failed(code: string, reason: string): Opened {
