@@ -101,7 +101,13 @@ export class ChatSession extends Connection {
     this.pins = new Pins(this.store);
     this.pins.server = { call: (op, args) => this.call(op, args) };
     this.e2e = new E2E(options.user, () => this.keys(), this.pins, (names) => this.fetchKeys(names), this.store);
-    this.mls = new MlsClient({ user: options.user, store: this.store, keys: () => this.keys(), keyOf: (n) => this.e2e.keyOf(n), call: (op, args) => this.call(op, args), persistent: this.persist,
+    this.mls = new MlsClient({
+      user: options.user,
+      store: this.store,
+      keys: () => this.keys(),
+      keyOf: (n) => this.e2e.keyOf(n),
+      call: (op, args) => this.call(op, args),
+      persistent: this.persist,
       groupMembers: async (g) => (this.membership.get(g) ?? (await this.groupMembers(g))).members,
     });
   }

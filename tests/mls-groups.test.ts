@@ -118,3 +118,17 @@ test("an admin's add is an MLS commit that the new member joins from; a removed 
   const last = parseMlsBody(bodies[5]!) as { message: Uint8Array };
   expect(await attackerDecrypt(kept, last.message)).toBeUndefined();
 });
+
+test("two admins adding at once: one commit wins the epoch, the other is made again on the next, and both new members read", async () => {
+  const [alice, bob, dave, erin] = await people("ia", "ib", "id", "ie");
+  const group = uniqueName("i");
+  await alice!.session.createGroup(group, [bob!.name]);
+  await alice!.session.changeGroup("promote", group, [bob!.name]);
+  await Promise.all([alice!.session.changeGroup("add", group, [dave!.name]), bob!.session.changeGroup("add", group, [erin!.name])]);
+  await alice!.session.sendGroupText(group, "hello both");
+  await waitFor(() => dave!.texts().includes("hello both") && erin!.texts().includes("hello both"), "both new members to read");
+  // the group's commit, then one commit per epoch for the two adds
+  expect((await groupBodies(group)).map((b) => b[1])).toEqual([2, 2, 2, 1]);
+  const { members } = await erin!.session.groupMembers(group);
+  expect(members.filter((m) => m.unconfirmed)).toEqual([]);
+});

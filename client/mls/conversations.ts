@@ -131,23 +131,43 @@ export class MlsConversations {
    * does right after the server accepted the add. A user with a device that has
    * no key package is left out (returned), and shown as not added.
    */
-  addUsers(place: Place, users: string[]): Promise<string[]> {
-    return this.serial(place.label, async () => {
-      const held = await this.loaded(place.label);
-      if (!held) return [];
-      await this.account.refresh(users, true);
-      const packages: Uint8Array[] = [];
-      const left: string[] = [];
-      for (const user of users) {
-        const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[]; missing: string[] };
-        const listed = this.account.book.get(user)?.devices ?? [];
-        const usable = claim.packages.filter((p) => listed.some((d) => d.deviceId === p.device && Buffer.from(d.mlsKey).equals(Buffer.from(decodeKeyPackage(new Uint8Array(p.keyPackage)).leafNode.signaturePublicKey))));
-        if (claim.missing.length > 0 || usable.length === 0 || usable.length < claim.packages.length) left.push(user);
-        else packages.push(...usable.map((p) => new Uint8Array(p.keyPackage)));
-      }
-      if (packages.length > 0) await this.commitChange(place, held, packages, []);
-      return left;
-    });
+  async addUsers(place: Place, users: string[]): Promise<string[]> {
+    for (let attempt = 0; ; attempt++) {
+      const tried = await this.serial(place.label, () => this.addUsersNow(place, users));
+      if (tried.stored) return tried.left;
+      // Another commit of the epoch came first: it is taken in on the conversation's lane (so not waited for
+      // inside it), then the add is made again on the new epoch.
+      if (attempt >= 5) throw new MlsError("E_MLS_STALE_COMMIT", "The add lost its epoch five times in a row");
+      await this.epochPast(place.label, tried.epoch);
+    }
+  }
+
+  private async addUsersNow(place: Place, users: string[]): Promise<{ stored: boolean; left: string[]; epoch: bigint }> {
+    const held = await this.loaded(place.label);
+    if (!held) return { stored: true, left: [], epoch: 0n };
+    await this.account.refresh(users, true);
+    const packages: Uint8Array[] = [];
+    const left: string[] = [];
+    for (const user of users) {
+      const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[]; missing: string[] };
+      const listed = this.account.book.get(user)?.devices ?? [];
+      const usable = claim.packages.filter((p) => listed.some((d) => d.deviceId === p.device && Buffer.from(d.mlsKey).equals(Buffer.from(decodeKeyPackage(new Uint8Array(p.keyPackage)).leafNode.signaturePublicKey))));
+      if (claim.missing.length > 0 || usable.length === 0 || usable.length < claim.packages.length) left.push(user);
+      else packages.push(...usable.map((p) => new Uint8Array(p.keyPackage)));
+    }
+    const epoch = held.group.epoch;
+    const stored = packages.length === 0 || (await this.commitChange(place, held, packages, []));
+    return { stored, left, epoch };
+  }
+
+  /** Waits (up to 15 s) until this process's group for the label is past `epoch`. */
+  private async epochPast(label: string, epoch: bigint): Promise<void> {
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      const held = await this.serial(label, () => this.loaded(label));
+      if (!held || held.group.epoch > epoch) return;
+      await Bun.sleep(20);
+    }
   }
 
   /** Users the server lists in the conversation who have no leaf in its MLS group (none while it is not on MLS). */
@@ -190,16 +210,18 @@ export class MlsConversations {
     else held.checked = stamp;
   }
 
-  private async commitChange(place: Place, held: Held, packages: Uint8Array[], remove: number[]): Promise<void> {
+  /** False when another commit of the epoch was stored first (E_MLS_STALE_COMMIT): it is taken in, in order, and the caller may try again. */
+  private async commitChange(place: Place, held: Held, packages: Uint8Array[], remove: number[]): Promise<boolean> {
     const epoch = held.group.epoch;
     const out = await held.group.change(packages, remove);
     try {
       const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: Number(epoch), body: commitBody(out.commit, out.welcome) });
       await held.group.receive(out.commit);
       this.saveOver(place.label, held, r.seq as number);
+      return true;
     } catch (error) {
-      // another commit of the epoch came first: it is taken in, in order, and the next message reconciles again
       if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
+      return false;
     }
   }
 
