@@ -22,6 +22,11 @@ import { isCommit } from "./body";
 
 export { isMlsBody } from "./body";
 
+/** A member added this recently (by the server's clock) may still be waiting for the admin's commit... */
+const RECENT_ADD_MS = 10_000;
+/** ...which a sender waits for this long at most before it encrypts. */
+const WAIT_FOR_ADD_MS = 3_000;
+
 export type MlsRead = Revealed | { status: "control" } | { status: "stored"; stored: StoredMessage };
 
 export interface MlsClientDeps {
@@ -31,7 +36,7 @@ export interface MlsClientDeps {
   keyOf(name: string): Promise<{ key: PublicIdentity; changed: boolean }>;
   call: Call;
   /** A group chat's members as the server lists them (the session's cached copy). */
-  groupMembers(group: string): Promise<{ name: string; role: string }[]>;
+  groupMembers(group: string): Promise<{ name: string; role: string; since?: number }[]>;
   /**
    * Whether the device keeps its store on disk. One that does not (tests,
    * scripted one-off sessions) would lose its groups at exit and read nothing
@@ -72,6 +77,11 @@ export class MlsClient {
   async sealGroup(group: string, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
     const place = await this.group(group);
     if (!this.enabled && !this.conversations.has(place.label)) return undefined;
+    // Someone added a moment ago: the admin's commit that gives them the keys is on its way, and a message
+    // made before this device takes it in would be from an epoch they never had. Wait for it a little.
+    const members = await this.deps.groupMembers(group);
+    const recent = members.filter((m) => m.since !== undefined && Date.now() - m.since < RECENT_ADD_MS).map((m) => m.name);
+    if (recent.length > 0) await this.conversations.awaitLeaves(place.label, recent, WAIT_FOR_ADD_MS);
     return this.conversations.seal(place, cmid, content);
   }
 

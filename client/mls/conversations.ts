@@ -170,6 +170,12 @@ export class MlsConversations {
     }
   }
 
+  /** Waits (outside the conversation's lane, which takes the commit in) until these users have leaves, or `ms` passed. */
+  async awaitLeaves(label: string, users: string[], ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while ((await this.unconfirmed(label, users)).length > 0 && Date.now() < deadline) await Bun.sleep(20);
+  }
+
   /** Users the server lists in the conversation who have no leaf in its MLS group (none while it is not on MLS). */
   async unconfirmed(label: string, users: string[]): Promise<string[]> {
     const held = await this.loaded(label);
