@@ -115,6 +115,8 @@ export class ChatSession extends Connection {
   /** Leaves once the pins made in this session are on the server too (they are shared with the user's other devices). */
   override async close(): Promise<void> {
     if (this.connected) await this.pins.flushed().catch(() => {});
+    // a one-shot command's device publishes its MLS keys before it leaves, or others keep sealing envelopes to it
+    if (this.connected) await this.mls.published();
     return super.close();
   }
 

@@ -61,6 +61,11 @@ export class MlsClient {
     if (this.enabled) void this.account.loggedIn();
   }
 
+  /** Resolves when this login's publishing (device list, key packages) is done or has failed. */
+  published(): Promise<void> {
+    return this.account.ready();
+  }
+
   /** A device of the account was revoked: publish the list without it. */
   async devicesChanged(): Promise<void> {
     if (this.enabled) await this.account.loggedIn();
