@@ -238,7 +238,7 @@ test("a conversation with a device that published no MLS keys stays on envelopes
   ]);
 });
 
-test("a revoked device is removed by the next message of its account's other device, and its kept state reads nothing after", async () => {
+test("a revoked device is removed by the next message of its account's other device, its kept state reads nothing after, and an older list replayed by the server does not bring it back", async () => {
   const [a, b] = await users("rv", "rvb");
   const alice = await connect(a!);
   const phone = await connect(b!);
@@ -255,6 +255,7 @@ test("a revoked device is removed by the next message of its account's other dev
   await alice.session.sendText(b!, "to both devices");
   await waitFor(() => laptop.received.length === 1 && phone.received.length === 1, "both devices to receive");
 
+  const [{ data: oldList }] = (await db.sql`select l.data from device_lists l join users u on u.id = l.user_id where u.name = ${b!}`) as unknown as [{ data: Uint8Array }];
   const laptopId = (await phone.session.devices()).find((d) => !d.current)!.id;
   await phone.session.revokeDevice(laptopId);
   await waitFor(() => laptop.ended !== undefined, "the laptop's session to end");
@@ -286,6 +287,16 @@ test("a revoked device is removed by the next message of its account's other dev
   const restored = await DeviceGroup.restore(kept, { isTrusted: () => true });
   const removal = await restored.receive((parseMlsBody(stored[2]!) as { commit: Uint8Array }).commit);
   expect(removal).toMatchObject({ kind: "commit", removedSelf: true });
+
+  // a hostile server brings the laptop back: un-revokes it and serves bob's older list (naming it) to alice's
+  // restarted client, which remembers the newer one: refused, nothing re-added
+  await db.sql`update device_lists set data = ${oldList}, version = 1 where user_id = (select id from users where name = ${b!})`;
+  await db.sql`update devices set revoked_at = null where key = ${laptopId}`;
+  await alice.session.close();
+  const alice2 = await connect(a!);
+  await alice2.session.sendText(b!, "after the replayed list");
+  await waitFor(() => phone.received.length === 3, "the phone to receive");
+  expect((await bodies(a!, b!)).slice(5).map((s) => s[1])).toEqual([1]);
 });
 
 test("after 100 messages a device updates its leaf (a commit with a fresh key) before its next one, and the other side follows", async () => {

@@ -35,7 +35,15 @@ export class MlsAccount {
   private bootstrapped?: Promise<void>;
   private own?: MlsDevice;
 
-  constructor(private readonly deps: AccountDeps) {}
+  constructor(private readonly deps: AccountDeps) {
+    for (const kept of deps.local.deviceLists()) {
+      try {
+        this.book.accept(kept.user, kept.signed, kept.identity);
+      } catch {
+        // not readable any more: the server's copy is asked for instead
+      }
+    }
+  }
 
   get device(): MlsDevice {
     this.own ??= this.deps.local.device(this.deps.user, this.deps.deviceId());
@@ -124,7 +132,8 @@ export class MlsAccount {
         const { key, changed } = await this.deps.keyOf(u);
         if (changed) return false;
         try {
-          this.book.accept(u, new Uint8Array(signed), key.sign);
+          const list = this.book.accept(u, new Uint8Array(signed), key.sign);
+          this.deps.local.keepDeviceList(u, new Uint8Array(signed), key.sign, list.version);
           this.fetched.set(u, now);
         } catch {
           // An older list replayed, or one not signed by the pinned key: the one held stays.
@@ -132,6 +141,11 @@ export class MlsAccount {
       }
     }
     return users.every((u) => this.book.get(u) !== undefined);
+  }
+
+  /** The next refresh asks the server for these users' lists again, however recently it did. */
+  forget(users: string[]): void {
+    for (const u of users) this.fetched.delete(u);
   }
 
   /** The private key packages this device can join with. */

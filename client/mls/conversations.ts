@@ -357,6 +357,8 @@ export class MlsConversations {
   private async receive(place: Place, held: Held, bytes: Uint8Array, seq: number): Promise<MlsReceived> {
     const got = await held.group.receive(bytes);
     this.saveOver(place.label, held, seq);
+    // a commit means someone's devices changed: this device asks for the lists again before it next reconciles
+    if (got.kind === "commit") this.account.forget(place.users);
     return got;
   }
 

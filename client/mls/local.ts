@@ -1,7 +1,9 @@
 /**
  * This device's MLS secrets in its store.db: its MLS signing key, the private
  * halves of the key packages it uploaded (to join from a welcome made for one
- * of them), and each conversation's group state as ts-mls serializes it. All
+ * of them), each conversation's group state as ts-mls serializes it, and the
+ * newest device list it verified for each user (so that after a restart an
+ * older list, naming a device since revoked, is still refused). All
  * of it is as sensitive as the identity keys beside it (the file is 0600).
  * Several processes of one user share the file: each group row carries a
  * version, and a process that finds another version than the one it holds
@@ -14,6 +16,7 @@ import { decodeKeyPackage, newMlsDevice, type MlsDevice, type OwnKeyPackage } fr
 const SCHEMA = `
   create table if not exists mls_key_packages (ref text primary key, public blob not null, init blob not null, hpke blob not null,
     last_resort integer not null, created_at real not null);
+  create table if not exists mls_device_lists (user text primary key, signed blob not null, identity blob not null, version integer not null);
   create table if not exists mls_groups (label text primary key, state blob not null, version integer not null, seq integer not null default 0,
     sent integer not null default 0, updated_at real not null default 0);
 `;
@@ -81,6 +84,24 @@ export class MlsLocal {
   /** Last-resort packages older than the one just uploaded are no longer handed out. */
   dropOldLastResort(keep: string): void {
     this.db.query("delete from mls_key_packages where last_resort = 1 and ref <> ? and created_at < ?").run(keep, Date.now() - 7 * 24 * 3600_000);
+  }
+
+  /** The newest device list this device verified for each user, with the identity key it verified it under. */
+  deviceLists(): { user: string; signed: Uint8Array; identity: Uint8Array }[] {
+    return (this.db.query("select user, signed, identity from mls_device_lists").all() as { user: string; signed: Uint8Array; identity: Uint8Array }[]).map((r) => ({
+      user: r.user,
+      signed: new Uint8Array(r.signed),
+      identity: new Uint8Array(r.identity),
+    }));
+  }
+
+  keepDeviceList(user: string, signed: Uint8Array, identity: Uint8Array, version: number): void {
+    this.db
+      .query(
+        `insert into mls_device_lists (user, signed, identity, version) values (?, ?, ?, ?)
+         on conflict (user) do update set signed = excluded.signed, identity = excluded.identity, version = excluded.version where excluded.version > mls_device_lists.version`,
+      )
+      .run(user, signed, identity, version);
   }
 
   group(label: string): SavedGroup | undefined {
