@@ -116,7 +116,8 @@ export class ChatSession extends Connection {
   override async close(): Promise<void> {
     if (this.connected) await this.pins.flushed().catch(() => {});
     // a one-shot command's device publishes its MLS keys before it leaves, or others keep sealing envelopes to it
-    if (this.connected) await this.mls.published();
+    // (bounded: a link lost meanwhile would have the publishing wait for a reconnect)
+    if (this.connected) await Promise.race([this.mls.published(), Bun.sleep(5_000)]);
     return super.close();
   }
 

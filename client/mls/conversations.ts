@@ -250,7 +250,8 @@ export class MlsConversations {
    * Makes the conversation's group: claims a key package for every device of
    * every member (this device's own aside), adds them, and sends the commit
    * with its welcome. If another device's commit for the same epoch came
-   * first, this device waits to be welcomed into that group instead.
+   * first, undefined: this message goes as an envelope, and the winner's
+   * welcome, taken in in the conversation's order, brings this device in.
    */
   private async start(place: Place): Promise<Held | undefined> {
     await this.account.ready();
