@@ -117,7 +117,7 @@ export class ChatSession extends Connection {
     if (this.connected) await this.pins.flushed().catch(() => {});
     // a one-shot command's device publishes its MLS keys before it leaves, or others keep sealing envelopes to it
     // (bounded: a link lost meanwhile would have the publishing wait for a reconnect)
-    if (this.connected) await Promise.race([this.mls.published(), Bun.sleep(5_000)]);
+    if (this.connected) await Promise.race([this.mls.settled(), Bun.sleep(5_000)]);
     return super.close();
   }
 
@@ -134,6 +134,7 @@ export class ChatSession extends Connection {
 
   protected override passwordLogin(wrapKey: Uint8Array): void {
     this.store.set("pins.key", Buffer.from(pinsKey(wrapKey)).toString("base64"));
+    this.mls.passwordLogin(wrapKey);
   }
 
   protected override userEvent(ev: string, frame: Record<string, unknown>): void {
@@ -398,6 +399,11 @@ export class ChatSession extends Connection {
     return closed;
   }
 
+  /** The opt-in history backup of this device's messages (off by default; SECURITY.md says what it costs). */
+  setHistoryBackup(on: boolean): void {
+    this.mls.backup.set(on);
+  }
+
   async getSettings(): Promise<{ readReceipts: boolean }> {
     return (this.settings = (await this.call("settings", {})).settings as { readReceipts: boolean });
   }
@@ -508,7 +514,9 @@ export class ChatSession extends Connection {
   /** The device's copy of a message, for its history and search. */
   private keep(m: Received): void {
     const { file, ...rest } = m;
-    this.store.keep({ ...rest, ...(file ? { file: JSON.stringify({ ...file, key: Buffer.from(file.key).toString("base64") }) } : {}) });
+    const stored = { ...rest, ...(file ? { file: JSON.stringify({ ...file, key: Buffer.from(file.key).toString("base64") }) } : {}) };
+    this.store.keep(stored);
+    this.mls.kept(stored);
   }
 
   /** One's own message, stored by the server: into the local history too. */

@@ -298,3 +298,21 @@ export const mlsGroups = pgTable("mls_groups", {
   epoch: bigint("epoch", { mode: "number" }).notNull(),
   updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
 });
+
+/**
+ * The opt-in history backup (client/mls/history-backup.ts): batches of a
+ * user's messages sealed under a key only their password gives, so that a new
+ * device can read what forward secrecy would otherwise keep from it.
+ */
+export const historyBackups = pgTable(
+  "history_backups",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    data: bytea("data").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("history_backups_user").on(t.userId, t.id)],
+);

@@ -17,6 +17,8 @@ import { MAX_ONE_TIME_PACKAGES, type KeyPackageStore } from "./keypackage-store"
 import type { MlsStore } from "./mls-store";
 
 const MAX_KEY_PACKAGE_BYTES = 16 * 1024;
+/** One sealed batch of the history backup; a reply carries at most this much too, so it fits a frame. */
+const MAX_HISTORY_BATCH_BYTES = 256 * 1024;
 /** A signed list of 1024 devices is about 70 KiB. */
 const MAX_DEVICE_LIST_BYTES = 128 * 1024;
 
@@ -61,6 +63,18 @@ export function mlsRoutes(deps: MlsDeps, loggedIn: Route<ClientState>["guard"]):
       async handle(conn, req) {
         const { convId } = await directory.destination(conn.state.user!.id, target(req));
         return { conv: convId, epoch: await mls.epochOf(convId) };
+      },
+    },
+    "history.backup.put": {
+      guard: loggedIn,
+      async handle(conn, req) {
+        return { id: await mls.putHistory(conn.state.user!.id, v.bytes(req, "data", MAX_HISTORY_BATCH_BYTES)) };
+      },
+    },
+    "history.backup.get": {
+      guard: loggedIn,
+      async handle(conn, req) {
+        return { batches: await mls.history(conn.state.user!.id, v.int(req, "after", 0), MAX_HISTORY_BATCH_BYTES) };
       },
     },
     "mls.commit": {

@@ -88,4 +88,31 @@ export class MlsStore {
       return { id: Number(row!.id), seq, at: row!.at, duplicate: false, recipients: ids.filter((u) => u !== sender), epoch: epoch + 1 };
     });
   }
+
+  /** Adds a sealed batch to a user's history backup; at most MAX_HISTORY_BATCHES are kept (the oldest go). */
+  async putHistory(userId: number, data: Uint8Array): Promise<number> {
+    return this.sql.begin(async (tx) => {
+      const [row] = await tx`insert into history_backups (user_id, data) values (${userId}, ${data}) returning id`;
+      await tx`delete from history_backups where user_id = ${userId} and id not in (
+                 select id from history_backups where user_id = ${userId} order by id desc limit ${MAX_HISTORY_BATCHES})`;
+      return Number(row!.id);
+    });
+  }
+
+  /** A user's sealed batches after `after`, oldest first, up to `maxBytes` in all (at least one). */
+  async history(userId: number, after: number, maxBytes: number): Promise<{ id: number; data: Uint8Array }[]> {
+    const rows = await this.sql`select id, data from history_backups where user_id = ${userId} and id > ${after} order by id limit 64`;
+    const out: { id: number; data: Uint8Array }[] = [];
+    let bytes = 0;
+    for (const r of rows) {
+      const data = new Uint8Array(r.data);
+      if (out.length > 0 && bytes + data.length > maxBytes) break;
+      out.push({ id: Number(r.id), data });
+      bytes += data.length;
+    }
+    return out;
+  }
 }
+
+/** About 50 messages a batch: room for the latest ~500,000 messages. */
+export const MAX_HISTORY_BATCHES = 10_000;

@@ -317,3 +317,47 @@ test("after 100 messages a device updates its leaf (a commit with a fresh key) b
   await waitFor(() => alice.received.length === 1, "alice to receive");
   expect(alice.texts()).toEqual(["still here"]);
 });
+
+test("with the opt-in history backup on, a new device of the account reads the MLS history from before it existed", async () => {
+  const [a, b] = await users("hb", "hbb");
+  const alice = await connect(a!);
+  alice.session.setHistoryBackup(true);
+  const bob = await connect(b!);
+  await published(a!);
+  await published(b!);
+  await alice.session.sendText(b!, "backed up, mine");
+  await bob.session.sendText(a!, "backed up, bob's");
+  await waitFor(() => alice.received.length === 1, "alice to receive");
+  await alice.session.close();
+  // sealed under the account's key: the server holds bytes it cannot read
+  const rows = await db.sql`select h.data from history_backups h join users u on u.id = h.user_id where u.name = ${a!}`;
+  expect(rows.length).toBeGreaterThan(0);
+  expect(rows.every((r) => !Buffer.from(r.data).includes(Buffer.from("backed up")))).toBe(true);
+
+  const newHome = mkdtempSync(join(tmpdir(), "chatterbox-mls-history-"));
+  homes.push(newHome);
+  const fresh = await connectPersistent(cluster.balancerAddr, newHome, a!);
+  open.push(fresh);
+  process.env.CHATTERBOX_HOME = fileHome;
+  await until(async () => (await fresh.session.history(b!)).filter((m) => m.verified).length === 2, "the new device to restore the backup");
+  expect((await fresh.session.history(b!)).map((m) => [m.from, m.text])).toEqual([
+    [a!, "backed up, mine"],
+    [b!, "backed up, bob's"],
+  ]);
+
+  // off (the default), a new device reads none of it
+  const [c] = await users("hbc");
+  const carol = await connect(c!);
+  await published(c!);
+  const bob2 = await connect(b!);
+  await bob2.session.sendText(c!, "not backed up");
+  await waitFor(() => carol.received.length === 1, "carol to receive");
+  await carol.session.close();
+  const carolHome = mkdtempSync(join(tmpdir(), "chatterbox-mls-nohistory-"));
+  homes.push(carolHome);
+  const carolNew = await connectPersistent(cluster.balancerAddr, carolHome, c!);
+  open.push(carolNew);
+  process.env.CHATTERBOX_HOME = fileHome;
+  expect((await carolNew.session.history(b!)).map((m) => [m.text, m.code])).toEqual([["", "E_MLS_EPOCH"]]);
+  expect((await db.sql`select count(*)::int as n from history_backups h join users u on u.id = h.user_id where u.name = ${c!}`)[0]!.n).toBe(0);
+});

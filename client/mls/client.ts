@@ -15,6 +15,7 @@ import { dmLabel, type Revealed } from "../e2e";
 import type { StoredMessage } from "../store";
 import { MlsAccount, type Call } from "./account";
 import { MlsConversations, type Place } from "./conversations";
+import { HistoryBackup } from "./history-backup";
 import { MlsLocal, type KeyValues } from "./local";
 import type { Database } from "bun:sqlite";
 
@@ -31,7 +32,7 @@ export type MlsRead = Revealed | { status: "control" } | { status: "stored"; sto
 
 export interface MlsClientDeps {
   user: string;
-  store: KeyValues & { db: Database; device(): { id: string }; history(conv: number, before: number, limit: number): StoredMessage[] };
+  store: KeyValues & { db: Database; device(): { id: string }; history(conv: number, before: number, limit: number): StoredMessage[]; keep(m: StoredMessage): void };
   keys: () => IdentityKeys;
   keyOf(name: string): Promise<{ key: PublicIdentity; changed: boolean }>;
   call: Call;
@@ -48,6 +49,7 @@ export interface MlsClientDeps {
 export class MlsClient {
   readonly account: MlsAccount;
   readonly conversations: MlsConversations;
+  readonly backup: HistoryBackup;
   private readonly enabled: boolean;
 
   constructor(private readonly deps: MlsClientDeps) {
@@ -55,10 +57,28 @@ export class MlsClient {
     this.account = new MlsAccount({ user: deps.user, deviceId: () => deps.store.device().id, keys: deps.keys, keyOf: (n) => deps.keyOf(n), call: deps.call, local });
     this.conversations = new MlsConversations(deps.user, this.account, local, deps.call);
     this.enabled = deps.persistent && process.env.CHATTERBOX_MLS !== "off";
+    this.backup = new HistoryBackup({ user: deps.user, kv: deps.store, call: deps.call, keep: (m) => deps.store.keep(m) });
   }
 
   loggedIn(): void {
-    if (this.enabled) void this.account.loggedIn();
+    if (!this.enabled) return;
+    void this.account.loggedIn();
+    // a new device reads the opt-in history backup, if the account has one, at its first login
+    void this.backup.restore().catch(() => {});
+  }
+
+  passwordLogin(wrapKey: Uint8Array): void {
+    this.backup.passwordLogin(wrapKey);
+  }
+
+  /** A message this device kept: into the history backup, if it is on. */
+  kept(m: StoredMessage): void {
+    this.backup.kept(m);
+  }
+
+  /** What leaving waits for: this login's publishing, and the history backup's last batch. */
+  settled(): Promise<unknown> {
+    return Promise.all([this.account.ready(), this.backup.flush().catch(() => {})]);
   }
 
   /** Resolves when this login's publishing (device list, key packages) is done or has failed. */
