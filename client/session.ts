@@ -20,6 +20,7 @@ import { decodeContent, encodeContent, type Content, type FileMeta } from "./con
 import { E2E } from "./e2e";
 import { download, upload, type Target } from "./files";
 import { Pins } from "./keystore";
+import { isMlsBody, MlsClient } from "./mls/client";
 import { pinsKey } from "../crypto/pins";
 import { LocalStore, type StoredMessage } from "./store";
 import { bytes, progressBar, type Progress } from "./progress";
@@ -60,6 +61,8 @@ export interface Received extends WireMessage {
   /** For a file message: what the file is, and the key to fetch and open it. */
   file?: FileMeta;
   verified: boolean;
+  /** An MLS commit or welcome: keys changed, nothing to show. */
+  control?: boolean;
   /** Why it could not be verified or read; the text is then not shown. */
   problem?: string;
   code?: string;
@@ -77,6 +80,8 @@ export interface MemberInfo {
   name: string;
   role: "admin" | "member";
   since: number;
+  /** Listed by the server, but no admin's MLS commit added them: they cannot read the group. */
+  unconfirmed?: true;
 }
 
 export class ChatSession {
@@ -91,6 +96,7 @@ export class ChatSession {
   /** The last sealed send: sends go out in the order they were asked for. */
   private outgoing: Promise<unknown> = Promise.resolve();
   private closed?: Promise<void>;
+  private readonly mls: MlsClient;
   /** The last send to each conversation ("dm:NAME", "group:NAME"): the next waits for it. */
   private readonly tails = new Map<string, Promise<unknown>>();
   /** Each message on its way, by client message id. */
@@ -123,6 +129,15 @@ export class ChatSession {
     this.pins.server = { call: (op, args) => this.call(op, args) };
     this.e2e = new E2E(options.user, () => this.connection.keys(), this.pins, (names) => this.fetchKeys(names), this.store);
     this.codec = new EnvelopeCodec(options.user, this.e2e);
+    this.mls = new MlsClient({
+      user: options.user,
+      store: this.store,
+      keys: () => this.connection.keys(),
+      keyOf: (n) => this.e2e.keyOf(n),
+      call: (op, args) => this.call(op, args),
+      persistent: this.persist,
+      groupMembers: async (g) => (this.membership.get(g) ?? (await this.groupMembers(g))).members,
+    });
   }
 
   get user(): string {
@@ -184,6 +199,9 @@ export class ChatSession {
 
   private async leave(): Promise<void> {
     if (this.connected) await this.pins.flushed().catch(() => {});
+    // a one-shot command's device publishes its MLS keys before it leaves, or others keep sealing envelopes to it
+    // (bounded: a link lost meanwhile would have the publishing wait for a reconnect)
+    if (this.connected) await Promise.race([this.mls.settled(), Bun.sleep(5_000)]);
     await this.connection.close();
     this.store.close();
   }
@@ -196,10 +214,12 @@ export class ChatSession {
     const pins = reply.pins as { blob: Uint8Array | null } | undefined;
     // A new device starts with what the user already trusts; a device that pinned more shares it.
     if (this.pins.merge(pins?.blob ? new Uint8Array(pins.blob) : null)) this.pins.upload();
+    this.mls.loggedIn();
   }
 
   private passwordLogin(wrapKey: Uint8Array): void {
     this.store.set("pins.key", Buffer.from(pinsKey(wrapKey)).toString("base64"));
+    this.mls.passwordLogin(wrapKey);
   }
 
   private userEvent(ev: string, frame: Record<string, unknown>): void {
@@ -314,7 +334,9 @@ export class ChatSession {
   }
 
   private sealAndSend(to: string, content: Content, cmid: string): Promise<SendResult> {
-    return this.inOrder(this.codec.seal({ to }, [to], cmid, content).then((body) => ({ to, cmid, body })));
+    // MLS once every device of both people has published its keys; the envelope until then.
+    const sealing = async () => (await this.mls.sealDm(to, cmid, encodeContent(content))) ?? (await this.codec.seal({ to }, [to], cmid, content));
+    return this.inOrder(sealing().then((body) => ({ to, cmid, body })));
   }
 
   /**
@@ -353,12 +375,7 @@ export class ChatSession {
     const sealed = async () => {
       // The membership as last seen: if it changed since, the server says so (E_STALE_MEMBERS) and it is asked again.
       const { epoch, members } = this.membership.get(group) ?? (await this.groupMembers(group));
-      const body = await this.codec.seal(
-        { group },
-        members.map((m) => m.name),
-        cmid,
-        content,
-      );
+      const body = (await this.mls.sealGroup(group, cmid, encodeContent(content))) ?? (await this.codec.seal({ group }, members.map((m) => m.name), cmid, content));
       return { group, epoch, cmid, body };
     };
     for (let attempt = 0; ; attempt++) {
@@ -405,17 +422,25 @@ export class ChatSession {
 
   async createGroup(name: string, members: string[]): Promise<void> {
     await this.request("group.create", { group: name, members: members.length > 0 ? members : undefined });
+    await this.mls.groupCreated(name);
   }
 
   async changeGroup(op: "add" | "remove" | "promote" | "leave", group: string, users: string[] = []): Promise<void> {
     if (op === "promote") await this.request("group.promote", { group, user: users[0] });
     else if (op === "leave") await this.request("group.leave", { group });
     else await this.request(`group.${op}`, { group, users });
+    if (op !== "add") return;
+    this.membership.delete(group);
+    const left = await this.mls.groupAdded(group, users);
+    if (left.length > 0) this.options.onStatus?.(`${left.join(", ")} could not be added to #${group}'s MLS group (a device of theirs has no MLS keys yet): they cannot read it`);
   }
 
   async groupMembers(group: string): Promise<{ epoch: number; members: MemberInfo[] }> {
     const reply = await this.request("group.members", { group });
-    const membership = { epoch: reply.epoch as number, members: reply.members as MemberInfo[] };
+    const members = reply.members as MemberInfo[];
+    const unconfirmed = new Set(await this.mls.unconfirmed(group, members.map((m) => m.name)));
+    for (const m of members) if (unconfirmed.has(m.name)) m.unconfirmed = true;
+    const membership = { epoch: reply.epoch as number, members };
     this.membership.set(group, membership);
     return membership;
   }
@@ -459,7 +484,10 @@ export class ChatSession {
       before = page[0]!.seq;
     }
     const out: Received[] = [];
-    for (const m of pages.flat()) out.push(await this.read(bytesOf(m)));
+    for (const m of pages.flat()) {
+      const r = await this.read(bytesOf(m));
+      if (!r.control) out.push(r);
+    }
     return out;
   }
 
@@ -473,7 +501,15 @@ export class ChatSession {
   }
 
   async revokeDevice(id: string): Promise<number> {
-    return (await this.request("devices.revoke", { device: id })).closed as number;
+    const closed = (await this.request("devices.revoke", { device: id })).closed as number;
+    // the account's MLS device list drops it, and this device's next message removes its leaves
+    await this.mls.devicesChanged();
+    return closed;
+  }
+
+  /** The opt-in history backup of this device's messages (off by default; SECURITY.md says what it costs). */
+  setHistoryBackup(on: boolean): void {
+    this.mls.backup.set(on);
   }
 
   async getSettings(): Promise<{ readReceipts: boolean }> {
@@ -579,15 +615,17 @@ export class ChatSession {
       if (list.length === 1) this.options.onStatus?.(keyChangedWarning(message.from));
       return;
     }
-    this.keep(received);
+    if (!received.control) this.keep(received);
     this.received(message.conv, message.seq);
-    this.options.onMessage?.(received);
+    if (!received.control) this.options.onMessage?.(received);
   }
 
   /** The device's copy of a message, for its history and search. */
   private keep(m: Received): void {
     const { file, ...rest } = m;
-    this.store.keep({ ...rest, ...(file ? { file: JSON.stringify({ ...file, key: Buffer.from(file.key).toString("base64") }) } : {}) });
+    const stored = { ...rest, ...(file ? { file: JSON.stringify({ ...file, key: Buffer.from(file.key).toString("base64") }) } : {}) };
+    this.store.keep(stored);
+    this.mls.kept(stored);
   }
 
   /** One's own message, stored by the server: into the local history too. */
@@ -616,11 +654,13 @@ export class ChatSession {
     }
   }
 
-  /** `inOrder`: the message comes in its conversation's order (from delivery, not from history or a file search). */
+  /** `inOrder`: the message comes in its conversation's order (from delivery, not from history or a file search); MLS takes it in only then. */
   private async read(message: WireMessage, inOrder = false): Promise<Received> {
     // Membership changes are recorded by the server, not signed by a member: shown as the server's word.
     if (message.kind === "system") return { ...message, text: describeSystem(message, this.user), verified: false, problem: "recorded by the server, not signed by a member" };
-    const revealed = await this.codec.open(message, inOrder);
+    const revealed = isMlsBody(message.body) ? await this.mls.read(message, inOrder) : await this.codec.open(message, inOrder);
+    if (revealed.status === "control") return { ...message, text: "", verified: true, control: true };
+    if (revealed.status === "stored") return fromStored(revealed.stored);
     if (revealed.status === "ok") {
       const content = revealed.content;
       if (content.kind === "text") return { ...message, text: content.text, verified: true };

@@ -271,3 +271,48 @@ export const keyPackages = pgTable(
   },
   (t) => [index("key_packages_device").on(t.deviceId, t.id), uniqueIndex("key_packages_last_resort").on(t.deviceId).where(sql`last_resort`)],
 );
+
+/**
+ * Each account's MLS device list (crypto/mls/device-list.ts): signed by the
+ * account's identity key, checked by the server at upload and by every client
+ * that uses it. `version` only grows, so an older list cannot come back.
+ */
+export const deviceLists = pgTable("device_lists", {
+  userId: integer("user_id")
+    .primaryKey()
+    .references(() => users.id, { onDelete: "cascade" }),
+  version: bigint("version", { mode: "number" }).notNull(),
+  data: bytea("data").notNull(),
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * A conversation's MLS group as the server orders it: the epoch its next
+ * commit must be made from. One commit per epoch is stored (under the
+ * conversation's row lock); a commit for any other epoch is refused.
+ */
+export const mlsGroups = pgTable("mls_groups", {
+  conversationId: integer("conversation_id")
+    .primaryKey()
+    .references(() => conversations.id, { onDelete: "cascade" }),
+  epoch: bigint("epoch", { mode: "number" }).notNull(),
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
+ * The opt-in history backup (client/mls/history-backup.ts): batches of a
+ * user's messages sealed under a key only their password gives, so that a new
+ * device can read what forward secrecy would otherwise keep from it.
+ */
+export const historyBackups = pgTable(
+  "history_backups",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    data: bytea("data").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index("history_backups_user").on(t.userId, t.id)],
+);

@@ -25,6 +25,7 @@ import { Directory } from "../server/directory";
 import { Peers } from "../server/peers";
 import { routes } from "../server/requests";
 import { KeyPackageStore } from "../server/keypackage-store";
+import { MlsStore } from "../server/mls-store";
 import { Sessions } from "../server/sessions";
 import { Store } from "../server/store";
 import { GroupStore } from "../server/group-store";
@@ -140,6 +141,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     groups: new GroupStore(database.sql, config.maxGroupMembers),
     files: new FileStore(database.sql, { quotaBytes: config.storageQuotaBytes, maxUploads: config.maxConcurrentUploads }),
     keyPackages: new KeyPackageStore(database.sql),
+    mls: new MlsStore(database.sql),
     reads: new Reads({ store, files: new FileStore(database.sql), sql: database.sql }, replica?.sql, metrics),
     limits: new Limits(config),
     log,

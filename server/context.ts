@@ -11,6 +11,7 @@ import type { GroupStore } from "./group-store";
 import type { FileStore } from "./file-store";
 import type { DeviceSession, DeviceStore } from "./device-store";
 import type { CursorStore } from "./cursor-store";
+import type { MlsStore } from "./mls-store";
 import type { KeyPackageStore } from "./keypackage-store";
 import type { Reads } from "./reads";
 import type { LogFields } from "../roles/logger";
@@ -130,6 +131,7 @@ export interface ServerContext {
   groups: GroupStore;
   files: FileStore;
   keyPackages: KeyPackageStore;
+  mls: MlsStore;
   /** History, fetch and file downloads: from the read replica when it is caught up (server/reads.ts). */
   reads: Reads;
   committer: Committer;

@@ -39,12 +39,29 @@ export class KeyPackageStore {
     });
   }
 
-  /** One package for each of the user's devices that is not revoked and has any. */
-  async claim(userName: string): Promise<ClaimedPackage[]> {
+  /** How many one-time packages a device holds, and whether it has a last-resort one. */
+  async held(deviceId: number): Promise<{ oneTime: number; lastResort: boolean }> {
+    const [row] = await this.sql`select count(*) filter (where not last_resort)::int as once, bool_or(last_resort) as last
+                                 from key_packages where device_id = ${deviceId}`;
+    return { oneTime: row?.once ?? 0, lastResort: row?.last === true };
+  }
+
+  /**
+   * One package for each of the user's devices that is not revoked and has any.
+   * With `complete`, nothing is handed out unless every such device has one:
+   * the claimer then knows which devices to wait for (`missing`) without using
+   * up the others' one-time packages. With `only`, just those devices (by id).
+   */
+  async claim(userName: string, complete = false, only?: string[]): Promise<{ packages: ClaimedPackage[]; missing: string[] }> {
     return this.sql.begin(async (tx) => {
       const [user] = await tx`select id from users where name = ${userName}`;
       if (!user) throw new ChatError("E_NO_SUCH_USER");
-      const devices = await tx`select id, key from devices where user_id = ${user.id} and revoked_at is null order by id`;
+      const all = await tx`select d.id, d.key, exists (select 1 from key_packages k where k.device_id = d.id) as has
+                               from devices d where d.user_id = ${user.id} and d.revoked_at is null order by d.id`;
+      // `only`: the devices a group is missing, so that those already in it keep their one-time packages
+      const devices = only ? all.filter((d) => only.includes(d.key as string)) : all;
+      const missing = devices.filter((d) => !d.has).map((d) => d.key as string);
+      if (complete && missing.length > 0) return { packages: [], missing };
       const out: ClaimedPackage[] = [];
       for (const d of devices) {
         const [once] = await tx`delete from key_packages where id = (
@@ -58,7 +75,7 @@ export class KeyPackageStore {
         const [reused] = await tx`select data from key_packages where device_id = ${d.id} and last_resort`;
         if (reused) out.push({ device: d.key as string, keyPackage: new Uint8Array(reused.data), lastResort: true });
       }
-      return out;
+      return { packages: out, missing };
     });
   }
 }

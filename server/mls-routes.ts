@@ -9,14 +9,92 @@
 import { isLastResort, parseCredential, decodeKeyPackage } from "../crypto/mls/index.ts";
 import type { Route } from "../net/listener";
 import { ChatError } from "../protocol/errors";
+import type { WireMessage } from "../protocol/messages";
 import * as v from "../protocol/validate";
-import type { ClientState } from "./context";
+import type { ClientState, Conn } from "./context";
+import type { Destination, Target } from "./directory";
 import { MAX_ONE_TIME_PACKAGES, type KeyPackageStore } from "./keypackage-store";
+import type { MlsStore } from "./mls-store";
 
 const MAX_KEY_PACKAGE_BYTES = 16 * 1024;
+/** One sealed batch of the history backup; a reply carries at most this much too, so it fits a frame. */
+const MAX_HISTORY_BATCH_BYTES = 256 * 1024;
+/** A signed list of 1024 devices is about 70 KiB. */
+const MAX_DEVICE_LIST_BYTES = 128 * 1024;
 
-export function mlsRoutes(keyPackages: KeyPackageStore, loggedIn: Route<ClientState>["guard"]): Record<string, Route<ClientState>> {
+/** What the MLS requests use of the server, and no more. */
+export interface MlsDeps {
+  keyPackages: KeyPackageStore;
+  mls: MlsStore;
+  directory: { destination(me: number, target: Target): Promise<Destination> };
+  delivery: { deliver(message: WireMessage, recipients: number[], except?: Conn): Promise<unknown> };
+  maxBody: number;
+  log(line: string): void;
+}
+
+export function mlsRoutes(deps: MlsDeps, loggedIn: Route<ClientState>["guard"]): Record<string, Route<ClientState>> {
+  const { keyPackages, mls, directory } = deps;
+  const target = (req: Record<string, unknown>): Target => {
+    const group = v.optionalName(req, "group");
+    return group !== undefined ? { group } : { to: v.name(req, "to") };
+  };
   return {
+    "mls.keypackages.count": {
+      guard: loggedIn,
+      async handle(conn) {
+        return keyPackages.held(conn.state.device!.id);
+      },
+    },
+    "mls.devicelist.put": {
+      guard: loggedIn,
+      async handle(conn, req) {
+        const me = conn.state.user!;
+        return { version: await mls.putDeviceList(me.id, me.name, v.bytes(req, "list", MAX_DEVICE_LIST_BYTES)) };
+      },
+    },
+    "mls.devicelist.get": {
+      guard: loggedIn,
+      async handle(_conn, req) {
+        return { lists: await mls.deviceLists(v.names(req, "users", 1024)) };
+      },
+    },
+    "mls.epoch": {
+      guard: loggedIn,
+      async handle(conn, req) {
+        const { convId } = await directory.destination(conn.state.user!.id, target(req));
+        return { conv: convId, epoch: await mls.epochOf(convId) };
+      },
+    },
+    "history.backup.put": {
+      guard: loggedIn,
+      async handle(conn, req) {
+        return { id: await mls.putHistory(conn.state.user!.id, v.bytes(req, "data", MAX_HISTORY_BATCH_BYTES)) };
+      },
+    },
+    "history.backup.get": {
+      guard: loggedIn,
+      async handle(conn, req) {
+        return { batches: await mls.history(conn.state.user!.id, v.int(req, "after", 0), MAX_HISTORY_BATCH_BYTES) };
+      },
+    },
+    "mls.commit": {
+      guard: loggedIn,
+      async handle(conn, req) {
+        const me = conn.state.user!;
+        const to = target(req);
+        const cmid = v.string(req, "cmid", 64);
+        const epoch = v.int(req, "epoch", 0);
+        const body = v.bytes(req, "body", deps.maxBody);
+        const { convId } = await directory.destination(me.id, to);
+        const r = await mls.appendCommit(convId, me.id, cmid, epoch, body);
+        if (!r.duplicate) {
+          const name = "group" in to ? to.group : to.to;
+          const message: WireMessage = { id: r.id, conv: convId, seq: r.seq, from: me.name, to: name, ...("group" in to ? { group: to.group } : {}), kind: "chat", at: r.at, cmid, body };
+          void deps.delivery.deliver(message, [...r.recipients, me.id], conn).catch((e) => deps.log(`deliver ${r.id}: ${e}`));
+        }
+        return { msg: r.id, conv: convId, seq: r.seq, at: r.at, duplicate: r.duplicate, epoch: r.epoch };
+      },
+    },
     "mls.keypackages.put": {
       guard: loggedIn,
       async handle(conn, req) {
@@ -33,10 +111,17 @@ export function mlsRoutes(keyPackages: KeyPackageStore, loggedIn: Route<ClientSt
     "mls.keypackages.claim": {
       guard: loggedIn,
       async handle(_conn, req) {
-        return { packages: await keyPackages.claim(v.name(req, "user")) };
+        const only = req.devices === undefined ? undefined : deviceIds(req.devices);
+        return keyPackages.claim(v.name(req, "user"), req.complete === true, only);
       },
     },
   };
+}
+
+function deviceIds(value: unknown): string[] {
+  if (!Array.isArray(value) || value.length > 1024 || !value.every((d) => typeof d === "string" && d.length <= 64))
+    throw new ChatError("E_BAD_REQUEST", "devices: expected at most 1024 device ids");
+  return value as string[];
 }
 
 function bytesList(value: unknown, field: string, max: number): Uint8Array[] {

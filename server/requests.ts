@@ -270,7 +270,7 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
     },
     ...userRoutes(ctx, directory, acks, loggedIn),
     ...fileRoutes(ctx, directory, loggedIn),
-    ...mlsRoutes(ctx.keyPackages, loggedIn),
+    ...mlsRoutes({ keyPackages: ctx.keyPackages, mls: ctx.mls, directory, delivery: ctx.delivery, maxBody: ctx.config.maxBody, log: (l) => ctx.log(l) }, loggedIn),
     ping: { handle: () => ({}) },
   };
 }

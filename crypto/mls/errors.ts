@@ -9,6 +9,7 @@ export const MlsReasons = {
   E_MLS_DECRYPT: "The MLS message could not be decrypted or verified",
   E_MLS_FORMAT: "The MLS data is malformed",
   E_MLS_REMOVED: "This device is no longer a member of the conversation",
+  E_MLS_OWN: "The message was sent by this device, which cannot decrypt its own messages",
 } as const;
 
 export type MlsReason = keyof typeof MlsReasons;

@@ -28,6 +28,8 @@ import { mlsSuite } from "./suite.ts";
 
 export interface Member extends DeviceRef {
   leaf: number;
+  /** The key the leaf signs with: what the owner's device list must name for it. */
+  signatureKey: Uint8Array;
 }
 
 /** What a device sends to the server for ordering; a welcome goes only to the devices it adds. */
@@ -120,7 +122,7 @@ export class DeviceGroup {
   members(): Member[] {
     const out: Member[] = [];
     this.state.ratchetTree.forEach((node, i) => {
-      if (node?.nodeType === "leaf") out.push({ ...parseCredential(node.leaf.credential), leaf: i / 2 });
+      if (node?.nodeType === "leaf") out.push({ ...parseCredential(node.leaf.credential), leaf: i / 2, signatureKey: node.leaf.signaturePublicKey });
     });
     return out;
   }
@@ -139,6 +141,30 @@ export class DeviceGroup {
       return { proposalType: "add", add: { keyPackage } };
     });
     return this.commit(proposals);
+  }
+
+  /** This device's own leaf. */
+  get ownLeaf(): number {
+    return this.state.privatePath.leafIndex;
+  }
+
+  /**
+   * One commit that adds devices by their key packages (each checked against
+   * its owner's signed list first) and removes leaves: how a group follows
+   * its members' device lists (a new device, a revoked one, one that lost its state).
+   */
+  change(keyPackages: Uint8Array[], removeLeaves: number[]): Promise<Outgoing> {
+    return this.serial(async () => {
+      const adds = keyPackages.map((bytes) => {
+        const keyPackage = decodeKeyPackage(bytes);
+        const device = parseCredential(keyPackage.leafNode.credential);
+        if (!this.gate.trustedNow(device, keyPackage.leafNode.signaturePublicKey))
+          throw new MlsError("E_MLS_UNTRUSTED_MEMBER", `${device.user}/${device.deviceId} is not in ${device.user}'s signed device list`);
+        return { proposalType: "add", add: { keyPackage } } as Proposal;
+      });
+      const removes = removeLeaves.map((leaf) => ({ proposalType: "remove", remove: { removed: leaf } }) as Proposal);
+      return this.commit([...removes, ...adds]);
+    });
   }
 
   remove(devices: DeviceRef[]): Promise<Outgoing> {
@@ -195,6 +221,8 @@ export class DeviceGroup {
     const senderData = await decryptSenderData(pm, senderDataSecret, this.cs).catch(() => undefined);
     const node = senderData && epochData.ratchetTree[senderData.leafIndex * 2];
     if (node?.nodeType !== "leaf") throw new MlsError("E_MLS_DECRYPT");
+    // MLS never lets a sender decrypt its own message (its key is spent): another process of this device sent it
+    if (senderData!.leafIndex === this.state.privatePath.leafIndex) throw new MlsError("E_MLS_OWN");
     const result = await processPrivateMessage(this.state, pm, emptyPskIndex, this.cs).catch(rethrowAs("E_MLS_DECRYPT"));
     if (result.kind !== "applicationMessage") throw new MlsError("E_MLS_FORMAT");
     this.replace(result.newState, result.consumed);

@@ -1,0 +1,160 @@
+/**
+ * What the session uses of MLS: publish this device at login, seal a direct
+ * message as one MLS ciphertext when the conversation is on MLS (undefined
+ * otherwise, and the session seals an envelope), and read an MLS body. MLS
+ * keys are used once, so a message read again later (history, a file's
+ * announcement) comes from this device's own copy in store.db, not from the
+ * ciphertext. CHATTERBOX_MLS=off keeps a device on envelopes (for comparison
+ * runs; it still reads MLS messages addressed to it), and so does a device
+ * whose store is in memory only.
+ */
+import type { IdentityKeys, PublicIdentity } from "../../crypto/keys";
+import type { WireMessage } from "../../protocol/messages";
+import { decodeContent } from "../content";
+import { dmLabel, type Revealed } from "../e2e";
+import type { StoredMessage } from "../store";
+import { MlsAccount, type Call } from "./account";
+import { MlsConversations, type Place } from "./conversations";
+import { HistoryBackup } from "./history-backup";
+import { MlsLocal, type KeyValues } from "./local";
+import type { Database } from "bun:sqlite";
+
+import { isCommit } from "./body";
+
+export { isMlsBody } from "./body";
+
+/** A member added this recently (by the server's clock) may still be waiting for the admin's commit... */
+const RECENT_ADD_MS = 10_000;
+/** ...which a sender waits for this long at most before it encrypts. */
+const WAIT_FOR_ADD_MS = 3_000;
+
+export type MlsRead = Revealed | { status: "control" } | { status: "stored"; stored: StoredMessage };
+
+export interface MlsClientDeps {
+  user: string;
+  store: KeyValues & { db: Database; device(): { id: string }; history(conv: number, before: number, limit: number): StoredMessage[]; keep(m: StoredMessage): void };
+  keys: () => IdentityKeys;
+  keyOf(name: string): Promise<{ key: PublicIdentity; changed: boolean }>;
+  call: Call;
+  /** A group chat's members as the server lists them (the session's cached copy). */
+  groupMembers(group: string): Promise<{ name: string; role: string; since?: number }[]>;
+  /**
+   * Whether the device keeps its store on disk. One that does not (tests,
+   * scripted one-off sessions) would lose its groups at exit and read nothing
+   * after, so it stays on envelopes.
+   */
+  persistent: boolean;
+}
+
+export class MlsClient {
+  readonly account: MlsAccount;
+  readonly conversations: MlsConversations;
+  readonly backup: HistoryBackup;
+  private readonly enabled: boolean;
+
+  constructor(private readonly deps: MlsClientDeps) {
+    const local = new MlsLocal(deps.store.db, deps.store);
+    this.account = new MlsAccount({ user: deps.user, deviceId: () => deps.store.device().id, keys: deps.keys, keyOf: (n) => deps.keyOf(n), call: deps.call, local });
+    this.conversations = new MlsConversations(deps.user, this.account, local, deps.call);
+    this.enabled = deps.persistent && process.env.CHATTERBOX_MLS !== "off";
+    this.backup = new HistoryBackup({ user: deps.user, kv: deps.store, call: deps.call, keep: (m) => deps.store.keep(m) });
+  }
+
+  loggedIn(): void {
+    if (!this.enabled) return;
+    void this.account.loggedIn();
+    // a new device reads the opt-in history backup, if the account has one, at its first login
+    void this.backup.restore().catch(() => {});
+  }
+
+  passwordLogin(wrapKey: Uint8Array): void {
+    this.backup.passwordLogin(wrapKey);
+  }
+
+  /** A message this device kept: into the history backup, if it is on. */
+  kept(m: StoredMessage): void {
+    this.backup.kept(m);
+  }
+
+  /** What leaving waits for: this login's publishing, and the history backup's last batch. */
+  settled(): Promise<unknown> {
+    return Promise.all([this.account.ready(), this.backup.flush().catch(() => {})]);
+  }
+
+  /** Resolves when this login's publishing (device list, key packages) is done or has failed. */
+  published(): Promise<void> {
+    return this.account.ready();
+  }
+
+  /** A device of the account was revoked: publish the list without it. */
+  async devicesChanged(): Promise<void> {
+    if (this.enabled) await this.account.loggedIn();
+  }
+
+  /** A direct message's body, or undefined for an envelope. */
+  sealDm(to: string, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
+    const place = this.dm(to);
+    if (!this.enabled && !this.conversations.has(place.label)) return Promise.resolve(undefined);
+    return this.conversations.seal(place, cmid, content);
+  }
+
+  /** A group message's body, or undefined for an envelope (the group is not on MLS yet, and this user is no admin to move it). */
+  async sealGroup(group: string, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
+    const place = await this.group(group);
+    if (!this.enabled && !this.conversations.has(place.label)) return undefined;
+    // Someone added a moment ago: the admin's commit that gives them the keys is on its way, and a message
+    // made before this device takes it in would be from an epoch they never had. Wait for it a little.
+    const members = await this.deps.groupMembers(group);
+    const recent = members.filter((m) => m.since !== undefined && Date.now() - m.since < RECENT_ADD_MS).map((m) => m.name);
+    if (recent.length > 0) await this.conversations.awaitLeaves(place.label, recent, WAIT_FOR_ADD_MS);
+    return this.conversations.seal(place, cmid, content);
+  }
+
+  /** After the server accepted a new group: its creator's device makes the MLS group with every member in it. */
+  async groupCreated(group: string): Promise<void> {
+    if (!this.enabled) return;
+    await this.conversations.ensure(await this.group(group));
+  }
+
+  /** After the server accepted an admin's add: this device commits the new members' devices. Returns who could not be added. */
+  async groupAdded(group: string, users: string[]): Promise<string[]> {
+    if (!this.enabled) return [];
+    return this.conversations.addUsers(await this.group(group), users);
+  }
+
+  /** Members the server lists who were never added to the group's MLS group by an admin's commit. */
+  unconfirmed(group: string, members: string[]): Promise<string[]> {
+    return this.conversations.unconfirmed(`group:${group}`, members);
+  }
+
+  /** An MLS body: taken in if it comes in the conversation's order (`inOrder`), else this device's copy. */
+  async read(message: WireMessage, inOrder: boolean): Promise<MlsRead> {
+    if (!inOrder) return isCommit(message.body) ? { status: "control" } : this.stored(message);
+    const place = message.group !== undefined ? await this.group(message.group) : this.dm(message.from === this.deps.user ? message.to : message.from);
+    const opened = await this.conversations.open(place, message);
+    if (opened.status === "ok") return { status: "ok", content: decodeContent(opened.content) };
+    if (opened.status === "local") {
+      const kept = this.stored(message);
+      return kept.status === "stored" ? kept : { status: "control" };
+    }
+    return opened;
+  }
+
+  private stored(message: WireMessage): MlsRead {
+    const [kept] = this.deps.store.history(message.conv, message.seq + 1, 1);
+    if (kept && kept.seq === message.seq) return { status: "stored", stored: kept };
+    return { status: "failed", code: "E_MLS_EPOCH", reason: "not readable on this device: mls keys are used once, and this device kept no copy (forward secrecy)" };
+  }
+
+  private async group(name: string): Promise<Place> {
+    const members = await this.deps.groupMembers(name);
+    const me = members.find((m) => m.name === this.deps.user);
+    return { label: `group:${name}`, users: members.map((m) => m.name), target: { group: name }, admin: me?.role === "admin" };
+  }
+
+  private dm(other: string): Place {
+    const label = dmLabel(this.deps.user, other);
+    return { label, users: [...new Set([this.deps.user, other])].sort(), target: { to: other } };
+  }
+}
+

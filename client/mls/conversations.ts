@@ -1,0 +1,412 @@
+/**
+ * Conversations over MLS, from this device: the group of each conversation
+ * (kept in store.db), sealing a plaintext as one MLS ciphertext, and taking in
+ * what the server delivers, in its order: commits (with the welcome of the
+ * devices they add), and application messages. A conversation is moved to MLS
+ * by its first sender, once every device of every member has published key
+ * packages and a device list; until then the session uses envelopes.
+ */
+import { decodeKeyPackage, DeviceGroup, MlsError, type Received as MlsReceived } from "../../crypto/mls/index.ts";
+import { ChatError } from "../../protocol/errors";
+import type { WireMessage } from "../../protocol/messages";
+import type { MlsAccount, Call } from "./account";
+import { applicationBody, applicationPlaintext, commitBody, parseApplicationPlaintext, parseMlsBody } from "./body";
+import type { MlsLocal } from "./local";
+import { groupIdOf, joinFromWelcome } from "./join";
+import { planLeaves } from "./reconcile";
+
+/** A leaf update (a commit with no proposals) after this many sends from this device, or this long: post-compromise security. */
+export const UPDATE_EVERY_MESSAGES = 100;
+export const UPDATE_EVERY_MS = 24 * 3600_000;
+/** After a conversation was found not ready for MLS, how long before asking again. */
+const NOT_READY_MS = 30_000;
+
+export type Opened =
+  | { status: "ok"; content: Uint8Array; device: string }
+  | { status: "failed"; code: string; reason: string }
+  /** A commit (or a welcome for other devices): nothing to show. */
+  | { status: "control" }
+  /** Not readable again (MLS keys are used once): this device's own copy, if it kept one. */
+  | { status: "local" };
+
+/** Who a conversation is with, and how to address the server about it. */
+export interface Place {
+  label: string;
+  /** Everyone whose devices may be in the group (the user included): for a group chat, the members the server lists. */
+  users: string[];
+  target: { to: string } | { group: string };
+  /**
+   * For a group chat: whether this user is an admin (the server's word). Only
+   * an admin's device makes the group; and a user enters a group chat's MLS
+   * group only by an admin's explicit add (addUsers), never because the
+   * server lists them.
+   */
+  admin?: boolean;
+}
+
+interface Held {
+  group: DeviceGroup;
+  version: number;
+  sent: number;
+  since: number;
+  /** The epoch and lists the leaves were last found to match. */
+  checked?: string;
+}
+
+export class MlsConversations {
+  private readonly groups = new Map<string, Held>();
+  private readonly notReady = new Map<string, number>();
+  /** Devices found without a usable key package ("user/device"), until when. */
+  private readonly noPackage = new Map<string, number>();
+  /** One operation per conversation at a time: a group is a value that each operation replaces. */
+  private readonly lanes = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly me: string,
+    private readonly account: MlsAccount,
+    private readonly local: MlsLocal,
+    private readonly call: Call,
+  ) {}
+
+  /** Whether this device holds an MLS group for the conversation. */
+  has(label: string): boolean {
+    return this.load(label) !== undefined;
+  }
+
+  /**
+   * The body to send for a message: one MLS ciphertext, or undefined when the
+   * conversation is not (yet) on MLS and the caller seals an envelope.
+   */
+  seal(place: Place, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
+    return this.serial(place.label, () => this.sealNow(place, cmid, content));
+  }
+
+  private async sealNow(place: Place, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
+    let held = await this.loaded(place.label);
+    if (!held) {
+      if ((this.notReady.get(place.label) ?? 0) > Date.now()) return undefined;
+      if ("group" in place.target && !place.admin) {
+        await this.notOnMls(place);
+        this.notReady.set(place.label, Date.now() + NOT_READY_MS);
+        return undefined;
+      }
+      held = await this.start(place);
+      if (!held) {
+        this.notReady.set(place.label, Date.now() + NOT_READY_MS);
+        return undefined;
+      }
+    }
+    if (held.group.removed) return undefined;
+    await this.account.refresh(place.users);
+    await this.reconcile(place, held);
+    if (held.sent >= UPDATE_EVERY_MESSAGES || Date.now() - held.since > UPDATE_EVERY_MS) await this.update(place, held);
+    for (;;) {
+      const ciphertext = await held.group.encrypt(applicationPlaintext(cmid, content));
+      // Saved before it is sent: a crash must never let the same key and nonce encrypt a second message.
+      held.sent++;
+      if (this.save(place.label, held, 0)) return applicationBody(ciphertext);
+      // Another process of this device used the group meanwhile: take its state and encrypt again.
+      held = await this.loaded(place.label, true);
+      if (!held) return undefined;
+    }
+  }
+
+  /** Makes the conversation's MLS group now if it has none and may (a new group chat, by its creator's device). */
+  ensure(place: Place): Promise<boolean> {
+    return this.serial(place.label, async () => (await this.loaded(place.label)) !== undefined || (await this.start(place)) !== undefined);
+  }
+
+  /**
+   * A member's device with no MLS group for a group chat: fine while the group
+   * is not on MLS (an envelope goes); once it is, an envelope would reach
+   * whoever the server lists, so this device waits to be added instead.
+   */
+  private async notOnMls(place: Place): Promise<undefined> {
+    if (((await this.call("mls.epoch", place.target)).epoch as number) === 0) return undefined;
+    throw new ChatError("E_NOT_MEMBER", "This device is not in the group's MLS group yet: an admin adds new members' devices, and any member's next message adds a new device of a member");
+  }
+
+  /**
+   * Adds users' devices to a group chat's MLS group: what an admin's device
+   * does right after the server accepted the add. A user with a device that has
+   * no key package is left out (returned), and shown as not added.
+   */
+  async addUsers(place: Place, users: string[]): Promise<string[]> {
+    for (let attempt = 0; ; attempt++) {
+      const tried = await this.serial(place.label, () => this.addUsersNow(place, users));
+      if (tried.stored) return tried.left;
+      // Another commit of the epoch came first: it is taken in on the conversation's lane (so not waited for
+      // inside it), then the add is made again on the new epoch.
+      if (attempt >= 5) throw new MlsError("E_MLS_STALE_COMMIT", "The add lost its epoch five times in a row");
+      await this.epochPast(place.label, tried.epoch);
+    }
+  }
+
+  private async addUsersNow(place: Place, users: string[]): Promise<{ stored: boolean; left: string[]; epoch: bigint }> {
+    const held = await this.loaded(place.label);
+    if (!held) return { stored: true, left: [], epoch: 0n };
+    await this.account.refresh(users, true);
+    const packages: Uint8Array[] = [];
+    const left: string[] = [];
+    for (const user of users) {
+      const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[]; missing: string[] };
+      const listed = this.account.book.get(user)?.devices ?? [];
+      const usable = claim.packages.filter((p) => listed.some((d) => d.deviceId === p.device && Buffer.from(d.mlsKey).equals(Buffer.from(decodeKeyPackage(new Uint8Array(p.keyPackage)).leafNode.signaturePublicKey))));
+      if (claim.missing.length > 0 || usable.length === 0 || usable.length < claim.packages.length) left.push(user);
+      else packages.push(...usable.map((p) => new Uint8Array(p.keyPackage)));
+    }
+    const epoch = held.group.epoch;
+    const stored = packages.length === 0 || (await this.commitChange(place, held, packages, []));
+    return { stored, left, epoch };
+  }
+
+  /** Waits (up to 15 s) until this process's group for the label is past `epoch`. */
+  private async epochPast(label: string, epoch: bigint): Promise<void> {
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      const held = await this.serial(label, () => this.loaded(label));
+      if (!held || held.group.epoch > epoch) return;
+      await Bun.sleep(20);
+    }
+  }
+
+  /** Waits (outside the conversation's lane, which takes the commit in) until these users have leaves, or `ms` passed. */
+  async awaitLeaves(label: string, users: string[], ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while ((await this.unconfirmed(label, users)).length > 0 && Date.now() < deadline) await Bun.sleep(20);
+  }
+
+  /** Users the server lists in the conversation who have no leaf in its MLS group (none while it is not on MLS). */
+  async unconfirmed(label: string, users: string[]): Promise<string[]> {
+    const held = await this.loaded(label);
+    if (!held) return [];
+    const inGroup = new Set(held.group.members().map((m) => m.user));
+    return users.filter((u) => !inGroup.has(u));
+  }
+
+  /**
+   * Makes the group's leaves match the members' signed device lists: adds a
+   * listed device that is not in it (a new device, or one that lost its state
+   * and has a new key), and removes a leaf its owner no longer lists (a revoked
+   * device, or the old key of one that came back), in one commit. A device with
+   * no key package to claim is asked for again a little later.
+   */
+  private async reconcile(place: Place, held: Held): Promise<void> {
+    // nothing to do unless the epoch, the conversation's users or one of their lists changed since the last look
+    const book = this.account.book;
+    const stamp = `${held.group.epoch}|${place.users.map((u) => `${u}:${book.get(u)?.version ?? "-"}`).join(",")}`;
+    if (held.checked === stamp && this.noPackage.size === 0) return;
+    const plan = planLeaves(held.group.members(), held.group.ownLeaf, place.users, (u) => book.get(u), {
+      anyUser: "to" in place.target,
+      skip: (user, id) => (this.noPackage.get(`${user}/${id}`) ?? 0) > Date.now(),
+    });
+    const packages: Uint8Array[] = [];
+    for (const [user, devices] of plan.add) {
+      const claim = (await this.call("mls.keypackages.claim", { user, devices })) as { packages: { device: string; keyPackage: Uint8Array }[] };
+      for (const id of devices) {
+        const got = claim.packages.find((p) => p.device === id);
+        const key = book.get(user)!.devices.find((d) => d.deviceId === id)!.mlsKey;
+        // a package from the device's earlier key (before it lost its state) would add a leaf its owner no longer lists
+        if (got && Buffer.from(decodeKeyPackage(new Uint8Array(got.keyPackage)).leafNode.signaturePublicKey).equals(Buffer.from(key))) packages.push(new Uint8Array(got.keyPackage));
+        else this.noPackage.set(`${user}/${id}`, Date.now() + NOT_READY_MS);
+      }
+    }
+    for (const [k, until] of this.noPackage) if (until <= Date.now()) this.noPackage.delete(k);
+    if (packages.length > 0 || plan.remove.length > 0) await this.commitChange(place, held, packages, plan.remove);
+    else held.checked = stamp;
+  }
+
+  /** False when another commit of the epoch was stored first (E_MLS_STALE_COMMIT): it is taken in, in order, and the caller may try again. */
+  private async commitChange(place: Place, held: Held, packages: Uint8Array[], remove: number[]): Promise<boolean> {
+    const epoch = held.group.epoch;
+    const out = await held.group.change(packages, remove);
+    try {
+      const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: Number(epoch), body: commitBody(out.commit, out.welcome) });
+      await held.group.receive(out.commit);
+      this.saveOver(place.label, held, r.seq as number);
+      return true;
+    } catch (error) {
+      if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
+      return false;
+    }
+  }
+
+  /** A commit with a fresh leaf; losing the epoch to another commit is fine, the next message tries again. */
+  private async update(place: Place, held: Held): Promise<void> {
+    const epoch = held.group.epoch;
+    const out = await held.group.update();
+    try {
+      const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: Number(epoch), body: commitBody(out.commit) });
+      await held.group.receive(out.commit);
+      held.sent = 0;
+      held.since = Date.now();
+      this.saveOver(place.label, held, r.seq as number);
+    } catch (error) {
+      if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
+    }
+  }
+
+  /**
+   * Makes the conversation's group: claims a key package for every device of
+   * every member (this device's own aside), adds them, and sends the commit
+   * with its welcome. If another device's commit for the same epoch came
+   * first, undefined: this message goes as an envelope, and the winner's
+   * welcome, taken in in the conversation's order, brings this device in.
+   */
+  private async start(place: Place): Promise<Held | undefined> {
+    await this.account.ready();
+    // The group exists already and this device is not in it: a member's device adds it (never a second group).
+    if (((await this.call("mls.epoch", place.target)).epoch as number) > 0) return undefined;
+    if (!(await this.account.refresh(place.users, true))) return undefined;
+    const packages: Uint8Array[] = [];
+    for (const user of place.users) {
+      const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[]; missing: string[] };
+      const mine = this.account.device.deviceId;
+      if (claim.missing.some((d) => user !== this.me || d !== mine)) return undefined;
+      // someone who never logged in from a device has none to add: they could not read anything
+      if (user !== this.me && claim.packages.length === 0) return undefined;
+      for (const p of claim.packages) if (!(user === this.me && p.device === mine)) packages.push(new Uint8Array(p.keyPackage));
+      // every claimed device must be on its owner's signed list: one not yet listed keeps the conversation on envelopes
+      if (claim.packages.some((p) => !this.account.book.get(user)?.devices.some((d) => d.deviceId === p.device))) return undefined;
+    }
+    const group = await DeviceGroup.create(groupIdOf(place.label), this.account.device, this.account.book);
+    let out;
+    try {
+      out = await group.add(packages);
+    } catch (error) {
+      if (error instanceof MlsError) return undefined;
+      throw error;
+    }
+    try {
+      const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: 0, body: commitBody(out.commit, out.welcome) });
+      await group.receive(out.commit);
+      const held: Held = { group, version: 0, sent: 0, since: Date.now() };
+      if (!this.save(place.label, held, r.seq as number)) return this.loaded(place.label, true);
+      return held;
+    } catch (error) {
+      // Another device made the group first: its welcome reaches this device in the conversation's order
+      // (not waited for here, since it is taken in on the same lane); this message goes as an envelope.
+      if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
+      return undefined;
+    }
+  }
+
+  /**
+   * Takes in one MLS message the server delivered, in the conversation's
+   * order. `users` is who may have devices in the group: a welcome into a
+   * group with anyone else's device is refused.
+   */
+  open(place: Place, message: WireMessage): Promise<Opened> {
+    return this.serial(place.label, () => this.openNow(place, message));
+  }
+
+  private async openNow(place: Place, message: WireMessage): Promise<Opened> {
+    let body;
+    try {
+      body = parseMlsBody(message.body);
+    } catch {
+      return failed("E_MLS_FORMAT", "the MLS message is malformed");
+    }
+    const held = await this.loaded(place.label);
+    // every leaf and sender is checked against these lists: a restarted device has none in memory yet
+    await this.account.refresh(place.users);
+    // Another process of this device took this message in already: what it showed is in the store.
+    if (held && this.local.group(place.label)!.seq >= message.seq) return { status: "local" };
+    try {
+      if (body.type === "commit") return await this.takeCommit(place, message, held, body.commit, body.welcome);
+      if (!held) return failed("E_MLS_NO_GROUP", "this device was not given the keys for this conversation (it joined later, or its welcome was lost)");
+      const got = await this.receive(place, held, body.message, message.seq);
+      if (got.kind !== "application") return failed("E_MLS_FORMAT", "not an application message");
+      if (got.sender.user !== message.from) return failed("E_SIGNATURE", `the server says it is from ${message.from}, but it is from ${got.sender.user}'s device`);
+      const { cmid, content } = parseApplicationPlaintext(got.plaintext);
+      if (cmid !== message.cmid) return failed("E_REPLAY", "the server's record of this message does not match what was encrypted");
+      return { status: "ok", content, device: got.sender.deviceId };
+    } catch (error) {
+      if (error instanceof MlsError) {
+        if (error.reason === "E_MLS_OWN") return { status: "local" };
+        return failed(error.reason, error.message.toLowerCase());
+      }
+      throw error;
+    }
+  }
+
+  private async takeCommit(place: Place, message: WireMessage, held: Held | undefined, commit: Uint8Array, welcome: Uint8Array | undefined): Promise<Opened> {
+    if (held && !held.group.removed) {
+      try {
+        await this.receive(place, held, commit, message.seq).catch(async (error) => {
+          // a device listed since this device last asked (the commit adds it): once more with fresh lists
+          if (!(error instanceof MlsError) || error.reason !== "E_MLS_UNTRUSTED_MEMBER") throw error;
+          await this.account.refresh(place.users, true);
+          return this.receive(place, held, commit, message.seq);
+        });
+        return { status: "control" };
+      } catch (error) {
+        // A commit for an epoch this device's group never reached: the group was made again without it; a welcome may be for it.
+        if (!(error instanceof MlsError) || error.reason !== "E_MLS_EPOCH" || !welcome) throw error;
+      }
+    }
+    if (!welcome) return { status: "control" };
+    const joined = await joinFromWelcome(welcome, place, this.account);
+    if (!joined) return { status: "control" };
+    const { group, used } = joined;
+    for (const ref of used) this.local.dropPackage(ref);
+    const fresh: Held = { group, version: this.local.version(place.label) ?? 0, sent: 0, since: Date.now() };
+    this.saveOver(place.label, fresh, message.seq);
+    return { status: "control" };
+  }
+
+  private async receive(place: Place, held: Held, bytes: Uint8Array, seq: number): Promise<MlsReceived> {
+    const got = await held.group.receive(bytes);
+    this.saveOver(place.label, held, seq);
+    // a commit means someone's devices changed: this device asks for the lists again before it next reconciles
+    if (got.kind === "commit") this.account.forget(place.users);
+    return got;
+  }
+
+  /** The group as this device last saved it, loaded again if another process of the device saved since. */
+  private load(label: string): Held | undefined {
+    return this.groups.get(label);
+  }
+
+  private async loaded(label: string, force = false): Promise<Held | undefined> {
+    const held = this.groups.get(label);
+    const version = this.local.version(label);
+    if (version === undefined) return undefined;
+    if (held && held.version === version && !force) return held;
+    const saved = this.local.group(label)!;
+    const group = await DeviceGroup.restore(saved.state, this.account.book);
+    const fresh: Held = { group, version: saved.version, sent: saved.sent, since: saved.updatedAt };
+    this.groups.set(label, fresh);
+    return fresh;
+  }
+
+  /** Saves if no other process saved since this one loaded; true when it did. */
+  private save(label: string, held: Held, seq: number): boolean {
+    const expected = held.version === 0 ? undefined : held.version;
+    if (!this.local.saveGroup(label, held.group.save(), expected, seq, { sent: held.sent, updatedAt: held.since })) return false;
+    held.version = this.local.version(label)!;
+    this.groups.set(label, held);
+    return true;
+  }
+
+  /** Received in the server's order: this state is the newest whatever another process saved. */
+  private saveOver(label: string, held: Held, seq: number): void {
+    if (this.save(label, held, seq)) return;
+    held.version = this.local.version(label) ?? 0;
+    if (!this.save(label, held, seq)) throw new MlsError("E_MLS_FORMAT", "The group could not be saved");
+  }
+
+  private serial<T>(label: string, op: () => Promise<T>): Promise<T> {
+    const run = (this.lanes.get(label) ?? Promise.resolve()).then(op, op);
+    const tail = run.catch(() => undefined);
+    this.lanes.set(label, tail);
+    void tail.then(() => {
+      if (this.lanes.get(label) === tail) this.lanes.delete(label);
+    });
+    return run;
+  }
+}
+
+function failed(code: string, reason: string): Opened {
+  return { status: "failed", code, reason };
+}

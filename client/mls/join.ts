@@ -1,0 +1,37 @@
+/**
+ * Joining a conversation's MLS group from a welcome: only with one of this
+ * device's own key packages, only after every leaf checked out against its
+ * owner's signed device list (asked for afresh), and only into the group of
+ * this conversation, holding devices of its people and no one else's.
+ */
+import { sha256 } from "@noble/hashes/sha2.js";
+import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
+import { utf8 } from "../../crypto/bytes.ts";
+import { DeviceGroup, MlsError, mlsSuite } from "../../crypto/mls/index.ts";
+import { decodeWelcome } from "../../crypto/mls/wire.ts";
+import type { MlsAccount } from "./account";
+
+/** Both sides of a conversation derive the same group id; a welcome into any other group is refused. */
+export function groupIdOf(label: string): Uint8Array {
+  return sha256(utf8(`chatterbox mls group v1\u0000${label}`)).subarray(0, 16);
+}
+
+/** Undefined when the welcome is for other devices. `used`: the refs of this device's packages it consumed. */
+export async function joinFromWelcome(
+  welcome: Uint8Array,
+  place: { label: string; users: string[] },
+  account: MlsAccount,
+): Promise<{ group: DeviceGroup; used: string[] } | undefined> {
+  const cs = await mlsSuite();
+  const refs = new Set(decodeWelcome(welcome).secrets.map((s) => Buffer.from(s.newMember).toString("hex")));
+  const mine = [];
+  for (const p of account.packages()) if (refs.has(Buffer.from(await makeKeyPackageRef(p.publicPackage, cs.hash)).toString("hex"))) mine.push(p);
+  if (mine.length === 0) return undefined;
+  // the welcome may list a device added since this device last asked
+  await account.refresh(place.users, true);
+  const group = await DeviceGroup.join(welcome, mine, account.book);
+  if (!Buffer.from(group.groupId).equals(Buffer.from(groupIdOf(place.label)))) throw new MlsError("E_MLS_FORMAT", "The welcome is for another conversation's group");
+  const stranger = group.members().find((m) => !place.users.includes(m.user));
+  if (stranger) throw new MlsError("E_MLS_UNTRUSTED_MEMBER", `${stranger.user}/${stranger.deviceId} is not in this conversation`);
+  return { group, used: mine.map((p) => p.ref) };
+}

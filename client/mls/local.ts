@@ -1,0 +1,136 @@
+/**
+ * This device's MLS secrets in its store.db: its MLS signing key, the private
+ * halves of the key packages it uploaded (to join from a welcome made for one
+ * of them), each conversation's group state as ts-mls serializes it, and the
+ * newest device list it verified for each user (so that after a restart an
+ * older list, naming a device since revoked, is still refused). All
+ * of it is as sensitive as the identity keys beside it (the file is 0600).
+ * Several processes of one user share the file: each group row carries a
+ * version, and a process that finds another version than the one it holds
+ * loads the row again before it uses the group.
+ */
+import type { Database } from "bun:sqlite";
+import { ed25519 } from "@noble/curves/ed25519.js";
+import { decodeKeyPackage, newMlsDevice, type MlsDevice, type OwnKeyPackage } from "../../crypto/mls/index.ts";
+
+const SCHEMA = `
+  create table if not exists mls_key_packages (ref text primary key, public blob not null, init blob not null, hpke blob not null,
+    last_resort integer not null, created_at real not null);
+  create table if not exists mls_device_lists (user text primary key, signed blob not null, identity blob not null, version integer not null);
+  create table if not exists mls_groups (label text primary key, state blob not null, version integer not null, seq integer not null default 0,
+    sent integer not null default 0, updated_at real not null default 0);
+`;
+
+export interface SavedGroup {
+  state: Uint8Array;
+  version: number;
+  /** The conversation position of the last message the state has taken in (0 before any). */
+  seq: number;
+  /** Messages this device sent since its last leaf update, and when that was (ms): when to update again. */
+  sent: number;
+  updatedAt: number;
+}
+
+/** What a key value store gives (the LocalStore's kv table). */
+export interface KeyValues {
+  get(key: string): string | undefined;
+  set(key: string, value: string | undefined): void;
+}
+
+export class MlsLocal {
+  constructor(
+    private readonly db: Database,
+    private readonly kv: KeyValues,
+  ) {
+    db.exec(SCHEMA);
+  }
+
+  /** The device's MLS signing key, made the first time it is asked for. */
+  device(user: string, deviceId: string): MlsDevice {
+    const saved = this.kv.get("mls.sign");
+    if (saved) {
+      const signKey = new Uint8Array(Buffer.from(saved, "base64"));
+      return { user, deviceId, signKey, publicKey: ed25519.getPublicKey(signKey) };
+    }
+    const made = newMlsDevice({ user, deviceId });
+    this.kv.set("mls.sign", Buffer.from(made.signKey).toString("base64"));
+    return made;
+  }
+
+  keepPackages(packages: OwnKeyPackage[], ref: (p: OwnKeyPackage) => string): void {
+    const insert = this.db.query("insert or replace into mls_key_packages (ref, public, init, hpke, last_resort, created_at) values (?, ?, ?, ?, ?, ?)");
+    this.db.transaction(() => {
+      for (const p of packages) insert.run(ref(p), p.encoded, p.privatePackage.initPrivateKey, p.privatePackage.hpkePrivateKey, p.lastResort ? 1 : 0, Date.now());
+    })();
+  }
+
+  /** Every key package this device still holds the private half of. */
+  packages(signKey: Uint8Array): (OwnKeyPackage & { ref: string })[] {
+    const rows = this.db.query("select ref, public, init, hpke, last_resort from mls_key_packages").all() as { ref: string; public: Uint8Array; init: Uint8Array; hpke: Uint8Array; last_resort: number }[];
+    return rows.map((r) => ({
+      ref: r.ref,
+      publicPackage: decodeKeyPackage(new Uint8Array(r.public)),
+      privatePackage: { initPrivateKey: new Uint8Array(r.init), hpkePrivateKey: new Uint8Array(r.hpke), signaturePrivateKey: signKey },
+      lastResort: r.last_resort === 1,
+      encoded: new Uint8Array(r.public),
+    }));
+  }
+
+  /** A one-time package, once used: its private key goes (forward secrecy of the welcome). */
+  dropPackage(ref: string): void {
+    this.db.query("delete from mls_key_packages where ref = ? and last_resort = 0").run(ref);
+  }
+
+  /** Last-resort packages older than the one just uploaded are no longer handed out. */
+  dropOldLastResort(keep: string): void {
+    this.db.query("delete from mls_key_packages where last_resort = 1 and ref <> ? and created_at < ?").run(keep, Date.now() - 7 * 24 * 3600_000);
+  }
+
+  /** The newest device list this device verified for each user, with the identity key it verified it under. */
+  deviceLists(): { user: string; signed: Uint8Array; identity: Uint8Array }[] {
+    return (this.db.query("select user, signed, identity from mls_device_lists").all() as { user: string; signed: Uint8Array; identity: Uint8Array }[]).map((r) => ({
+      user: r.user,
+      signed: new Uint8Array(r.signed),
+      identity: new Uint8Array(r.identity),
+    }));
+  }
+
+  keepDeviceList(user: string, signed: Uint8Array, identity: Uint8Array, version: number): void {
+    this.db
+      .query(
+        `insert into mls_device_lists (user, signed, identity, version) values (?, ?, ?, ?)
+         on conflict (user) do update set signed = excluded.signed, identity = excluded.identity, version = excluded.version where excluded.version > mls_device_lists.version`,
+      )
+      .run(user, signed, identity, version);
+  }
+
+  group(label: string): SavedGroup | undefined {
+    const row = this.db.query("select state, version, seq, sent, updated_at from mls_groups where label = ?").get(label) as
+      | { state: Uint8Array; version: number; seq: number; sent: number; updated_at: number }
+      | null;
+    return row ? { state: new Uint8Array(row.state), version: row.version, seq: row.seq, sent: row.sent, updatedAt: row.updated_at } : undefined;
+  }
+
+  version(label: string): number | undefined {
+    const row = this.db.query("select version from mls_groups where label = ?").get(label) as { version: number } | null;
+    return row?.version;
+  }
+
+  /** Saves a group's state if the row is still at `expected` (undefined: no row yet); false if another process moved it. */
+  saveGroup(label: string, state: Uint8Array, expected: number | undefined, seq: number, counters: { sent: number; updatedAt: number }): boolean {
+    if (expected === undefined) {
+      const r = this.db
+        .query("insert into mls_groups (label, state, version, seq, sent, updated_at) values (?, ?, 1, ?, ?, ?) on conflict do nothing")
+        .run(label, state, seq, counters.sent, counters.updatedAt);
+      return r.changes === 1;
+    }
+    const r = this.db
+      .query("update mls_groups set state = ?, version = version + 1, seq = max(seq, ?), sent = ?, updated_at = ? where label = ? and version = ?")
+      .run(state, seq, counters.sent, counters.updatedAt, label, expected);
+    return r.changes === 1;
+  }
+
+  dropGroup(label: string): void {
+    this.db.query("delete from mls_groups where label = ?").run(label);
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * The server's part of MLS beyond key packages: each account's signed device
+ * list (stored only if the account's identity signed it and its version is
+ * higher than the one held), and the one-commit-per-epoch rule. A commit is
+ * appended as a message of its conversation, under the conversation's row
+ * lock, only if it was made from the epoch the server holds for that
+ * conversation; the epoch then moves on by one. Commits are rare, so they go
+ * here, in a transaction of their own, and not through the group commit.
+ */
+import type { Sql } from "../db/connect";
+import { verifyDeviceList } from "../crypto/mls/device-list.ts";
+import { ChatError } from "../protocol/errors";
+
+export interface StoredCommit {
+  id: number;
+  seq: number;
+  at: number;
+  duplicate: boolean;
+  /** Who else receives it (every member but the sender). */
+  recipients: number[];
+  /** The epoch the conversation's MLS group is at now. */
+  epoch: number;
+}
+
+export class MlsStore {
+  constructor(private readonly sql: Sql) {}
+
+  /** Keeps a user's signed device list if it is signed by their identity key and newer than the one held; returns its version. */
+  async putDeviceList(userId: number, userName: string, signed: Uint8Array): Promise<number> {
+    return this.sql.begin(async (tx) => {
+      const [user] = await tx`select sign_public from users where id = ${userId} for update`;
+      let version: number;
+      try {
+        version = verifyDeviceList(signed, new Uint8Array(user!.sign_public), userName).version;
+      } catch (error) {
+        throw new ChatError("E_MLS_DEVICE_LIST", (error as Error).message);
+      }
+      const [held] = await tx`select version from device_lists where user_id = ${userId}`;
+      if (held && Number(held.version) >= version)
+        throw new ChatError("E_MLS_DEVICE_LIST", `The device list held is version ${held.version}; a new one must be higher than that, not ${version}`);
+      await tx`insert into device_lists (user_id, version, data) values (${userId}, ${version}, ${signed})
+               on conflict (user_id) do update set version = excluded.version, data = excluded.data, updated_at = now()`;
+      return version;
+    });
+  }
+
+  /** The signed lists of the named users who have one (clients verify them against the keys they pinned). */
+  async deviceLists(names: string[]): Promise<Record<string, Uint8Array>> {
+    const rows = await this.sql`select u.name, l.data from device_lists l join users u on u.id = l.user_id where u.name = any(${names})`;
+    return Object.fromEntries(rows.map((r) => [r.name as string, new Uint8Array(r.data)]));
+  }
+
+  /** The epoch the next commit of a conversation must be made from (0: no MLS group yet). */
+  async epochOf(convId: number): Promise<number> {
+    const [row] = await this.sql`select epoch from mls_groups where conversation_id = ${convId}`;
+    return row ? Number(row.epoch) : 0;
+  }
+
+  /**
+   * Appends a commit made from `epoch` as the conversation's next message, if
+   * the conversation is at that epoch; E_MLS_STALE_COMMIT if another commit
+   * of the epoch came first. A retry with the same cmid finds its first copy.
+   */
+  async appendCommit(convId: number, sender: number, cmid: string, epoch: number, body: Uint8Array): Promise<StoredCommit> {
+    return this.sql.begin(async (tx) => {
+      // the same lock the group commit takes: the sequence stays gapless and ordered
+      const [conv] = await tx`select kind, last_seq from conversations where id = ${convId} for update`;
+      if (!conv) throw new ChatError("E_NO_SUCH_USER", "That conversation no longer exists");
+      const members = await tx`select user_id from members where conversation_id = ${convId} and left_seq is null`;
+      const ids = members.map((m) => m.user_id as number);
+      if (!ids.includes(sender)) throw new ChatError("E_NOT_MEMBER");
+      const [group] = await tx`select epoch from mls_groups where conversation_id = ${convId}`;
+      const current = group ? Number(group.epoch) : 0;
+      const [dup] = await tx`select id, seq, conversation_id, (extract(epoch from created_at) * 1000)::float8 as at from messages
+                             where sender_id = ${sender} and cmid = ${cmid}`;
+      if (dup) {
+        if (dup.conversation_id !== convId) throw new ChatError("E_DUPLICATE");
+        return { id: Number(dup.id), seq: Number(dup.seq), at: dup.at, duplicate: true, recipients: [], epoch: current };
+      }
+      if (epoch !== current) throw new ChatError("E_MLS_STALE_COMMIT", `The conversation's MLS group is at epoch ${current}, not ${epoch}`);
+      const seq = Number(conv.last_seq) + 1;
+      await tx`update conversations set last_seq = ${seq} where id = ${convId}`;
+      const [row] = await tx`insert into messages (conversation_id, seq, sender_id, cmid, body)
+                             values (${convId}, ${seq}, ${sender}, ${cmid}, ${body})
+                             returning id, (extract(epoch from created_at) * 1000)::float8 as at`;
+      await tx`insert into mls_groups (conversation_id, epoch) values (${convId}, ${epoch + 1})
+               on conflict (conversation_id) do update set epoch = excluded.epoch, updated_at = now()`;
+      return { id: Number(row!.id), seq, at: row!.at, duplicate: false, recipients: ids.filter((u) => u !== sender), epoch: epoch + 1 };
+    });
+  }
+
+  /** Adds a sealed batch to a user's history backup; at most MAX_HISTORY_BATCHES are kept (the oldest go). */
+  async putHistory(userId: number, data: Uint8Array): Promise<number> {
+    return this.sql.begin(async (tx) => {
+      const [row] = await tx`insert into history_backups (user_id, data) values (${userId}, ${data}) returning id`;
+      await tx`delete from history_backups where user_id = ${userId} and id not in (
+                 select id from history_backups where user_id = ${userId} order by id desc limit ${MAX_HISTORY_BATCHES})`;
+      return Number(row!.id);
+    });
+  }
+
+  /** A user's sealed batches after `after`, oldest first, up to `maxBytes` in all (at least one). */
+  async history(userId: number, after: number, maxBytes: number): Promise<{ id: number; data: Uint8Array }[]> {
+    const rows = await this.sql`select id, data from history_backups where user_id = ${userId} and id > ${after} order by id limit 64`;
+    const out: { id: number; data: Uint8Array }[] = [];
+    let bytes = 0;
+    for (const r of rows) {
+      const data = new Uint8Array(r.data);
+      if (out.length > 0 && bytes + data.length > maxBytes) break;
+      out.push({ id: Number(r.id), data });
+      bytes += data.length;
+    }
+    return out;
+  }
+}
+
+/** About 50 messages a batch: room for the latest ~500,000 messages. */
+export const MAX_HISTORY_BATCHES = 10_000;
