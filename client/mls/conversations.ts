@@ -14,6 +14,7 @@ import { applicationBody, applicationPlaintext, commitBody, parseApplicationPlai
 import type { MlsLocal } from "./local";
 import { groupIdOf, joinFromWelcome } from "./join";
 import { planLeaves } from "./reconcile";
+import { GroupSlots, type Held } from "./slots";
 
 /** A leaf update (a commit with no proposals) after this many sends from this device, or this long: post-compromise security. */
 export const UPDATE_EVERY_MESSAGES = 100;
@@ -44,33 +45,25 @@ export interface Place {
   admin?: boolean;
 }
 
-interface Held {
-  group: DeviceGroup;
-  version: number;
-  sent: number;
-  since: number;
-  /** The epoch and lists the leaves were last found to match. */
-  checked?: string;
-}
-
 export class MlsConversations {
-  private readonly groups = new Map<string, Held>();
   private readonly notReady = new Map<string, number>();
   /** Devices found without a usable key package ("user/device"), until when. */
   private readonly noPackage = new Map<string, number>();
-  /** One operation per conversation at a time: a group is a value that each operation replaces. */
-  private readonly lanes = new Map<string, Promise<unknown>>();
+
+  private readonly slots: GroupSlots;
 
   constructor(
     private readonly me: string,
     private readonly account: MlsAccount,
     private readonly local: MlsLocal,
     private readonly call: Call,
-  ) {}
+  ) {
+    this.slots = new GroupSlots(local, account.book);
+  }
 
   /** Whether this device holds an MLS group for the conversation. */
   has(label: string): boolean {
-    return this.load(label) !== undefined;
+    return this.slots.peek(label) !== undefined;
   }
 
   /**
@@ -78,11 +71,11 @@ export class MlsConversations {
    * conversation is not (yet) on MLS and the caller seals an envelope.
    */
   seal(place: Place, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
-    return this.serial(place.label, () => this.sealNow(place, cmid, content));
+    return this.slots.serial(place.label, () => this.sealNow(place, cmid, content));
   }
 
   private async sealNow(place: Place, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
-    let held = await this.loaded(place.label);
+    let held = await this.slots.loaded(place.label);
     if (!held) {
       if ((this.notReady.get(place.label) ?? 0) > Date.now()) return undefined;
       if ("group" in place.target && !place.admin) {
@@ -104,16 +97,16 @@ export class MlsConversations {
       const ciphertext = await held.group.encrypt(applicationPlaintext(cmid, content));
       // Saved before it is sent: a crash must never let the same key and nonce encrypt a second message.
       held.sent++;
-      if (this.save(place.label, held, 0)) return applicationBody(ciphertext);
+      if (this.slots.save(place.label, held, 0)) return applicationBody(ciphertext);
       // Another process of this device used the group meanwhile: take its state and encrypt again.
-      held = await this.loaded(place.label, true);
+      held = await this.slots.loaded(place.label, true);
       if (!held) return undefined;
     }
   }
 
   /** Makes the conversation's MLS group now if it has none and may (a new group chat, by its creator's device). */
   ensure(place: Place): Promise<boolean> {
-    return this.serial(place.label, async () => (await this.loaded(place.label)) !== undefined || (await this.start(place)) !== undefined);
+    return this.slots.serial(place.label, async () => (await this.slots.loaded(place.label)) !== undefined || (await this.start(place)) !== undefined);
   }
 
   /**
@@ -133,7 +126,7 @@ export class MlsConversations {
    */
   async addUsers(place: Place, users: string[]): Promise<string[]> {
     for (let attempt = 0; ; attempt++) {
-      const tried = await this.serial(place.label, () => this.addUsersNow(place, users));
+      const tried = await this.slots.serial(place.label, () => this.addUsersNow(place, users));
       if (tried.stored) return tried.left;
       // Another commit of the epoch came first: it is taken in on the conversation's lane (so not waited for
       // inside it), then the add is made again on the new epoch.
@@ -143,7 +136,7 @@ export class MlsConversations {
   }
 
   private async addUsersNow(place: Place, users: string[]): Promise<{ stored: boolean; left: string[]; epoch: bigint }> {
-    const held = await this.loaded(place.label);
+    const held = await this.slots.loaded(place.label);
     if (!held) return { stored: true, left: [], epoch: 0n };
     await this.account.refresh(users, true);
     const packages: Uint8Array[] = [];
@@ -164,7 +157,7 @@ export class MlsConversations {
   private async epochPast(label: string, epoch: bigint): Promise<void> {
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
-      const held = await this.serial(label, () => this.loaded(label));
+      const held = await this.slots.serial(label, () => this.slots.loaded(label));
       if (!held || held.group.epoch > epoch) return;
       await Bun.sleep(20);
     }
@@ -178,7 +171,7 @@ export class MlsConversations {
 
   /** Users the server lists in the conversation who have no leaf in its MLS group (none while it is not on MLS). */
   async unconfirmed(label: string, users: string[]): Promise<string[]> {
-    const held = await this.loaded(label);
+    const held = await this.slots.loaded(label);
     if (!held) return [];
     const inGroup = new Set(held.group.members().map((m) => m.user));
     return users.filter((u) => !inGroup.has(u));
@@ -223,7 +216,7 @@ export class MlsConversations {
     try {
       const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: Number(epoch), body: commitBody(out.commit, out.welcome) });
       await held.group.receive(out.commit);
-      this.saveOver(place.label, held, r.seq as number);
+      this.slots.saveOver(place.label, held, r.seq as number);
       return true;
     } catch (error) {
       if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
@@ -240,7 +233,7 @@ export class MlsConversations {
       await held.group.receive(out.commit);
       held.sent = 0;
       held.since = Date.now();
-      this.saveOver(place.label, held, r.seq as number);
+      this.slots.saveOver(place.label, held, r.seq as number);
     } catch (error) {
       if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
     }
@@ -281,7 +274,7 @@ export class MlsConversations {
       const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: 0, body: commitBody(out.commit, out.welcome) });
       await group.receive(out.commit);
       const held: Held = { group, version: 0, sent: 0, since: Date.now() };
-      if (!this.save(place.label, held, r.seq as number)) return this.loaded(place.label, true);
+      if (!this.slots.save(place.label, held, r.seq as number)) return this.slots.loaded(place.label, true);
       return held;
     } catch (error) {
       // Another device made the group first: its welcome reaches this device in the conversation's order
@@ -297,7 +290,7 @@ export class MlsConversations {
    * group with anyone else's device is refused.
    */
   open(place: Place, message: WireMessage): Promise<Opened> {
-    return this.serial(place.label, () => this.openNow(place, message));
+    return this.slots.serial(place.label, () => this.openNow(place, message));
   }
 
   private async openNow(place: Place, message: WireMessage): Promise<Opened> {
@@ -307,11 +300,11 @@ export class MlsConversations {
     } catch {
       return failed("E_MLS_FORMAT", "the MLS message is malformed");
     }
-    const held = await this.loaded(place.label);
+    const held = await this.slots.loaded(place.label);
     // every leaf and sender is checked against these lists: a restarted device has none in memory yet
     await this.account.refresh(place.users);
     // Another process of this device took this message in already: what it showed is in the store.
-    if (held && this.local.group(place.label)!.seq >= message.seq) return { status: "local" };
+    if (held && this.slots.seq(place.label) >= message.seq) return { status: "local" };
     try {
       if (body.type === "commit") return await this.takeCommit(place, message, held, body.commit, body.welcome);
       if (!held) return failed("E_MLS_NO_GROUP", "this device was not given the keys for this conversation (it joined later, or its welcome was lost)");
@@ -351,59 +344,16 @@ export class MlsConversations {
     const { group, used } = joined;
     for (const ref of used) this.local.dropPackage(ref);
     const fresh: Held = { group, version: this.local.version(place.label) ?? 0, sent: 0, since: Date.now() };
-    this.saveOver(place.label, fresh, message.seq);
+    this.slots.saveOver(place.label, fresh, message.seq);
     return { status: "control" };
   }
 
   private async receive(place: Place, held: Held, bytes: Uint8Array, seq: number): Promise<MlsReceived> {
     const got = await held.group.receive(bytes);
-    this.saveOver(place.label, held, seq);
+    this.slots.saveOver(place.label, held, seq);
     // a commit means someone's devices changed: this device asks for the lists again before it next reconciles
     if (got.kind === "commit") this.account.forget(place.users);
     return got;
-  }
-
-  /** The group as this device last saved it, loaded again if another process of the device saved since. */
-  private load(label: string): Held | undefined {
-    return this.groups.get(label);
-  }
-
-  private async loaded(label: string, force = false): Promise<Held | undefined> {
-    const held = this.groups.get(label);
-    const version = this.local.version(label);
-    if (version === undefined) return undefined;
-    if (held && held.version === version && !force) return held;
-    const saved = this.local.group(label)!;
-    const group = await DeviceGroup.restore(saved.state, this.account.book);
-    const fresh: Held = { group, version: saved.version, sent: saved.sent, since: saved.updatedAt };
-    this.groups.set(label, fresh);
-    return fresh;
-  }
-
-  /** Saves if no other process saved since this one loaded; true when it did. */
-  private save(label: string, held: Held, seq: number): boolean {
-    const expected = held.version === 0 ? undefined : held.version;
-    if (!this.local.saveGroup(label, held.group.save(), expected, seq, { sent: held.sent, updatedAt: held.since })) return false;
-    held.version = this.local.version(label)!;
-    this.groups.set(label, held);
-    return true;
-  }
-
-  /** Received in the server's order: this state is the newest whatever another process saved. */
-  private saveOver(label: string, held: Held, seq: number): void {
-    if (this.save(label, held, seq)) return;
-    held.version = this.local.version(label) ?? 0;
-    if (!this.save(label, held, seq)) throw new MlsError("E_MLS_FORMAT", "The group could not be saved");
-  }
-
-  private serial<T>(label: string, op: () => Promise<T>): Promise<T> {
-    const run = (this.lanes.get(label) ?? Promise.resolve()).then(op, op);
-    const tail = run.catch(() => undefined);
-    this.lanes.set(label, tail);
-    void tail.then(() => {
-      if (this.lanes.get(label) === tail) this.lanes.delete(label);
-    });
-    return run;
   }
 }
 
