@@ -267,14 +267,18 @@ export abstract class Connection {
   private transmit(p: PendingSend): void {
     if (!this.connected || p.inFlight) return;
     p.inFlight = true;
+    // The sequencer waits for this answer before it fetches a gap the send may explain.
+    const token = this.sequencer.sending(p.args);
     this.link!.request("send", p.args).then(
       (reply) => {
         const result = reply as unknown as SendResult;
         this.sequencer.ownSend(result.conv, result.seq);
+        this.sequencer.answered(token, p.args, result.conv);
         this.settle(p);
         p.resolve(result);
       },
       (error: ChatError) => {
+        this.sequencer.answered(token, p.args);
         p.inFlight = false;
         if (error instanceof ChatError && error.code === "E_RATE_LIMITED" && error.retryAfterMs !== undefined) {
           // The server's allowance for this user is spent: the same send, same id, once it says there is room (capped at a minute).
