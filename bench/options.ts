@@ -40,6 +40,8 @@ export interface BenchOptions {
   idle: boolean;
   /** List PostgreSQL's statements by time taken after each run (embedded database only). */
   pgStatements: boolean;
+  /** serve --commit-batches for the servers we start; unset: serve's default. */
+  commitBatches?: number;
 }
 
 /** The size of a real sealed and signed 100-character message to one recipient (bench/crypto.ts). */
@@ -91,6 +93,7 @@ export function parseOptions(args: Record<string, unknown>): BenchOptions {
     prefix: String(args.prefix),
     idle: !!args.idle,
     pgStatements: !!args["pg-statements"],
+    commitBatches: args["commit-batches"] === undefined ? undefined : int("commit-batches", 1, 64),
   };
   if (!/^[a-z0-9_.-]{1,20}$/.test(options.prefix)) throw new Error("--prefix: up to 20 characters from a-z, 0-9, '_', '.', '-'");
   if (options.balancer && (options.compareStrategies || options.ceiling)) {

@@ -10,7 +10,7 @@ import { formatReport, type Report } from "./report";
 import { provision } from "./provision";
 import { startRelays } from "./relays";
 import { BENCH_PASSWORD, loadTokens, saveTokens } from "./tokens";
-import { benchHome, openBenchDatabase, remoteSystem, startSystem, type Database } from "./system";
+import { benchHome, openBenchDatabase, remoteSystem, SERVER_ARGS, startSystem, type Database } from "./system";
 import { resetStatements, STATEMENT_SETTINGS, topStatements } from "./statements";
 
 const STRATEGIES = ["roundrobin", "leastconn", "random", "p2c"];
@@ -63,6 +63,7 @@ export async function runBench(options: BenchOptions): Promise<void> {
 
   const statements = options.pgStatements && !options.databaseUrl;
   const database: Database = owned(await openBenchDatabase({ databaseUrl: options.databaseUrl, dataDir: options.dataDir, log, settings: statements ? STATEMENT_SETTINGS : [] }));
+  const serverArgs = [...SERVER_ARGS, ...(options.commitBatches ? ["--commit-batches", String(options.commitBatches)] : [])];
   const tokenKey = options.databaseUrl ? `database ${options.databaseUrl}` : `embedded ${home}`;
   try {
     // We own this database: make missing accounts and their resume tokens in it, skipping a quarter hour of password hashing.
@@ -70,7 +71,7 @@ export async function runBench(options: BenchOptions): Promise<void> {
     if (options.compareStrategies) {
       const reports: Report[] = [];
       for (const strategy of STRATEGIES) {
-        const system = owned(await startSystem({ url: database.url, servers: options.servers, strategy, log }));
+        const system = owned(await startSystem({ url: database.url, servers: options.servers, strategy, log, serverArgs }));
         try {
           reports.push(await runLoad(options, options.rate, { system, postgresPid: database.pid, home, tokenKey, log, label: strategy }));
         } finally {
@@ -81,7 +82,7 @@ export async function runBench(options: BenchOptions): Promise<void> {
       if (options.plot) writeFileSync(options.plot, strategiesSvg(reports));
       return out(reports, `${reports.map(formatReport).join("\n\n")}\n\n${table}`);
     }
-    const system = owned(await startSystem({ url: database.url, servers: options.servers, strategy: options.strategy, log }));
+    const system = owned(await startSystem({ url: database.url, servers: options.servers, strategy: options.strategy, log, serverArgs }));
     const reports: Report[] = [];
     try {
       const ctx: RunContext = { system, postgresPid: database.pid, home, tokenKey, log };

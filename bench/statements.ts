@@ -27,7 +27,7 @@ export async function topStatements(url: string, delivered: number, limit = 10):
              left(regexp_replace(query, '[[:space:]]+', ' ', 'g'), 90) as q
       from pg_stat_statements where query not like '%pg_stat_statements%' order by total_exec_time desc limit ${limit}`;
     const per = (x: number) => (delivered > 0 ? ((x * 1000) / delivered).toFixed(2) : "-");
-    const lines = rows.map((r) => `  ${per(r.ms).padStart(8)} µs/delivered ${String(r.calls).padStart(9)} calls ${((r.ms * 1000) / Math.max(1, r.calls)).toFixed(0).padStart(7)} µs/call  ${r.q}`);
+    const lines = rows.map((r) => `  ${per(r.ms).padStart(8)} µs/delivered ${String(r.calls).padStart(9)} calls ${((r.ms * 1000) / Math.max(1, r.calls)).toFixed(0).padStart(7)} µs/call ${(r.rows / Math.max(1, r.calls)).toFixed(0).padStart(6)} rows/call  ${r.q}`);
     return [`PostgreSQL statements by execution time (pg_stat_statements; ${delivered.toLocaleString("en-US")} deliveries):`, ...lines].join("\n");
   } finally {
     await sql.end();

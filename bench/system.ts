@@ -133,7 +133,7 @@ export async function startSystem(options: { url: string; servers: number; strat
  * The load bench measures capacity, not abuse: no per-user send limit there
  * (bench/hostile.ts runs the servers with their limits on).
  */
-const SERVER_ARGS = ["--send-rate", "0"];
+export const SERVER_ARGS = ["--send-rate", "0"];
 
 /** Someone else's system: the balancer lists its servers to members only, so no per-server figures. */
 export function remoteSystem(balancer: string): System {
