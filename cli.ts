@@ -33,7 +33,7 @@ const serverLimits = {
   "max-connections": { type: "string", description: "Connections a server holds at once", default: "20000" },
   "max-connections-per-address": { type: "string", description: "Connections a server holds at once from one source address", default: "4096" },
   "commit-batches": { type: "string", description: "Group commits a server runs at once, each on a database connection of its own", default: "3" },
-  "cache-entries": { type: "string", description: "Entries in each of a server's caches (names, conversations, where users are, members), least recently used evicted first", default: "200000" },
+  "cache-entries": { type: "string", description: "Entries in each of a server's caches (names, conversations, where users are, members); past it, one not used lately goes for each new one", default: "200000" },
 } as const;
 
 function limitsOf(args: Record<string, unknown>) {

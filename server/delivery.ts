@@ -6,7 +6,7 @@
  * users are is cached; peers announce when a user first connects to them or
  * last leaves, and entries expire so that a lost announcement heals by itself.
  */
-import { LRUCache } from "lru-cache";
+import { ClockCache } from "./clock-cache";
 import { encode } from "../protocol/codec";
 import type { WireMessage } from "../protocol/messages";
 import type { Conn, ServerContext } from "./context";
@@ -31,8 +31,8 @@ const FORWARD_RETRIES = 30;
 const MAX_RETRYING_FORWARDS = 20_000;
 
 export class Delivery {
-  /** Bounded, least recently used out first: an entry that goes is asked of the database again at the next message. */
-  private readonly where: LRUCache<number, Location>;
+  /** Bounded, evicting what was not used lately: an entry that goes is asked of the database again at the next message. */
+  private readonly where: ClockCache<number, Location>;
   /** Forwards waiting to be tried again (forwardLater). */
   private retrying = 0;
   /** Per connection: what was sent, what fell behind (server/flow.ts). */
@@ -43,7 +43,7 @@ export class Delivery {
     private readonly recorder: DeliveryRecorder = NO_METRICS,
     maxEntries = 200_000,
   ) {
-    this.where = new LRUCache({ max: maxEntries });
+    this.where = new ClockCache(maxEntries);
     this.flow = new Flow(
       () => ctx().store,
       () => ctx().config.outboxLimit,
@@ -125,7 +125,8 @@ export class Delivery {
     if (lookup) await lookup;
     const remote = new Map<string, number[]>();
     for (const user of users) {
-      for (const server of this.where.get(user)?.servers ?? []) {
+      // peek: resolve() just marked every one of them used.
+      for (const server of this.where.peek(user)?.servers ?? []) {
         if (server !== ctx.id) {
           const list = remote.get(server);
           if (list) list.push(user);

@@ -1,12 +1,12 @@
 /**
  * Names to user ids and pairs of users to their direct conversation, cached:
  * neither ever changes once made, so the hot path asks the database once.
- * The caches are bounded LRUs (lru-cache): past the bound the least recently
- * used entry goes, one at a time, where a wipe of the whole map at 200,000
- * entries sent every send of a long-running server back to the database at
- * once (issue 15).
+ * The caches are bounded and evict gradually (server/clock-cache.ts, an LRU
+ * approximation): past the bound one entry not used lately goes for each new
+ * one, where a wipe of the whole map at 200,000 entries sent every send of a
+ * long-running server back to the database at once (issue 15).
  */
-import { LRUCache } from "lru-cache";
+import { ClockCache } from "./clock-cache";
 import { ChatError } from "../protocol/errors";
 import type { Store } from "./store";
 
@@ -31,9 +31,9 @@ function pairKey(low: number, high: number): number | string {
 }
 
 export class Directory {
-  private readonly ids: LRUCache<string, number>;
-  private readonly direct_: LRUCache<number | string, number>;
-  private readonly groups: LRUCache<string, number>;
+  private readonly ids: ClockCache<string, number>;
+  private readonly direct_: ClockCache<number | string, number>;
+  private readonly groups: ClockCache<string, number>;
   /** Lookups under way, so that a burst of sends to one new pair asks the database once. */
   private readonly opening = new Map<number | string, Promise<number>>();
 
@@ -41,9 +41,9 @@ export class Directory {
     private readonly store: Pick<Store, "findUser" | "groupConversation" | "directConversation">,
     maxEntries = DEFAULT_CACHE_ENTRIES,
   ) {
-    this.ids = new LRUCache({ max: maxEntries });
-    this.direct_ = new LRUCache({ max: maxEntries });
-    this.groups = new LRUCache({ max: maxEntries });
+    this.ids = new ClockCache(maxEntries);
+    this.direct_ = new ClockCache(maxEntries);
+    this.groups = new ClockCache(maxEntries);
   }
 
   async userId(name: string): Promise<number> {

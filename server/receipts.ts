@@ -9,7 +9,7 @@
  * person, with only the latest position of each: sent one by one, they were
  * one more event per message delivered, and doubled the server's work.
  */
-import { LRUCache } from "lru-cache";
+import { ClockCache } from "./clock-cache";
 import type { CursorStore, Moved } from "./cursor-store";
 
 export interface ReceiptDeps {
@@ -18,7 +18,7 @@ export interface ReceiptDeps {
   log(line: string): void;
   /** How long receipts gather before they go out (default 250 ms). */
   delayMs?: number;
-  /** Conversations whose members are kept (least recently used out first). */
+  /** Conversations whose members are kept (those not used lately go first). */
   maxEntries?: number;
 }
 
@@ -42,10 +42,10 @@ export class Receipts {
   /** conv -> user -> the highest positions moved since the last flush. */
   private pending = new Map<number, Map<number, Position>>();
   private timer?: Timer;
-  private readonly audiences: LRUCache<number, { members: Member[]; at: number }>;
+  private readonly audiences: ClockCache<number, { members: Member[]; at: number }>;
 
   constructor(private readonly deps: ReceiptDeps) {
-    this.audiences = new LRUCache({ max: deps.maxEntries ?? 100_000 });
+    this.audiences = new ClockCache(deps.maxEntries ?? 100_000);
   }
 
   /** Positions that moved (from server/acks.ts). Read markers go to the user's own connections at once. */
