@@ -68,9 +68,12 @@ export interface CommitterOptions {
   /** Batches running at once (each needs a connection of its own); 1 is the old one-at-a-time committer. */
   inFlight?: number;
   /**
-   * A batch beyond the first starts only once this many sends wait: each batch
-   * costs PostgreSQL a fixed ~0.3 ms of CPU besides its messages (bench/append.ts),
-   * so a trickle is better served by one batch at a time.
+   * A batch beyond the first starts only once this many sends wait. Each batch
+   * costs PostgreSQL ~0.5 ms of CPU besides its messages' ~33 µs each
+   * (bench/append.ts: batch 10 vs 100), so from ~200 messages that fixed cost
+   * is under a tenth; smaller batches in parallel cost more CPU than they
+   * save in waiting, and on a machine whose cores are all busy they were
+   * slower than one batch at a time (PERFORMANCE.md).
    */
   minBatch?: number;
   /** A batch not committed within this long is answered E_UNAVAILABLE. */
@@ -106,7 +109,7 @@ export class Committer {
   ) {
     this.maxBatch = options.maxBatch ?? 2000;
     this.inFlight = Math.max(1, options.inFlight ?? 1);
-    this.minBatch = options.minBatch ?? 16;
+    this.minBatch = options.minBatch ?? 200;
     this.deadlineMs = options.deadlineMs ?? 10_000;
     this.queue = options.queue ?? new FifoQueue();
   }
