@@ -162,8 +162,8 @@ async function storeStatement(sql: Sql, items: AppendItem[], input: number[]): P
   // The bodies travel as one blob cut by offsets: one string to make and
   // parse, where a bytea[] costs an escaped array literal of every body. In
   // base64, not as a bytea: postgres.js sends every parameter as text, and a
-  // bytea as hex, which cost both sides twice the base64 (bench/append.ts:
-  // PostgreSQL 2.0 -> 1.0 µs a message, the server 1.7 -> 0.8). Decoded
+  // bytea as hex, which cost both sides twice the base64 (a statement that
+  // only reads the parameter: PostgreSQL 2.0 -> 1.0 µs a message, the server 1.7 -> 0.8). Decoded
   // once, in a subquery (an InitPlan), not once a row.
   const { offsets, lengths, blob } = packBodies(items, input);
   const at = (k: number) => items[input[k]!]!;
