@@ -32,6 +32,8 @@ const serverLimits = {
   "send-burst": { type: "string", description: "Messages one user may send at once before --send-rate applies", default: "500" },
   "max-connections": { type: "string", description: "Connections a server holds at once", default: "20000" },
   "max-connections-per-address": { type: "string", description: "Connections a server holds at once from one source address", default: "4096" },
+  "commit-batches": { type: "string", description: "Group commits a server runs at once, each on a database connection of its own", default: "3" },
+  "cache-entries": { type: "string", description: "Entries in each of a server's caches (names, conversations, where users are, members); past it, one not used lately goes for each new one", default: "200000" },
 } as const;
 
 function limitsOf(args: Record<string, unknown>) {
@@ -52,6 +54,8 @@ function limitsOf(args: Record<string, unknown>) {
     sendBurst: Math.floor(number("send-burst", 1)),
     maxConnections: Math.floor(number("max-connections", 1)),
     maxConnectionsPerAddress: Math.floor(number("max-connections-per-address", 1)),
+    commitBatches: Math.floor(number("commit-batches", 1)),
+    cacheEntries: Math.floor(number("cache-entries", 1)),
     // A body large enough for the largest group's envelope (protocol/limits.ts); the server checks it fits a frame.
     maxBody: Math.max(160 * 1024, bodyFor(Math.floor(number("max-group-members", 1)))),
   };

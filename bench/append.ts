@@ -8,7 +8,11 @@
  * the batch costs the chat server: building the statement, reading its row)
  * and PostgreSQL's (all its processes; only for the embedded one).
  *
- *   bun bench/append.ts [--batches 1,10,100,2000] [--messages 20000] [--database-url URL]
+ * --in-flight N runs N batches at once on N connections, as a server's
+ * committer does; --statements adds PostgreSQL's own account of each
+ * statement (pg_stat_statements, embedded database only).
+ *
+ *   bun bench/append.ts [--batches 1,10,100,2000] [--messages 20000] [--in-flight 1] [--statements] [--database-url URL]
  */
 import { rmSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -23,18 +27,28 @@ const { values } = parseArgs({
   options: {
     batches: { type: "string", default: "1,10,100,2000" },
     messages: { type: "string", default: "20000" },
+    "in-flight": { type: "string", default: "1" },
+    statements: { type: "boolean", default: false },
     "database-url": { type: "string" },
   },
 });
 const batches = values.batches!.split(",").map(Number);
 const perSize = Number(values.messages);
+const inFlight = Math.max(1, Number(values["in-flight"]));
+const statements = values.statements === true && !values["database-url"];
 const USERS = 1000;
 const CONVERSATIONS = 5000;
 
 const dir = values["database-url"] ? undefined : scratchDir("chatterbox-append-");
-const database = await openBenchDatabase({ databaseUrl: values["database-url"], dataDir: dir, log: () => {} });
-const commits = openDatabase(database.url, { max: 1, settings: COMMITTER_SETTINGS });
+const database = await openBenchDatabase({
+  databaseUrl: values["database-url"],
+  dataDir: dir,
+  log: () => {},
+  settings: statements ? ["shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track_utility=off"] : [],
+});
+const commits = openDatabase(database.url, { max: inFlight, settings: COMMITTER_SETTINGS });
 const sql = commits.sql;
+if (statements) await sql`create extension if not exists pg_stat_statements`;
 try {
   await sql`insert into users (name, auth_hash) select 'append-' || g, 'x' from generate_series(1, ${USERS}::int) g on conflict do nothing`;
   const users = (await sql`select id from users where name like 'append-%' order by id`).map((r) => r.id as number);
@@ -58,7 +72,7 @@ try {
       return { senderId: c.sender, convId: c.id, cmid: `${run}.${n++}`, body };
     });
 
-  console.log(`group commit alone, ${REAL_MESSAGE_BYTES}-byte bodies, durable (fsync and synchronous_commit on)`);
+  console.log(`group commit alone, ${REAL_MESSAGE_BYTES}-byte bodies, durable (fsync and synchronous_commit on), ${inFlight} batch(es) in flight`);
   const postgresCpu = () => (database.pid === undefined ? undefined : tree(database.pid).reduce((sum, pid) => sum + (cpuSeconds(pid) ?? 0), 0));
   console.log("   batch   µs wall/msg     msg/s   µs server CPU/msg   µs PostgreSQL CPU/msg   WAL bytes/msg");
   for (const size of batches) {
@@ -68,11 +82,17 @@ try {
     const pg0 = postgresCpu();
     const [wal0] = await sql`select pg_current_wal_insert_lsn()::text as lsn`;
     const t0 = performance.now();
-    for (let r = 0; r < rounds; r++) {
-      const results = await appendBatch(sql, batchOf(size));
-      const refused = results.find((x) => !x.ok);
-      if (refused) throw new Error(`refused: ${JSON.stringify(refused)}`);
-    }
+    if (statements) await sql`select pg_stat_statements_reset()`;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: inFlight }, async () => {
+        while (next++ < rounds) {
+          const results = await appendBatch(sql, batchOf(size));
+          const refused = results.find((x) => !x.ok);
+          if (refused) throw new Error(`refused: ${JSON.stringify(refused)}`);
+        }
+      }),
+    );
     const wallUs = (performance.now() - t0) * 1000;
     const cpu = process.cpuUsage(cpu0);
     const pg = pg0 === undefined ? undefined : postgresCpu()! - pg0;
@@ -87,6 +107,13 @@ try {
       String(Math.round(wal!.bytes / count)).padStart(14),
     ];
     console.log(row.join(" "));
+    if (statements) {
+      const top = await sql`select calls, total_exec_time, total_plan_time, rows, left(regexp_replace(query, '[[:space:]]+', ' ', 'g'), 70) as q
+                            from pg_stat_statements where query not like '%pg_stat_statements%' order by total_exec_time desc limit 4`;
+      for (const t of top) console.log(`          ${((t.total_exec_time * 1000) / count).toFixed(1).padStart(7)} µs exec/msg  ${String(t.calls).padStart(6)} calls  ${t.q}`);
+      const hot = await sql`select relname, n_tup_upd::int as upd, n_tup_hot_upd::int as hot from pg_stat_user_tables where n_tup_upd > 0 order by relname`;
+      for (const t of hot) console.log(`          ${t.relname}: ${t.upd} updates, ${t.hot} HOT`);
+    }
   }
 } finally {
   await commits.close();

@@ -71,6 +71,7 @@ export async function runLoad(options: BenchOptions, rate: number | "max", ctx: 
         pattern: options.pattern,
         groupSize: options.groupSize,
         contacts: options.contacts,
+        partners: options.partners,
         size: options.size,
         e2e: options.e2e,
         rate: rate === "max" ? null : rate / options.workers,

@@ -51,7 +51,7 @@ export class Load {
   private expected = 0;
 
   constructor(readonly setup: WorkerSetup) {
-    this.pop = { clients: setup.clients, groupSize: setup.groupSize, contacts: setup.contacts };
+    this.pop = { clients: setup.clients, groupSize: setup.groupSize, contacts: setup.contacts, partners: setup.partners };
     this.body = crypto.getRandomValues(new Uint8Array(setup.size));
   }
 

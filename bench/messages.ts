@@ -2,7 +2,7 @@
  * What the coordinator and its worker processes say to each other: one JSON
  * object a line, the coordinator on the worker's stdin, the worker on its stdout.
  */
-import type { Pattern } from "./options";
+import type { Pattern, Partners } from "./options";
 
 export interface WorkerSetup {
   type: "setup";
@@ -19,6 +19,7 @@ export interface WorkerSetup {
   pattern: Pattern;
   groupSize: number;
   contacts: number;
+  partners: Partners;
   size: number;
   e2e: boolean;
   /** This worker's share of the rate (messages a second), or null for closed loop. */

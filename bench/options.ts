@@ -3,6 +3,8 @@
  */
 export const PATTERNS = ["dm", "dm-cross", "group", "offline", "mixed"] as const;
 export type Pattern = (typeof PATTERNS)[number];
+export const PARTNERS = ["fixed", "random"] as const;
+export type Partners = (typeof PARTNERS)[number];
 
 export interface BenchOptions {
   servers: number;
@@ -24,6 +26,8 @@ export interface BenchOptions {
   groupSize: number;
   /** Direct-message partners of each client. */
   contacts: number;
+  /** "fixed": the --contacts, opened before the clock; "random": anyone, uniformly, so that cold conversations are measured. */
+  partners: Partners;
   strategy: string;
   json: boolean;
   plot?: string;
@@ -34,6 +38,10 @@ export interface BenchOptions {
   prefix: string;
   /** Idle mode: log every client in, send nothing, report memory per connection. */
   idle: boolean;
+  /** List PostgreSQL's statements by time taken after each run (embedded database only). */
+  pgStatements: boolean;
+  /** serve --commit-batches for the servers we start; unset: serve's default. */
+  commitBatches?: number;
 }
 
 /** The size of a real sealed and signed 100-character message to one recipient (bench/crypto.ts). */
@@ -52,6 +60,8 @@ export function parseOptions(args: Record<string, unknown>): BenchOptions {
   };
   const pattern = String(args.pattern) as Pattern;
   if (!PATTERNS.includes(pattern)) throw new Error(`--pattern takes one of ${PATTERNS.join(", ")}`);
+  const partners = String(args.partners ?? "fixed") as Partners;
+  if (!PARTNERS.includes(partners)) throw new Error(`--partners takes one of ${PARTNERS.join(", ")}`);
   const rateText = String(args.rate);
   const rate = rateText === "max" ? "max" : num("rate", 1);
   const sweep = args.sweep ? String(args.sweep).split(",").map((s) => Number(s.trim())) : undefined;
@@ -73,6 +83,7 @@ export function parseOptions(args: Record<string, unknown>): BenchOptions {
     pattern,
     groupSize: Math.min(int("group-size", 2, 1000), clients),
     contacts: int("contacts", 1, 1000),
+    partners,
     strategy: String(args.strategy),
     json: !!args.json,
     plot: args.plot ? String(args.plot) : undefined,
@@ -81,6 +92,8 @@ export function parseOptions(args: Record<string, unknown>): BenchOptions {
     ceiling: !!args.ceiling,
     prefix: String(args.prefix),
     idle: !!args.idle,
+    pgStatements: !!args["pg-statements"],
+    commitBatches: args["commit-batches"] === undefined ? undefined : int("commit-batches", 1, 64),
   };
   if (!/^[a-z0-9_.-]{1,20}$/.test(options.prefix)) throw new Error("--prefix: up to 20 characters from a-z, 0-9, '_', '.', '-'");
   if (options.balancer && (options.compareStrategies || options.ceiling)) {

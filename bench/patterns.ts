@@ -11,6 +11,8 @@ export interface Population {
   groupSize: number;
   /** Direct-message partners of each client. */
   contacts: number;
+  /** "random": direct messages go to anyone, uniformly, instead of the contacts. */
+  partners?: "fixed" | "random";
   /** For dm-cross: each client's server, and for each server the clients on the others. */
   serverOf?: Map<number, string>;
   notOn?: Map<string, number[]>;
@@ -77,6 +79,7 @@ export function contactsOf(client: number, p: Pick<Population, "clients" | "cont
 }
 
 function randomContact(from: number, p: Population): number {
+  if (p.partners === "random") return randomOther(from, p.clients);
   const list = contactsOf(from, p);
   return list[Math.floor(Math.random() * list.length)]!;
 }
@@ -126,7 +129,8 @@ export function offlineContact(from: number, p: Population): number {
 
 /** Everyone a client may write to directly in this pattern, to open those conversations before the clock starts. */
 export function partners(pattern: Pattern, from: number, p: Population): number[] {
-  if (pattern === "group") return [];
+  // Random partners are not opened beforehand: opening them is what that mode measures.
+  if (pattern === "group" || (p.partners === "random" && (pattern === "dm" || pattern === "mixed"))) return [];
   if (pattern === "offline") {
     const half = Math.floor(p.clients / 2);
     return from < half ? contactsOf(from, { clients: p.clients - half, contacts: p.contacts }).map((c) => half + c) : [];

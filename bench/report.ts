@@ -33,6 +33,8 @@ export interface Report {
     size: number;
     e2e: boolean;
     groupSize: number | null;
+    /** Direct-message partners: "fixed" contacts or "random" (anyone). */
+    partners?: string;
     target: string;
     /** "tls" (the default) or "plaintext" (--insecure-plaintext). */
     transport: "tls" | "plaintext";
@@ -107,6 +109,7 @@ export function buildReport(x: Inputs): Report {
       size: o.size,
       e2e: o.e2e,
       groupSize: o.pattern === "group" || o.pattern === "mixed" ? o.groupSize : null,
+      partners: o.pattern === "dm" || o.pattern === "mixed" ? o.partners : undefined,
       target: o.ceiling && x.label === "ceiling" ? "ceiling relay" : remote ? `balancer ${o.balancer}` : "own system",
       transport: process.env.CHATTERBOX_INSECURE_PLAINTEXT === "1" || (o.ceiling && x.label === "ceiling") ? "plaintext" : "tls",
     },
@@ -162,7 +165,7 @@ export function formatReport(r: Report): string {
   const n = (v: number) => v.toLocaleString("en-US");
   const lines: string[] = [];
   const title = r.label ? ` (${r.label})` : "";
-  lines.push(`ChatterBox bench${title}: ${c.pattern}${c.groupSize ? ` (groups of ${c.groupSize})` : ""}, ${n(c.clients)} clients over ${c.servers ?? "?"} server(s) [${c.target}], ${c.workers} worker process(es)`);
+  lines.push(`ChatterBox bench${title}: ${c.pattern}${c.groupSize ? ` (groups of ${c.groupSize})` : ""}${c.partners === "random" ? " to random partners" : ""}, ${n(c.clients)} clients over ${c.servers ?? "?"} server(s) [${c.target}], ${c.workers} worker process(es)`);
   lines.push(`  load        ${c.rate === "max" ? `max (closed loop, window ${c.window} per client)` : `${n(c.rate)} msg/s open loop`}, ${c.durationS} s after ${c.warmupS} s warm-up, ${c.e2e ? "real e2e envelopes" : `${c.size}-byte bodies`}`);
   lines.push(`  transport   ${c.transport === "tls" ? "TLS on every hop" : "PLAINTEXT (--insecure-plaintext)"}`);
   lines.push(`  machine     ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, Bun ${r.machine.bun}`);

@@ -10,7 +10,8 @@ import { formatReport, type Report } from "./report";
 import { provision } from "./provision";
 import { startRelays } from "./relays";
 import { BENCH_PASSWORD, loadTokens, saveTokens } from "./tokens";
-import { benchHome, openBenchDatabase, remoteSystem, startSystem, type Database } from "./system";
+import { benchHome, openBenchDatabase, remoteSystem, SERVER_ARGS, startSystem, type Database } from "./system";
+import { resetStatements, STATEMENT_SETTINGS, topStatements } from "./statements";
 
 const STRATEGIES = ["roundrobin", "leastconn", "random", "p2c"];
 
@@ -60,7 +61,9 @@ export async function runBench(options: BenchOptions): Promise<void> {
     return finish(options, reports, out);
   }
 
-  const database: Database = owned(await openBenchDatabase({ databaseUrl: options.databaseUrl, dataDir: options.dataDir, log }));
+  const statements = options.pgStatements && !options.databaseUrl;
+  const database: Database = owned(await openBenchDatabase({ databaseUrl: options.databaseUrl, dataDir: options.dataDir, log, settings: statements ? STATEMENT_SETTINGS : [] }));
+  const serverArgs = [...SERVER_ARGS, ...(options.commitBatches ? ["--commit-batches", String(options.commitBatches)] : [])];
   const tokenKey = options.databaseUrl ? `database ${options.databaseUrl}` : `embedded ${home}`;
   try {
     // We own this database: make missing accounts and their resume tokens in it, skipping a quarter hour of password hashing.
@@ -68,7 +71,7 @@ export async function runBench(options: BenchOptions): Promise<void> {
     if (options.compareStrategies) {
       const reports: Report[] = [];
       for (const strategy of STRATEGIES) {
-        const system = owned(await startSystem({ url: database.url, servers: options.servers, strategy, log }));
+        const system = owned(await startSystem({ url: database.url, servers: options.servers, strategy, log, serverArgs }));
         try {
           reports.push(await runLoad(options, options.rate, { system, postgresPid: database.pid, home, tokenKey, log, label: strategy }));
         } finally {
@@ -79,11 +82,17 @@ export async function runBench(options: BenchOptions): Promise<void> {
       if (options.plot) writeFileSync(options.plot, strategiesSvg(reports));
       return out(reports, `${reports.map(formatReport).join("\n\n")}\n\n${table}`);
     }
-    const system = owned(await startSystem({ url: database.url, servers: options.servers, strategy: options.strategy, log }));
+    const system = owned(await startSystem({ url: database.url, servers: options.servers, strategy: options.strategy, log, serverArgs }));
     const reports: Report[] = [];
     try {
       const ctx: RunContext = { system, postgresPid: database.pid, home, tokenKey, log };
-      for (const rate of options.sweep ?? [options.rate]) reports.push(await runLoad(options, rate, { ...ctx, label: options.sweep ? `${rate} msg/s` : options.ceiling ? "chatterbox" : undefined }));
+      for (const rate of options.sweep ?? [options.rate]) {
+        // Counted from here: what provisioning and logging in cost is not the run's.
+        if (statements) await resetStatements(database.url);
+        const report = await runLoad(options, rate, { ...ctx, label: options.sweep ? `${rate} msg/s` : options.ceiling ? "chatterbox" : undefined });
+        reports.push(report);
+        if (statements) console.error(await topStatements(database.url, report.delivered));
+      }
     } finally {
       await stop(system);
     }

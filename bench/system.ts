@@ -44,14 +44,25 @@ export function benchHome(dataDir?: string): string {
   return dataDir ?? join(dirname(defaultDataDir()), "bench");
 }
 
-export async function openBenchDatabase(options: { databaseUrl?: string; dataDir?: string; log(line: string): void }): Promise<Database> {
+/**
+ * Checkpoints and autovacuum runs are logged, with PostgreSQL's timestamps, so
+ * that a stall in a run can be laid beside them (the ~1 s stall of issue 15).
+ */
+const BENCH_PG_SETTINGS = ["log_checkpoints=on", "log_autovacuum_min_duration=0"];
+const ATTRIBUTABLE = /checkpoint|automatic (vacuum|analyze)/;
+
+export async function openBenchDatabase(options: { databaseUrl?: string; dataDir?: string; log(line: string): void; settings?: string[] }): Promise<Database> {
   let url = options.databaseUrl;
   let postgres: EmbeddedPostgres | undefined;
   if (!url) {
     const home = benchHome(options.dataDir);
     mkdirSync(home, { recursive: true, mode: 0o755 });
     options.log(`starting the embedded PostgreSQL in ${join(home, "pg")} (durable: fsync and synchronous_commit on)`);
-    postgres = await startEmbeddedPostgres({ dataDir: join(home, "pg") });
+    postgres = await startEmbeddedPostgres({
+      dataDir: join(home, "pg"),
+      settings: [...BENCH_PG_SETTINGS, ...(options.settings ?? [])],
+      log: (line) => ATTRIBUTABLE.test(line) && options.log(`postgres: ${line}`),
+    });
     url = postgres.url;
   }
   const database = openDatabase(url, { max: 1 });
@@ -122,7 +133,7 @@ export async function startSystem(options: { url: string; servers: number; strat
  * The load bench measures capacity, not abuse: no per-user send limit there
  * (bench/hostile.ts runs the servers with their limits on).
  */
-const SERVER_ARGS = ["--send-rate", "0"];
+export const SERVER_ARGS = ["--send-rate", "0"];
 
 /** Someone else's system: the balancer lists its servers to members only, so no per-server figures. */
 export function remoteSystem(balancer: string): System {

@@ -112,7 +112,7 @@ async function connectAll(setup: WorkerSetup, load: Load, log: (line: string) =>
  * for later runs; every worker then reads the epochs its senders seal for.
  */
 async function prepareGroups(setup: WorkerSetup, load: Load): Promise<void> {
-  const pop = { clients: setup.clients, groupSize: setup.groupSize, contacts: setup.contacts };
+  const pop = { clients: setup.clients, groupSize: setup.groupSize, contacts: setup.contacts, partners: setup.partners };
   const deadline = Date.now() + 180_000;
   await parallel(load.groups(), 8, async (g) => {
     const members = groupMembers(g, pop);
@@ -153,7 +153,7 @@ async function prepareGroups(setup: WorkerSetup, load: Load): Promise<void> {
  * been chatting a while would have.
  */
 async function openConversations(setup: WorkerSetup, load: Load): Promise<void> {
-  const pop = { clients: setup.clients, groupSize: setup.groupSize, contacts: setup.contacts };
+  const pop = { clients: setup.clients, groupSize: setup.groupSize, contacts: setup.contacts, partners: setup.partners };
   const deadline = Date.now() + 180_000;
   await parallel([...load.clients.values()], CONNECT_PARALLEL, async (client) => {
     for (const other of partners(setup.pattern, client.index, pop)) {

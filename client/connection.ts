@@ -117,7 +117,13 @@ export class Connection {
       gap: (conv, after) => void this.fill(conv, after),
     });
     for (const [conv, { received }] of this.store.positions()) this.sequencer.position(conv, received);
-    this.lanes = new SendLanes({ connected: () => this.connected, request: (op, args) => this.request(op, args), stored: (conv, seq) => this.sequencer.ownSend(conv, seq) });
+    this.lanes = new SendLanes({
+      connected: () => this.connected,
+      request: (op, args) => this.request(op, args),
+      stored: (conv, seq) => this.sequencer.ownSend(conv, seq),
+      sending: (args) => this.sequencer.sending(args),
+      answered: (token, args, conv) => this.sequencer.answered(token, args, conv),
+    });
   }
 
   /** Sends an already-sealed body: in its conversation's lane, through reconnects, with its client message id. */

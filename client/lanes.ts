@@ -31,6 +31,10 @@ export interface LaneLink {
   request(op: string, args: Record<string, unknown>): Promise<Record<string, unknown>>;
   /** The server stored a send at this position: the device's ordering may move past it. */
   stored(conv: number, seq: number): void;
+  /** A send goes on the wire: the sequencer waits for its answer before it fetches a gap the send may explain. */
+  sending(args: PendingSend["args"]): number;
+  /** Its answer came (with the conversation it went to, when stored). */
+  answered(token: number, args: PendingSend["args"], conv?: number): void;
 }
 
 function laneOf(args: PendingSend["args"]): string {
@@ -89,14 +93,17 @@ export class SendLanes {
   private transmit(p: PendingSend): void {
     if (!this.link.connected() || p.inFlight) return;
     p.inFlight = true;
+    const token = this.link.sending(p.args);
     this.link.request("send", p.args).then(
       (reply) => {
         const result = reply as unknown as SendResult;
         this.link.stored(result.conv, result.seq);
+        this.link.answered(token, p.args, result.conv);
         this.settle(p);
         p.resolve(result);
       },
       (error: ChatError) => {
+        this.link.answered(token, p.args);
         p.inFlight = false;
         if (error instanceof ChatError && error.code === "E_RATE_LIMITED" && error.retryAfterMs !== undefined) {
           // The server's allowance for this user is spent: the same send, same id, once it says there is room (capped at a minute).

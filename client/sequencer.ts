@@ -3,6 +3,8 @@
  * delivery: per conversation, the highest sequence number handed on so far.
  * A duplicate is dropped; a message past a gap waits until the gap is filled
  * (by delivery, by the user's own acknowledged send, or by asking the server).
+ * A gap that the user's own unanswered sends can explain (their numbers are
+ * not delivered back, only answered) is not fetched until those are answered.
  */
 import type { WireMessage } from "../protocol/messages";
 
@@ -19,6 +21,13 @@ export class Sequencer {
   /** Sequence numbers taken by this user's own sends, which are not delivered back. */
   private readonly own = new Map<number, Set<number>>();
   private readonly timers = new Map<number, Timer>();
+  /** Own sends not answered yet, by token: their conversation, where an earlier answer to the same target told it (else unknown). */
+  private readonly unanswered = new Map<number, number | undefined>();
+  private tokens = 0;
+  /** Target ("g:" group or "u:" user) to its conversation, from answers to sends. */
+  private readonly targets = new Map<string, number>();
+  /** Gaps whose fetch waits for the answers to own sends up to this token. */
+  private readonly deferred = new Map<number, number>();
 
   constructor(
     private readonly hooks: SequencerHooks,
@@ -59,9 +68,30 @@ export class Sequencer {
         message.conv,
         setTimeout(() => {
           this.timers.delete(message.conv);
-          if (this.waiting.get(message.conv)?.size) this.hooks.gap(message.conv, this.last.get(message.conv) ?? 0);
+          this.gapTimedOut(message.conv);
         }, this.gapWaitMs),
       );
+    }
+  }
+
+  /** An own send goes out; returns the token to give to `answered`. */
+  sending(args: { to?: unknown; group?: unknown }): number {
+    const token = ++this.tokens;
+    this.unanswered.set(token, this.targets.get(targetOf(args)));
+    return token;
+  }
+
+  /**
+   * An own send was answered (after ownSend, for one that was stored) or
+   * failed: a gap that waited on it is fetched now if it is still there.
+   */
+  answered(token: number, args: { to?: unknown; group?: unknown }, conv?: number): void {
+    this.unanswered.delete(token);
+    if (conv !== undefined) this.targets.set(targetOf(args), conv);
+    for (const [c, upTo] of [...this.deferred]) {
+      if (this.explaining(c, upTo) > 0) continue;
+      this.deferred.delete(c);
+      if (this.waiting.get(c)?.size) this.hooks.gap(c, this.last.get(c) ?? 0);
     }
   }
 
@@ -103,6 +133,32 @@ export class Sequencer {
   stop(): void {
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
+    this.deferred.clear();
+  }
+
+  /** The gap waited its time: fetched, unless own unanswered sends can account for every missing number. */
+  private gapTimedOut(conv: number): void {
+    const waiting = this.waiting.get(conv);
+    if (!waiting?.size) return;
+    const last = this.last.get(conv) ?? 0;
+    const highest = Math.max(...waiting.keys());
+    const own = this.own.get(conv);
+    let ownInGap = 0;
+    for (const seq of own ?? []) if (seq > last && seq < highest) ownInGap++;
+    const missing = highest - last - waiting.size - ownInGap;
+    const upTo = this.tokens;
+    if (missing > 0 && this.explaining(conv, upTo) >= missing) {
+      this.deferred.set(conv, upTo);
+      return;
+    }
+    this.hooks.gap(conv, last);
+  }
+
+  /** Own unanswered sends, up to a token, that may have been stored in this conversation. */
+  private explaining(conv: number, upTo: number): number {
+    let n = 0;
+    for (const [token, c] of this.unanswered) if (token <= upTo && (c === undefined || c === conv)) n++;
+    return n;
   }
 
   private advance(conv: number, message: WireMessage): void {
@@ -129,4 +185,8 @@ export class Sequencer {
       }
     }
   }
+}
+
+function targetOf(args: { to?: unknown; group?: unknown }): string {
+  return args.group !== undefined ? `g:${String(args.group)}` : `u:${String(args.to)}`;
 }

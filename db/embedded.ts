@@ -25,6 +25,8 @@ export interface EmbeddedPostgresOptions {
   log?: (line: string) => void;
   /** Tests only: no fsync, no synchronous commit, no full-page writes. A crash can lose the cluster. */
   fast?: boolean;
+  /** More server settings (name=value), such as the bench's log_checkpoints. */
+  settings?: string[];
 }
 
 export interface EmbeddedPostgres {
@@ -69,7 +71,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   await mkdir(dirname(dataDir), { recursive: true });
   assertReachable(dirname(dataDir), user);
   const password = (await existingPassword(dataDir, user)) ?? (await initCluster(bins, dataDir, user, log, options.fast));
-  const flags = ["listen_addresses=127.0.0.1", "unix_socket_directories=", "max_connections=200", ...(options.fast ? FAST : [])];
+  const flags = ["listen_addresses=127.0.0.1", "unix_socket_directories=", "max_connections=200", ...(options.fast ? FAST : []), ...(options.settings ?? [])];
 
   for (let attempt = 1; ; attempt++) {
     // A free port can be taken between our probe and postgres's bind: probe again.

@@ -12,6 +12,7 @@ import m0004 from "./migrations/0004_chunk_storage.sql" with { type: "text" };
 import m0005 from "./migrations/0005_messages_without_fk_checks.sql" with { type: "text" };
 import m0006 from "./migrations/0006_devices.sql" with { type: "text" };
 import m0007 from "./migrations/0007_key_packages.sql" with { type: "text" };
+import m0008 from "./migrations/0008_perf.sql" with { type: "text" };
 import m0009 from "./migrations/0009_mls.sql" with { type: "text" };
 
 export const migrationFiles: Record<string, string> = {
@@ -23,6 +24,7 @@ export const migrationFiles: Record<string, string> = {
   "0005_messages_without_fk_checks": m0005,
   "0006_devices": m0006,
   "0007_key_packages": m0007,
+  "0008_perf": m0008,
   "0009_mls": m0009,
 };
 

@@ -123,7 +123,11 @@ export const settings = pgTable("settings", {
   value: bytea("value").notNull(),
 });
 
-/** A direct conversation (a pair of users) or, later, a group. last_seq is allocated under this row's lock. */
+/**
+ * A direct conversation (a pair of users) or, later, a group. last_seq is allocated under this row's lock.
+ * This table, members and device_cursors have fillfactor 80 (migration 0008: drizzle has no table storage
+ * parameters), so that their hot updates stay HOT.
+ */
 export const conversations = pgTable(
   "conversations",
   {

@@ -84,8 +84,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   await migrate(database);
   const store = new Store(database.sql);
   const replica = options.readDatabaseUrl ? openDatabase(options.readDatabaseUrl, { max: 8 }) : undefined;
-  // The group commit has a connection of its own: one batch runs at a time.
-  const commits = openDatabase(options.databaseUrl, { max: 1, settings: COMMITTER_SETTINGS, onReplace: (why) => log(`committer connection replaced: ${why}`) });
+  // The group commit has connections of its own: one per batch in flight.
+  const commits = openDatabase(options.databaseUrl, { max: config.commitBatches, settings: COMMITTER_SETTINGS, onReplace: (why) => log(`committer connection replaced: ${why}`) });
   const saltSecret = await store.clusterSecret("salt_secret");
   const id = options.id ?? randomUUID();
   const hostname = options.hostname ?? "127.0.0.1";
@@ -99,7 +99,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
 
   const ctx = {} as ServerContext;
   const getCtx = () => ctx;
-  const directory = new Directory(store);
+  const directory = new Directory(store, config.cacheEntries);
   const open = new Set<Conn>();
   const metrics = new ServerMetrics({
     connections: () => open.size,
@@ -110,8 +110,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   });
   const devices = new DeviceStore(database.sql, config.maxDevices);
   const cursors = new CursorStore(database.sql);
-  const delivery = new Delivery(getCtx, metrics);
-  const receipts = new Receipts({ cursors, send: (users, frame) => delivery.send(users, frame), log });
+  const delivery = new Delivery(getCtx, metrics, config.cacheEntries);
+  const receipts = new Receipts({ cursors, send: (users, frame) => delivery.send(users, frame), log, maxEntries: config.cacheEntries });
   const acks = new Acks(cursors, (delivered, read) => receipts.moved(delivered, read));
   const sessions = new Sessions({
     serverId: id,
@@ -146,6 +146,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     limits: new Limits(config),
     log,
     committer: new Committer(new MeteredStore(commits.sql, metrics), {
+      inFlight: config.commitBatches,
       onError: (e) => log(`commit failed: ${e}`, { level: "error", code: (e as ChatError).code ?? "E_UNAVAILABLE" }),
       // A failed batch may have left its connection stuck (db/pool.ts): the next one gets a fresh one.
       recover: () => commits.pool.replace("a batch failed"),

@@ -1,6 +1,6 @@
 /**
- * Acknowledgements, gathered for a few milliseconds and written in one
- * statement each: "this device has everything up to N in conversation C"
+ * Acknowledgements, gathered for a few milliseconds and written together in
+ * one statement: "this device has everything up to N in conversation C"
  * (its delivery cursor) and "the person has read up to N" (the read marker).
  * What moved is handed on, for receipts and for the user's other devices.
  */
@@ -27,7 +27,7 @@ export class Acks {
   private writing?: Promise<void>;
 
   constructor(
-    private readonly store: Pick<CursorStore, "received" | "read">,
+    private readonly store: Pick<CursorStore, "acknowledge">,
     private readonly onMoved: OnMoved = () => {},
     private readonly delayMs = 5,
   ) {}
@@ -49,8 +49,8 @@ export class Acks {
     if (batch.length === 0) return;
     const received = highest(batch.flatMap((a) => a.received.map(([convId, seq]) => ({ key: a.deviceId, userId: a.userId, deviceId: a.deviceId, convId, seq }))));
     const read = highest(batch.flatMap((a) => a.read.map(([convId, seq]) => ({ key: a.userId, userId: a.userId, deviceId: a.deviceId, convId, seq }))));
-    this.writing = Promise.all([this.store.received(received), this.store.read(read)]).then(
-      ([delivered, marked]) => {
+    this.writing = this.store.acknowledge(received, read).then(
+      ({ delivered, read: marked }) => {
         batch.forEach((a) => a.done());
         if (delivered.length > 0 || marked.length > 0) this.onMoved(delivered, marked);
       },

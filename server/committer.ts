@@ -1,13 +1,23 @@
 /**
- * Group commit: sends from every connection join one queue, and one transaction
- * stores a whole batch. A batch starts as soon as the previous one commits, so a
- * quiet server commits each message at once and a busy one commits many per
- * round trip. One batch at a time keeps each sender's messages in order.
+ * Group commit: sends from every connection join one queue, and one statement
+ * stores a whole batch. Up to `inFlight` batches run at once, each on a
+ * connection of its own, so the commit pipeline is not bound by one round
+ * trip and one fsync at a time (issue 15: one batch in flight left a third of
+ * the machine idle).
+ *
+ * Order: a conversation is in at most one batch in flight. A message for a
+ * conversation that a running batch holds waits (parked, in arrival order)
+ * until that batch is answered, and then goes before anything later for it.
+ * So each conversation's messages are numbered in the order they reached the
+ * committer, exactly as with one batch at a time, two batches of this server
+ * never wait on each other's conversation locks, and a message is delivered
+ * only after every earlier one of its conversation here has been answered.
+ * Between servers the row locks of server/append.ts keep the numbering exact.
  *
  * No batch waits for ever: each has a deadline, after which its senders are
  * told E_UNAVAILABLE (they send again, with the same client message id, so a
  * batch that did commit late is not stored twice) and the committer's
- * connection is replaced. A database that is away fails each batch at once
+ * connections are replaced. A database that is away fails each batch at once
  * with E_UNAVAILABLE; the next batch tries again, so commits resume by
  * themselves when it is back.
  */
@@ -15,9 +25,38 @@ import { ChatError } from "../protocol/errors";
 import { FairQueue, PER_USER_PER_BATCH } from "./fair-queue";
 import type { AppendItem, AppendResult } from "./store";
 
-interface Waiting {
+export interface Waiting {
   item: AppendItem;
   resolve(result: AppendResult): void;
+}
+
+/**
+ * Where sends wait for a batch. The committer's own is fair between users
+ * (server/fair-queue.ts); a plain first-in, first-out one can stand in.
+ */
+export interface CommitQueue {
+  push(entry: Waiting): void;
+  /** Up to `max` entries, oldest first (in whatever order the queue is fair in). */
+  take(max: number): Waiting[];
+  readonly length: number;
+}
+
+export class FifoQueue implements CommitQueue {
+  private entries: Waiting[] = [];
+  push(entry: Waiting): void {
+    this.entries.push(entry);
+  }
+  take(max: number): Waiting[] {
+    if (this.entries.length <= max) {
+      const all = this.entries;
+      this.entries = [];
+      return all;
+    }
+    return this.entries.splice(0, max);
+  }
+  get length(): number {
+    return this.entries.length;
+  }
 }
 
 /** What the committer needs of the store. */
@@ -27,10 +66,22 @@ export interface BatchStore {
 
 export interface CommitterOptions {
   maxBatch?: number;
+  /** Batches running at once (each needs a connection of its own); 1 is the old one-at-a-time committer. */
+  inFlight?: number;
+  /**
+   * A batch beyond the first starts only once this many sends wait. Each batch
+   * costs PostgreSQL ~0.5 ms of CPU besides its messages' ~33 µs each
+   * (bench/append.ts: batch 10 vs 100), so from ~200 messages that fixed cost
+   * is under a tenth; smaller batches in parallel cost more CPU than they
+   * save in waiting, and on a machine whose cores are all busy they were
+   * slower than one batch at a time (PERFORMANCE.md).
+   */
+  minBatch?: number;
   /** A batch not committed within this long is answered E_UNAVAILABLE. */
   deadlineMs?: number;
+  queue?: CommitQueue;
   onError?(error: unknown): void;
-  /** Called after a failed or timed-out batch: replace the connection it ran on. */
+  /** Called after a failed or timed-out batch: replace the connections it ran on. */
   recover?(): void;
 }
 
@@ -38,30 +89,42 @@ const UNAVAILABLE: AppendResult = { ok: false, code: "E_UNAVAILABLE", message: "
 const SHUTDOWN: AppendResult = { ok: false, code: "E_SHUTDOWN", message: "The server is shutting down" };
 
 export class Committer {
-  // Fair by sender: one user's backlog never sits in front of another user's message.
-  private readonly queue = new FairQueue<Waiting, number>((w) => w.item.senderId, PER_USER_PER_BATCH);
-  private running = false;
+  private readonly queue: CommitQueue;
+  /** Conversations in a batch that is running. */
+  private readonly busy = new Set<number>();
+  /** Per conversation, what waits for a running batch that holds it, in arrival order. */
+  private readonly parked = new Map<number, Waiting[]>();
+  private parkedCount = 0;
+  private running = 0;
+  private scheduled = false;
   private stopped = false;
   private readonly maxBatch: number;
+  private readonly inFlight: number;
+  private readonly minBatch: number;
   private readonly deadlineMs: number;
+  private idle: (() => void)[] = [];
 
   constructor(
     private readonly store: BatchStore,
     private readonly options: CommitterOptions = {},
   ) {
     this.maxBatch = options.maxBatch ?? 2000;
+    this.inFlight = Math.max(1, options.inFlight ?? 1);
+    this.minBatch = options.minBatch ?? 200;
     this.deadlineMs = options.deadlineMs ?? 10_000;
+    // Fair by sender unless told otherwise: one user's backlog never sits in front of another user's message (issue 14).
+    this.queue = options.queue ?? new FairQueue<Waiting, number>((w) => w.item.senderId, PER_USER_PER_BATCH);
   }
 
   get depth(): number {
-    return this.queue.size;
+    return this.queue.length + this.parkedCount;
   }
 
   append(item: AppendItem): Promise<AppendResult> {
     if (this.stopped) return Promise.resolve(SHUTDOWN);
     return new Promise((resolve) => {
       this.queue.push({ item, resolve });
-      if (!this.running) queueMicrotask(() => this.run());
+      this.schedule();
     });
   }
 
@@ -73,33 +136,90 @@ export class Committer {
   async stop(boundMs = 15_000): Promise<void> {
     this.stopped = true;
     const deadline = Date.now() + boundMs;
-    while ((this.running || this.queue.size > 0) && Date.now() < deadline) {
-      if (!this.running) await this.run();
-      else await Bun.sleep(5);
+    while ((this.running > 0 || this.depth > 0) && Date.now() < deadline) {
+      this.startBatches();
+      await Promise.race([new Promise<void>((resolve) => this.idle.push(resolve)), Bun.sleep(Math.max(0, deadline - Date.now()))]);
     }
-    for (const w of this.queue.drain()) w.resolve(SHUTDOWN);
+    for (const w of this.queue.take(Number.MAX_SAFE_INTEGER)) w.resolve(SHUTDOWN);
+    for (const list of this.parked.values()) for (const w of list) w.resolve(SHUTDOWN);
+    this.parked.clear();
+    this.parkedCount = 0;
   }
 
-  private async run(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
-      while (this.queue.size > 0) {
-        const batch = this.queue.take(this.maxBatch);
-        let results: AppendResult[];
-        try {
-          results = await this.withDeadline(this.store.appendBatch(batch.map((w) => w.item)));
-        } catch (error) {
-          this.options.onError?.(error);
-          this.options.recover?.();
-          const refusal = error instanceof ChatError ? { ok: false as const, code: error.code, message: error.message } : UNAVAILABLE;
-          results = batch.map(() => refusal);
-        }
-        batch.forEach((w, i) => w.resolve(results[i]!));
-      }
-    } finally {
-      this.running = false;
+  /** Batches start in a microtask, so that the sends of one event-loop turn share one. */
+  private schedule(): void {
+    if (this.scheduled || this.running >= this.inFlight) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      this.startBatches();
+    });
+  }
+
+  private startBatches(): void {
+    while (this.running < this.inFlight && (this.running === 0 || this.depth >= this.minBatch || this.stopped)) {
+      const batch = this.nextBatch();
+      if (batch.length === 0) return;
+      void this.runBatch(batch);
     }
+  }
+
+  /** Parked messages whose conversation is free first, then the queue; what a running batch holds is parked. */
+  private nextBatch(): Waiting[] {
+    const batch: Waiting[] = [];
+    const taken = new Set<number>();
+    for (const [conv, list] of this.parked) {
+      if (batch.length >= this.maxBatch) break;
+      if (this.busy.has(conv)) continue;
+      const moved = list.length <= this.maxBatch - batch.length ? list.splice(0) : list.splice(0, this.maxBatch - batch.length);
+      for (const w of moved) batch.push(w);
+      this.parkedCount -= moved.length;
+      taken.add(conv);
+      if (list.length === 0) this.parked.delete(conv);
+    }
+    // Parking is bounded too: past a batch's worth parked, the rest stays in the queue (and its order).
+    while (batch.length < this.maxBatch && this.queue.length > 0 && this.parkedCount < this.maxBatch) {
+      const want = this.maxBatch - batch.length;
+      const got = this.queue.take(want);
+      for (const w of got) {
+        const conv = w.item.convId;
+        const waiting = this.parked.get(conv);
+        if (waiting) {
+          waiting.push(w);
+          this.parkedCount++;
+        } else if (this.busy.has(conv)) {
+          this.parked.set(conv, [w]);
+          this.parkedCount++;
+        } else {
+          batch.push(w);
+          taken.add(conv);
+        }
+      }
+      // Fewer than asked with more waiting: the fair queue's share per user is
+      // reached, and a heavy sender's rest waits for the next batch (short commits).
+      if (got.length < want) break;
+    }
+    for (const conv of taken) this.busy.add(conv);
+    return batch;
+  }
+
+  private async runBatch(batch: Waiting[]): Promise<void> {
+    this.running++;
+    let results: AppendResult[];
+    try {
+      results = await this.withDeadline(this.store.appendBatch(batch.map((w) => w.item)));
+    } catch (error) {
+      this.options.onError?.(error);
+      this.options.recover?.();
+      const refusal = error instanceof ChatError ? { ok: false as const, code: error.code, message: error.message } : UNAVAILABLE;
+      results = batch.map(() => refusal);
+    }
+    // Answered before the conversations are let go: the next batch's messages in them are delivered after these.
+    batch.forEach((w, i) => w.resolve(results[i]!));
+    for (const w of batch) this.busy.delete(w.item.convId);
+    this.running--;
+    this.startBatches();
+    if (this.running === 0) for (const wake of this.idle.splice(0)) wake();
   }
 
   private withDeadline<T>(work: Promise<T>): Promise<T> {

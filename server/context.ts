@@ -61,6 +61,10 @@ export interface ServerConfig {
   /** Bytes of files one user may keep (the sizes declared at file.begin), and uploads not yet complete at once. */
   storageQuotaBytes: number;
   maxConcurrentUploads: number;
+  /** Group-commit batches in flight at once, each on a connection of its own (server/committer.ts). */
+  commitBatches: number;
+  /** Entries in each of the server's caches (names, conversations, where users are, conversation members). */
+  cacheEntries: number;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
@@ -90,6 +94,8 @@ export const DEFAULT_CONFIG: ServerConfig = {
   sendsPerSecond: 100,
   storageQuotaBytes: 1024 * 1024 * 1024,
   maxConcurrentUploads: 4,
+  commitBatches: 3,
+  cacheEntries: 200_000,
 };
 
 export interface ClientState {
@@ -106,8 +112,8 @@ export interface ClientState {
   /** A sync is replaying: one at a time per connection. */
   syncing?: boolean;
   loginTimer?: Timer;
-  /** The last send handed to the committer: the next waits for it, so one connection's sends keep their order. */
-  sendTail?: Promise<void>;
+  /** Per target ("g" group or "u" user name), the last send still being looked up: the next to it waits, so each conversation's sends keep their order. */
+  sendTails?: Map<string, Promise<void>>;
   /** While the backlog replays, live messages wait here so that order holds. */
   held?: { conv: number; seq: number; bytes: Uint8Array }[];
   /** Bytes in `held`: bounded like the outbox. */

@@ -40,37 +40,43 @@ export class CursorStore {
   }
 
   /**
-   * Moves device cursors forward (only for conversations the user is in);
-   * returns the ones that moved, for delivery receipts.
+   * Both at once, in one statement and so one commit (one fsync, where two
+   * statements were two): device cursors moved forward (only in conversations
+   * the user is in), read markers moved forward; returns those that moved.
+   * Markers are updated in (conversation, user) order, so that two servers'
+   * acknowledgements of one person lock the rows in one order.
    */
-  async received(rows: (Moved & { deviceId: number })[]): Promise<Moved[]> {
-    if (rows.length === 0) return [];
-    const moved = await retryOnConflict(
+  async acknowledge(received: (Moved & { deviceId: number })[], read: Moved[]): Promise<{ delivered: Moved[]; read: Moved[] }> {
+    if (received.length === 0 && read.length === 0) return { delivered: [], read: [] };
+    const marks = [...read].sort((x, y) => x.convId - y.convId || x.userId - y.userId);
+    const rows = await retryOnConflict(
       () => this.sql`
-        insert into device_cursors as dc (device_id, conversation_id, seq)
-        select a.device_id, a.conv, a.seq
-        from unnest(${rows.map((r) => r.deviceId)}::int[], ${rows.map((r) => r.userId)}::int[], ${rows.map((r) => r.convId)}::int[], ${rows.map((r) => r.seq)}::bigint[])
-          as a(device_id, user_id, conv, seq)
-        where exists (select 1 from members m where m.conversation_id = a.conv and m.user_id = a.user_id)
-        on conflict (device_id, conversation_id) do update set seq = excluded.seq where dc.seq < excluded.seq
-        returning dc.device_id, dc.conversation_id, dc.seq`,
+        with cursors as (
+          insert into device_cursors as dc (device_id, conversation_id, seq)
+          select a.device_id, a.conv, a.seq
+          from unnest(${received.map((r) => r.deviceId)}::int[], ${received.map((r) => r.userId)}::int[], ${received.map((r) => r.convId)}::int[], ${received.map((r) => r.seq)}::bigint[])
+            as a(device_id, user_id, conv, seq)
+          where exists (select 1 from members m where m.conversation_id = a.conv and m.user_id = a.user_id)
+          on conflict (device_id, conversation_id) do update set seq = excluded.seq where dc.seq < excluded.seq
+          returning dc.device_id, dc.conversation_id, dc.seq
+        ), markers as (
+          update members m set read_seq = a.seq
+          from unnest(${marks.map((r) => r.userId)}::int[], ${marks.map((r) => r.convId)}::int[], ${marks.map((r) => r.seq)}::bigint[])
+            as a(user_id, conv, seq)
+          where m.user_id = a.user_id and m.conversation_id = a.conv and m.read_seq < a.seq
+          returning m.user_id, m.conversation_id, m.read_seq
+        )
+        select false as read, device_id as who, conversation_id as conv, seq from cursors
+        union all
+        select true, user_id, conversation_id, read_seq from markers`,
     );
-    const userOf = new Map(rows.map((r) => [r.deviceId, r.userId]));
-    return moved.map((r) => ({ userId: userOf.get(r.device_id)!, convId: r.conversation_id, seq: r.seq }));
-  }
-
-  /** Moves read markers forward; returns the ones that moved. */
-  async read(rows: Moved[]): Promise<Moved[]> {
-    if (rows.length === 0) return [];
-    const moved = await retryOnConflict(
-      () => this.sql`
-        update members m set read_seq = a.seq
-        from unnest(${rows.map((r) => r.userId)}::int[], ${rows.map((r) => r.convId)}::int[], ${rows.map((r) => r.seq)}::bigint[])
-          as a(user_id, conv, seq)
-        where m.user_id = a.user_id and m.conversation_id = a.conv and m.read_seq < a.seq
-        returning m.user_id, m.conversation_id, m.read_seq`,
-    );
-    return moved.map((r) => ({ userId: r.user_id, convId: r.conversation_id, seq: r.read_seq }));
+    const userOf = new Map(received.map((r) => [r.deviceId, r.userId]));
+    const out = { delivered: [] as Moved[], read: [] as Moved[] };
+    for (const r of rows) {
+      if (r.read) out.read.push({ userId: r.who, convId: r.conv, seq: r.seq });
+      else out.delivered.push({ userId: userOf.get(r.who)!, convId: r.conv, seq: r.seq });
+    }
+    return out;
   }
 
   /**

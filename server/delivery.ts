@@ -6,6 +6,7 @@
  * users are is cached; peers announce when a user first connects to them or
  * last leaves, and entries expire so that a lost announcement heals by itself.
  */
+import { ClockCache } from "./clock-cache";
 import { encode } from "../protocol/codec";
 import type { WireMessage } from "../protocol/messages";
 import type { Conn, ServerContext } from "./context";
@@ -30,7 +31,8 @@ const FORWARD_RETRIES = 30;
 const MAX_RETRYING_FORWARDS = 20_000;
 
 export class Delivery {
-  private readonly where = new Map<number, Location>();
+  /** Bounded, evicting what was not used lately: an entry that goes is asked of the database again at the next message. */
+  private readonly where: ClockCache<number, Location>;
   /** Forwards waiting to be tried again (forwardLater). */
   private retrying = 0;
   /** Per connection: what was sent, what fell behind (server/flow.ts). */
@@ -39,7 +41,9 @@ export class Delivery {
   constructor(
     private readonly ctx: () => ServerContext,
     private readonly recorder: DeliveryRecorder = NO_METRICS,
+    maxEntries = 200_000,
   ) {
+    this.where = new ClockCache(maxEntries);
     this.flow = new Flow(
       () => ctx().store,
       () => ctx().config.outboxLimit,
@@ -57,7 +61,9 @@ export class Delivery {
 
   /** Forgets every user placed on a server that has gone. */
   forgetServer(server: string): void {
-    for (const [user, location] of this.where) if (location.servers.includes(server)) this.where.delete(user);
+    const gone: number[] = [];
+    for (const [user, location] of this.where.entries()) if (location.servers.includes(server)) gone.push(user);
+    for (const user of gone) this.where.delete(user);
   }
 
   /**
@@ -119,7 +125,8 @@ export class Delivery {
     if (lookup) await lookup;
     const remote = new Map<string, number[]>();
     for (const user of users) {
-      for (const server of this.where.get(user)?.servers ?? []) {
+      // peek: resolve() just marked every one of them used.
+      for (const server of this.where.peek(user)?.servers ?? []) {
         if (server !== ctx.id) {
           const list = remote.get(server);
           if (list) list.push(user);

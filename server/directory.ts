@@ -1,11 +1,17 @@
 /**
  * Names to user ids and pairs of users to their direct conversation, cached:
  * neither ever changes once made, so the hot path asks the database once.
+ * The caches are bounded and evict gradually (server/clock-cache.ts, an LRU
+ * approximation): past the bound one entry not used lately goes for each new
+ * one, where a wipe of the whole map at 200,000 entries sent every send of a
+ * long-running server back to the database at once (issue 15).
  */
+import { ClockCache } from "./clock-cache";
 import { ChatError } from "../protocol/errors";
 import type { Store } from "./store";
 
-const MAX_ENTRIES = 200_000;
+/** Entries in each cache by default (`serve --cache-entries`): ~100 bytes each. */
+export const DEFAULT_CACHE_ENTRIES = 200_000;
 
 /** A send names a group, or the other user of a direct conversation. */
 export type Target = { group: string } | { to: string };
@@ -16,21 +22,36 @@ export interface Destination {
   recipients: number[];
 }
 
-export class Directory {
-  private readonly ids = new Map<string, number>();
-  /** Lower user id, then higher, to the conversation: numbers, not a key string made per message. */
-  private readonly direct_ = new Map<number, Map<number, number>>();
-  private directCount = 0;
-  private readonly groups = new Map<string, number>();
+/**
+ * One number for a pair of user ids (lower first), not a key string made per
+ * message; past 2^22 users a string, so that the number stays exact.
+ */
+function pairKey(low: number, high: number): number | string {
+  return low < 4_194_304 ? low * 2_147_483_648 + high : `${low}:${high}`;
+}
 
-  constructor(private readonly store: Store) {}
+export class Directory {
+  private readonly ids: ClockCache<string, number>;
+  private readonly direct_: ClockCache<number | string, number>;
+  private readonly groups: ClockCache<string, number>;
+  /** Lookups under way, so that a burst of sends to one new pair asks the database once. */
+  private readonly opening = new Map<number | string, Promise<number>>();
+
+  constructor(
+    private readonly store: Pick<Store, "findUser" | "groupConversation" | "directConversation">,
+    maxEntries = DEFAULT_CACHE_ENTRIES,
+  ) {
+    this.ids = new ClockCache(maxEntries);
+    this.direct_ = new ClockCache(maxEntries);
+    this.groups = new ClockCache(maxEntries);
+  }
 
   async userId(name: string): Promise<number> {
     const cached = this.ids.get(name);
     if (cached !== undefined) return cached;
     const user = await this.store.findUser(name);
     if (!user) throw new ChatError("E_NO_SUCH_USER", `No user is called "${name}"`);
-    remember(this.ids, name, user.id);
+    this.ids.set(name, user.id);
     return user.id;
   }
 
@@ -43,7 +64,7 @@ export class Directory {
     if (cached !== undefined) return cached;
     const id = await this.store.groupConversation(name);
     if (id === undefined) throw new ChatError("E_NO_SUCH_GROUP", `No group is called "${name}"`);
-    remember(this.groups, name, id);
+    this.groups.set(name, id);
     return id;
   }
 
@@ -64,7 +85,7 @@ export class Directory {
   private cachedDirect(me: number, otherName: string): Destination | undefined {
     const other = this.ids.get(otherName);
     if (other === undefined || other === me) return undefined;
-    const convId = me < other ? this.direct_.get(me)?.get(other) : this.direct_.get(other)?.get(me);
+    const convId = this.direct_.get(me < other ? pairKey(me, other) : pairKey(other, me));
     return convId === undefined ? undefined : { convId, recipients: [other] };
   }
 
@@ -74,23 +95,17 @@ export class Directory {
     if (hit) return hit;
     const other = await this.userId(otherName);
     if (other === me) throw new ChatError("E_BAD_REQUEST", "A direct message needs another user than yourself");
-    const [low, high] = me < other ? [me, other] : [other, me];
-    let convId = this.direct_.get(low)?.get(high);
+    const key = me < other ? pairKey(me, other) : pairKey(other, me);
+    let convId = this.direct_.get(key);
     if (convId === undefined) {
-      convId = await this.store.directConversation(me, other);
-      if (++this.directCount > MAX_ENTRIES) {
-        this.direct_.clear();
-        this.directCount = 1;
+      let opening = this.opening.get(key);
+      if (!opening) {
+        opening = this.store.directConversation(me, other).finally(() => this.opening.delete(key));
+        this.opening.set(key, opening);
       }
-      let row = this.direct_.get(low);
-      if (!row) this.direct_.set(low, (row = new Map()));
-      row.set(high, convId);
+      convId = await opening;
+      this.direct_.set(key, convId);
     }
     return { convId, recipients: [other] };
   }
-}
-
-function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
-  if (map.size >= MAX_ENTRIES) map.clear();
-  map.set(key, value);
 }

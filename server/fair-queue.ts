@@ -32,6 +32,11 @@ export class FairQueue<T, K = unknown> {
     private readonly perKeyPerTake = Infinity,
   ) {}
 
+  /** The same as size: what the committer's CommitQueue asks. */
+  get length(): number {
+    return this.size;
+  }
+
   get size(): number {
     return this.count;
   }

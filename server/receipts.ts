@@ -9,6 +9,7 @@
  * person, with only the latest position of each: sent one by one, they were
  * one more event per message delivered, and doubled the server's work.
  */
+import { ClockCache } from "./clock-cache";
 import type { CursorStore, Moved } from "./cursor-store";
 
 export interface ReceiptDeps {
@@ -17,6 +18,8 @@ export interface ReceiptDeps {
   log(line: string): void;
   /** How long receipts gather before they go out (default 250 ms). */
   delayMs?: number;
+  /** Conversations whose members are kept (those not used lately go first). */
+  maxEntries?: number;
 }
 
 interface Position {
@@ -34,15 +37,16 @@ type Member = { userId: number; name: string; receipts: boolean };
  * within this long: until then a receipt may still reach a member just removed.
  */
 const AUDIENCE_TTL_MS = 10_000;
-const AUDIENCE_ENTRIES = 100_000;
 
 export class Receipts {
   /** conv -> user -> the highest positions moved since the last flush. */
   private pending = new Map<number, Map<number, Position>>();
   private timer?: Timer;
-  private readonly audiences = new Map<number, { members: Member[]; at: number }>();
+  private readonly audiences: ClockCache<number, { members: Member[]; at: number }>;
 
-  constructor(private readonly deps: ReceiptDeps) {}
+  constructor(private readonly deps: ReceiptDeps) {
+    this.audiences = new ClockCache(deps.maxEntries ?? 100_000);
+  }
 
   /** Positions that moved (from server/acks.ts). Read markers go to the user's own connections at once. */
   moved(delivered: Moved[], read: Moved[]): void {
@@ -118,7 +122,6 @@ export class Receipts {
     }
     if (missing.length > 0) {
       const fresh = await this.deps.cursors.audience(missing);
-      if (this.audiences.size + missing.length > AUDIENCE_ENTRIES) this.audiences.clear();
       for (const conv of missing) {
         const members = fresh.get(conv) ?? [];
         this.audiences.set(conv, { members, at: now });

@@ -164,24 +164,31 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         // A spent allowance refuses before anything is stored; a retry with the same cmid after the wait is a new send.
         ctx.limits.send(me.id);
         const place = ({ convId, recipients }: Destination) => ({ convId, recipients, commit: ctx.committer.append({ senderId: me.id, convId, cmid, body, epoch }) });
-        // One connection's sends reach the committer in the order they arrived,
-        // even when a cold lookup for one takes longer than for the next: while
-        // one is being looked up, the next wait for it. With nothing waiting and
-        // the destination cached (the common case), a send goes straight in.
+        // One connection's sends to one conversation reach the committer in the
+        // order they arrived: while one is being looked up (a cold lookup, or
+        // a conversation made on first use), the next to the same target wait
+        // for it. Sends to other targets do not wait behind it (no
+        // head-of-line blocking, issue 15). With nothing waiting and the
+        // destination cached (the common case), a send goes straight in.
         const target = group !== undefined ? { group } : { to: to! };
-        const cached = conn.state.sendTail === undefined ? directory.cached(me.id, target) : undefined;
+        const tails = conn.state.sendTails;
+        const key = tails && tails.size > 0 ? (group !== undefined ? `g${group}` : `u${to}`) : undefined;
+        const waitFor = key === undefined ? undefined : tails!.get(key);
+        const cached = waitFor === undefined ? directory.cached(me.id, target) : undefined;
         let placed: ReturnType<typeof place> | Promise<ReturnType<typeof place>>;
         if (cached) {
           placed = place(cached);
         } else {
-          placed = (conn.state.sendTail ?? Promise.resolve()).then(async () => place(await directory.destination(me.id, target)));
+          const mine = conn.state.sendTails ?? (conn.state.sendTails = new Map());
+          const name = key ?? (group !== undefined ? `g${group}` : `u${to}`);
+          placed = (waitFor ?? Promise.resolve()).then(async () => place(await directory.destination(me.id, target)));
           const tail: Promise<void> = placed.then(
             () => {},
             () => {},
           );
-          conn.state.sendTail = tail;
+          mine.set(name, tail);
           void tail.then(() => {
-            if (conn.state.sendTail === tail) conn.state.sendTail = undefined;
+            if (mine.get(name) === tail) mine.delete(name);
           });
         }
         const { convId, recipients, commit } = await placed;

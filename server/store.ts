@@ -6,6 +6,7 @@ import type { Sql } from "../db/connect";
 import { ChatError, type ErrorCode } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import { appendBatch, type AppendItem, type AppendResult } from "./append";
+import { DirectOpener } from "./direct-opener";
 
 export type { AppendItem, AppendResult };
 
@@ -46,7 +47,11 @@ export const MESSAGE_COLUMNS = (sql: Sql) => sql`
 export const PAGE_BYTES = 2 * 1024 * 1024;
 
 export class Store {
-  constructor(readonly sql: Sql) {}
+  private readonly opener: DirectOpener;
+
+  constructor(readonly sql: Sql) {
+    this.opener = new DirectOpener(sql);
+  }
 
   async createUser(name: string, authHash: string, identity: Identity): Promise<number> {
     try {
@@ -152,22 +157,9 @@ export class Store {
     return row?.pins_version;
   }
 
-  /** The direct conversation of two users, made on first use. */
-  async directConversation(a: number, b: number): Promise<number> {
-    const [low, high] = a < b ? [a, b] : [b, a];
-    const key = `${low}:${high}`;
-    const [found] = await this.sql`select id from conversations where dm_key = ${key}`;
-    if (found) return found.id;
-    return this.sql.begin(async (tx) => {
-      const [made] = await tx`insert into conversations (kind, dm_key) values ('dm', ${key})
-                              on conflict (dm_key) where dm_key is not null do nothing returning id`;
-      if (!made) {
-        const [existing] = await tx`select id from conversations where dm_key = ${key}`;
-        return existing!.id as number;
-      }
-      await tx`insert into members (conversation_id, user_id) values (${made.id}, ${low}), (${made.id}, ${high})`;
-      return made.id as number;
-    });
+  /** The direct conversation of two users, made on first use (with others asked for at the same time: server/direct-opener.ts). */
+  directConversation(a: number, b: number): Promise<number> {
+    return this.opener.open(a, b);
   }
 
   async groupConversation(name: string): Promise<number | undefined> {
