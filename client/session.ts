@@ -201,7 +201,12 @@ export class ChatSession {
     if (this.connected) await this.pins.flushed().catch(() => {});
     // a one-shot command's device publishes its MLS keys before it leaves, or others keep sealing envelopes to it
     // (bounded: a link lost meanwhile would have the publishing wait for a reconnect)
-    if (this.connected) await Promise.race([this.mls.settled(), Bun.sleep(5_000)]);
+    if (this.connected) {
+      // A timer that is cleared: one left pending would keep a one-shot command's process alive for its 5 s.
+      let timer: Timer | undefined;
+      await Promise.race([this.mls.settled(), new Promise<void>((resolve) => (timer = setTimeout(resolve, 5_000)))]);
+      clearTimeout(timer);
+    }
     await this.connection.close();
     this.store.close();
   }
