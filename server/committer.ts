@@ -138,7 +138,10 @@ export class Committer {
     const deadline = Date.now() + boundMs;
     while ((this.running > 0 || this.depth > 0) && Date.now() < deadline) {
       this.startBatches();
-      await Promise.race([new Promise<void>((resolve) => this.idle.push(resolve)), Bun.sleep(Math.max(0, deadline - Date.now()))]);
+      let timer: Timer | undefined;
+      // The timer is cleared: one per round left pending would outlive the server's stop.
+      await Promise.race([new Promise<void>((resolve) => this.idle.push(resolve)), new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))))]);
+      clearTimeout(timer);
     }
     for (const w of this.queue.take(Number.MAX_SAFE_INTEGER)) w.resolve(SHUTDOWN);
     for (const list of this.parked.values()) for (const w of list) w.resolve(SHUTDOWN);
