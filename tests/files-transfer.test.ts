@@ -27,9 +27,14 @@ const CHUNK = 256 * 1024;
 const MARKER = `file-plaintext-marker-${randomBytes(9).toString("hex")}-Käsebrot✓`;
 /** The server's default limit: twice the 50 MiB file, to see whether memory follows the size. */
 const DOUBLE = 100 * MiB;
-/** Holding a 100 MiB file rather than a 50 MiB one would add at least 50 MiB to the peak. */
-// (40 MiB was met by 42 on a loaded machine: the heap grows with the bytes streamed until a full collection.)
-const FLAT_BOUND = 45 * MiB;
+/**
+ * Holding a 100 MiB file rather than a 50 MiB one would add 50 MiB to the peak
+ * on top of what streaming itself grows by between the two, which is garbage
+ * waiting for a full collection: measured 9-54 MiB (54 once in a quiet CI run,
+ * 41-48 several times under load; the branch point of this round the same).
+ * So the bound sits above the noise and below the noise plus a held file.
+ */
+const FLAT_BOUND = 64 * MiB;
 /** Streaming costs 60-100 MiB of RSS over idle (see below); holding the file would add 50 more. */
 const ABSOLUTE_BOUND = 120 * MiB;
 /** A window of 8 chunks in flight, each as plaintext, sealed and framed, is ~6 MiB. */
