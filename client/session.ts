@@ -2,7 +2,7 @@
  * A client session: what a user does over a Connection. It composes the
  * parts: the device's store, the connection (transport), the acknowledgement
  * and read state, and the content codec. Every message is sealed and opened
- * through the codec (the server sees only envelopes), checked against pinned
+ * through the codec (MLS, or envelopes; the server sees only ciphertext), checked against pinned
  * keys before it is shown, or held while a contact's key change waits to be
  * trusted; the outbox, pins, receipts, typing, groups and files live here.
  */
@@ -14,7 +14,7 @@ import { ChatError, isTemporary } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import { changePassword } from "./account";
 import { AckState } from "./ack-state";
-import { EnvelopeCodec, type ContentCodec } from "./codec";
+import { EnvelopeCodec, MlsFirstCodec, type ContentCodec } from "./codec";
 import { bytesOf, Connection, type ConnectionOptions, type PendingSend, type SendResult } from "./connection";
 import { decodeContent, encodeContent, type Content, type FileMeta } from "./content";
 import { E2E } from "./e2e";
@@ -128,7 +128,6 @@ export class ChatSession {
     this.pins = new Pins(this.store);
     this.pins.server = { call: (op, args) => this.call(op, args) };
     this.e2e = new E2E(options.user, () => this.connection.keys(), this.pins, (names) => this.fetchKeys(names), this.store);
-    this.codec = new EnvelopeCodec(options.user, this.e2e);
     this.mls = new MlsClient({
       user: options.user,
       store: this.store,
@@ -138,6 +137,7 @@ export class ChatSession {
       persistent: this.persist,
       groupMembers: async (g) => (this.membership.get(g) ?? (await this.groupMembers(g))).members,
     });
+    this.codec = new MlsFirstCodec(this.mls, isMlsBody, new EnvelopeCodec(options.user, this.e2e));
   }
 
   get user(): string {
@@ -339,9 +339,7 @@ export class ChatSession {
   }
 
   private sealAndSend(to: string, content: Content, cmid: string): Promise<SendResult> {
-    // MLS once every device of both people has published its keys; the envelope until then.
-    const sealing = async () => (await this.mls.sealDm(to, cmid, encodeContent(content))) ?? (await this.codec.seal({ to }, [to], cmid, content));
-    return this.inOrder(sealing().then((body) => ({ to, cmid, body })));
+    return this.inOrder(this.codec.seal({ to }, [to], cmid, content).then((body) => ({ to, cmid, body })));
   }
 
   /**
@@ -380,7 +378,7 @@ export class ChatSession {
     const sealed = async () => {
       // The membership as last seen: if it changed since, the server says so (E_STALE_MEMBERS) and it is asked again.
       const { epoch, members } = this.membership.get(group) ?? (await this.groupMembers(group));
-      const body = (await this.mls.sealGroup(group, cmid, encodeContent(content))) ?? (await this.codec.seal({ group }, members.map((m) => m.name), cmid, content));
+      const body = await this.codec.seal({ group }, members.map((m) => m.name), cmid, content);
       return { group, epoch, cmid, body };
     };
     for (let attempt = 0; ; attempt++) {
@@ -663,7 +661,7 @@ export class ChatSession {
   private async read(message: WireMessage, inOrder = false): Promise<Received> {
     // Membership changes are recorded by the server, not signed by a member: shown as the server's word.
     if (message.kind === "system") return { ...message, text: describeSystem(message, this.user), verified: false, problem: "recorded by the server, not signed by a member" };
-    const revealed = isMlsBody(message.body) ? await this.mls.read(message, inOrder) : await this.codec.open(message, inOrder);
+    const revealed = await this.codec.open(message, inOrder);
     if (revealed.status === "control") return { ...message, text: "", verified: true, control: true };
     if (revealed.status === "stored") return fromStored(revealed.stored);
     if (revealed.status === "ok") {

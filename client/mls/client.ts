@@ -11,7 +11,8 @@
 import type { IdentityKeys, PublicIdentity } from "../../crypto/keys";
 import type { WireMessage } from "../../protocol/messages";
 import { decodeContent } from "../content";
-import { dmLabel, type Revealed } from "../e2e";
+import type { Opened } from "../codec";
+import { dmLabel } from "../e2e";
 import type { StoredMessage } from "../store";
 import { MlsAccount, type Call } from "./account";
 import { MlsConversations, type Place } from "./conversations";
@@ -28,7 +29,8 @@ const RECENT_ADD_MS = 10_000;
 /** ...which a sender waits for this long at most before it encrypts. */
 const WAIT_FOR_ADD_MS = 3_000;
 
-export type MlsRead = Revealed | { status: "control" } | { status: "stored"; stored: StoredMessage };
+/** What reading an MLS body gives (the codec's Opened). */
+export type MlsRead = Opened;
 
 export interface MlsClientDeps {
   user: string;
