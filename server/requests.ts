@@ -171,16 +171,16 @@ export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Re
         // head-of-line blocking, issue 15). With nothing waiting and the
         // destination cached (the common case), a send goes straight in.
         const target = group !== undefined ? { group } : { to: to! };
-        const tails = conn.state.sendTails;
-        const key = tails && tails.size > 0 ? (group !== undefined ? `g${group}` : `u${to}`) : undefined;
-        const waitFor = key === undefined ? undefined : tails!.get(key);
+        const laneKey = () => (group !== undefined ? `g${group}` : `u${to}`);
+        // The key is made only when some lookup of this connection is under way (not per send).
+        const waitFor = conn.state.sendTails?.size ? conn.state.sendTails.get(laneKey()) : undefined;
         const cached = waitFor === undefined ? directory.cached(me.id, target) : undefined;
         let placed: ReturnType<typeof place> | Promise<ReturnType<typeof place>>;
         if (cached) {
           placed = place(cached);
         } else {
-          const mine = conn.state.sendTails ?? (conn.state.sendTails = new Map());
-          const name = key ?? (group !== undefined ? `g${group}` : `u${to}`);
+          const mine = (conn.state.sendTails ??= new Map());
+          const name = laneKey();
           placed = (waitFor ?? Promise.resolve()).then(async () => place(await directory.destination(me.id, target)));
           const tail: Promise<void> = placed.then(
             () => {},
