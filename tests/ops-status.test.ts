@@ -5,6 +5,8 @@
  */
 import { TEST_MEMBER } from "./support/tls";
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { announce } from "../balancer/announcer";
 import { VERSION } from "../roles/version";
@@ -13,6 +15,12 @@ import { connectUser, ROOT, signup, startCluster, uniqueName, waitFor, type Clus
 
 let cluster: Cluster;
 let user: TestUser;
+/**
+ * The status runs' own client home: what it pins on first use is this
+ * cluster's CA. A shared one (the default, or another test's) may hold
+ * another cluster's CA under a reused port, and then refuses, rightly.
+ */
+const home = mkdtempSync(join(tmpdir(), "chatterbox-status-home-"));
 
 beforeAll(async () => {
   cluster = await startCluster({ servers: 2 });
@@ -25,10 +33,11 @@ beforeAll(async () => {
 afterAll(async () => {
   await user?.session.close();
   await cluster?.stop();
+  rmSync(home, { recursive: true, force: true });
 });
 
 async function status(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "status", "--balancer", cluster.balancerAddr, ...args], { stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "status", "--balancer", cluster.balancerAddr, ...args], { stdout: "pipe", stderr: "pipe", env: { ...process.env, CHATTERBOX_HOME: home } });
   const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   return { code: await proc.exited, out, err };
 }
