@@ -40,6 +40,8 @@ export class SimClient {
   token?: string;
   keys?: IdentityKeys;
   private readonly toAck = new Map<number, number>();
+  /** The highest of this client's own sends per conversation, acknowledged only by the last ack. */
+  private readonly sent = new Map<number, number>();
   private ackTimer?: Timer;
 
   constructor(readonly options: ClientOptions) {
@@ -117,13 +119,18 @@ export class SimClient {
 
   /**
    * Sends. As the real client does, a sent message is not acknowledged on its
-   * own: its slot goes out with the next ack, made for a message received, or
-   * with the last one, so that the next run does not replay it.
+   * own: the next ack in its conversation made for a message received past it
+   * covers it (acks are cumulative), and the last one (`flushAcks(true)`)
+   * takes what is left, so that the next run does not replay it. It used to
+   * ride on the next ack of any conversation: a cursor row more for nearly
+   * every message, which the real client does not write, and a claim to
+   * have everything up to it while an earlier message of the partner could
+   * still be on its way.
    */
   async send(args: Record<string, unknown>): Promise<Record<string, unknown>> {
     const reply = await this.link.request("send", args);
     const conv = reply.conv as number;
-    if ((this.toAck.get(conv) ?? 0) < (reply.seq as number)) this.toAck.set(conv, reply.seq as number);
+    if ((this.sent.get(conv) ?? 0) < (reply.seq as number)) this.sent.set(conv, reply.seq as number);
     return reply;
   }
 
@@ -131,10 +138,14 @@ export class SimClient {
     return this.link.request(op, args);
   }
 
-  /** Sends the acknowledgements still waiting; resolves when the server has them. */
-  async flushAcks(): Promise<void> {
+  /** Sends the acknowledgements still waiting (with `last`, own sends too); resolves when the server has them. */
+  async flushAcks(last = false): Promise<void> {
     clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
+    if (last) {
+      for (const [conv, seq] of this.sent) if ((this.toAck.get(conv) ?? 0) < seq) this.toAck.set(conv, seq);
+      this.sent.clear();
+    }
     const acks = [...this.toAck];
     this.toAck.clear();
     if (this.link.closed) return;

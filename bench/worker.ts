@@ -35,7 +35,7 @@ export async function runWorker(): Promise<void> {
   const offline = [...load.clients.values()].filter((c) => setup.pattern === "offline" && c.index >= Math.floor(setup.clients / 2));
   // Offline recipients have replayed and acknowledged any old backlog; now they leave.
   for (const c of offline) {
-    await c.flushAcks();
+    await c.flushAcks(true);
     c.close();
   }
   say({
@@ -62,7 +62,7 @@ export async function runWorker(): Promise<void> {
       });
       say({ type: "offline-done", worker: setup.worker, replayed, ms: Math.round(performance.now() - t0) });
     } else if (o.type === "finish") {
-      await Promise.all([...load.clients.values()].map((c) => c.flushAcks().catch(() => {})));
+      await Promise.all([...load.clients.values()].map((c) => c.flushAcks(true).catch(() => {})));
       say(load.result());
       for (const c of load.clients.values()) c.close();
       break;
