@@ -112,12 +112,12 @@ export class Load {
     const cmid = `${this.setup.run}.${t.kind}${client.index}.${n}.${dueUs}.${measured ? 1 : 0}`;
     const args: Record<string, unknown> =
       t.kind === "d"
-        ? { to: this.name(t.to), cmid, body: this.bodyFor(client, [t.to], `dm:${[client.name, this.name(t.to)].sort().join(":")}`, cmid) }
+        ? { to: this.name(t.to), cmid, body: this.bodyFor(client, [t.to], () => `dm:${[client.name, this.name(t.to)].sort().join(":")}`, cmid) }
         : {
             group: groupName(this.setup.prefix, t.group, this.setup.groupSize),
             cmid,
             epoch: this.epochs.get(t.group) ?? 0,
-            body: this.bodyFor(client, groupMembers(t.group, this.pop), `group:${groupName(this.setup.prefix, t.group, this.setup.groupSize)}`, cmid),
+            body: this.bodyFor(client, groupMembers(t.group, this.pop), () => `group:${groupName(this.setup.prefix, t.group, this.setup.groupSize)}`, cmid),
           };
     this.sentAll++;
     this.tick.sent++;
@@ -152,10 +152,11 @@ export class Load {
   }
 
   /** Random bytes of --size, or with --e2e a real envelope sealed to every recipient and signed. */
-  private bodyFor(client: SimClient, members: number[], conv: string, cmid: string): Uint8Array {
+  /** `conv` is a function: the name is made (a sort and a join) only for a sealed body, not for every message. */
+  private bodyFor(client: SimClient, members: number[], conv: () => string, cmid: string): Uint8Array {
     if (!this.setup.e2e) return this.body;
     const recipients = members.filter((i) => i !== client.index).map((i) => ({ name: this.name(i), dh: this.keys.get(this.name(i))!.dh }));
-    return seal({ header: { v: 1, from: client.name, conv, cmid, sentAt: Date.now(), kind: "text" }, plaintext: TEXT, sender: client.keys!, recipients });
+    return seal({ header: { v: 1, from: client.name, conv: conv(), cmid, sentAt: Date.now(), kind: "text" }, plaintext: TEXT, sender: client.keys!, recipients });
   }
 
   /** A message reached one of our clients. */

@@ -54,7 +54,8 @@ function randomOther(from: number, count: number): number {
   return pick >= from ? pick + 1 : pick;
 }
 
-const contactCache = new Map<string, number[]>();
+/** Per population (clients, contacts), per client: looked up for every message sent, so keyed by numbers, not a string made each time. */
+const contactCache = new Map<number, Map<number, number[]>>();
 
 /**
  * The fixed partners a client writes to, the same in every process and every
@@ -62,8 +63,10 @@ const contactCache = new Map<string, number[]>();
  * one of 999 strangers each time would measure opening conversations instead.
  */
 export function contactsOf(client: number, p: Pick<Population, "clients" | "contacts">): number[] {
-  const key = `${client}/${p.clients}/${p.contacts}`;
-  const cached = contactCache.get(key);
+  const population = p.clients * 4096 + p.contacts;
+  let cache = contactCache.get(population);
+  if (!cache) contactCache.set(population, (cache = new Map()));
+  const cached = cache.get(client);
   if (cached) return cached;
   const want = Math.min(p.contacts, p.clients - 1);
   const found = new Set<number>();
@@ -74,7 +77,7 @@ export function contactsOf(client: number, p: Pick<Population, "clients" | "cont
     if (other !== client) found.add(other);
   }
   const list = [...found];
-  contactCache.set(key, list);
+  cache.set(client, list);
   return list;
 }
 
