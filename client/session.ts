@@ -10,7 +10,6 @@
  */
 import { randomUUID } from "node:crypto";
 import { ChatError } from "../protocol/errors";
-import type { WireMessage } from "../protocol/messages";
 import { changePassword } from "./account";
 import { AckState } from "./ack-state";
 import { EnvelopeCodec, MlsFirstCodec, type ContentCodec } from "./codec";
