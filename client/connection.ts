@@ -2,25 +2,25 @@
  * The connection under a client session, which survives its server: it asks
  * the balancer where to go, logs in (./login.ts; or resumes with its token),
  * replays what it missed, and when the link drops it starts over with
- * exponential backoff and full jitter. Sends wait in their conversation's
- * lane (./lanes.ts) until stored, and go out again after a reconnect.
- * Messages come out in order, once (./inflow.ts), and go to the session
- * (which decides what is shown); the acknowledgement state goes out
+ * exponential backoff and full jitter (./reconnect.ts). Sends wait in their
+ * conversation's lane (./lanes.ts) until stored, and go out again after a
+ * reconnect. Messages come out in order, once (./inflow.ts), and go to the
+ * session (which decides what is shown); the acknowledgement state goes out
  * (./ack-sender.ts) again after every login and every replay, so the server's
  * cursors catch up with what was shown. Nothing here knows what a message says.
  */
 import { askBalancer } from "../balancer/ask";
-import { backoffDelay } from "../balancer/backoff";
 import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
-import { ChatError, isTemporary } from "../protocol/errors";
+import { ChatError } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import type { AckState } from "./ack-state";
 import { AckSender } from "./ack-sender";
 import { Inflow } from "./inflow";
 import { SendLanes, type PendingSend, type SendResult } from "./lanes";
 import { DeviceLogin, type LoginStore } from "./login";
-import { DEFAULT_WAIT_MS, type ConnectionOptions } from "./options";
+import type { ConnectionOptions } from "./options";
+import { Reconnector } from "./reconnect";
 import { retrying } from "./retrying";
 import type { LocalStore } from "./store";
 
@@ -67,7 +67,7 @@ export class Connection {
   private readonly connecting = new Set<Link>();
   private closing = false;
   private ended = false;
-  private reconnecting?: Promise<void>;
+  private readonly reconnector: Reconnector;
   private closed?: Promise<void>;
   serverId = "";
   /** The address of the server this session is on (or was last on), for people: the id means nothing to them. */
@@ -91,6 +91,17 @@ export class Connection {
       link: () => (this.connected ? this.link : undefined),
       closing: () => this.closing,
       idle: () => this.idle(),
+    });
+    this.reconnector = new Reconnector({
+      connect: () => this.connect(),
+      connected: () => this.connected,
+      leaving: () => this.leaving,
+      giveUp: () => {
+        this.closing = true;
+        for (const link of this.connecting) link.close();
+      },
+      end: (error) => this.end(error),
+      options,
     });
   }
 
@@ -184,49 +195,9 @@ export class Connection {
     return this.link.request(op, args);
   }
 
-  /**
-   * The first connection: the balancer, or every server, may be away for a
-   * moment (a restart), so temporary refusals are tried again with backoff
-   * for up to waitMs before the error is the caller's.
-   */
-  async start(): Promise<void> {
-    const deadline = Date.now() + (this.options.waitMs ?? DEFAULT_WAIT_MS);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.connect();
-        return;
-      } catch (error) {
-        // Logged in, then lost: the reconnect loop has taken over. It may take
-        // as long as the replay takes, but not waitMs without any server.
-        if (this.reconnecting) {
-          await this.reconnected(this.options.waitMs ?? DEFAULT_WAIT_MS);
-          if (this.connected) return;
-        }
-        if (!(error instanceof ChatError) || !isTemporary(error.code) || this.closing || this.ended) throw error;
-        const delay = backoffDelay(attempt, 200, 2_000);
-        if (Date.now() + delay > deadline) throw error;
-        if (attempt === 0) this.options.onStatus?.(`${error.message}; trying again for up to ${Math.round((deadline - Date.now()) / 1000)} s`);
-        await Bun.sleep(delay);
-      }
-    }
-  }
-
-  /**
-   * Waits for the reconnect loop; gives up (and stops it) once no link has
-   * been up for waitMs in a row, so that a one-shot command whose servers are
-   * all gone ends with an error instead of trying for ever.
-   */
-  private async reconnected(waitMs: number): Promise<void> {
-    let since = Date.now();
-    while (this.reconnecting) {
-      await Promise.race([this.reconnecting, Bun.sleep(200)]);
-      if (this.connected) since = Date.now();
-      else if (Date.now() - since > waitMs) {
-        this.closing = true;
-        for (const link of this.connecting) link.close();
-        throw new ChatError("E_UNAVAILABLE", `No chat server answered for ${Math.round(waitMs / 1000)} s`);
-      }
-    }
+  /** The first connection, tried again for up to waitMs while every server is away for a moment (./reconnect.ts). */
+  start(): Promise<void> {
+    return this.reconnector.start();
   }
 
   private async connect(): Promise<void> {
@@ -299,30 +270,7 @@ export class Connection {
   private lost(link: Link): void {
     if (this.link !== link) return;
     this.link = undefined;
-    if (this.closing || this.ended) return;
-    this.reconnecting ??= this.reconnect().finally(() => (this.reconnecting = undefined));
-  }
-
-  private async reconnect(): Promise<void> {
-    this.options.onStatus?.("connection lost; reconnecting");
-    for (let attempt = 0; !this.closing && !this.ended; attempt++) {
-      const delay = backoffDelay(attempt, 100, 5_000);
-      this.options.onRetry?.(Date.now() + delay);
-      await Bun.sleep(delay);
-      // close() may have come during the sleep: a one-shot command must exit.
-      if (this.closing || this.ended) return;
-      try {
-        await this.connect();
-        if (!this.connected) continue;
-        this.options.onStatus?.("reconnected");
-        return;
-      } catch (error) {
-        if (error instanceof ChatError && !isTemporary(error.code) && error.code !== "E_TOKEN") {
-          this.end(error);
-          return;
-        }
-      }
-    }
+    this.reconnector.lost();
   }
 
   private end(error: ChatError): void {
