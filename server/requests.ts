@@ -8,21 +8,14 @@ import type { Request, WireMessage } from "../protocol/messages";
 import * as v from "../protocol/validate";
 import type { Route } from "../net/listener";
 import type { Acks } from "./acks";
-import { AUTH_KEY_BYTES, changePassword, login, prelogin, resume, signup, type AuthDeps, type LoginResult } from "./auth";
-import type { Committer } from "./committer";
-import type { ClientState, Conn, ServerConfig } from "./context";
-import type { CursorStore } from "./cursor-store";
-import type { Delivery } from "./delivery";
+import { AUTH_KEY_BYTES, changePassword, login, prelogin, resume, signup, type LoginResult } from "./auth";
+import type { ClientState, Conn } from "./context";
+import type { RouteDeps } from "./route-deps";
 import type { Destination, Directory } from "./directory";
-import type { GroupChange, GroupStore } from "./group-store";
-import { fileRoutes, type FileRouteDeps } from "./files";
-import type { Limits } from "./limits";
-import { mlsRoutes, type MlsDeps } from "./mls-routes";
-import type { Peers } from "./peers";
-import type { Reads } from "./reads";
-import type { Store } from "./store";
-import { userRoutes, type UserRouteDeps } from "./user-routes";
-import type { Log } from "../roles/logger";
+import type { GroupChange } from "./group-store";
+import { fileRoutes } from "./files";
+import { mlsRoutes } from "./mls-routes";
+import { userRoutes } from "./user-routes";
 import { listPage, listPageRows, MAX_PAGE_ROWS, pageBytes } from "../protocol/limits";
 
 const loggedIn = (conn: Conn) =>
@@ -39,27 +32,6 @@ const anonymous = (conn: Conn) =>
 /** One password hash per connection at a time: a pipelined flood of signups waits on the connection, not the server. */
 const notHashing = (conn: Conn) =>
   conn.state.hashing ? new ChatError("E_RATE_LIMITED", "A password request is already in progress on this connection", 1000) : undefined;
-
-/** What the request table uses of the server: its own handlers' needs, and those of the tables it includes. */
-export type RouteDeps = AuthDeps &
-  UserRouteDeps &
-  FileRouteDeps & {
-    config: Pick<ServerConfig, "maxGroupMembers" | "maxFrame" | "maxBody">;
-    store: Pick<Store, "settingsOf" | "publicKeys">;
-    cursors: Pick<CursorStore, "deviceCursors" | "readMarkers">;
-    groups: Pick<GroupStore, "create" | "change" | "members" | "of">;
-    limits: Pick<Limits, "send" | "read">;
-    committer: Pick<Committer, "append">;
-    delivery: Pick<Delivery, "deliver" | "flow">;
-    /** History and fetch: from the read replica when it is caught up (server/reads.ts). */
-    reads: Pick<Reads, "after" | "history">;
-    /** Receipts keep each conversation's members for a moment: a membership change made here forgets them. */
-    receipts: { forget(convId: number): void };
-    peers: Pick<Peers, "broadcast">;
-    keyPackages: MlsDeps["keyPackages"];
-    mls: MlsDeps["mls"];
-    log: Log;
-  };
 
 export function routes(ctx: RouteDeps, directory: Directory, acks: Acks): Record<string, Route<ClientState>> {
   // No request names more people than a group may hold (and a group is its members plus the one adding).
