@@ -143,7 +143,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     keyPackages: new KeyPackageStore(database.sql),
     mls: new MlsStore(database.sql),
     reads: new Reads({ store, files: new FileStore(database.sql), sql: database.sql }, replica?.sql, metrics),
-    limits: new Limits(config),
+    limits: new Limits(config, { queued: () => ctx.committer.depth }),
     log,
     committer: new Committer(new MeteredStore(commits.sql, metrics), {
       inFlight: config.commitBatches,
@@ -160,6 +160,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     port: options.port,
     hostname,
     outboxLimit: config.outboxLimit,
+    outboxTotalLimit: config.outboxTotalLimit,
     maxFrame: config.maxFrame,
     strangerMaxFrame: config.strangerMaxFrame,
     maxInFlight: config.maxInFlight,
