@@ -130,11 +130,10 @@ export async function startSystem(options: { url: string; servers: number; strat
 }
 
 /**
- * The load bench measures capacity, not abuse: no per-user send limit and no
- * server-wide admission there (it drives the server past what it carries on
- * purpose); bench/hostile.ts runs the servers with their limits on.
+ * The load bench measures capacity, not abuse: no per-user send limit there
+ * (bench/hostile.ts runs the servers with their limits on).
  */
-export const SERVER_ARGS = ["--send-rate", "0", "--admission-lag-ms", "0", "--admission-queue", "0"];
+export const SERVER_ARGS = ["--send-rate", "0"];
 
 /** Someone else's system: the balancer lists its servers to members only, so no per-server figures. */
 export function remoteSystem(balancer: string): System {

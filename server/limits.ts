@@ -170,7 +170,8 @@ export class Limits {
         throw rateLimited(waitAddress, "Too many messages from this address");
       }
     }
-    const waitBusy = this.admission.admit(userId);
+    // No per-user limit (--send-rate 0: a server for bots, or the load bench) means no admission either.
+    const waitBusy = this.sends.perSecond > 0 ? this.admission.admit(userId) : 0;
     if (waitBusy > 0) {
       this.sends.give(userId);
       if (byAddress) this.sendsByAddress.give(address);
