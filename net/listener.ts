@@ -82,6 +82,16 @@ export class Connection<S> {
    */
   holdUntil = 0;
   holdTimer?: Timer;
+
+  /**
+   * A refusal that said when to try again: the connection's next request waits
+   * that long. Called by the listener when the refusal is answered; a handler
+   * that refuses before its first await calls it itself, so that the rest of a
+   * pipeline already read waits too instead of being refused one by one.
+   */
+  hold(retryAfterMs: number): void {
+    this.holdUntil = Math.max(this.holdUntil, performance.now() + Math.min(MAX_HOLD_MS, retryAfterMs));
+  }
   /** The frame limit once trusted (the reader starts at the stranger's). */
   fullMaxFrame: number;
   closed = false;
@@ -337,10 +347,6 @@ function held<S>(conn: Connection<S>, ctl: Control<S>): boolean {
   return true;
 }
 
-/** A refusal that said when to try again: the connection's next request waits that long. */
-function hold<S>(conn: Connection<S>, retryAfterMs: number): void {
-  conn.holdUntil = Math.max(conn.holdUntil, performance.now() + Math.min(MAX_HOLD_MS, retryAfterMs));
-}
 
 /** A request was answered: take what waited, and read again once nothing does. */
 function settle<S>(conn: Connection<S>, ctl: Control<S>): void {
@@ -436,7 +442,7 @@ async function answer<S>(
   } catch (error) {
     if (error instanceof ChatError) {
       options.recorder?.refused(error.code, req.op, req.id);
-      if (error.retryAfterMs !== undefined) hold(conn, error.retryAfterMs);
+      if (error.retryAfterMs !== undefined) conn.hold(error.retryAfterMs);
       if (!conn.closed) conn.send(fail(req.id, error.code, error.message, error.retryAfterMs));
       return;
     }

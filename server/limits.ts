@@ -89,6 +89,11 @@ export function rateLimited(retryAfterMs: number, what: string): ChatError {
   return new ChatError("E_RATE_LIMITED", `${what}: try again in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s`, retryAfterMs);
 }
 
+/** A connection that can be told to start no request for a while (net/listener.ts). */
+export interface Holdable {
+  hold(retryAfterMs: number): void;
+}
+
 /** The server-wide admission of sends, as Limits uses it: 0 to admit, or the milliseconds to wait. */
 export interface Admitter {
   admit(userId: number): number;
@@ -156,10 +161,21 @@ export class Limits {
 
   /**
    * Takes one message from the user's allowance and from their address's, and
-   * has it admitted server-wide; or throws E_RATE_LIMITED with the wait. What a
-   * refused message took from an allowance is given back: it was not sent.
+   * has it admitted server-wide; or throws E_RATE_LIMITED with the wait, and
+   * holds the connection that long. What a refused message took from an
+   * allowance is given back: it was not sent.
    */
-  send(userId: number, address?: string): void {
+  send(userId: number, address?: string, conn?: Holdable): void {
+    try {
+      this.take(userId, address);
+    } catch (error) {
+      // Held at once, not when the refusal is answered: what the connection pipelined behind it waits.
+      conn?.hold((error as ChatError).retryAfterMs ?? 0);
+      throw error;
+    }
+  }
+
+  private take(userId: number, address?: string): void {
     const wait = this.sends.take(userId);
     if (wait > 0) throw rateLimited(wait, "Sending too fast");
     const byAddress = address !== undefined && (this.limitLoopback || !isLoopback(address));

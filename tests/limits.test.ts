@@ -66,3 +66,14 @@ test("a loop blocked for longer than the limit reads as busy", async () => {
     lag.stop();
   }
 });
+
+test("a refused send holds its connection at once, for the retry-after it names", () => {
+  const limits = new Limits({ ...config, sendBurst: 1 }, { lagMs: () => 0 });
+  const holds: number[] = [];
+  const conn = { hold: (ms: number) => holds.push(ms) };
+  limits.send(1, "127.0.0.1", conn);
+  expect(holds).toEqual([]);
+  const refused = refusal(() => limits.send(1, "127.0.0.1", conn));
+  expect(refused).toMatchObject({ code: "E_RATE_LIMITED" });
+  expect(holds).toEqual([refused!.retryAfterMs!]);
+});
