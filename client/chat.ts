@@ -204,7 +204,7 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
       case "group": {
         if (command.op === "members") {
           const { members } = await session.groupMembers(command.group);
-          return view.event("members", { group: command.group, members }, `* #${command.group}: ${members.map((m) => `${m.name}${m.role === "admin" ? " (admin)" : ""}${m.unconfirmed ? " (listed by the server, but no admin's MLS commit added them: they cannot read)" : ""}`).join(", ")}`);
+          return view.event("members", { group: command.group, members }, `* #${command.group}: ${members.map((m) => `${m.name}${m.role === "admin" ? (m.adminUnconfirmed ? " (admin by the server's word only: the group's MLS admin list does not name them)" : " (admin)") : ""}${m.unconfirmed ? " (listed by the server, but no admin's MLS commit added them: they cannot read)" : ""}`).join(", ")}`);
         }
         if (command.op === "create") await session.createGroup(command.group, command.users);
         else await session.changeGroup(command.op, command.group, command.users);

@@ -82,6 +82,8 @@ export interface MemberInfo {
   since: number;
   /** Listed by the server, but no admin's MLS commit added them: they cannot read the group. */
   unconfirmed?: true;
+  /** Listed by the server as an admin, but the group's own MLS admin list does not name them: their adds and removals are refused. */
+  adminUnconfirmed?: true;
 }
 
 export class ChatSession {
@@ -319,13 +321,15 @@ export class ChatSession {
   }
 
   private async transmitContent(target: Target, content: Content, cmid: string): Promise<SendResult> {
-    for (;;) {
+    for (let stale = 0; ; ) {
       try {
         const r = "to" in target ? await this.sealAndSend(target.to, content, cmid) : await this.sealForGroup(target.group, content, cmid);
         this.store.sent(cmid);
         this.keepOwn(target, cmid, content.kind === "text" ? content.text : describeFile(content.file), r, content.kind === "file" ? content.file : undefined);
         return r;
       } catch (error) {
+        // sealed on an MLS epoch a commit just ended: take the commit in, seal again (nothing was stored)
+        if (error instanceof ChatError && error.code === "E_MLS_STALE_EPOCH" && stale++ < 3 && (await this.mls.caughtUp(target))) continue;
         const temporary = error instanceof ChatError && isTemporary(error.code);
         // Leaving with it unsent keeps it in the outbox, for the next start.
         if (temporary && !this.connection.leaving) {
@@ -432,8 +436,12 @@ export class ChatSession {
     if (op === "promote") await this.request("group.promote", { group, user: users[0] });
     else if (op === "leave") await this.request("group.leave", { group });
     else await this.request(`group.${op}`, { group, users });
-    if (op !== "add") return;
     this.membership.delete(group);
+    if (op === "promote" || op === "remove") {
+      if (!(await this.mls.groupRolesChanged(group, op === "promote" ? { promote: users[0] } : { remove: users })))
+        this.options.onStatus?.(`#${group}'s own MLS admin list does not name you: the other members will not take this ${op} from your device`);
+    }
+    if (op !== "add") return;
     const left = await this.mls.groupAdded(group, users);
     if (left.length > 0) this.options.onStatus?.(`${left.join(", ")} could not be added to #${group}'s MLS group (a device of theirs has no MLS keys yet): they cannot read it`);
   }
@@ -443,6 +451,8 @@ export class ChatSession {
     const members = reply.members as MemberInfo[];
     const unconfirmed = new Set(await this.mls.unconfirmed(group, members.map((m) => m.name)));
     for (const m of members) if (unconfirmed.has(m.name)) m.unconfirmed = true;
+    const notAdmins = new Set(await this.mls.unconfirmedAdmins(group, members.filter((m) => m.role === "admin").map((m) => m.name)));
+    for (const m of members) if (notAdmins.has(m.name)) m.adminUnconfirmed = true;
     const membership = { epoch: reply.epoch as number, members };
     this.membership.set(group, membership);
     return membership;

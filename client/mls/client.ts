@@ -29,6 +29,9 @@ const RECENT_ADD_MS = 10_000;
 /** ...which a sender waits for this long at most before it encrypts. */
 const WAIT_FOR_ADD_MS = 3_000;
 
+/** How long a send refused as from an old epoch waits for this device to take in the newer commits. */
+const CATCH_UP_MS = 10_000;
+
 /** What reading an MLS body gives (the codec's Opened). */
 export type MlsRead = Opened;
 
@@ -124,6 +127,30 @@ export class MlsClient {
     return this.conversations.addUsers(await this.group(group), users);
   }
 
+  /** After the server accepted a promotion or a removal: this admin's device commits it into the group's own admin list and leaves. False: this device is no admin there. */
+  async groupRolesChanged(group: string, change: { promote?: string; remove?: string[] }): Promise<boolean> {
+    if (!this.enabled && !this.conversations.has(`group:${group}`)) return true;
+    return this.conversations.changeRoles(await this.group(group), change);
+  }
+
+  /**
+   * The server refused a message as from an MLS epoch the conversation has left
+   * (E_MLS_STALE_EPOCH): waits until this device took in the newer commits, which
+   * the server delivers in order, so that the message can be sealed again on the
+   * new epoch. A commit this device refused (a forgery, shown where it came)
+   * never lets it get there: false, and the send fails for good.
+   */
+  async caughtUp(target: { to: string } | { group: string }): Promise<boolean> {
+    const place = "group" in target ? await this.group(target.group) : this.dm(target.to);
+    const epoch = (await this.deps.call("mls.epoch", target)).epoch as number;
+    return this.conversations.reachEpoch(place.label, epoch, CATCH_UP_MS);
+  }
+
+  /** Members the server lists as admins whom the group's own (MLS) admin list does not name. */
+  unconfirmedAdmins(group: string, admins: string[]): Promise<string[]> {
+    return this.conversations.unconfirmedAdmins(`group:${group}`, admins);
+  }
+
   /** Members the server lists who were never added to the group's MLS group by an admin's commit. */
   unconfirmed(group: string, members: string[]): Promise<string[]> {
     return this.conversations.unconfirmed(`group:${group}`, members);
@@ -151,7 +178,13 @@ export class MlsClient {
   private async group(name: string): Promise<Place> {
     const members = await this.deps.groupMembers(name);
     const me = members.find((m) => m.name === this.deps.user);
-    return { label: `group:${name}`, users: members.map((m) => m.name), target: { group: name }, admin: me?.role === "admin" };
+    return {
+      label: `group:${name}`,
+      users: members.map((m) => m.name),
+      target: { group: name },
+      admin: me?.role === "admin",
+      admins: members.filter((m) => m.role === "admin").map((m) => m.name),
+    };
   }
 
   private dm(other: string): Place {

@@ -6,7 +6,7 @@
  * by its first sender, once every device of every member has published key
  * packages and a device list; until then the session uses envelopes.
  */
-import { decodeKeyPackage, DeviceGroup, MlsError, type Received as MlsReceived } from "../../crypto/mls/index.ts";
+import { decodeKeyPackage, DeviceGroup, MlsError, type GroupRoles, type Received as MlsReceived } from "../../crypto/mls/index.ts";
 import { ChatError } from "../../protocol/errors";
 import type { WireMessage } from "../../protocol/messages";
 import type { MlsAccount, Call } from "./account";
@@ -40,9 +40,13 @@ export interface Place {
    * For a group chat: whether this user is an admin (the server's word). Only
    * an admin's device makes the group; and a user enters a group chat's MLS
    * group only by an admin's explicit add (addUsers), never because the
-   * server lists them.
+   * server lists them. Once the group is on MLS, what counts is the admin
+   * list in the group itself (crypto/mls/roles.ts), which every member checks
+   * each commit against.
    */
   admin?: boolean;
+  /** For a group chat: its admins as the server lists them, which the MLS group takes as its first admin list when it is made. */
+  admins?: string[];
 }
 
 export class MlsConversations {
@@ -138,6 +142,11 @@ export class MlsConversations {
   private async addUsersNow(place: Place, users: string[]): Promise<{ stored: boolean; left: string[]; epoch: bigint }> {
     const held = await this.slots.loaded(place.label);
     if (!held) return { stored: true, left: [], epoch: 0n };
+    if (!held.group.isAdmin(this.me)) {
+      // the commit that made this user an admin may still be on its way: wait for the server's epoch, then try again
+      if (((await this.call("mls.epoch", place.target)).epoch as number) > Number(held.group.epoch)) return { stored: false, left: [], epoch: held.group.epoch };
+      return { stored: true, left: users, epoch: held.group.epoch };
+    }
     await this.account.refresh(users, true);
     const packages: Uint8Array[] = [];
     const left: string[] = [];
@@ -151,6 +160,57 @@ export class MlsConversations {
     const epoch = held.group.epoch;
     const stored = packages.length === 0 || (await this.commitChange(place, held, packages, []));
     return { stored, left, epoch };
+  }
+
+  /**
+   * An admin's device, right after the server accepted a promotion or a
+   * removal: one commit that puts the group's own admin list (and leaves) in
+   * step. False when this device is no admin in the group's own list (then
+   * the server's word changes nothing for the other members).
+   */
+  async changeRoles(place: Place, change: { promote?: string; remove?: string[] }): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      const tried = await this.slots.serial(place.label, async () => {
+        const held = await this.slots.loaded(place.label);
+        if (!held) return { done: true, ok: true, epoch: 0n };
+        const roles = held.group.roles;
+        if (!held.group.isAdmin(this.me) || roles?.kind !== "admins") {
+          if (((await this.call("mls.epoch", place.target)).epoch as number) > Number(held.group.epoch)) return { done: false, ok: false, epoch: held.group.epoch };
+          return { done: true, ok: roles === undefined, epoch: held.group.epoch };
+        }
+        const gone = new Set(change.remove ?? []);
+        const admins = [...roles.admins, ...(change.promote ? [change.promote] : [])].filter((u) => !gone.has(u));
+        const leaves = held.group.members().filter((m) => gone.has(m.user)).map((m) => m.leaf);
+        const same = admins.length === roles.admins.length && admins.every((u) => roles.admins.includes(u));
+        if (same && leaves.length === 0) return { done: true, ok: true, epoch: held.group.epoch };
+        const epoch = held.group.epoch;
+        return { done: await this.commitChange(place, held, [], leaves, same ? undefined : admins), ok: true, epoch };
+      });
+      if (tried.done) return tried.ok;
+      if (attempt >= 5) throw new MlsError("E_MLS_STALE_COMMIT", "The change lost its epoch five times in a row");
+      await this.epochPast(place.label, tried.epoch);
+    }
+  }
+
+  /** Users the server lists as admins whom the group's own admin list does not name (none while it is not on MLS, or has no roles). */
+  async unconfirmedAdmins(label: string, admins: string[]): Promise<string[]> {
+    const roles = (await this.slots.loaded(label))?.group.roles;
+    if (roles?.kind !== "admins") return [];
+    return admins.filter((u) => !roles.admins.includes(u));
+  }
+
+  /**
+   * Waits (outside the conversation's lane, which takes the commits in) until
+   * this device's group is at `epoch` at least, or `ms` passed; whether it got there.
+   */
+  async reachEpoch(label: string, epoch: number, ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const held = await this.slots.serial(label, () => this.slots.loaded(label));
+      if (!held || held.group.epoch >= BigInt(epoch)) return true;
+      if (Date.now() >= deadline) return false;
+      await Bun.sleep(20);
+    }
   }
 
   /** Waits (up to 15 s) until this process's group for the label is past `epoch`. */
@@ -191,6 +251,7 @@ export class MlsConversations {
     if (held.checked === stamp && this.noPackage.size === 0) return;
     const plan = planLeaves(held.group.members(), held.group.ownLeaf, place.users, (u) => book.get(u), {
       anyUser: "to" in place.target,
+      removeUsers: "group" in place.target && held.group.isAdmin(this.me),
       skip: (user, id) => (this.noPackage.get(`${user}/${id}`) ?? 0) > Date.now(),
     });
     const packages: Uint8Array[] = [];
@@ -205,14 +266,18 @@ export class MlsConversations {
       }
     }
     for (const [k, until] of this.noPackage) if (until <= Date.now()) this.noPackage.delete(k);
-    if (packages.length > 0 || plan.remove.length > 0) await this.commitChange(place, held, packages, plan.remove);
+    // an admin's device also drops from the group's admin list whoever is no longer a member
+    const roles = held.group.roles;
+    const admins = roles?.kind === "admins" && held.group.isAdmin(this.me) ? roles.admins.filter((u) => place.users.includes(u)) : undefined;
+    const pruned = admins !== undefined && roles?.kind === "admins" && admins.length < roles.admins.length ? admins : undefined;
+    if (packages.length > 0 || plan.remove.length > 0 || pruned) await this.commitChange(place, held, packages, plan.remove, pruned);
     else held.checked = stamp;
   }
 
   /** False when another commit of the epoch was stored first (E_MLS_STALE_COMMIT): it is taken in, in order, and the caller may try again. */
-  private async commitChange(place: Place, held: Held, packages: Uint8Array[], remove: number[]): Promise<boolean> {
+  private async commitChange(place: Place, held: Held, packages: Uint8Array[], remove: number[], admins?: string[]): Promise<boolean> {
     const epoch = held.group.epoch;
-    const out = await held.group.change(packages, remove);
+    const out = await held.group.change(packages, remove, admins);
     try {
       const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: Number(epoch), body: commitBody(out.commit, out.welcome) });
       await held.group.receive(out.commit);
@@ -262,7 +327,9 @@ export class MlsConversations {
       // every claimed device must be on its owner's signed list: one not yet listed keeps the conversation on envelopes
       if (claim.packages.some((p) => !this.account.book.get(user)?.devices.some((d) => d.deviceId === p.device))) return undefined;
     }
-    const group = await DeviceGroup.create(groupIdOf(place.label), this.account.device, this.account.book);
+    // who may change the membership from now on is the group's own word: for a group chat, its admins as listed now
+    const roles: GroupRoles = "group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" };
+    const group = await DeviceGroup.create(groupIdOf(place.label), this.account.device, this.account.book, roles);
     let out;
     try {
       out = await group.add(packages);
@@ -327,8 +394,9 @@ export class MlsConversations {
     if (held && !held.group.removed) {
       try {
         await this.receive(place, held, commit, message.seq).catch(async (error) => {
-          // a device listed since this device last asked (the commit adds it): once more with fresh lists
-          if (!(error instanceof MlsError) || error.reason !== "E_MLS_UNTRUSTED_MEMBER") throw error;
+          // a device listed since this device last asked (the commit adds it), or revoked since (a member's commit
+          // removes it, which is refused while the list held still names it): once more with fresh lists
+          if (!(error instanceof MlsError) || (error.reason !== "E_MLS_UNTRUSTED_MEMBER" && error.reason !== "E_MLS_NOT_ADMIN")) throw error;
           await this.account.refresh(place.users, true);
           return this.receive(place, held, commit, message.seq);
         });
