@@ -21,6 +21,7 @@ import { E2E } from "./e2e";
 import { download, upload, type Target } from "./files";
 import { Pins } from "./keystore";
 import { isMlsBody, MlsClient } from "./mls/client";
+import type { SecrecyNotice } from "./mls/secrecy";
 import { pinsKey } from "../crypto/pins";
 import { LocalStore, type StoredMessage } from "./store";
 import { bytes, progressBar, type Progress } from "./progress";
@@ -40,6 +41,8 @@ export interface SessionOptions extends ConnectionOptions {
   onReceipt?(receipt: ReceiptEvent): void;
   /** Someone in a conversation is typing (refreshed every few seconds while they type). */
   onTyping?(typing: TypingEvent): void;
+  /** A conversation's messages go as envelopes, not forward secret (once, with why), or are on MLS again after that. */
+  onSecrecy?(notice: SecrecyNotice): void;
 }
 
 export interface ReceiptEvent {
@@ -137,6 +140,7 @@ export class ChatSession {
       keyOf: (n) => this.e2e.keyOf(n),
       call: (op, args) => this.call(op, args),
       persistent: this.persist,
+      onSecrecy: (n) => options.onSecrecy?.(n),
       groupMembers: async (g) => (this.membership.get(g) ?? (await this.groupMembers(g))).members,
     });
     this.codec = new MlsFirstCodec(this.mls, isMlsBody, new EnvelopeCodec(options.user, this.e2e));
@@ -326,6 +330,7 @@ export class ChatSession {
         const r = "to" in target ? await this.sealAndSend(target.to, content, cmid) : await this.sealForGroup(target.group, content, cmid);
         this.store.sent(cmid);
         this.keepOwn(target, cmid, content.kind === "text" ? content.text : describeFile(content.file), r, content.kind === "file" ? content.file : undefined);
+        this.mls.passed(r.conv, r.seq);
         return r;
       } catch (error) {
         // sealed on an MLS epoch a commit just ended: take the commit in, seal again (nothing was stored)
@@ -630,6 +635,7 @@ export class ChatSession {
     }
     if (!received.control) this.keep(received);
     this.received(message.conv, message.seq);
+    this.mls.passed(message.conv, message.seq);
     if (!received.control) this.options.onMessage?.(received);
   }
 

@@ -16,7 +16,9 @@ import { dmLabel } from "../e2e";
 import type { StoredMessage } from "../store";
 import { MlsAccount, type Call } from "./account";
 import { MlsConversations, type Place } from "./conversations";
+import { Frontier } from "./frontier";
 import { HistoryBackup } from "./history-backup";
+import { SecrecyWatch, type SecrecyNotice } from "./secrecy";
 import { MlsLocal, type KeyValues } from "./local";
 import type { Database } from "bun:sqlite";
 
@@ -49,18 +51,29 @@ export interface MlsClientDeps {
    * after, so it stays on envelopes.
    */
   persistent: boolean;
+  /** A conversation's messages went as envelopes (not forward secret), and why; or moved to MLS after that. */
+  onSecrecy?(notice: SecrecyNotice): void;
 }
 
 export class MlsClient {
   readonly account: MlsAccount;
   readonly conversations: MlsConversations;
   readonly backup: HistoryBackup;
+  private readonly frontier: Frontier;
+  private readonly secrecy: SecrecyWatch;
   private readonly enabled: boolean;
+  /** Sends the server refused as from an old epoch (E_MLS_STALE_EPOCH) and that were sealed again: for tests and the bench. */
+  staleRetries = 0;
 
   constructor(private readonly deps: MlsClientDeps) {
     const local = new MlsLocal(deps.store.db, deps.store);
     this.account = new MlsAccount({ user: deps.user, deviceId: () => deps.store.device().id, keys: deps.keys, keyOf: (n) => deps.keyOf(n), call: deps.call, local });
-    this.conversations = new MlsConversations(deps.user, this.account, local, deps.call);
+    this.frontier = new Frontier((conv) => {
+      const row = deps.store.db.query("select received from convs where conv = ?").get(conv) as { received: number } | null;
+      return row?.received ?? 0;
+    });
+    this.conversations = new MlsConversations(deps.user, this.account, local, deps.call, this.frontier);
+    this.secrecy = new SecrecyWatch((n) => deps.onSecrecy?.(n));
     this.enabled = deps.persistent && process.env.CHATTERBOX_MLS !== "off";
     this.backup = new HistoryBackup({ user: deps.user, kv: deps.store, call: deps.call, keep: (m) => deps.store.keep(m) });
   }
@@ -74,6 +87,11 @@ export class MlsClient {
 
   passwordLogin(wrapKey: Uint8Array): void {
     this.backup.passwordLogin(wrapKey);
+  }
+
+  /** The session took in (or stored) the message at `seq` of `conv`: how far this device is in each conversation. */
+  passed(conv: number, seq: number): void {
+    this.frontier.passed(conv, seq);
   }
 
   /** A message this device kept: into the history backup, if it is on. */
@@ -97,22 +115,35 @@ export class MlsClient {
   }
 
   /** A direct message's body, or undefined for an envelope. */
-  sealDm(to: string, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
+  async sealDm(to: string, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
     const place = this.dm(to);
-    if (!this.enabled && !this.conversations.has(place.label)) return Promise.resolve(undefined);
-    return this.conversations.seal(place, cmid, content);
+    if (!this.enabled && !this.conversations.has(place.label)) return this.sealed(place, undefined);
+    return this.sealed(place, await this.conversations.seal(place, cmid, content));
+  }
+
+  /** Tells the view whether the conversation is forward secret, when that is news; returns the body. */
+  private sealed(place: Place, body: Uint8Array | undefined): Uint8Array | undefined {
+    const reason = body
+      ? undefined
+      : !this.deps.persistent
+        ? "this device keeps nothing on disk (persist: false), so it keeps no MLS groups"
+        : process.env.CHATTERBOX_MLS === "off"
+          ? "MLS is off on this device (CHATTERBOX_MLS=off)"
+          : (this.conversations.whyNot(place.label) ?? "it is not on MLS yet");
+    this.secrecy.sealed(place.label, place.target, reason);
+    return body;
   }
 
   /** A group message's body, or undefined for an envelope (the group is not on MLS yet, and this user is no admin to move it). */
   async sealGroup(group: string, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
     const place = await this.group(group);
-    if (!this.enabled && !this.conversations.has(place.label)) return undefined;
+    if (!this.enabled && !this.conversations.has(place.label)) return this.sealed(place, undefined);
     // Someone added a moment ago: the admin's commit that gives them the keys is on its way, and a message
     // made before this device takes it in would be from an epoch they never had. Wait for it a little.
     const members = await this.deps.groupMembers(group);
     const recent = members.filter((m) => m.since !== undefined && Date.now() - m.since < RECENT_ADD_MS).map((m) => m.name);
     if (recent.length > 0) await this.conversations.awaitLeaves(place.label, recent, WAIT_FOR_ADD_MS);
-    return this.conversations.seal(place, cmid, content);
+    return this.sealed(place, await this.conversations.seal(place, cmid, content));
   }
 
   /** After the server accepted a new group: its creator's device makes the MLS group with every member in it. */
@@ -141,6 +172,7 @@ export class MlsClient {
    * never lets it get there: false, and the send fails for good.
    */
   async caughtUp(target: { to: string } | { group: string }): Promise<boolean> {
+    this.staleRetries++;
     const place = "group" in target ? await this.group(target.group) : this.dm(target.to);
     const epoch = (await this.deps.call("mls.epoch", target)).epoch as number;
     return this.conversations.reachEpoch(place.label, epoch, CATCH_UP_MS);
