@@ -99,7 +99,11 @@ export class MlsAccount {
 
   /** Keeps the private halves first: a package the server hands out must be one this device can join with. */
   private async topUp(): Promise<void> {
-    const held = (await this.deps.call("mls.keypackages.count", {})) as { oneTime: number; lastResort: boolean };
+    const counted = (await this.deps.call("mls.keypackages.count", {})) as { oneTime: number; lastResort: boolean };
+    // Packages on the server whose private halves this device does not hold (a store in memory, or one lost,
+    // and so a new MLS key) are of no use: a welcome made for one could not be read. They are replaced.
+    const replace = (counted.oneTime > 0 || counted.lastResort) && this.packages().length === 0;
+    const held = replace ? { oneTime: 0, lastResort: false } : counted;
     if (held.oneTime >= KEY_PACKAGE_LOW && held.lastResort) return;
     const oneTime: OwnKeyPackage[] = [];
     if (held.oneTime < KEY_PACKAGE_LOW) for (let i = held.oneTime; i < KEY_PACKAGE_TARGET; i++) oneTime.push(await makeKeyPackage(this.device));
@@ -110,6 +114,7 @@ export class MlsAccount {
     for (const p of all) refs.set(p, Buffer.from(await makeKeyPackageRef(p.publicPackage, cs.hash)).toString("hex"));
     this.deps.local.keepPackages(all, (p) => refs.get(p)!);
     await this.deps.call("mls.keypackages.put", {
+      ...(replace ? { replace: true } : {}),
       ...(oneTime.length ? { oneTime: oneTime.map((p) => p.encoded) } : {}),
       ...(lastResort ? { lastResort: lastResort.encoded } : {}),
     });

@@ -6,7 +6,7 @@
  * announcement) comes from this device's own copy in store.db, not from the
  * ciphertext. CHATTERBOX_MLS=off keeps a device on envelopes (for comparison
  * runs; it still reads MLS messages addressed to it), and so does a device
- * whose store is in memory only.
+ * whose store is in memory only, unless CHATTERBOX_MLS=on.
  */
 import type { IdentityKeys, PublicIdentity } from "../../crypto/keys";
 import type { WireMessage } from "../../protocol/messages";
@@ -47,8 +47,13 @@ export interface MlsClientDeps {
   groupMembers(group: string): Promise<{ name: string; role: string; since?: number }[]>;
   /**
    * Whether the device keeps its store on disk. One that does not (tests,
-   * scripted one-off sessions) would lose its groups at exit and read nothing
-   * after, so it stays on envelopes.
+   * scripted one-off sessions) stays on envelopes unless CHATTERBOX_MLS=on:
+   * its MLS groups, signing key and key packages would live in its in-memory
+   * store for the process's life only, so each start would be a new MLS
+   * device under the same device id (a new key in the account's list, a
+   * removal and an add in every conversation it is in), reading nothing sent
+   * before it started, and two such processes of one device would each
+   * publish their own key and push the other out.
    */
   persistent: boolean;
   /** A conversation's messages went as envelopes (not forward secret), and why; or moved to MLS after that. */
@@ -74,7 +79,9 @@ export class MlsClient {
     });
     this.conversations = new MlsConversations(deps.user, this.account, local, deps.call, this.frontier);
     this.secrecy = new SecrecyWatch((n) => deps.onSecrecy?.(n));
-    this.enabled = deps.persistent && process.env.CHATTERBOX_MLS !== "off";
+    // A store in memory holds MLS groups as well as one on disk (MlsLocal over the same SQLite, ":memory:"), but
+    // only for the process's life (see `persistent`): such a device speaks MLS only when asked to.
+    this.enabled = process.env.CHATTERBOX_MLS === "on" || (deps.persistent && process.env.CHATTERBOX_MLS !== "off");
     this.backup = new HistoryBackup({ user: deps.user, kv: deps.store, call: deps.call, keep: (m) => deps.store.keep(m) });
   }
 
@@ -125,8 +132,8 @@ export class MlsClient {
   private sealed(place: Place, body: Uint8Array | undefined): Uint8Array | undefined {
     const reason = body
       ? undefined
-      : !this.deps.persistent
-        ? "this device keeps nothing on disk (persist: false), so it keeps no MLS groups"
+      : !this.enabled && !this.deps.persistent
+        ? "this device keeps nothing on disk (persist: false), so it stays on envelopes (CHATTERBOX_MLS=on moves it to MLS, for this process's life)"
         : process.env.CHATTERBOX_MLS === "off"
           ? "MLS is off on this device (CHATTERBOX_MLS=off)"
           : (this.conversations.whyNot(place.label) ?? "it is not on MLS yet");
