@@ -46,15 +46,18 @@ export class EpochGate {
     const tail = this.tails.get(convId);
     if (epoch === undefined && tail === undefined) return append();
     const known = epoch === undefined ? undefined : this.current(convId);
-    const run = (tail ?? Promise.resolve()).then(async () => {
+    // The next send waits only until this one is handed to the committer, not until it is stored (boxed, so
+    // that the promise of the append is not adopted): the group commit still takes many sends at once.
+    const handed = (tail ?? Promise.resolve()).then(async () => {
       if (known !== undefined && epoch !== undefined) {
         const current = Math.max(await known, this.floor.get(convId) ?? 0);
         if (epoch < BigInt(current))
           throw new ChatError("E_MLS_STALE_EPOCH", `The conversation's MLS group is at epoch ${current}, not ${epoch}: take in its newer commits, then send again`);
       }
-      return append();
+      return { appended: append() };
     });
-    const settled = run.then(
+    const run = handed.then((h) => h.appended);
+    const settled = handed.then(
       () => {},
       () => {},
     );
