@@ -1,92 +1,43 @@
 /**
- * A client session: what a user does over a Connection. It composes the
- * parts: the device's store, the connection (transport), the acknowledgement
- * and read state, and the content codec. Every message is sealed and opened
- * through the codec (MLS, or envelopes; the server sees only ciphertext), checked against pinned
- * keys before it is shown, or held while a contact's key change waits to be
- * trusted; the outbox, pins, receipts, typing, groups and files live here.
+ * A client session: what a user does over a Connection. This file composes
+ * the parts and is the API the views and commands use: the device's store,
+ * the connection (transport), the acknowledgement and read state, and the
+ * content codec (MLS, or envelopes; the server sees only ciphertext); the
+ * receive path (./inbox.ts) that opens, checks, holds and shows each message;
+ * the outbox (./outbox.ts) that seals, keeps and sends; trust in contacts'
+ * keys (./trust.ts); groups, files, the server's events about people, and
+ * paged lists (./groups.ts, ./file-messages.ts, ./user-events.ts, ./pages.ts).
  */
 import { randomUUID } from "node:crypto";
-import type { PublicIdentity } from "../crypto/keys";
-import { safetyNumber } from "../crypto/safety";
-import { backoffDelay } from "../balancer/backoff";
-import { ChatError, isTemporary } from "../protocol/errors";
-import type { WireMessage } from "../protocol/messages";
+import { ChatError } from "../protocol/errors";
 import { changePassword } from "./account";
 import { AckState } from "./ack-state";
 import { EnvelopeCodec, MlsFirstCodec, type ContentCodec } from "./codec";
-import { bytesOf, Connection, type ConnectionOptions, type PendingSend, type SendResult } from "./connection";
-import { decodeContent, encodeContent, type Content, type FileMeta } from "./content";
-import { E2E } from "./e2e";
-import { download, upload, type Target } from "./files";
-import { Pins } from "./keystore";
+import { Connection, type ConnectionOptions, type PendingSend, type SendResult } from "./connection";
+import type { FileMeta } from "./content";
+import type { E2E } from "./e2e";
+import { FileMessages } from "./file-messages";
+import type { Target } from "./files";
+import { Groups, type GroupInfo, type MemberInfo } from "./groups";
+import { Inbox } from "./inbox";
 import { isMlsBody, MlsClient } from "./mls/client";
 import type { SecrecyNotice } from "./mls/secrecy";
-import { pinsKey } from "../crypto/pins";
-import { LocalStore, type StoredMessage } from "./store";
-import { bytes, progressBar, type Progress } from "./progress";
-import { describeSystem } from "./system";
-import { safeName } from "./safe-name";
+import { Outbox } from "./outbox";
+import { allPages, pagedHistory } from "./pages";
+import { LocalStore } from "./store";
+import type { Progress } from "./progress";
+import { fromStored, toStored, type Received } from "./received";
+import { Trust } from "./trust";
+import { UserEvents, type ReceiptEvent, type TypingEvent, type UserEventSink } from "./user-events";
 
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+export type { GroupInfo, MemberInfo, ReceiptEvent, Received, SendResult, TypingEvent };
+export { describeFile, keyChangedWarning } from "./received";
 
-export type { SendResult };
-
-export interface SessionOptions extends ConnectionOptions {
+export interface SessionOptions extends ConnectionOptions, UserEventSink {
   /** A message, in order, once: from someone else, or the user's own from another of their connections. */
   onMessage?(message: Received): void;
-  /** The read marker moved (on this device or another of the user's). */
-  onRead?(conv: number, seq: number): void;
-  /** Another member's device received, or they read, up to a position. */
-  onReceipt?(receipt: ReceiptEvent): void;
-  /** Someone in a conversation is typing (refreshed every few seconds while they type). */
-  onTyping?(typing: TypingEvent): void;
   /** A conversation's messages go as envelopes, not forward secret (once, with why), or are on MLS again after that. */
   onSecrecy?(notice: SecrecyNotice): void;
-}
-
-export interface ReceiptEvent {
-  conv: number;
-  user: string;
-  delivered?: number;
-  read?: number;
-}
-
-export interface TypingEvent {
-  conv: number;
-  from: string;
-  group?: string;
-}
-
-/** A message as its reader sees it: what it says, and whether it could be verified. */
-export interface Received extends WireMessage {
-  text: string;
-  /** For a file message: what the file is, and the key to fetch and open it. */
-  file?: FileMeta;
-  verified: boolean;
-  /** An MLS commit or welcome: keys changed, nothing to show. */
-  control?: boolean;
-  /** Why it could not be verified or read; the text is then not shown. */
-  problem?: string;
-  code?: string;
-}
-
-export interface GroupInfo {
-  name: string;
-  conv: number;
-  role: string;
-  members: number;
-  unread: number;
-}
-
-export interface MemberInfo {
-  name: string;
-  role: "admin" | "member";
-  since: number;
-  /** Listed by the server, but no admin's MLS commit added them: they cannot read the group. */
-  unconfirmed?: true;
-  /** Listed by the server as an admin, but the group's own MLS admin list does not name them: their adds and removals are refused. */
-  adminUnconfirmed?: true;
 }
 
 export class ChatSession {
@@ -96,43 +47,37 @@ export class ChatSession {
   private readonly persist: boolean;
   private readonly connection: Connection;
   private readonly acks: AckState;
+  /** Pinned keys and the envelopes (tests reach the envelopes to seal what a client would not). */
   private readonly e2e: E2E;
+  private readonly trusted: Trust;
   private readonly codec: ContentCodec;
-  /** The last sealed send: sends go out in the order they were asked for. */
-  private outgoing: Promise<unknown> = Promise.resolve();
   private closed?: Promise<void>;
   private readonly mls: MlsClient;
-  /** The last send to each conversation ("dm:NAME", "group:NAME"): the next waits for it. */
-  private readonly tails = new Map<string, Promise<unknown>>();
-  /** Each message on its way, by client message id. */
-  private readonly sending = new Map<string, Promise<SendResult>>();
-  /** Messages from the outbox this session stored: asked again (a resumed file send), the same answer. */
-  private readonly settled = new Map<string, Promise<SendResult>>();
-  /** Each group's membership as last asked, to seal for without a round trip per message. */
-  private readonly membership = new Map<string, { epoch: number; members: MemberInfo[] }>();
-  private readonly held = new Map<string, WireMessage[]>();
-  private readonly pins: Pins;
-  /** Conversations where a message could not be read before the session closed: nothing after it is shown. */
-  private readonly abandoned = new Set<number>();
+  private readonly inbox: Inbox;
+  private readonly outbox: Outbox;
+  private readonly groupsPart: Groups;
+  private readonly files: FileMessages;
+  private readonly events: UserEvents;
 
   private constructor(private readonly options: SessionOptions) {
     this.persist = options.persist !== false;
     this.store = new LocalStore(options.user, this.persist);
     if (options.deviceKey && !this.persist) this.store.set("device.id", options.deviceKey);
     this.acks = new AckState(this.store);
+    const status = (line: string) => this.options.onStatus?.(line);
+    this.events = new UserEvents({ acks: this.acks, readReceipts: () => this.settings.readReceipts, sink: options });
     this.connection = new Connection(options, {
       store: this.store,
       acks: this.acks,
       hooks: {
-        deliver: (m) => this.deliver(m),
-        event: (ev, frame) => this.userEvent(ev, frame),
+        deliver: (m) => this.inbox.deliver(m),
+        event: (ev, frame) => this.events.handle(ev, frame),
         loggedIn: (reply) => this.onLoggedIn(reply),
         passwordLogin: (wrapKey) => this.passwordLogin(wrapKey),
       },
     });
-    this.pins = new Pins(this.store);
-    this.pins.server = { call: (op, args) => this.call(op, args) };
-    this.e2e = new E2E(options.user, () => this.connection.keys(), this.pins, (names) => this.fetchKeys(names), this.store);
+    this.trusted = new Trust({ user: options.user, store: this.store, keys: () => this.connection.keys(), call: (op, args) => this.call(op, args) });
+    this.e2e = this.trusted.e2e;
     this.mls = new MlsClient({
       user: options.user,
       store: this.store,
@@ -141,9 +86,31 @@ export class ChatSession {
       call: (op, args) => this.call(op, args),
       persistent: this.persist,
       onSecrecy: (n) => options.onSecrecy?.(n),
-      groupMembers: async (g) => (this.membership.get(g) ?? (await this.groupMembers(g))).members,
+      groupMembers: async (g) => (await this.groupsPart.current(g)).members,
     });
     this.codec = new MlsFirstCodec(this.mls, isMlsBody, new EnvelopeCodec(options.user, this.e2e));
+    this.groupsPart = new Groups({ request: (op, args) => this.request(op, args), mls: this.mls, onStatus: status });
+    const keep = (m: Received) => {
+      const stored = toStored(m);
+      this.store.keep(stored);
+      this.mls.kept(stored);
+    };
+    const leaving = () => this.connection.leaving;
+    this.inbox = new Inbox({
+      user: options.user, codec: this.codec, acks: this.acks, keep, leaving, onStatus: status,
+      ackSoon: () => this.connection.ackSoon(),
+      position: (conv) => this.connection.position(conv),
+      groupChanged: (group) => this.groupsPart.forget(group),
+      onMessage: (m) => this.options.onMessage?.(m),
+      passed: (conv, seq) => this.mls.passed(conv, seq),
+    });
+    this.outbox = new Outbox({
+      user: options.user, store: this.store, codec: this.codec, groups: this.groupsPart, keep, leaving, onStatus: status,
+      send: (args) => this.send(args),
+      connected: () => this.connected,
+      mls: this.mls,
+    });
+    this.files = new FileMessages({ caller: this, send: (t, c, cmid) => this.outbox.send(t, c, cmid), read: (m) => this.inbox.read(m) });
   }
 
   get user(): string {
@@ -204,7 +171,7 @@ export class ChatSession {
   }
 
   private async leave(): Promise<void> {
-    if (this.connected) await this.pins.flushed().catch(() => {});
+    if (this.connected) await this.trusted.flushed().catch(() => {});
     // a one-shot command's device publishes its MLS keys before it leaves, or others keep sealing envelopes to it
     // (bounded: a link lost meanwhile would have the publishing wait for a reconnect)
     if (this.connected) {
@@ -222,31 +189,13 @@ export class ChatSession {
 
   private onLoggedIn(reply: Record<string, unknown>): void {
     if (reply.settings) this.settings = reply.settings as { readReceipts: boolean };
-    const pins = reply.pins as { blob: Uint8Array | null } | undefined;
-    // A new device starts with what the user already trusts; a device that pinned more shares it.
-    if (this.pins.merge(pins?.blob ? new Uint8Array(pins.blob) : null)) this.pins.upload();
+    this.trusted.loggedIn((reply.pins as { blob: Uint8Array | null } | undefined)?.blob);
     this.mls.loggedIn();
   }
 
   private passwordLogin(wrapKey: Uint8Array): void {
-    this.store.set("pins.key", Buffer.from(pinsKey(wrapKey)).toString("base64"));
+    this.trusted.passwordLogin(wrapKey);
     this.mls.passwordLogin(wrapKey);
-  }
-
-  private userEvent(ev: string, frame: Record<string, unknown>): void {
-    if (ev === "read" && typeof frame.conv === "number" && typeof frame.seq === "number") {
-      this.acks.readElsewhere(frame.conv, frame.seq);
-      this.options.onRead?.(frame.conv, frame.seq);
-    } else if (ev === "receipts" && Array.isArray(frame.r)) {
-      const num = (v: unknown) => (typeof v === "number" ? v : undefined);
-      for (const item of frame.r as unknown[]) {
-        if (!Array.isArray(item) || typeof item[0] !== "number" || typeof item[1] !== "string") continue;
-        // With read receipts off, none are shown (the server stops sending them; this covers the moment between).
-        this.options.onReceipt?.({ conv: item[0], user: item[1], delivered: num(item[2]), read: this.settings.readReceipts ? num(item[3]) : undefined });
-      }
-    } else if (ev === "typing" && typeof frame.conv === "number" && typeof frame.from === "string") {
-      this.options.onTyping?.({ conv: frame.conv, from: frame.from, ...(typeof frame.group === "string" ? { group: frame.group } : {}) });
-    }
   }
 
   /** Connects, logs in and replays everything waiting; throws if the first login is refused. */
@@ -265,12 +214,12 @@ export class ChatSession {
   async start(): Promise<void> {
     await this.connection.start();
     await this.idle();
-    this.resendOrphans();
+    this.outbox.resendOrphans();
   }
 
-  /** Encrypts to the recipient's pinned key; resolves once the server has stored the message. */
+  /** Encrypts to the recipient's pinned key; resolves once the server has stored the message (kept in the outbox until then). */
   sendText(to: string, text: string): Promise<SendResult> {
-    return this.sendContent({ to }, { kind: "text", text }, randomUUID());
+    return this.outbox.send({ to }, { kind: "text", text }, randomUUID());
   }
 
   /**
@@ -279,7 +228,7 @@ export class ChatSession {
    * the new members: it never reaches someone it was not sealed for.
    */
   sendGroupText(group: string, text: string): Promise<SendResult> {
-    return this.sendContent({ group }, { kind: "text", text }, randomUUID());
+    return this.outbox.send({ group }, { kind: "text", text }, randomUUID());
   }
 
   /** Messages in the outbox (on disk) that the server has not stored yet. */
@@ -288,230 +237,51 @@ export class ChatSession {
   }
 
   /**
-   * The outbox: a message goes to disk first, so that a crash of the client
-   * keeps it, and leaves once the server has stored it. Sends to one
-   * conversation go one after another, each waiting for the one before to be
-   * stored (through reconnects, with its original client message id), so a
-   * retry never lets a later message overtake an earlier one. A refusal that
-   * retrying cannot fix ends the message, with its reason.
-   */
-  private sendContent(target: Target, content: Content, cmid: string): Promise<SendResult> {
-    // The same message already on its way (taken over from the outbox): one send, not two.
-    const already = this.sending.get(cmid) ?? this.settled.get(cmid);
-    if (already) return already;
-    const key = "to" in target ? `dm:${target.to}` : `group:${target.group}`;
-    this.store.enqueue({ cmid, target: key, content: encodeContent(content), createdAt: Date.now() });
-    return this.queueSend(key, target, content, cmid);
-  }
-
-  /** Sends after the last send to the same conversation has settled. */
-  private queueSend(key: string, target: Target, content: Content, cmid: string): Promise<SendResult> {
-    const result = (this.tails.get(key) ?? Promise.resolve()).then(() => this.transmitContent(target, content, cmid));
-    this.sending.set(cmid, result);
-    void result.then(
-      () => {
-        this.sending.delete(cmid);
-        this.settled.set(cmid, result);
-        if (this.settled.size > 1000) this.settled.delete(this.settled.keys().next().value!);
-      },
-      () => this.sending.delete(cmid),
-    );
-    const tail = result.catch(() => {});
-    this.tails.set(key, tail);
-    void tail.then(() => {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    });
-    return result;
-  }
-
-  private async transmitContent(target: Target, content: Content, cmid: string): Promise<SendResult> {
-    for (let stale = 0; ; ) {
-      try {
-        const r = "to" in target ? await this.sealAndSend(target.to, content, cmid) : await this.sealForGroup(target.group, content, cmid);
-        this.store.sent(cmid);
-        this.keepOwn(target, cmid, content.kind === "text" ? content.text : describeFile(content.file), r, content.kind === "file" ? content.file : undefined);
-        this.mls.passed(r.conv, r.seq);
-        return r;
-      } catch (error) {
-        // sealed on an MLS epoch a commit just ended: take the commit in, seal again (nothing was stored)
-        if (error instanceof ChatError && error.code === "E_MLS_STALE_EPOCH" && stale++ < 3 && (await this.mls.caughtUp(target))) continue;
-        const temporary = error instanceof ChatError && isTemporary(error.code);
-        // Leaving with it unsent keeps it in the outbox, for the next start.
-        if (temporary && !this.connection.leaving) {
-          await this.untilConnected();
-          continue;
-        }
-        if (!temporary) this.store.sent(cmid);
-        throw error;
-      }
-    }
-  }
-
-  private sealAndSend(to: string, content: Content, cmid: string): Promise<SendResult> {
-    return this.inOrder(this.codec.seal({ to }, [to], cmid, content).then((body) => ({ to, cmid, body })));
-  }
-
-  /**
-   * Sealing runs at once, but sends go out in the order they were asked for,
-   * even when sealing one (fetching a new contact's keys) takes longer.
-   */
-  private async inOrder(sealing: Promise<PendingSend["args"]>): Promise<SendResult> {
-    const queued = this.outgoing.then(() => sealing).then((args) => ({ result: this.send(args) }));
-    this.outgoing = queued.catch(() => {});
-    return (await queued).result;
-  }
-
-  /** Waits (without a deadline) for the next connection; returns at once when leaving. */
-  private async untilConnected(): Promise<void> {
-    await Bun.sleep(50);
-    while (!this.connected && !this.connection.leaving) await Bun.sleep(50);
-  }
-
-  /**
-   * What earlier processes of this user left in the outbox (they crashed, or
-   * left while disconnected): sent now, in order, with their original ids.
-   */
-  private resendOrphans(): void {
-    for (const entry of this.store.orphans()) {
-      const [kind, name] = [entry.target.slice(0, entry.target.indexOf(":")), entry.target.slice(entry.target.indexOf(":") + 1)];
-      const target: Target = kind === "group" ? { group: name } : { to: name };
-      const content = decodeContent(entry.content);
-      void this.queueSend(entry.target, target, content, entry.cmid).then(
-        (r) => this.options.onStatus?.(`sent a message left in the outbox to ${kind === "group" ? `#${name}` : name} (message ${r.msg})`),
-        (e) => this.options.onStatus?.(`a message left in the outbox to ${name} could not be sent: ${(e as Error).message}`),
-      );
-    }
-  }
-
-  private async sealForGroup(group: string, content: Content, cmid: string): Promise<SendResult> {
-    const sealed = async () => {
-      // The membership as last seen: if it changed since, the server says so (E_STALE_MEMBERS) and it is asked again.
-      const { epoch, members } = this.membership.get(group) ?? (await this.groupMembers(group));
-      const body = await this.codec.seal({ group }, members.map((m) => m.name), cmid, content);
-      return { group, epoch, cmid, body };
-    };
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.inOrder(sealed());
-      } catch (error) {
-        if (!(error instanceof ChatError) || error.code !== "E_STALE_MEMBERS" || attempt >= 5) throw error;
-        this.membership.delete(group);
-      }
-    }
-  }
-
-  /**
    * Uploads a file in encrypted chunks, then sends the message that carries its
    * key. Run again after a break, it resumes from the chunks the server has.
    */
-  async sendFile(target: Target, path: string, progress: Progress = progressBar(`sending ${path}`, 0, false)): Promise<SendResult & { file: FileMeta }> {
-    const sent = await upload(this, path, target, progress);
-    const result = await this.sendContent(target, { kind: "file", file: sent.meta }, sent.cmid);
-    sent.done();
-    return { ...result, file: sent.meta };
+  sendFile(target: Target, path: string, progress?: Progress): Promise<SendResult & { file: FileMeta }> {
+    return this.files.send(target, path, progress);
   }
 
   /** Fetches a received file into downloads/<sender>/, checked end to end; returns where it was saved. */
   fetchFile(file: FileMeta, from: string, progress?: Progress): Promise<string> {
-    return download(this, file, from, progress ?? progressBar(`receiving ${file.name}`, file.size, false));
+    return this.files.fetch(file, from, progress);
   }
 
   /** Finds the message that announced a file (it holds the key) and fetches the file again. */
-  async fetchFileById(fileId: string, progress?: (file: FileMeta) => Progress): Promise<{ path: string; file: FileMeta; from: string }> {
-    const info = await this.call("file.info", { file: fileId });
-    for (let after = (info.after as number) ?? 0; ; ) {
-      const page = (await this.call("fetch", { conv: info.conv, after, limit: 500 })).messages as WireMessage[];
-      for (const m of page) {
-        const received = await this.read(bytesOf(m));
-        if (received.file?.id === fileId) {
-          return { path: await this.fetchFile(received.file, received.from, progress?.(received.file)), file: received.file, from: received.from };
-        }
-      }
-      if (page.length === 0) throw new ChatError("E_NO_SUCH_FILE", "No message you can read announces that file");
-      after = page[page.length - 1]!.seq;
-    }
+  fetchFileById(fileId: string, progress?: (file: FileMeta) => Progress): Promise<{ path: string; file: FileMeta; from: string }> {
+    return this.files.fetchById(fileId, progress);
   }
 
-  async createGroup(name: string, members: string[]): Promise<void> {
-    await this.request("group.create", { group: name, members: members.length > 0 ? members : undefined });
-    await this.mls.groupCreated(name);
+  createGroup(name: string, members: string[]): Promise<void> {
+    return this.groupsPart.create(name, members);
   }
 
-  async changeGroup(op: "add" | "remove" | "promote" | "leave", group: string, users: string[] = []): Promise<void> {
-    if (op === "promote") await this.request("group.promote", { group, user: users[0] });
-    else if (op === "leave") await this.request("group.leave", { group });
-    else await this.request(`group.${op}`, { group, users });
-    this.membership.delete(group);
-    if (op === "promote" || op === "remove") {
-      if (!(await this.mls.groupRolesChanged(group, op === "promote" ? { promote: users[0] } : { remove: users })))
-        this.options.onStatus?.(`#${group}'s own MLS admin list does not name you: the other members will not take this ${op} from your device`);
-    }
-    if (op !== "add") return;
-    const left = await this.mls.groupAdded(group, users);
-    if (left.length > 0) this.options.onStatus?.(`${left.join(", ")} could not be added to #${group}'s MLS group (a device of theirs has no MLS keys yet): they cannot read it`);
+  changeGroup(op: "add" | "remove" | "promote" | "leave", group: string, users: string[] = []): Promise<void> {
+    return this.groupsPart.change(op, group, users);
   }
 
-  async groupMembers(group: string): Promise<{ epoch: number; members: MemberInfo[] }> {
-    const reply = await this.request("group.members", { group });
-    const members = reply.members as MemberInfo[];
-    const unconfirmed = new Set(await this.mls.unconfirmed(group, members.map((m) => m.name)));
-    for (const m of members) if (unconfirmed.has(m.name)) m.unconfirmed = true;
-    const notAdmins = new Set(await this.mls.unconfirmedAdmins(group, members.filter((m) => m.role === "admin").map((m) => m.name)));
-    for (const m of members) if (notAdmins.has(m.name)) m.adminUnconfirmed = true;
-    const membership = { epoch: reply.epoch as number, members };
-    this.membership.set(group, membership);
-    return membership;
+  groupMembers(group: string): Promise<{ epoch: number; members: MemberInfo[] }> {
+    return this.groupsPart.members(group);
   }
 
-  async groups(): Promise<GroupInfo[]> {
-    return this.allPages("groups", "groups") as Promise<GroupInfo[]>;
-  }
-
-  /** A list the server pages so that each reply fits a frame (groups, who): ask after the last name until there is no `next`. */
-  private async allPages(op: string, field: string): Promise<unknown[]> {
-    const out: unknown[] = [];
-    let after: string | undefined;
-    do {
-      const reply = await this.request(op, after === undefined ? {} : { after });
-      out.push(...(reply[field] as unknown[]));
-      after = typeof reply.next === "string" && reply.next !== after ? reply.next : undefined;
-    } while (after !== undefined);
-    return out;
+  groups(): Promise<GroupInfo[]> {
+    return this.groupsPart.list();
   }
 
   /** The group's latest messages, or (with `before`, a seq) those just before it. */
-  async groupHistory(group: string, limit = 50, before?: number): Promise<Received[]> {
-    return this.pagedHistory({ group }, limit, before);
+  groupHistory(group: string, limit = 50, before?: number): Promise<Received[]> {
+    return pagedHistory((op, args) => this.request(op, args), (m) => this.inbox.read(m), { group }, limit, before);
   }
 
-  async history(other: string, limit = 50, before?: number): Promise<Received[]> {
-    return this.pagedHistory({ with: other }, limit, before);
-  }
-
-  /** The server pages history by bytes as well, so that a reply fits a frame: ask again, further back, until `limit` or the start. */
-  private async pagedHistory(target: { group: string } | { with: string }, limit: number, start?: number): Promise<Received[]> {
-    const pages: WireMessage[][] = [];
-    let got = 0;
-    let before: number | undefined = start;
-    while (got < limit) {
-      const reply = await this.request("history", { ...target, limit: limit - got, ...(before !== undefined ? { before } : {}) });
-      const page = reply.messages as WireMessage[];
-      if (page.length === 0) break;
-      pages.unshift(page);
-      got += page.length;
-      before = page[0]!.seq;
-    }
-    const out: Received[] = [];
-    for (const m of pages.flat()) {
-      const r = await this.read(bytesOf(m));
-      if (!r.control) out.push(r);
-    }
-    return out;
+  history(other: string, limit = 50, before?: number): Promise<Received[]> {
+    return pagedHistory((op, args) => this.request(op, args), (m) => this.inbox.read(m), { with: other }, limit, before);
   }
 
   /** The people one shares a conversation with: who is online, and when the others were last seen. */
   async who(): Promise<{ name: string; online: boolean; lastSeen: number | null }[]> {
-    return (await this.allPages("who", "contacts")) as { name: string; online: boolean; lastSeen: number | null }[];
+    return (await allPages((op, args) => this.request(op, args), "who", "contacts")) as { name: string; online: boolean; lastSeen: number | null }[];
   }
 
   async devices(): Promise<{ id: string; name: string; created: number; lastSeen: number; online: boolean; current: boolean }[]> {
@@ -573,28 +343,18 @@ export class ChatSession {
    * be trusted, it is computed from the key now offered: comparing it is how
    * the user finds out whether that key is really the contact's.
    */
-  async safetyNumber(other: string): Promise<string> {
-    const mine = await this.e2e.keyOf(this.user);
-    const theirs = await this.e2e.keyOf(other, true);
-    const key = theirs.changed ? this.e2e.offered(other)! : theirs.key;
-    // What /trust may pin afterwards: this key, and no other.
-    this.e2e.showed(other, key);
-    return safetyNumber({ name: this.user, ...mine.key }, { name: other, ...key });
+  safetyNumber(other: string): Promise<string> {
+    return this.trusted.safetyNumber(other);
   }
 
   /** Accepts a contact's new identity key and shows what was held back because of it. */
   async trust(other: string): Promise<number> {
-    await this.e2e.trust(other);
-    const held = this.held.get(other) ?? [];
-    this.held.delete(other);
-    for (const m of held) this.acks.thaw(m.conv);
-    for (const m of held) await this.deliver(m);
-    for (const conv of new Set(held.map((m) => m.conv))) this.received(conv, this.connection.position(conv));
-    return held.length;
+    await this.trusted.trust(other);
+    return this.inbox.release(other);
   }
 
   heldFrom(other: string): number {
-    return this.held.get(other)?.length ?? 0;
+    return this.inbox.heldFrom(other);
   }
 
   async changePassword(oldPassword: string, newPassword: string): Promise<void> {
@@ -606,92 +366,7 @@ export class ChatSession {
     this.store.set("password.check", undefined);
     // The pins were sealed under a key from the old password: sealed again under the new one.
     this.passwordLogin(wrapKey);
-    this.pins.upload();
-    await this.pins.flushed();
-  }
-
-  private async fetchKeys(names: string[]): Promise<Record<string, PublicIdentity>> {
-    return (await this.call("keys", { users: names })).keys as Record<string, PublicIdentity>;
-  }
-
-  /** One message in order: verify it, then show it, hold it, or (our own) just count it. */
-  private async deliver(message: WireMessage): Promise<void> {
-    if (message.kind === "system" && message.group !== undefined) this.membership.delete(message.group);
-    const received = this.abandoned.has(message.conv) ? undefined : await this.readPatiently(message);
-    if (!received) {
-      // Closing before the keys came: not shown, so not acknowledged, and
-      // nothing after it in this conversation is either; it comes back at the next login.
-      this.abandoned.add(message.conv);
-      this.acks.freeze(message.conv, message.seq - 1);
-      return;
-    }
-    if (received.code === "E_KEY_CHANGED") {
-      const list = this.held.get(message.from) ?? [];
-      list.push(message);
-      this.held.set(message.from, list);
-      this.acks.freeze(message.conv, message.seq - 1);
-      if (list.length === 1) this.options.onStatus?.(keyChangedWarning(message.from));
-      return;
-    }
-    if (!received.control) this.keep(received);
-    this.received(message.conv, message.seq);
-    this.mls.passed(message.conv, message.seq);
-    if (!received.control) this.options.onMessage?.(received);
-  }
-
-  /** The device's copy of a message, for its history and search. */
-  private keep(m: Received): void {
-    const { file, ...rest } = m;
-    const stored = { ...rest, ...(file ? { file: JSON.stringify({ ...file, key: Buffer.from(file.key).toString("base64") }) } : {}) };
-    this.store.keep(stored);
-    this.mls.kept(stored);
-  }
-
-  /** One's own message, stored by the server: into the local history too. */
-  private keepOwn(target: { to: string } | { group: string }, cmid: string, text: string, r: SendResult, file?: FileMeta): void {
-    if (r.duplicate) return;
-    const to = "to" in target ? target.to : target.group;
-    this.keep({ id: r.msg, conv: r.conv, seq: r.seq, from: this.user, to, ...("group" in target ? { group: target.group } : {}), kind: "chat", at: r.at, cmid, body: new Uint8Array(0), text, verified: true, ...(file ? { file } : {}) });
-  }
-
-  /**
-   * Reads a message, waiting out temporary failures (the server or its
-   * database away while the sender's keys are fetched): only a verdict on the
-   * message itself is final. Undefined when the session closes first.
-   */
-  private async readPatiently(message: WireMessage): Promise<Received | undefined> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.read(message, true);
-      } catch (error) {
-        const code = error instanceof ChatError ? error.code : undefined;
-        if (!code || !isTemporary(code)) return { ...message, text: "", verified: false, problem: (error as Error).message, code: code ?? "E_INTERNAL" };
-        if (this.connection.leaving) return undefined;
-        if (attempt === 0) this.options.onStatus?.(`a message from ${message.from} waits for their keys: ${(error as Error).message}`);
-        await Bun.sleep(backoffDelay(attempt, 100, 2_000));
-      }
-    }
-  }
-
-  /** `inOrder`: the message comes in its conversation's order (from delivery, not from history or a file search); MLS takes it in only then. */
-  private async read(message: WireMessage, inOrder = false): Promise<Received> {
-    // Membership changes are recorded by the server, not signed by a member: shown as the server's word.
-    if (message.kind === "system") return { ...message, text: describeSystem(message, this.user), verified: false, problem: "recorded by the server, not signed by a member" };
-    const revealed = await this.codec.open(message, inOrder);
-    if (revealed.status === "control") return { ...message, text: "", verified: true, control: true };
-    if (revealed.status === "stored") return fromStored(revealed.stored);
-    if (revealed.status === "ok") {
-      const content = revealed.content;
-      if (content.kind === "text") return { ...message, text: content.text, verified: true };
-      return { ...message, text: describeFile(content.file), file: content.file, verified: true };
-    }
-    if (revealed.status === "held") return { ...message, text: "", verified: false, code: "E_KEY_CHANGED", problem: keyChangedWarning(message.from) };
-    return { ...message, text: "", verified: false, code: revealed.code, problem: revealed.reason };
-  }
-
-  /** This device kept the message at `seq`: the server may stop replaying it. */
-  private received(conv: number, seq: number): void {
-    if (this.acks.received(conv, seq)) this.connection.ackSoon();
+    await this.trusted.passwordChanged();
   }
 
   /**
@@ -704,25 +379,3 @@ export class ChatSession {
     if (this.acks.read(conv, seq)) this.connection.ackSoon();
   }
 }
-
-/** A message from the local store, as a reader sees it. */
-function fromStored(m: StoredMessage): Received {
-  const { file, ...rest } = m;
-  const meta = file ? (JSON.parse(file) as FileMeta & { key: string }) : undefined;
-  return { ...rest, body: new Uint8Array(0), ...(meta ? { file: { ...meta, key: new Uint8Array(Buffer.from(meta.key, "base64")) } } : {}) };
-}
-
-export function describeFile(file: FileMeta): string {
-  const size = file.width !== undefined ? `, ${file.width}×${file.height}` : "";
-  // Name and type come from the sender: nothing in them may drive the terminal or fake a line.
-  return `[file] ${safeName(file.name)} (${bytes(file.size)}, ${file.type.replace(CONTROL, "")}${size})`;
-}
-
-export function keyChangedWarning(user: string): string {
-  return (
-    `WARNING: the identity key of ${user} has changed. Their messages are held and nothing is sent to them ` +
-    `until you accept the new key. Compare safety numbers with them in person or on a call (/verify ${user}, ` +
-    `or \`chatterbox verify --with ${user}\`), then /trust ${user}.`
-  );
-}
-

@@ -13,15 +13,15 @@ import { Limits } from "../server/limits";
 import { PLAINTEXT, publicServerTls, withPublicRoots } from "../net/tls";
 import { clusterIdentity } from "../server/cluster-identity";
 import { isNonce, nonce } from "../server/peer-proof";
-import { timingSafeEqual } from "node:crypto";
 import { ChatError } from "../protocol/errors";
-import type { WireMessage } from "../protocol/messages";
 import { Acks } from "../server/acks";
 import { Committer } from "../server/committer";
 import { COMMITTER_SETTINGS } from "../server/append";
-import { DEFAULT_CONFIG, type ClientState, type Conn, type ServerConfig, type ServerContext } from "../server/context";
+import { DEFAULT_CONFIG, type ClientState, type Conn, type ServerConfig } from "../server/context";
 import { Delivery } from "../server/delivery";
+import type { DeviceSession } from "../server/device-store";
 import { Directory } from "../server/directory";
+import { peerAuth, peerEvent, type PeerEventDeps } from "../server/peer-events";
 import { Peers } from "../server/peers";
 import { routes } from "../server/requests";
 import { KeyPackageStore } from "../server/keypackage-store";
@@ -75,11 +75,13 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const config = { ...DEFAULT_CONFIG, ...options.config };
   // Sizes that contradict each other (a group too big to send in) refuse to start, naming them.
   assertLimits(config);
+  // Live delivery may have missed connected users while the database was away (server/flow.ts):
+  // set below, once delivery and the sessions exist; a recovery before that has no one to catch up.
+  let afterOutage = (): void => {};
   const database: Database = openDatabase(options.databaseUrl, {
     max: 16,
     onReplace: (why) => log(`database connections replaced: ${why}`),
-    // Live delivery may have missed connected users while it was away (server/flow.ts).
-    onRecovered: () => ctx.delivery.flow.afterOutage(() => ctx.sessions.all()),
+    onRecovered: () => afterOutage(),
   });
   await migrate(database);
   const store = new Store(database.sql);
@@ -97,64 +99,77 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const memberCa = options.publicTls ? withPublicRoots(identity.tls.caPem) : identity.tls.caPem;
   const memberTls = plaintext ? PLAINTEXT : { caPem: memberCa, certPem: identity.tls.certPem, keyPem: identity.tls.keyPem };
 
-  const ctx = {} as ServerContext;
-  const getCtx = () => ctx;
   const directory = new Directory(store, config.cacheEntries);
   const open = new Set<Conn>();
+  // Levels are read when scraped, which is after startServer has returned: every part below exists by then.
   const metrics = new ServerMetrics({
     connections: () => open.size,
-    sessions: () => ctx.sessions.count,
+    sessions: () => sessions.count,
     outboxBytes: () => [...open].reduce((sum, conn) => sum + conn.outbox.queued, 0),
-    peerLinks: () => ctx.peers.linkCount,
-    commitQueue: () => ctx.committer.depth,
+    peerLinks: () => peers.linkCount,
+    commitQueue: () => committer.depth,
   });
   const devices = new DeviceStore(database.sql, config.maxDevices);
   const cursors = new CursorStore(database.sql);
-  const delivery = new Delivery(getCtx, metrics, config.cacheEntries);
-  const receipts = new Receipts({ cursors, send: (users, frame) => delivery.send(users, frame), log, maxEntries: config.cacheEntries });
-  const acks = new Acks(cursors, (delivered, read) => receipts.moved(delivered, read));
+  const delivery = new Delivery({ serverId: id, devices, store, config, log }, metrics, config.cacheEntries);
+  const peers = new Peers({ serverId: id, store, liveWithinMs: config.liveWithinMs, log, gone: (server) => delivery.forgetServer(server) }, identity.secret, memberTls);
   const sessions = new Sessions({
     serverId: id,
     devices,
     log,
     located(userId, here) {
       delivery.located(userId, id, here);
-      ctx.peers.broadcast("located", { user: userId, server: id, here });
+      peers.broadcast("located", { user: userId, server: id, here });
     },
   });
-  Object.assign(ctx, {
-    id,
-    saltSecret,
-    config,
-    store,
-    devices,
-    cursors,
-    receipts,
-    async live(conn, session) {
-      // The connection closed while its login was recorded: the record goes too.
-      if (conn.closed) {
-        await devices.end({ serverId: id, connId: conn.id }, session.deviceId);
-        throw new ChatError("E_CLOSED", "The connection closed during the login");
-      }
-      sessions.add(conn, session);
+  // The one cycle, closed here: delivery sends through the sessions and the peer links, and both tell it where users are.
+  delivery.connect({ sessions, peers });
+  afterOutage = () => delivery.flow.afterOutage(() => sessions.all());
+  const receipts = new Receipts({ cursors, send: (users, frame) => delivery.send(users, frame), log, maxEntries: config.cacheEntries });
+  const acks = new Acks(cursors, (delivered, read) => receipts.moved(delivered, read));
+  const files = new FileStore(database.sql, { quotaBytes: config.storageQuotaBytes, maxUploads: config.maxConcurrentUploads });
+  const committer = new Committer(new MeteredStore(commits.sql, metrics), {
+    inFlight: config.commitBatches,
+    onError: (e) => log(`commit failed: ${e}`, { level: "error", code: (e as ChatError).code ?? "E_UNAVAILABLE" }),
+    // A failed batch may have left its connection stuck (db/pool.ts): the next one gets a fresh one.
+    recover: () => commits.pool.replace("a batch failed"),
+  });
+  /** Makes a connection whose login ChatDB recorded live here (or undoes the record if it closed meanwhile). */
+  async function live(conn: Conn, session: DeviceSession): Promise<void> {
+    // The connection closed while its login was recorded: the record goes too.
+    if (conn.closed) {
+      await devices.end({ serverId: id, connId: conn.id }, session.deviceId);
+      throw new ChatError("E_CLOSED", "The connection closed during the login");
+    }
+    sessions.add(conn, session);
+  }
+  const requests = routes(
+    {
+      id,
+      saltSecret,
+      config,
+      store,
+      devices,
+      cursors,
+      groups: new GroupStore(database.sql, config.maxGroupMembers),
+      files,
+      keyPackages: new KeyPackageStore(database.sql),
+      mls: new MlsStore(database.sql),
+      reads: new Reads({ store, files: new FileStore(database.sql), sql: database.sql }, replica?.sql, metrics),
+      limits: new Limits(config),
+      committer,
+      sessions,
+      delivery,
+      peers,
+      receipts,
+      live,
+      log,
     },
-    groups: new GroupStore(database.sql, config.maxGroupMembers),
-    files: new FileStore(database.sql, { quotaBytes: config.storageQuotaBytes, maxUploads: config.maxConcurrentUploads }),
-    keyPackages: new KeyPackageStore(database.sql),
-    mls: new MlsStore(database.sql),
-    reads: new Reads({ store, files: new FileStore(database.sql), sql: database.sql }, replica?.sql, metrics),
-    limits: new Limits(config),
-    log,
-    committer: new Committer(new MeteredStore(commits.sql, metrics), {
-      inFlight: config.commitBatches,
-      onError: (e) => log(`commit failed: ${e}`, { level: "error", code: (e as ChatError).code ?? "E_UNAVAILABLE" }),
-      // A failed batch may have left its connection stuck (db/pool.ts): the next one gets a fresh one.
-      recover: () => commits.pool.replace("a batch failed"),
-    }),
-    sessions,
-    delivery,
-    peers: new Peers(getCtx, identity.secret, memberTls),
-  } satisfies Omit<ServerContext, "addr">);
+    directory,
+    acks,
+  );
+
+  const fromPeers: PeerEventDeps = { delivery, sessions, receipts, log };
 
   const listener = listen<ClientState>({
     port: options.port,
@@ -174,25 +189,9 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     tls: plaintext ? PLAINTEXT : listenTls,
     initialState: () => ({ role: "unknown", authenticating: false }),
     routes: {
-      ...routes(ctx, directory, acks),
-      "server.info": serverInfo({ id, version: VERSION, connections: () => open.size, sessions: () => ctx.sessions.count, peerLinks: () => ctx.peers.linkCount }),
-      "peer.auth": {
-        guard: (conn) => (conn.state.peerChallenge ? undefined : new ChatError("E_BAD_REQUEST", "peer.auth follows a peer's hello")),
-        handle(conn, req) {
-          const expected = conn.state.peerChallenge!;
-          conn.state.peerChallenge = undefined;
-          const given = req.proof;
-          if (!(given instanceof Uint8Array) || given.length !== expected.length || !timingSafeEqual(given, expected)) {
-            setTimeout(() => conn.bye("E_AUTH", "This peer did not prove it belongs to the cluster"), 0);
-            throw new ChatError("E_AUTH", "This peer did not prove it belongs to the cluster");
-          }
-          conn.state.role = "peer";
-          clearTimeout(conn.state.loginTimer);
-          conn.trust();
-          // A server we have not met yet: link back to it now rather than at the next refresh.
-          void ctx.peers.refresh().catch(() => {});
-        },
-      },
+      ...requests,
+      "server.info": serverInfo({ id, version: VERSION, connections: () => open.size, sessions: () => sessions.count, peerLinks: () => peers.linkCount }),
+      "peer.auth": peerAuth(peers),
     },
     onOpen(conn) {
       open.add(conn);
@@ -216,7 +215,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
         throw new ChatError("E_BAD_REQUEST", "A peer's hello names its server id and a 32-byte nonce");
       }
       const mine = nonce();
-      const { proof, expect } = ctx.peers.accept({ caller: req.server, callee: id, callerNonce: req.nonce, calleeNonce: mine });
+      const { proof, expect } = peers.accept({ caller: req.server, callee: id, callerNonce: req.nonce, calleeNonce: mine });
       conn.state.peerId = req.server;
       // What peer.auth must bring back: the connect proof over this very handshake.
       conn.state.peerChallenge = expect;
@@ -224,12 +223,12 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     },
     onEvent(conn, ev, frame) {
       if (conn.state.role !== "peer") return;
-      peerEvent(ctx, conn, ev, frame);
+      peerEvent(fromPeers, conn, ev, frame);
     },
     onClose(conn) {
       open.delete(conn);
       clearTimeout(conn.state.loginTimer);
-      void ctx.sessions.end(conn);
+      void sessions.end(conn);
     },
     onError(_conn, op, error, req) {
       const detail = (error as { detail?: string }).detail;
@@ -238,19 +237,18 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   });
 
   const addr = `${hostname}:${listener.port}`;
-  ctx.addr = addr;
   await store.registerServer(id, addr);
   await store.pruneServers(24 * 3600_000);
-  ctx.peers.start();
+  peers.start();
   // A crashed server leaves its connection rows behind; any server forgets them once it has been silent a while.
   const pruner = setInterval(() => void devices.pruneConnections(60_000).catch((e) => log(`prune connections: ${e}`)), 30_000);
-  ctx.sessions.startAudit();
+  sessions.startAudit();
   // Every server sweeps; the deletes are idempotent, so it does not matter which gets there first.
   const janitor = setInterval(() => {
-    ctx.files.clean(config.uploadTtlMs, config.fileRetentionMs).catch((e) => log(`file cleanup: ${e}`));
+    files.clean(config.uploadTtlMs, config.fileRetentionMs).catch((e) => log(`file cleanup: ${e}`));
   }, Math.min(60_000, config.uploadTtlMs / 2));
   const announcer = options.balancer
-    ? announce({ balancer: options.balancer, id, addr, load: () => ctx.sessions.count, secret: identity.secret, tls: memberTls, log })
+    ? announce({ balancer: options.balancer, id, addr, load: () => sessions.count, secret: identity.secret, tls: memberTls, log })
     : undefined;
   log(`server ${id} listening on ${addr}`);
 
@@ -259,22 +257,22 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     id,
     port: listener.port,
     addr,
-    connections: () => ctx.sessions.count,
+    connections: () => sessions.count,
     metrics,
     stop() {
       stopping ??= (async () => {
         announcer?.stop();
         clearInterval(janitor);
         clearInterval(pruner);
-        ctx.sessions.stop();
+        sessions.stop();
         listener.stop(false);
         // Bounded: a database that does not answer fails what is queued instead of holding shutdown.
-        await ctx.committer.stop();
+        await committer.stop();
         await acks.flush().catch((e) => log(`acks at shutdown: ${e}`));
         await receipts.flush();
         // After the last commits: their deliveries to users on other servers still go over the links.
-        ctx.peers.stop();
-        for (const conn of ctx.sessions.all()) conn.bye("E_SHUTDOWN", "The server is shutting down; reconnect to another");
+        peers.stop();
+        for (const conn of sessions.all()) conn.bye("E_SHUTDOWN", "The server is shutting down; reconnect to another");
         await store.removeServer(id).catch(() => {});
         listener.stop(true);
         await commits.close();
@@ -284,31 +282,4 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       return stopping;
     },
   };
-}
-
-/** Events from other servers: deliveries, displaced sessions, users who moved. */
-function peerEvent(ctx: ServerContext, _conn: Conn, ev: string, frame: Record<string, unknown>): void {
-  switch (ev) {
-    case "deliver": {
-      // The client frame comes as the sending server encoded it; copied, so
-      // that it does not keep the whole chunk it arrived in alive.
-      // A stored message names its place (conv, seq); an event (receipt, typing) names none.
-      const { to, conv, seq, frame: bytes } = frame;
-      if (!Array.isArray(to) || !(bytes instanceof Uint8Array)) return;
-      const slot = typeof conv === "number" && typeof seq === "number" ? { conv, seq } : undefined;
-      void ctx.delivery
-        .fromPeer(slot, to as number[], new Uint8Array(bytes), Number(frame.hops ?? 0))
-        .catch((e) => ctx.log(`peer deliver: ${e}`));
-      return;
-    }
-    case "kick":
-      ctx.sessions.close(Number(frame.user), Number(frame.conn), "E_DEVICE_REVOKED", "This device was revoked: log in again with the password");
-      return;
-    case "members":
-      ctx.receipts.forget(Number(frame.conv));
-      return;
-    case "located":
-      if (typeof frame.server === "string") ctx.delivery.located(Number(frame.user), frame.server, frame.here === true);
-      return;
-  }
 }

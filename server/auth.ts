@@ -8,21 +8,37 @@
 import { createHash } from "node:crypto";
 import { DEFAULT_KDF, unknownUserSalt, type KdfParams } from "../crypto/kdf";
 import { ChatError } from "../protocol/errors";
-import type { Conn, ServerContext } from "./context";
-import type { Identity } from "./store";
+import type { Conn, ServerConfig } from "./context";
+import type { DeviceSession, DeviceStore } from "./device-store";
+import type { Limits } from "./limits";
+import type { Identity, Store } from "./store";
 
 export const AUTH_KEY_BYTES = 32;
+
+/** What accounts and logins use of the server, and no more. */
+export interface AuthDeps {
+  /** This server's id, recorded with each connection that logs in here. */
+  id: string;
+  /** Makes the stable salts handed out for names that have no account. */
+  saltSecret: Uint8Array;
+  config: Pick<ServerConfig, "tokenTtlMs">;
+  store: Pick<Store, "createUser" | "findUser" | "clearLoginFailures" | "changePassword" | "sql">;
+  devices: Pick<DeviceStore, "login" | "resume">;
+  limits: Pick<Limits, "hash">;
+  /** Makes a connection whose login ChatDB recorded live here (or undoes the record if it closed meanwhile). */
+  live(conn: Conn, session: DeviceSession): Promise<void>;
+}
 
 /**
  * Every argon2id hash goes through here: within the caller's address allowance
  * and the server-wide bound on hashes at once (server/limits.ts), so a flood of
  * signups queues behind itself instead of taking every core from logins.
  */
-function hashed<T>(ctx: ServerContext, conn: Conn, work: () => Promise<T>): Promise<T> {
+function hashed<T>(ctx: AuthDeps, conn: Conn, work: () => Promise<T>): Promise<T> {
   return ctx.limits.hash(conn.remote, work);
 }
 
-export async function signup(ctx: ServerContext, conn: Conn, name: string, auth: Uint8Array, identity: Identity): Promise<number> {
+export async function signup(ctx: AuthDeps, conn: Conn, name: string, auth: Uint8Array, identity: Identity): Promise<number> {
   const hash = await hashed(ctx, conn, () => Bun.password.hash(auth, { algorithm: "argon2id" }));
   return ctx.store.createUser(name, hash, identity);
 }
@@ -31,7 +47,7 @@ export async function signup(ctx: ServerContext, conn: Conn, name: string, auth:
  * How the named user derives keys. An unknown name gets a salt that is stable
  * and looks like any other, so that asking does not tell which accounts exist.
  */
-export async function prelogin(ctx: ServerContext, name: string): Promise<{ salt: Uint8Array; kdf: KdfParams }> {
+export async function prelogin(ctx: AuthDeps, name: string): Promise<{ salt: Uint8Array; kdf: KdfParams }> {
   const user = await ctx.store.findUser(name);
   if (user) return { salt: user.salt, kdf: JSON.parse(user.kdf) };
   return { salt: unknownUserSalt(ctx.saltSecret, name), kdf: DEFAULT_KDF };
@@ -51,7 +67,7 @@ export interface LoginResult {
  * the account is not locked: N attempts in parallel when a lock ends take one
  * guess between them, not N. A right key then clears the count.
  */
-export async function verify(ctx: ServerContext, conn: Conn, name: string, auth: Uint8Array) {
+export async function verify(ctx: AuthDeps, conn: Conn, name: string, auth: Uint8Array) {
   const found = await ctx.store.findUser(name);
   if (!found) throw new ChatError("E_NO_SUCH_USER", `No user is called "${name}"`);
   const [reserved] = await ctx.store.sql`
@@ -71,7 +87,7 @@ export async function verify(ctx: ServerContext, conn: Conn, name: string, auth:
 }
 
 /** A password login from a device (made at its first login): the connection is recorded with a new token. */
-export async function login(ctx: ServerContext, conn: Conn, name: string, auth: Uint8Array, device: { key: string; name: string }): Promise<LoginResult> {
+export async function login(ctx: AuthDeps, conn: Conn, name: string, auth: Uint8Array, device: { key: string; name: string }): Promise<LoginResult> {
   const found = await verify(ctx, conn, name, auth);
   const token = crypto.getRandomValues(new Uint8Array(32));
   const session = await ctx.devices.login(found.id, device, { serverId: ctx.id, connId: conn.id }, { hash: sha256(token), expires: new Date(Date.now() + ctx.config.tokenTtlMs) });
@@ -80,7 +96,7 @@ export async function login(ctx: ServerContext, conn: Conn, name: string, auth: 
 }
 
 /** A resume with the token a device got at its login: no password, the same device. */
-export async function resume(ctx: ServerContext, conn: Conn, name: string, token: string): Promise<LoginResult> {
+export async function resume(ctx: AuthDeps, conn: Conn, name: string, token: string): Promise<LoginResult> {
   const session = await ctx.devices.resume(name, sha256(Buffer.from(token, "base64url")), { serverId: ctx.id, connId: conn.id });
   await ctx.live(conn, session);
   return { user: { id: session.userId, name: session.userName }, device: session.deviceKey, token };
@@ -88,7 +104,7 @@ export async function resume(ctx: ServerContext, conn: Conn, name: string, token
 
 /** A password change: the old login key proves it, then key hash, salt and backup change together. */
 export async function changePassword(
-  ctx: ServerContext,
+  ctx: AuthDeps,
   conn: Conn,
   name: string,
   oldAuth: Uint8Array,

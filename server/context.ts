@@ -1,21 +1,10 @@
 /**
- * What every part of a chat server can reach, and the per-connection state.
+ * A chat server's configuration, and the state it keeps per connection. What
+ * each part uses of the server it declares itself, as a narrow interface
+ * (AuthDeps, DeliveryDeps, PeersDeps, RouteDeps, ...), and roles/server.ts
+ * hands it exactly that.
  */
 import type { Connection } from "../net/listener";
-import type { Committer } from "./committer";
-import type { Delivery } from "./delivery";
-import type { Peers } from "./peers";
-import type { Sessions } from "./sessions";
-import type { Store } from "./store";
-import type { GroupStore } from "./group-store";
-import type { FileStore } from "./file-store";
-import type { DeviceSession, DeviceStore } from "./device-store";
-import type { CursorStore } from "./cursor-store";
-import type { MlsStore } from "./mls-store";
-import type { KeyPackageStore } from "./keypackage-store";
-import type { Reads } from "./reads";
-import type { LogFields } from "../roles/logger";
-import type { Limits } from "./limits";
 import { DEFAULT_MAX_FRAME } from "../protocol/frame";
 
 export interface ServerConfig {
@@ -124,31 +113,3 @@ export interface ClientState {
 }
 
 export type Conn = Connection<ClientState>;
-
-export interface ServerContext {
-  id: string;
-  /** Makes the stable salts handed out for names that have no account. */
-  saltSecret: Uint8Array;
-  addr: string;
-  config: ServerConfig;
-  store: Store;
-  devices: DeviceStore;
-  cursors: CursorStore;
-  groups: GroupStore;
-  files: FileStore;
-  keyPackages: KeyPackageStore;
-  mls: MlsStore;
-  /** History, fetch and file downloads: from the read replica when it is caught up (server/reads.ts). */
-  reads: Reads;
-  committer: Committer;
-  sessions: Sessions;
-  delivery: Delivery;
-  peers: Peers;
-  log(line: string, fields?: LogFields): void;
-  /** Bounds on hashing and sending (server/limits.ts). */
-  limits: Limits;
-  /** Makes a connection whose login ChatDB recorded live here (or undoes the record if it closed meanwhile). */
-  live(conn: Conn, session: DeviceSession): Promise<void>;
-  /** Receipts keep each conversation's members for a moment: a membership change made here forgets them. */
-  receipts: { forget(convId: number): void };
-}

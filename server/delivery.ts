@@ -9,8 +9,9 @@
 import { ClockCache } from "./clock-cache";
 import { encode } from "../protocol/codec";
 import type { WireMessage } from "../protocol/messages";
-import type { Conn, ServerContext } from "./context";
-import { Flow } from "./flow";
+import type { Conn, ServerConfig } from "./context";
+import type { DeviceStore } from "./device-store";
+import { Flow, type BacklogReader } from "./flow";
 import { NO_METRICS, type DeliveryRecorder } from "./metrics";
 
 const ONLINE_TTL_MS = 60_000;
@@ -30,6 +31,35 @@ const FORWARD_RETRY_MS = 500;
 const FORWARD_RETRIES = 30;
 const MAX_RETRYING_FORWARDS = 20_000;
 
+/** What delivery uses of the server from the start. */
+export interface DeliveryDeps {
+  serverId: string;
+  /** Where users are connected, asked for those the cache does not know (ChatDB's connection rows). */
+  devices: Pick<DeviceStore, "locations">;
+  /** What a connection that fell behind reads back (server/flow.ts). */
+  store: BacklogReader;
+  config: Pick<ServerConfig, "outboxLimit" | "liveWithinMs">;
+  log(line: string): void;
+}
+
+/** The links to the other servers, as delivery uses them. */
+export interface PeerLinks {
+  /** Queues an event for a peer; false when no link to it exists or is being made. */
+  send(serverId: string, ev: string, fields: Record<string, unknown>): boolean;
+  /** Links to servers that started since the last look. */
+  refresh(): Promise<void>;
+}
+
+/**
+ * Where delivery hands messages on: this server's connections and the peer
+ * links. Both also tell delivery where users are (located, forgetServer), so
+ * they are built after it and handed over once, with connect().
+ */
+export interface DeliveryReach {
+  sessions: { local(userId: number): ReadonlySet<Conn> | undefined };
+  peers: PeerLinks;
+}
+
 export class Delivery {
   /** Bounded, evicting what was not used lately: an entry that goes is asked of the database again at the next message. */
   private readonly where: ClockCache<number, Location>;
@@ -37,18 +67,29 @@ export class Delivery {
   private retrying = 0;
   /** Per connection: what was sent, what fell behind (server/flow.ts). */
   readonly flow: Flow;
+  private reach?: DeliveryReach;
 
   constructor(
-    private readonly ctx: () => ServerContext,
+    private readonly deps: DeliveryDeps,
     private readonly recorder: DeliveryRecorder = NO_METRICS,
     maxEntries = 200_000,
   ) {
     this.where = new ClockCache(maxEntries);
     this.flow = new Flow(
-      () => ctx().store,
-      () => ctx().config.outboxLimit,
-      (line) => ctx().log(line),
+      () => deps.store,
+      () => deps.config.outboxLimit,
+      (line) => deps.log(line),
     );
+  }
+
+  /** Hands over the sessions and the peer links, once they exist (see DeliveryReach). Called once, before the server listens. */
+  connect(reach: DeliveryReach): void {
+    this.reach = reach;
+  }
+
+  private get links(): DeliveryReach {
+    if (!this.reach) throw new Error("Delivery used before connect()");
+    return this.reach;
   }
 
   /** A user appeared on, or left, a server (this one or a peer). */
@@ -87,10 +128,10 @@ export class Delivery {
    * forward once more.
    */
   async fromPeer(message: Slot | undefined, recipients: number[], bytes: Uint8Array, hops: number): Promise<void> {
-    const ctx = this.ctx();
+    const { sessions, peers } = this.links;
     const moved: number[] = [];
     for (const user of recipients) {
-      const conns = ctx.sessions.local(user);
+      const conns = sessions.local(user);
       if (!conns || conns.size === 0) {
         moved.push(user);
         continue;
@@ -98,13 +139,13 @@ export class Delivery {
       for (const conn of conns) message ? this.push(conn, message, bytes) : conn.sendEncoded(bytes);
     }
     if (moved.length === 0 || hops > 0) return;
-    const rows = await ctx.devices.locations(moved, ctx.config.liveWithinMs);
+    const rows = await this.deps.devices.locations(moved, this.deps.config.liveWithinMs);
     for (const user of moved) {
       const servers = rows.get(user) ?? [];
       this.where.set(user, { servers, at: Date.now() });
       for (const server of servers) {
-        if (server === ctx.id) continue;
-        ctx.peers.send(server, "deliver", { to: [user], ...(message ? { conv: message.conv, seq: message.seq } : {}), frame: bytes, hops: hops + 1 });
+        if (server === this.deps.serverId) continue;
+        peers.send(server, "deliver", { to: [user], ...(message ? { conv: message.conv, seq: message.seq } : {}), frame: bytes, hops: hops + 1 });
       }
     }
   }
@@ -120,29 +161,29 @@ export class Delivery {
   }
 
   private async route(users: number[], bytes: Uint8Array, except: Conn | undefined, local: (conn: Conn) => void, slot?: Slot): Promise<void> {
-    const ctx = this.ctx();
+    const { sessions, peers } = this.links;
     const lookup = this.resolve(users);
     if (lookup) await lookup;
     const remote = new Map<string, number[]>();
     for (const user of users) {
       // peek: resolve() just marked every one of them used.
       for (const server of this.where.peek(user)?.servers ?? []) {
-        if (server !== ctx.id) {
+        if (server !== this.deps.serverId) {
           const list = remote.get(server);
           if (list) list.push(user);
           else remote.set(server, [user]);
           continue;
         }
-        for (const conn of ctx.sessions.local(user) ?? []) if (conn !== except) local(conn);
+        for (const conn of sessions.local(user) ?? []) if (conn !== except) local(conn);
       }
     }
     for (const [server, to] of remote) {
       // The client frame as it is: the peer passes it on without decoding or encoding it again.
       const fields = { to, ...(slot ? { conv: slot.conv, seq: slot.seq } : {}), frame: bytes };
-      if (ctx.peers.send(server, "deliver", fields)) continue;
+      if (peers.send(server, "deliver", fields)) continue;
       // A server that started a moment ago: link to it now (the link queues), or forget it.
-      await ctx.peers.refresh().catch(() => {});
-      if (ctx.peers.send(server, "deliver", fields)) continue;
+      await peers.refresh().catch(() => {});
+      if (peers.send(server, "deliver", fields)) continue;
       this.forgetServer(server);
       this.forwardLater(server, fields);
     }
@@ -162,7 +203,7 @@ export class Delivery {
       this.retrying++;
     }
     setTimeout(() => {
-      if (this.ctx().peers.send(server, "deliver", fields)) this.retrying--;
+      if (this.links.peers.send(server, "deliver", fields)) this.retrying--;
       else if (attempt + 1 < FORWARD_RETRIES) this.forwardLater(server, fields, attempt + 1);
       else this.retrying--;
     }, FORWARD_RETRY_MS);
@@ -177,8 +218,7 @@ export class Delivery {
       return now - location.at > (location.servers.length > 0 ? ONLINE_TTL_MS : OFFLINE_TTL_MS);
     });
     if (unknown.length === 0) return undefined;
-    const ctx = this.ctx();
-    return ctx.devices.locations(unknown, ctx.config.liveWithinMs).then((rows) => {
+    return this.deps.devices.locations(unknown, this.deps.config.liveWithinMs).then((rows) => {
       const at = Date.now();
       for (const user of unknown) this.where.set(user, { servers: rows.get(user) ?? [], at });
     });

@@ -7,16 +7,29 @@
 import type { Route } from "../net/listener";
 import { ChatError } from "../protocol/errors";
 import * as v from "../protocol/validate";
-import type { ClientState, Conn, ServerContext } from "./context";
+import type { ClientState, Conn, ServerConfig } from "./context";
 import type { Directory } from "./directory";
-import type { FileRow } from "./file-store";
+import type { FileRow, FileStore } from "./file-store";
+import type { GroupStore } from "./group-store";
+import type { Limits } from "./limits";
+import type { Reads } from "./reads";
 
 export const MIN_CHUNK = 16 * 1024;
 export const MAX_CHUNK = 512 * 1024;
 /** What encryption adds to each chunk (the Poly1305 tag). */
 const CHUNK_OVERHEAD = 16;
 
-export function fileRoutes(ctx: ServerContext, directory: Directory, loggedIn: Route<ClientState>["guard"]): Record<string, Route<ClientState>> {
+/** What the file requests use of the server, and no more. */
+export interface FileRouteDeps {
+  config: Pick<ServerConfig, "maxFileBytes">;
+  files: Pick<FileStore, "get" | "begin" | "putChunk" | "storedChunks" | "complete" | "readable">;
+  groups: Pick<GroupStore, "conversation">;
+  limits: Pick<Limits, "read">;
+  /** Chunk downloads: from the read replica when it is caught up (server/reads.ts). */
+  reads: Pick<Reads, "chunk">;
+}
+
+export function fileRoutes(ctx: FileRouteDeps, directory: Directory, loggedIn: Route<ClientState>["guard"]): Record<string, Route<ClientState>> {
   const own = async (conn: Conn, fileId: string) => {
     const file = await ctx.files.get(fileId);
     if (!file || file.uploaderId !== conn.state.user!.id) throw new ChatError("E_NO_SUCH_FILE", "No upload of yours has that id");

@@ -5,7 +5,7 @@
  */
 import { Link } from "../net/link";
 import type { ClientTls, Plaintext } from "../net/tls";
-import type { ServerContext } from "./context";
+import type { Store } from "./store";
 import { isNonce, nonce, proof, verifyProof, type Handshake } from "./peer-proof";
 
 const QUEUE_WHILE_CONNECTING = 10_000;
@@ -16,13 +16,25 @@ interface PeerLink {
   queue?: [string, Record<string, unknown>][];
 }
 
+/** What the peer links use of the server, and no more. */
+export interface PeersDeps {
+  serverId: string;
+  /** The servers table: this server's heartbeat, and the others that are live. */
+  store: Pick<Store, "heartbeatServer" | "liveServers">;
+  /** A server whose heartbeat is older than this is considered gone. */
+  liveWithinMs: number;
+  log(line: string): void;
+  /** A server left the servers table: whatever placed users there (delivery's location cache) forgets them. */
+  gone(serverId: string): void;
+}
+
 export class Peers {
   private readonly links = new Map<string, PeerLink>();
   private timer?: Timer;
   private stopped = false;
 
   constructor(
-    private readonly ctx: () => ServerContext,
+    private readonly deps: PeersDeps,
     private readonly secret: Uint8Array,
     /** This server's certificate, shown to the peers it calls (mutual TLS), and the CA it checks them against. */
     private readonly tls: ClientTls | Plaintext,
@@ -40,12 +52,11 @@ export class Peers {
 
   start(intervalMs = 1000): void {
     const tick = async () => {
-      const ctx = this.ctx();
       try {
-        await ctx.store.heartbeatServer(ctx.id);
+        await this.deps.store.heartbeatServer(this.deps.serverId);
         await this.refresh();
       } catch (error) {
-        ctx.log(`peer refresh: ${error}`);
+        this.deps.log(`peer refresh: ${error}`);
       }
     };
     void tick();
@@ -53,11 +64,10 @@ export class Peers {
   }
 
   async refresh(): Promise<void> {
-    const ctx = this.ctx();
-    const live = await ctx.store.liveServers(ctx.config.liveWithinMs);
+    const live = await this.deps.store.liveServers(this.deps.liveWithinMs);
     const liveIds = new Set(live.map((s) => s.id));
     for (const server of live) {
-      if (server.id === ctx.id) continue;
+      if (server.id === this.deps.serverId) continue;
       const known = this.links.get(server.id);
       if (!known || (known.addr !== server.addr && !known.queue)) {
         known?.link?.close();
@@ -70,7 +80,7 @@ export class Peers {
       if (!liveIds.has(id)) {
         peer.link?.close();
         this.links.delete(id);
-        ctx.delivery.forgetServer(id);
+        this.deps.gone(id);
       }
     }
   }
@@ -102,21 +112,21 @@ export class Peers {
   }
 
   private connect(serverId: string, addr: string): void {
-    const ctx = this.ctx();
+    const me = this.deps.serverId;
     const peer: PeerLink = { addr, queue: [] };
     this.links.set(serverId, peer);
     const mine = nonce();
     const open = async () => {
       const link = await Link.connect(addr, {
         tls: this.tls,
-        hello: { role: "peer", server: ctx.id, nonce: mine },
+        hello: { role: "peer", server: me, nonce: mine },
         timeoutMs: 5_000,
         onClose: () => {
           if (this.links.get(serverId) === peer) peer.link = undefined;
         },
       });
       const reply = link.helloReply;
-      const h = { caller: ctx.id, callee: serverId, callerNonce: mine, calleeNonce: reply.nonce as Uint8Array };
+      const h = { caller: me, callee: serverId, callerNonce: mine, calleeNonce: reply.nonce as Uint8Array };
       if (reply.server !== serverId || !isNonce(reply.nonce) || !verifyProof(this.secret, "accept", h, reply.proof)) {
         link.close();
         throw new Error(`${addr} did not prove it is server ${serverId} of this cluster`);
@@ -132,7 +142,7 @@ export class Peers {
         peer.queue = undefined;
       },
       (error) => {
-        ctx.log(`peer link to ${serverId} at ${addr}: ${error.message}`);
+        this.deps.log(`peer link to ${serverId} at ${addr}: ${error.message}`);
         if (this.links.get(serverId) === peer) peer.queue = undefined;
       },
     );

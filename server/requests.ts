@@ -9,7 +9,8 @@ import * as v from "../protocol/validate";
 import type { Route } from "../net/listener";
 import type { Acks } from "./acks";
 import { AUTH_KEY_BYTES, changePassword, login, prelogin, resume, signup, type LoginResult } from "./auth";
-import type { ClientState, Conn, ServerContext } from "./context";
+import type { ClientState, Conn } from "./context";
+import type { RouteDeps } from "./route-deps";
 import type { Destination, Directory } from "./directory";
 import type { GroupChange } from "./group-store";
 import { fileRoutes } from "./files";
@@ -32,7 +33,7 @@ const anonymous = (conn: Conn) =>
 const notHashing = (conn: Conn) =>
   conn.state.hashing ? new ChatError("E_RATE_LIMITED", "A password request is already in progress on this connection", 1000) : undefined;
 
-export function routes(ctx: ServerContext, directory: Directory, acks: Acks): Record<string, Route<ClientState>> {
+export function routes(ctx: RouteDeps, directory: Directory, acks: Acks): Record<string, Route<ClientState>> {
   // No request names more people than a group may hold (and a group is its members plus the one adding).
   const maxNames = ctx.config.maxGroupMembers;
   // What one page of history or fetch may carry so that the reply fits a frame (protocol/limits.ts).

@@ -9,14 +9,36 @@ import { listPage, listPageRows } from "../protocol/limits";
 import { MAX_ACKS } from "../protocol/messages";
 import * as v from "../protocol/validate";
 import type { Acks } from "./acks";
-import type { ClientState, Conn, ServerContext } from "./context";
+import type { ClientState, Conn, ServerConfig } from "./context";
+import type { CursorStore } from "./cursor-store";
+import type { Delivery } from "./delivery";
+import type { DeviceStore } from "./device-store";
 import type { Directory } from "./directory";
+import type { GroupStore } from "./group-store";
+import type { Peers } from "./peers";
+import type { Sessions } from "./sessions";
+import type { Store } from "./store";
 
 /** Typing goes out at most this often per connection and conversation; clients refresh it every few seconds. */
 const TYPING_INTERVAL_MS = 1500;
 const MAX_PINS_BYTES = 256 * 1024;
 
-export function userRoutes(ctx: ServerContext, directory: Directory, acks: Acks, loggedIn: Route<ClientState>["guard"]): Record<string, Route<ClientState>> {
+/** What the user-level requests use of the server, and no more. */
+export interface UserRouteDeps {
+  /** This server's id: a revoked device connected here is closed here, elsewhere through its server. */
+  id: string;
+  config: Pick<ServerConfig, "maxFrame" | "liveWithinMs">;
+  store: Pick<Store, "contacts" | "settingsOf" | "setReadReceipts" | "putPins">;
+  devices: Pick<DeviceStore, "list" | "revoke">;
+  cursors: Pick<CursorStore, "receipts" | "audience">;
+  groups: Pick<GroupStore, "conversation">;
+  delivery: Pick<Delivery, "send">;
+  sessions: Pick<Sessions, "close">;
+  peers: Pick<Peers, "send">;
+  log(line: string): void;
+}
+
+export function userRoutes(ctx: UserRouteDeps, directory: Directory, acks: Acks, loggedIn: Route<ClientState>["guard"]): Record<string, Route<ClientState>> {
   /** The conversation a request names (`to` or `group`), for a member of it. */
   const conversation = async (conn: Conn, req: Record<string, unknown>) => {
     const me = conn.state.user!;

@@ -16,6 +16,8 @@ test("a short bench run delivers every acknowledged message and reports throughp
   chmodSync(work, 0o755);
   const env: Record<string, string> = { ...(process.env as Record<string, string>) };
   delete env.DATABASE_URL;
+  // Its simulated clients' own home: what they pin is this run's CA, not another cluster's under a reused port.
+  env.CHATTERBOX_HOME = join(work, "home");
   try {
     const args = ["bench", "--data", join(work, "bench"), "--clients", "20", "--duration", "2", "--warmup", "0.5", "--rate", "200", "--json", "--plot", join(work, "run.svg")];
     const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), ...args], { env, stdout: "pipe", stderr: "pipe" });
@@ -78,6 +80,8 @@ test("Ctrl-C during a bench run stops the servers, workers and PostgreSQL it sta
   chmodSync(work, 0o755);
   const env: Record<string, string> = { ...(process.env as Record<string, string>) };
   delete env.DATABASE_URL;
+  // Its simulated clients' own home: what they pin is this run's CA, not another cluster's under a reused port.
+  env.CHATTERBOX_HOME = join(work, "home");
   try {
     const args = ["bench", "--data", join(work, "bench"), "--clients", "20", "--duration", "60", "--warmup", "0", "--rate", "100"];
     const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), ...args], { env, stdout: "pipe", stderr: "pipe" });

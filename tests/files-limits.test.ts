@@ -6,12 +6,13 @@
  * is told it is gone. The janitor sweeps every min(60 s, uploadTtlMs / 2).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import type { Progress } from "../client/progress";
 import { ChatError } from "../protocol/errors";
-import { home, PASSWORD, removeHomes, ROOT, signup, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { home, PASSWORD, ROOT, signup, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
 import { startFilePair, stopFilePair, type FilePair, countRequests, randomFile, sha } from "./support/files";
 
 const KiB = 1024;
@@ -60,8 +61,10 @@ test("`chatterbox send --file` over the limit exits 1 with the refusal, having u
   const carol = uniqueName("carol");
   await signup(cluster.balancerAddr, carol);
   const path = randomFile(dir, "too-big-cli.bin", 2 * LIMIT);
+  // A client home of its own: what it pins on first use is this cluster's CA, not another test's under a reused port.
+  const cliHome = mkdtempSync(join(tmpdir(), "chatterbox-limits-home-"));
   const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "send", "--user", carol, "--to", bob.name, "--file", path, "--balancer", cluster.balancerAddr], {
-    env: { ...process.env, CHATTERBOX_PASSWORD: PASSWORD, CHATTERBOX_TEST_KDF: "1" },
+    env: { ...process.env, CHATTERBOX_HOME: cliHome, CHATTERBOX_PASSWORD: PASSWORD, CHATTERBOX_TEST_KDF: "1" },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -69,8 +72,8 @@ test("`chatterbox send --file` over the limit exits 1 with the refusal, having u
   expect(await proc.exited).toBe(1);
   expect(await new Response(proc.stderr).text()).toBe(`chatterbox: The file is ${2 * LIMIT} bytes; this server takes files up to ${LIMIT} bytes (E_FILE_TOO_LARGE)\n`);
   expect(await filesOf(carol)).toEqual([]);
-  expect(uploadsWaiting(carol)).toEqual([]);
-  removeHomes([carol]);
+  expect(uploadsWaiting(carol, cliHome)).toEqual([]);
+  rmSync(cliHome, { recursive: true, force: true });
 });
 
 test("a file of exactly the limit is accepted and delivered", async () => {
@@ -158,7 +161,7 @@ async function chunksOf(fileId: string): Promise<number> {
 }
 
 /** The client's saved state of uploads not yet finished. */
-function uploadsWaiting(user: string): string[] {
-  const uploads = join(home(), user, "uploads");
+function uploadsWaiting(user: string, under = home()): string[] {
+  const uploads = join(under, user, "uploads");
   return existsSync(uploads) ? readdirSync(uploads) : [];
 }

@@ -17,7 +17,7 @@ import type { Received } from "../client/session";
 import { upload } from "../client/files";
 import type { Progress } from "../client/progress";
 import { claimPath, safeName } from "../client/safe-name";
-import { home, PASSWORD, removeHomes, ROOT, signup, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { home, PASSWORD, ROOT, signup, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
 import { startFilePair, stopFilePair, type FilePair } from "./support/files";
 
 const SILENT: Progress = { update() {}, end() {} };
@@ -216,15 +216,17 @@ describe("end to end", () => {
     await sendNamed(carol, FORGING, randomBytes(100));
     // script(1) gives the command a terminal, so the progress bar is drawn too.
     const command = [process.execPath, join(ROOT, "cli.ts"), "inbox", "--user", carol, "--balancer", cluster.balancerAddr].map((a) => `'${a}'`).join(" ");
+    // A client home of its own: what it pins on first use is this cluster's CA, not another test's under a reused port.
+    const cliHome = mkdtempSync(join(tmpdir(), "chatterbox-names-home-"));
     const proc = Bun.spawn(["script", "-qec", command, "/dev/null"], {
-      env: { ...process.env, CHATTERBOX_PASSWORD: PASSWORD, CHATTERBOX_TEST_KDF: "1", TERM: "xterm" },
+      env: { ...process.env, CHATTERBOX_HOME: cliHome, CHATTERBOX_PASSWORD: PASSWORD, CHATTERBOX_TEST_KDF: "1", TERM: "xterm" },
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
     });
     const output = await new Response(proc.stdout).text();
     expect(await proc.exited).toBe(0);
-    removeHomes([carol]);
+    rmSync(cliHome, { recursive: true, force: true });
     expect(output).toContain("[file] report.txt");
     expect(output).toContain("saved to");
     // Neither the forged line nor the name's own escapes reach the terminal (the bar's own \r\x1b[2K may).

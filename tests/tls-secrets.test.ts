@@ -4,13 +4,22 @@
  * environment. (The bench's servers: tests/bench.test.ts.) And the roles run
  * as separate processes, as an operator over several hosts would run them.
  */
-import { expect, test } from "bun:test";
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { askBalancer } from "../balancer/ask";
 import { fingerprint } from "../net/ca";
 import { ROOT, spawnServer, type ServerProcess } from "./support/cluster";
 import { testDatabaseUrl } from "./support/pg";
 import { seedCluster, TEST_CA } from "./support/tls";
+
+/**
+ * The client home of the processes started here: whatever they pin on first
+ * use is this file's, not a CA another test's cluster left under a reused port.
+ */
+const home = mkdtempSync(join(tmpdir(), "chatterbox-secrets-home-"));
+afterAll(() => rmSync(home, { recursive: true, force: true }));
 
 async function freePorts(count: number): Promise<number> {
   // A run of free ports: up takes the one it is given and the next `count`.
@@ -35,7 +44,7 @@ test("while `up` runs, no process shows the database password on its command lin
   expect(password.length).toBeGreaterThan(8);
   const port = await freePorts(2);
   const up = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "up", "--servers", "2", "--port", String(port)], {
-    env: { ...process.env, DATABASE_URL: url },
+    env: { ...process.env, DATABASE_URL: url, CHATTERBOX_HOME: home },
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -62,7 +71,7 @@ test("`balance` and `serve` as separate processes take the URL from the environm
   const url = await testDatabaseUrl();
   await seedCluster(url);
   const balance = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "balance", "--port", "0"], {
-    env: { ...process.env, DATABASE_URL: url },
+    env: { ...process.env, DATABASE_URL: url, CHATTERBOX_HOME: home },
     stdout: "pipe",
     stderr: "ignore",
   });

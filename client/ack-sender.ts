@@ -1,0 +1,104 @@
+/**
+ * Sends the acknowledgement state (./ack-state.ts) to the server: shortly
+ * after something new is kept or read, so that one request covers what
+ * arrives meanwhile in every conversation; in frames of at most MAX_ACKS
+ * pairs; again on a timer when a batch fails while connected (after a cut,
+ * the next login sends it).
+ */
+import { MAX_ACKS } from "../protocol/messages";
+import type { AckState } from "./ack-state";
+
+/**
+ * How long a shown message waits for its acknowledgement, so that one ack
+ * covers what arrives meanwhile in every conversation. Longer means fewer
+ * requests; the cost is what a crash in between shows again at the next login.
+ */
+export const ACK_DELAY_MS = 100;
+/** A failed batch is tried again after this long, while connected. */
+const RETRY_MS = 1_000;
+
+/** The link acknowledgements go out on. */
+export interface AckLink {
+  request(op: string, args: Record<string, unknown>): Promise<Record<string, unknown>>;
+}
+
+/** What the sender needs around it. */
+export interface AckSenderParts {
+  acks: Pick<AckState, "take" | "confirmed" | "failed" | "waiting">;
+  /** The link now up, or none. */
+  link(): AckLink | undefined;
+  /** The session is closing: a failed batch is not tried again on a timer. */
+  closing(): boolean;
+  /** Resolves when every message received so far has been handled (and its acknowledgement queued). */
+  idle(): Promise<void>;
+}
+
+export class AckSender {
+  private timer?: Timer;
+  private stopped = false;
+  private inFlight: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly parts: AckSenderParts) {}
+
+  /** Something new waits to be acknowledged: it goes out shortly, with whatever else comes meanwhile. */
+  soon(): void {
+    if (this.stopped) return;
+    this.timer ??= setTimeout(() => this.now(), ACK_DELAY_MS);
+  }
+
+  /** Everything waiting goes out now (if connected); `settled` waits for it. */
+  now(): void {
+    this.cancel();
+    const link = this.parts.link();
+    if (!link) return;
+    const batch = this.parts.acks.take();
+    if (!batch) return;
+    const requests: Promise<unknown>[] = [];
+    for (let i = 0; i < Math.max(batch.acks.length, batch.read.length); i += MAX_ACKS) {
+      const a = batch.acks.slice(i, i + MAX_ACKS);
+      const r = batch.read.slice(i, i + MAX_ACKS);
+      requests.push(link.request("ack", { ...(a.length ? { acks: a } : {}), ...(r.length ? { read: r } : {}) }));
+    }
+    this.inFlight = Promise.all([this.inFlight, ...requests]).then(
+      () => this.parts.acks.confirmed(batch),
+      () => {
+        this.parts.acks.failed(batch);
+        // Tried again on a timer while connected; after a cut, the next login sends it.
+        if (this.parts.link() && !this.parts.closing()) this.timer ??= setTimeout(() => this.now(), RETRY_MS);
+      },
+    );
+  }
+
+  /** Resolves when every batch sent so far has been answered (or failed). */
+  settled(): Promise<unknown> {
+    return this.inFlight;
+  }
+
+  /**
+   * Waits until every shown message is acknowledged to the server: a message
+   * shown while an ack was in flight starts another, which is waited for too.
+   * Not connected, what is left waits for the next connection.
+   */
+  async flush(): Promise<void> {
+    for (;;) {
+      await this.parts.idle();
+      if (!this.parts.link()) return;
+      this.cancel();
+      this.now();
+      const inFlight = this.inFlight;
+      await inFlight;
+      if (!this.parts.acks.waiting && inFlight === this.inFlight) return;
+    }
+  }
+
+  private cancel(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Leaving: no timer is left pending, or set later (one would keep a one-shot command's process alive). */
+  stop(): void {
+    this.cancel();
+    this.stopped = true;
+  }
+}

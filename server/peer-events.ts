@@ -1,0 +1,72 @@
+/**
+ * What a chat server takes from the other servers of its cluster: the
+ * peer.auth request that finishes a peer's handshake, and the events peers
+ * send over their links (deliveries, displaced sessions, users who moved).
+ */
+import { timingSafeEqual } from "node:crypto";
+import type { Route } from "../net/listener";
+import { ChatError } from "../protocol/errors";
+import type { ClientState, Conn } from "./context";
+import type { Delivery } from "./delivery";
+import type { Sessions } from "./sessions";
+
+/**
+ * peer.auth: the calling peer's proof over this very handshake, the one its
+ * hello was answered with (conn.state.peerChallenge). A good proof makes the
+ * connection a peer's; a bad one closes it.
+ */
+export function peerAuth(peers: { refresh(): Promise<void> }): Route<ClientState> {
+  return {
+    guard: (conn) => (conn.state.peerChallenge ? undefined : new ChatError("E_BAD_REQUEST", "peer.auth follows a peer's hello")),
+    handle(conn, req) {
+      const expected = conn.state.peerChallenge!;
+      conn.state.peerChallenge = undefined;
+      const given = req.proof;
+      if (!(given instanceof Uint8Array) || given.length !== expected.length || !timingSafeEqual(given, expected)) {
+        setTimeout(() => conn.bye("E_AUTH", "This peer did not prove it belongs to the cluster"), 0);
+        throw new ChatError("E_AUTH", "This peer did not prove it belongs to the cluster");
+      }
+      conn.state.role = "peer";
+      clearTimeout(conn.state.loginTimer);
+      conn.trust();
+      // A server we have not met yet: link back to it now rather than at the next refresh.
+      void peers.refresh().catch(() => {});
+    },
+  };
+}
+
+/** What the peer events use of the server, and no more. */
+export interface PeerEventDeps {
+  delivery: Pick<Delivery, "fromPeer" | "located">;
+  sessions: Pick<Sessions, "close">;
+  /** Receipts keep each conversation's members for a moment: a peer's membership change forgets them. */
+  receipts: { forget(convId: number): void };
+  log(line: string): void;
+}
+
+/** Events from other servers: deliveries, displaced sessions, users who moved. */
+export function peerEvent(deps: PeerEventDeps, _conn: Conn, ev: string, frame: Record<string, unknown>): void {
+  switch (ev) {
+    case "deliver": {
+      // The client frame comes as the sending server encoded it; copied, so
+      // that it does not keep the whole chunk it arrived in alive.
+      // A stored message names its place (conv, seq); an event (receipt, typing) names none.
+      const { to, conv, seq, frame: bytes } = frame;
+      if (!Array.isArray(to) || !(bytes instanceof Uint8Array)) return;
+      const slot = typeof conv === "number" && typeof seq === "number" ? { conv, seq } : undefined;
+      void deps.delivery
+        .fromPeer(slot, to as number[], new Uint8Array(bytes), Number(frame.hops ?? 0))
+        .catch((e) => deps.log(`peer deliver: ${e}`));
+      return;
+    }
+    case "kick":
+      deps.sessions.close(Number(frame.user), Number(frame.conn), "E_DEVICE_REVOKED", "This device was revoked: log in again with the password");
+      return;
+    case "members":
+      deps.receipts.forget(Number(frame.conv));
+      return;
+    case "located":
+      if (typeof frame.server === "string") deps.delivery.located(Number(frame.user), frame.server, frame.here === true);
+      return;
+  }
+}
