@@ -190,7 +190,7 @@ export class MlsConversations {
           return { done: "stored" as Committed, ok: roles === undefined, epoch: held.group.epoch };
         }
         const gone = new Set(change.remove ?? []);
-        const admins = [...roles.admins, ...(change.promote ? [change.promote] : [])].filter((u) => !gone.has(u));
+        const admins = [...new Set([...roles.admins, ...(change.promote ? [change.promote] : [])])].filter((u) => !gone.has(u));
         const leaves = held.group.members().filter((m) => gone.has(m.user)).map((m) => m.leaf);
         const same = admins.length === roles.admins.length && admins.every((u) => roles.admins.includes(u));
         if (same && leaves.length === 0) return { done: "stored" as Committed, ok: true, epoch: held.group.epoch };
