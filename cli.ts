@@ -28,8 +28,15 @@ const serverLimits = {
   "retention-days": { type: "string", description: "Delete messages older than this many days (0: keep them all)", default: "0" },
   "storage-quota-mb": { type: "string", description: "Files one user may keep, in MiB (declared sizes, complete or not)", default: "1024" },
   "max-uploads": { type: "string", description: "Uploads one user may have not yet complete at once", default: "4" },
-  "send-rate": { type: "string", description: "Messages one user may send a second, after a burst (0: no limit)", default: "100" },
+  "send-rate": { type: "string", description: "Messages one user may send a second, after a burst (0: no limit; raise it for bots)", default: "10" },
   "send-burst": { type: "string", description: "Messages one user may send at once before --send-rate applies", default: "500" },
+  "address-send-rate": { type: "string", description: "Messages all users from one source address may send a second, after a burst (0: no limit)", default: "100" },
+  "address-send-burst": { type: "string", description: "Messages from one source address at once before --address-send-rate applies", default: "1000" },
+  "address-limit-loopback": { type: "string", description: "yes: the per-address allowance applies to loopback (127.0.0.1, ::1) too, which every local process shares", default: "no" },
+  "admission-rate": { type: "string", description: "Messages a second a server admits from everyone before the heaviest senders wait (0: no fixed budget)", default: "0" },
+  "admission-lag-ms": { type: "string", description: "Event loop lag, in ms, past which the heaviest senders wait (0: not a signal)", default: "30" },
+  "admission-queue": { type: "string", description: "Messages waiting for a commit past which the heaviest senders wait (0: not a signal)", default: "2000" },
+  "outbox-total-mb": { type: "string", description: "MiB queued for all of a server's connections together; past it, those furthest behind are cut off", default: "256" },
   "max-connections": { type: "string", description: "Connections a server holds at once", default: "20000" },
   "max-connections-per-address": { type: "string", description: "Connections a server holds at once from one source address", default: "4096" },
   "commit-batches": { type: "string", description: "Group commits a server runs at once, each on a database connection of its own", default: "3" },
@@ -52,6 +59,13 @@ function limitsOf(args: Record<string, unknown>) {
     maxConcurrentUploads: Math.floor(number("max-uploads", 1)),
     sendsPerSecond: number("send-rate", 0),
     sendBurst: Math.floor(number("send-burst", 1)),
+    sendsPerSecondPerAddress: number("address-send-rate", 0),
+    sendBurstPerAddress: Math.floor(number("address-send-burst", 1)),
+    sendLimitLoopback: yesNo(args, "address-limit-loopback"),
+    admissionRate: number("admission-rate", 0),
+    admissionLagMs: number("admission-lag-ms", 0),
+    admissionQueue: Math.floor(number("admission-queue", 0)),
+    outboxTotalLimit: Math.floor(number("outbox-total-mb", 0.001) * 1024 * 1024),
     maxConnections: Math.floor(number("max-connections", 1)),
     maxConnectionsPerAddress: Math.floor(number("max-connections-per-address", 1)),
     commitBatches: Math.floor(number("commit-batches", 1)),
@@ -59,6 +73,12 @@ function limitsOf(args: Record<string, unknown>) {
     // A body large enough for the largest group's envelope (protocol/limits.ts); the server checks it fits a frame.
     maxBody: Math.max(160 * 1024, bodyFor(Math.floor(number("max-group-members", 1)))),
   };
+}
+
+function yesNo(args: Record<string, unknown>, name: string): boolean {
+  const value = String(args[name] ?? "no");
+  if (value !== "yes" && value !== "no") fail(new ChatError("E_BAD_REQUEST", `--${name} takes yes or no`));
+  return value === "yes";
 }
 
 /** What an operator sets on every long-running role. */

@@ -5,7 +5,7 @@
  * server's peak RSS. The attackers run in their own process, so that their
  * work does not slow the neighbours' side of the measurement.
  *
- *   bun bench/hostile.ts [--attackers 1000] [--neighbours 20] [--duration 10] [--only KIND] [--data DIR] [--json]
+ *   bun bench/hostile.ts [--attackers 1000] [--neighbours 20] [--duration 10] [--only KIND] [--data DIR] [--json] [--server-args="--admission-lag-ms 0"]
  *
  * Attackers, by share of --attackers:
  *  - strangers (60%): connect, say hello, send a header and part of a frame, and wait;
@@ -36,6 +36,8 @@ interface Phase {
   p50Ms: number;
   p99Ms: number;
   messages: number;
+  /** The neighbours' sends refused, by code. */
+  refused: Record<string, number>;
   /** Send to its reply: the commit, with the queue ahead of it. */
   ackP99Ms: number;
   /** A ping's round trip: the server's event loop lag. */
@@ -75,6 +77,8 @@ interface Timings {
   delivery: Histogram;
   ack: Histogram;
   ping: Histogram;
+  /** Neighbours' sends refused, by code: a refused message is not in the latencies, so it is counted here. */
+  refused: Record<string, number>;
 }
 
 /** Pairs of neighbours message each other every `everyMs`; returns the send-to-delivery latencies. */
@@ -82,6 +86,7 @@ async function neighbours(addr: string, names: string[], tokens: Record<string, 
   const hist = newHistogram();
   const ack = newHistogram();
   const ping = newHistogram();
+  const refused: Record<string, number> = {};
   // By client message id: only what this run sent counts (a backlog from an earlier run replays at login).
   const sentAt = new Map<string, number>();
   const links = await Promise.all(
@@ -113,7 +118,10 @@ async function neighbours(addr: string, names: string[], tokens: Record<string, 
         const cmid = crypto.randomUUID();
         const t0 = performance.now();
         sentAt.set(cmid, t0);
-        await link.request("send", { to: partner, cmid, body: new Uint8Array(400) }).then(() => ack.recordValue(us(t0)), () => {});
+        await link.request("send", { to: partner, cmid, body: new Uint8Array(400) }).then(
+          () => ack.recordValue(us(t0)),
+          (e) => (refused[e?.code ?? "error"] = (refused[e?.code ?? "error"] ?? 0) + 1),
+        );
         await Bun.sleep(everyMs);
       }
     }),
@@ -121,7 +129,7 @@ async function neighbours(addr: string, names: string[], tokens: Record<string, 
   await pinger;
   await Bun.sleep(500);
   for (const l of links) l.close();
-  return { delivery: hist, ack, ping };
+  return { delivery: hist, ack, ping, refused };
 }
 
 /**
@@ -273,6 +281,7 @@ async function phase(run: () => Promise<Timings>, scraper: Scraper, serverPid: n
     p50Ms: p?.p50 ?? 0,
     p99Ms: p?.p99 ?? 0,
     messages: t.delivery.totalCount,
+    refused: t.refused,
     ackP99Ms: p99(t.ack),
     pingP99Ms: p99(t.ping),
     serverCpu: server.end(),
@@ -289,7 +298,7 @@ async function phase(run: () => Promise<Timings>, scraper: Scraper, serverPid: n
 }
 
 const describe = (p: Phase) =>
-  `p50 ${p.p50Ms.toFixed(2)} ms, p99 ${p.p99Ms.toFixed(2)} ms (${p.messages} messages); reply p99 ${p.ackP99Ms.toFixed(1)} ms, ping p99 ${p.pingP99Ms.toFixed(1)} ms; ` +
+  `p50 ${p.p50Ms.toFixed(2)} ms, p99 ${p.p99Ms.toFixed(2)} ms (${p.messages} messages, refused ${JSON.stringify(p.refused)}); reply p99 ${p.ackP99Ms.toFixed(1)} ms, ping p99 ${p.pingP99Ms.toFixed(1)} ms; ` +
   `CPU server ${p.serverCpu}% (loop ${p.loopCpu}%, loop waiting for a core ${p.loopWaitingForCpu}%), PostgreSQL ${p.postgresCpu}%, attackers ${p.attackersCpu}%, machine ${p.machineCpu}% of ${navigator.hardwareConcurrency * 100}%; ${p.commits.batches} commits of ${p.commits.batchMean} in ${p.commits.commitMeanMs} ms; outboxes ${p.commits.outboxMiB} MiB at the end`;
 
 /** A port nothing listens on now, for the server's metrics. */
@@ -310,6 +319,8 @@ async function main(): Promise<void> {
       data: { type: "string" },
       attack: { type: "string" },
       only: { type: "string" },
+      // More flags for the chat server, space-separated (e.g. --server-args="--admission-lag-ms 0"), to compare settings.
+      "server-args": { type: "string", default: "" },
     },
     allowPositionals: true,
   });
@@ -326,7 +337,7 @@ async function main(): Promise<void> {
   const log = (line: string) => values.json || console.error(line);
   const db = await openBenchDatabase({ log, dataDir: values.data });
   const metricsPort = await freePort();
-  const system = await startSystem({ url: db.url, servers: 1, strategy: "roundrobin", log, serverArgs: ["--metrics", `127.0.0.1:${metricsPort}`] });
+  const system = await startSystem({ url: db.url, servers: 1, strategy: "roundrobin", log, serverArgs: ["--metrics", `127.0.0.1:${metricsPort}`, ...values["server-args"]!.split(" ").filter(Boolean)] });
   const scraper = new Scraper(`http://127.0.0.1:${metricsPort}/metrics`);
   try {
     const [server] = await system.servers();

@@ -10,6 +10,7 @@ import { ChatError } from "../protocol/errors";
 import { DEFAULT_MAX_FRAME, FrameReader } from "../protocol/frame";
 import { fail, ok, PROTOCOL_VERSION, type Request } from "../protocol/messages";
 import { DEFAULT_OUTBOX_LIMIT, Outbox } from "./outbox";
+import { OutboxPool } from "./outbox-pool";
 import { listenerTls, PLAINTEXT, type Plaintext, type ServerTls } from "./tls";
 
 export type Handler<S> = (conn: Connection<S>, req: Request) => Promise<Record<string, unknown> | void> | Record<string, unknown> | void;
@@ -25,6 +26,8 @@ export interface ListenOptions<S> {
   hostname?: string;
   maxFrame?: number;
   outboxLimit?: number;
+  /** Bytes queued for all connections together; past it, the connections with the most queued are cut off as too slow. */
+  outboxTotalLimit?: number;
   /** The certificate to present; plaintext only when the operator asked for it by name. */
   tls: ServerTls | Plaintext;
   /** Closes a connection that has not said hello within this time. */
@@ -79,6 +82,16 @@ export class Connection<S> {
    */
   holdUntil = 0;
   holdTimer?: Timer;
+
+  /**
+   * A refusal that said when to try again: the connection's next request waits
+   * that long. Called by the listener when the refusal is answered; a handler
+   * that refuses before its first await calls it itself, so that the rest of a
+   * pipeline already read waits too instead of being refused one by one.
+   */
+  hold(retryAfterMs: number): void {
+    this.holdUntil = Math.max(this.holdUntil, performance.now() + Math.min(MAX_HOLD_MS, retryAfterMs));
+  }
   /** The frame limit once trusted (the reader starts at the stranger's). */
   fullMaxFrame: number;
   closed = false;
@@ -90,10 +103,12 @@ export class Connection<S> {
     maxFrame: number,
     outboxLimit: number,
     strangerMaxFrame = maxFrame,
+    pool?: OutboxPool,
   ) {
     this.fullMaxFrame = maxFrame;
     this.reader = new FrameReader(Math.min(maxFrame, strangerMaxFrame));
-    this.outbox = new Outbox(socket, () => this.drop("E_SLOW_CONSUMER", "Disconnected: this connection fell too far behind its messages"), outboxLimit);
+    const onCut = () => this.drop("E_SLOW_CONSUMER", "Disconnected: the server holds too much unsent for its connections, and this one was among the furthest behind");
+    this.outbox = new Outbox(socket, () => this.drop("E_SLOW_CONSUMER", "Disconnected: this connection fell too far behind its messages"), outboxLimit, pool && { pool, onCut });
   }
 
   private drainWaiters?: (() => void)[];
@@ -184,6 +199,7 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
   // Named in hello for clients to pin, unless the certificate is a public CA's (then the system roots decide).
   const caPem = options.tls === PLAINTEXT || options.tls.publicCertificate ? undefined : options.tls.caPem;
   const perAddress = new Map<string, number>();
+  const pool = options.outboxTotalLimit ? new OutboxPool(options.outboxTotalLimit) : undefined;
   let open = 0;
   const maxInFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
   const strangerMaxFrame = options.strangerMaxFrame ?? maxFrame;
@@ -197,7 +213,7 @@ export function listen<S>(options: ListenOptions<S>): TCPSocketListener<Connecti
     ...(tls ? { tls } : {}),
     socket: {
       open(socket) {
-        const conn = new Connection<S>(socket, maxFrame, outboxLimit, strangerMaxFrame);
+        const conn = new Connection<S>(socket, maxFrame, outboxLimit, strangerMaxFrame, pool);
         socket.data = conn;
         const from = socket.remoteAddress;
         const fromHere = (perAddress.get(from) ?? 0) + 1;
@@ -331,10 +347,6 @@ function held<S>(conn: Connection<S>, ctl: Control<S>): boolean {
   return true;
 }
 
-/** A refusal that said when to try again: the connection's next request waits that long. */
-function hold<S>(conn: Connection<S>, retryAfterMs: number): void {
-  conn.holdUntil = Math.max(conn.holdUntil, performance.now() + Math.min(MAX_HOLD_MS, retryAfterMs));
-}
 
 /** A request was answered: take what waited, and read again once nothing does. */
 function settle<S>(conn: Connection<S>, ctl: Control<S>): void {
@@ -430,7 +442,7 @@ async function answer<S>(
   } catch (error) {
     if (error instanceof ChatError) {
       options.recorder?.refused(error.code, req.op, req.id);
-      if (error.retryAfterMs !== undefined) hold(conn, error.retryAfterMs);
+      if (error.retryAfterMs !== undefined) conn.hold(error.retryAfterMs);
       if (!conn.closed) conn.send(fail(req.id, error.code, error.message, error.retryAfterMs));
       return;
     }

@@ -6,12 +6,13 @@
  * is finished, so a last word (a bye) still arrives on a frame boundary.
  */
 import type { Socket } from "bun";
+import type { OutboxPool, PooledOutbox } from "./outbox-pool";
 
 export const DEFAULT_OUTBOX_LIMIT = 8 * 1024 * 1024;
 /** How long a connection being cut off gets to take its last frames. */
 const FINISH_GRACE_MS = 5_000;
 
-export class Outbox {
+export class Outbox implements PooledOutbox {
   /** Whole frames, except that the first may be the unsent end of a frame begun. */
   private chunks: Uint8Array[] = [];
   private headStarted = false;
@@ -25,10 +26,31 @@ export class Outbox {
     private readonly socket: Socket<any>,
     private readonly onOverflow: () => void,
     private readonly limit = DEFAULT_OUTBOX_LIMIT,
+    /** The listener's bound on all outboxes together, and what to do when this one is cut by it. */
+    private readonly pool?: { pool: OutboxPool; onCut(): void },
   ) {}
 
   get queued(): number {
     return this.queuedBytes;
+  }
+
+  get closing(): boolean {
+    return this.closed;
+  }
+
+  cutOff(): void {
+    this.pool?.onCut();
+  }
+
+  /** Every change of the queue goes through here, so the pool's total stays exact; only outboxes holding bytes are in it. */
+  private setQueued(bytes: number): void {
+    const before = this.queuedBytes;
+    this.queuedBytes = bytes;
+    if (!this.pool || bytes === before) return;
+    const { pool } = this.pool;
+    if (before === 0) pool.join(this);
+    else if (bytes === 0) pool.leave(this);
+    pool.changed(bytes - before);
   }
 
   /** Queues one frame; returns false (and calls onOverflow once) when over the limit. */
@@ -42,7 +64,9 @@ export class Outbox {
       return false;
     }
     this.chunks.push(bytes);
-    this.queuedBytes += bytes.length;
+    this.setQueued(this.queuedBytes + bytes.length);
+    // The pool may have cut this one (it held the most): then the frame was not queued after all.
+    if (this.closed) return false;
     if (!this.scheduled && !this.waitingForDrain) {
       this.scheduled = true;
       queueMicrotask(() => this.flush());
@@ -60,7 +84,7 @@ export class Outbox {
     }
     const data = this.chunks.length === 1 ? this.chunks[0]! : concat(this.chunks, this.queuedBytes);
     let written = Math.max(0, this.socket.write(data));
-    this.queuedBytes -= written;
+    this.setQueued(this.queuedBytes - written);
     while (written > 0 && this.chunks.length > 0) {
       const first = this.chunks[0]!;
       if (written >= first.length) {
@@ -87,7 +111,7 @@ export class Outbox {
     this.finishing = true;
     if (cut) this.chunks = this.headStarted && this.chunks.length > 0 ? [this.chunks[0]!] : [];
     this.chunks.push(last);
-    this.queuedBytes = this.chunks.reduce((n, c) => n + c.length, 0);
+    this.setQueued(this.chunks.reduce((n, c) => n + c.length, 0));
     setTimeout(() => this.socket.terminate(), FINISH_GRACE_MS).unref();
     if (!this.waitingForDrain) this.flush();
   }
@@ -96,7 +120,7 @@ export class Outbox {
   close(): void {
     this.closed = true;
     this.chunks = [];
-    this.queuedBytes = 0;
+    this.setQueued(0);
   }
 }
 

@@ -47,6 +47,17 @@ export interface ServerConfig {
   /** Messages one user may send: a burst, then this many a second (0: no limit). */
   sendBurst: number;
   sendsPerSecond: number;
+  /** Messages from one source address, over all its users: a burst, then this many a second (0: no limit). */
+  sendBurstPerAddress: number;
+  sendsPerSecondPerAddress: number;
+  /** Whether the per-address allowance applies to loopback too (off: every local process shares 127.0.0.1). */
+  sendLimitLoopback: boolean;
+  /** Server-wide admission of sends (server/admission.ts): a budget a second, a loop lag and a commit queue depth past which the heaviest senders wait (0: that signal off). */
+  admissionRate: number;
+  admissionLagMs: number;
+  admissionQueue: number;
+  /** Bytes queued for all connections together; past it, those with the most queued are cut off as too slow. */
+  outboxTotalLimit: number;
   /** Bytes of files one user may keep (the sizes declared at file.begin), and uploads not yet complete at once. */
   storageQuotaBytes: number;
   maxConcurrentUploads: number;
@@ -79,8 +90,17 @@ export const DEFAULT_CONFIG: ServerConfig = {
   maxConcurrentReads: 16,
   hashBurstPerAddress: 100,
   hashesPerSecondPerAddress: 2,
+  // A person sends a few messages a second at most: the burst covers a client's queue sent on reconnecting, the rate a bot's pace (bots and the bench set their own).
   sendBurst: 500,
-  sendsPerSecond: 100,
+  sendsPerSecond: 10,
+  // Many honest users behind one NAT; far less than a hundred accounts' allowances from one host.
+  sendBurstPerAddress: 1000,
+  sendsPerSecondPerAddress: 100,
+  sendLimitLoopback: false,
+  admissionRate: 0,
+  admissionLagMs: 30,
+  admissionQueue: 2000,
+  outboxTotalLimit: 256 * 1024 * 1024,
   storageQuotaBytes: 1024 * 1024 * 1024,
   maxConcurrentUploads: 4,
   commitBatches: 3,

@@ -1,13 +1,15 @@
 /**
  * The server's bounds on what one party can make it do: a semaphore on password
  * hashing (argon2id takes 64 MiB and a core each), hashing per source address,
- * and messages per user. Counters live in this process: a cluster of N servers
+ * messages per user and per source address, and the server-wide admission of
+ * sends (server/admission.ts). Counters live in this process: a cluster of N servers
  * lets an address or a user N times as much, which still bounds each server
  * (SECURITY.md says why that was chosen over counters in ChatDB).
  */
 import { ChatError } from "../protocol/errors";
 import type { ServerConfig } from "./context";
 import { LoopLag } from "./loop-lag";
+import { Admission, type Pressure } from "./admission";
 
 /** At most `size` holders at once; the rest wait in arrival order. */
 export class Semaphore {
@@ -87,13 +89,15 @@ export function rateLimited(retryAfterMs: number, what: string): ChatError {
   return new ChatError("E_RATE_LIMITED", `${what}: try again in ${Math.max(1, Math.ceil(retryAfterMs / 1000))} s`, retryAfterMs);
 }
 
-/**
- * While the server's loop runs late, a user who has spent more than half their
- * burst just now is told to wait this long (and, not read meanwhile, costs
- * nothing): 100 accounts each within their own allowance are more than one
- * server can store, and the neighbours' messages should not wait behind them.
- */
-export const BUSY_RETRY_MS = 1000;
+/** A connection that can be told to start no request for a while (net/listener.ts). */
+export interface Holdable {
+  hold(retryAfterMs: number): void;
+}
+
+/** The server-wide admission of sends, as Limits uses it: 0 to admit, or the milliseconds to wait. */
+export interface Admitter {
+  admit(userId: number): number;
+}
 
 /** Reads whose replies can be large (history, fetch, file chunks): at most this many at once per connection. */
 export const READS_PER_CONNECTION = 2;
@@ -110,16 +114,24 @@ export class Limits {
   private readonly readsOf = new WeakMap<object, Semaphore>();
   private readonly hashesByAddress: Buckets<string>;
   private readonly sends: Buckets<number>;
+  private readonly sendsByAddress: Buckets<string>;
+  private readonly limitLoopback: boolean;
+  /** Whether the server is past what it can carry, and who is taking most (server/admission.ts). */
+  private readonly admission: Admitter;
 
-  /** Whether the server is behind (its event loop runs late): then heavy senders wait. */
-  private readonly busy: () => boolean;
-
-  constructor(config: ServerConfig, busy?: () => boolean) {
-    if (busy) this.busy = busy;
-    else {
-      const lag = new LoopLag();
-      this.busy = () => lag.busy;
+  /**
+   * `pressure`: how the server is doing, by default the loop's lag measured
+   * here and nothing queued; or the admission itself.
+   */
+  constructor(config: ServerConfig, pressure: Partial<Pressure> & { admission?: Admitter } = {}) {
+    let lagMs = pressure.lagMs;
+    if (!lagMs && !pressure.admission) {
+      const lag = new LoopLag(config.admissionLagMs || 30);
+      lagMs = () => lag.lagMs;
     }
+    this.admission = pressure.admission ?? new Admission(config, { lagMs: lagMs!, queued: pressure.queued ?? (() => 0) });
+    this.sendsByAddress = new Buckets(config.sendBurstPerAddress, config.sendsPerSecondPerAddress);
+    this.limitLoopback = config.sendLimitLoopback;
     this.hashes = new Semaphore(config.maxConcurrentHashes);
     this.reads = new Semaphore(config.maxConcurrentReads);
     this.hashesByAddress = new Buckets(config.hashBurstPerAddress, config.hashesPerSecondPerAddress);
@@ -148,17 +160,46 @@ export class Limits {
   }
 
   /**
-   * Takes one message from the user's allowance, or throws E_RATE_LIMITED with
-   * the wait. While the server is behind, a user with less than half their burst
-   * left waits too: someone sending at a person's pace never gets there, so the
-   * server's time goes to them first.
+   * Takes one message from the user's allowance and from their address's, and
+   * has it admitted server-wide; or throws E_RATE_LIMITED with the wait, and
+   * holds the connection that long. What a refused message took from an
+   * allowance is given back: it was not sent.
    */
-  send(userId: number): void {
-    const wait = this.sends.take(userId);
-    if (wait > 0) throw rateLimited(wait, "Sending too fast");
-    if (this.sends.perSecond > 0 && this.sends.level(userId) < this.sends.burst / 2 && this.busy()) {
-      this.sends.give(userId);
-      throw rateLimited(BUSY_RETRY_MS, "The server is busy and you have sent a lot just now");
+  send(userId: number, address?: string, conn?: Holdable): void {
+    try {
+      this.take(userId, address);
+    } catch (error) {
+      // Held at once, not when the refusal is answered: what the connection pipelined behind it waits.
+      conn?.hold((error as ChatError).retryAfterMs ?? 0);
+      throw error;
     }
   }
+
+  private take(userId: number, address?: string): void {
+    const wait = this.sends.take(userId);
+    if (wait > 0) throw rateLimited(wait, "Sending too fast");
+    const byAddress = address !== undefined && (this.limitLoopback || !isLoopback(address));
+    if (byAddress) {
+      const waitAddress = this.sendsByAddress.take(address);
+      if (waitAddress > 0) {
+        this.sends.give(userId);
+        throw rateLimited(waitAddress, "Too many messages from this address");
+      }
+    }
+    // No per-user limit (--send-rate 0: a server for bots, or the load bench) means no admission either.
+    const waitBusy = this.sends.perSecond > 0 ? this.admission.admit(userId) : 0;
+    if (waitBusy > 0) {
+      this.sends.give(userId);
+      if (byAddress) this.sendsByAddress.give(address);
+      throw rateLimited(waitBusy, "The server is busy and you are sending more than others");
+    }
+  }
+}
+
+/**
+ * Loopback carries no information about who is sending: every local process
+ * (the tests, the bench, a TLS terminator or proxy on the same host) shares it.
+ */
+export function isLoopback(address: string): boolean {
+  return address.startsWith("127.") || address === "::1" || address.startsWith("::ffff:127.");
 }

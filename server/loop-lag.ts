@@ -2,7 +2,7 @@
  * How late the server's event loop runs: a timer asks to fire every `everyMs`
  * and notes how much later than that it did. `busy` while one of the last few
  * was later than `limitMs`: the server has more to do than it can do on time,
- * and the heaviest senders are asked to wait (server/limits.ts).
+ * and the heaviest senders are asked to wait (server/limits.ts, server/admission.ts).
  */
 export class LoopLag {
   private readonly recent: number[] = [];
@@ -26,6 +26,11 @@ export class LoopLag {
 
   get busy(): boolean {
     return this.recent.some((lag) => lag > this.limitMs);
+  }
+
+  /** The latest of the last few lags, in milliseconds (server/admission.ts compares it with its own limit). */
+  get lagMs(): number {
+    return this.recent.reduce((a, b) => Math.max(a, b), 0);
   }
 
   stop(): void {

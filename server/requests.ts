@@ -163,7 +163,7 @@ export function routes(ctx: RouteDeps, directory: Directory, acks: Acks): Record
         const body = v.bytes(req, "body", ctx.config.maxBody);
         const epoch = group !== undefined ? v.int(req, "epoch", 0) : undefined;
         // A spent allowance refuses before anything is stored; a retry with the same cmid after the wait is a new send.
-        ctx.limits.send(me.id);
+        ctx.limits.send(me.id, conn.remote, conn);
         // (an MLS application message from an epoch the conversation has left is refused first: server/mls-epochs.ts)
         const place = ({ convId, recipients }: Destination) => ({ convId, recipients, commit: ctx.mls.epochs.admit(convId, body, () => ctx.committer.append({ senderId: me.id, convId, cmid, body, epoch })) });
         // One connection's sends to one conversation reach the committer in the

@@ -1,12 +1,12 @@
 /**
- * The send allowance under load (server/limits.ts): while the server is behind,
- * those who have spent most of their burst wait, and someone sending at a
- * person's pace does not; and how the server knows it is behind (server/loop-lag.ts).
+ * The send allowances (server/limits.ts): per user, per source address, and
+ * how a refusal by the server-wide admission (server/admission.ts) leaves the
+ * allowance untouched; and how the server knows its loop is late (server/loop-lag.ts).
  */
 import { expect, test } from "bun:test";
 import { ChatError } from "../protocol/errors";
 import { DEFAULT_CONFIG } from "../server/context";
-import { BUSY_RETRY_MS, Limits } from "../server/limits";
+import { Limits } from "../server/limits";
 import { LoopLag } from "../server/loop-lag";
 
 const config = { ...DEFAULT_CONFIG, sendBurst: 10, sendsPerSecond: 0.001 };
@@ -20,29 +20,38 @@ const refusal = (f: () => void) => {
 };
 
 test("while the server keeps up, a user spends the whole burst, and then waits for the rate", () => {
-  const limits = new Limits(config, () => false);
+  const limits = new Limits(config, { lagMs: () => 0 });
   for (let i = 0; i < 10; i++) expect(refusal(() => limits.send(1))).toBeUndefined();
   expect(refusal(() => limits.send(1))).toMatchObject({ code: "E_RATE_LIMITED" });
 });
 
-test("while the server is behind, a user past half their burst waits, one sending little does not, and the refused message costs nothing", () => {
-  let busy = false;
-  const limits = new Limits(config, () => busy);
+test("a message refused by the server-wide admission takes nothing from the user's allowance", () => {
+  let wait = 0;
+  const limits = new Limits(config, { admission: { admit: () => wait } });
   for (let i = 0; i < 6; i++) limits.send(1);
-  limits.send(2);
-  busy = true;
-  const heavy = refusal(() => limits.send(1));
-  expect(heavy).toMatchObject({ code: "E_RATE_LIMITED", retryAfterMs: BUSY_RETRY_MS });
-  expect(refusal(() => limits.send(2))).toBeUndefined();
-  // Once the server has caught up, the heavy user has the rest of the burst: the refusal took none of it.
-  busy = false;
+  wait = 700;
+  expect(refusal(() => limits.send(1))).toMatchObject({ code: "E_RATE_LIMITED", retryAfterMs: 700 });
+  wait = 0;
   for (let i = 0; i < 4; i++) expect(refusal(() => limits.send(1))).toBeUndefined();
   expect(refusal(() => limits.send(1))).toMatchObject({ code: "E_RATE_LIMITED" });
 });
 
-test("with no send limit configured, nobody is held back even when the server is behind", () => {
-  const limits = new Limits({ ...config, sendsPerSecond: 0 }, () => true);
+test("with no send limit configured, nobody is held back, even by the admission", () => {
+  const limits = new Limits({ ...config, sendsPerSecond: 0 }, { admission: { admit: () => 1000 } });
   for (let i = 0; i < 100; i++) expect(refusal(() => limits.send(1))).toBeUndefined();
+});
+
+test("many users from one address share the address's allowance, and loopback is exempt unless asked for", () => {
+  const perAddress = { ...config, sendBurst: 100, sendBurstPerAddress: 5, sendsPerSecondPerAddress: 0.001, admissionLagMs: 0, admissionQueue: 0 };
+  const limits = new Limits(perAddress, { lagMs: () => 0 });
+  for (let user = 1; user <= 5; user++) expect(refusal(() => limits.send(user, "203.0.113.7"))).toBeUndefined();
+  expect(refusal(() => limits.send(6, "203.0.113.7"))).toMatchObject({ code: "E_RATE_LIMITED" });
+  // Another address has its own; loopback is not counted.
+  expect(refusal(() => limits.send(6, "198.51.100.1"))).toBeUndefined();
+  for (let user = 1; user <= 10; user++) expect(refusal(() => limits.send(user, "127.0.0.1"))).toBeUndefined();
+  const strict = new Limits({ ...perAddress, sendLimitLoopback: true }, { lagMs: () => 0 });
+  for (let user = 1; user <= 5; user++) strict.send(user, "::1");
+  expect(refusal(() => strict.send(6, "::1"))).toMatchObject({ code: "E_RATE_LIMITED" });
 });
 
 test("a loop blocked for longer than the limit reads as busy", async () => {
@@ -56,4 +65,15 @@ test("a loop blocked for longer than the limit reads as busy", async () => {
   } finally {
     lag.stop();
   }
+});
+
+test("a refused send holds its connection at once, for the retry-after it names", () => {
+  const limits = new Limits({ ...config, sendBurst: 1 }, { lagMs: () => 0 });
+  const holds: number[] = [];
+  const conn = { hold: (ms: number) => holds.push(ms) };
+  limits.send(1, "127.0.0.1", conn);
+  expect(holds).toEqual([]);
+  const refused = refusal(() => limits.send(1, "127.0.0.1", conn));
+  expect(refused).toMatchObject({ code: "E_RATE_LIMITED" });
+  expect(holds).toEqual([refused!.retryAfterMs!]);
 });

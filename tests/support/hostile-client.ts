@@ -119,6 +119,44 @@ async function run(): Promise<Record<string, unknown>> {
       link.close();
       return { code };
     }
+    case "hoarders": {
+      // Readers (HOSTILE_READERS, same password) log in and stop reading; USER sends each of them N bodies
+      // of HOSTILE_BODY bytes in turn, so the server queues for them all at once. Then the readers read
+      // again, and we report how each ended (its bye's code and words) and what the sends got.
+      const readers = process.env.HOSTILE_READERS!.split(",");
+      const ends: { code: string; message: string }[] = [];
+      const links = await Promise.all(
+        readers.map(async (name) => {
+          const link = await Link.connect(addr!, { hello: { role: "client" }, onBye: (e) => ends.push({ code: e.code, message: e.message }) });
+          const { authKey } = await loginKeys(link, name, password);
+          await link.request("login", { user: name, auth: authKey, device: { id: `hoarder-${process.pid}`, name: "hoarder" } }, 60_000);
+          await link.request("sync", {}, 60_000);
+          (link as unknown as { socket: { pause(): void } }).socket.pause();
+          return link;
+        }),
+      );
+      const sender = await loggedIn();
+      const body = new Uint8Array(Number(process.env.HOSTILE_BODY));
+      const codes: Record<string, number> = {};
+      for (let round = 0; round < n; round++) {
+        for (const to of readers) {
+          const code = await sender.request("send", { to, cmid: crypto.randomUUID(), body }, 60_000).then(
+            () => "ok",
+            async (e: ChatError) => {
+              if (e.retryAfterMs) await Bun.sleep(e.retryAfterMs);
+              return e.code;
+            },
+          );
+          codes[code] = (codes[code] ?? 0) + 1;
+        }
+      }
+      for (const link of links) (link as unknown as { socket: { resume(): void } }).socket.resume();
+      const deadline = Date.now() + 10_000;
+      while (ends.length < readers.length && Date.now() < deadline) await Bun.sleep(50);
+      for (const link of links) link.close();
+      sender.close();
+      return { codes, ends };
+    }
     case "members": {
       // A group change naming N people (far past any group's limit).
       const link = await loggedIn();
