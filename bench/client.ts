@@ -12,6 +12,7 @@ import { benchDevice } from "./provision";
 import { ACK_DELAY_MS } from "../client/connection";
 import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
+import type { BenchMls } from "./mls";
 import { ChatError } from "../protocol/errors";
 import { chunks, MAX_ACKS, type WireMessage } from "../protocol/messages";
 
@@ -39,6 +40,10 @@ export class SimClient {
   server = "";
   token?: string;
   keys?: IdentityKeys;
+  /** The device key the server knows this client's device by (from login or resume): its MLS credential names it. */
+  deviceKey?: string;
+  /** With --mls: this client as an MLS device (bench/mls.ts). */
+  mls?: BenchMls;
   private readonly toAck = new Map<number, number>();
   /** The highest of this client's own sends per conversation, acknowledged only by the last ack. */
   private readonly sent = new Map<number, number>();
@@ -63,7 +68,8 @@ export class SimClient {
       await this.open();
       let resumed = false;
       try {
-        await this.link.request("resume", { user: o.name, token: this.token });
+        const reply = await this.link.request("resume", { user: o.name, token: this.token });
+        this.deviceKey = reply.device as string;
         resumed = true;
       } catch (error) {
         this.link.close();
@@ -114,6 +120,7 @@ export class SimClient {
       reply = await this.link.request("login", { user: name, auth: keys.authKey, device: benchDevice(name) }, 120_000);
     }
     this.token = reply.token as string;
+    this.deviceKey = reply.device as string;
     if (this.options.needKeys) this.keys = restoreIdentity(reply.backup as Uint8Array, keys.wrapKey, name);
   }
 

@@ -19,6 +19,7 @@ export const bench = defineCommand({
     window: { type: "string", description: "Messages in flight per client with --rate max", default: "8" },
     size: { type: "string", description: "Body bytes (default: a sealed 100-character message)", default: "407" },
     e2e: { type: "boolean", description: "Clients really seal, sign, verify and open every message" },
+    mls: { type: "boolean", description: "With --pattern group: real MLS groups, each message one MLS ciphertext every member decrypts" },
     pattern: { type: "string", description: "dm, dm-cross, group, offline or mixed", default: "dm" },
     "group-size": { type: "string", description: "Members of each group (group, mixed)", default: "10" },
     contacts: { type: "string", description: "Direct-message partners of each client (dm, dm-cross, offline, mixed)", default: "10" },

@@ -74,6 +74,7 @@ export async function runLoad(options: BenchOptions, rate: number | "max", ctx: 
         partners: options.partners,
         size: options.size,
         e2e: options.e2e,
+        mls: options.mls,
         rate: rate === "max" ? null : rate / options.workers,
         window: options.window,
         run,

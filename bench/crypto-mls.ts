@@ -35,7 +35,8 @@ async function groupOf(size: number): Promise<{ sender: DeviceGroup; receiver: D
     book.accept(user, signDeviceList({ user, version: 1, issuedAt: Date.now(), devices: [{ deviceId: device.deviceId, mlsKey: device.publicKey }] }, identity.signPrivate), identity.signPublic);
     devices.push(device);
   }
-  const sender = await DeviceGroup.create(new TextEncoder().encode(`bench-${size}`), devices[0]!, book);
+  // with the roles extension (the admin list every member checks commits against), as a group chat has it
+  const sender = await DeviceGroup.create(new TextEncoder().encode(`bench-${size}`), devices[0]!, book, { kind: "admins", admins: ["user0"] });
   const packages = await Promise.all(devices.slice(1).map((d) => makeKeyPackage(d)));
   const { commit, welcome } = await sender.add(packages.map((p) => p.encoded));
   await sender.receive(commit);

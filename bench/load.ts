@@ -59,6 +59,12 @@ export class Load {
     return `${this.setup.prefix}${i}`;
   }
 
+  /** Group g's name; with --mls, one made for this run (bench clients keep no MLS state between runs). */
+  groupName(g: number): string {
+    const name = groupName(this.setup.prefix, g, this.setup.groupSize);
+    return this.setup.mls ? `${name}.${this.setup.run.slice(0, 6)}` : name;
+  }
+
   /** Runs the load from start.at for warm-up plus duration; resolves when every send has its answer. */
   async run(start: WorkerStart, emit: (tick: Tick) => void): Promise<number> {
     this.pop = { ...this.pop, ...placementOf(this.setup.clients, start.placement) };
@@ -114,16 +120,18 @@ export class Load {
       t.kind === "d"
         ? { to: this.name(t.to), cmid, body: this.bodyFor(client, [t.to], () => `dm:${[client.name, this.name(t.to)].sort().join(":")}`, cmid) }
         : {
-            group: groupName(this.setup.prefix, t.group, this.setup.groupSize),
+            group: this.groupName(t.group),
             cmid,
             epoch: this.epochs.get(t.group) ?? 0,
-            body: this.bodyFor(client, groupMembers(t.group, this.pop), () => `group:${groupName(this.setup.prefix, t.group, this.setup.groupSize)}`, cmid),
+            body: this.setup.mls ? new Uint8Array() : this.bodyFor(client, groupMembers(t.group, this.pop), () => `group:${this.groupName(t.group)}`, cmid),
           };
+    // with --mls the body is encrypted first (in order: the group's encryptions run one at a time, in the order asked)
+    const sealed = this.setup.mls && t.kind === "g" ? client.mls!.seal(this.groupName(t.group), cmid, TEXT).then((body) => ({ ...args, body })) : undefined;
     this.sentAll++;
     this.tick.sent++;
     if (measured) this.sent++;
     this.inflight++;
-    return client.send(args).then(
+    return (sealed ? sealed.then((a) => client.send(a)) : client.send(args)).then(
       () => {
         this.inflight--;
         const latency = nowUs() - dueUs;
@@ -151,8 +159,11 @@ export class Load {
     );
   }
 
-  /** Random bytes of --size, or with --e2e a real envelope sealed to every recipient and signed. */
-  /** `conv` is a function: the name is made (a sort and a join) only for a sealed body, not for every message. */
+  /**
+   * Random bytes of --size, or with --e2e a real envelope sealed to every
+   * recipient and signed. `conv` is a function: the conversation's name is
+   * made (a sort and a join) only for a sealed body, not for every message.
+   */
   private bodyFor(client: SimClient, members: number[], conv: () => string, cmid: string): Uint8Array {
     if (!this.setup.e2e) return this.body;
     const recipients = members.filter((i) => i !== client.index).map((i) => ({ name: this.name(i), dh: this.keys.get(this.name(i))!.dh }));
@@ -162,13 +173,21 @@ export class Load {
   /** A message reached one of our clients. */
   receive(client: SimClient, m: WireMessage): void {
     const cmid = m.cmid;
+    if (this.setup.mls && client.mls && m.group !== undefined) {
+      // every MLS message is taken in, in order (a commit brings the welcome); the run's are then counted
+      void client.mls.open(m).then(
+        (opened) => {
+          if (opened === "control" || typeof cmid !== "string" || !cmid.startsWith(this.setup.run)) return;
+          if (opened === "failed") this.errors.E_DECRYPT = (this.errors.E_DECRYPT ?? 0) + 1;
+          else this.counted(client, m);
+        },
+        () => (this.errors.E_DECRYPT = (this.errors.E_DECRYPT ?? 0) + 1),
+      );
+      return;
+    }
     if (typeof cmid !== "string" || !cmid.startsWith(this.setup.run)) return; // another run's, replayed at login
-    const now = nowUs();
-    const [, who, num, due, measured] = cmid.split(".");
-    const kind = who![0];
-    const sender = Number(who!.slice(1));
     if (this.setup.e2e) {
-      const from = this.name(sender);
+      const from = this.name(Number(cmid.split(".")[1]!.slice(1)));
       try {
         open({ envelope: new Uint8Array(m.body), me: { name: client.name, keys: client.keys! }, senderSign: this.keys.get(from)!.sign, expect: { from } });
       } catch {
@@ -176,6 +195,15 @@ export class Load {
         return;
       }
     }
+    this.counted(client, m);
+  }
+
+  /** A message of this run, read: counted once (a duplicate is told apart), with its delivery latency. */
+  private counted(client: SimClient, m: WireMessage): void {
+    const now = nowUs();
+    const [, who, num, due, measured] = m.cmid!.split(".");
+    const kind = who![0];
+    const sender = Number(who!.slice(1));
     const fresh = kind === "d" ? bitmap(this.recvDm, sender).set(Number(num)) : bitmap(this.recvGroup, `${client.index}:${sender}`).set(Number(num));
     if (!fresh) {
       this.duplicates++;

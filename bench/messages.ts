@@ -22,6 +22,8 @@ export interface WorkerSetup {
   partners: Partners;
   size: number;
   e2e: boolean;
+  /** Real MLS groups (bench/mls.ts). */
+  mls: boolean;
   /** This worker's share of the rate (messages a second), or null for closed loop. */
   rate: number | null;
   window: number;

@@ -22,6 +22,8 @@ export interface BenchOptions {
   window: number;
   size: number;
   e2e: boolean;
+  /** Group messages are real MLS ciphertexts of real MLS groups (bench/mls.ts): --pattern group only. */
+  mls: boolean;
   pattern: Pattern;
   groupSize: number;
   /** Direct-message partners of each client. */
@@ -80,6 +82,7 @@ export function parseOptions(args: Record<string, unknown>): BenchOptions {
     window: int("window", 1, 10_000),
     size: int("size", 64, 64 * 1024),
     e2e: !!args.e2e,
+    mls: !!args.mls,
     pattern,
     groupSize: Math.min(int("group-size", 2, 1000), clients),
     contacts: int("contacts", 1, 1000),
@@ -95,6 +98,7 @@ export function parseOptions(args: Record<string, unknown>): BenchOptions {
     pgStatements: !!args["pg-statements"],
     commitBatches: args["commit-batches"] === undefined ? undefined : int("commit-batches", 1, 64),
   };
+  if (options.mls && (options.pattern !== "group" || options.e2e || options.ceiling)) throw new Error("--mls takes --pattern group, without --e2e or --ceiling");
   if (!/^[a-z0-9_.-]{1,20}$/.test(options.prefix)) throw new Error("--prefix: up to 20 characters from a-z, 0-9, '_', '.', '-'");
   if (options.balancer && (options.compareStrategies || options.ceiling)) {
     throw new Error("--compare-strategies and --ceiling start their own servers: leave out --balancer");

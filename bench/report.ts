@@ -32,6 +32,7 @@ export interface Report {
     warmupS: number;
     size: number;
     e2e: boolean;
+    mls: boolean;
     groupSize: number | null;
     /** Direct-message partners: "fixed" contacts or "random" (anyone). */
     partners?: string;
@@ -108,6 +109,7 @@ export function buildReport(x: Inputs): Report {
       warmupS: o.warmupS,
       size: o.size,
       e2e: o.e2e,
+      mls: o.mls,
       groupSize: o.pattern === "group" || o.pattern === "mixed" ? o.groupSize : null,
       partners: o.pattern === "dm" || o.pattern === "mixed" ? o.partners : undefined,
       target: o.ceiling && x.label === "ceiling" ? "ceiling relay" : remote ? `balancer ${o.balancer}` : "own system",
@@ -166,7 +168,7 @@ export function formatReport(r: Report): string {
   const lines: string[] = [];
   const title = r.label ? ` (${r.label})` : "";
   lines.push(`ChatterBox bench${title}: ${c.pattern}${c.groupSize ? ` (groups of ${c.groupSize})` : ""}${c.partners === "random" ? " to random partners" : ""}, ${n(c.clients)} clients over ${c.servers ?? "?"} server(s) [${c.target}], ${c.workers} worker process(es)`);
-  lines.push(`  load        ${c.rate === "max" ? `max (closed loop, window ${c.window} per client)` : `${n(c.rate)} msg/s open loop`}, ${c.durationS} s after ${c.warmupS} s warm-up, ${c.e2e ? "real e2e envelopes" : `${c.size}-byte bodies`}`);
+  lines.push(`  load        ${c.rate === "max" ? `max (closed loop, window ${c.window} per client)` : `${n(c.rate)} msg/s open loop`}, ${c.durationS} s after ${c.warmupS} s warm-up, ${c.mls ? "real MLS ciphertexts (each member decrypts)" : c.e2e ? "real e2e envelopes" : `${c.size}-byte bodies`}`);
   lines.push(`  transport   ${c.transport === "tls" ? "TLS on every hop" : "PLAINTEXT (--insecure-plaintext)"}`);
   lines.push(`  machine     ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGiB} GiB, Bun ${r.machine.bun}`);
   lines.push(`  setup       ${r.setup.seconds} s to connect and log in${r.setup.failedClients ? `, ${r.setup.failedClients} clients failed` : ""}`);

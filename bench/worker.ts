@@ -10,6 +10,7 @@ import { chunks } from "../protocol/messages";
 import { SimClient } from "./client";
 import { runRelay, type RelaySetup } from "./ceiling";
 import { Load } from "./load";
+import { BenchMls } from "./mls";
 import type { FromWorker, ToWorker, WorkerSetup } from "./messages";
 import { groupMembers, groupName, partners } from "./patterns";
 
@@ -29,6 +30,10 @@ export async function runWorker(): Promise<void> {
   const load = new Load(setup);
   const started = performance.now();
   const failed = await connectAll(setup, load, (line) => say({ type: "log", worker: setup.worker, line }));
+  if (setup.mls) await parallel([...load.clients.values()], CONNECT_PARALLEL, async (c) => {
+    c.mls = new BenchMls(c);
+    await c.mls.publish();
+  });
   if (!setup.relays && !setup.idle && setup.pattern !== "dm" && setup.pattern !== "dm-cross" && setup.pattern !== "offline") await prepareGroups(setup, load);
   if (!setup.relays && !setup.idle) await openConversations(setup, load);
   if (setup.e2e) await fetchKeys(setup, load);
@@ -117,7 +122,7 @@ async function prepareGroups(setup: WorkerSetup, load: Load): Promise<void> {
   await parallel(load.groups(), 8, async (g) => {
     const members = groupMembers(g, pop);
     if (members.length < 2) return;
-    const group = groupName(setup.prefix, g, setup.groupSize);
+    const group = load.groupName(g);
     const first = load.clients.get(members[0]!);
     if (first) {
       for (;;) {
@@ -133,6 +138,14 @@ async function prepareGroups(setup: WorkerSetup, load: Load): Promise<void> {
         }
       }
     }
+    // with --mls: the first member's device makes the MLS group; every member here waits to have joined it
+    if (setup.mls && first) await first.mls!.create(group, members.slice(1).map((i) => load.name(i)), deadline);
+    if (setup.mls)
+      for (const c of members.map((i) => load.clients.get(i)))
+        while (c && !c.mls!.has(group)) {
+          if (Date.now() > deadline) throw new Error(`${c.name} was not welcomed into ${group}'s MLS group`);
+          await Bun.sleep(50);
+        }
     const asker = members.map((i) => load.clients.get(i)).find((c) => c)!;
     for (;;) {
       try {

@@ -85,6 +85,7 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
     onRead: (conv, seq) => view.read(conv, seq),
     onTyping: (t) => view.typing(t),
     onStatus: (status) => view.status(status),
+    onSecrecy: (n) => view.secrecy({ target: "group" in n.target ? { kind: "group", name: n.target.group } : { kind: "dm", name: n.target.to }, forwardSecret: n.forwardSecret, ...(n.reason !== undefined ? { reason: n.reason } : {}) }),
     onRetry: (at) => (retryAt = at),
     onEnd: (error) => {
       view.ended(error);
@@ -204,7 +205,7 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
       case "group": {
         if (command.op === "members") {
           const { members } = await session.groupMembers(command.group);
-          return view.event("members", { group: command.group, members }, `* #${command.group}: ${members.map((m) => `${m.name}${m.role === "admin" ? " (admin)" : ""}${m.unconfirmed ? " (listed by the server, but no admin's MLS commit added them: they cannot read)" : ""}`).join(", ")}`);
+          return view.event("members", { group: command.group, members }, `* #${command.group}: ${members.map((m) => `${m.name}${m.role === "admin" ? (m.adminUnconfirmed ? " (admin by the server's word only: the group's MLS admin list does not name them)" : " (admin)") : ""}${m.unconfirmed ? " (listed by the server, but no admin's MLS commit added them: they cannot read)" : ""}`).join(", ")}`);
         }
         if (command.op === "create") await session.createGroup(command.group, command.users);
         else await session.changeGroup(command.op, command.group, command.users);

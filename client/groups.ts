@@ -22,6 +22,8 @@ export interface MemberInfo {
   since: number;
   /** Listed by the server, but no admin's MLS commit added them: they cannot read the group. */
   unconfirmed?: true;
+  /** Listed by the server as an admin, but the group's own MLS admin list does not name them: their adds and removals are refused. */
+  adminUnconfirmed?: true;
 }
 
 export interface Membership {
@@ -34,7 +36,7 @@ export interface GroupParts {
   /** A request on the current link (admin calls are not retried: they are not idempotent). */
   request: Request;
   /** The device's MLS client: it commits the group's changes and says who it could not add. */
-  mls: Pick<MlsClient, "groupCreated" | "groupAdded" | "unconfirmed">;
+  mls: Pick<MlsClient, "groupCreated" | "groupAdded" | "unconfirmed" | "groupRolesChanged" | "unconfirmedAdmins">;
   onStatus?(line: string): void;
 }
 
@@ -52,8 +54,13 @@ export class Groups {
     if (op === "promote") await this.parts.request("group.promote", { group, user: users[0] });
     else if (op === "leave") await this.parts.request("group.leave", { group });
     else await this.parts.request(`group.${op}`, { group, users });
-    if (op !== "add") return;
     this.membership.delete(group);
+    if (op === "promote" || op === "remove") {
+      // the group's own admin list (and leaves) follow, by this admin's device's commit
+      if (!(await this.parts.mls.groupRolesChanged(group, op === "promote" ? { promote: users[0] } : { remove: users })))
+        this.parts.onStatus?.(`#${group}'s own MLS admin list does not name you: the other members will not take this ${op} from your device`);
+    }
+    if (op !== "add") return;
     const left = await this.parts.mls.groupAdded(group, users);
     if (left.length > 0) this.parts.onStatus?.(`${left.join(", ")} could not be added to #${group}'s MLS group (a device of theirs has no MLS keys yet): they cannot read it`);
   }
@@ -64,6 +71,8 @@ export class Groups {
     const members = reply.members as MemberInfo[];
     const unconfirmed = new Set(await this.parts.mls.unconfirmed(group, members.map((m) => m.name)));
     for (const m of members) if (unconfirmed.has(m.name)) m.unconfirmed = true;
+    const notAdmins = new Set(await this.parts.mls.unconfirmedAdmins(group, members.filter((m) => m.role === "admin").map((m) => m.name)));
+    for (const m of members) if (notAdmins.has(m.name)) m.adminUnconfirmed = true;
     const membership = { epoch: reply.epoch as number, members };
     this.membership.set(group, membership);
     return membership;

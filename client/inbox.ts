@@ -31,6 +31,8 @@ export interface InboxParts {
   groupChanged(group: string): void;
   onMessage?(message: Received): void;
   onStatus?(line: string): void;
+  /** A message of a conversation was taken in (MLS: how far this device is, client/mls/frontier.ts). */
+  passed?(conv: number, seq: number): void;
 }
 
 export class Inbox {
@@ -62,6 +64,7 @@ export class Inbox {
     }
     if (!received.control) this.parts.keep(received);
     this.received(message.conv, message.seq);
+    this.parts.passed?.(message.conv, message.seq);
     if (!received.control) this.parts.onMessage?.(received);
   }
 

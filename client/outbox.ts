@@ -35,6 +35,12 @@ export interface OutboxParts {
   /** The session is closing or ended: what is unsent stays in the outbox for the next start. */
   leaving(): boolean;
   onStatus?(line: string): void;
+  /**
+   * MLS: wait until this device took in the commits that made a send's epoch
+   * old (false: it cannot, and the send fails), and hear of each message this
+   * device stored (client/mls/client.ts).
+   */
+  mls?: { caughtUp(target: Target): Promise<boolean>; passed(conv: number, seq: number): void };
 }
 
 export class Outbox {
@@ -93,13 +99,16 @@ export class Outbox {
   }
 
   private async transmit(target: Target, content: Content, cmid: string): Promise<SendResult> {
-    for (;;) {
+    for (let stale = 0; ; ) {
       try {
         const r = "to" in target ? await this.sealForDm(target.to, content, cmid) : await this.sealForGroup(target.group, content, cmid);
         this.parts.store.sent(cmid);
         this.keepOwn(target, cmid, content.kind === "text" ? content.text : describeFile(content.file), r, content.kind === "file" ? content.file : undefined);
+        this.parts.mls?.passed(r.conv, r.seq);
         return r;
       } catch (error) {
+        // sealed on an MLS epoch a commit just ended: take the commit in, seal again (nothing was stored)
+        if (error instanceof ChatError && error.code === "E_MLS_STALE_EPOCH" && stale++ < 3 && this.parts.mls && (await this.parts.mls.caughtUp(target))) continue;
         const temporary = error instanceof ChatError && isTemporary(error.code);
         // Leaving with it unsent keeps it in the outbox, for the next start.
         if (temporary && !this.parts.leaving()) {

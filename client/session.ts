@@ -21,6 +21,7 @@ import type { Target } from "./files";
 import { Groups, type GroupInfo, type MemberInfo } from "./groups";
 import { Inbox } from "./inbox";
 import { isMlsBody, MlsClient } from "./mls/client";
+import type { SecrecyNotice } from "./mls/secrecy";
 import { Outbox } from "./outbox";
 import { allPages, pagedHistory } from "./pages";
 import { LocalStore } from "./store";
@@ -35,6 +36,8 @@ export { describeFile, keyChangedWarning } from "./received";
 export interface SessionOptions extends ConnectionOptions, UserEventSink {
   /** A message, in order, once: from someone else, or the user's own from another of their connections. */
   onMessage?(message: Received): void;
+  /** A conversation's messages go as envelopes, not forward secret (once, with why), or are on MLS again after that. */
+  onSecrecy?(notice: SecrecyNotice): void;
 }
 
 export class ChatSession {
@@ -82,6 +85,7 @@ export class ChatSession {
       keyOf: (n) => this.e2e.keyOf(n),
       call: (op, args) => this.call(op, args),
       persistent: this.persist,
+      onSecrecy: (n) => options.onSecrecy?.(n),
       groupMembers: async (g) => (await this.groupsPart.current(g)).members,
     });
     this.codec = new MlsFirstCodec(this.mls, isMlsBody, new EnvelopeCodec(options.user, this.e2e));
@@ -98,11 +102,13 @@ export class ChatSession {
       position: (conv) => this.connection.position(conv),
       groupChanged: (group) => this.groupsPart.forget(group),
       onMessage: (m) => this.options.onMessage?.(m),
+      passed: (conv, seq) => this.mls.passed(conv, seq),
     });
     this.outbox = new Outbox({
       user: options.user, store: this.store, codec: this.codec, groups: this.groupsPart, keep, leaving, onStatus: status,
       send: (args) => this.send(args),
       connected: () => this.connected,
+      mls: this.mls,
     });
     this.files = new FileMessages({ caller: this, send: (t, c, cmid) => this.outbox.send(t, c, cmid), read: (m) => this.inbox.read(m) });
   }

@@ -19,6 +19,20 @@ export interface Sending {
   failed(error: Error): void;
 }
 
+/** Whether a conversation's messages are forward secret (MLS) or not (envelopes sealed to long-term keys), and why not. */
+export interface Secrecy {
+  target: Target;
+  forwardSecret: boolean;
+  reason?: string;
+}
+
+/** The sentence the views show for it. */
+export function secrecyLine(s: Secrecy): string {
+  return s.forwardSecret
+    ? `messages in ${label(s.target)} are forward secret again (MLS)`
+    : `WARNING: messages in ${label(s.target)} are not forward secret (sealed to long-term keys, not MLS): ${s.reason ?? "not on MLS yet"}`;
+}
+
 /** What a view may ask of the chat. */
 export interface ViewActions {
   /** A line the person entered: text for the current conversation, or a /command. */
@@ -63,6 +77,8 @@ export interface ChatView {
   typing(t: TypingEvent): void;
   /** A change of the connection's state, or a warning, in a sentence. */
   status(text: string): void;
+  /** A conversation's messages are not forward secret (envelopes, and why), or are again (MLS): once each time that changes. */
+  secrecy(notice: Secrecy): void;
   /** The outcome of a command: a type and fields for scripts, a sentence for people. */
   event(type: string, fields: Record<string, unknown>, human: string): void;
   /** A message of the user's is on its way (in the outbox); the view hears when the server stored it. */

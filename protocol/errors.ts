@@ -40,6 +40,7 @@ export const ErrorCodes = {
   E_GROUP_FULL: "The group has as many members as this server allows",
   E_STALE_MEMBERS: "The group's membership changed: seal the message again for the current members",
   E_MLS_STALE_COMMIT: "Another membership change of this MLS epoch came first: make the commit again on the new epoch",
+  E_MLS_STALE_EPOCH: "The MLS message was encrypted for an epoch the conversation has left: take in its newer commits and send it again",
   E_MLS_DEVICE_LIST: "The device list is not signed by the account's identity key, or is not newer than the one held",
   E_KEY_CHANGED: "The contact's identity key changed: compare safety numbers with /verify, then /trust them",
   E_NO_KEYS: "This device has no identity keys for the account: log in with the password",

@@ -22,11 +22,16 @@ export interface ClaimedPackage {
 export class KeyPackageStore {
   constructor(private readonly sql: Sql) {}
 
-  /** Adds one-time packages and replaces the last-resort one; returns how many one-time packages are held. */
-  async put(deviceId: number, oneTime: Uint8Array[], lastResort: Uint8Array | undefined): Promise<number> {
+  /**
+   * Adds one-time packages and replaces the last-resort one; returns how many
+   * one-time packages are held. `replace`: the device's earlier packages go
+   * first (it lost their private halves: a new MLS key, or a store in memory).
+   */
+  async put(deviceId: number, oneTime: Uint8Array[], lastResort: Uint8Array | undefined, replace = false): Promise<number> {
     return this.sql.begin(async (tx) => {
       // the device row serialises two uploads from one device, so the cap holds
       await tx`select id from devices where id = ${deviceId} for update`;
+      if (replace) await tx`delete from key_packages where device_id = ${deviceId}`;
       const [{ n }] = (await tx`select count(*)::int as n from key_packages where device_id = ${deviceId} and not last_resort`) as unknown as [{ n: number }];
       if (n + oneTime.length > MAX_ONE_TIME_PACKAGES)
         throw new ChatError("E_BAD_REQUEST", `A device holds at most ${MAX_ONE_TIME_PACKAGES} one-time key packages; it has ${n}`);

@@ -105,7 +105,7 @@ export function mlsRoutes(deps: MlsDeps, loggedIn: Route<ClientState>["guard"]):
         if (oneTime.length === 0 && !lastResort) throw new ChatError("E_BAD_REQUEST", "oneTime or lastResort: expected key packages");
         for (const [i, data] of oneTime.entries()) check(data, `oneTime[${i}]`, false, me.name, device.key);
         if (lastResort) check(lastResort, "lastResort", true, me.name, device.key);
-        return { oneTime: await keyPackages.put(device.id, oneTime, lastResort) };
+        return { oneTime: await keyPackages.put(device.id, oneTime, lastResort, req.replace === true) };
       },
     },
     "mls.keypackages.claim": {

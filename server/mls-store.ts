@@ -10,6 +10,7 @@
 import type { Sql } from "../db/connect";
 import { verifyDeviceList } from "../crypto/mls/device-list.ts";
 import { ChatError } from "../protocol/errors";
+import { EpochGate } from "./mls-epochs";
 
 export interface StoredCommit {
   id: number;
@@ -23,6 +24,9 @@ export interface StoredCommit {
 }
 
 export class MlsStore {
+  /** What the send route checks an MLS application message's epoch with (server/mls-epochs.ts). */
+  readonly epochs = new EpochGate((convId) => this.epochOf(convId));
+
   constructor(private readonly sql: Sql) {}
 
   /** Keeps a user's signed device list if it is signed by their identity key and newer than the one held; returns its version. */
@@ -62,6 +66,12 @@ export class MlsStore {
    * of the epoch came first. A retry with the same cmid finds its first copy.
    */
   async appendCommit(convId: number, sender: number, cmid: string, epoch: number, body: Uint8Array): Promise<StoredCommit> {
+    const stored = await this.appendCommitNow(convId, sender, cmid, epoch, body);
+    this.epochs.moved(convId, stored.epoch);
+    return stored;
+  }
+
+  private appendCommitNow(convId: number, sender: number, cmid: string, epoch: number, body: Uint8Array): Promise<StoredCommit> {
     return this.sql.begin(async (tx) => {
       // the same lock the group commit takes: the sequence stays gapless and ordered
       const [conv] = await tx`select kind, last_seq from conversations where id = ${convId} for update`;

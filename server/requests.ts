@@ -164,7 +164,8 @@ export function routes(ctx: RouteDeps, directory: Directory, acks: Acks): Record
         const epoch = group !== undefined ? v.int(req, "epoch", 0) : undefined;
         // A spent allowance refuses before anything is stored; a retry with the same cmid after the wait is a new send.
         ctx.limits.send(me.id, conn.remote, conn);
-        const place = ({ convId, recipients }: Destination) => ({ convId, recipients, commit: ctx.committer.append({ senderId: me.id, convId, cmid, body, epoch }) });
+        // (an MLS application message from an epoch the conversation has left is refused first: server/mls-epochs.ts)
+        const place = ({ convId, recipients }: Destination) => ({ convId, recipients, commit: ctx.mls.epochs.admit(convId, body, () => ctx.committer.append({ senderId: me.id, convId, cmid, body, epoch })) });
         // One connection's sends to one conversation reach the committer in the
         // order they arrived: while one is being looked up (a cold lookup, or
         // a conversation made on first use), the next to the same target wait

@@ -22,6 +22,8 @@ function groups(unconfirmed: string[] = [], cannotAdd: string[] = []) {
       groupCreated: async () => {},
       groupAdded: async () => cannotAdd,
       unconfirmed: async (_g, names) => names.filter((n) => unconfirmed.includes(n)),
+      groupRolesChanged: async () => true,
+      unconfirmedAdmins: async () => [],
     },
     onStatus: (line) => statuses.push(line),
   });

@@ -284,7 +284,10 @@ test("a revoked device is removed by the next message of its account's other dev
   }
   // and the commit it would need removes it
   const { DeviceGroup } = await import("../crypto/mls/index.ts");
-  const restored = await DeviceGroup.restore(kept, { isTrusted: () => true });
+  // (trusting every device but the laptop itself, which bob's new list leaves out: a member removes only what its owner no longer lists)
+  const probe = await DeviceGroup.restore(kept, { isTrusted: () => true });
+  const self = probe.members().find((m) => m.leaf === probe.ownLeaf)!;
+  const restored = await DeviceGroup.restore(kept, { isTrusted: (d) => d.deviceId !== self.deviceId });
   const removal = await restored.receive((parseMlsBody(stored[2]!) as { commit: Uint8Array }).commit);
   expect(removal).toMatchObject({ kind: "commit", removedSelf: true });
 

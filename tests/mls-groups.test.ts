@@ -11,7 +11,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openDatabase, type Database } from "../db/connect";
-import { parseMlsBody } from "../client/mls/body";
+import { commitBody, parseMlsBody } from "../client/mls/body";
+import { createCommit, decodeGroupState, type ClientState } from "ts-mls";
+import { defaultClientConfig } from "ts-mls/clientConfig.js";
+import { decodeKeyPackage, mlsSuite } from "../crypto/mls/index.ts";
+import { encodeMessage, encodeWelcome } from "../crypto/mls/wire.ts";
 import { attackerDecrypt } from "./support/mls.ts";
 import { connectPersistent, signup, startCluster, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
 
@@ -110,7 +114,7 @@ test("an admin's add is an MLS commit that the new member joins from; a removed 
   await carol!.session.sendGroupText(group, "bob is gone");
   await waitFor(() => dave!.texts().includes("bob is gone") && alice!.texts().includes("bob is gone"), "the others to read");
   const bodies = await groupBodies(group);
-  // create, first, dave's add, welcome dave, bob's removal (by carol's device, before her message), bob is gone
+  // create, first, dave's add, welcome dave, bob's removal (by alice's device, the admin's, as the server took it), bob is gone
   expect(bodies.map((b) => b[1])).toEqual([2, 1, 2, 1, 2, 1]);
   const file = new Sqlite(join(fileHome, bob!.name, "store.db"), { readonly: true });
   const kept = new Uint8Array((file.query("select state from mls_groups where label = ?").get(`group:${group}`) as { state: Uint8Array }).state);
@@ -127,8 +131,51 @@ test("two admins adding at once: one commit wins the epoch, the other is made ag
   await Promise.all([alice!.session.changeGroup("add", group, [dave!.name]), bob!.session.changeGroup("add", group, [erin!.name])]);
   await alice!.session.sendGroupText(group, "hello both");
   await waitFor(() => dave!.texts().includes("hello both") && erin!.texts().includes("hello both"), "both new members to read");
-  // the group's commit, then one commit per epoch for the two adds
-  expect((await groupBodies(group)).map((b) => b[1])).toEqual([2, 2, 2, 1]);
+  // the group's commit, bob made an admin in the group's own list, then one commit per epoch for the two adds
+  expect((await groupBodies(group)).map((b) => b[1])).toEqual([2, 2, 2, 2, 1]);
   const { members } = await erin!.session.groupMembers(group);
   expect(members.filter((m) => m.unconfirmed)).toEqual([]);
+});
+
+test("the server making a member an admin (a database edit) changes nothing: every client shows it, and that member's add commit is refused by every client", async () => {
+  const [alice, bob, carol, dave] = await people("ja", "jb", "jc", "jd");
+  const group = uniqueName("j");
+  await alice!.session.createGroup(group, [bob!.name, carol!.name]);
+  await alice!.session.sendGroupText(group, "before");
+  await waitFor(() => bob!.texts().includes("before") && carol!.texts().includes("before"), "members to read");
+
+  await db.sql`update members set role = 'admin' where user_id = (select id from users where name = ${bob!.name})
+               and conversation_id = (select id from conversations where kind = 'group' and name = ${group})`;
+  for (const u of [alice!, bob!, carol!]) {
+    const { members } = await u.session.groupMembers(group);
+    expect(members.find((m) => m.name === bob!.name)).toMatchObject({ role: "admin", adminUnconfirmed: true });
+    expect(members.find((m) => m.name === alice!.name)!.adminUnconfirmed).toBeUndefined();
+  }
+
+  // bob's own client knows the group's list does not name him: the server takes the add, his device commits nothing
+  await bob!.session.changeGroup("add", group, [dave!.name]);
+  expect(bob!.statuses.some((s) => s.includes(dave!.name) && s.includes("could not be added"))).toBe(true);
+  expect((await groupBodies(group)).filter((b) => b[1] === 2).length).toBe(1);
+
+  // a patched client of bob's commits the add anyway, from the state on bob's disk, with a welcome for dave
+  const file = new Sqlite(join(fileHome, bob!.name, "store.db"), { readonly: true });
+  const saved = new Uint8Array((file.query("select state from mls_groups where label = ?").get(`group:${group}`) as { state: Uint8Array }).state);
+  file.close();
+  const claim = (await bob!.session.call("mls.keypackages.claim", { user: dave!.name, complete: true })) as { packages: { keyPackage: Uint8Array }[] };
+  const state: ClientState = { ...decodeGroupState(saved, 0)![0], clientConfig: { ...defaultClientConfig, authService: { validateCredential: async () => true } } };
+  const rogue = await createCommit(
+    { state, cipherSuite: await mlsSuite() },
+    { extraProposals: claim.packages.map((p) => ({ proposalType: "add", add: { keyPackage: decodeKeyPackage(new Uint8Array(p.keyPackage)) } })), ratchetTreeExtension: true },
+  );
+  const epoch = (await bob!.session.call("mls.epoch", { group })).epoch as number;
+  await bob!.session.call("mls.commit", { group, cmid: crypto.randomUUID(), epoch, body: commitBody(encodeMessage(rogue.commit), encodeWelcome(rogue.welcome!)) });
+
+  for (const u of [alice!, carol!])
+    await waitFor(() => u.received.some((m) => m.group === group && m.code === "E_MLS_NOT_ADMIN"), `${u.name} to refuse bob's add`);
+  for (const u of [alice!, carol!]) {
+    const refused = u.received.find((m) => m.group === group && m.code === "E_MLS_NOT_ADMIN")!;
+    expect(refused.problem).toContain(`${bob!.name} is not an admin`);
+    const { members } = await u.session.groupMembers(group);
+    expect(members.find((m) => m.name === dave!.name)).toMatchObject({ unconfirmed: true });
+  }
 });

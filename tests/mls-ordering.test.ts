@@ -91,15 +91,19 @@ test("a replayed message, a reordered message, a replayed commit and a tampered 
   expect(read(await bob.receive(m4))).toBe("four");
 });
 
-test("a message sent just before a commit the server ordered first still opens; one two epochs old does not", async () => {
+test("a message sent just before commits the server ordered first still opens two epochs on; one three epochs old does not", async () => {
   const { log, groups } = await threeMembers();
   const [alice, bob, carol] = groups;
   const late = await alice.encrypt(text("sent before the update"));
-  const older = await alice.encrypt(text("sent two epochs ago"));
+  const later = await alice.encrypt(text("two epochs on"));
+  const older = await alice.encrypt(text("sent three epochs ago"));
   log.append((await bob.update()).commit);
   await log.deliverAll(groups);
   expect(read(await carol.receive(late))).toBe("sent before the update");
   log.append((await carol.update()).commit);
+  await log.deliverAll(groups);
+  expect(read(await carol.receive(later))).toBe("two epochs on");
+  log.append((await alice.update()).commit);
   await log.deliverAll(groups);
   await expect(bob.receive(older)).rejects.toMatchObject({ reason: "E_MLS_EPOCH" });
 });

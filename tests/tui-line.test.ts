@@ -151,7 +151,8 @@ test("/open opens the last file received in the conversation with the system's o
   await waitFor(() => lines.some((l) => l.type === "file"), "the file to be saved", 30_000);
   const savedPath = lines.find((l) => l.type === "file")!.saved as string;
   proc.stdin.write("/open\n");
-  await waitFor(() => existsSync(join(dir, "opened")), "the opener to run", 30_000);
+  // The stand-in's line is whole once its newline is there (the file appears before its write lands).
+  await waitFor(() => existsSync(join(dir, "opened")) && readFileSync(join(dir, "opened"), "utf8").endsWith("\n"), "the opener to run", 30_000);
   expect(readFileSync(join(dir, "opened"), "utf8").trim()).toBe(savedPath);
   await bobUser.session.sendFile({ to: alice }, join(dir, "run-me.sh"));
   await waitFor(() => lines.filter((l) => l.type === "file").length === 2, "the second file", 30_000);

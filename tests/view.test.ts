@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { runChat } from "../client/chat";
 import type { ReceiptEvent, Received, TypingEvent } from "../client/session";
-import type { ChatView, Sending, Target, ViewActions } from "../client/view";
+import type { ChatView, Secrecy, Sending, Target, ViewActions } from "../client/view";
 import { connectUser, PASSWORD, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
 
 setDefaultTimeout(60_000);
@@ -48,6 +48,9 @@ class RecordingView implements ChatView {
   }
   status(text: string) {
     this.log.push({ kind: "status", text });
+  }
+  secrecy(s: Secrecy) {
+    this.log.push({ kind: "secrecy", ...s });
   }
   event(type: string, fields: Record<string, unknown>) {
     this.log.push({ kind: "event", type, ...fields });

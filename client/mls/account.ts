@@ -7,7 +7,7 @@
  */
 import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import type { IdentityKeys, PublicIdentity } from "../../crypto/keys";
-import { DeviceListBook, makeKeyPackage, mlsSuite, signDeviceList, verifyDeviceList, type DeviceList, type MlsDevice, type OwnKeyPackage } from "../../crypto/mls/index.ts";
+import { DeviceListBook, makeKeyPackage, mlsSuite, ROLES_EXTENSION, signDeviceList, verifyDeviceList, type DeviceList, type MlsDevice, type OwnKeyPackage } from "../../crypto/mls/index.ts";
 import { ChatError } from "../../protocol/errors";
 import type { MlsLocal } from "./local";
 
@@ -99,7 +99,14 @@ export class MlsAccount {
 
   /** Keeps the private halves first: a package the server hands out must be one this device can join with. */
   private async topUp(): Promise<void> {
-    const held = (await this.deps.call("mls.keypackages.count", {})) as { oneTime: number; lastResort: boolean };
+    const counted = (await this.deps.call("mls.keypackages.count", {})) as { oneTime: number; lastResort: boolean };
+    // Packages on the server whose private halves this device does not hold (a store in memory, or one lost,
+    // and so a new MLS key) are of no use: a welcome made for one could not be read. They are replaced.
+    // So are packages made before the roles extension (crypto/mls/roles.ts): a group carrying it refuses to add them.
+    const mine = this.packages();
+    const old = mine.some((p) => !p.publicPackage.leafNode.capabilities.extensions.includes(ROLES_EXTENSION));
+    const replace = (counted.oneTime > 0 || counted.lastResort) && (mine.length === 0 || old);
+    const held = replace ? { oneTime: 0, lastResort: false } : counted;
     if (held.oneTime >= KEY_PACKAGE_LOW && held.lastResort) return;
     const oneTime: OwnKeyPackage[] = [];
     if (held.oneTime < KEY_PACKAGE_LOW) for (let i = held.oneTime; i < KEY_PACKAGE_TARGET; i++) oneTime.push(await makeKeyPackage(this.device));
@@ -110,9 +117,12 @@ export class MlsAccount {
     for (const p of all) refs.set(p, Buffer.from(await makeKeyPackageRef(p.publicPackage, cs.hash)).toString("hex"));
     this.deps.local.keepPackages(all, (p) => refs.get(p)!);
     await this.deps.call("mls.keypackages.put", {
+      ...(replace ? { replace: true } : {}),
       ...(oneTime.length ? { oneTime: oneTime.map((p) => p.encoded) } : {}),
       ...(lastResort ? { lastResort: lastResort.encoded } : {}),
     });
+    // the server dropped the packages it held: so does this device, for the old ones it still had
+    if (replace) for (const p of mine) if (!p.publicPackage.leafNode.capabilities.extensions.includes(ROLES_EXTENSION)) this.deps.local.forgetPackage(p.ref);
   }
 
   /**

@@ -6,7 +6,7 @@
  * announcement) comes from this device's own copy in store.db, not from the
  * ciphertext. CHATTERBOX_MLS=off keeps a device on envelopes (for comparison
  * runs; it still reads MLS messages addressed to it), and so does a device
- * whose store is in memory only.
+ * whose store is in memory only, unless CHATTERBOX_MLS=on.
  */
 import type { IdentityKeys, PublicIdentity } from "../../crypto/keys";
 import type { WireMessage } from "../../protocol/messages";
@@ -16,7 +16,9 @@ import { dmLabel } from "../e2e";
 import type { StoredMessage } from "../store";
 import { MlsAccount, type Call } from "./account";
 import { MlsConversations, type Place } from "./conversations";
+import { Frontier } from "./frontier";
 import { HistoryBackup } from "./history-backup";
+import { SecrecyWatch, type SecrecyNotice } from "./secrecy";
 import { MlsLocal, type KeyValues } from "./local";
 import type { Database } from "bun:sqlite";
 
@@ -28,6 +30,9 @@ export { isMlsBody } from "./body";
 const RECENT_ADD_MS = 10_000;
 /** ...which a sender waits for this long at most before it encrypts. */
 const WAIT_FOR_ADD_MS = 3_000;
+
+/** How long a send refused as from an old epoch waits for this device to take in the newer commits. */
+const CATCH_UP_MS = 10_000;
 
 /** What reading an MLS body gives (the codec's Opened). */
 export type MlsRead = Opened;
@@ -42,23 +47,41 @@ export interface MlsClientDeps {
   groupMembers(group: string): Promise<{ name: string; role: string; since?: number }[]>;
   /**
    * Whether the device keeps its store on disk. One that does not (tests,
-   * scripted one-off sessions) would lose its groups at exit and read nothing
-   * after, so it stays on envelopes.
+   * scripted one-off sessions) stays on envelopes unless CHATTERBOX_MLS=on:
+   * its MLS groups, signing key and key packages would live in its in-memory
+   * store for the process's life only, so each start would be a new MLS
+   * device under the same device id (a new key in the account's list, a
+   * removal and an add in every conversation it is in), reading nothing sent
+   * before it started, and two such processes of one device would each
+   * publish their own key and push the other out.
    */
   persistent: boolean;
+  /** A conversation's messages went as envelopes (not forward secret), and why; or moved to MLS after that. */
+  onSecrecy?(notice: SecrecyNotice): void;
 }
 
 export class MlsClient {
   readonly account: MlsAccount;
   readonly conversations: MlsConversations;
   readonly backup: HistoryBackup;
+  private readonly frontier: Frontier;
+  private readonly secrecy: SecrecyWatch;
   private readonly enabled: boolean;
+  /** Sends the server refused as from an old epoch (E_MLS_STALE_EPOCH) and that were sealed again: for tests and the bench. */
+  staleRetries = 0;
 
   constructor(private readonly deps: MlsClientDeps) {
     const local = new MlsLocal(deps.store.db, deps.store);
     this.account = new MlsAccount({ user: deps.user, deviceId: () => deps.store.device().id, keys: deps.keys, keyOf: (n) => deps.keyOf(n), call: deps.call, local });
-    this.conversations = new MlsConversations(deps.user, this.account, local, deps.call);
-    this.enabled = deps.persistent && process.env.CHATTERBOX_MLS !== "off";
+    this.frontier = new Frontier((conv) => {
+      const row = deps.store.db.query("select received from convs where conv = ?").get(conv) as { received: number } | null;
+      return row?.received ?? 0;
+    });
+    this.conversations = new MlsConversations(deps.user, this.account, local, deps.call, this.frontier);
+    this.secrecy = new SecrecyWatch((n) => deps.onSecrecy?.(n));
+    // A store in memory holds MLS groups as well as one on disk (MlsLocal over the same SQLite, ":memory:"), but
+    // only for the process's life (see `persistent`): such a device speaks MLS only when asked to.
+    this.enabled = process.env.CHATTERBOX_MLS === "on" || (deps.persistent && process.env.CHATTERBOX_MLS !== "off");
     this.backup = new HistoryBackup({ user: deps.user, kv: deps.store, call: deps.call, keep: (m) => deps.store.keep(m) });
   }
 
@@ -71,6 +94,11 @@ export class MlsClient {
 
   passwordLogin(wrapKey: Uint8Array): void {
     this.backup.passwordLogin(wrapKey);
+  }
+
+  /** The session took in (or stored) the message at `seq` of `conv`: how far this device is in each conversation. */
+  passed(conv: number, seq: number): void {
+    this.frontier.passed(conv, seq);
   }
 
   /** A message this device kept: into the history backup, if it is on. */
@@ -94,22 +122,35 @@ export class MlsClient {
   }
 
   /** A direct message's body, or undefined for an envelope. */
-  sealDm(to: string, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
+  async sealDm(to: string, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
     const place = this.dm(to);
-    if (!this.enabled && !this.conversations.has(place.label)) return Promise.resolve(undefined);
-    return this.conversations.seal(place, cmid, content);
+    if (!this.enabled && !this.conversations.has(place.label)) return this.sealed(place, undefined);
+    return this.sealed(place, await this.conversations.seal(place, cmid, content));
+  }
+
+  /** Tells the view whether the conversation is forward secret, when that is news; returns the body. */
+  private sealed(place: Place, body: Uint8Array | undefined): Uint8Array | undefined {
+    const reason = body
+      ? undefined
+      : !this.enabled && !this.deps.persistent
+        ? "this device keeps nothing on disk (persist: false), so it stays on envelopes (CHATTERBOX_MLS=on moves it to MLS, for this process's life)"
+        : process.env.CHATTERBOX_MLS === "off"
+          ? "MLS is off on this device (CHATTERBOX_MLS=off)"
+          : (this.conversations.whyNot(place.label) ?? "it is not on MLS yet");
+    this.secrecy.sealed(place.label, place.target, reason);
+    return body;
   }
 
   /** A group message's body, or undefined for an envelope (the group is not on MLS yet, and this user is no admin to move it). */
   async sealGroup(group: string, cmid: string, content: Uint8Array): Promise<Uint8Array | undefined> {
     const place = await this.group(group);
-    if (!this.enabled && !this.conversations.has(place.label)) return undefined;
+    if (!this.enabled && !this.conversations.has(place.label)) return this.sealed(place, undefined);
     // Someone added a moment ago: the admin's commit that gives them the keys is on its way, and a message
     // made before this device takes it in would be from an epoch they never had. Wait for it a little.
     const members = await this.deps.groupMembers(group);
     const recent = members.filter((m) => m.since !== undefined && Date.now() - m.since < RECENT_ADD_MS).map((m) => m.name);
     if (recent.length > 0) await this.conversations.awaitLeaves(place.label, recent, WAIT_FOR_ADD_MS);
-    return this.conversations.seal(place, cmid, content);
+    return this.sealed(place, await this.conversations.seal(place, cmid, content));
   }
 
   /** After the server accepted a new group: its creator's device makes the MLS group with every member in it. */
@@ -122,6 +163,31 @@ export class MlsClient {
   async groupAdded(group: string, users: string[]): Promise<string[]> {
     if (!this.enabled) return [];
     return this.conversations.addUsers(await this.group(group), users);
+  }
+
+  /** After the server accepted a promotion or a removal: this admin's device commits it into the group's own admin list and leaves. False: this device is no admin there. */
+  async groupRolesChanged(group: string, change: { promote?: string; remove?: string[] }): Promise<boolean> {
+    if (!this.enabled && !this.conversations.has(`group:${group}`)) return true;
+    return this.conversations.changeRoles(await this.group(group), change);
+  }
+
+  /**
+   * The server refused a message as from an MLS epoch the conversation has left
+   * (E_MLS_STALE_EPOCH): waits until this device took in the newer commits, which
+   * the server delivers in order, so that the message can be sealed again on the
+   * new epoch. A commit this device refused (a forgery, shown where it came)
+   * never lets it get there: false, and the send fails for good.
+   */
+  async caughtUp(target: { to: string } | { group: string }): Promise<boolean> {
+    this.staleRetries++;
+    const place = "group" in target ? await this.group(target.group) : this.dm(target.to);
+    const epoch = (await this.deps.call("mls.epoch", target)).epoch as number;
+    return this.conversations.reachEpoch(place.label, epoch, CATCH_UP_MS);
+  }
+
+  /** Members the server lists as admins whom the group's own (MLS) admin list does not name. */
+  unconfirmedAdmins(group: string, admins: string[]): Promise<string[]> {
+    return this.conversations.unconfirmedAdmins(`group:${group}`, admins);
   }
 
   /** Members the server lists who were never added to the group's MLS group by an admin's commit. */
@@ -151,7 +217,13 @@ export class MlsClient {
   private async group(name: string): Promise<Place> {
     const members = await this.deps.groupMembers(name);
     const me = members.find((m) => m.name === this.deps.user);
-    return { label: `group:${name}`, users: members.map((m) => m.name), target: { group: name }, admin: me?.role === "admin" };
+    return {
+      label: `group:${name}`,
+      users: members.map((m) => m.name),
+      target: { group: name },
+      admin: me?.role === "admin",
+      admins: members.filter((m) => m.role === "admin").map((m) => m.name),
+    };
   }
 
   private dm(other: string): Place {

@@ -6,7 +6,7 @@
  * by its first sender, once every device of every member has published key
  * packages and a device list; until then the session uses envelopes.
  */
-import { decodeKeyPackage, DeviceGroup, MlsError, type Received as MlsReceived } from "../../crypto/mls/index.ts";
+import { decodeKeyPackage, DeviceGroup, MlsError, type GroupRoles, type Received as MlsReceived } from "../../crypto/mls/index.ts";
 import { ChatError } from "../../protocol/errors";
 import type { WireMessage } from "../../protocol/messages";
 import type { MlsAccount, Call } from "./account";
@@ -15,12 +15,16 @@ import type { MlsLocal } from "./local";
 import { groupIdOf, joinFromWelcome } from "./join";
 import { planLeaves } from "./reconcile";
 import { GroupSlots, type Held } from "./slots";
+import type { Frontier } from "./frontier";
 
 /** A leaf update (a commit with no proposals) after this many sends from this device, or this long: post-compromise security. */
 export const UPDATE_EVERY_MESSAGES = 100;
 export const UPDATE_EVERY_MS = 24 * 3600_000;
 /** After a conversation was found not ready for MLS, how long before asking again. */
 const NOT_READY_MS = 30_000;
+
+/** What became of a commit this device tried to make. */
+type Committed = "stored" | "stale" | "behind";
 
 export type Opened =
   | { status: "ok"; content: Uint8Array; device: string }
@@ -40,13 +44,19 @@ export interface Place {
    * For a group chat: whether this user is an admin (the server's word). Only
    * an admin's device makes the group; and a user enters a group chat's MLS
    * group only by an admin's explicit add (addUsers), never because the
-   * server lists them.
+   * server lists them. Once the group is on MLS, what counts is the admin
+   * list in the group itself (crypto/mls/roles.ts), which every member checks
+   * each commit against.
    */
   admin?: boolean;
+  /** For a group chat: its admins as the server lists them, which the MLS group takes as its first admin list when it is made. */
+  admins?: string[];
 }
 
 export class MlsConversations {
   private readonly notReady = new Map<string, number>();
+  /** Why each conversation is not on MLS, as last found: what the warning says. */
+  private readonly why = new Map<string, string>();
   /** Devices found without a usable key package ("user/device"), until when. */
   private readonly noPackage = new Map<string, number>();
 
@@ -57,6 +67,7 @@ export class MlsConversations {
     private readonly account: MlsAccount,
     private readonly local: MlsLocal,
     private readonly call: Call,
+    private readonly frontier: Frontier,
   ) {
     this.slots = new GroupSlots(local, account.book);
   }
@@ -79,6 +90,7 @@ export class MlsConversations {
     if (!held) {
       if ((this.notReady.get(place.label) ?? 0) > Date.now()) return undefined;
       if ("group" in place.target && !place.admin) {
+        this.why.set(place.label, "the group is not on MLS yet: an admin's device moves it, at the admin's next message");
         await this.notOnMls(place);
         this.notReady.set(place.label, Date.now() + NOT_READY_MS);
         return undefined;
@@ -89,7 +101,10 @@ export class MlsConversations {
         return undefined;
       }
     }
-    if (held.group.removed) return undefined;
+    if (held.group.removed) {
+      this.why.set(place.label, "this device was removed from the conversation's MLS group");
+      return undefined;
+    }
     await this.account.refresh(place.users);
     await this.reconcile(place, held);
     if (held.sent >= UPDATE_EVERY_MESSAGES || Date.now() - held.since > UPDATE_EVERY_MS) await this.update(place, held);
@@ -127,17 +142,22 @@ export class MlsConversations {
   async addUsers(place: Place, users: string[]): Promise<string[]> {
     for (let attempt = 0; ; attempt++) {
       const tried = await this.slots.serial(place.label, () => this.addUsersNow(place, users));
-      if (tried.stored) return tried.left;
+      if (tried.stored === "stored") return tried.left;
       // Another commit of the epoch came first: it is taken in on the conversation's lane (so not waited for
       // inside it), then the add is made again on the new epoch.
       if (attempt >= 5) throw new MlsError("E_MLS_STALE_COMMIT", "The add lost its epoch five times in a row");
-      await this.epochPast(place.label, tried.epoch);
+      await this.settle(place.label, tried.epoch, tried.stored);
     }
   }
 
-  private async addUsersNow(place: Place, users: string[]): Promise<{ stored: boolean; left: string[]; epoch: bigint }> {
+  private async addUsersNow(place: Place, users: string[]): Promise<{ stored: Committed; left: string[]; epoch: bigint }> {
     const held = await this.slots.loaded(place.label);
-    if (!held) return { stored: true, left: [], epoch: 0n };
+    if (!held) return { stored: "stored", left: [], epoch: 0n };
+    if (!held.group.isAdmin(this.me)) {
+      // the commit that made this user an admin may still be on its way: wait for the server's epoch, then try again
+      if (((await this.call("mls.epoch", place.target)).epoch as number) > Number(held.group.epoch)) return { stored: "stale", left: [], epoch: held.group.epoch };
+      return { stored: "stored", left: users, epoch: held.group.epoch };
+    }
     await this.account.refresh(users, true);
     const packages: Uint8Array[] = [];
     const left: string[] = [];
@@ -149,16 +169,71 @@ export class MlsConversations {
       else packages.push(...usable.map((p) => new Uint8Array(p.keyPackage)));
     }
     const epoch = held.group.epoch;
-    const stored = packages.length === 0 || (await this.commitChange(place, held, packages, []));
+    const stored = packages.length === 0 ? "stored" : await this.commitChange(place, held, packages, []);
     return { stored, left, epoch };
   }
 
-  /** Waits (up to 15 s) until this process's group for the label is past `epoch`. */
-  private async epochPast(label: string, epoch: bigint): Promise<void> {
+  /**
+   * An admin's device, right after the server accepted a promotion or a
+   * removal: one commit that puts the group's own admin list (and leaves) in
+   * step. False when this device is no admin in the group's own list (then
+   * the server's word changes nothing for the other members).
+   */
+  async changeRoles(place: Place, change: { promote?: string; remove?: string[] }): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      const tried = await this.slots.serial(place.label, async () => {
+        const held = await this.slots.loaded(place.label);
+        if (!held) return { done: "stored" as Committed, ok: true, epoch: 0n };
+        const roles = held.group.roles;
+        if (!held.group.isAdmin(this.me) || roles?.kind !== "admins") {
+          if (((await this.call("mls.epoch", place.target)).epoch as number) > Number(held.group.epoch)) return { done: "stale" as Committed, ok: false, epoch: held.group.epoch };
+          return { done: "stored" as Committed, ok: roles === undefined, epoch: held.group.epoch };
+        }
+        const gone = new Set(change.remove ?? []);
+        const admins = [...new Set([...roles.admins, ...(change.promote ? [change.promote] : [])])].filter((u) => !gone.has(u));
+        const leaves = held.group.members().filter((m) => gone.has(m.user)).map((m) => m.leaf);
+        const same = admins.length === roles.admins.length && admins.every((u) => roles.admins.includes(u));
+        if (same && leaves.length === 0) return { done: "stored" as Committed, ok: true, epoch: held.group.epoch };
+        const epoch = held.group.epoch;
+        return { done: await this.commitChange(place, held, [], leaves, same ? undefined : admins), ok: true, epoch };
+      });
+      if (tried.done === "stored") return tried.ok;
+      if (attempt >= 5) throw new MlsError("E_MLS_STALE_COMMIT", "The change lost its epoch five times in a row");
+      await this.settle(place.label, tried.epoch, tried.done);
+    }
+  }
+
+  /** Users the server lists as admins whom the group's own admin list does not name (none while it is not on MLS, or has no roles). */
+  async unconfirmedAdmins(label: string, admins: string[]): Promise<string[]> {
+    const roles = (await this.slots.loaded(label))?.group.roles;
+    if (roles?.kind !== "admins") return [];
+    return admins.filter((u) => !roles.admins.includes(u));
+  }
+
+  /**
+   * Waits (outside the conversation's lane, which takes the commits in) until
+   * this device's group is at `epoch` at least, or `ms` passed; whether it got there.
+   */
+  async reachEpoch(label: string, epoch: number, ms: number): Promise<boolean> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const held = await this.slots.serial(label, () => this.slots.loaded(label));
+      if (!held || held.group.epoch >= BigInt(epoch)) return true;
+      if (Date.now() >= deadline) return false;
+      await Bun.sleep(20);
+    }
+  }
+
+  /**
+   * Waits (up to 15 s) until a commit that was not stored may be made again:
+   * for "stale", until this process's group for the label is past `epoch`; for
+   * "behind", until it took in what was stored below its own last commit.
+   */
+  private async settle(label: string, epoch: bigint, why: Committed): Promise<void> {
     const deadline = Date.now() + 15_000;
     while (Date.now() < deadline) {
       const held = await this.slots.serial(label, () => this.slots.loaded(label));
-      if (!held || held.group.epoch > epoch) return;
+      if (!held || held.group.epoch > epoch || (why === "behind" && !this.behind(label, held))) return;
       await Bun.sleep(20);
     }
   }
@@ -191,6 +266,7 @@ export class MlsConversations {
     if (held.checked === stamp && this.noPackage.size === 0) return;
     const plan = planLeaves(held.group.members(), held.group.ownLeaf, place.users, (u) => book.get(u), {
       anyUser: "to" in place.target,
+      removeUsers: "group" in place.target && held.group.isAdmin(this.me),
       skip: (user, id) => (this.noPackage.get(`${user}/${id}`) ?? 0) > Date.now(),
     });
     const packages: Uint8Array[] = [];
@@ -205,27 +281,61 @@ export class MlsConversations {
       }
     }
     for (const [k, until] of this.noPackage) if (until <= Date.now()) this.noPackage.delete(k);
-    if (packages.length > 0 || plan.remove.length > 0) await this.commitChange(place, held, packages, plan.remove);
+    // an admin's device also drops from the group's admin list whoever is no longer a member
+    const roles = held.group.roles;
+    const admins = roles?.kind === "admins" && held.group.isAdmin(this.me) ? roles.admins.filter((u) => place.users.includes(u)) : undefined;
+    const pruned = admins !== undefined && roles?.kind === "admins" && admins.length < roles.admins.length ? admins : undefined;
+    if (packages.length > 0 || plan.remove.length > 0 || pruned) await this.commitChange(place, held, packages, plan.remove, pruned);
     else held.checked = stamp;
   }
 
-  /** False when another commit of the epoch was stored first (E_MLS_STALE_COMMIT): it is taken in, in order, and the caller may try again. */
-  private async commitChange(place: Place, held: Held, packages: Uint8Array[], remove: number[]): Promise<boolean> {
+  /**
+   * "stale" when another commit of the epoch was stored first
+   * (E_MLS_STALE_COMMIT): it is taken in, in order, and the caller may try
+   * again; "behind" when nothing was sent, since this device has not yet taken
+   * in what was stored below its own last commit.
+   */
+  private async commitChange(place: Place, held: Held, packages: Uint8Array[], remove: number[], admins?: string[]): Promise<Committed> {
+    if (this.behind(place.label, held)) return "behind";
     const epoch = held.group.epoch;
-    const out = await held.group.change(packages, remove);
+    const out = await held.group.change(packages, remove, admins);
     try {
       const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: Number(epoch), body: commitBody(out.commit, out.welcome) });
       await held.group.receive(out.commit);
-      this.slots.saveOver(place.label, held, r.seq as number);
-      return true;
+      this.ownCommitStored(place.label, held, r.conv as number, r.seq as number);
+      return "stored";
     } catch (error) {
       if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
-      return false;
+      return "stale";
     }
+  }
+
+  /**
+   * Whether messages stored before this device's own last commit are still on
+   * their way to it. They were sent on the epoch that commit ended, whose keys
+   * the group keeps for one epoch more: another commit now would drop them
+   * before those messages are read.
+   */
+  private behind(_label: string, held: Held): boolean {
+    return held.ownAt !== undefined && !this.frontier.reached(held.ownAt.conv, held.ownAt.seq - 1);
+  }
+
+  /**
+   * The position to save with this device's own commit, stored at `seq`: the
+   * messages just before it may not have been delivered to this device yet (they
+   * are taken in after it, on the last epoch's keys), so the saved position says
+   * "taken in up to here" only when nothing is missing below it.
+   */
+  private ownCommitStored(label: string, held: Held, conv: number, seq: number): void {
+    const taken = this.slots.seq(label);
+    held.ownAt = { conv, seq };
+    this.frontier.passed(conv, seq);
+    this.slots.saveOver(label, held, taken === seq - 1 ? seq : taken);
   }
 
   /** A commit with a fresh leaf; losing the epoch to another commit is fine, the next message tries again. */
   private async update(place: Place, held: Held): Promise<void> {
+    if (this.behind(place.label, held)) return;
     const epoch = held.group.epoch;
     const out = await held.group.update();
     try {
@@ -233,7 +343,7 @@ export class MlsConversations {
       await held.group.receive(out.commit);
       held.sent = 0;
       held.since = Date.now();
-      this.slots.saveOver(place.label, held, r.seq as number);
+      this.ownCommitStored(place.label, held, r.conv as number, r.seq as number);
     } catch (error) {
       if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
     }
@@ -248,26 +358,41 @@ export class MlsConversations {
    */
   private async start(place: Place): Promise<Held | undefined> {
     await this.account.ready();
+    const not = (why: string): undefined => {
+      this.why.set(place.label, why);
+      return undefined;
+    };
     // The group exists already and this device is not in it: a member's device adds it (never a second group).
-    if (((await this.call("mls.epoch", place.target)).epoch as number) > 0) return undefined;
-    if (!(await this.account.refresh(place.users, true))) return undefined;
+    if (((await this.call("mls.epoch", place.target)).epoch as number) > 0) return not("its MLS group exists, and this device is not in it yet (a member's next message adds it)");
+    if (!(await this.account.refresh(place.users, true))) {
+      const unlisted = place.users.filter((u) => !this.account.book.get(u));
+      return not(
+        unlisted.length > 0
+          ? `${unlisted.join(", ")} ${unlisted.length === 1 ? "has" : "have"} published no MLS device list (no device of theirs runs a client with MLS yet)`
+          : "the identity key of someone in it changed: compare safety numbers with /verify, then /trust them",
+      );
+    }
     const packages: Uint8Array[] = [];
     for (const user of place.users) {
       const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[]; missing: string[] };
       const mine = this.account.device.deviceId;
-      if (claim.missing.some((d) => user !== this.me || d !== mine)) return undefined;
+      const missing = claim.missing.filter((d) => user !== this.me || d !== mine);
+      if (missing.length > 0) return not(`${user}'s device${missing.length === 1 ? "" : "s"} ${missing.join(", ")} ${missing.length === 1 ? "has" : "have"} no MLS key packages`);
       // someone who never logged in from a device has none to add: they could not read anything
-      if (user !== this.me && claim.packages.length === 0) return undefined;
+      if (user !== this.me && claim.packages.length === 0) return not(`${user} has no device with MLS key packages`);
       for (const p of claim.packages) if (!(user === this.me && p.device === mine)) packages.push(new Uint8Array(p.keyPackage));
       // every claimed device must be on its owner's signed list: one not yet listed keeps the conversation on envelopes
-      if (claim.packages.some((p) => !this.account.book.get(user)?.devices.some((d) => d.deviceId === p.device))) return undefined;
+      const unlisted = claim.packages.find((p) => !this.account.book.get(user)?.devices.some((d) => d.deviceId === p.device));
+      if (unlisted) return not(`${user}'s device ${unlisted.device} is not on their signed device list yet`);
     }
-    const group = await DeviceGroup.create(groupIdOf(place.label), this.account.device, this.account.book);
+    // who may change the membership from now on is the group's own word: for a group chat, its admins as listed now
+    const roles: GroupRoles = "group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" };
+    const group = await DeviceGroup.create(groupIdOf(place.label), this.account.device, this.account.book, roles);
     let out;
     try {
       out = await group.add(packages);
     } catch (error) {
-      if (error instanceof MlsError) return undefined;
+      if (error instanceof MlsError) return not(`a key package was refused: ${error.message}`);
       throw error;
     }
     try {
@@ -280,8 +405,13 @@ export class MlsConversations {
       // Another device made the group first: its welcome reaches this device in the conversation's order
       // (not waited for here, since it is taken in on the same lane); this message goes as an envelope.
       if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
-      return undefined;
+      return not("another device made its MLS group at the same moment: this device joins that one");
     }
+  }
+
+  /** Why the conversation's last message went as an envelope (undefined: it did not, or no reason was found). */
+  whyNot(label: string): string | undefined {
+    return this.why.get(label);
   }
 
   /**
@@ -327,13 +457,17 @@ export class MlsConversations {
     if (held && !held.group.removed) {
       try {
         await this.receive(place, held, commit, message.seq).catch(async (error) => {
-          // a device listed since this device last asked (the commit adds it): once more with fresh lists
-          if (!(error instanceof MlsError) || error.reason !== "E_MLS_UNTRUSTED_MEMBER") throw error;
+          // a device listed since this device last asked (the commit adds it), or revoked since (a member's commit
+          // removes it, which is refused while the list held still names it): once more with fresh lists
+          if (!(error instanceof MlsError) || (error.reason !== "E_MLS_UNTRUSTED_MEMBER" && error.reason !== "E_MLS_NOT_ADMIN")) throw error;
           await this.account.refresh(place.users, true);
           return this.receive(place, held, commit, message.seq);
         });
         return { status: "control" };
       } catch (error) {
+        // The server stores one commit per epoch: one from an epoch this group has passed was taken in already
+        // (this device's own, fetched back to fill its place in the order, or another process's)
+        if (error instanceof MlsError && error.reason === "E_MLS_STALE_COMMIT") return { status: "control" };
         // A commit for an epoch this device's group never reached: the group was made again without it; a welcome may be for it.
         if (!(error instanceof MlsError) || error.reason !== "E_MLS_EPOCH" || !welcome) throw error;
       }

@@ -81,6 +81,11 @@ export class MlsLocal {
     this.db.query("delete from mls_key_packages where ref = ? and last_resort = 0").run(ref);
   }
 
+  /** A package the server no longer holds (replaced): its private half goes too. */
+  forgetPackage(ref: string): void {
+    this.db.query("delete from mls_key_packages where ref = ?").run(ref);
+  }
+
   /** Last-resort packages older than the one just uploaded are no longer handed out. */
   dropOldLastResort(keep: string): void {
     this.db.query("delete from mls_key_packages where last_resort = 1 and ref <> ? and created_at < ?").run(keep, Date.now() - 7 * 24 * 3600_000);

@@ -3,7 +3,8 @@
  * device lists: which leaves to remove (a key its owner no longer lists, or a
  * user no longer in the conversation) and which listed devices to add. In a
  * group chat only members who already have a leaf get devices added: a new
- * member comes in by an admin's commit, never because the server lists them.
+ * member comes in by an admin's commit, never because the server lists them;
+ * and only an admin's device removes a user who left (`removeUsers`).
  */
 import type { DeviceList, Member } from "../../crypto/mls/index.ts";
 
@@ -24,7 +25,7 @@ export function planLeaves(
   ownLeaf: number,
   users: string[],
   lists: (user: string) => DeviceList | undefined,
-  options: { anyUser: boolean; skip(user: string, deviceId: string): boolean },
+  options: { anyUser: boolean; removeUsers: boolean; skip(user: string, deviceId: string): boolean },
 ): LeafPlan {
   const listedKeys = new Map<string, Set<string>>();
   const keysOf = (user: string) => {
@@ -39,7 +40,9 @@ export function planLeaves(
     const entry = `${m.deviceId}/${hex(m.signatureKey)}`;
     present.add(`${m.user}/${entry}`);
     if (m.leaf === ownLeaf) continue;
-    if (!members.has(m.user) || (lists(m.user) !== undefined && !keysOf(m.user).has(entry))) remove.push(m.leaf);
+    // a user who left goes only by an admin's commit (the others would refuse anyone else's); a key its owner no longer lists, by anyone's
+    const unlisted = lists(m.user) !== undefined && !keysOf(m.user).has(entry);
+    if ((options.removeUsers && !members.has(m.user)) || unlisted) remove.push(m.leaf);
   }
   const withLeaf = new Set(leaves.map((m) => m.user));
   const add = new Map<string, string[]>();

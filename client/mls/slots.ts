@@ -14,6 +14,8 @@ export interface Held {
   /** Messages this device sent since its last leaf update, and when that was. */
   sent: number;
   since: number;
+  /** Where this process's last own commit was stored: until everything below it is taken in, it makes no other (see MlsConversations.behind). */
+  ownAt?: { conv: number; seq: number };
   /** The epoch and lists the leaves were last found to match. */
   checked?: string;
 }

@@ -8,7 +8,7 @@
  */
 import { HELP } from "../commands";
 import type { ReceiptEvent, Received, TypingEvent } from "../session";
-import { label, type ChatView, type Sending, type Target, type ViewActions } from "../view";
+import { label, secrecyLine, type ChatView, type Secrecy, type Sending, type Target, type ViewActions } from "../view";
 import { InputEditor } from "./editor";
 import { frameOf, paneCols, paneHeight, type InputState } from "./frame";
 import { actionOf, KEY_HELP, type Action, type Key } from "./keys";
@@ -128,6 +128,11 @@ export class TuiView implements ChatView {
 
   status(text: string): void {
     this.model.note(`* ${text}`);
+    this.draw();
+  }
+
+  secrecy(notice: Secrecy): void {
+    this.model.note(`* ${secrecyLine(notice)}`);
     this.draw();
   }
 

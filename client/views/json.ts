@@ -4,7 +4,7 @@
  */
 import { line } from "../format";
 import type { ReceiptEvent, Received, TypingEvent } from "../session";
-import type { ChatView, Sending, Target, ViewActions } from "../view";
+import { secrecyLine, type ChatView, type Secrecy, type Sending, type Target, type ViewActions } from "../view";
 import { readLines } from "./input";
 
 export class JsonView implements ChatView {
@@ -42,6 +42,10 @@ export class JsonView implements ChatView {
 
   status(text: string): void {
     this.emit(text.startsWith("WARNING") ? "warning" : "status", { text });
+  }
+
+  secrecy(n: Secrecy): void {
+    this.emit("secrecy", { [n.target.kind === "group" ? "group" : "to"]: n.target.name, forwardSecret: n.forwardSecret, ...(n.reason !== undefined ? { reason: n.reason } : {}), text: secrecyLine(n) });
   }
 
   event(type: string, fields: Record<string, unknown>): void {

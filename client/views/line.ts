@@ -7,7 +7,7 @@
 import { line, sanitize } from "../format";
 import type { ReceiptEvent, Received, TypingEvent } from "../session";
 import { lineEditor, type LineEditor } from "../terminal";
-import { label, type ChatView, type Sending, type Target, type ViewActions } from "../view";
+import { label, secrecyLine, type ChatView, type Secrecy, type Sending, type Target, type ViewActions } from "../view";
 import { readLines } from "./input";
 
 /** A "typing" line for the same person and conversation at most this often. */
@@ -68,6 +68,10 @@ export class LineView implements ChatView {
 
   status(text: string): void {
     this.print(`* ${text}`);
+  }
+
+  secrecy(notice: Secrecy): void {
+    this.print(`* ${secrecyLine(notice)}`);
   }
 
   event(_type: string, _fields: Record<string, unknown>, human: string): void {

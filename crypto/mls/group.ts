@@ -22,6 +22,7 @@ import { clientConfig } from "./config.ts";
 import { parseCredential, type DeviceRef } from "./credential.ts";
 import { MlsError, MlsReasons, type MlsReason } from "./errors.ts";
 import { decodeKeyPackage, makeKeyPackage, type MlsDevice, type OwnKeyPackage } from "./key-packages.ts";
+import { refusal, ROLES_EXTENSION, rolesExtension, rolesOf, type GroupRoles, type RoleView } from "./roles.ts";
 import { TrustGate, type MemberTrust } from "./trust.ts";
 import { decodePrivateMessage, decodeWelcome, encodeMessage, encodePrivateMessage, encodeWelcome } from "./wire.ts";
 import { mlsSuite } from "./suite.ts";
@@ -60,11 +61,16 @@ export class DeviceGroup {
     private readonly cs: CiphersuiteImpl,
   ) {}
 
-  static async create(groupId: Uint8Array, device: MlsDevice, trust: MemberTrust): Promise<DeviceGroup> {
+  /**
+   * `roles`: who may change the membership, kept in the group's context (crypto/mls/roles.ts) and checked
+   * by every member on every commit; without it (the pure-crypto tests) any member may commit anything.
+   */
+  static async create(groupId: Uint8Array, device: MlsDevice, trust: MemberTrust, roles?: GroupRoles): Promise<DeviceGroup> {
     const cs = await mlsSuite();
     const gate = new TrustGate(trust);
     const own = await makeKeyPackage(device);
-    const state = await gate.guard(() => createGroup(groupId, own.publicPackage, own.privatePackage, [], cs, clientConfig(gate)));
+    const extensions = roles ? [rolesExtension(roles)] : [];
+    const state = await gate.guard(() => createGroup(groupId, own.publicPackage, own.privatePackage, extensions, cs, clientConfig(gate)));
     return new DeviceGroup(state, gate, cs);
   }
 
@@ -115,6 +121,17 @@ export class DeviceGroup {
     return this.state.keySchedule.epochAuthenticator;
   }
 
+  /** Who may change the membership, as the group itself says (undefined: a group made before roles were kept). */
+  get roles(): GroupRoles | undefined {
+    return rolesOf(this.state.groupContext.extensions);
+  }
+
+  /** Whether this user may add and remove people: an admin in the group's own list, or anyone in a group without roles. */
+  isAdmin(user: string): boolean {
+    const roles = this.roles;
+    return roles === undefined || (roles.kind === "admins" && roles.admins.includes(user));
+  }
+
   get removed(): boolean {
     return this.state.groupActiveState.kind === "removedFromGroup";
   }
@@ -153,7 +170,7 @@ export class DeviceGroup {
    * its owner's signed list first) and removes leaves: how a group follows
    * its members' device lists (a new device, a revoked one, one that lost its state).
    */
-  change(keyPackages: Uint8Array[], removeLeaves: number[]): Promise<Outgoing> {
+  change(keyPackages: Uint8Array[], removeLeaves: number[], admins?: string[]): Promise<Outgoing> {
     return this.serial(async () => {
       const adds = keyPackages.map((bytes) => {
         const keyPackage = decodeKeyPackage(bytes);
@@ -163,7 +180,7 @@ export class DeviceGroup {
         return { proposalType: "add", add: { keyPackage } } as Proposal;
       });
       const removes = removeLeaves.map((leaf) => ({ proposalType: "remove", remove: { removed: leaf } }) as Proposal);
-      return this.commit([...removes, ...adds]);
+      return this.commit([...removes, ...adds, ...(admins ? [this.adminsProposal(admins)] : [])]);
     });
   }
 
@@ -179,6 +196,36 @@ export class DeviceGroup {
       return { proposalType: "remove", remove: { removed: m.leaf } };
     });
     return this.commit(proposals);
+  }
+
+  /** A commit that makes `admins` the group's admins (only an admin's is accepted by the others). */
+  setAdmins(admins: string[]): Promise<Outgoing> {
+    return this.serial(() => this.commit([this.adminsProposal(admins)]));
+  }
+
+  private adminsProposal(admins: string[]): Proposal {
+    const others = this.state.groupContext.extensions.filter((e) => e.extensionType !== ROLES_EXTENSION);
+    return { proposalType: "group_context_extensions", groupContextExtensions: { extensions: [...others, rolesExtension({ kind: "admins", admins })] } };
+  }
+
+  /** What the roles check sees of the group as it is now (before the commit it judges). */
+  private roleView(): RoleView {
+    const tree = this.state.ratchetTree;
+    const users = new Set<string>();
+    const leaf = (index: number) => {
+      const node = tree[index * 2];
+      if (node?.nodeType !== "leaf") return undefined;
+      try {
+        return { device: parseCredential(node.leaf.credential), signatureKey: node.leaf.signaturePublicKey };
+      } catch {
+        return undefined;
+      }
+    };
+    for (let i = 0; i * 2 < tree.length; i++) {
+      const l = leaf(i);
+      if (l) users.add(l.device.user);
+    }
+    return { roles: this.roles, epoch: this.epoch, leaf, users, trustedNow: (d, k) => this.gate.trustedNow(d, k) };
   }
 
   /** A commit with no proposals: a fresh leaf key and path, for post-compromise security. */
@@ -242,10 +289,20 @@ export class DeviceGroup {
     }
     if (pm.epoch < this.epoch) throw new MlsError("E_MLS_STALE_COMMIT");
     if (pm.epoch > this.epoch) throw new MlsError("E_MLS_EPOCH", "A commit for an epoch this device has not reached");
+    // the committer is checked against the roles in the group's own state, before the commit is taken in
+    const view = this.roleView();
+    let refused: string | undefined;
     const result = await this.gate
-      .guard(() => processPrivateMessage(this.state, decodePrivateMessage(bytes), emptyPskIndex, this.cs))
+      .guard(() =>
+        processPrivateMessage(this.state, decodePrivateMessage(bytes), emptyPskIndex, this.cs, (incoming) => {
+          if (incoming.kind !== "commit") return "reject";
+          refused = refusal(view, incoming.senderLeafIndex, incoming.proposals);
+          return refused === undefined ? "accept" : "reject";
+        }),
+      )
       .catch(rethrowAs("E_MLS_DECRYPT"));
-    if (result.kind !== "newState") throw new MlsError("E_MLS_FORMAT");
+    if (refused !== undefined) throw new MlsError("E_MLS_NOT_ADMIN", refused);
+    if (result.kind !== "newState" || result.actionTaken !== "accept") throw new MlsError("E_MLS_FORMAT");
     const lostOwn = pending !== undefined;
     this.pending = undefined;
     this.replace(result.newState, result.consumed);
@@ -258,6 +315,9 @@ export class DeviceGroup {
    */
   private async commit(extraProposals: Proposal[]): Promise<Outgoing> {
     if (this.removed) throw new MlsError("E_MLS_REMOVED");
+    // the same check every other member makes of it: a commit they would refuse is never sent
+    const refused = refusal(this.roleView(), this.ownLeaf, extraProposals.map((proposal) => ({ proposal, senderLeafIndex: this.ownLeaf })));
+    if (refused !== undefined) throw new MlsError("E_MLS_NOT_ADMIN", refused);
     const result = await this.gate.guard(() =>
       createCommit({ state: this.state, cipherSuite: this.cs }, { extraProposals, ratchetTreeExtension: true }),
     );

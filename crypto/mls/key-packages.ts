@@ -14,6 +14,7 @@ import {
 import { abytes } from "../bytes.ts";
 import { deviceCredential, type DeviceRef } from "./credential.ts";
 import { MlsError } from "./errors.ts";
+import { ROLES_EXTENSION } from "./roles.ts";
 import { mlsSuite } from "./suite.ts";
 
 /** RFC 9420's extension registry entry `last_resort` (0x000A): marks a package meant to be reused. */
@@ -43,7 +44,8 @@ export function newMlsDevice(ref: DeviceRef): MlsDevice {
 
 function capabilities(): Capabilities {
   const caps = defaultCapabilities();
-  return { ...caps, extensions: [...caps.extensions, LAST_RESORT_EXTENSION] };
+  // a leaf must support every extension of the group context it joins: the roles one included
+  return { ...caps, extensions: [...caps.extensions, LAST_RESORT_EXTENSION, ROLES_EXTENSION] };
 }
 
 export async function makeKeyPackage(device: MlsDevice, options: { lastResort?: boolean } = {}): Promise<OwnKeyPackage> {

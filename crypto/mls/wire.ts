@@ -40,3 +40,25 @@ export function encodeWelcome(welcome: Welcome): Uint8Array {
 }
 
 export const encodeMessage = (m: MLSMessage): Uint8Array => encodeMlsMessage(m);
+
+/**
+ * The epoch in a PrivateMessage's clear header (RFC 9420 §6.3: version, wire format, group_id<V>,
+ * epoch, content_type), read without decrypting or decoding the rest: what the server checks a
+ * message's epoch by. Undefined for anything else.
+ */
+export function clearEpoch(bytes: Uint8Array): { epoch: bigint; contentType: number } | undefined {
+  // version mls10 (1), wire format mls_private_message (2)
+  if (bytes.length < 4 || bytes[0] !== 0 || bytes[1] !== 1 || bytes[2] !== 0 || bytes[3] !== 2) return undefined;
+  let at = 4;
+  const first = bytes[at];
+  if (first === undefined) return undefined;
+  // a variable-length vector: the top two bits give the length of the length (1, 2 or 4 bytes)
+  const size = 1 << (first >> 6);
+  if (size > 4 || at + size > bytes.length) return undefined;
+  let length = first & 0x3f;
+  for (let i = 1; i < size; i++) length = length * 256 + bytes[at + i]!;
+  at += size + length;
+  if (at + 9 > bytes.length) return undefined;
+  const view = new DataView(bytes.buffer, bytes.byteOffset + at, 9);
+  return { epoch: view.getBigUint64(0), contentType: view.getUint8(8) };
+}
