@@ -4,37 +4,23 @@
  * message's clear header; the client takes the newer commit in and sends
  * again on the new epoch, nothing lost and the order kept.
  */
-import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import { Database as Sqlite } from "bun:sqlite";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openDatabase, type Database } from "../db/connect";
+import type { Database } from "../db/connect";
+import { mlsWorld } from "./support/mls-world";
 import { applicationBody, commitBody, parseMlsBody } from "../client/mls/body";
 import { DeviceGroup } from "../crypto/mls/index.ts";
 import { clearEpoch } from "../crypto/mls/wire.ts";
 import { applicationEpoch } from "../server/mls-epochs";
 import { conversation, text, World } from "./support/mls.ts";
-import { connectPersistent, signup, startCluster, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { connectPersistent, signup, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
 
 setDefaultTimeout(90_000);
 
 let cluster: Cluster;
 let db: Database;
-const open: TestUser[] = [];
-const fileHome = mkdtempSync(join(tmpdir(), "chatterbox-mls-epochs-"));
-
-beforeAll(async () => {
-  cluster = await startCluster({ servers: 2 });
-  db = openDatabase(cluster.url, { max: 2 });
-}, 60_000);
-
-afterAll(async () => {
-  for (const u of open) await u.session.close().catch(() => {});
-  await db?.close();
-  await cluster?.stop();
-  rmSync(fileHome, { recursive: true, force: true });
-});
+const { open, home: fileHome } = mlsWorld("mls-epochs", 2, (c, d) => ((cluster = c), (db = d)));
 
 async function person(name: string): Promise<TestUser> {
   const u = await connectPersistent(cluster.balancerAddr, fileHome, name);

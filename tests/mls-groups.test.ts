@@ -5,38 +5,24 @@
  * shown as not added by every client and reads nothing; a removed member's
  * leaves go with the next message, and its kept state reads nothing after.
  */
-import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import { Database as Sqlite } from "bun:sqlite";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openDatabase, type Database } from "../db/connect";
+import type { Database } from "../db/connect";
+import { mlsWorld } from "./support/mls-world";
 import { commitBody, parseMlsBody } from "../client/mls/body";
 import { createCommit, decodeGroupState, type ClientState } from "ts-mls";
 import { defaultClientConfig } from "ts-mls/clientConfig.js";
 import { decodeKeyPackage, mlsSuite } from "../crypto/mls/index.ts";
 import { encodeMessage, encodeWelcome } from "../crypto/mls/wire.ts";
 import { attackerDecrypt } from "./support/mls.ts";
-import { connectPersistent, signup, startCluster, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { connectPersistent, signup, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
 
 setDefaultTimeout(90_000);
 
 let cluster: Cluster;
 let db: Database;
-const open: TestUser[] = [];
-const fileHome = mkdtempSync(join(tmpdir(), "chatterbox-mls-groups-"));
-
-beforeAll(async () => {
-  cluster = await startCluster({ servers: 2 });
-  db = openDatabase(cluster.url, { max: 2 });
-}, 60_000);
-
-afterAll(async () => {
-  for (const u of open) await u.session.close().catch(() => {});
-  await db?.close();
-  await cluster?.stop();
-  rmSync(fileHome, { recursive: true, force: true });
-});
+const { open, home: fileHome } = mlsWorld("mls-groups", 2, (c, d) => ((cluster = c), (db = d)));
 
 async function people(...prefixes: string[]): Promise<TestUser[]> {
   const out: TestUser[] = [];

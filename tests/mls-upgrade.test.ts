@@ -4,36 +4,22 @@
  * replaces its whole supply at its next login, and forgets their private
  * halves; then it can be added to a group chat with roles.
  */
-import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
+import { expect, setDefaultTimeout, test } from "bun:test";
 import { Database as Sqlite } from "bun:sqlite";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { defaultCapabilities, encodeMlsMessage, generateKeyPackageWithKey } from "ts-mls";
 import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import { decodeKeyPackage, mlsSuite, ROLES_EXTENSION } from "../crypto/mls/index.ts";
-import { openDatabase, type Database } from "../db/connect";
-import { connectPersistent, signup, startCluster, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import type { Database } from "../db/connect";
+import { mlsWorld } from "./support/mls-world";
+import { connectPersistent, signup, uniqueName, until, waitFor, type Cluster } from "./support/cluster";
 
 setDefaultTimeout(90_000);
 
 let cluster: Cluster;
 let db: Database;
-const open: TestUser[] = [];
-const home = mkdtempSync(join(tmpdir(), "chatterbox-mls-upgrade-"));
-
-beforeAll(async () => {
-  cluster = await startCluster({ servers: 1 });
-  db = openDatabase(cluster.url, { max: 2 });
-}, 60_000);
-
-afterAll(async () => {
-  for (const u of open) await u.session.close().catch(() => {});
-  await db?.close();
-  await cluster?.stop();
-  rmSync(home, { recursive: true, force: true });
-});
+const { open, home } = mlsWorld("mls-upgrade", 1, (c, d) => ((cluster = c), (db = d)));
 
 async function serverPackages(name: string): Promise<Uint8Array[]> {
   const rows = await db.sql`select k.data from key_packages k join devices d on d.id = k.device_id join users u on u.id = d.user_id where u.name = ${name} and d.revoked_at is null`;

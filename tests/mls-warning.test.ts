@@ -4,35 +4,24 @@
  * when that changes (here: the conversation moves to MLS). Through the real
  * line and JSON views, driven by runChat against a real cluster.
  */
-import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import { join } from "node:path";
 import { runChat } from "../client/chat";
 import type { ChatView, ViewActions } from "../client/view";
 import { JsonView } from "../client/views/json";
 import { LineView } from "../client/views/line";
-import { openDatabase, type Database } from "../db/connect";
-import { connectPersistent, PASSWORD, signup, startCluster, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import type { Database } from "../db/connect";
+import { mlsWorld } from "./support/mls-world";
+import { connectPersistent, PASSWORD, signup, uniqueName, until, waitFor, type Cluster } from "./support/cluster";
 
 setDefaultTimeout(90_000);
 
 let cluster: Cluster;
 let db: Database;
-const open: TestUser[] = [];
-const home = mkdtempSync(join(tmpdir(), "chatterbox-mls-warning-"));
+const { open, home } = mlsWorld("mls-warning", 1, (c, d) => ((cluster = c), (db = d)));
 
-beforeAll(async () => {
-  cluster = await startCluster({ servers: 1 });
-  db = openDatabase(cluster.url, { max: 2 });
+beforeAll(() => {
   process.env.CHATTERBOX_HOME = home;
-}, 60_000);
-
-afterAll(async () => {
-  for (const u of open) await u.session.close().catch(() => {});
-  await db?.close();
-  await cluster?.stop();
-  rmSync(home, { recursive: true, force: true });
 });
 
 async function published(name: string): Promise<void> {
