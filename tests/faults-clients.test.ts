@@ -32,7 +32,8 @@ beforeAll(async () => {
   await migrate(database);
   balancer = await startBalancer({ port: 0, strategy: "roundrobin", identity: await testIdentity(url) });
   balancerAddr = `127.0.0.1:${balancer.port}`;
-  for (let i = 0; i < 2; i++) servers.push(await spawnServer(url, balancerAddr));
+  // The pourers send backlogs as fast as the servers store them: a bot's allowance, not a person's 10 a second.
+  for (let i = 0; i < 2; i++) servers.push(await spawnServer(url, balancerAddr, ["--send-rate", "10000"]));
   await waitFor(() => balancer.servers().length === 2, "both servers to register");
   for (let i = 0; i < 4; i++) {
     const name = uniqueName("pourer");
