@@ -126,7 +126,7 @@ export class Limits {
   constructor(config: ServerConfig, pressure: Partial<Pressure> & { admission?: Admitter } = {}) {
     let lagMs = pressure.lagMs;
     if (!lagMs && !pressure.admission) {
-      const lag = new LoopLag(config.admissionLagMs || 30);
+      const lag = new LoopLag();
       lagMs = () => lag.lagMs;
     }
     this.admission = pressure.admission ?? new Admission(config, { lagMs: lagMs!, queued: pressure.queued ?? (() => 0) });

@@ -1,18 +1,14 @@
 /**
  * How late the server's event loop runs: a timer asks to fire every `everyMs`
- * and notes how much later than that it did. `busy` while one of the last few
- * was later than `limitMs`: the server has more to do than it can do on time,
- * and the heaviest senders are asked to wait (server/limits.ts, server/admission.ts).
+ * and notes how much later than that it did. Past a limit, the server has more
+ * to do than it can do on time, and the heaviest senders are asked to wait
+ * (server/admission.ts compares `lagMs` with --admission-lag-ms).
  */
 export class LoopLag {
   private readonly recent: number[] = [];
   private readonly timer: Timer;
 
-  constructor(
-    private readonly limitMs = 30,
-    everyMs = 25,
-    window = 4,
-  ) {
+  constructor(everyMs = 25, window = 4) {
     let last = performance.now();
     this.timer = setInterval(() => {
       const now = performance.now();
@@ -24,11 +20,7 @@ export class LoopLag {
     this.timer.unref();
   }
 
-  get busy(): boolean {
-    return this.recent.some((lag) => lag > this.limitMs);
-  }
-
-  /** The latest of the last few lags, in milliseconds (server/admission.ts compares it with its own limit). */
+  /** The latest of the last few lags, in milliseconds. */
   get lagMs(): number {
     return this.recent.reduce((a, b) => Math.max(a, b), 0);
   }
