@@ -9,9 +9,16 @@
  *
  * "Past what it can carry" is any of the signals configured: the event loop
  * running late (what every neighbour's message waits behind), the committer's
- * queue (sends waiting for a group commit), or the admitted rate over a fixed
- * server-wide budget. It holds for a moment after the last signal, so that
- * refusing does not switch on and off with each sample.
+ * queue (sends waiting for a group commit), the time sends lately took from
+ * the committer to their commit (what a neighbour's send waits, seen before
+ * the loop itself is late), or the admitted rate over a fixed server-wide
+ * budget. It holds for a moment after the last signal, so that refusing does
+ * not switch on and off with each sample.
+ *
+ * Large reads (history, fetch, file chunks) are admitted under the same
+ * pressure: a user reading more than a person does (READ_LIGHT_RATE pages a
+ * second) is refused until their rate falls to it, while the server is past
+ * what it can carry or its read slots are all taken (`readsWaiting`).
  *
  * The fair share is max-min: a level such that the users below it keep their
  * whole rate and those above get the level, within a capacity. The capacity is
@@ -27,6 +34,8 @@ export interface Pressure {
   lagMs(): number;
   /** Sends waiting for a group commit. */
   queued(): number;
+  /** Large reads waiting for a server-wide slot (server/limits.ts); 0 when not told. */
+  readsWaiting?(): number;
 }
 
 export interface AdmissionConfig {
@@ -36,6 +45,8 @@ export interface AdmissionConfig {
   admissionLagMs: number;
   /** More sends than this waiting for a commit means the same (0: not a signal). */
   admissionQueue: number;
+  /** A send that lately waited longer than this from the committer to its commit means the same (0: not a signal). */
+  admissionCommitMs: number;
 }
 
 /** How long a rate estimate remembers: a send counts e^(-age/τ), so the sum is about a rate a second. */
@@ -48,6 +59,13 @@ const TAU_MS = 1000;
  * send 10 a second, on a loaded machine).
  */
 export const LIGHT_RATE = 10;
+/**
+ * Large read pages a second that a person's client does not pass: a screen of
+ * history, or a gap filled page after page. Above it, under pressure, reads wait.
+ */
+export const READ_LIGHT_RATE = 10;
+/** How long the slowest commit wait counts: the signal reads the worst of the last two windows of this length. */
+const COMMIT_WINDOW_MS = 100;
 /** A refused user waits until their rate has fallen to the level, within these bounds. */
 const MIN_RETRY_MS = 250;
 const MAX_RETRY_MS = 5000;
@@ -97,6 +115,9 @@ export function waterLevel(rates: number[], capacity: number): number {
 
 export class Admission {
   private readonly users = new Map<number, Rate>();
+  private readonly readers = new Map<number, Rate>();
+  /** The slowest commit wait seen in this window and the one before (COMMIT_WINDOW_MS each). */
+  private commitWait = { now: 0, before: 0, windowAt: -Infinity };
   private readonly total: Rate = { value: 0, at: 0 };
   private sweptAt = -Infinity;
   private computedAt = -Infinity;
@@ -114,12 +135,31 @@ export class Admission {
   ) {}
 
   private signal(now: number): boolean {
-    const { admissionRate, admissionLagMs, admissionQueue } = this.config;
+    const { admissionRate, admissionLagMs, admissionQueue, admissionCommitMs } = this.config;
     return (
       (admissionRate > 0 && decayed(this.total, now) > admissionRate) ||
       (admissionLagMs > 0 && this.pressure.lagMs() > admissionLagMs) ||
-      (admissionQueue > 0 && this.pressure.queued() > admissionQueue)
+      (admissionQueue > 0 && this.pressure.queued() > admissionQueue) ||
+      (admissionCommitMs > 0 && this.slowestCommit(now) > admissionCommitMs)
     );
+  }
+
+  /** A send took this long from the committer to its commit (the send route tells every one: a comparison and a store). */
+  committed(waitMs: number, now = this.now()): void {
+    const w = this.commitWait;
+    if (now - w.windowAt >= COMMIT_WINDOW_MS) {
+      // A window with no sends at all since counts as nothing.
+      w.before = now - w.windowAt < 2 * COMMIT_WINDOW_MS ? w.now : 0;
+      w.now = 0;
+      w.windowAt = now;
+    }
+    if (waitMs > w.now) w.now = waitMs;
+  }
+
+  private slowestCommit(now: number): number {
+    const w = this.commitWait;
+    if (now - w.windowAt >= 2 * COMMIT_WINDOW_MS) return 0;
+    return now - w.windowAt >= COMMIT_WINDOW_MS ? w.now : Math.max(w.now, w.before);
   }
 
   /** The rate above which a user is refused now (Infinity while the server keeps up). */
@@ -138,6 +178,12 @@ export class Admission {
     const capacity = this.config.admissionRate > 0 ? this.config.admissionRate : this.capacity;
     const rates = [...this.users.values()].map((r) => decayed(r, now));
     return (this.cachedLevel = Math.max(LIGHT_RATE, waterLevel(rates, capacity)));
+  }
+
+  /** Whether the server is past what it can carry now (a signal lately, within the hold). */
+  pressed(now = this.now()): boolean {
+    this.level(now);
+    return now - this.lastSignalAt <= HOLD_MS;
   }
 
   /** Admits one send of this user (0), or returns how many milliseconds they are to wait. */
@@ -163,8 +209,38 @@ export class Admission {
     return 0;
   }
 
+  /**
+   * Admits one large read of this user (0), or returns how many milliseconds
+   * they are to wait: refused only above READ_LIGHT_RATE, and only while the
+   * server is past what it can carry or every read slot is taken.
+   */
+  admitRead(userId: number): number {
+    const now = this.now();
+    const mine = this.readers.get(userId);
+    const rate = mine ? decayed(mine, now) : 0;
+    this.sweep(now);
+    if (rate > READ_LIGHT_RATE && this.enabled) {
+      const busy = this.pressed(now) || (this.pressure.readsWaiting?.() ?? 0) > 0;
+      if (busy) {
+        this.refusedReads++;
+        return Math.ceil(Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, TAU_MS * Math.log(rate / READ_LIGHT_RATE))));
+      }
+    }
+    if (mine) bump(mine, now);
+    else {
+      const r = { value: 0, at: now };
+      bump(r, now);
+      this.readers.set(userId, r);
+    }
+    return 0;
+  }
+
+  /** Reads refused so far. */
+  refusedReads = 0;
+
   private get enabled(): boolean {
-    return this.config.admissionRate > 0 || this.config.admissionLagMs > 0 || this.config.admissionQueue > 0;
+    const c = this.config;
+    return c.admissionRate > 0 || c.admissionLagMs > 0 || c.admissionQueue > 0 || c.admissionCommitMs > 0;
   }
 
   /** Users who sent lately. */
@@ -178,5 +254,6 @@ export class Admission {
     if (now - this.sweptAt < TAU_MS) return;
     this.sweptAt = now;
     for (const [id, r] of this.users) if (now - r.at > FORGET_MS) this.users.delete(id);
+    for (const [id, r] of this.readers) if (now - r.at > FORGET_MS) this.readers.delete(id);
   }
 }

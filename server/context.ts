@@ -47,6 +47,8 @@ export interface ServerConfig {
   /** Messages one user may send: a burst, then this many a second (0: no limit). */
   sendBurst: number;
   sendsPerSecond: number;
+  /** What a user new to this server may send at once: the rest of the burst is earned at sendsPerSecond. */
+  sendFirstBurst: number;
   /** Messages from one source address, over all its users: a burst, then this many a second (0: no limit). */
   sendBurstPerAddress: number;
   sendsPerSecondPerAddress: number;
@@ -56,6 +58,7 @@ export interface ServerConfig {
   admissionRate: number;
   admissionLagMs: number;
   admissionQueue: number;
+  admissionCommitMs: number;
   /** Bytes queued for all connections together; past it, those with the most queued are cut off as too slow. */
   outboxTotalLimit: number;
   /** Bytes of files one user may keep (the sizes declared at file.begin), and uploads not yet complete at once. */
@@ -93,6 +96,8 @@ export const DEFAULT_CONFIG: ServerConfig = {
   // A person sends a few messages a second at most: the burst covers a client's queue sent on reconnecting, the rate a bot's pace (bots and the bench set their own).
   sendBurst: 500,
   sendsPerSecond: 10,
+  // A client's queue after a short absence; an account new to the server earns the rest of the burst (45 s at 10 a second), so a hundred fresh accounts cannot pour 50,000 messages in at once.
+  sendFirstBurst: 50,
   // Many honest users behind one NAT; far less than a hundred accounts' allowances from one host.
   sendBurstPerAddress: 1000,
   sendsPerSecondPerAddress: 100,
@@ -100,6 +105,8 @@ export const DEFAULT_CONFIG: ServerConfig = {
   admissionRate: 0,
   admissionLagMs: 30,
   admissionQueue: 2000,
+  // A neighbour's send waits ~2-10 ms for its commit on a server that keeps up; 50 ms is a backlog forming, before the loop is late.
+  admissionCommitMs: 50,
   outboxTotalLimit: 256 * 1024 * 1024,
   storageQuotaBytes: 1024 * 1024 * 1024,
   maxConcurrentUploads: 4,

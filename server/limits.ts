@@ -38,24 +38,38 @@ export class Semaphore {
 
 /**
  * Token buckets by key: each holds up to `burst` tokens and gains `perSecond`
- * a second. Full buckets are forgotten, so the map holds only keys that spent
- * recently (bounded by `maxKeys`: past it, the fullest are dropped first by age).
+ * a second. A key first seen starts with `first` tokens (the whole burst
+ * unless told otherwise) and earns the rest at the rate: a new account, or one
+ * new to this server, has not earned a burst yet. The map holds the keys seen
+ * lately (bounded by `maxKeys`: past it, the oldest are dropped, and come back
+ * with `first`, never more).
  */
 export class Buckets<K> {
   private readonly buckets = new Map<K, { tokens: number; at: number }>();
+  private readonly first: number;
 
   constructor(
     readonly burst: number,
     readonly perSecond: number,
     private readonly maxKeys = 100_000,
     private readonly now: () => number = Date.now,
-  ) {}
+    first = burst,
+  ) {
+    this.first = Math.min(burst, first);
+  }
 
-  /** Tokens the key has now (a full bucket for a key not seen lately). */
+  /** Tokens the key has now (`first` for a key not seen lately). */
   level(key: K): number {
     const b = this.buckets.get(key);
-    if (!b) return this.burst;
+    if (!b) return this.first;
     return Math.min(this.burst, b.tokens + ((this.now() - b.at) / 1000) * this.perSecond);
+  }
+
+  /** Starts the key's bucket now if it has none: what it earns counts from here (a session's start). */
+  start(key: K): void {
+    if (this.perSecond <= 0 || this.buckets.has(key)) return;
+    this.buckets.set(key, { tokens: this.first, at: this.now() });
+    this.trim();
   }
 
   /** Gives back a token taken for something that was then refused. */
@@ -68,7 +82,7 @@ export class Buckets<K> {
   take(key: K): number {
     if (this.perSecond <= 0) return 0;
     const now = this.now();
-    const b = this.buckets.get(key) ?? { tokens: this.burst, at: now };
+    const b = this.buckets.get(key) ?? { tokens: this.first, at: now };
     b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond);
     b.at = now;
     if (b.tokens < 1) {
@@ -78,9 +92,13 @@ export class Buckets<K> {
     b.tokens -= 1;
     this.buckets.delete(key);
     this.buckets.set(key, b);
+    this.trim();
+    return 0;
+  }
+
+  private trim(): void {
     // Oldest first in a Map: those are the fullest by now.
     while (this.buckets.size > this.maxKeys) this.buckets.delete(this.buckets.keys().next().value as K);
-    return 0;
   }
 }
 
@@ -94,9 +112,12 @@ export interface Holdable {
   hold(retryAfterMs: number): void;
 }
 
-/** The server-wide admission of sends, as Limits uses it: 0 to admit, or the milliseconds to wait. */
+/** The server-wide admission of sends and large reads, as Limits uses it: 0 to admit, or the milliseconds to wait. */
 export interface Admitter {
   admit(userId: number): number;
+  admitRead(userId: number): number;
+  /** How long a send waited from the committer to its commit: a signal of its own (server/admission.ts). */
+  committed(waitMs: number): void;
 }
 
 /** Reads whose replies can be large (history, fetch, file chunks): at most this many at once per connection. */
@@ -129,13 +150,25 @@ export class Limits {
       const lag = new LoopLag();
       lagMs = () => lag.lagMs;
     }
-    this.admission = pressure.admission ?? new Admission(config, { lagMs: lagMs!, queued: pressure.queued ?? (() => 0) });
+    this.admission =
+      pressure.admission ?? new Admission(config, { lagMs: lagMs!, queued: pressure.queued ?? (() => 0), readsWaiting: () => this.reads.waiting });
     this.sendsByAddress = new Buckets(config.sendBurstPerAddress, config.sendsPerSecondPerAddress);
     this.limitLoopback = config.sendLimitLoopback;
     this.hashes = new Semaphore(config.maxConcurrentHashes);
     this.reads = new Semaphore(config.maxConcurrentReads);
     this.hashesByAddress = new Buckets(config.hashBurstPerAddress, config.hashesPerSecondPerAddress);
-    this.sends = new Buckets(config.sendBurst, config.sendsPerSecond);
+    // A user's burst is earned: a session new to this server starts with sendFirstBurst and earns the rest at the rate.
+    this.sends = new Buckets(config.sendBurst, config.sendsPerSecond, 100_000, Date.now, config.sendFirstBurst);
+  }
+
+  /** A send waited this long from the committer to its commit (what the admission reads as pressure). */
+  committed(waitMs: number): void {
+    this.admission.committed(waitMs);
+  }
+
+  /** A user's session starts on this server: their send allowance counts what it earns from now. */
+  session(userId: number): void {
+    this.sends.start(userId);
   }
 
   /** Runs one password hash for this address, within its rate and the server's bound on hashes at once. */
@@ -150,7 +183,10 @@ export class Limits {
    * the server's bounds on them, and only once the connection's socket has taken
    * the replies before (a client that stops reading gets no more built for it).
    */
-  read<T>(conn: Drainable, work: () => Promise<T>): Promise<T> {
+  read<T>(conn: Drainable, work: () => Promise<T>, userId?: number): Promise<T> {
+    // Under pressure a user reading more than a person does waits (server/admission.ts); the listener holds the connection to it.
+    const wait = userId !== undefined && this.sends.perSecond > 0 ? this.admission.admitRead(userId) : 0;
+    if (wait > 0) return Promise.reject(rateLimited(wait, "The server is busy and you are reading more than others"));
     let mine = this.readsOf.get(conn);
     if (!mine) this.readsOf.set(conn, (mine = new Semaphore(READS_PER_CONNECTION)));
     return mine.run(async () => {

@@ -61,6 +61,8 @@ export function routes(ctx: RouteDeps, directory: Directory, acks: Acks): Record
     try {
       const { user, device, token, backup } = await run();
       clearTimeout(conn.state.loginTimer);
+      // The send burst is earned from the session's start (server/limits.ts).
+      ctx.limits.session(user.id);
       // Logged in: frames up to the full limit from now on.
       conn.trust();
       const [cursors, read, me] = await Promise.all([ctx.cursors.deviceCursors(user.id, conn.state.device!.id), ctx.cursors.readMarkers(user.id), ctx.store.settingsOf(user.id)]);
@@ -194,7 +196,10 @@ export function routes(ctx: RouteDeps, directory: Directory, acks: Acks): Record
           });
         }
         const { convId, recipients, commit } = await placed;
+        const queuedAt = performance.now();
         const result = await commit;
+        // What this send waited for its commit is the admission's earliest sign of a backlog (server/admission.ts).
+        ctx.limits.committed(performance.now() - queuedAt);
         if (!result.ok) throw new ChatError(result.code, result.message);
         if (!result.duplicate) {
           const message: WireMessage = {
@@ -263,7 +268,7 @@ export function routes(ctx: RouteDeps, directory: Directory, acks: Acks): Record
         const after = v.int(req, "after", 0);
         const limit = v.optionalInt(req, "limit", 1, MAX_PAGE_ROWS) ?? 500;
         // Paged by bytes too, so the reply fits one frame: the client asks again from the last seq.
-        return { messages: await ctx.limits.read(conn, () => ctx.reads.after(conn.state.user!.id, conv, after, limit, replyPage)) };
+        return { messages: await ctx.limits.read(conn, () => ctx.reads.after(conn.state.user!.id, conv, after, limit, replyPage), conn.state.user!.id) };
       },
     },
     history: {
@@ -274,7 +279,7 @@ export function routes(ctx: RouteDeps, directory: Directory, acks: Acks): Record
         const before = v.optionalInt(req, "before", 1);
         const limit = v.optionalInt(req, "limit", 1, MAX_PAGE_ROWS) ?? 50;
         const convId = group !== undefined ? await ctx.groups.conversation(group, me.id) : (await directory.direct(me.id, v.name(req, "with"))).convId;
-        return { conv: convId, messages: await ctx.limits.read(conn, () => ctx.reads.history(me.id, convId, before, limit, replyPage)) };
+        return { conv: convId, messages: await ctx.limits.read(conn, () => ctx.reads.history(me.id, convId, before, limit, replyPage), me.id) };
       },
     },
     ...userRoutes(ctx, directory, acks, loggedIn),

@@ -25,7 +25,7 @@ export type RouteDeps = AuthDeps &
     store: Pick<Store, "settingsOf" | "publicKeys">;
     cursors: Pick<CursorStore, "deviceCursors" | "readMarkers">;
     groups: Pick<GroupStore, "create" | "change" | "members" | "of">;
-    limits: Pick<Limits, "send" | "read">;
+    limits: Pick<Limits, "send" | "read" | "session" | "committed">;
     committer: Pick<Committer, "append">;
     delivery: Pick<Delivery, "deliver" | "flow">;
     /** History and fetch: from the read replica when it is caught up (server/reads.ts). */

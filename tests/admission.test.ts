@@ -7,10 +7,10 @@ import { expect, test } from "bun:test";
 import { Admission, LIGHT_RATE, waterLevel } from "../server/admission";
 
 /** An admission on a clock the test moves, with load signals it sets. */
-function harness(config: Partial<{ admissionRate: number; admissionLagMs: number; admissionQueue: number }>) {
+function harness(config: Partial<{ admissionRate: number; admissionLagMs: number; admissionQueue: number; admissionCommitMs: number }>) {
   const state = { now: 0, lag: 0, queued: 0 };
   const admission = new Admission(
-    { admissionRate: 0, admissionLagMs: 0, admissionQueue: 0, ...config },
+    { admissionRate: 0, admissionLagMs: 0, admissionQueue: 0, admissionCommitMs: 0, ...config },
     { lagMs: () => state.lag, queued: () => state.queued },
     () => state.now,
   );
@@ -107,4 +107,40 @@ test("the water level: those below it keep their rate, those above share the res
   expect(waterLevel([1, 2, 100, 100], 43)).toBe(20);
   expect(waterLevel([5, 5], 100)).toBe(Infinity);
   expect(waterLevel([], 10)).toBe(Infinity);
+});
+
+test("sends that lately waited long for their commit are a signal before the loop is late", () => {
+  const { state, admission } = harness({ admissionCommitMs: 50 });
+  // Nothing slow yet: a heavy sender passes.
+  expect(run(admission, state, new Map([[1, 500]]), 1).refused.size).toBe(0);
+  admission.committed(120, state.now);
+  const { refused } = run(admission, state, new Map([[1, 500], [2, 5]]), 0.5);
+  expect(refused.get(1)).toBeGreaterThan(0);
+  expect(refused.get(2) ?? 0).toBe(0);
+  // The slow commit ages out of its two windows, and the hold ends: nobody is refused again.
+  state.now += 2000;
+  admission.committed(3, state.now);
+  expect(admission.pressed(state.now)).toBe(false);
+});
+
+test("under pressure a user reading many pages a second waits, and one reading like a person does not", () => {
+  const { state, admission } = harness({ admissionLagMs: 30 });
+  const heavy = { admitted: 0, refused: 0 };
+  const light = { admitted: 0, refused: 0 };
+  // Without pressure, any number of reads pass.
+  for (let i = 0; i < 100; i++) expect(admission.admitRead(1)).toBe(0);
+  state.lag = 80;
+  for (let step = 0; step < 200; step++) {
+    state.now += 10;
+    // 100 pages a second against one every 500 ms.
+    const wait = admission.admitRead(1);
+    if (wait > 0) heavy.refused++;
+    else heavy.admitted++;
+    if (step % 50 === 0) {
+      if (admission.admitRead(2) > 0) light.refused++;
+      else light.admitted++;
+    }
+  }
+  expect(heavy.refused).toBeGreaterThan(0);
+  expect(light).toEqual({ admitted: 4, refused: 0 });
 });

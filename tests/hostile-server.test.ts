@@ -179,7 +179,9 @@ test("a client that stops reading gets no more large replies built for it: none 
 
 test("pipelined history requests on the real server are all answered, and the neighbours keep chatting", async () => {
   const result = await attack("pipeline", ["mallory", PASSWORD, "3000"], { HOSTILE_OP: "history", HOSTILE_ARGS: JSON.stringify({ with: "alice", limit: 1000 }) });
-  expect(result.codes).toEqual({ ok: 3000 });
+  // Each one answered: a page, or, while the server is past what it can carry, E_RATE_LIMITED for a reader this heavy (server/admission.ts).
+  expect(result.codes.ok).toBeGreaterThan(0);
+  expect((result.codes.ok ?? 0) + (result.codes.E_RATE_LIMITED ?? 0)).toBe(3000);
   await neighboursKeepChatting();
 });
 

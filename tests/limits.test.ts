@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import { ChatError } from "../protocol/errors";
 import { DEFAULT_CONFIG } from "../server/context";
-import { Limits } from "../server/limits";
+import { Buckets, Limits } from "../server/limits";
 import { LoopLag } from "../server/loop-lag";
 
 const config = { ...DEFAULT_CONFIG, sendBurst: 10, sendsPerSecond: 0.001 };
@@ -27,7 +27,7 @@ test("while the server keeps up, a user spends the whole burst, and then waits f
 
 test("a message refused by the server-wide admission takes nothing from the user's allowance", () => {
   let wait = 0;
-  const limits = new Limits(config, { admission: { admit: () => wait } });
+  const limits = new Limits(config, { admission: { admit: () => wait, admitRead: () => 0, committed() {} } });
   for (let i = 0; i < 6; i++) limits.send(1);
   wait = 700;
   expect(refusal(() => limits.send(1))).toMatchObject({ code: "E_RATE_LIMITED", retryAfterMs: 700 });
@@ -37,7 +37,7 @@ test("a message refused by the server-wide admission takes nothing from the user
 });
 
 test("with no send limit configured, nobody is held back, even by the admission", () => {
-  const limits = new Limits({ ...config, sendsPerSecond: 0 }, { admission: { admit: () => 1000 } });
+  const limits = new Limits({ ...config, sendsPerSecond: 0 }, { admission: { admit: () => 1000, admitRead: () => 1000, committed() {} } });
   for (let i = 0; i < 100; i++) expect(refusal(() => limits.send(1))).toBeUndefined();
 });
 
@@ -76,4 +76,21 @@ test("a refused send holds its connection at once, for the retry-after it names"
   const refused = refusal(() => limits.send(1, "127.0.0.1", conn));
   expect(refused).toMatchObject({ code: "E_RATE_LIMITED" });
   expect(holds).toEqual([refused!.retryAfterMs!]);
+});
+
+test("a user new to the server has the first burst at once and earns the rest of the burst at the rate", () => {
+  let now = 0;
+  const buckets = new Buckets<number>(500, 10, 100, () => now, 50);
+  let sent = 0;
+  while (buckets.take(1) === 0) sent++;
+  expect(sent).toBe(50);
+  // 45 s later the whole burst is there, and no more.
+  now += 60_000;
+  sent = 0;
+  while (buckets.take(1) === 0) sent++;
+  expect(sent).toBe(500);
+  // A session started earns from its start, before its first send.
+  buckets.start(2);
+  now += 10_000;
+  expect(buckets.level(2)).toBe(150);
 });

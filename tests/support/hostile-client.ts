@@ -44,7 +44,9 @@ async function run(): Promise<Record<string, unknown>> {
       const args = JSON.parse(process.env.HOSTILE_ARGS ?? "{}");
       const results = await Promise.allSettled(Array.from({ length: n }, () => link.request(process.env.HOSTILE_OP!, args, 120_000)));
       link.close();
-      return { codes: tally(results) };
+      // The longest retry-after named, so a test can see that refusals say how long to wait.
+      const retryAfterMs = Math.max(0, ...results.map((r) => (r.status === "rejected" && r.reason instanceof ChatError ? (r.reason.retryAfterMs ?? 0) : 0)));
+      return { codes: tally(results), retryAfterMs };
     }
     case "signups": {
       // N signups pipelined on one connection before login: each an argon2id hash if let through.

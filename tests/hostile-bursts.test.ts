@@ -1,0 +1,81 @@
+/**
+ * What a fresh account, or a heavy reader under pressure, can take at once
+ * (issue 14, round 4). Each attack runs in its own process
+ * (tests/support/hostile-client.ts) against a real server; each test asserts
+ * the refusal code and that a neighbour pair on the same server keeps chatting.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { join } from "node:path";
+import { connectUser, PASSWORD, ROOT, signup, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { TEST_CA } from "./support/tls";
+import { DEFAULT_CONFIG } from "../server/context";
+
+/**
+ * The default send allowance (500 at once once earned, 50 for a new session,
+ * then 10 a second); one read slot server-wide, so that a pipelining reader
+ * fills the server's read slots by itself and that is the pressure.
+ */
+const CONFIG = { maxConcurrentReads: 1 };
+
+let cluster: Cluster;
+let addr: string;
+let alice: TestUser;
+let bob: TestUser;
+let said = 0;
+
+beforeAll(async () => {
+  cluster = await startCluster({ servers: 1, config: CONFIG });
+  addr = cluster.servers[0]!.addr;
+  for (const name of ["alice", "bob", "mallory", "reader"]) await signup(cluster.balancerAddr, name);
+  alice = await connectUser(cluster.balancerAddr, "alice");
+  bob = await connectUser(cluster.balancerAddr, "bob");
+  await neighboursKeepChatting();
+}, 60_000);
+
+afterAll(async () => {
+  await alice?.session.close();
+  await bob?.session.close();
+  await cluster?.stop();
+});
+
+/** Alice's message reaches Bob: the attack did not take the server from them. */
+async function neighboursKeepChatting(): Promise<void> {
+  expect(alice.ended).toBeUndefined();
+  const text = `neighbour ${++said}`;
+  await alice.session.sendText("bob", text);
+  await waitFor(() => bob.texts().includes(text), "bob to receive alice's message", 10_000);
+}
+
+/** Runs one attacker in its own process and returns its JSON line. */
+async function attack(mode: string, args: string[], env: Record<string, string> = {}): Promise<Record<string, any>> {
+  const proc = Bun.spawn([process.execPath, join(ROOT, "tests/support/hostile-client.ts"), mode, addr, ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, HOSTILE_CA: TEST_CA.certPem, ...env },
+  });
+  const [out, err, code] = [await new Response(proc.stdout).text(), await new Response(proc.stderr).text(), await proc.exited];
+  if (code !== 0) throw new Error(`attacker ${mode} exited ${code}: ${err}`);
+  return JSON.parse(out.trim().split("\n").pop()!);
+}
+
+test("a session new to the server sends its first burst, not the whole 500: the rest is earned at the rate, and the neighbours keep chatting", async () => {
+  const pipelined = 120;
+  const result = await attack("sends", ["mallory", PASSWORD, String(pipelined)], { HOSTILE_TO: "alice" });
+  expect(result.codes.E_RATE_LIMITED).toBeGreaterThan(0);
+  expect(result.retryAfterMs).toBeGreaterThan(0);
+  // With the whole burst at once (the old rule) all 120 passed; now the first burst and what 10 a second earned meanwhile.
+  expect(result.codes.ok).toBeLessThan(pipelined);
+  expect(result.codes.ok).toBeGreaterThanOrEqual(DEFAULT_CONFIG.sendFirstBurst);
+  await neighboursKeepChatting();
+}, 60_000);
+
+test("while the server's read slots are all taken, a user pipelining history pages is refused with a retry-after, and a light reader's page passes", async () => {
+  const result = await attack("pipeline", ["reader", PASSWORD, "200"], { HOSTILE_OP: "history", HOSTILE_ARGS: JSON.stringify({ with: "alice", limit: 1000 }) });
+  expect(result.codes.ok).toBeGreaterThan(0);
+  expect(result.codes.E_RATE_LIMITED).toBeGreaterThan(0);
+  expect(result.retryAfterMs).toBeGreaterThan(0);
+  // A person's screen of history: one page, never refused.
+  const light = await attack("pipeline", ["bob", PASSWORD, "1"], { HOSTILE_OP: "history", HOSTILE_ARGS: JSON.stringify({ with: "alice", limit: 50 }) });
+  expect(light.codes).toEqual({ ok: 1 });
+  await neighboursKeepChatting();
+}, 60_000);
