@@ -5,7 +5,11 @@
  * server's peak RSS. The attackers run in their own process, so that their
  * work does not slow the neighbours' side of the measurement.
  *
- *   bun bench/hostile.ts [--attackers 1000] [--neighbours 20] [--duration 10] [--only KIND] [--data DIR] [--json] [--server-args="--admission-lag-ms 0"]
+ *   bun bench/hostile.ts [--attackers 1000] [--neighbours 20] [--duration 10] [--only KIND] [--data DIR] [--json] [--nice-attackers] [--server-args="--admission-lag-ms 0"]
+ *
+ * The attackers' process shares the machine's cores with the server; with
+ * --nice-attackers it runs at nice 19, as if it were another machine (the
+ * cores it would take are the server's first). The report says which.
  *
  * Attackers, by share of --attackers:
  *  - strangers (60%): connect, say hello, send a header and part of a frame, and wait;
@@ -63,6 +67,8 @@ interface Report {
   p99Ratio: number;
   serverPeakRssMiB: number;
   attackerOutcomes: Record<string, number>;
+  /** Whether the attackers ran at nice 19 (--nice-attackers). */
+  attackersNiced: boolean;
 }
 
 async function resumed(addr: string, user: string, token: string, onEvent?: (ev: string, frame: Record<string, unknown>) => void): Promise<Link> {
@@ -149,6 +155,9 @@ class Scraper {
     for (const line of text.split("\n")) {
       const m = /^(chatterbox_commit_batch_messages_(?:sum|count)|chatterbox_commit_duration_seconds_sum|chatterbox_outbox_bytes) (\S+)$/.exec(line);
       if (m) values[m[1]!] = Number(m[2]);
+      // The histograms' buckets too: how many batches were large, and how many commits slow.
+      const b = /^(chatterbox_commit_batch_messages|chatterbox_commit_duration_seconds)_bucket\{.*le="([^"]+)".*\} (\S+)$/.exec(line);
+      if (b) values[`${b[1]}<=${b[2]}`] = Number(b[3]);
     }
     return values;
   }
@@ -158,7 +167,7 @@ class Scraper {
     await Bun.sleep(500);
   }
 
-  async stop(): Promise<{ batches: number; batchMean: number; commitMeanMs: number; outboxMiB: number }> {
+  async stop(): Promise<{ batches: number; batchMean: number; commitMeanMs: number; batchesOver500: number; commitsOver100Ms: number; outboxMiB: number }> {
     const last = await this.scrape();
     const d = (k: string) => (last[k] ?? 0) - (this.first[k] ?? 0);
     const batches = d("chatterbox_commit_batch_messages_count");
@@ -166,6 +175,9 @@ class Scraper {
       batches,
       batchMean: Math.round(d("chatterbox_commit_batch_messages_sum") / Math.max(1, batches)),
       commitMeanMs: Math.round((d("chatterbox_commit_duration_seconds_sum") / Math.max(1, batches)) * 10000) / 10,
+      // A large batch is a long commit and then as many replies and deliveries in one turn of the loop.
+      batchesOver500: batches - d("chatterbox_commit_batch_messages<=500"),
+      commitsOver100Ms: batches - d("chatterbox_commit_duration_seconds<=0.1"),
       // Unsent bytes queued for slow sockets, summed over the server's connections, at the end of the run.
       outboxMiB: Math.round((last.chatterbox_outbox_bytes ?? 0) / 1024 / 102.4) / 10,
     };
@@ -299,7 +311,7 @@ async function phase(run: () => Promise<Timings>, scraper: Scraper, serverPid: n
 
 const describe = (p: Phase) =>
   `p50 ${p.p50Ms.toFixed(2)} ms, p99 ${p.p99Ms.toFixed(2)} ms (${p.messages} messages, refused ${JSON.stringify(p.refused)}); reply p99 ${p.ackP99Ms.toFixed(1)} ms, ping p99 ${p.pingP99Ms.toFixed(1)} ms; ` +
-  `CPU server ${p.serverCpu}% (loop ${p.loopCpu}%, loop waiting for a core ${p.loopWaitingForCpu}%), PostgreSQL ${p.postgresCpu}%, attackers ${p.attackersCpu}%, machine ${p.machineCpu}% of ${navigator.hardwareConcurrency * 100}%; ${p.commits.batches} commits of ${p.commits.batchMean} in ${p.commits.commitMeanMs} ms; outboxes ${p.commits.outboxMiB} MiB at the end`;
+  `CPU server ${p.serverCpu}% (loop ${p.loopCpu}%, loop waiting for a core ${p.loopWaitingForCpu}%), PostgreSQL ${p.postgresCpu}%, attackers ${p.attackersCpu}%, machine ${p.machineCpu}% of ${navigator.hardwareConcurrency * 100}%; ${p.commits.batches} commits of ${p.commits.batchMean} in ${p.commits.commitMeanMs} ms (${p.commits.batchesOver500} of over 500, ${p.commits.commitsOver100Ms} over 100 ms); outboxes ${p.commits.outboxMiB} MiB at the end`;
 
 /** A port nothing listens on now, for the server's metrics. */
 async function freePort(): Promise<number> {
@@ -319,6 +331,8 @@ async function main(): Promise<void> {
       data: { type: "string" },
       attack: { type: "string" },
       only: { type: "string" },
+      // The attackers' process at nice 19: as if it ran on another machine, so that it takes no core the server wants (see PERFORMANCE.md).
+      "nice-attackers": { type: "boolean", default: false },
       // More flags for the chat server, space-separated (e.g. --server-args="--admission-lag-ms 0"), to compare settings.
       "server-args": { type: "string", default: "" },
     },
@@ -349,7 +363,8 @@ async function main(): Promise<void> {
     log(`baseline: ${neighbourCount} neighbours for ${duration} s`);
     const baseline = await phase(() => neighbours(server!.addr, names, tokens, duration), scraper, server!.pid!, db.pid);
     log(`under attack: ${attackers} attackers alongside`);
-    const child = Bun.spawn([process.execPath, import.meta.path, "--attack", server!.addr, "--attackers", String(attackers), "--duration", String(duration + 10)], {
+    const niced = values["nice-attackers"] ? ["nice", "-n", "19"] : [];
+    const child = Bun.spawn([...niced, process.execPath, import.meta.path, "--attack", server!.addr, "--attackers", String(attackers), "--duration", String(duration + 10)], {
       stdin: new Blob([JSON.stringify(attackerTokens)]),
       env: { ...process.env },
       stdout: "pipe",
@@ -369,12 +384,13 @@ async function main(): Promise<void> {
       p99Ratio: baseline.p99Ms > 0 ? underAttack.p99Ms / baseline.p99Ms : 0,
       serverPeakRssMiB: Math.round(peak / 1024 / 1024),
       attackerOutcomes: outcomes,
+      attackersNiced: values["nice-attackers"]!,
     };
     if (values.json) console.log(JSON.stringify(report));
     else {
       console.log(`neighbours alone:     ${describe(baseline)}`);
       console.log(`with ${attackers} attackers: ${describe(underAttack)}`);
-      console.log(`p99 ratio ${report.p99Ratio.toFixed(2)}`);
+      console.log(`p99 ratio ${report.p99Ratio.toFixed(2)}${report.attackersNiced ? " (attackers at nice 19)" : " (attackers at the server's priority, on the same cores)"}`);
       console.log(`server peak RSS: ${report.serverPeakRssMiB} MiB`);
       console.log(`attackers: ${JSON.stringify(outcomes)}`);
     }

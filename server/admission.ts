@@ -73,6 +73,8 @@ const MAX_RETRY_MS = 5000;
 const FORGET_MS = 3 * TAU_MS;
 /** The level is worked out again this often (it sorts the active users' rates). */
 const RECOMPUTE_MS = 100;
+/** While no pressure is known, a queue past its depth is looked at again this soon, not RECOMPUTE_MS later. */
+const QUICK_RECOMPUTE_MS = 2;
 /** Refusing goes on this long after the last signal. */
 const HOLD_MS = 1000;
 /**
@@ -135,13 +137,17 @@ export class Admission {
   ) {}
 
   private signal(now: number): boolean {
-    const { admissionRate, admissionLagMs, admissionQueue, admissionCommitMs } = this.config;
+    const { admissionRate, admissionLagMs, admissionCommitMs } = this.config;
     return (
       (admissionRate > 0 && decayed(this.total, now) > admissionRate) ||
       (admissionLagMs > 0 && this.pressure.lagMs() > admissionLagMs) ||
-      (admissionQueue > 0 && this.pressure.queued() > admissionQueue) ||
+      this.queueSignal() ||
       (admissionCommitMs > 0 && this.slowestCommit(now) > admissionCommitMs)
     );
+  }
+
+  private queueSignal(): boolean {
+    return this.config.admissionQueue > 0 && this.pressure.queued() > this.config.admissionQueue;
   }
 
   /** A send took this long from the committer to its commit (the send route tells every one: a comparison and a store). */
@@ -164,7 +170,10 @@ export class Admission {
 
   /** The rate above which a user is refused now (Infinity while the server keeps up). */
   level(now = this.now()): number {
-    if (now - this.computedAt < RECOMPUTE_MS) return this.cachedLevel;
+    // A backlog that forms within one turn of the loop (a thousand pipelines read at once) is seen at
+    // once rather than at the next recompute: the queue's depth is cheap to read at every send.
+    const backlog = this.cachedLevel === Infinity && now - this.computedAt >= QUICK_RECOMPUTE_MS && this.queueSignal();
+    if (now - this.computedAt < RECOMPUTE_MS && !backlog) return this.cachedLevel;
     this.computedAt = now;
     this.sweep(now);
     const signal = this.signal(now);

@@ -144,3 +144,21 @@ test("under pressure a user reading many pages a second waits, and one reading l
   expect(heavy.refused).toBeGreaterThan(0);
   expect(light).toEqual({ admitted: 4, refused: 0 });
 });
+
+test("a backlog that forms within one turn of the loop is seen at once: a thousand pipelines read together do not all pass", () => {
+  const { state, admission } = harness({ admissionQueue: 2000 });
+  // One heavy sender a moment before: the level was just worked out, with nothing queued.
+  for (let i = 0; i < 20; i++) admission.admit(999);
+  state.now += 1;
+  // Then 300 accounts each send 50 (their first bursts) in one long turn, a round of 300 sends every 5 ms; every send admitted joins the commit queue.
+  let admitted = 0;
+  for (let round = 0; round < 50; round++) {
+    for (let user = 1; user <= 300; user++) {
+      if (admission.admit(user) === 0) state.queued = ++admitted;
+    }
+    state.now += 5;
+  }
+  // Not 15,000: the light part of everyone's rate, and what came before the queue passed its depth.
+  expect(admitted).toBeLessThan(5000);
+  expect(admitted).toBeGreaterThanOrEqual(300 * LIGHT_RATE);
+});
