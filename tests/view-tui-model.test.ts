@@ -208,3 +208,22 @@ test("the status bar: a question first, then typing, the connection and the keys
   );
   expect(text({ ...base, confirming: true })).toStartWith("[a draft is unsent");
 });
+
+test("the mark on my own message is never cut at the pane's edge, and the rows stay put as it goes from sent to read", () => {
+  const m = new ChatModel("alice");
+  const c = m.open({ kind: "dm", name: "bob" }, 7);
+  const cols = 40;
+  // "12:00 alice: " is 13 columns; the text fills the rest of the first row but for two.
+  const { local } = m.pending({ kind: "dm", name: "bob" }, "x".repeat(cols - 13 - 2));
+  m.stored(c, local, { msg: 10, conv: 7, seq: 4, at: Date.now(), duplicate: false });
+  const shown = () => paneRows(m, c, cols).map((r) => r.map((s) => s.text).join(""));
+  const sent = shown();
+  m.receipt({ conv: 7, user: "bob", read: 4 });
+  const read = shown();
+  expect(read.length).toBe(sent.length);
+  for (const row of read) expect(Bun.stringWidth(row)).toBeLessThanOrEqual(cols);
+  expect(read.some((r) => r.includes("✓✓ read"))).toBe(true);
+  // A short message keeps its mark on its own row.
+  m.pending({ kind: "dm", name: "bob" }, "short");
+  expect(shown().at(-1)).toContain("short …");
+});

@@ -36,6 +36,11 @@ const MARKS: Record<Mark, string> = { pending: "…", sent: "✓", delivered: "�
 
 const width = (s: string) => Bun.stringWidth(s);
 
+/** The widest mark a message passes through on its way to read, with its leading space ("not sent" may move the rows: it is rare). */
+const MARK_WIDTH = Math.max(width(MARKS.pending), width(MARKS.sent), width(MARKS.delivered), width(MARKS.read)) + 1;
+
+const markSpan = (mark: Mark): Segment => ({ text: ` ${MARKS[mark]}`, dim: mark !== "failed", color: mark === "failed" ? "#ff5f5f" : undefined });
+
 /** Splits text into rows of at most `cols` columns, at spaces where it can. */
 export function wrap(text: string, cols: number): string[] {
   const out: string[] = [];
@@ -95,14 +100,19 @@ export function paneRows(model: ChatModel, c: Conv | undefined, cols: number): R
     const name = `${sender}: `;
     const indent = " ".repeat(width(head) + width(name));
     const mark = c ? model.mark(c, item) : undefined;
-    const lines = wrap(text, Math.max(10, cols - width(indent)));
+    const room = Math.max(10, cols - width(indent));
+    const lines = wrap(text, room);
+    // The mark goes on a row of its own where the widest one would not fit after the last line, so
+    // it is never cut at the pane's edge, and the rows do not move as it goes from … to read.
+    const ownRow = mark !== undefined && width(lines.at(-1) ?? "") + MARK_WIDTH > room;
     lines.forEach((l, i) => {
       const seq = i === 0 && item.kind === "message" ? item.m.seq : undefined;
       const row: Row = i === 0 ? [{ text: head, dim: true, seq }, { text: name, color: senderColor(sender), bold: true }] : [{ text: indent }];
       row.push(warn ? { text: l, color: "#ffaf00" } : { text: l });
-      if (mark && i === lines.length - 1) row.push({ text: ` ${MARKS[mark]}`, dim: mark !== "failed", color: mark === "failed" ? "#ff5f5f" : undefined });
+      if (mark && !ownRow && i === lines.length - 1) row.push(markSpan(mark));
       rows.push(row);
     });
+    if (mark && ownRow) rows.push([{ text: indent }, markSpan(mark)]);
   }
   return rows;
 }
