@@ -199,14 +199,20 @@ test("the list counts mentions of the user among the unread", () => {
   expect([dotted.mentions("hi a-b.c!"), dotted.mentions("hi a-bxc"), dotted.mentions("xa-b.c")]).toEqual([true, false, false]);
 });
 
-test("the status bar: a question first, then typing, the connection and the keys' state", () => {
+test("the status bar: a question or a changed key first, then typing, the connection and the keys' state", () => {
   const text = (s: Parameters<typeof statusRow>[0]) => statusRow(s).map((x) => x.text).join("");
   const base = { typing: [], confirming: false, now: 1_000 };
-  expect(text({ ...base, connection: { connected: true, server: "127.0.0.1:7001", pending: 0 }, encryption: "pinned" })).toBe("[connected to 127.0.0.1:7001 · encrypted, key pinned (/verify)]");
+  const steady = { ...base, connection: { connected: true, server: "127.0.0.1:7001", pending: 0 }, encryption: "pinned" as const };
+  expect(text(steady)).toBe("[connected to 127.0.0.1:7001 · encrypted, key pinned (/verify)]");
   expect(text({ ...base, connection: { connected: false, server: "x", retryAt: 3_500, pending: 2 }, encryption: "changed", typing: ["bob"] })).toBe(
-    "[bob is typing… · reconnecting, next try in 3 s, 2 waiting to send · KEY CHANGED: /verify, then /trust]",
+    "[KEY CHANGED: /verify, then /trust · bob is typing… · reconnecting, next try in 3 s, 2 waiting to send]",
   );
   expect(text({ ...base, confirming: true })).toStartWith("[a draft is unsent");
+  // A narrow bar (80 columns less the list) takes the short forms before anything is cut.
+  const narrow = text({ ...steady, typing: ["bob"], cols: 58 });
+  expect(narrow).toBe("[bob is typing… · connected · encrypted]");
+  expect(Bun.stringWidth(narrow)).toBeLessThanOrEqual(58);
+  expect(text({ ...steady, cols: 200 })).toBe(text(steady));
 });
 
 test("the mark on my own message is never cut at the pane's edge, and the rows stay put as it goes from sent to read", () => {

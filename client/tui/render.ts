@@ -193,21 +193,34 @@ export interface StatusState {
   /** The quick switcher's matches, while it is open. */
   switcher?: string[];
   now: number;
+  /** The bar's width, where known: past it, the short forms. */
+  cols?: number;
 }
 
-/** The status bar: what asks for an answer first, then who is typing, then the steady state (a narrow bar cuts the end). */
+/**
+ * The status bar: what asks for an answer first (a changed key among them),
+ * then who is typing, then the steady state. Where it is wider than `cols`,
+ * the steady parts take their short forms, and only then is the end cut.
+ */
 export function statusRow(s: StatusState): Row {
   const state = s.connection;
-  let conn = state?.server ? `connected to ${state.server}` : "connected";
-  if (state && !state.connected) conn = state.retryAt !== undefined ? `reconnecting, next try in ${Math.max(0, Math.ceil((state.retryAt - s.now) / 1000))} s` : "reconnecting…";
   const pending = state && state.pending > 0 ? `, ${state.pending} waiting to send` : "";
-  const e2e = { group: "encrypted", pinned: "encrypted, key pinned (/verify)", changed: "KEY CHANGED: /verify, then /trust" }[s.encryption ?? "group"];
-  const parts = [
-    s.confirming ? "a draft is unsent: Ctrl-C again to leave" : "",
-    s.switcher ? s.switcher.join("  ") || "no match" : "",
-    s.typing.length ? `${s.typing.join(", ")} ${s.typing.length === 1 ? "is" : "are"} typing…` : "",
-    `${conn}${pending}`,
-    s.encryption ? e2e : "",
-  ];
-  return [{ text: `[${parts.filter(Boolean).join(" · ")}]`, reverse: true }];
+  const connection = (short: boolean) => {
+    if (state && !state.connected) return state.retryAt !== undefined ? `reconnecting, next try in ${Math.max(0, Math.ceil((state.retryAt - s.now) / 1000))} s` : "reconnecting…";
+    return state?.server && !short ? `connected to ${state.server}` : "connected";
+  };
+  const keys = (short: boolean) => (s.encryption === "pinned" ? (short ? "encrypted" : "encrypted, key pinned (/verify)") : s.encryption === "group" ? "encrypted" : "");
+  const bar = (short: boolean) =>
+    `[${[
+      s.confirming ? "a draft is unsent: Ctrl-C again to leave" : "",
+      s.switcher ? s.switcher.join("  ") || "no match" : "",
+      s.encryption === "changed" ? "KEY CHANGED: /verify, then /trust" : "",
+      s.typing.length ? `${s.typing.join(", ")} ${s.typing.length === 1 ? "is" : "are"} typing…` : "",
+      `${connection(short)}${pending}`,
+      keys(short),
+    ]
+      .filter(Boolean)
+      .join(" · ")}]`;
+  const long = bar(false);
+  return [{ text: s.cols !== undefined && width(long) > s.cols ? bar(true) : long, reverse: true }];
 }

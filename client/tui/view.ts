@@ -307,6 +307,7 @@ export class TuiView implements ChatView {
       confirming: this.confirming,
       switcher: this.switcher.open ? this.switcher.matches(this.model.ordered()).map((m) => label(m.target)) : undefined,
       now,
+      cols: paneCols(this.screen.size),
     });
   }
 
