@@ -233,3 +233,18 @@ test("the mark on my own message is never cut at the pane's edge, and the rows s
   m.pending({ kind: "dm", name: "bob" }, "short");
   expect(shown().at(-1)).toContain("short …");
 });
+
+test("a line of /help wraps under its description, so the commands stay a column of their own", () => {
+  const m = new ChatModel("alice");
+  m.note("  /trust USER                 accept USER's new identity key (after comparing safety numbers)");
+  m.note("Keys: Alt-1…9 or Ctrl-N/Ctrl-P switch conversation, Ctrl-K to pick one by name");
+  const rows = paneRows(m, undefined, 58).map((r) => r.map((s) => s.text).join(""));
+  const first = rows.findIndex((r) => r.includes("/trust USER"));
+  const column = rows[first]!.indexOf("accept");
+  expect(rows[first + 1]!.slice(0, column).trim()).toBe("");
+  expect(rows[first + 1]!.slice(column)).toMatch(/^\S/);
+  for (const row of rows) expect(Bun.stringWidth(row)).toBeLessThanOrEqual(58);
+  // A line of prose has no second column: it wraps under its own start.
+  const keys = rows.findIndex((r) => r.includes("Keys:"));
+  expect(rows[keys + 1]!.indexOf(rows[keys + 1]!.trim())).toBe(rows[keys]!.indexOf("Keys:"));
+});

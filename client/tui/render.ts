@@ -94,7 +94,7 @@ export function paneRows(model: ChatModel, c: Conv | undefined, cols: number): R
     const head = `${clock(at)} `;
     if (sender === undefined) {
       const indent = " ".repeat(width(head));
-      wrap(text, Math.max(10, cols - width(head))).forEach((l, i) => rows.push([{ text: i === 0 ? head : indent, dim: true }, { text: l, dim: true }]));
+      noteLines(text, Math.max(10, cols - width(head))).forEach((l, i) => rows.push([{ text: i === 0 ? head : indent, dim: true }, { text: l, dim: true }]));
       continue;
     }
     const name = `${sender}: `;
@@ -115,6 +115,23 @@ export function paneRows(model: ChatModel, c: Conv | undefined, cols: number): R
     if (mark && ownRow) rows.push([{ text: indent }, markSpan(mark)]);
   }
   return rows;
+}
+
+/**
+ * A note's rows. A line in two columns, as /help's "  /cmd ARGS   what it
+ * does", wraps under its second column, so the commands stay a column of
+ * their own on a narrow pane.
+ */
+function noteLines(text: string, cols: number): string[] {
+  return text.split("\n").flatMap((line) => {
+    const column = /^(\s*\S.*?\s{2,})\S/.exec(line)?.[1];
+    const hang = column ? width(column) : 0;
+    const [first, ...rest] = wrap(line, cols);
+    // Under the second column only where that leaves it room to read (20 columns).
+    if (hang === 0 || hang > cols - 20 || rest.length === 0) return [first ?? "", ...rest];
+    const tail = line.slice(first!.length).trimStart();
+    return [first!, ...wrap(tail, cols - hang).map((l) => " ".repeat(hang) + l)];
+  });
 }
 
 function center(text: string, cols: number, fill: string): string {
