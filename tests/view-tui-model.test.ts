@@ -248,3 +248,17 @@ test("a line of /help wraps under its description, so the commands stay a column
   const keys = rows.findIndex((r) => r.includes("Keys:"));
   expect(rows[keys + 1]!.indexOf(rows[keys + 1]!.trim())).toBe(rows[keys]!.indexOf("Keys:"));
 });
+
+test("a membership change I made is not unread and draws no 'new messages' line; one made by another is", () => {
+  const m = new ChatModel("alice");
+  const group = { kind: "group" as const, name: "devs" };
+  const line = (seq: number, actor: string) => msg(seq, actor, "devs", "", { kind: "system", group: "devs", text: `${actor} created devs` });
+  m.add(line(1, "alice"));
+  const c = m.convs.get([...m.convs.keys()][0]!)!;
+  expect(c.unread).toBe(0);
+  m.open(group);
+  expect(paneRows(m, c, 60).some((r) => r.some((s) => s.text.includes("new messages")))).toBe(false);
+  m.open({ kind: "dm", name: "bob" });
+  m.add(line(2, "carol"));
+  expect(c.unread).toBe(1);
+});

@@ -86,7 +86,7 @@ export function paneRows(model: ChatModel, c: Conv | undefined, cols: number): R
       lastDay = d;
       rows.push([{ text: center(` ${d} `, cols, "─"), dim: true }]);
     }
-    if (c && c.markerSeq !== undefined && !markerDrawn && item.kind === "message" && !item.own && item.m.seq > c.markerSeq) {
+    if (c && c.markerSeq !== undefined && !markerDrawn && item.kind === "message" && item.m.from !== model.me && item.m.seq > c.markerSeq) {
       markerDrawn = true;
       rows.push([{ text: center(" new messages ", cols, "─"), color: "#ff5f5f" }]);
     }
