@@ -5,6 +5,7 @@
  */
 import { expect, test } from "bun:test";
 import type { Received } from "../client/session";
+import { HELP } from "../client/commands";
 import { InputEditor } from "../client/tui/editor";
 import { actionOf } from "../client/tui/keys";
 import { ChatModel } from "../client/tui/model";
@@ -247,6 +248,9 @@ test("a line of /help wraps under its description, so the commands stay a column
   // A line of prose has no second column: it wraps under its own start.
   const keys = rows.findIndex((r) => r.includes("Keys:"));
   expect(rows[keys + 1]!.indexOf(rows[keys + 1]!.trim())).toBe(rows[keys]!.indexOf("Keys:"));
+  // The help itself is one table: every description starts in one column, two spaces at least after its command.
+  const starts = HELP.split("\n").slice(1).map((l) => /^ {2}\/\S.*?\s{2,}(?=\S)/.exec(l)?.[0].length);
+  expect(starts.every((at) => at !== undefined && at === starts[0])).toBe(true);
 });
 
 test("a membership change I made is not unread and draws no 'new messages' line; one made by another is", () => {

@@ -127,8 +127,8 @@ function noteLines(text: string, cols: number): string[] {
     const column = /^(\s*\S.*?\s{2,})\S/.exec(line)?.[1];
     const hang = column ? width(column) : 0;
     const [first, ...rest] = wrap(line, cols);
-    // Under the second column only where that leaves it room to read (20 columns).
-    if (hang === 0 || hang > cols - 20 || rest.length === 0) return [first ?? "", ...rest];
+    // Under the second column only where that leaves it room to read (16 columns).
+    if (hang === 0 || hang > cols - 16 || rest.length === 0) return [first ?? "", ...rest];
     const tail = line.slice(first!.length).trimStart();
     return [first!, ...wrap(tail, cols - hang).map((l) => " ".repeat(hang) + l)];
   });
