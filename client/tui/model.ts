@@ -148,6 +148,12 @@ export class ChatModel {
     return c;
   }
 
+  /** Where Alt-A goes: a conversation that names me first, then any with unread, the most recently active of each. */
+  nextUnread(): Conv | undefined {
+    const waiting = this.ordered().filter((c) => c.key !== this.current && c.unread > 0);
+    return waiting.find((c) => c.mentions > 0) ?? waiting[0];
+  }
+
   /** The read marker moved elsewhere (another device of the user's): fewer unread here. */
   readElsewhere(conv: number, seq: number): void {
     const c = this.byId(conv);
