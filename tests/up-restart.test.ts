@@ -9,7 +9,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PASSWORD, ROOT, waitFor } from "./support/cluster";
-import { spawnRole } from "./support/roles";
+import { alive, spawnRole } from "./support/roles";
 
 const work = mkdtempSync(join(tmpdir(), "chatterbox-up-restart-"));
 // As root, the embedded PostgreSQL runs as the postgres user, who must be able to enter it.
@@ -19,15 +19,6 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 /** The chat servers up runs (its other child is the embedded PostgreSQL). */
 function serversOf(pid: number): number[] {
   return Bun.spawnSync(["pgrep", "-P", String(pid), "-f", "cli.ts serve"]).stdout.toString().split("\n").filter(Boolean).map(Number);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** A client command in its own home, as a person runs it (the cluster CA pinned on first use). */
