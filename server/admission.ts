@@ -34,7 +34,7 @@ export interface Pressure {
   lagMs(): number;
   /** Sends waiting for a group commit. */
   queued(): number;
-  /** Large reads waiting for a server-wide slot (server/limits.ts); 0 when not told. */
+  /** Large reads waiting for a server-wide slot, or 1 if every slot is taken and none waits yet (server/limits.ts); 0 when not told. */
   readsWaiting?(): number;
 }
 

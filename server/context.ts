@@ -59,6 +59,8 @@ export interface ServerConfig {
   admissionLagMs: number;
   admissionQueue: number;
   admissionCommitMs: number;
+  /** Whether large reads are refused under pressure too (server/admission.ts admitRead). */
+  admissionReads: boolean;
   /** Bytes queued for all connections together; past it, those with the most queued are cut off as too slow. */
   outboxTotalLimit: number;
   /** Bytes of files one user may keep (the sizes declared at file.begin), and uploads not yet complete at once. */
@@ -107,6 +109,8 @@ export const DEFAULT_CONFIG: ServerConfig = {
   admissionQueue: 2000,
   // A neighbour's send waits ~2-10 ms for its commit on a server that keeps up; 50 ms is a backlog forming, before the loop is late.
   admissionCommitMs: 50,
+  // Off until its cost is understood: with 1,000 non-readers it raised the neighbours' p99 and the server's RSS (PERFORMANCE.md, round 4).
+  admissionReads: false,
   outboxTotalLimit: 256 * 1024 * 1024,
   storageQuotaBytes: 1024 * 1024 * 1024,
   maxConcurrentUploads: 4,

@@ -13,9 +13,10 @@ import { DEFAULT_CONFIG } from "../server/context";
 /**
  * The default send allowance (500 at once once earned, 50 for a new session,
  * then 10 a second); one read slot server-wide, so that a pipelining reader
- * fills the server's read slots by itself and that is the pressure.
+ * fills the server's read slots by itself and that is the pressure. Reads go
+ * through the admission here (`--admission-reads yes`; off by default).
  */
-const CONFIG = { maxConcurrentReads: 1 };
+const CONFIG = { maxConcurrentReads: 1, admissionReads: true };
 
 let cluster: Cluster;
 let addr: string;
