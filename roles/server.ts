@@ -65,6 +65,8 @@ export interface ChatServer {
   port: number;
   addr: string;
   connections(): number;
+  /** Frames forwarded to peers so far, and the peer frames they went in (a turn's forwards share one: server/peer-batch.ts). */
+  peerForwards(): { frames: number; items: number };
   /** Its Prometheus metrics, for an admin endpoint to serve. */
   metrics: ServerMetrics;
   stop(): Promise<void>;
@@ -220,7 +222,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       conn.state.peerId = req.server;
       // What peer.auth must bring back: the connect proof over this very handshake.
       conn.state.peerChallenge = expect;
-      return { server: id, role: "server", nonce: mine, proof };
+      // deliveries: 1, this server takes a turn's forwards batched in one `deliveries` event (PROTOCOL.md).
+      return { server: id, role: "server", nonce: mine, proof, deliveries: 1 };
     },
     onEvent(conn, ev, frame) {
       if (conn.state.role !== "peer") return;
@@ -259,6 +262,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     port: listener.port,
     addr,
     connections: () => sessions.count,
+    peerForwards: () => peers.forwarded,
     metrics,
     stop() {
       stopping ??= (async () => {
@@ -273,6 +277,9 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
         await receipts.flush();
         // After the last commits: their deliveries to users on other servers still go over the links.
         peers.stop();
+        const { frames, items } = peers.forwarded;
+        // The bench reads this line for the peer frames a forwarded message (PERFORMANCE.md, issue 15 round 4).
+        log(`forwarded ${items} frames to peers in ${frames} peer frames`, { forwarded: items, peerFrames: frames });
         for (const conn of sessions.all()) conn.bye("E_SHUTDOWN", "The server is shutting down; reconnect to another");
         await store.removeServer(id).catch(() => {});
         listener.stop(true);

@@ -59,6 +59,23 @@ export function peerEvent(deps: PeerEventDeps, _conn: Conn, ev: string, frame: R
         .catch((e) => deps.log(`peer deliver: ${e}`));
       return;
     }
+    case "deliveries": {
+      // A turn's forwards in one frame (server/peer-batch.ts), handed on in the order they came:
+      // fromPeer pushes to local connections before it first waits, so each conversation keeps its order.
+      const { d } = frame;
+      if (!Array.isArray(d)) return;
+      for (const item of d) {
+        if (!Array.isArray(item)) continue;
+        const [to, bytes, conv, seq, hops] = item as unknown[];
+        if (!Array.isArray(to) || !(bytes instanceof Uint8Array)) continue;
+        const slot = typeof conv === "number" && typeof seq === "number" ? { conv, seq } : undefined;
+        // Copied: a subarray would keep the whole batch alive in a slow reader's outbox.
+        void deps.delivery
+          .fromPeer(slot, to as number[], new Uint8Array(bytes), Number(hops ?? 0))
+          .catch((e) => deps.log(`peer deliveries: ${e}`));
+      }
+      return;
+    }
     case "kick":
       deps.sessions.close(Number(frame.user), Number(frame.conn), "E_DEVICE_REVOKED", "This device was revoked: log in again with the password");
       return;
