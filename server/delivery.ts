@@ -8,6 +8,7 @@
  */
 import { ClockCache } from "./clock-cache";
 import { encode } from "../protocol/codec";
+import { encodeMessageEvent } from "../protocol/message-frame";
 import type { WireMessage } from "../protocol/messages";
 import type { Conn, ServerConfig } from "./context";
 import type { DeviceStore } from "./device-store";
@@ -113,7 +114,7 @@ export class Delivery {
    * wherever they are, but `except` (the connection that sent it).
    */
   async deliver(message: WireMessage, recipients: number[], except?: Conn): Promise<void> {
-    const bytes = encode({ t: "ev", ev: "msg", m: message });
+    const bytes = encodeMessageEvent(message);
     await this.route(recipients, bytes, except, (conn) => this.push(conn, message, bytes), { conv: message.conv, seq: message.seq });
   }
 
