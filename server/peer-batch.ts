@@ -7,6 +7,7 @@
  * in order; a peer that did not say it takes batches gets `deliver` frames.
  */
 import { atTurnEnd } from "../net/outbox";
+import { encodeDeliveries, type WireForward } from "../protocol/deliveries-frame";
 
 /**
  * One forwarded frame: the users it is for, the client frame as bytes (header
@@ -21,9 +22,6 @@ export interface Forward {
   hops: number;
 }
 
-/** An item of a `deliveries` event, as it goes over the wire: [to, frame, conv, seq, hops]. */
-export type WireForward = [number[], Uint8Array, number | null, number | null, number];
-
 /** A batch stays well under a peer's largest frame (1 MiB by default); past this it goes at once and a new one starts. */
 export const MAX_BATCH_BYTES = 256 * 1024;
 export const MAX_BATCH_ITEMS = 1024;
@@ -31,6 +29,7 @@ export const MAX_BATCH_ITEMS = 1024;
 /** The link a batch goes out on. */
 export interface Notifier {
   notify(ev: string, fields: Record<string, unknown>): void;
+  notifyEncoded(frame: Uint8Array): void;
 }
 
 export function wireForward(item: Forward): WireForward {
@@ -82,6 +81,6 @@ export class PeerBatch {
     this.bytes = 0;
     this.sent.frames++;
     this.sent.items += d.length;
-    this.link.notify("deliveries", { d });
+    this.link.notifyEncoded(encodeDeliveries(d));
   }
 }

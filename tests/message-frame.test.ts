@@ -1,11 +1,14 @@
 /**
  * protocol/message-frame.ts: the hand-written `msg` frame is one a client
  * reads exactly as it read msgpackr's (protocol/codec.ts): the same length in
- * front, the same object out, for every size class of number, string and body.
+ * front, the same object out, for every size class of number, string and body;
+ * and so is the peer link's `deliveries` batch (protocol/deliveries-frame.ts).
  */
 import { expect, test } from "bun:test";
+import { unpackMultiple } from "msgpackr";
 import { decode, encode } from "../protocol/codec";
 import { FrameReader } from "../protocol/frame";
+import { encodeDeliveries, type WireForward } from "../protocol/deliveries-frame";
 import { encodeMessageEvent } from "../protocol/message-frame";
 import type { WireMessage } from "../protocol/messages";
 
@@ -14,6 +17,9 @@ const read = (bytes: Uint8Array) => {
   expect(frames.length).toBe(1);
   return decode(frames[0]!);
 };
+
+/** The payload is one MessagePack value and nothing after it: no byte of the size worked out was left unwritten. */
+const whole = (bytes: Uint8Array) => expect(unpackMultiple(bytes.subarray(4)).length).toBe(1);
 
 const base: WireMessage = { id: 1, conv: 2, seq: 3, from: "ann", to: "ben", kind: "chat", at: 1_764_650_000_123, cmid: "c-1", body: new Uint8Array([1, 2, 3]) };
 
@@ -33,6 +39,7 @@ for (const [name, m] of cases) {
     const mine = encodeMessageEvent(m);
     const theirs = encode({ t: "ev", ev: "msg", m });
     expect(read(mine)).toEqual(read(theirs));
+    whole(mine);
     expect(read(mine)).toEqual({ t: "ev", ev: "msg", m } as unknown as Record<string, unknown>);
   });
 }
@@ -40,4 +47,17 @@ for (const [name, m] of cases) {
 test("a field left undefined is left out, as msgpackr leaves it", () => {
   const m = { ...base, group: undefined } as unknown as WireMessage;
   expect(read(encodeMessageEvent(m))).toEqual(read(encode({ t: "ev", ev: "msg", m: base })));
+});
+
+test("a deliveries batch of messages and events, several conversations and sizes, reads as the generic encoding's", () => {
+  const d: WireForward[] = [
+    [[1], encodeMessageEvent(base), 2, 3, 0],
+    [[70_000, 2, 300], encode({ t: "ev", ev: "receipts", r: [[2, "ann", 3, null]] }), null, null, 0],
+    [Array.from({ length: 20 }, (_, i) => i * 1000), new Uint8Array(70_000).fill(9), 2 ** 32 + 5, 65_536, 1],
+    ...Array.from({ length: 20 }, (_, i): WireForward => [[i], new Uint8Array(i * 13), i, i + 1, 0]),
+  ];
+  const mine = encodeDeliveries(d);
+  const theirs = encode({ t: "ev", ev: "deliveries", d });
+  expect(read(mine)).toEqual(read(theirs));
+  whole(mine);
 });

@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, expect, setDefaultTimeout, test } from "bun:test";
 import type { Link } from "../net/link";
+import { decode } from "../protocol/codec";
 import { MAX_BATCH_BYTES, PeerBatch } from "../server/peer-batch";
 import { rawLink, signup, spawnServer, startCluster, uniqueName, waitFor, type Cluster } from "./support/cluster";
 
@@ -122,7 +123,7 @@ test("a batch lost with a server killed before it delivered: its recipient gets 
 
 test("a batch that would pass the size bound goes in several frames, every item once and in order", () => {
   const frames: Record<string, unknown>[] = [];
-  const batch = new PeerBatch({ notify: (ev, fields) => frames.push({ ev, ...fields }) }, true);
+  const batch = new PeerBatch({ notify: (ev, fields) => frames.push({ ev, ...fields }), notifyEncoded: (bytes) => frames.push(decode(bytes.subarray(4))) }, true);
   const big = new Uint8Array(MAX_BATCH_BYTES / 4 + 1);
   for (let i = 0; i < 10; i++) batch.add({ to: [1], frame: big, conv: 7, seq: i + 1, hops: 0 });
   batch.flush();
@@ -134,7 +135,7 @@ test("a batch that would pass the size bound goes in several frames, every item 
 
 test("a peer that does not take batches gets one deliver frame each, as before", () => {
   const frames: Record<string, unknown>[] = [];
-  const batch = new PeerBatch({ notify: (ev, fields) => frames.push({ ev, ...fields }) }, false);
+  const batch = new PeerBatch({ notify: (ev, fields) => frames.push({ ev, ...fields }), notifyEncoded: () => frames.push({ ev: "batch" }) }, false);
   const bytes = new Uint8Array([1, 2, 3]);
   batch.add({ to: [1, 2], frame: bytes, conv: 3, seq: 9, hops: 0 });
   batch.add({ to: [1], frame: bytes, hops: 1 });
