@@ -77,7 +77,9 @@ export class MlsClient {
       const row = deps.store.db.query("select received from convs where conv = ?").get(conv) as { received: number } | null;
       return row?.received ?? 0;
     });
-    this.conversations = new MlsConversations(deps.user, this.account, local, deps.call, this.frontier);
+    this.conversations = new MlsConversations(deps.user, this.account, local, deps.call, this.frontier, (place, doubt) =>
+      deps.onSecrecy?.({ target: place.target, forwardSecret: true, doubt }),
+    );
     this.secrecy = new SecrecyWatch((n) => deps.onSecrecy?.(n));
     // A store in memory holds MLS groups as well as one on disk (MlsLocal over the same SQLite, ":memory:"), but
     // only for the process's life (see `persistent`): such a device speaks MLS only when asked to.

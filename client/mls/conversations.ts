@@ -6,7 +6,7 @@
  * by its first sender, once every device of every member has published key
  * packages and a device list; until then the session uses envelopes.
  */
-import { decodeKeyPackage, DeviceGroup, MlsError, type GroupRoles, type Received as MlsReceived } from "../../crypto/mls/index.ts";
+import { confirmsJoin, decodeKeyPackage, DeviceGroup, MlsError, type GroupRoles, type Received as MlsReceived } from "../../crypto/mls/index.ts";
 import { ChatError } from "../../protocol/errors";
 import type { WireMessage } from "../../protocol/messages";
 import type { MlsAccount, Call } from "./account";
@@ -68,6 +68,8 @@ export class MlsConversations {
     private readonly local: MlsLocal,
     private readonly call: Call,
     private readonly frontier: Frontier,
+    /** This device joined the conversation's group by a welcome whose add it does not trust (shown as a warning). */
+    private readonly onDoubt?: (place: Place, why: string) => void,
   ) {
     this.slots = new GroupSlots(local, account.book);
   }
@@ -203,10 +205,17 @@ export class MlsConversations {
     }
   }
 
+  /** Why this device does not trust the group's membership (it was added by a non-admin's commit), if so. */
+  joinDoubt(label: string): string | undefined {
+    return this.local.joinDoubt(label);
+  }
+
   /** Users the server lists as admins whom the group's own admin list does not name (none while it is not on MLS, or has no roles). */
   async unconfirmedAdmins(label: string, admins: string[]): Promise<string[]> {
     const roles = (await this.slots.loaded(label))?.group.roles;
     if (roles?.kind !== "admins") return [];
+    // added by someone with no right to: the admin list came with that add, as untrusted as the rest
+    if (this.local.joinDoubt(label)) return admins;
     return admins.filter((u) => !roles.admins.includes(u));
   }
 
@@ -248,6 +257,8 @@ export class MlsConversations {
   async unconfirmed(label: string, users: string[]): Promise<string[]> {
     const held = await this.slots.loaded(label);
     if (!held) return [];
+    // a doubted join: no one's leaf is an admin's word, except this user's own
+    if (this.local.joinDoubt(label)) return users.filter((u) => u !== this.me);
     const inGroup = new Set(held.group.members().map((m) => m.user));
     return users.filter((u) => !inGroup.has(u));
   }
@@ -475,8 +486,10 @@ export class MlsConversations {
     if (!welcome) return { status: "control" };
     const joined = await joinFromWelcome(welcome, place, this.account);
     if (!joined) return { status: "control" };
-    const { group, used } = joined;
+    const { group, used, doubt } = joined;
     for (const ref of used) this.local.dropPackage(ref);
+    this.local.setJoinDoubt(place.label, doubt);
+    if (doubt) this.onDoubt?.(place, doubt);
     const fresh: Held = { group, version: this.local.version(place.label) ?? 0, sent: 0, since: Date.now() };
     this.slots.saveOver(place.label, fresh, message.seq);
     return { status: "control" };
@@ -485,6 +498,8 @@ export class MlsConversations {
   private async receive(place: Place, held: Held, bytes: Uint8Array, seq: number): Promise<MlsReceived> {
     const got = await held.group.receive(bytes);
     this.slots.saveOver(place.label, held, seq);
+    // an admin's device committing after this device's doubted join took that join in: the membership is the admins' word now
+    if (got.kind === "commit" && got.committer && confirmsJoin(held.group.roles, got.committer) && this.local.joinDoubt(place.label)) this.local.setJoinDoubt(place.label, undefined);
     // a commit means someone's devices changed: this device asks for the lists again before it next reconciles
     if (got.kind === "commit") this.account.forget(place.users);
     return got;

@@ -7,7 +7,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import { utf8 } from "../../crypto/bytes.ts";
-import { DeviceGroup, MlsError, mlsSuite } from "../../crypto/mls/index.ts";
+import { DeviceGroup, joinDoubt, MlsError, mlsSuite } from "../../crypto/mls/index.ts";
 import { decodeWelcome } from "../../crypto/mls/wire.ts";
 import type { MlsAccount } from "./account";
 
@@ -16,12 +16,16 @@ export function groupIdOf(label: string): Uint8Array {
   return sha256(utf8(`chatterbox mls group v1\u0000${label}`)).subarray(0, 16);
 }
 
-/** Undefined when the welcome is for other devices. `used`: the refs of this device's packages it consumed. */
+/**
+ * Undefined when the welcome is for other devices. `used`: the refs of this
+ * device's packages it consumed. `doubt`: why the membership is not to be
+ * trusted (the add was committed by someone with no right to it), if so.
+ */
 export async function joinFromWelcome(
   welcome: Uint8Array,
   place: { label: string; users: string[] },
   account: MlsAccount,
-): Promise<{ group: DeviceGroup; used: string[] } | undefined> {
+): Promise<{ group: DeviceGroup; used: string[]; doubt?: string } | undefined> {
   const cs = await mlsSuite();
   const refs = new Set(decodeWelcome(welcome).secrets.map((s) => Buffer.from(s.newMember).toString("hex")));
   const mine = [];
@@ -33,5 +37,6 @@ export async function joinFromWelcome(
   if (!Buffer.from(group.groupId).equals(Buffer.from(groupIdOf(place.label)))) throw new MlsError("E_MLS_FORMAT", "The welcome is for another conversation's group");
   const stranger = group.members().find((m) => !place.users.includes(m.user));
   if (stranger) throw new MlsError("E_MLS_UNTRUSTED_MEMBER", `${stranger.user}/${stranger.deviceId} is not in this conversation`);
-  return { group, used: mine.map((p) => p.ref) };
+  const doubt = joinDoubt(group.roles, group.joinedBy!, account.device.user);
+  return { group, used: mine.map((p) => p.ref), ...(doubt ? { doubt } : {}) };
 }

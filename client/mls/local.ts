@@ -57,6 +57,19 @@ export class MlsLocal {
     return made;
   }
 
+  /**
+   * Why this device does not trust the membership of the conversation's group
+   * (it was added by a non-admin's commit, crypto/mls/roles.ts joinDoubt),
+   * until an admin's commit confirms it; shared by the device's processes.
+   */
+  joinDoubt(label: string): string | undefined {
+    return this.kv.get(`mls.doubt.${label}`);
+  }
+
+  setJoinDoubt(label: string, why: string | undefined): void {
+    this.kv.set(`mls.doubt.${label}`, why);
+  }
+
   keepPackages(packages: OwnKeyPackage[], ref: (p: OwnKeyPackage) => string): void {
     const insert = this.db.query("insert or replace into mls_key_packages (ref, public, init, hpke, last_resort, created_at) values (?, ?, ?, ?, ?, ?)");
     this.db.transaction(() => {
