@@ -65,6 +65,8 @@ export interface ChatServer {
   port: number;
   addr: string;
   connections(): number;
+  /** How often the MLS epoch gate read a conversation's epoch from the database (a cold or uncertain cache). */
+  mlsEpochReads(): number;
   /** Its Prometheus metrics, for an admin endpoint to serve. */
   metrics: ServerMetrics;
   stop(): Promise<void>;
@@ -143,6 +145,13 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     }
     sessions.add(conn, session);
   }
+  // The peers linked to this server (their events arrive on these): while one is missing or one came or went,
+  // an MLS commit stored there may not have been announced here, and the epoch gate reads the database.
+  const peerConns = new Set<Conn>();
+  const mls = new MlsStore(database.sql, {
+    announce: (conv, epoch) => peers.broadcast("mls.epoch", { conv, epoch }),
+    linked: () => peerConns.size >= peers.linkCount,
+  });
   const requests = routes(
     {
       id,
@@ -154,7 +163,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       groups: new GroupStore(database.sql, config.maxGroupMembers),
       files,
       keyPackages: new KeyPackageStore(database.sql),
-      mls: new MlsStore(database.sql),
+      mls,
       reads: new Reads({ store, files: new FileStore(database.sql), sql: database.sql }, replica?.sql, metrics),
       limits: new Limits(config, { queued: () => committer.depth }),
       committer,
@@ -169,7 +178,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     acks,
   );
 
-  const fromPeers: PeerEventDeps = { delivery, sessions, receipts, log };
+  const fromPeers: PeerEventDeps = { delivery, sessions, receipts, epochs: mls.epochs, log };
 
   const listener = listen<ClientState>({
     port: options.port,
@@ -192,7 +201,10 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     routes: {
       ...requests,
       "server.info": serverInfo({ id, version: VERSION, connections: () => open.size, sessions: () => sessions.count, peerLinks: () => peers.linkCount }),
-      "peer.auth": peerAuth(peers),
+      "peer.auth": peerAuth(peers, (conn) => {
+        peerConns.add(conn);
+        mls.epochs.forget();
+      }),
     },
     onOpen(conn) {
       open.add(conn);
@@ -228,6 +240,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     },
     onClose(conn) {
       open.delete(conn);
+      if (peerConns.delete(conn)) mls.epochs.forget();
       clearTimeout(conn.state.loginTimer);
       void sessions.end(conn);
     },
@@ -259,6 +272,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     port: listener.port,
     addr,
     connections: () => sessions.count,
+    mlsEpochReads: () => mls.epochs.reads,
     metrics,
     stop() {
       stopping ??= (async () => {

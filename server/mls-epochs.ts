@@ -25,19 +25,54 @@ export function applicationEpoch(body: Uint8Array): bigint | undefined {
   return header?.contentType === CONTENT_APPLICATION ? header.epoch : undefined;
 }
 
+/** What the gate asks of the cluster around it. */
+export interface EpochSources {
+  /** The database's word: what a cold or uncertain cache reads. */
+  epochOf(convId: number): Promise<number>;
+  /** Told of every commit this server stores: the other servers hear it (a peer event) and update their cache. */
+  announce?(convId: number, epoch: number): void;
+  /**
+   * Whether every server that could store a commit is linked to this one, so that
+   * its announcements arrive; while not, every MLS send reads the database.
+   */
+  linked?(): boolean;
+}
+
 export class EpochGate {
   private readonly tails = new Map<number, Promise<unknown>>();
   /** One read of a conversation's epoch at a time, shared by the sends that wait on it. */
   private readonly reading = new Map<number, Promise<number>>();
-  /** The highest epoch this server stored a commit up to, per conversation (never lower than the database's). */
-  private readonly floor = new Map<number, number>();
+  /**
+   * Each conversation's epoch as this server knows it for certain: read once
+   * from the database, then moved by this server's commits and by the peers'
+   * announcements of theirs. Emptied whenever an announcement may have been
+   * lost (a peer's link opened or closed), so a cold or uncertain entry is read again.
+   */
+  private readonly known = new Map<number, number>();
+  /** Grows at every forget(): a read that started before it must not fill the cache. */
+  private generation = 0;
+  /** Database reads made, for the tests and the bench. */
+  reads = 0;
 
-  constructor(private readonly epochOf: (convId: number) => Promise<number>) {}
+  constructor(private readonly sources: EpochSources) {}
 
-  /** A commit this server stored moved the conversation to `epoch`. */
+  /** A commit this server stored moved the conversation to `epoch`: kept, and announced to the peers. */
   moved(convId: number, epoch: number): void {
-    if ((this.floor.get(convId) ?? 0) < epoch) this.floor.set(convId, epoch);
-    if (this.floor.size > 100_000) this.floor.delete(this.floor.keys().next().value!);
+    this.heard(convId, epoch);
+    this.sources.announce?.(convId, epoch);
+  }
+
+  /** A peer stored a commit that moved the conversation to `epoch` (its announcement). */
+  heard(convId: number, epoch: number): void {
+    if (!Number.isSafeInteger(convId) || !Number.isSafeInteger(epoch)) return;
+    if ((this.known.get(convId) ?? -1) < epoch) this.known.set(convId, epoch);
+    if (this.known.size > 100_000) this.known.delete(this.known.keys().next().value!);
+  }
+
+  /** An announcement may have been missed (a peer linked or unlinked): read the database again. */
+  forget(): void {
+    this.generation++;
+    this.known.clear();
   }
 
   /** Runs `append` once the body's epoch is found current; at once for a body that is no MLS application message. */
@@ -50,7 +85,7 @@ export class EpochGate {
     // that the promise of the append is not adopted): the group commit still takes many sends at once.
     const handed = (tail ?? Promise.resolve()).then(async () => {
       if (known !== undefined && epoch !== undefined) {
-        const current = Math.max(await known, this.floor.get(convId) ?? 0);
+        const current = Math.max(await known, this.known.get(convId) ?? 0);
         if (epoch < BigInt(current))
           throw new ChatError("E_MLS_STALE_EPOCH", `The conversation's MLS group is at epoch ${current}, not ${epoch}: take in its newer commits, then send again`);
       }
@@ -68,10 +103,19 @@ export class EpochGate {
     return run;
   }
 
-  private current(convId: number): Promise<number> {
+  /** The conversation's epoch: from the cache when it is certain, else one read of the database (shared by the sends waiting on it). */
+  private current(convId: number): number | Promise<number> {
+    const cached = this.known.get(convId);
+    if (cached !== undefined && (this.sources.linked?.() ?? true)) return cached;
     let read = this.reading.get(convId);
     if (!read) {
-      read = this.epochOf(convId);
+      const generation = this.generation;
+      this.reads++;
+      read = this.sources.epochOf(convId).then((epoch) => {
+        // a peer linked or unlinked during the read: the value is the database's, but what followed it may be lost
+        if (generation === this.generation && (this.sources.linked?.() ?? true)) this.heard(convId, epoch);
+        return epoch;
+      });
       this.reading.set(convId, read);
       const done = () => {
         if (this.reading.get(convId) === read) this.reading.delete(convId);

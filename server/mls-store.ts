@@ -10,7 +10,7 @@
 import type { Sql } from "../db/connect";
 import { verifyDeviceList } from "../crypto/mls/device-list.ts";
 import { ChatError } from "../protocol/errors";
-import { EpochGate } from "./mls-epochs";
+import { EpochGate, type EpochSources } from "./mls-epochs";
 
 export interface StoredCommit {
   id: number;
@@ -25,9 +25,15 @@ export interface StoredCommit {
 
 export class MlsStore {
   /** What the send route checks an MLS application message's epoch with (server/mls-epochs.ts). */
-  readonly epochs = new EpochGate((convId) => this.epochOf(convId));
+  readonly epochs: EpochGate;
 
-  constructor(private readonly sql: Sql) {}
+  /** `cluster`: how the gate hears of the other servers' commits (none: every MLS send reads the database, as with one server). */
+  constructor(
+    private readonly sql: Sql,
+    cluster: Omit<EpochSources, "epochOf"> = { linked: () => false },
+  ) {
+    this.epochs = new EpochGate({ ...cluster, epochOf: (convId) => this.epochOf(convId) });
+  }
 
   /** Keeps a user's signed device list if it is signed by their identity key and newer than the one held; returns its version. */
   async putDeviceList(userId: number, userName: string, signed: Uint8Array): Promise<number> {
