@@ -149,7 +149,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   // an MLS commit stored there may not have been announced here, and the epoch gate reads the database.
   const peerConns = new Set<Conn>();
   const mls = new MlsStore(database.sql, {
-    announce: (conv, epoch) => peers.broadcast("mls.epoch", { conv, epoch }),
+    announce: (conv, seq, { epoch, groupId }) => peers.broadcast("mls.epoch", { conv, seq, epoch, ...(groupId ? { groupId } : {}) }),
     linked: () => peerConns.size >= peers.linkCount,
   });
   const requests = routes(

@@ -44,7 +44,7 @@ export interface PeerEventDeps {
   /** Receipts keep each conversation's members for a moment: a peer's membership change forgets them. */
   receipts: { forget(convId: number): void };
   /** The MLS epoch gate's cache (server/mls-epochs.ts): a peer's commit moves it. */
-  epochs: { heard(convId: number, epoch: number): void };
+  epochs: { heard(convId: number, seq: number, state: { epoch: number; groupId: Uint8Array | null }): void };
   log(line: string): void;
 }
 
@@ -71,7 +71,10 @@ export function peerEvent(deps: PeerEventDeps, _conn: Conn, ev: string, frame: R
       return;
     case "mls.epoch":
       // sent before the commit's deliveries over the same link: a member who has the commit finds this server knowing its epoch
-      deps.epochs.heard(Number(frame.conv), Number(frame.epoch));
+      deps.epochs.heard(Number(frame.conv), Number(frame.seq), {
+        epoch: Number(frame.epoch),
+        groupId: frame.groupId instanceof Uint8Array ? new Uint8Array(frame.groupId) : null,
+      });
       return;
     case "located":
       if (typeof frame.server === "string") deps.delivery.located(Number(frame.user), frame.server, frame.here === true);

@@ -183,8 +183,11 @@ export class MlsClient {
   async caughtUp(target: { to: string } | { group: string }): Promise<boolean> {
     this.staleRetries++;
     const place = "group" in target ? await this.group(target.group) : this.dm(target.to);
-    const epoch = (await this.deps.call("mls.epoch", target)).epoch as number;
-    return this.conversations.reachEpoch(place.label, epoch, CATCH_UP_MS);
+    const server = async () => {
+      const r = await this.deps.call("mls.epoch", target);
+      return { epoch: r.epoch as number, ...(r.groupId instanceof Uint8Array ? { groupId: new Uint8Array(r.groupId) } : {}) };
+    };
+    return this.conversations.reachEpoch(place.label, server, CATCH_UP_MS);
   }
 
   /** Members the server lists as admins whom the group's own (MLS) admin list does not name. */

@@ -12,7 +12,8 @@ import type { WireMessage } from "../../protocol/messages";
 import type { MlsAccount, Call } from "./account";
 import { applicationBody, applicationPlaintext, commitBody, parseApplicationPlaintext, parseMlsBody } from "./body";
 import type { MlsLocal } from "./local";
-import { groupIdOf, joinFromWelcome } from "./join";
+import { generationOf, groupIdOf, joinFromWelcome } from "./join";
+import { clearHeader } from "../../crypto/mls/wire.ts";
 import { planLeaves } from "./reconcile";
 import { GroupSlots, type Held } from "./slots";
 import type { Frontier } from "./frontier";
@@ -107,6 +108,8 @@ export class MlsConversations {
       this.why.set(place.label, "this device was removed from the conversation's MLS group");
       return undefined;
     }
+    // the group is stopped (a commit no member could take in won its epoch): this device makes it again if it may
+    if (this.local.stopped(place.label) !== undefined && this.mayReset(place, held)) held = (await this.resetNow(place, held)) ?? held;
     await this.account.refresh(place.users);
     await this.reconcile(place, held);
     if (held.sent >= UPDATE_EVERY_MESSAGES || Date.now() - held.since > UPDATE_EVERY_MS) await this.update(place, held);
@@ -221,15 +224,25 @@ export class MlsConversations {
 
   /**
    * Waits (outside the conversation's lane, which takes the commits in) until
-   * this device's group is at `epoch` at least, or `ms` passed; whether it got there.
+   * this device's group is the server's (`server`, asked again every half
+   * second: a reset may replace the group meanwhile) at its epoch at least,
+   * or `ms` passed; whether it got there.
    */
-  async reachEpoch(label: string, epoch: number, ms: number): Promise<boolean> {
+  async reachEpoch(label: string, server: () => Promise<{ epoch: number; groupId?: Uint8Array }>, ms: number): Promise<boolean> {
     const deadline = Date.now() + ms;
+    let want = await server();
+    let asked = Date.now();
     for (;;) {
       const held = await this.slots.serial(label, () => this.slots.loaded(label));
-      if (!held || held.group.epoch >= BigInt(epoch)) return true;
+      if (!held) return true;
+      const sameGroup = want.groupId === undefined || Buffer.from(held.group.groupId).equals(Buffer.from(want.groupId));
+      if (sameGroup && held.group.epoch >= BigInt(want.epoch)) return true;
       if (Date.now() >= deadline) return false;
       await Bun.sleep(20);
+      if (Date.now() - asked >= 500) {
+        want = await server();
+        asked = Date.now();
+      }
     }
   }
 
@@ -465,7 +478,10 @@ export class MlsConversations {
   }
 
   private async takeCommit(place: Place, message: WireMessage, held: Held | undefined, commit: Uint8Array, welcome: Uint8Array | undefined): Promise<Opened> {
-    if (held && !held.group.removed) {
+    // a commit of another group of this conversation, with a welcome: a reset made it again
+    const header = clearHeader(commit);
+    const reset = held !== undefined && header !== undefined && !Buffer.from(header.groupId).equals(Buffer.from(held.group.groupId));
+    if (held && !held.group.removed && !reset) {
       try {
         await this.receive(place, held, commit, message.seq).catch(async (error) => {
           // a device listed since this device last asked (the commit adds it), or revoked since (a member's commit
@@ -480,19 +496,99 @@ export class MlsConversations {
         // (this device's own, fetched back to fill its place in the order, or another process's)
         if (error instanceof MlsError && error.reason === "E_MLS_STALE_COMMIT") return { status: "control" };
         // A commit for an epoch this device's group never reached: the group was made again without it; a welcome may be for it.
-        if (!(error instanceof MlsError) || error.reason !== "E_MLS_EPOCH" || !welcome) throw error;
+        if (!(error instanceof MlsError) || error.reason !== "E_MLS_EPOCH" || !welcome) {
+          // The server stored it as the winner of this device's epoch, and this device cannot take it in: nor can any
+          // honest member, so the group is stopped here. A device that may make it again does so now (after this).
+          if (error instanceof MlsError && error.reason !== "E_MLS_EPOCH") this.stoppedAt(place, held, message.seq);
+          throw error;
+        }
       }
     }
     if (!welcome) return { status: "control" };
     const joined = await joinFromWelcome(welcome, place, this.account);
     if (!joined) return { status: "control" };
-    const { group, used, doubt } = joined;
+    const { group, used } = joined;
+    let doubt = joined.doubt;
+    if (reset) {
+      // checked against the group this device held, which the joiner of a fresh group cannot do: only
+      // someone who could have changed its membership may make it again, with the same admins
+      const by = group.joinedBy!;
+      const old = held!.group;
+      const allowed = old.roles?.kind === "peers" ? old.members().some((m) => m.user === by.user) : old.roles?.kind === "admins" ? old.isAdmin(by.user) : true;
+      if (!allowed) throw new MlsError("E_MLS_NOT_ADMIN", `${by.user}/${by.deviceId} made the conversation's MLS group again, but is not an admin of it`);
+      const before = old.roles;
+      const after = group.roles;
+      if (before?.kind === "admins" && (after?.kind !== "admins" || after.admins.join() !== [...new Set(before.admins)].sort().join()))
+        throw new MlsError("E_MLS_NOT_ADMIN", `${by.user}'s reset of the conversation's MLS group changes its admins`);
+      const strangers = group.members().filter((m) => !old.members().some((o) => o.user === m.user));
+      if (strangers.length > 0) throw new MlsError("E_MLS_NOT_ADMIN", `${by.user}'s reset of the conversation's MLS group adds ${strangers[0]!.user}, who was not in it`);
+      doubt = this.local.joinDoubt(place.label);
+      this.local.setStopped(place.label, undefined);
+    }
     for (const ref of used) this.local.dropPackage(ref);
     this.local.setJoinDoubt(place.label, doubt);
-    if (doubt) this.onDoubt?.(place, doubt);
+    if (doubt && !reset) this.onDoubt?.(place, doubt);
     const fresh: Held = { group, version: this.local.version(place.label) ?? 0, sent: 0, since: Date.now() };
     this.slots.saveOver(place.label, fresh, message.seq);
     return { status: "control" };
+  }
+
+  /** Who may make a stopped group again: an admin of the group's own list, or either person of a direct conversation. */
+  private mayReset(place: Place, held: Held): boolean {
+    const roles = held.group.roles;
+    return "to" in place.target ? roles?.kind !== "admins" : roles?.kind === "admins" && held.group.isAdmin(this.me);
+  }
+
+  private stoppedAt(place: Place, held: Held, seq: number): void {
+    this.local.setStopped(place.label, seq);
+    this.slots.saveOver(place.label, held, seq);
+    if (!this.mayReset(place, held)) return;
+    // on the conversation's lane, after the message being taken in now
+    void this.slots.serial(place.label, async () => {
+      const now = await this.slots.loaded(place.label);
+      if (now && this.local.stopped(place.label) !== undefined) await this.resetNow(place, now);
+    }).catch(() => {});
+  }
+
+  /**
+   * Makes the conversation's MLS group again, for the same people and admins:
+   * a new group (the next generation's id, epoch 0) with a package for every
+   * listed device of every user who had a leaf, sent as a reset commit from
+   * the server's current epoch, which orders it like any commit. Messages the
+   * server refused meanwhile (from the stopped group) are sealed again by
+   * their senders once their devices take its welcome in. Undefined when
+   * another commit or reset came first.
+   */
+  private async resetNow(place: Place, held: Held): Promise<Held | undefined> {
+    const generation = (generationOf(place.label, held.group.groupId) ?? 0) + 1;
+    const users = [...new Set(held.group.members().map((m) => m.user))].filter((u) => place.users.includes(u) || "to" in place.target);
+    await this.account.refresh(users, true);
+    const packages: Uint8Array[] = [];
+    const mine = this.account.device.deviceId;
+    for (const user of users) {
+      const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[] };
+      const listed = this.account.book.get(user)?.devices ?? [];
+      for (const p of claim.packages) {
+        if (user === this.me && p.device === mine) continue;
+        const key = decodeKeyPackage(new Uint8Array(p.keyPackage)).leafNode.signaturePublicKey;
+        if (listed.some((d) => d.deviceId === p.device && Buffer.from(d.mlsKey).equals(Buffer.from(key)))) packages.push(new Uint8Array(p.keyPackage));
+      }
+    }
+    const roles: GroupRoles = held.group.roles ?? ("group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" });
+    const group = await DeviceGroup.create(groupIdOf(place.label, generation), this.account.device, this.account.book, roles);
+    const out = await group.add(packages);
+    const { epoch } = (await this.call("mls.epoch", place.target)) as { epoch: number };
+    try {
+      const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch, reset: true, body: commitBody(out.commit, out.welcome) });
+      await group.receive(out.commit);
+      const fresh: Held = { group, version: held.version, sent: 0, since: Date.now() };
+      this.local.setStopped(place.label, undefined);
+      this.ownCommitStored(place.label, fresh, r.conv as number, r.seq as number);
+      return fresh;
+    } catch (error) {
+      if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
+      return undefined;
+    }
   }
 
   private async receive(place: Place, held: Held, bytes: Uint8Array, seq: number): Promise<MlsReceived> {

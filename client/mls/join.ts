@@ -11,9 +11,23 @@ import { DeviceGroup, joinDoubt, MlsError, mlsSuite } from "../../crypto/mls/ind
 import { decodeWelcome } from "../../crypto/mls/wire.ts";
 import type { MlsAccount } from "./account";
 
-/** Both sides of a conversation derive the same group id; a welcome into any other group is refused. */
-export function groupIdOf(label: string): Uint8Array {
-  return sha256(utf8(`chatterbox mls group v1\u0000${label}`)).subarray(0, 16);
+/** How many times a conversation's MLS group may be made again (a reset) and still be recognised as its own. */
+export const MAX_RESETS = 1024;
+
+/**
+ * Both sides of a conversation derive the same group id; a welcome into any
+ * other group is refused. `generation`: how many resets made the group again
+ * (0: the first group, whose id is what it always was).
+ */
+export function groupIdOf(label: string, generation = 0): Uint8Array {
+  const name = generation === 0 ? `chatterbox mls group v1\u0000${label}` : `chatterbox mls group v1\u0000${label}\u0000reset ${generation}`;
+  return sha256(utf8(name)).subarray(0, 16);
+}
+
+/** Which generation of the conversation's group this id is, or undefined for a group of another conversation. */
+export function generationOf(label: string, groupId: Uint8Array): number | undefined {
+  for (let g = 0; g <= MAX_RESETS; g++) if (Buffer.from(groupIdOf(label, g)).equals(Buffer.from(groupId))) return g;
+  return undefined;
 }
 
 /**
@@ -34,7 +48,7 @@ export async function joinFromWelcome(
   // the welcome may list a device added since this device last asked
   await account.refresh(place.users, true);
   const group = await DeviceGroup.join(welcome, mine, account.book);
-  if (!Buffer.from(group.groupId).equals(Buffer.from(groupIdOf(place.label)))) throw new MlsError("E_MLS_FORMAT", "The welcome is for another conversation's group");
+  if (generationOf(place.label, group.groupId) === undefined) throw new MlsError("E_MLS_FORMAT", "The welcome is for another conversation's group");
   const stranger = group.members().find((m) => !place.users.includes(m.user));
   if (stranger) throw new MlsError("E_MLS_UNTRUSTED_MEMBER", `${stranger.user}/${stranger.deviceId} is not in this conversation`);
   const doubt = joinDoubt(group.roles, group.joinedBy!, account.device.user);

@@ -70,6 +70,20 @@ export class MlsLocal {
     this.kv.set(`mls.doubt.${label}`, why);
   }
 
+  /**
+   * The conversation position of a commit the server stored that this device
+   * refused (no member could take it in): the group is stopped there until
+   * an admin's device makes it again (a reset).
+   */
+  stopped(label: string): number | undefined {
+    const at = this.kv.get(`mls.stopped.${label}`);
+    return at === undefined ? undefined : Number(at);
+  }
+
+  setStopped(label: string, seq: number | undefined): void {
+    this.kv.set(`mls.stopped.${label}`, seq === undefined ? undefined : String(seq));
+  }
+
   keepPackages(packages: OwnKeyPackage[], ref: (p: OwnKeyPackage) => string): void {
     const insert = this.db.query("insert or replace into mls_key_packages (ref, public, init, hpke, last_resort, created_at) values (?, ?, ?, ?, ?, ?)");
     this.db.transaction(() => {
