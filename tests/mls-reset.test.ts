@@ -95,3 +95,40 @@ test("a group stopped by a commit no one can take in is made again by its admin'
   const [row] = await db.sql`select g.epoch, g.group_id from mls_groups g join conversations c on c.id = g.conversation_id where c.kind = 'group' and c.name = ${group}`;
   expect(Buffer.from(row!.group_id).equals(Buffer.from(oldGroup))).toBe(false);
 });
+
+type Internals = {
+  mls: {
+    group(name: string): Promise<unknown>;
+    conversations: {
+      slots: { serial(label: string, op: () => Promise<unknown>): Promise<unknown>; loaded(label: string): Promise<unknown> };
+      resetNow(place: unknown, held: unknown): Promise<unknown>;
+    };
+  };
+};
+
+test("a reset by a member who is not an admin (a patched client, or the server's own account) is refused by every other member and shown; the admin's device makes the group again", async () => {
+  const [alice, bob, carol] = await people("fa", "fb", "fc");
+  const group = uniqueName("f");
+  await alice!.session.createGroup(group, [bob!.name, carol!.name]);
+  await alice!.session.sendGroupText(group, "before");
+  await waitFor(() => bob!.texts().includes("before") && carol!.texts().includes("before"), "bob and carol to read");
+
+  // bob's patched client makes the group again by itself (the honest client only resets as an admin)
+  const inner = (bob!.session as unknown as Internals).mls;
+  const label = `group:${group}`;
+  const place = await inner.group(group);
+  await inner.conversations.slots.serial(label, async () => inner.conversations.resetNow(place, await inner.conversations.slots.loaded(label)));
+
+  await until(
+    async () => [alice!, carol!].every((u) => u.received.some((m) => m.group === group && m.from === bob!.name && m.code === "E_MLS_NOT_ADMIN")),
+    "alice and carol to refuse bob's reset",
+  );
+  const refusal = carol!.received.find((m) => m.group === group && m.code === "E_MLS_NOT_ADMIN")!;
+  expect(refusal.problem).toContain("not an admin");
+
+  // the server moved on to bob's group, which no honest member joined: alice's device makes it again
+  await alice!.session.sendGroupText(group, "after, from alice");
+  await carol!.session.sendGroupText(group, "after, from carol");
+  await waitFor(() => bob!.texts().includes("after, from alice") && bob!.texts().includes("after, from carol") && alice!.texts().includes("after, from carol"), "everyone to read");
+  for (const u of [bob!, carol!]) expect(u.received.filter((m) => m.text === "after, from alice").every((m) => m.verified)).toBe(true);
+});

@@ -510,18 +510,13 @@ export class MlsConversations {
     const { group, used } = joined;
     let doubt = joined.doubt;
     if (reset) {
-      // checked against the group this device held, which the joiner of a fresh group cannot do: only
-      // someone who could have changed its membership may make it again, with the same admins
-      const by = group.joinedBy!;
-      const old = held!.group;
-      const allowed = old.roles?.kind === "peers" ? old.members().some((m) => m.user === by.user) : old.roles?.kind === "admins" ? old.isAdmin(by.user) : true;
-      if (!allowed) throw new MlsError("E_MLS_NOT_ADMIN", `${by.user}/${by.deviceId} made the conversation's MLS group again, but is not an admin of it`);
-      const before = old.roles;
-      const after = group.roles;
-      if (before?.kind === "admins" && (after?.kind !== "admins" || after.admins.join() !== [...new Set(before.admins)].sort().join()))
-        throw new MlsError("E_MLS_NOT_ADMIN", `${by.user}'s reset of the conversation's MLS group changes its admins`);
-      const strangers = group.members().filter((m) => !old.members().some((o) => o.user === m.user));
-      if (strangers.length > 0) throw new MlsError("E_MLS_NOT_ADMIN", `${by.user}'s reset of the conversation's MLS group adds ${strangers[0]!.user}, who was not in it`);
+      try {
+        this.checkReset(held!.group, group);
+      } catch (error) {
+        // the server moved on to that group, and honest members did not: stopped, as by any refused commit
+        this.stoppedAt(place, held!, message.seq);
+        throw error;
+      }
       doubt = this.local.joinDoubt(place.label);
       this.local.setStopped(place.label, undefined);
     }
@@ -531,6 +526,23 @@ export class MlsConversations {
     const fresh: Held = { group, version: this.local.version(place.label) ?? 0, sent: 0, since: Date.now() };
     this.slots.saveOver(place.label, fresh, message.seq);
     return { status: "control" };
+  }
+
+  /**
+   * A reset is checked against the group this device held, which the joiner
+   * of a fresh group cannot do: only someone who could change its membership
+   * may make it again, with the same admins and no one new.
+   */
+  private checkReset(old: DeviceGroup, group: DeviceGroup): void {
+    const by = group.joinedBy!;
+    const allowed = old.roles?.kind === "peers" ? old.members().some((m) => m.user === by.user) : old.roles?.kind === "admins" ? old.isAdmin(by.user) : true;
+    if (!allowed) throw new MlsError("E_MLS_NOT_ADMIN", `${by.user}/${by.deviceId} made the conversation's MLS group again, but is not an admin of it`);
+    const before = old.roles;
+    const after = group.roles;
+    if (before?.kind === "admins" && (after?.kind !== "admins" || after.admins.join() !== [...new Set(before.admins)].sort().join()))
+      throw new MlsError("E_MLS_NOT_ADMIN", `${by.user}'s reset of the conversation's MLS group changes its admins`);
+    const strangers = group.members().filter((m) => !old.members().some((o) => o.user === m.user));
+    if (strangers.length > 0) throw new MlsError("E_MLS_NOT_ADMIN", `${by.user}'s reset of the conversation's MLS group adds ${strangers[0]!.user}, who was not in it`);
   }
 
   /** Who may make a stopped group again: an admin of the group's own list, or either person of a direct conversation. */
@@ -560,7 +572,10 @@ export class MlsConversations {
    * another commit or reset came first.
    */
   private async resetNow(place: Place, held: Held): Promise<Held | undefined> {
-    const generation = (generationOf(place.label, held.group.groupId) ?? 0) + 1;
+    // past both this device's group and the one the server has now (a refused reset's, which must not be taken for this one)
+    const server = (await this.call("mls.epoch", place.target)) as { epoch: number; groupId?: Uint8Array };
+    const theirs = server.groupId instanceof Uint8Array ? (generationOf(place.label, new Uint8Array(server.groupId)) ?? 0) : 0;
+    const generation = Math.max(generationOf(place.label, held.group.groupId) ?? 0, theirs) + 1;
     const users = [...new Set(held.group.members().map((m) => m.user))].filter((u) => place.users.includes(u) || "to" in place.target);
     await this.account.refresh(users, true);
     const packages: Uint8Array[] = [];
@@ -577,9 +592,8 @@ export class MlsConversations {
     const roles: GroupRoles = held.group.roles ?? ("group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" });
     const group = await DeviceGroup.create(groupIdOf(place.label, generation), this.account.device, this.account.book, roles);
     const out = await group.add(packages);
-    const { epoch } = (await this.call("mls.epoch", place.target)) as { epoch: number };
     try {
-      const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch, reset: true, body: commitBody(out.commit, out.welcome) });
+      const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: server.epoch, reset: true, body: commitBody(out.commit, out.welcome) });
       await group.receive(out.commit);
       const fresh: Held = { group, version: held.version, sent: 0, since: Date.now() };
       this.local.setStopped(place.label, undefined);
