@@ -116,8 +116,9 @@ export class EpochGate {
         // what an announcement brought during the read is newer than the read
         const cached = this.known.get(convId);
         const current = cached !== undefined && (this.sources.linked?.() ?? true) ? cached : read;
-        if (current.groupId !== null && !equalBytes(current.groupId, header.groupId))
+        if (current.groupId !== null && !equalBytes(current.groupId, header.groupId)) {
           throw new ChatError("E_MLS_STALE_EPOCH", "The conversation's MLS group was made again (a reset): take in its welcome, then send again");
+        }
         if (header.epoch < BigInt(current.epoch))
           throw new ChatError("E_MLS_STALE_EPOCH", `The conversation's MLS group is at epoch ${current.epoch}, not ${header.epoch}: take in its newer commits, then send again`);
       }

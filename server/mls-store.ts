@@ -78,18 +78,21 @@ export class MlsStore {
    * Appends a commit made from `epoch` as the conversation's next message, if
    * the conversation is at that epoch; E_MLS_STALE_COMMIT if another commit
    * of the epoch came first. A retry with the same cmid finds its first copy.
-   * `reset`: the commit makes a new MLS group for the conversation (its first
-   * commit, from the new group's epoch 0), replacing the one at `epoch`; the
-   * epoch starts again at 1 under the new group id, and anything made for the
-   * old group is stale from then on.
+   * `replaces` (a reset): the commit makes a new MLS group for the
+   * conversation (its first commit, from the new group's epoch 0), replacing
+   * the group of that id, which must be the conversation's group now (one
+   * reset of a group wins; its epoch does not matter, since the resetter
+   * stopped at a commit it could not take in). The epoch starts again at 1
+   * under the new group id, and anything made for the old group is stale from then on.
    */
-  async appendCommit(convId: number, sender: number, cmid: string, epoch: number, body: Uint8Array, reset = false): Promise<StoredCommit> {
-    const stored = await this.appendCommitNow(convId, sender, cmid, epoch, body, reset);
+  async appendCommit(convId: number, sender: number, cmid: string, epoch: number, body: Uint8Array, replaces?: Uint8Array): Promise<StoredCommit> {
+    const stored = await this.appendCommitNow(convId, sender, cmid, epoch, body, replaces);
     if (!stored.duplicate) this.epochs.moved(convId, stored.seq, { epoch: stored.epoch, groupId: stored.groupId });
     return stored;
   }
 
-  private appendCommitNow(convId: number, sender: number, cmid: string, epoch: number, body: Uint8Array, reset: boolean): Promise<StoredCommit> {
+  private appendCommitNow(convId: number, sender: number, cmid: string, epoch: number, body: Uint8Array, replaces: Uint8Array | undefined): Promise<StoredCommit> {
+    const reset = replaces !== undefined;
     const header = commitHeader(body);
     if (reset && (header === undefined || header.epoch !== 0n)) throw new ChatError("E_BAD_REQUEST", "A reset carries the first commit of a new MLS group (from its epoch 0)");
     return this.sql.begin(async (tx) => {
@@ -108,8 +111,11 @@ export class MlsStore {
         if (dup.conversation_id !== convId) throw new ChatError("E_DUPLICATE");
         return { id: Number(dup.id), seq: Number(dup.seq), at: dup.at, duplicate: true, recipients: [], epoch: current, groupId };
       }
-      if (epoch !== current) throw new ChatError("E_MLS_STALE_COMMIT", `The conversation's MLS group is at epoch ${current}, not ${epoch}`);
-      if (reset && current === 0) throw new ChatError("E_MLS_STALE_COMMIT", "The conversation has no MLS group to make again");
+      if (reset) {
+        if (current === 0) throw new ChatError("E_MLS_STALE_COMMIT", "The conversation has no MLS group to make again");
+        // a group stored before group ids were kept (null) is replaced by the first reset, which names one from then on
+        if (groupId && !equalBytes(groupId, replaces)) throw new ChatError("E_MLS_STALE_COMMIT", "The group this reset replaces was made again already, by another reset");
+      } else if (epoch !== current) throw new ChatError("E_MLS_STALE_COMMIT", `The conversation's MLS group is at epoch ${current}, not ${epoch}`);
       // a commit of a group the conversation no longer uses (a reset replaced it) would count an epoch of the new one
       if (!reset && header && groupId && !equalBytes(header.groupId, groupId))
         throw new ChatError("E_MLS_STALE_COMMIT", "The commit is for an MLS group of the conversation that a reset replaced");

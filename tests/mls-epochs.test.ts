@@ -194,7 +194,7 @@ test("a device that sealed a message before it took in a commit stored meanwhile
   expect(bodies.slice(-2).map((b) => applicationEpoch(b))).toEqual([2n, 2n]);
 });
 
-test("a device that cannot take in the commit it is behind (here one no MLS client can read, stored by a patched client) gives the send up with E_MLS_STALE_EPOCH; nothing is stored", async () => {
+test("a device that cannot take in the commit it is behind (here one no MLS client can read, stored by a patched client) gives the send up with E_MLS_STALE_EPOCH while no admin's device has made the group again (alice's has not seen the commit: it is not echoed to the connection that made it); nothing is stored", async () => {
   const [alice, bob] = await people("la", "lb");
   const group = uniqueName("l");
   await alice!.session.createGroup(group, [bob!.name]);

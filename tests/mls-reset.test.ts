@@ -94,6 +94,14 @@ test("a group stopped by a commit no one can take in is made again by its admin'
   expect(resets.length).toBe(1);
   const [row] = await db.sql`select g.epoch, g.group_id from mls_groups g join conversations c on c.id = g.conversation_id where c.kind = 'group' and c.name = ${group}`;
   expect(Buffer.from(row!.group_id).equals(Buffer.from(oldGroup))).toBe(false);
+
+  // what was made for the old group is stale at the server: a message on it, and a second reset of it
+  const code = (p: Promise<unknown>) => p.then(() => "accepted", (e: { code?: string }) => e.code);
+  const { epoch: membership } = (await bob!.session.groupMembers(group)) as { epoch: number };
+  expect(await code(bob!.session.call("send", { group, cmid: crypto.randomUUID(), epoch: membership, body: stored[1]! }))).toBe("E_MLS_STALE_EPOCH");
+  const now = (await bob!.session.call("mls.epoch", { group })) as { epoch: number };
+  const again = stored.find((b) => parseMlsBody(b).type === "commit" && b !== stored[0] && clearHeader((parseMlsBody(b) as { commit: Uint8Array }).commit))!;
+  expect(await code(bob!.session.call("mls.commit", { group, cmid: crypto.randomUUID(), epoch: now.epoch, reset: true, replaces: oldGroup, body: again }))).toBe("E_MLS_STALE_COMMIT");
 });
 
 type Internals = {
@@ -131,4 +139,20 @@ test("a reset by a member who is not an admin (a patched client, or the server's
   await carol!.session.sendGroupText(group, "after, from carol");
   await waitFor(() => bob!.texts().includes("after, from alice") && bob!.texts().includes("after, from carol") && alice!.texts().includes("after, from carol"), "everyone to read");
   for (const u of [bob!, carol!]) expect(u.received.filter((m) => m.text === "after, from alice").every((m) => m.verified)).toBe(true);
+});
+
+test("a direct conversation stopped by an unreadable commit is made again by either person's device, and both read on", async () => {
+  const [alice, bob] = await people("da", "db");
+  await alice!.session.sendText(bob!.name, "hello");
+  await waitFor(() => bob!.texts().includes("hello"), "bob to read");
+  await bob!.session.sendText(alice!.name, "hi");
+  await waitFor(() => alice!.texts().includes("hi"), "alice to read");
+  const { epoch } = (await bob!.session.call("mls.epoch", { to: alice!.name })) as { epoch: number };
+  expect(epoch).toBeGreaterThan(0);
+  await bob!.session.call("mls.commit", { to: alice!.name, cmid: crypto.randomUUID(), epoch, body: commitBody(Uint8Array.of(0, 1, 0, 2, 5)) });
+  await alice!.session.sendText(bob!.name, "after, from alice");
+  await bob!.session.sendText(alice!.name, "after, from bob");
+  await waitFor(() => bob!.texts().includes("after, from alice") && alice!.texts().includes("after, from bob"), "both to read after the reset");
+  expect(alice!.received.filter((m) => m.text === "after, from bob").every((m) => m.verified)).toBe(true);
+  expect(bob!.received.filter((m) => m.text === "after, from alice").every((m) => m.verified)).toBe(true);
 });

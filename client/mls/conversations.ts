@@ -462,7 +462,7 @@ export class MlsConversations {
     try {
       if (body.type === "commit") return await this.takeCommit(place, message, held, body.commit, body.welcome);
       if (!held) return failed("E_MLS_NO_GROUP", "this device was not given the keys for this conversation (it joined later, or its welcome was lost)");
-      const got = await this.receive(place, held, body.message, message.seq);
+      const got = (await this.fromReplaced(place, held, body.message)) ?? (await this.receive(place, held, body.message, message.seq));
       if (got.kind !== "application") return failed("E_MLS_FORMAT", "not an application message");
       if (got.sender.user !== message.from) return failed("E_SIGNATURE", `the server says it is from ${message.from}, but it is from ${got.sender.user}'s device`);
       const { cmid, content } = parseApplicationPlaintext(got.plaintext);
@@ -499,7 +499,7 @@ export class MlsConversations {
         if (!(error instanceof MlsError) || error.reason !== "E_MLS_EPOCH" || !welcome) {
           // The server stored it as the winner of this device's epoch, and this device cannot take it in: nor can any
           // honest member, so the group is stopped here. A device that may make it again does so now (after this).
-          if (error instanceof MlsError && error.reason !== "E_MLS_EPOCH") this.stoppedAt(place, held, message.seq);
+          if (error instanceof MlsError && error.reason !== "E_MLS_EPOCH") this.stoppedAt(place, held, message.seq, header?.groupId ?? held.group.groupId);
           throw error;
         }
       }
@@ -514,7 +514,7 @@ export class MlsConversations {
         this.checkReset(held!.group, group);
       } catch (error) {
         // the server moved on to that group, and honest members did not: stopped, as by any refused commit
-        this.stoppedAt(place, held!, message.seq);
+        this.stoppedAt(place, held!, message.seq, header!.groupId);
         throw error;
       }
       doubt = this.local.joinDoubt(place.label);
@@ -545,14 +545,32 @@ export class MlsConversations {
     if (strangers.length > 0) throw new MlsError("E_MLS_NOT_ADMIN", `${by.user}'s reset of the conversation's MLS group adds ${strangers[0]!.user}, who was not in it`);
   }
 
+  /**
+   * A message for the group this device's own reset replaced, stored just
+   * before the reset (sent while the group was not yet known to be stopped)
+   * and delivered after this device moved on: read with the old group, kept
+   * for that (store.db), so that nothing the server accepted is lost.
+   */
+  private async fromReplaced(place: Place, held: Held, message: Uint8Array): Promise<MlsReceived | undefined> {
+    const header = clearHeader(message);
+    if (!header || Buffer.from(header.groupId).equals(Buffer.from(held.group.groupId))) return undefined;
+    const saved = this.local.replaced(place.label);
+    if (!saved) return undefined;
+    const old = await DeviceGroup.restore(saved, this.account.book);
+    if (!Buffer.from(old.groupId).equals(Buffer.from(header.groupId))) return undefined;
+    const got = await old.receive(message);
+    this.local.setReplaced(place.label, old.save());
+    return got;
+  }
+
   /** Who may make a stopped group again: an admin of the group's own list, or either person of a direct conversation. */
   private mayReset(place: Place, held: Held): boolean {
     const roles = held.group.roles;
     return "to" in place.target ? roles?.kind !== "admins" : roles?.kind === "admins" && held.group.isAdmin(this.me);
   }
 
-  private stoppedAt(place: Place, held: Held, seq: number): void {
-    this.local.setStopped(place.label, seq);
+  private stoppedAt(place: Place, held: Held, seq: number, serverGroup: Uint8Array): void {
+    this.local.setStopped(place.label, { seq, groupId: serverGroup.slice() });
     this.slots.saveOver(place.label, held, seq);
     if (!this.mayReset(place, held)) return;
     // on the conversation's lane, after the message being taken in now
@@ -592,11 +610,14 @@ export class MlsConversations {
     const roles: GroupRoles = held.group.roles ?? ("group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" });
     const group = await DeviceGroup.create(groupIdOf(place.label, generation), this.account.device, this.account.book, roles);
     const out = await group.add(packages);
+    // the group the server moved to when this device's stopped (not whatever it has now: another reset may have come since)
+    const replaces = this.local.stopped(place.label)?.groupId ?? held.group.groupId;
     try {
-      const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: server.epoch, reset: true, body: commitBody(out.commit, out.welcome) });
+      const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: server.epoch, reset: true, replaces, body: commitBody(out.commit, out.welcome) });
       await group.receive(out.commit);
       const fresh: Held = { group, version: held.version, sent: 0, since: Date.now() };
       this.local.setStopped(place.label, undefined);
+      this.local.setReplaced(place.label, held.group.save());
       this.ownCommitStored(place.label, fresh, r.conv as number, r.seq as number);
       return fresh;
     } catch (error) {

@@ -71,17 +71,30 @@ export class MlsLocal {
   }
 
   /**
-   * The conversation position of a commit the server stored that this device
-   * refused (no member could take it in): the group is stopped there until
-   * an admin's device makes it again (a reset).
+   * Where the conversation's group stopped: the position of a commit the
+   * server stored that this device refused (no honest member could take it
+   * in), and the MLS group id the server moved to with it, which a reset
+   * replaces. Until an admin's device makes the group again.
    */
-  stopped(label: string): number | undefined {
+  stopped(label: string): { seq: number; groupId: Uint8Array } | undefined {
     const at = this.kv.get(`mls.stopped.${label}`);
-    return at === undefined ? undefined : Number(at);
+    if (at === undefined) return undefined;
+    const { seq, group } = JSON.parse(at) as { seq: number; group: string };
+    return { seq, groupId: new Uint8Array(Buffer.from(group, "hex")) };
   }
 
-  setStopped(label: string, seq: number | undefined): void {
-    this.kv.set(`mls.stopped.${label}`, seq === undefined ? undefined : String(seq));
+  setStopped(label: string, at: { seq: number; groupId: Uint8Array } | undefined): void {
+    this.kv.set(`mls.stopped.${label}`, at === undefined ? undefined : JSON.stringify({ seq: at.seq, group: Buffer.from(at.groupId).toString("hex") }));
+  }
+
+  /** The group this device's own reset replaced (its secrets: as sensitive as the group itself), for messages stored just before it. */
+  replaced(label: string): Uint8Array | undefined {
+    const saved = this.kv.get(`mls.replaced.${label}`);
+    return saved === undefined ? undefined : new Uint8Array(Buffer.from(saved, "base64"));
+  }
+
+  setReplaced(label: string, state: Uint8Array | undefined): void {
+    this.kv.set(`mls.replaced.${label}`, state === undefined ? undefined : Buffer.from(state).toString("base64"));
   }
 
   keepPackages(packages: OwnKeyPackage[], ref: (p: OwnKeyPackage) => string): void {
