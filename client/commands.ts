@@ -25,31 +25,36 @@ export type Command =
   | { kind: "quit" }
   | { kind: "error"; message: string };
 
-export const HELP = [
-  "Plain text goes to the current conversation.",
-  "  /dm USER                    talk to USER",
-  "  /g GROUP                    talk in GROUP",
-  "  /to USER|GROUP TEXT         send one message (#GROUP to mean the group when a user has the same name)",
-  "  /file [USER|GROUP] PATH     send a file (to the current conversation, or the one named)",
-  "  /history [N]                the last N messages of the current conversation (default 20)",
-  "  /who                        who of your contacts is online, and when the others were last seen",
-  "  /info [ID]                  who has your last message (or message ID) here: delivered, read",
-  "  /set read-receipts on|off   send and see read receipts, or neither",
-  "  /set notify on|off          (full screen) the bell and desktop notification for other conversations",
-  "  /open                       open the last file received here with the system's opener",
-  "  /search TEXT                search the messages this device holds (the server cannot: it sees ciphertext)",
-  "  /groups                     your groups, with unread counts",
-  "  /group create GROUP [USER...]   a new group; you are its first admin",
-  "  /group add GROUP USER...    (admins) add members",
-  "  /group remove GROUP USER... (admins) remove members",
-  "  /group promote GROUP USER   (admins) make a member an admin",
-  "  /group leave GROUP          leave the group",
-  "  /group members GROUP        who is in the group",
-  "  /verify USER                the safety number to compare with USER",
-  "  /trust USER                 accept USER's new identity key (after comparing safety numbers)",
-  "  /help                       this list",
-  "  /quit                       leave (Ctrl-D too)",
-].join("\n");
+export const HELP = helpTable("Plain text goes to the current conversation.", [
+  ["/dm USER", "talk to USER"],
+  ["/g GROUP", "talk in GROUP"],
+  ["/to USER|GROUP TEXT", "send one message (#GROUP to mean the group when a user has the same name)"],
+  ["/file [USER|GROUP] PATH", "send a file (to the current conversation, or the one named)"],
+  ["/history [N]", "the last N messages of the current conversation (default 20)"],
+  ["/who", "who of your contacts is online, and when the others were last seen"],
+  ["/info [ID]", "who has your last message (or message ID) here: delivered, read"],
+  ["/set read-receipts on|off", "send and see read receipts, or neither"],
+  ["/set notify on|off", "(full screen) the bell and desktop notification for other conversations"],
+  ["/open", "open the last file received here with the system's opener"],
+  ["/search TEXT", "search the messages this device holds (the server cannot: it sees ciphertext)"],
+  ["/groups", "your groups, with unread counts"],
+  ["/group create GROUP [USER...]", "a new group; you are its first admin"],
+  ["/group add GROUP USER...", "(admins) add members"],
+  ["/group remove GROUP USER...", "(admins) remove members"],
+  ["/group promote GROUP USER", "(admins) make a member an admin"],
+  ["/group leave GROUP", "leave the group"],
+  ["/group members GROUP", "who is in the group"],
+  ["/verify USER", "the safety number to compare with USER"],
+  ["/trust USER", "accept USER's new identity key (after comparing safety numbers)"],
+  ["/help", "this list"],
+  ["/quit", "leave (Ctrl-D too)"],
+]);
+
+/** The commands in two columns, the second aligned after the longest first. */
+function helpTable(heading: string, rows: [command: string, what: string][]): string {
+  const width = Math.max(...rows.map(([c]) => c.length)) + 2;
+  return [heading, ...rows.map(([c, what]) => `  ${c.padEnd(width)}${what}`)].join("\n");
+}
 
 const GROUP_USAGE: Record<GroupOp, [min: number, max: number, usage: string]> = {
   create: [0, Infinity, "/group create GROUP [USER...]"],

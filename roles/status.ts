@@ -42,7 +42,7 @@ export interface DatabaseStatus {
 
 export interface ClusterStatus {
   version: string;
-  balancer: { addr: string; version?: string; strategy?: string; error?: string };
+  balancer: { addr: string; version?: string; strategy?: string; error?: string; unlisted?: string };
   servers: ServerStatus[];
   database?: DatabaseStatus;
 }
@@ -59,7 +59,7 @@ export async function gatherStatus(options: { balancer: string; databaseUrl?: st
     await withLink(options.balancer, async (link) => {
       Object.assign(status.balancer, { version: text(link.helloReply.version), strategy: text(link.helloReply.strategy) });
       if (!member) {
-        status.balancer.error = "its servers are listed to cluster members only: give --database-url, or --data for up's database";
+        status.balancer.unlisted = "its servers are listed to cluster members only: give --database-url, or --data for up's database";
         return;
       }
       const listing = await connectAsMember(options.balancer, member, { timeoutMs: TIMEOUT_MS });
@@ -96,9 +96,9 @@ export async function gatherStatus(options: { balancer: string; databaseUrl?: st
   return status;
 }
 
-/** Whether everything asked answered: the exit code of `status`. */
+/** Whether everything asked answered (and the servers could be asked at all): the exit code of `status`. */
 export function healthy(status: ClusterStatus): boolean {
-  return !status.balancer.error && status.servers.every((s) => !s.error) && !status.database?.error;
+  return !status.balancer.error && !status.balancer.unlisted && status.servers.every((s) => !s.error) && !status.database?.error;
 }
 
 export function renderStatus(status: ClusterStatus): string {
@@ -107,7 +107,9 @@ export function renderStatus(status: ClusterStatus): string {
   lines.push(
     b.error
       ? `balancer  ${b.addr}  UNREACHABLE: ${b.error}`
-      : `balancer  ${b.addr}  version ${b.version ?? "?"}, strategy ${b.strategy ?? "?"}, ${plural(status.servers.length, "server")} registered`,
+      : `balancer  ${b.addr}  version ${b.version ?? "?"}, strategy ${b.strategy ?? "?"}, ` +
+          // Reached, but it would not say which servers it has: not "unreachable", and not "0 registered".
+          (b.unlisted ?? `${plural(status.servers.length, "server")} registered`),
   );
   for (const s of status.servers) {
     const head = `server    ${s.addr}`;

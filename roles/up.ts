@@ -2,10 +2,10 @@
  * `chatterbox up`: the whole system on one machine. An embedded PostgreSQL
  * (unless a database URL is given), migrations, a balancer on the port and the
  * chat servers on the next ports, each server its own process, so one crashing
- * does not take the others with it. Ctrl-C or SIGTERM stops everything.
+ * does not take the others with it, and one that exits unasked is started
+ * again (roles/supervise.ts). Ctrl-C or SIGTERM stops everything.
  */
 import { relative } from "node:path";
-import type { Subprocess } from "bun";
 import { migrate, openDatabase } from "../db/connect";
 import { defaultDataDir, startEmbeddedPostgres, type EmbeddedPostgres } from "../db/embedded";
 import { explainDatabaseError } from "../db/explain";
@@ -16,6 +16,7 @@ import { startBalancer } from "./balancer";
 import { createLogger, type LogFormat } from "./logger";
 import { onSignal } from "./run";
 import { selfCommand } from "./self";
+import { Supervised } from "./supervise";
 
 export interface UpOptions {
   servers: number;
@@ -64,13 +65,14 @@ export async function runUp(options: UpOptions): Promise<void> {
     throw explainListenError(error, "127.0.0.1", options.port, "the balancer");
   });
   let balancerMetrics: MetricsEndpoint | undefined;
-  const children: Subprocess[] = [];
+  const children: Supervised[] = [];
+  const log = createLogger({ role: "up", format: logFormat });
   const serverMetrics: string[] = [];
   // From before the first server starts: a signal during start-up must not leave servers running.
   onSignal(async () => {
     console.log("\nStopping ...");
     for (const child of children) child.kill("SIGTERM");
-    await Promise.race([Promise.all(children.map((c) => c.exited)), Bun.sleep(10_000)]);
+    await Promise.race([Promise.all(children.map((c) => c.current.exited)), Bun.sleep(10_000)]);
     for (const child of children) child.kill("SIGKILL");
     balancerMetrics?.stop();
     balancer.stop();
@@ -86,20 +88,22 @@ export async function runUp(options: UpOptions): Promise<void> {
     serverMetrics.push(...metrics);
     // The database URL holds a password: through the environment, never argv, which `ps` shows everyone.
     const args = ["serve", String(port), "--balancer", `127.0.0.1:${balancer.port}`, "--log-format", logFormat];
-    const child = Bun.spawn([...selfCommand(), ...args, ...metrics.flatMap((m) => ["--metrics", m]), ...(options.serverArgs ?? [])], {
-      // Their logs are ours: one stream of lines, each saying which server.
-      stdout: "inherit",
-      stderr: "inherit",
-      env: { ...process.env, DATABASE_URL: url },
-    });
-    children.push(child);
+    const command = [...selfCommand(), ...args, ...metrics.flatMap((m) => ["--metrics", m]), ...(options.serverArgs ?? [])];
+    const spawn = () =>
+      Bun.spawn(command, {
+        // Their logs are ours: one stream of lines, each saying which server.
+        stdout: "inherit",
+        stderr: "inherit",
+        env: { ...process.env, DATABASE_URL: url },
+      });
+    children.push(new Supervised(`chat server ${i} (port ${port || "any"})`, spawn, log));
   }
   try {
     if (metricsAt) balancerMetrics = serveMetrics(`${metricsAt.host}:${metricsAt.port}`, balancer.metrics.registry);
     await waitForServers(balancer.servers, options.servers, 20_000, children);
   } catch (error) {
     for (const child of children) child.kill("SIGTERM");
-    await Promise.all(children.map((c) => c.exited));
+    await Promise.all(children.map((c) => c.current.exited));
     balancerMetrics?.stop();
     balancer.stop();
     await postgres?.stop();
@@ -122,7 +126,8 @@ export async function runUp(options: UpOptions): Promise<void> {
   console.log(`  ${me} signup --user alice${b}`);
   console.log(`  ${me} chat --user alice${b}`);
   console.log("Ctrl-C stops everything.");
-
+  // Up and registered: from now on a server that exits is started again.
+  for (const child of children) child.watch();
 }
 
 /** What to type to run this program again: the binary's path, or bun and cli.ts from a checkout. */
@@ -132,11 +137,11 @@ function howToRunMe(): string {
   return `npx bun ${relative(process.cwd(), script) || script}`;
 }
 
-async function waitForServers(list: () => unknown[], count: number, timeoutMs: number, children: Subprocess[]): Promise<void> {
+async function waitForServers(list: () => unknown[], count: number, timeoutMs: number, children: Supervised[]): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (list().length < count) {
-    const gone = children.findIndex((c) => c.exitCode !== null);
-    if (gone >= 0) throw new Error(`Chat server ${gone + 1} exited during start-up (exit ${children[gone]!.exitCode}); its reason is above`);
+    const gone = children.findIndex((c) => c.current.exitCode !== null);
+    if (gone >= 0) throw new Error(`Chat server ${gone + 1} exited during start-up (exit ${children[gone]!.current.exitCode}); its reason is above`);
     if (Date.now() > deadline) throw new Error(`Only ${list().length} of ${count} servers registered within ${timeoutMs / 1000} s`);
     await Bun.sleep(100);
   }

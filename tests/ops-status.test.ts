@@ -87,6 +87,8 @@ test("a registered server that does not answer is shown as unreachable, and stat
     const outsider = await status("--data", join(ROOT, "no-such-data-folder"));
     expect(outsider.code).toBe(1);
     expect(outsider.out).toContain("listed to cluster members only");
+    // It was reached: it says which version and strategy, and not that it is unreachable.
+    expect(outsider.out).toMatch(/^balancer  \S+  version \S+, strategy \w+, its servers are listed to cluster members only/m);
     expect(outsider.out).toContain("database  (give --database-url");
   } finally {
     ghost.stop();

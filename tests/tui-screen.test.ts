@@ -306,6 +306,27 @@ test("each conversation keeps its draft; Ctrl-N/Ctrl-P and Alt-digits switch; wh
   await term.waitForScreen((s) => right(s).some((r) => r.includes(`${carol.name} is typing…`)), "the typing line");
 });
 
+test("Alt-A goes to the conversation that named me first, then to one with unread, and says when there is none", async () => {
+  const alice = uniqueName("alice");
+  const bob = await other(uniqueName("bob"));
+  const carol = await other(uniqueName("carol"));
+  const dave = await other(uniqueName("dave"));
+  const term = await openTui(alice);
+  term.type(`/dm ${dave.name}`);
+  term.keys("Enter");
+  await term.waitForScreen((s) => s.includes(`${dave.name}>`), "dave's DM");
+  await bob.session.sendText(alice, "plain news from bob");
+  await carol.session.sendText(alice, `${alice}: a question for you`);
+  // Bob's came first, but carol's names alice: it is where Alt-A goes first.
+  await term.waitForScreen((s) => s.includes("(1, 1@)"), "carol's mention in the list");
+  term.keys("M-a");
+  await term.waitForScreen((s) => right(s).at(-1) === `${carol.name}>` && s.includes("a question for you"), "carol's conversation");
+  term.keys("M-a");
+  await term.waitForScreen((s) => right(s).at(-1) === `${bob.name}>` && s.includes("plain news from bob"), "bob's conversation");
+  term.keys("M-a");
+  await term.waitForScreen((s) => s.includes("no conversation has unread messages"), "the note that nothing is unread");
+});
+
 test("only what is on screen is marked read: a message that arrives while scrolled up is read once scrolled down to", async () => {
   const alice = uniqueName("alice");
   const bob = await other(uniqueName("bob"));

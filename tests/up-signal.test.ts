@@ -8,6 +8,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, waitFor } from "./support/cluster";
+import { alive } from "./support/roles";
 
 const work = mkdtempSync(join(tmpdir(), "chatterbox-up-signal-"));
 // As root, the embedded PostgreSQL runs as the postgres user, who must be able to enter it.
@@ -18,15 +19,6 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 function running(pattern: string): string {
   const args = pattern.startsWith("-P ") ? ["pgrep", "-P", pattern.slice(3)] : ["pgrep", "-f", pattern];
   return Bun.spawnSync(args).stdout.toString().trim();
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 test("SIGTERM while up is starting its servers stops the servers it started, and PostgreSQL", async () => {

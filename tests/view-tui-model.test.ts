@@ -5,6 +5,7 @@
  */
 import { expect, test } from "bun:test";
 import type { Received } from "../client/session";
+import { HELP } from "../client/commands";
 import { InputEditor } from "../client/tui/editor";
 import { actionOf } from "../client/tui/keys";
 import { ChatModel } from "../client/tui/model";
@@ -199,12 +200,69 @@ test("the list counts mentions of the user among the unread", () => {
   expect([dotted.mentions("hi a-b.c!"), dotted.mentions("hi a-bxc"), dotted.mentions("xa-b.c")]).toEqual([true, false, false]);
 });
 
-test("the status bar: a question first, then typing, the connection and the keys' state", () => {
+test("the status bar: a question or a changed key first, then typing, the connection and the keys' state", () => {
   const text = (s: Parameters<typeof statusRow>[0]) => statusRow(s).map((x) => x.text).join("");
   const base = { typing: [], confirming: false, now: 1_000 };
-  expect(text({ ...base, connection: { connected: true, server: "127.0.0.1:7001", pending: 0 }, encryption: "pinned" })).toBe("[connected to 127.0.0.1:7001 · encrypted, key pinned (/verify)]");
+  const steady = { ...base, connection: { connected: true, server: "127.0.0.1:7001", pending: 0 }, encryption: "pinned" as const };
+  expect(text(steady)).toBe("[connected to 127.0.0.1:7001 · encrypted, key pinned (/verify)]");
   expect(text({ ...base, connection: { connected: false, server: "x", retryAt: 3_500, pending: 2 }, encryption: "changed", typing: ["bob"] })).toBe(
-    "[bob is typing… · reconnecting, next try in 3 s, 2 waiting to send · KEY CHANGED: /verify, then /trust]",
+    "[KEY CHANGED: /verify, then /trust · bob is typing… · reconnecting, next try in 3 s, 2 waiting to send]",
   );
   expect(text({ ...base, confirming: true })).toStartWith("[a draft is unsent");
+  // A narrow bar (80 columns less the list) takes the short forms before anything is cut.
+  const narrow = text({ ...steady, typing: ["bob"], cols: 58 });
+  expect(narrow).toBe("[bob is typing… · connected · encrypted]");
+  expect(Bun.stringWidth(narrow)).toBeLessThanOrEqual(58);
+  expect(text({ ...steady, cols: 200 })).toBe(text(steady));
+});
+
+test("the mark on my own message is never cut at the pane's edge, and the rows stay put as it goes from sent to read", () => {
+  const m = new ChatModel("alice");
+  const c = m.open({ kind: "dm", name: "bob" }, 7);
+  const cols = 40;
+  // "12:00 alice: " is 13 columns; the text fills the rest of the first row but for two.
+  const { local } = m.pending({ kind: "dm", name: "bob" }, "x".repeat(cols - 13 - 2));
+  m.stored(c, local, { msg: 10, conv: 7, seq: 4, at: Date.now(), duplicate: false });
+  const shown = () => paneRows(m, c, cols).map((r) => r.map((s) => s.text).join(""));
+  const sent = shown();
+  m.receipt({ conv: 7, user: "bob", read: 4 });
+  const read = shown();
+  expect(read.length).toBe(sent.length);
+  for (const row of read) expect(Bun.stringWidth(row)).toBeLessThanOrEqual(cols);
+  expect(read.some((r) => r.includes("✓✓ read"))).toBe(true);
+  // A short message keeps its mark on its own row.
+  m.pending({ kind: "dm", name: "bob" }, "short");
+  expect(shown().at(-1)).toContain("short …");
+});
+
+test("a line of /help wraps under its description, so the commands stay a column of their own", () => {
+  const m = new ChatModel("alice");
+  m.note("  /trust USER                 accept USER's new identity key (after comparing safety numbers)");
+  m.note("Keys: Alt-1…9 or Ctrl-N/Ctrl-P switch conversation, Ctrl-K to pick one by name");
+  const rows = paneRows(m, undefined, 58).map((r) => r.map((s) => s.text).join(""));
+  const first = rows.findIndex((r) => r.includes("/trust USER"));
+  const column = rows[first]!.indexOf("accept");
+  expect(rows[first + 1]!.slice(0, column).trim()).toBe("");
+  expect(rows[first + 1]!.slice(column)).toMatch(/^\S/);
+  for (const row of rows) expect(Bun.stringWidth(row)).toBeLessThanOrEqual(58);
+  // A line of prose has no second column: it wraps under its own start.
+  const keys = rows.findIndex((r) => r.includes("Keys:"));
+  expect(rows[keys + 1]!.indexOf(rows[keys + 1]!.trim())).toBe(rows[keys]!.indexOf("Keys:"));
+  // The help itself is one table: every description starts in one column, two spaces at least after its command.
+  const starts = HELP.split("\n").slice(1).map((l) => /^ {2}\/\S.*?\s{2,}(?=\S)/.exec(l)?.[0].length);
+  expect(starts.every((at) => at !== undefined && at === starts[0])).toBe(true);
+});
+
+test("a membership change I made is not unread and draws no 'new messages' line; one made by another is", () => {
+  const m = new ChatModel("alice");
+  const group = { kind: "group" as const, name: "devs" };
+  const line = (seq: number, actor: string) => msg(seq, actor, "devs", "", { kind: "system", group: "devs", text: `${actor} created devs` });
+  m.add(line(1, "alice"));
+  const c = m.convs.get([...m.convs.keys()][0]!)!;
+  expect(c.unread).toBe(0);
+  m.open(group);
+  expect(paneRows(m, c, 60).some((r) => r.some((s) => s.text.includes("new messages")))).toBe(false);
+  m.open({ kind: "dm", name: "bob" });
+  m.add(line(2, "carol"));
+  expect(c.unread).toBe(1);
 });

@@ -18,6 +18,7 @@ export type Action =
   | { do: "page"; by: 1 | -1 }
   | { do: "goto"; index: number }
   | { do: "cycle"; by: 1 | -1 }
+  | { do: "unread" }
   | { do: "switcher" }
   | { do: "interrupt" }
   | { do: "eof" }
@@ -25,7 +26,8 @@ export type Action =
   | { do: "redraw" };
 
 export const KEY_HELP = [
-  "Keys: Alt-1…9 or Ctrl-N/Ctrl-P switch conversation, Ctrl-K to pick one by name; PageUp/PageDown scroll (older history is fetched at the top);",
+  "Keys: Alt-1…9 or Ctrl-N/Ctrl-P switch conversation, Alt-A to the next with unread (mentions first), Ctrl-K to pick one by name;",
+  "  PageUp/PageDown scroll (older history is fetched at the top);",
   "  Left/Right, Home/End (Ctrl-A/Ctrl-E), Alt-B/Alt-F or Ctrl-Left/Right by word; Ctrl-W, Ctrl-U, Ctrl-K cut; Up/Down input history; Tab completes;",
   "  a pasted block of several lines is one message (its lines kept); Ctrl-C leaves (asks first if a draft is unsent); Ctrl-L redraws.",
 ].join("\n");
@@ -33,6 +35,8 @@ export const KEY_HELP = [
 export function actionOf(key: Key): Action | undefined {
   const { name, ctrl, meta } = key;
   if (meta && !ctrl && /^[1-9]$/.test(name)) return { do: "goto", index: Number(name) - 1 };
+  // irssi's and weechat's key for "where something happened".
+  if (meta && !ctrl && name === "a") return { do: "unread" };
   if (ctrl) {
     const ctrlKeys: Record<string, Action> = {
       c: { do: "interrupt" },

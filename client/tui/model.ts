@@ -111,7 +111,8 @@ export class ChatModel {
     if (at < 0) c.items.push(item);
     else c.items.splice(at, 0, item);
     c.lastActivity = Math.max(c.lastActivity, m.at);
-    if (!own && !current) {
+    // A membership change I made is mine too: not unread, though it is the server's line and has no mark.
+    if (m.from !== this.me && !current) {
       c.unread++;
       if (this.mentions(m.text)) c.mentions++;
     }
@@ -139,7 +140,7 @@ export class ChatModel {
     if (previous && previous !== c) previous.markerSeq = undefined;
     this.current = c.key;
     if (c.unread > 0) {
-      const theirs = c.items.filter((i): i is Item & { kind: "message" } => i.kind === "message" && !i.own);
+      const theirs = c.items.filter((i): i is Item & { kind: "message" } => i.kind === "message" && i.m.from !== this.me);
       c.markerSeq = theirs[theirs.length - c.unread - 1]?.m.seq ?? 0;
     }
     c.unread = 0;
@@ -147,11 +148,17 @@ export class ChatModel {
     return c;
   }
 
+  /** Where Alt-A goes: a conversation that names me first, then any with unread, the most recently active of each. */
+  nextUnread(): Conv | undefined {
+    const waiting = this.ordered().filter((c) => c.key !== this.current && c.unread > 0);
+    return waiting.find((c) => c.mentions > 0) ?? waiting[0];
+  }
+
   /** The read marker moved elsewhere (another device of the user's): fewer unread here. */
   readElsewhere(conv: number, seq: number): void {
     const c = this.byId(conv);
     if (!c || c.key === this.current) return;
-    const unread = c.items.filter((i): i is Item & { kind: "message" } => i.kind === "message" && !i.own && i.m.seq > seq);
+    const unread = c.items.filter((i): i is Item & { kind: "message" } => i.kind === "message" && i.m.from !== this.me && i.m.seq > seq);
     c.unread = unread.length;
     c.mentions = unread.filter((i) => this.mentions(i.m.text)).length;
   }

@@ -36,6 +36,11 @@ const MARKS: Record<Mark, string> = { pending: "…", sent: "✓", delivered: "�
 
 const width = (s: string) => Bun.stringWidth(s);
 
+/** The widest mark a message passes through on its way to read, with its leading space ("not sent" may move the rows: it is rare). */
+const MARK_WIDTH = Math.max(width(MARKS.pending), width(MARKS.sent), width(MARKS.delivered), width(MARKS.read)) + 1;
+
+const markSpan = (mark: Mark): Segment => ({ text: ` ${MARKS[mark]}`, dim: mark !== "failed", color: mark === "failed" ? "#ff5f5f" : undefined });
+
 /** Splits text into rows of at most `cols` columns, at spaces where it can. */
 export function wrap(text: string, cols: number): string[] {
   const out: string[] = [];
@@ -81,7 +86,7 @@ export function paneRows(model: ChatModel, c: Conv | undefined, cols: number): R
       lastDay = d;
       rows.push([{ text: center(` ${d} `, cols, "─"), dim: true }]);
     }
-    if (c && c.markerSeq !== undefined && !markerDrawn && item.kind === "message" && !item.own && item.m.seq > c.markerSeq) {
+    if (c && c.markerSeq !== undefined && !markerDrawn && item.kind === "message" && item.m.from !== model.me && item.m.seq > c.markerSeq) {
       markerDrawn = true;
       rows.push([{ text: center(" new messages ", cols, "─"), color: "#ff5f5f" }]);
     }
@@ -89,22 +94,44 @@ export function paneRows(model: ChatModel, c: Conv | undefined, cols: number): R
     const head = `${clock(at)} `;
     if (sender === undefined) {
       const indent = " ".repeat(width(head));
-      wrap(text, Math.max(10, cols - width(head))).forEach((l, i) => rows.push([{ text: i === 0 ? head : indent, dim: true }, { text: l, dim: true }]));
+      noteLines(text, Math.max(10, cols - width(head))).forEach((l, i) => rows.push([{ text: i === 0 ? head : indent, dim: true }, { text: l, dim: true }]));
       continue;
     }
     const name = `${sender}: `;
     const indent = " ".repeat(width(head) + width(name));
     const mark = c ? model.mark(c, item) : undefined;
-    const lines = wrap(text, Math.max(10, cols - width(indent)));
+    const room = Math.max(10, cols - width(indent));
+    const lines = wrap(text, room);
+    // The mark goes on a row of its own where the widest one would not fit after the last line, so
+    // it is never cut at the pane's edge, and the rows do not move as it goes from … to read.
+    const ownRow = mark !== undefined && width(lines.at(-1) ?? "") + MARK_WIDTH > room;
     lines.forEach((l, i) => {
       const seq = i === 0 && item.kind === "message" ? item.m.seq : undefined;
       const row: Row = i === 0 ? [{ text: head, dim: true, seq }, { text: name, color: senderColor(sender), bold: true }] : [{ text: indent }];
       row.push(warn ? { text: l, color: "#ffaf00" } : { text: l });
-      if (mark && i === lines.length - 1) row.push({ text: ` ${MARKS[mark]}`, dim: mark !== "failed", color: mark === "failed" ? "#ff5f5f" : undefined });
+      if (mark && !ownRow && i === lines.length - 1) row.push(markSpan(mark));
       rows.push(row);
     });
+    if (mark && ownRow) rows.push([{ text: indent }, markSpan(mark)]);
   }
   return rows;
+}
+
+/**
+ * A note's rows. A line in two columns, as /help's "  /cmd ARGS   what it
+ * does", wraps under its second column, so the commands stay a column of
+ * their own on a narrow pane.
+ */
+function noteLines(text: string, cols: number): string[] {
+  return text.split("\n").flatMap((line) => {
+    const column = /^(\s*\S.*?\s{2,})\S/.exec(line)?.[1];
+    const hang = column ? width(column) : 0;
+    const [first, ...rest] = wrap(line, cols);
+    // Under the second column only where that leaves it room to read (16 columns).
+    if (hang === 0 || hang > cols - 16 || rest.length === 0) return [first ?? "", ...rest];
+    const tail = line.slice(first!.length).trimStart();
+    return [first!, ...wrap(tail, cols - hang).map((l) => " ".repeat(hang) + l)];
+  });
 }
 
 function center(text: string, cols: number, fill: string): string {
@@ -183,21 +210,34 @@ export interface StatusState {
   /** The quick switcher's matches, while it is open. */
   switcher?: string[];
   now: number;
+  /** The bar's width, where known: past it, the short forms. */
+  cols?: number;
 }
 
-/** The status bar: what asks for an answer first, then who is typing, then the steady state (a narrow bar cuts the end). */
+/**
+ * The status bar: what asks for an answer first (a changed key among them),
+ * then who is typing, then the steady state. Where it is wider than `cols`,
+ * the steady parts take their short forms, and only then is the end cut.
+ */
 export function statusRow(s: StatusState): Row {
   const state = s.connection;
-  let conn = state?.server ? `connected to ${state.server}` : "connected";
-  if (state && !state.connected) conn = state.retryAt !== undefined ? `reconnecting, next try in ${Math.max(0, Math.ceil((state.retryAt - s.now) / 1000))} s` : "reconnecting…";
   const pending = state && state.pending > 0 ? `, ${state.pending} waiting to send` : "";
-  const e2e = { group: "encrypted", pinned: "encrypted, key pinned (/verify)", changed: "KEY CHANGED: /verify, then /trust" }[s.encryption ?? "group"];
-  const parts = [
-    s.confirming ? "a draft is unsent: Ctrl-C again to leave" : "",
-    s.switcher ? s.switcher.join("  ") || "no match" : "",
-    s.typing.length ? `${s.typing.join(", ")} ${s.typing.length === 1 ? "is" : "are"} typing…` : "",
-    `${conn}${pending}`,
-    s.encryption ? e2e : "",
-  ];
-  return [{ text: `[${parts.filter(Boolean).join(" · ")}]`, reverse: true }];
+  const connection = (short: boolean) => {
+    if (state && !state.connected) return state.retryAt !== undefined ? `reconnecting, next try in ${Math.max(0, Math.ceil((state.retryAt - s.now) / 1000))} s` : "reconnecting…";
+    return state?.server && !short ? `connected to ${state.server}` : "connected";
+  };
+  const keys = (short: boolean) => (s.encryption === "pinned" ? (short ? "encrypted" : "encrypted, key pinned (/verify)") : s.encryption === "group" ? "encrypted" : "");
+  const bar = (short: boolean) =>
+    `[${[
+      s.confirming ? "a draft is unsent: Ctrl-C again to leave" : "",
+      s.switcher ? s.switcher.join("  ") || "no match" : "",
+      s.encryption === "changed" ? "KEY CHANGED: /verify, then /trust" : "",
+      s.typing.length ? `${s.typing.join(", ")} ${s.typing.length === 1 ? "is" : "are"} typing…` : "",
+      `${connection(short)}${pending}`,
+      keys(short),
+    ]
+      .filter(Boolean)
+      .join(" · ")}]`;
+  const long = bar(false);
+  return [{ text: s.cols !== undefined && width(long) > s.cols ? bar(true) : long, reverse: true }];
 }

@@ -239,6 +239,12 @@ export class TuiView implements ChatView {
         void this.actions?.switchTo(all[(at + action.by + all.length) % all.length]!.target);
         return;
       }
+      case "unread": {
+        const next = this.model.nextUnread();
+        if (next) void this.actions?.switchTo(next.target);
+        else this.status("no conversation has unread messages");
+        return;
+      }
       case "switcher":
         // Ctrl-K cuts to the end of the line when there is something after the cursor; otherwise it opens the switcher.
         if (!this.editor.atEnd) this.editor.killToEnd();
@@ -307,6 +313,7 @@ export class TuiView implements ChatView {
       confirming: this.confirming,
       switcher: this.switcher.open ? this.switcher.matches(this.model.ordered()).map((m) => label(m.target)) : undefined,
       now,
+      cols: paneCols(this.screen.size),
     });
   }
 

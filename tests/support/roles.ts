@@ -86,3 +86,13 @@ export async function scrape(addr: string): Promise<Map<string, number>> {
   }
   return samples;
 }
+
+/** Whether a process of that id still runs. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
