@@ -1,7 +1,8 @@
 /**
  * What a chat server takes from the other servers of its cluster: the
  * peer.auth request that finishes a peer's handshake, and the events peers
- * send over their links (deliveries, displaced sessions, users who moved).
+ * send over their links (deliveries, displaced sessions, users who moved,
+ * the MLS epoch a commit moved a conversation to).
  */
 import { timingSafeEqual } from "node:crypto";
 import type { Route } from "../net/listener";
@@ -15,7 +16,7 @@ import type { Sessions } from "./sessions";
  * hello was answered with (conn.state.peerChallenge). A good proof makes the
  * connection a peer's; a bad one closes it.
  */
-export function peerAuth(peers: { refresh(): Promise<void> }): Route<ClientState> {
+export function peerAuth(peers: { refresh(): Promise<void> }, linked?: (conn: Conn) => void): Route<ClientState> {
   return {
     guard: (conn) => (conn.state.peerChallenge ? undefined : new ChatError("E_BAD_REQUEST", "peer.auth follows a peer's hello")),
     handle(conn, req) {
@@ -29,6 +30,7 @@ export function peerAuth(peers: { refresh(): Promise<void> }): Route<ClientState
       conn.state.role = "peer";
       clearTimeout(conn.state.loginTimer);
       conn.trust();
+      linked?.(conn);
       // A server we have not met yet: link back to it now rather than at the next refresh.
       void peers.refresh().catch(() => {});
     },
@@ -41,6 +43,8 @@ export interface PeerEventDeps {
   sessions: Pick<Sessions, "close">;
   /** Receipts keep each conversation's members for a moment: a peer's membership change forgets them. */
   receipts: { forget(convId: number): void };
+  /** The MLS epoch gate's cache (server/mls-epochs.ts): a peer's commit moves it. */
+  epochs: { heard(convId: number, seq: number, state: { epoch: number; groupId: Uint8Array | null }): void };
   log(line: string): void;
 }
 
@@ -81,6 +85,13 @@ export function peerEvent(deps: PeerEventDeps, _conn: Conn, ev: string, frame: R
       return;
     case "members":
       deps.receipts.forget(Number(frame.conv));
+      return;
+    case "mls.epoch":
+      // sent before the commit's deliveries over the same link: a member who has the commit finds this server knowing its epoch
+      deps.epochs.heard(Number(frame.conv), Number(frame.seq), {
+        epoch: Number(frame.epoch),
+        groupId: frame.groupId instanceof Uint8Array ? new Uint8Array(frame.groupId) : null,
+      });
       return;
     case "located":
       if (typeof frame.server === "string") deps.delivery.located(Number(frame.user), frame.server, frame.here === true);
