@@ -9,7 +9,7 @@ import { askBalancer } from "../balancer/ask";
 import { PLAINTEXT } from "../net/tls";
 import { loginKeys, restoreIdentity, signupAccount } from "../client/account";
 import { benchDevice } from "./provision";
-import { ACK_DELAY_MS } from "../client/connection";
+import { RECEIVED_ACK_DELAY_MS } from "../client/connection";
 import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
 import type { BenchMls } from "./mls";
@@ -167,6 +167,6 @@ export class SimClient {
   private queueAck(conv: number, seq: number): void {
     if (this.options.relay) return;
     if ((this.toAck.get(conv) ?? 0) < seq) this.toAck.set(conv, seq);
-    this.ackTimer ??= setTimeout(() => void this.flushAcks(), ACK_DELAY_MS);
+    this.ackTimer ??= setTimeout(() => void this.flushAcks(), RECEIVED_ACK_DELAY_MS);
   }
 }

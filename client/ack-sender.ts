@@ -9,11 +9,21 @@ import { MAX_ACKS } from "../protocol/messages";
 import type { AckState } from "./ack-state";
 
 /**
- * How long a shown message waits for its acknowledgement, so that one ack
- * covers what arrives meanwhile in every conversation. Longer means fewer
- * requests; the cost is what a crash in between shows again at the next login.
+ * How long a read marker waits before it goes out, so that one ack covers
+ * what else is read or arrives meanwhile. Read receipts and the user's other
+ * devices see it this much later.
  */
 export const ACK_DELAY_MS = 100;
+/**
+ * How long an acknowledgement of what was only received waits (no read
+ * marker in it): long enough that one covers many messages of a busy
+ * conversation. Each (device, conversation) an ack moves is a cursor row
+ * PostgreSQL writes, and at 100 ms that was 0.5-0.9 rows a delivered message
+ * (PERFORMANCE.md, issue 15 round 4). The cost: a "delivered" receipt up to
+ * this much later, and what a crash in between shows again at the next
+ * login (dropped by id, never shown twice).
+ */
+export const RECEIVED_ACK_DELAY_MS = 1_000;
 /** A failed batch is tried again after this long, while connected. */
 const RETRY_MS = 1_000;
 
@@ -24,7 +34,7 @@ export interface AckLink {
 
 /** What the sender needs around it. */
 export interface AckSenderParts {
-  acks: Pick<AckState, "take" | "confirmed" | "failed" | "waiting">;
+  acks: Pick<AckState, "take" | "confirmed" | "failed" | "waiting" | "readWaiting">;
   /** The link now up, or none. */
   link(): AckLink | undefined;
   /** The session is closing: a failed batch is not tried again on a timer. */
@@ -35,15 +45,26 @@ export interface AckSenderParts {
 
 export class AckSender {
   private timer?: Timer;
+  /** When the pending timer fires (performance.now()). */
+  private due = 0;
   private stopped = false;
   private inFlight: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly parts: AckSenderParts) {}
 
-  /** Something new waits to be acknowledged: it goes out shortly, with whatever else comes meanwhile. */
+  /**
+   * Something new waits to be acknowledged: it goes out shortly, with whatever
+   * else comes meanwhile; a read marker sooner than what was only received,
+   * and a read coming while a longer wait runs brings it forward.
+   */
   soon(): void {
     if (this.stopped) return;
-    this.timer ??= setTimeout(() => this.now(), ACK_DELAY_MS);
+    const delay = this.parts.acks.readWaiting ? ACK_DELAY_MS : RECEIVED_ACK_DELAY_MS;
+    const due = performance.now() + delay;
+    if (this.timer !== undefined && this.due <= due) return;
+    clearTimeout(this.timer);
+    this.due = due;
+    this.timer = setTimeout(() => this.now(), delay);
   }
 
   /** Everything waiting goes out now (if connected); `settled` waits for it. */
@@ -64,7 +85,10 @@ export class AckSender {
       () => {
         this.parts.acks.failed(batch);
         // Tried again on a timer while connected; after a cut, the next login sends it.
-        if (this.parts.link() && !this.parts.closing()) this.timer ??= setTimeout(() => this.now(), RETRY_MS);
+        if (this.parts.link() && !this.parts.closing() && this.timer === undefined) {
+          this.due = performance.now() + RETRY_MS;
+          this.timer = setTimeout(() => this.now(), RETRY_MS);
+        }
       },
     );
   }

@@ -98,6 +98,11 @@ export class AckState {
     return this.toAck.size > 0 || this.toRead.size > 0;
   }
 
+  /** Whether a read marker waits: it goes out sooner than what was only received (client/ack-sender.ts). */
+  get readWaiting(): boolean {
+    return this.toRead.size > 0;
+  }
+
   /** Everything waiting, as one batch to send; it is no longer waiting until failed() puts it back. */
   take(): AckBatch | undefined {
     if (!this.waiting) return undefined;

@@ -85,7 +85,7 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
     onRead: (conv, seq) => view.read(conv, seq),
     onTyping: (t) => view.typing(t),
     onStatus: (status) => view.status(status),
-    onSecrecy: (n) => view.secrecy({ target: "group" in n.target ? { kind: "group", name: n.target.group } : { kind: "dm", name: n.target.to }, forwardSecret: n.forwardSecret, ...(n.reason !== undefined ? { reason: n.reason } : {}) }),
+    onSecrecy: (n) => view.secrecy({ target: "group" in n.target ? { kind: "group", name: n.target.group } : { kind: "dm", name: n.target.to }, forwardSecret: n.forwardSecret, ...(n.reason !== undefined ? { reason: n.reason } : {}), ...(n.doubt !== undefined ? { doubt: n.doubt } : {}) }),
     onRetry: (at) => (retryAt = at),
     onEnd: (error) => {
       view.ended(error);

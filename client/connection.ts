@@ -24,7 +24,7 @@ import { Reconnector } from "./reconnect";
 import { retrying } from "./retrying";
 import type { LocalStore } from "./store";
 
-export { ACK_DELAY_MS } from "./ack-sender";
+export { ACK_DELAY_MS, RECEIVED_ACK_DELAY_MS } from "./ack-sender";
 export { DEFAULT_WAIT_MS, type ConnectionOptions } from "./options";
 export { bytesOf } from "./inflow";
 
@@ -34,7 +34,7 @@ export type { PendingSend, SendResult };
 export type ConnectionStore = LoginStore & Pick<LocalStore, "positions">;
 
 /** The acknowledgement state the connection sends after each login and each message kept. */
-export type AckQueue = Pick<AckState, "received" | "serverSaid" | "queueUnacknowledged" | "take" | "confirmed" | "failed" | "waiting">;
+export type AckQueue = Pick<AckState, "received" | "serverSaid" | "queueUnacknowledged" | "take" | "confirmed" | "failed" | "waiting" | "readWaiting">;
 
 /** What the connection hands to the session above it. */
 export interface ConnectionHooks {

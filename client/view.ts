@@ -24,10 +24,13 @@ export interface Secrecy {
   target: Target;
   forwardSecret: boolean;
   reason?: string;
+  /** This device was added to the conversation's MLS group by someone with no right to: who, and why. */
+  doubt?: string;
 }
 
 /** The sentence the views show for it. */
 export function secrecyLine(s: Secrecy): string {
+  if (s.doubt !== undefined) return `WARNING: ${label(s.target)}'s membership is not confirmed by an admin: this device was ${s.doubt}`;
   return s.forwardSecret
     ? `messages in ${label(s.target)} are forward secret again (MLS)`
     : `WARNING: messages in ${label(s.target)} are not forward secret (sealed to long-term keys, not MLS): ${s.reason ?? "not on MLS yet"}`;

@@ -14,6 +14,7 @@ import m0006 from "./migrations/0006_devices.sql" with { type: "text" };
 import m0007 from "./migrations/0007_key_packages.sql" with { type: "text" };
 import m0008 from "./migrations/0008_perf.sql" with { type: "text" };
 import m0009 from "./migrations/0009_mls.sql" with { type: "text" };
+import m0010 from "./migrations/0010_mls_group_id.sql" with { type: "text" };
 
 export const migrationFiles: Record<string, string> = {
   "0000_init": m0000,
@@ -26,6 +27,7 @@ export const migrationFiles: Record<string, string> = {
   "0007_key_packages": m0007,
   "0008_perf": m0008,
   "0009_mls": m0009,
+  "0010_mls_group_id": m0010,
 };
 
 export const migrationJournal: { entries: { tag: string; when: number; breakpoints: boolean }[] } = journal;

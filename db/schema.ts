@@ -300,6 +300,8 @@ export const mlsGroups = pgTable("mls_groups", {
     .primaryKey()
     .references(() => conversations.id, { onDelete: "cascade" }),
   epoch: bigint("epoch", { mode: "number" }).notNull(),
+  /** The MLS group id of the conversation's group now (its commits' clear header): a reset makes a new group, and what was for the old one is stale. */
+  groupId: bytea("group_id"),
   updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
 });
 

@@ -192,6 +192,11 @@ export class Link {
     if (!this.isClosed) this.outbox.push(encode({ ...fields, t: "ev", ev }));
   }
 
+  /** Sends an event already framed (protocol/deliveries-frame.ts), in order with the rest. */
+  notifyEncoded(bytes: Uint8Array): void {
+    if (!this.isClosed) this.outbox.push(bytes);
+  }
+
   /** Sends raw bytes: for tests that speak bad protocol on purpose. */
   sendRaw(bytes: Uint8Array): void {
     this.socket.write(bytes);

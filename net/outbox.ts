@@ -140,13 +140,47 @@ export class Outbox implements PooledOutbox {
  * look scheduled after a push (Connection.whenDrained) comes after its flush.
  */
 let due: Outbox[] = [];
+/** Work that queues frames once the turn's other work is done (atTurnEnd), run just before the flush. */
+let tasks: (() => void)[] = [];
+let turnScheduled = false;
 
 function flushLater(outbox: Outbox): void {
   due.push(outbox);
-  if (due.length === 1) setImmediate(flushDue);
+  scheduleTurnEnd();
+}
+
+/**
+ * Runs `task` at the end of this turn, before the outboxes are flushed, so
+ * that the frames it queues go out in this turn's writes. For what gathers a
+ * turn's items into one frame (server/peer-batch.ts): a setImmediate of its
+ * own, made after the flush's, would put its frame a whole loop later.
+ */
+export function atTurnEnd(task: () => void): void {
+  tasks.push(task);
+  scheduleTurnEnd();
+}
+
+function scheduleTurnEnd(): void {
+  if (turnScheduled) return;
+  turnScheduled = true;
+  setImmediate(flushDue);
 }
 
 function flushDue(): void {
+  // Tasks run first and may queue more tasks or frames: those still go out in this flush.
+  while (tasks.length > 0) {
+    const run = tasks;
+    tasks = [];
+    for (const task of run) {
+      try {
+        task();
+      } catch (error) {
+        // One failing task must not keep every socket's bytes from going out.
+        console.error("atTurnEnd task failed:", error);
+      }
+    }
+  }
+  turnScheduled = false;
   const now = due;
   due = [];
   for (const outbox of now) outbox.flushIfScheduled();

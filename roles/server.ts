@@ -65,6 +65,10 @@ export interface ChatServer {
   port: number;
   addr: string;
   connections(): number;
+  /** Frames forwarded to peers so far, and the peer frames they went in (a turn's forwards share one: server/peer-batch.ts). */
+  peerForwards(): { frames: number; items: number };
+  /** How often the MLS epoch gate read a conversation's epoch from the database (a cold or uncertain cache). */
+  mlsEpochReads(): number;
   /** Its Prometheus metrics, for an admin endpoint to serve. */
   metrics: ServerMetrics;
   stop(): Promise<void>;
@@ -143,6 +147,13 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     }
     sessions.add(conn, session);
   }
+  // The peers linked to this server (their events arrive on these): while one is missing or one came or went,
+  // an MLS commit stored there may not have been announced here, and the epoch gate reads the database.
+  const peerConns = new Set<Conn>();
+  const mls = new MlsStore(database.sql, {
+    announce: (conv, seq, { epoch, groupId }) => peers.broadcast("mls.epoch", { conv, seq, epoch, ...(groupId ? { groupId } : {}) }),
+    linked: () => peerConns.size >= peers.linkCount,
+  });
   const requests = routes(
     {
       id,
@@ -154,7 +165,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       groups: new GroupStore(database.sql, config.maxGroupMembers),
       files,
       keyPackages: new KeyPackageStore(database.sql),
-      mls: new MlsStore(database.sql),
+      mls,
       reads: new Reads({ store, files: new FileStore(database.sql), sql: database.sql }, replica?.sql, metrics),
       limits: new Limits(config, { queued: () => committer.depth }),
       committer,
@@ -169,7 +180,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     acks,
   );
 
-  const fromPeers: PeerEventDeps = { delivery, sessions, receipts, log };
+  const fromPeers: PeerEventDeps = { delivery, sessions, receipts, epochs: mls.epochs, log };
 
   const listener = listen<ClientState>({
     port: options.port,
@@ -192,7 +203,10 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     routes: {
       ...requests,
       "server.info": serverInfo({ id, version: VERSION, connections: () => open.size, sessions: () => sessions.count, peerLinks: () => peers.linkCount }),
-      "peer.auth": peerAuth(peers),
+      "peer.auth": peerAuth(peers, (conn) => {
+        peerConns.add(conn);
+        mls.epochs.forget();
+      }),
     },
     onOpen(conn) {
       open.add(conn);
@@ -220,7 +234,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       conn.state.peerId = req.server;
       // What peer.auth must bring back: the connect proof over this very handshake.
       conn.state.peerChallenge = expect;
-      return { server: id, role: "server", nonce: mine, proof };
+      // deliveries: 1, this server takes a turn's forwards batched in one `deliveries` event (PROTOCOL.md).
+      return { server: id, role: "server", nonce: mine, proof, deliveries: 1 };
     },
     onEvent(conn, ev, frame) {
       if (conn.state.role !== "peer") return;
@@ -228,6 +243,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     },
     onClose(conn) {
       open.delete(conn);
+      if (peerConns.delete(conn)) mls.epochs.forget();
       clearTimeout(conn.state.loginTimer);
       void sessions.end(conn);
     },
@@ -259,6 +275,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     port: listener.port,
     addr,
     connections: () => sessions.count,
+    peerForwards: () => peers.forwarded,
+    mlsEpochReads: () => mls.epochs.reads,
     metrics,
     stop() {
       stopping ??= (async () => {
@@ -273,6 +291,9 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
         await receipts.flush();
         // After the last commits: their deliveries to users on other servers still go over the links.
         peers.stop();
+        const { frames, items } = peers.forwarded;
+        // The bench reads this line for the peer frames a forwarded message (PERFORMANCE.md, issue 15 round 4).
+        log(`forwarded ${items} frames to peers in ${frames} peer frames`, { forwarded: items, peerFrames: frames });
         for (const conn of sessions.all()) conn.bye("E_SHUTDOWN", "The server is shutting down; reconnect to another");
         await store.removeServer(id).catch(() => {});
         listener.stop(true);

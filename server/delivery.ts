@@ -8,11 +8,13 @@
  */
 import { ClockCache } from "./clock-cache";
 import { encode } from "../protocol/codec";
+import { encodeMessageEvent } from "../protocol/message-frame";
 import type { WireMessage } from "../protocol/messages";
 import type { Conn, ServerConfig } from "./context";
 import type { DeviceStore } from "./device-store";
 import { Flow, type BacklogReader } from "./flow";
 import { NO_METRICS, type DeliveryRecorder } from "./metrics";
+import type { Forward } from "./peer-batch";
 
 const ONLINE_TTL_MS = 60_000;
 /** Short, so that a missed "logged in" announcement costs at most this much liveness. */
@@ -44,8 +46,8 @@ export interface DeliveryDeps {
 
 /** The links to the other servers, as delivery uses them. */
 export interface PeerLinks {
-  /** Queues an event for a peer; false when no link to it exists or is being made. */
-  send(serverId: string, ev: string, fields: Record<string, unknown>): boolean;
+  /** Forwards a frame to a peer, with the rest of this turn's to it in one batch; false when no link to it exists or is being made. */
+  deliver(serverId: string, item: Forward): boolean;
   /** Links to servers that started since the last look. */
   refresh(): Promise<void>;
 }
@@ -112,7 +114,7 @@ export class Delivery {
    * wherever they are, but `except` (the connection that sent it).
    */
   async deliver(message: WireMessage, recipients: number[], except?: Conn): Promise<void> {
-    const bytes = encode({ t: "ev", ev: "msg", m: message });
+    const bytes = encodeMessageEvent(message);
     await this.route(recipients, bytes, except, (conn) => this.push(conn, message, bytes), { conv: message.conv, seq: message.seq });
   }
 
@@ -145,7 +147,7 @@ export class Delivery {
       this.where.set(user, { servers, at: Date.now() });
       for (const server of servers) {
         if (server === this.deps.serverId) continue;
-        peers.send(server, "deliver", { to: [user], ...(message ? { conv: message.conv, seq: message.seq } : {}), frame: bytes, hops: hops + 1 });
+        peers.deliver(server, { to: [user], ...(message ? { conv: message.conv, seq: message.seq } : {}), frame: bytes, hops: hops + 1 });
       }
     }
   }
@@ -179,13 +181,13 @@ export class Delivery {
     }
     for (const [server, to] of remote) {
       // The client frame as it is: the peer passes it on without decoding or encoding it again.
-      const fields = { to, ...(slot ? { conv: slot.conv, seq: slot.seq } : {}), frame: bytes };
-      if (peers.send(server, "deliver", fields)) continue;
+      const item: Forward = { to, ...(slot ? { conv: slot.conv, seq: slot.seq } : {}), frame: bytes, hops: 0 };
+      if (peers.deliver(server, item)) continue;
       // A server that started a moment ago: link to it now (the link queues), or forget it.
       await peers.refresh().catch(() => {});
-      if (peers.send(server, "deliver", fields)) continue;
+      if (peers.deliver(server, item)) continue;
       this.forgetServer(server);
-      this.forwardLater(server, fields);
+      this.forwardLater(server, item);
     }
   }
 
@@ -197,14 +199,14 @@ export class Delivery {
    * conversation may come to reveal the gap), so the forward is tried again
    * for a while. Bounded in number; what is given up is still in the database.
    */
-  private forwardLater(server: string, fields: Record<string, unknown>, attempt = 0): void {
+  private forwardLater(server: string, item: Forward, attempt = 0): void {
     if (attempt === 0) {
       if (this.retrying >= MAX_RETRYING_FORWARDS) return;
       this.retrying++;
     }
     setTimeout(() => {
-      if (this.links.peers.send(server, "deliver", fields)) this.retrying--;
-      else if (attempt + 1 < FORWARD_RETRIES) this.forwardLater(server, fields, attempt + 1);
+      if (this.links.peers.deliver(server, item)) this.retrying--;
+      else if (attempt + 1 < FORWARD_RETRIES) this.forwardLater(server, item, attempt + 1);
       else this.retrying--;
     }, FORWARD_RETRY_MS);
   }

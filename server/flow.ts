@@ -7,7 +7,7 @@
  * conversation, and where each conversation fell behind; the catch-up sends
  * what is missing, in order, as fast as the client reads.
  */
-import { encode } from "../protocol/codec";
+import { encodeMessageEvent } from "../protocol/message-frame";
 import type { WireMessage } from "../protocol/messages";
 import type { Conn } from "./context";
 
@@ -93,7 +93,7 @@ export class Flow {
     const flow = this.of(conn);
     if (m.seq <= (flow.sent.get(m.conv) ?? 0)) return false;
     flow.sent.set(m.conv, m.seq);
-    conn.sendEncoded(encode({ t: "ev", ev: "msg", m }));
+    conn.sendEncoded(encodeMessageEvent(m));
     return true;
   }
 

@@ -62,7 +62,8 @@ export function mlsRoutes(deps: MlsDeps, loggedIn: Route<ClientState>["guard"]):
       guard: loggedIn,
       async handle(conn, req) {
         const { convId } = await directory.destination(conn.state.user!.id, target(req));
-        return { conv: convId, epoch: await mls.epochOf(convId) };
+        const { epoch, groupId } = await mls.groupOf(convId);
+        return { conv: convId, epoch, ...(groupId ? { groupId } : {}) };
       },
     },
     "history.backup.put": {
@@ -86,7 +87,8 @@ export function mlsRoutes(deps: MlsDeps, loggedIn: Route<ClientState>["guard"]):
         const epoch = v.int(req, "epoch", 0);
         const body = v.bytes(req, "body", deps.maxBody);
         const { convId } = await directory.destination(me.id, to);
-        const r = await mls.appendCommit(convId, me.id, cmid, epoch, body);
+        const replaces = req.reset === true ? v.bytes(req, "replaces", 255) : undefined;
+        const r = await mls.appendCommit(convId, me.id, cmid, epoch, body, replaces);
         if (!r.duplicate) {
           const name = "group" in to ? to.group : to.to;
           const message: WireMessage = { id: r.id, conv: convId, seq: r.seq, from: me.name, to: name, ...("group" in to ? { group: to.group } : {}), kind: "chat", at: r.at, cmid, body };

@@ -10,7 +10,8 @@
 import type { Sql } from "../db/connect";
 import { verifyDeviceList } from "../crypto/mls/device-list.ts";
 import { ChatError } from "../protocol/errors";
-import { EpochGate } from "./mls-epochs";
+import { equalBytes } from "../crypto/bytes.ts";
+import { commitHeader, EpochGate, type EpochSources, type GroupEpoch } from "./mls-epochs";
 
 export interface StoredCommit {
   id: number;
@@ -21,13 +22,21 @@ export interface StoredCommit {
   recipients: number[];
   /** The epoch the conversation's MLS group is at now. */
   epoch: number;
+  /** Its group id (null while no commit named one). */
+  groupId: Uint8Array | null;
 }
 
 export class MlsStore {
   /** What the send route checks an MLS application message's epoch with (server/mls-epochs.ts). */
-  readonly epochs = new EpochGate((convId) => this.epochOf(convId));
+  readonly epochs: EpochGate;
 
-  constructor(private readonly sql: Sql) {}
+  /** `cluster`: how the gate hears of the other servers' commits (none: every MLS send reads the database, as with one server). */
+  constructor(
+    private readonly sql: Sql,
+    cluster: Omit<EpochSources, "epochOf"> = { linked: () => false },
+  ) {
+    this.epochs = new EpochGate({ ...cluster, epochOf: (convId) => this.groupOf(convId) });
+  }
 
   /** Keeps a user's signed device list if it is signed by their identity key and newer than the one held; returns its version. */
   async putDeviceList(userId: number, userName: string, signed: Uint8Array): Promise<number> {
@@ -56,22 +65,36 @@ export class MlsStore {
 
   /** The epoch the next commit of a conversation must be made from (0: no MLS group yet). */
   async epochOf(convId: number): Promise<number> {
-    const [row] = await this.sql`select epoch from mls_groups where conversation_id = ${convId}`;
-    return row ? Number(row.epoch) : 0;
+    return (await this.groupOf(convId)).epoch;
+  }
+
+  /** That epoch and the group's id. */
+  async groupOf(convId: number): Promise<GroupEpoch> {
+    const [row] = await this.sql`select epoch, group_id from mls_groups where conversation_id = ${convId}`;
+    return row ? { epoch: Number(row.epoch), groupId: row.group_id ? new Uint8Array(row.group_id) : null } : { epoch: 0, groupId: null };
   }
 
   /**
    * Appends a commit made from `epoch` as the conversation's next message, if
    * the conversation is at that epoch; E_MLS_STALE_COMMIT if another commit
    * of the epoch came first. A retry with the same cmid finds its first copy.
+   * `replaces` (a reset): the commit makes a new MLS group for the
+   * conversation (its first commit, from the new group's epoch 0), replacing
+   * the group of that id, which must be the conversation's group now (one
+   * reset of a group wins; its epoch does not matter, since the resetter
+   * stopped at a commit it could not take in). The epoch starts again at 1
+   * under the new group id, and anything made for the old group is stale from then on.
    */
-  async appendCommit(convId: number, sender: number, cmid: string, epoch: number, body: Uint8Array): Promise<StoredCommit> {
-    const stored = await this.appendCommitNow(convId, sender, cmid, epoch, body);
-    this.epochs.moved(convId, stored.epoch);
+  async appendCommit(convId: number, sender: number, cmid: string, epoch: number, body: Uint8Array, replaces?: Uint8Array): Promise<StoredCommit> {
+    const stored = await this.appendCommitNow(convId, sender, cmid, epoch, body, replaces);
+    if (!stored.duplicate) this.epochs.moved(convId, stored.seq, { epoch: stored.epoch, groupId: stored.groupId });
     return stored;
   }
 
-  private appendCommitNow(convId: number, sender: number, cmid: string, epoch: number, body: Uint8Array): Promise<StoredCommit> {
+  private appendCommitNow(convId: number, sender: number, cmid: string, epoch: number, body: Uint8Array, replaces: Uint8Array | undefined): Promise<StoredCommit> {
+    const reset = replaces !== undefined;
+    const header = commitHeader(body);
+    if (reset && (header === undefined || header.epoch !== 0n)) throw new ChatError("E_BAD_REQUEST", "A reset carries the first commit of a new MLS group (from its epoch 0)");
     return this.sql.begin(async (tx) => {
       // the same lock the group commit takes: the sequence stays gapless and ordered
       const [conv] = await tx`select kind, last_seq from conversations where id = ${convId} for update`;
@@ -79,23 +102,33 @@ export class MlsStore {
       const members = await tx`select user_id from members where conversation_id = ${convId} and left_seq is null`;
       const ids = members.map((m) => m.user_id as number);
       if (!ids.includes(sender)) throw new ChatError("E_NOT_MEMBER");
-      const [group] = await tx`select epoch from mls_groups where conversation_id = ${convId}`;
+      const [group] = await tx`select epoch, group_id from mls_groups where conversation_id = ${convId}`;
       const current = group ? Number(group.epoch) : 0;
+      const groupId: Uint8Array | null = group?.group_id ? new Uint8Array(group.group_id) : null;
       const [dup] = await tx`select id, seq, conversation_id, (extract(epoch from created_at) * 1000)::float8 as at from messages
                              where sender_id = ${sender} and cmid = ${cmid}`;
       if (dup) {
         if (dup.conversation_id !== convId) throw new ChatError("E_DUPLICATE");
-        return { id: Number(dup.id), seq: Number(dup.seq), at: dup.at, duplicate: true, recipients: [], epoch: current };
+        return { id: Number(dup.id), seq: Number(dup.seq), at: dup.at, duplicate: true, recipients: [], epoch: current, groupId };
       }
-      if (epoch !== current) throw new ChatError("E_MLS_STALE_COMMIT", `The conversation's MLS group is at epoch ${current}, not ${epoch}`);
+      if (reset) {
+        if (current === 0) throw new ChatError("E_MLS_STALE_COMMIT", "The conversation has no MLS group to make again");
+        // a group stored before group ids were kept (null) is replaced by the first reset, which names one from then on
+        if (groupId && !equalBytes(groupId, replaces)) throw new ChatError("E_MLS_STALE_COMMIT", "The group this reset replaces was made again already, by another reset");
+      } else if (epoch !== current) throw new ChatError("E_MLS_STALE_COMMIT", `The conversation's MLS group is at epoch ${current}, not ${epoch}`);
+      // a commit of a group the conversation no longer uses (a reset replaced it) would count an epoch of the new one
+      if (!reset && header && groupId && !equalBytes(header.groupId, groupId))
+        throw new ChatError("E_MLS_STALE_COMMIT", "The commit is for an MLS group of the conversation that a reset replaced");
+      const next = reset ? 1 : epoch + 1;
+      const nextGroup = header?.groupId ?? groupId;
       const seq = Number(conv.last_seq) + 1;
       await tx`update conversations set last_seq = ${seq} where id = ${convId}`;
       const [row] = await tx`insert into messages (conversation_id, seq, sender_id, cmid, body)
                              values (${convId}, ${seq}, ${sender}, ${cmid}, ${body})
                              returning id, (extract(epoch from created_at) * 1000)::float8 as at`;
-      await tx`insert into mls_groups (conversation_id, epoch) values (${convId}, ${epoch + 1})
-               on conflict (conversation_id) do update set epoch = excluded.epoch, updated_at = now()`;
-      return { id: Number(row!.id), seq, at: row!.at, duplicate: false, recipients: ids.filter((u) => u !== sender), epoch: epoch + 1 };
+      await tx`insert into mls_groups (conversation_id, epoch, group_id) values (${convId}, ${next}, ${nextGroup})
+               on conflict (conversation_id) do update set epoch = excluded.epoch, group_id = excluded.group_id, updated_at = now()`;
+      return { id: Number(row!.id), seq, at: row!.at, duplicate: false, recipients: ids.filter((u) => u !== sender), epoch: next, groupId: nextGroup };
     });
   }
 

@@ -6,6 +6,7 @@
 import { Link } from "../net/link";
 import type { ClientTls, Plaintext } from "../net/tls";
 import type { Store } from "./store";
+import { PeerBatch, deliverFields, type Forward } from "./peer-batch";
 import { isNonce, nonce, proof, verifyProof, type Handshake } from "./peer-proof";
 
 const QUEUE_WHILE_CONNECTING = 10_000;
@@ -13,6 +14,8 @@ const QUEUE_WHILE_CONNECTING = 10_000;
 interface PeerLink {
   addr: string;
   link?: Link;
+  /** The open link's forwards of this turn (server/peer-batch.ts). */
+  batch?: PeerBatch;
   queue?: [string, Record<string, unknown>][];
 }
 
@@ -70,6 +73,7 @@ export class Peers {
       if (server.id === this.deps.serverId) continue;
       const known = this.links.get(server.id);
       if (!known || (known.addr !== server.addr && !known.queue)) {
+        if (known) this.retire(known);
         known?.link?.close();
         this.connect(server.id, server.addr);
       } else if (!known.link && !known.queue) {
@@ -78,6 +82,7 @@ export class Peers {
     }
     for (const [id, peer] of this.links) {
       if (!liveIds.has(id)) {
+        this.retire(peer);
         peer.link?.close();
         this.links.delete(id);
         this.deps.gone(id);
@@ -85,11 +90,39 @@ export class Peers {
     }
   }
 
+  /** Frames forwarded so far and the `deliveries`/`deliver` frames they went in, over every link this server made. */
+  get forwarded(): { frames: number; items: number } {
+    const total = { ...this.closedCounts };
+    for (const peer of this.links.values()) {
+      total.frames += peer.batch?.sent.frames ?? 0;
+      total.items += peer.batch?.sent.items ?? 0;
+    }
+    return total;
+  }
+  private readonly closedCounts = { frames: 0, items: 0 };
+
+  /** Forwards a frame to a peer, gathered with the rest of the turn's; false when no link to it exists or is being made. */
+  deliver(serverId: string, item: Forward): boolean {
+    const peer = this.links.get(serverId);
+    if (!peer) return false;
+    if (peer.link && !peer.link.closed && peer.batch) {
+      peer.batch.add(item);
+      return true;
+    }
+    if (peer.queue && peer.queue.length < QUEUE_WHILE_CONNECTING) {
+      peer.queue.push(["deliver", deliverFields(item)]);
+      return true;
+    }
+    return false;
+  }
+
   /** Queues an event for a peer; false when no link to it exists or is being made. */
   send(serverId: string, ev: string, fields: Record<string, unknown>): boolean {
     const peer = this.links.get(serverId);
     if (!peer) return false;
     if (peer.link && !peer.link.closed) {
+      // What was forwarded before this event goes before it, as when each went alone.
+      peer.batch?.flush();
       peer.link.notify(ev, fields);
       return true;
     }
@@ -107,8 +140,21 @@ export class Peers {
   stop(): void {
     this.stopped = true;
     clearInterval(this.timer);
-    for (const peer of this.links.values()) peer.link?.close();
+    for (const peer of this.links.values()) {
+      this.retire(peer);
+      peer.link?.close();
+    }
     this.links.clear();
+  }
+
+  /** Sends what a link's batch holds and keeps its counts in the totals: before the link closes, or once it has. */
+  private retire(peer: PeerLink): void {
+    if (!peer.batch) return;
+    // What this turn gathered goes out before the link closes (a drain's last commits), as single frames did.
+    peer.batch.flush();
+    this.closedCounts.frames += peer.batch.sent.frames;
+    this.closedCounts.items += peer.batch.sent.items;
+    peer.batch = undefined;
   }
 
   private connect(serverId: string, addr: string): void {
@@ -122,6 +168,7 @@ export class Peers {
         hello: { role: "peer", server: me, nonce: mine },
         timeoutMs: 5_000,
         onClose: () => {
+          this.retire(peer);
           if (this.links.get(serverId) === peer) peer.link = undefined;
         },
       });
@@ -138,6 +185,8 @@ export class Peers {
       (link) => {
         if (this.stopped || this.links.get(serverId) !== peer) return link.close();
         peer.link = link;
+        // A peer of this version says it takes `deliveries`; an older one gets a `deliver` a frame.
+        peer.batch = new PeerBatch(link, link.helloReply.deliveries === 1);
         for (const [ev, fields] of peer.queue ?? []) link.notify(ev, fields);
         peer.queue = undefined;
       },

@@ -6,7 +6,7 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { AckState } from "../client/ack-state";
-import { AckSender, type AckLink } from "../client/ack-sender";
+import { ACK_DELAY_MS, AckSender, type AckLink } from "../client/ack-sender";
 import { LocalStore } from "../client/store";
 import { ChatError } from "../protocol/errors";
 import { MAX_ACKS } from "../protocol/messages";
@@ -89,4 +89,38 @@ test("soon() gathers what arrives meanwhile into one request; after stop() no ti
   out.soon();
   await Bun.sleep(300);
   expect(requests).toHaveLength(1);
+});
+
+test("what was only received waits longer than a read marker, and a read takes it along in the same request", async () => {
+  const { out, acks, requests } = sender();
+  acks.received(1, 4);
+  out.soon();
+  // A read marker's wait passes twice over: a received-only ack is still held, to cover more of what arrives.
+  await Bun.sleep(ACK_DELAY_MS * 2);
+  expect(requests.length).toBe(0);
+  acks.received(2, 7);
+  out.soon();
+  acks.read(1, 4);
+  out.soon();
+  while (requests.length === 0) await Bun.sleep(5);
+  await out.settled();
+  expect(requests).toEqual([
+    {
+      acks: [
+        [1, 4],
+        [2, 7],
+      ],
+      read: [[1, 4]],
+    },
+  ]);
+  expect(acks.waiting).toBe(false);
+});
+
+test("a received-only acknowledgement goes out by itself after its wait", async () => {
+  const { out, acks, requests } = sender();
+  acks.received(3, 2);
+  out.soon();
+  while (requests.length === 0) await Bun.sleep(10);
+  await out.settled();
+  expect(requests).toEqual([{ acks: [[3, 2]] }]);
 });

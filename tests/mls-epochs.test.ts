@@ -16,6 +16,17 @@ import { applicationEpoch } from "../server/mls-epochs";
 import { conversation, text, World } from "./support/mls.ts";
 import { connectPersistent, signup, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
 
+/** Logs `user` in again (a persistent device: same home) until it is on another server than `other`. */
+async function apartFrom(_balancer: string, other: TestUser, user: TestUser, login: (name: string) => Promise<TestUser>): Promise<TestUser> {
+  for (let attempt = 0; user.session.serverId === other.session.serverId; attempt++) {
+    if (attempt === 6) throw new Error(`could not place ${user.name} apart from ${other.name}`);
+    await user.session.close();
+    open.splice(open.indexOf(user), 1);
+    user = await login(user.name);
+  }
+  return user;
+}
+
 setDefaultTimeout(90_000);
 
 let cluster: Cluster;
@@ -183,13 +194,15 @@ test("a device that sealed a message before it took in a commit stored meanwhile
   expect(bodies.slice(-2).map((b) => applicationEpoch(b))).toEqual([2n, 2n]);
 });
 
-test("a device that cannot take in the commit it is behind (here the server's epoch was moved by a database edit) gives the send up with E_MLS_STALE_EPOCH; nothing is stored", async () => {
+test("a device that cannot take in the commit it is behind (here one no MLS client can read, stored by a patched client) gives the send up with E_MLS_STALE_EPOCH while no admin's device has made the group again (alice's has not seen the commit: it is not echoed to the connection that made it); nothing is stored", async () => {
   const [alice, bob] = await people("la", "lb");
   const group = uniqueName("l");
   await alice!.session.createGroup(group, [bob!.name]);
   await alice!.session.sendGroupText(group, "start");
   await waitFor(() => bob!.texts().includes("start"), "bob to read");
-  await db.sql`update mls_groups set epoch = epoch + 1 where conversation_id = (select id from conversations where kind = 'group' and name = ${group})`;
+  const { epoch } = (await alice!.session.call("mls.epoch", { group })) as { epoch: number };
+  await alice!.session.call("mls.commit", { group, cmid: crypto.randomUUID(), epoch, body: commitBody(Uint8Array.of(0, 1, 0, 2, 9, 9)) });
+  await until(async () => (await groupBodies(group)).length === 3, "the unreadable commit to be stored");
   const before = (await groupBodies(group)).length;
   const outcome = await bob!.session.sendGroupText(group, "cannot go").then(
     () => "sent",
@@ -197,4 +210,37 @@ test("a device that cannot take in the commit it is behind (here the server's ep
   );
   expect(outcome).toBe("E_MLS_STALE_EPOCH");
   expect((await groupBodies(group)).length).toBe(before);
+});
+
+test("the epoch gate is a cache the other servers' commits update: a stale send on one server is refused, and a fresh one accepted, without a database read", async () => {
+  const [alice, bob] = await people("ga", "gb");
+  // alice on one server, bob on the other
+  const placed = await apartFrom(cluster.balancerAddr, alice!, bob!, (name) => person(name));
+  const group = uniqueName("g");
+  await alice!.session.createGroup(group, [placed.name]);
+  await alice!.session.sendGroupText(group, "start");
+  await waitFor(() => placed.texts().includes("start"), "bob to read");
+  await placed.session.sendGroupText(group, "warm");
+  await waitFor(() => alice!.texts().includes("warm"), "alice to read");
+  const old = await DeviceGroup.restore(savedState(placed.name, `group:${group}`), { isTrusted: () => true });
+  const onB = cluster.servers.find((s) => s.id === placed.session.serverId)!;
+  const readsBefore = onB.mlsEpochReads();
+
+  // a commit stored by alice's server; bob's server hears its epoch before bob's device gets the commit
+  const seen = placed.received.length;
+  await alice!.session.changeGroup("promote", group, [placed.name]);
+  await waitFor(() => placed.received.length > seen, "bob to get the promotion");
+  // the commit reaches bob over the same link as the announcement, after it
+  await until(async () => (await DeviceGroup.restore(savedState(placed.name, `group:${group}`), { isTrusted: () => true })).epoch === 2n, "bob's device to take the commit in");
+  const { epoch } = (await placed.session.groupMembers(group)) as { epoch: number };
+  const stale = applicationBody(await old.encrypt(text("from epoch one")));
+  const refused = await placed.session.call("send", { group, cmid: crypto.randomUUID(), epoch, body: stale }).then(
+    () => "accepted",
+    (e: { code?: string }) => e.code,
+  );
+  expect(refused).toBe("E_MLS_STALE_EPOCH");
+  await placed.session.sendGroupText(group, "from epoch two");
+  await waitFor(() => alice!.texts().includes("from epoch two"), "alice to read the fresh message");
+  expect(applicationEpoch((await groupBodies(group)).at(-1)!)).toBe(2n);
+  expect(onB.mlsEpochReads()).toBe(readsBefore);
 });

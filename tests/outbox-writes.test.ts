@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
-import { Outbox } from "../net/outbox";
+import { atTurnEnd, Outbox } from "../net/outbox";
 
 let server: TCPSocketListener<undefined>;
 const received: Uint8Array[] = [];
@@ -121,6 +121,21 @@ test("two sockets written in one turn get one write each", async () => {
   expect(b.writes).toEqual([300]);
   a.socket.end();
   b.socket.end();
+});
+
+test("a frame an end-of-turn task queues (a peer batch) goes in the same write as the turn's other frames, after them", async () => {
+  received.length = 0;
+  arrived = 0;
+  const { socket, outbox, writes } = await connect();
+  const [first, gathered] = [frame(1, 80), frame(2, 120)];
+  // The flush is scheduled by this push, before the task is: a setImmediate of the task's own would run after it.
+  outbox.push(first);
+  atTurnEnd(() => outbox.push(gathered));
+  await new Promise((resolve) => setImmediate(resolve));
+  expect(writes).toEqual([200]);
+  await waitForBytes(200);
+  expect(joined()).toEqual(new Uint8Array([...first, ...gathered]));
+  socket.end();
 });
 
 test("a write the socket takes only in part finishes in drain, with later frames behind it, nothing lost or reordered", async () => {

@@ -77,7 +77,9 @@ export class MlsClient {
       const row = deps.store.db.query("select received from convs where conv = ?").get(conv) as { received: number } | null;
       return row?.received ?? 0;
     });
-    this.conversations = new MlsConversations(deps.user, this.account, local, deps.call, this.frontier);
+    this.conversations = new MlsConversations(deps.user, this.account, local, deps.call, this.frontier, (place, doubt) =>
+      deps.onSecrecy?.({ target: place.target, forwardSecret: true, doubt }),
+    );
     this.secrecy = new SecrecyWatch((n) => deps.onSecrecy?.(n));
     // A store in memory holds MLS groups as well as one on disk (MlsLocal over the same SQLite, ":memory:"), but
     // only for the process's life (see `persistent`): such a device speaks MLS only when asked to.
@@ -181,8 +183,11 @@ export class MlsClient {
   async caughtUp(target: { to: string } | { group: string }): Promise<boolean> {
     this.staleRetries++;
     const place = "group" in target ? await this.group(target.group) : this.dm(target.to);
-    const epoch = (await this.deps.call("mls.epoch", target)).epoch as number;
-    return this.conversations.reachEpoch(place.label, epoch, CATCH_UP_MS);
+    const server = async () => {
+      const r = await this.deps.call("mls.epoch", target);
+      return { epoch: r.epoch as number, ...(r.groupId instanceof Uint8Array ? { groupId: new Uint8Array(r.groupId) } : {}) };
+    };
+    return this.conversations.reachEpoch(place.label, server, CATCH_UP_MS);
   }
 
   /** Members the server lists as admins whom the group's own (MLS) admin list does not name. */

@@ -6,13 +6,14 @@
  * by its first sender, once every device of every member has published key
  * packages and a device list; until then the session uses envelopes.
  */
-import { decodeKeyPackage, DeviceGroup, MlsError, type GroupRoles, type Received as MlsReceived } from "../../crypto/mls/index.ts";
+import { confirmsJoin, decodeKeyPackage, DeviceGroup, MlsError, type GroupRoles, type Received as MlsReceived } from "../../crypto/mls/index.ts";
 import { ChatError } from "../../protocol/errors";
 import type { WireMessage } from "../../protocol/messages";
 import type { MlsAccount, Call } from "./account";
 import { applicationBody, applicationPlaintext, commitBody, parseApplicationPlaintext, parseMlsBody } from "./body";
 import type { MlsLocal } from "./local";
-import { groupIdOf, joinFromWelcome } from "./join";
+import { generationOf, groupIdOf, joinFromWelcome } from "./join";
+import { clearHeader } from "../../crypto/mls/wire.ts";
 import { planLeaves } from "./reconcile";
 import { GroupSlots, type Held } from "./slots";
 import type { Frontier } from "./frontier";
@@ -68,6 +69,8 @@ export class MlsConversations {
     private readonly local: MlsLocal,
     private readonly call: Call,
     private readonly frontier: Frontier,
+    /** This device joined the conversation's group by a welcome whose add it does not trust (shown as a warning). */
+    private readonly onDoubt?: (place: Place, why: string) => void,
   ) {
     this.slots = new GroupSlots(local, account.book);
   }
@@ -105,6 +108,8 @@ export class MlsConversations {
       this.why.set(place.label, "this device was removed from the conversation's MLS group");
       return undefined;
     }
+    // the group is stopped (a commit no member could take in won its epoch): this device makes it again if it may
+    if (this.local.stopped(place.label) !== undefined && this.mayReset(place, held)) held = (await this.resetNow(place, held)) ?? held;
     await this.account.refresh(place.users);
     await this.reconcile(place, held);
     if (held.sent >= UPDATE_EVERY_MESSAGES || Date.now() - held.since > UPDATE_EVERY_MS) await this.update(place, held);
@@ -203,24 +208,41 @@ export class MlsConversations {
     }
   }
 
+  /** Why this device does not trust the group's membership (it was added by a non-admin's commit), if so. */
+  joinDoubt(label: string): string | undefined {
+    return this.local.joinDoubt(label);
+  }
+
   /** Users the server lists as admins whom the group's own admin list does not name (none while it is not on MLS, or has no roles). */
   async unconfirmedAdmins(label: string, admins: string[]): Promise<string[]> {
     const roles = (await this.slots.loaded(label))?.group.roles;
     if (roles?.kind !== "admins") return [];
+    // added by someone with no right to: the admin list came with that add, as untrusted as the rest
+    if (this.local.joinDoubt(label)) return admins;
     return admins.filter((u) => !roles.admins.includes(u));
   }
 
   /**
    * Waits (outside the conversation's lane, which takes the commits in) until
-   * this device's group is at `epoch` at least, or `ms` passed; whether it got there.
+   * this device's group is the server's (`server`, asked again every half
+   * second: a reset may replace the group meanwhile) at its epoch at least,
+   * or `ms` passed; whether it got there.
    */
-  async reachEpoch(label: string, epoch: number, ms: number): Promise<boolean> {
+  async reachEpoch(label: string, server: () => Promise<{ epoch: number; groupId?: Uint8Array }>, ms: number): Promise<boolean> {
     const deadline = Date.now() + ms;
+    let want = await server();
+    let asked = Date.now();
     for (;;) {
       const held = await this.slots.serial(label, () => this.slots.loaded(label));
-      if (!held || held.group.epoch >= BigInt(epoch)) return true;
+      if (!held) return true;
+      const sameGroup = want.groupId === undefined || Buffer.from(held.group.groupId).equals(Buffer.from(want.groupId));
+      if (sameGroup && held.group.epoch >= BigInt(want.epoch)) return true;
       if (Date.now() >= deadline) return false;
       await Bun.sleep(20);
+      if (Date.now() - asked >= 500) {
+        want = await server();
+        asked = Date.now();
+      }
     }
   }
 
@@ -248,6 +270,8 @@ export class MlsConversations {
   async unconfirmed(label: string, users: string[]): Promise<string[]> {
     const held = await this.slots.loaded(label);
     if (!held) return [];
+    // a doubted join: no one's leaf is an admin's word, except this user's own
+    if (this.local.joinDoubt(label)) return users.filter((u) => u !== this.me);
     const inGroup = new Set(held.group.members().map((m) => m.user));
     return users.filter((u) => !inGroup.has(u));
   }
@@ -438,7 +462,7 @@ export class MlsConversations {
     try {
       if (body.type === "commit") return await this.takeCommit(place, message, held, body.commit, body.welcome);
       if (!held) return failed("E_MLS_NO_GROUP", "this device was not given the keys for this conversation (it joined later, or its welcome was lost)");
-      const got = await this.receive(place, held, body.message, message.seq);
+      const got = (await this.fromReplaced(place, held, body.message)) ?? (await this.receive(place, held, body.message, message.seq));
       if (got.kind !== "application") return failed("E_MLS_FORMAT", "not an application message");
       if (got.sender.user !== message.from) return failed("E_SIGNATURE", `the server says it is from ${message.from}, but it is from ${got.sender.user}'s device`);
       const { cmid, content } = parseApplicationPlaintext(got.plaintext);
@@ -454,7 +478,10 @@ export class MlsConversations {
   }
 
   private async takeCommit(place: Place, message: WireMessage, held: Held | undefined, commit: Uint8Array, welcome: Uint8Array | undefined): Promise<Opened> {
-    if (held && !held.group.removed) {
+    // a commit of another group of this conversation, with a welcome: a reset made it again
+    const header = clearHeader(commit);
+    const reset = held !== undefined && header !== undefined && !Buffer.from(header.groupId).equals(Buffer.from(held.group.groupId));
+    if (held && !held.group.removed && !reset) {
       try {
         await this.receive(place, held, commit, message.seq).catch(async (error) => {
           // a device listed since this device last asked (the commit adds it), or revoked since (a member's commit
@@ -469,22 +496,141 @@ export class MlsConversations {
         // (this device's own, fetched back to fill its place in the order, or another process's)
         if (error instanceof MlsError && error.reason === "E_MLS_STALE_COMMIT") return { status: "control" };
         // A commit for an epoch this device's group never reached: the group was made again without it; a welcome may be for it.
-        if (!(error instanceof MlsError) || error.reason !== "E_MLS_EPOCH" || !welcome) throw error;
+        if (!(error instanceof MlsError) || error.reason !== "E_MLS_EPOCH" || !welcome) {
+          // The server stored it as the winner of this device's epoch, and this device cannot take it in: nor can any
+          // honest member, so the group is stopped here. A device that may make it again does so now (after this).
+          if (error instanceof MlsError && error.reason !== "E_MLS_EPOCH") this.stoppedAt(place, held, message.seq, header?.groupId ?? held.group.groupId);
+          throw error;
+        }
       }
     }
     if (!welcome) return { status: "control" };
     const joined = await joinFromWelcome(welcome, place, this.account);
     if (!joined) return { status: "control" };
     const { group, used } = joined;
+    let doubt = joined.doubt;
+    if (reset) {
+      try {
+        this.checkReset(held!.group, group);
+      } catch (error) {
+        // the server moved on to that group, and honest members did not: stopped, as by any refused commit
+        this.stoppedAt(place, held!, message.seq, header!.groupId);
+        throw error;
+      }
+      doubt = this.local.joinDoubt(place.label);
+      this.local.setStopped(place.label, undefined);
+    }
     for (const ref of used) this.local.dropPackage(ref);
+    this.local.setJoinDoubt(place.label, doubt);
+    if (doubt && !reset) this.onDoubt?.(place, doubt);
     const fresh: Held = { group, version: this.local.version(place.label) ?? 0, sent: 0, since: Date.now() };
     this.slots.saveOver(place.label, fresh, message.seq);
     return { status: "control" };
   }
 
+  /**
+   * A reset is checked against the group this device held, which the joiner
+   * of a fresh group cannot do: only someone who could change its membership
+   * may make it again, with the same admins and no one new.
+   */
+  private checkReset(old: DeviceGroup, group: DeviceGroup): void {
+    const by = group.joinedBy!;
+    const allowed = old.roles?.kind === "peers" ? old.members().some((m) => m.user === by.user) : old.roles?.kind === "admins" ? old.isAdmin(by.user) : true;
+    if (!allowed) throw new MlsError("E_MLS_NOT_ADMIN", `${by.user}/${by.deviceId} made the conversation's MLS group again, but is not an admin of it`);
+    const before = old.roles;
+    const after = group.roles;
+    if (before?.kind === "admins" && (after?.kind !== "admins" || after.admins.join() !== [...new Set(before.admins)].sort().join()))
+      throw new MlsError("E_MLS_NOT_ADMIN", `${by.user}'s reset of the conversation's MLS group changes its admins`);
+    const strangers = group.members().filter((m) => !old.members().some((o) => o.user === m.user));
+    if (strangers.length > 0) throw new MlsError("E_MLS_NOT_ADMIN", `${by.user}'s reset of the conversation's MLS group adds ${strangers[0]!.user}, who was not in it`);
+  }
+
+  /**
+   * A message for the group this device's own reset replaced, stored just
+   * before the reset (sent while the group was not yet known to be stopped)
+   * and delivered after this device moved on: read with the old group, kept
+   * for that (store.db), so that nothing the server accepted is lost.
+   */
+  private async fromReplaced(place: Place, held: Held, message: Uint8Array): Promise<MlsReceived | undefined> {
+    const header = clearHeader(message);
+    if (!header || Buffer.from(header.groupId).equals(Buffer.from(held.group.groupId))) return undefined;
+    const saved = this.local.replaced(place.label);
+    if (!saved) return undefined;
+    const old = await DeviceGroup.restore(saved, this.account.book);
+    if (!Buffer.from(old.groupId).equals(Buffer.from(header.groupId))) return undefined;
+    const got = await old.receive(message);
+    this.local.setReplaced(place.label, old.save());
+    return got;
+  }
+
+  /** Who may make a stopped group again: an admin of the group's own list, or either person of a direct conversation. */
+  private mayReset(place: Place, held: Held): boolean {
+    const roles = held.group.roles;
+    return "to" in place.target ? roles?.kind !== "admins" : roles?.kind === "admins" && held.group.isAdmin(this.me);
+  }
+
+  private stoppedAt(place: Place, held: Held, seq: number, serverGroup: Uint8Array): void {
+    this.local.setStopped(place.label, { seq, groupId: serverGroup.slice() });
+    this.slots.saveOver(place.label, held, seq);
+    if (!this.mayReset(place, held)) return;
+    // on the conversation's lane, after the message being taken in now
+    void this.slots.serial(place.label, async () => {
+      const now = await this.slots.loaded(place.label);
+      if (now && this.local.stopped(place.label) !== undefined) await this.resetNow(place, now);
+    }).catch(() => {});
+  }
+
+  /**
+   * Makes the conversation's MLS group again, for the same people and admins:
+   * a new group (the next generation's id, epoch 0) with a package for every
+   * listed device of every user who had a leaf, sent as a reset commit from
+   * the server's current epoch, which orders it like any commit. Messages the
+   * server refused meanwhile (from the stopped group) are sealed again by
+   * their senders once their devices take its welcome in. Undefined when
+   * another commit or reset came first.
+   */
+  private async resetNow(place: Place, held: Held): Promise<Held | undefined> {
+    // past both this device's group and the one the server has now (a refused reset's, which must not be taken for this one)
+    const server = (await this.call("mls.epoch", place.target)) as { epoch: number; groupId?: Uint8Array };
+    const theirs = server.groupId instanceof Uint8Array ? (generationOf(place.label, new Uint8Array(server.groupId)) ?? 0) : 0;
+    const generation = Math.max(generationOf(place.label, held.group.groupId) ?? 0, theirs) + 1;
+    const users = [...new Set(held.group.members().map((m) => m.user))].filter((u) => place.users.includes(u) || "to" in place.target);
+    await this.account.refresh(users, true);
+    const packages: Uint8Array[] = [];
+    const mine = this.account.device.deviceId;
+    for (const user of users) {
+      const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[] };
+      const listed = this.account.book.get(user)?.devices ?? [];
+      for (const p of claim.packages) {
+        if (user === this.me && p.device === mine) continue;
+        const key = decodeKeyPackage(new Uint8Array(p.keyPackage)).leafNode.signaturePublicKey;
+        if (listed.some((d) => d.deviceId === p.device && Buffer.from(d.mlsKey).equals(Buffer.from(key)))) packages.push(new Uint8Array(p.keyPackage));
+      }
+    }
+    const roles: GroupRoles = held.group.roles ?? ("group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" });
+    const group = await DeviceGroup.create(groupIdOf(place.label, generation), this.account.device, this.account.book, roles);
+    const out = await group.add(packages);
+    // the group the server moved to when this device's stopped (not whatever it has now: another reset may have come since)
+    const replaces = this.local.stopped(place.label)?.groupId ?? held.group.groupId;
+    try {
+      const r = await this.call("mls.commit", { ...place.target, cmid: crypto.randomUUID(), epoch: server.epoch, reset: true, replaces, body: commitBody(out.commit, out.welcome) });
+      await group.receive(out.commit);
+      const fresh: Held = { group, version: held.version, sent: 0, since: Date.now() };
+      this.local.setStopped(place.label, undefined);
+      this.local.setReplaced(place.label, held.group.save());
+      this.ownCommitStored(place.label, fresh, r.conv as number, r.seq as number);
+      return fresh;
+    } catch (error) {
+      if (!(error instanceof ChatError) || error.code !== "E_MLS_STALE_COMMIT") throw error;
+      return undefined;
+    }
+  }
+
   private async receive(place: Place, held: Held, bytes: Uint8Array, seq: number): Promise<MlsReceived> {
     const got = await held.group.receive(bytes);
     this.slots.saveOver(place.label, held, seq);
+    // an admin's device committing after this device's doubted join took that join in: the membership is the admins' word now
+    if (got.kind === "commit" && got.committer && confirmsJoin(held.group.roles, got.committer) && this.local.joinDoubt(place.label)) this.local.setJoinDoubt(place.label, undefined);
     // a commit means someone's devices changed: this device asks for the lists again before it next reconciles
     if (got.kind === "commit") this.account.forget(place.users);
     return got;

@@ -7,21 +7,39 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import { utf8 } from "../../crypto/bytes.ts";
-import { DeviceGroup, MlsError, mlsSuite } from "../../crypto/mls/index.ts";
+import { DeviceGroup, joinDoubt, MlsError, mlsSuite } from "../../crypto/mls/index.ts";
 import { decodeWelcome } from "../../crypto/mls/wire.ts";
 import type { MlsAccount } from "./account";
 
-/** Both sides of a conversation derive the same group id; a welcome into any other group is refused. */
-export function groupIdOf(label: string): Uint8Array {
-  return sha256(utf8(`chatterbox mls group v1\u0000${label}`)).subarray(0, 16);
+/** How many times a conversation's MLS group may be made again (a reset) and still be recognised as its own. */
+export const MAX_RESETS = 1024;
+
+/**
+ * Both sides of a conversation derive the same group id; a welcome into any
+ * other group is refused. `generation`: how many resets made the group again
+ * (0: the first group, whose id is what it always was).
+ */
+export function groupIdOf(label: string, generation = 0): Uint8Array {
+  const name = generation === 0 ? `chatterbox mls group v1\u0000${label}` : `chatterbox mls group v1\u0000${label}\u0000reset ${generation}`;
+  return sha256(utf8(name)).subarray(0, 16);
 }
 
-/** Undefined when the welcome is for other devices. `used`: the refs of this device's packages it consumed. */
+/** Which generation of the conversation's group this id is, or undefined for a group of another conversation. */
+export function generationOf(label: string, groupId: Uint8Array): number | undefined {
+  for (let g = 0; g <= MAX_RESETS; g++) if (Buffer.from(groupIdOf(label, g)).equals(Buffer.from(groupId))) return g;
+  return undefined;
+}
+
+/**
+ * Undefined when the welcome is for other devices. `used`: the refs of this
+ * device's packages it consumed. `doubt`: why the membership is not to be
+ * trusted (the add was committed by someone with no right to it), if so.
+ */
 export async function joinFromWelcome(
   welcome: Uint8Array,
   place: { label: string; users: string[] },
   account: MlsAccount,
-): Promise<{ group: DeviceGroup; used: string[] } | undefined> {
+): Promise<{ group: DeviceGroup; used: string[]; doubt?: string } | undefined> {
   const cs = await mlsSuite();
   const refs = new Set(decodeWelcome(welcome).secrets.map((s) => Buffer.from(s.newMember).toString("hex")));
   const mine = [];
@@ -30,8 +48,9 @@ export async function joinFromWelcome(
   // the welcome may list a device added since this device last asked
   await account.refresh(place.users, true);
   const group = await DeviceGroup.join(welcome, mine, account.book);
-  if (!Buffer.from(group.groupId).equals(Buffer.from(groupIdOf(place.label)))) throw new MlsError("E_MLS_FORMAT", "The welcome is for another conversation's group");
+  if (generationOf(place.label, group.groupId) === undefined) throw new MlsError("E_MLS_FORMAT", "The welcome is for another conversation's group");
   const stranger = group.members().find((m) => !place.users.includes(m.user));
   if (stranger) throw new MlsError("E_MLS_UNTRUSTED_MEMBER", `${stranger.user}/${stranger.deviceId} is not in this conversation`);
-  return { group, used: mine.map((p) => p.ref) };
+  const doubt = joinDoubt(group.roles, group.joinedBy!, account.device.user);
+  return { group, used: mine.map((p) => p.ref), ...(doubt ? { doubt } : {}) };
 }

@@ -57,6 +57,46 @@ export class MlsLocal {
     return made;
   }
 
+  /**
+   * Why this device does not trust the membership of the conversation's group
+   * (it was added by a non-admin's commit, crypto/mls/roles.ts joinDoubt),
+   * until an admin's commit confirms it; shared by the device's processes.
+   */
+  joinDoubt(label: string): string | undefined {
+    return this.kv.get(`mls.doubt.${label}`);
+  }
+
+  setJoinDoubt(label: string, why: string | undefined): void {
+    this.kv.set(`mls.doubt.${label}`, why);
+  }
+
+  /**
+   * Where the conversation's group stopped: the position of a commit the
+   * server stored that this device refused (no honest member could take it
+   * in), and the MLS group id the server moved to with it, which a reset
+   * replaces. Until an admin's device makes the group again.
+   */
+  stopped(label: string): { seq: number; groupId: Uint8Array } | undefined {
+    const at = this.kv.get(`mls.stopped.${label}`);
+    if (at === undefined) return undefined;
+    const { seq, group } = JSON.parse(at) as { seq: number; group: string };
+    return { seq, groupId: new Uint8Array(Buffer.from(group, "hex")) };
+  }
+
+  setStopped(label: string, at: { seq: number; groupId: Uint8Array } | undefined): void {
+    this.kv.set(`mls.stopped.${label}`, at === undefined ? undefined : JSON.stringify({ seq: at.seq, group: Buffer.from(at.groupId).toString("hex") }));
+  }
+
+  /** The group this device's own reset replaced (its secrets: as sensitive as the group itself), for messages stored just before it. */
+  replaced(label: string): Uint8Array | undefined {
+    const saved = this.kv.get(`mls.replaced.${label}`);
+    return saved === undefined ? undefined : new Uint8Array(Buffer.from(saved, "base64"));
+  }
+
+  setReplaced(label: string, state: Uint8Array | undefined): void {
+    this.kv.set(`mls.replaced.${label}`, state === undefined ? undefined : Buffer.from(state).toString("base64"));
+  }
+
   keepPackages(packages: OwnKeyPackage[], ref: (p: OwnKeyPackage) => string): void {
     const insert = this.db.query("insert or replace into mls_key_packages (ref, public, init, hpke, last_resort, created_at) values (?, ?, ?, ?, ?, ?)");
     this.db.transaction(() => {

@@ -10,6 +10,8 @@ export interface SecrecyNotice {
   forwardSecret: boolean;
   /** Why not, for a conversation on envelopes: whose device has no MLS keys, or what else keeps it there. */
   reason?: string;
+  /** For a group this device joined by a welcome it does not trust: who added it, and why that is no admin's word. */
+  doubt?: string;
 }
 
 export class SecrecyWatch {

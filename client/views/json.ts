@@ -45,7 +45,7 @@ export class JsonView implements ChatView {
   }
 
   secrecy(n: Secrecy): void {
-    this.emit("secrecy", { [n.target.kind === "group" ? "group" : "to"]: n.target.name, forwardSecret: n.forwardSecret, ...(n.reason !== undefined ? { reason: n.reason } : {}), text: secrecyLine(n) });
+    this.emit("secrecy", { [n.target.kind === "group" ? "group" : "to"]: n.target.name, forwardSecret: n.forwardSecret, ...(n.reason !== undefined ? { reason: n.reason } : {}), ...(n.doubt !== undefined ? { doubt: n.doubt } : {}), text: secrecyLine(n) });
   }
 
   event(type: string, fields: Record<string, unknown>): void {

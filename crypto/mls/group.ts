@@ -15,6 +15,7 @@ import {
   type Proposal,
 } from "ts-mls";
 import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
+import { decryptGroupInfo, decryptGroupSecrets } from "ts-mls/welcome.js";
 import { decryptSenderData } from "ts-mls/privateMessage.js";
 import { allSecretTreeValues } from "ts-mls/secretTree.js";
 import { equalBytes } from "../bytes.ts";
@@ -42,7 +43,7 @@ export interface Outgoing {
 export type Received =
   | { kind: "application"; plaintext: Uint8Array; sender: DeviceRef; epoch: bigint }
   /** `lostOwn`: this device had a commit waiting for the same epoch, and the server ordered another first. */
-  | { kind: "commit"; epoch: bigint; own: boolean; lostOwn: boolean; removedSelf: boolean };
+  | { kind: "commit"; epoch: bigint; own: boolean; lostOwn: boolean; removedSelf: boolean; committer?: DeviceRef };
 
 interface Pending {
   commit: Uint8Array;
@@ -59,6 +60,13 @@ export class DeviceGroup {
     private state: ClientState,
     private readonly gate: TrustGate,
     private readonly cs: CiphersuiteImpl,
+    /**
+     * For a group this device joined by a welcome (in this process): the leaf
+     * whose device signed the welcome's GroupInfo, i.e. the committer of the add.
+     * ts-mls checks that signature and the signer's device-list binding, but
+     * not whether the signer was allowed to add anyone: see joinDoubt (roles.ts).
+     */
+    readonly joinedBy?: Member,
   ) {}
 
   /**
@@ -86,7 +94,12 @@ export class DeviceGroup {
     const state = await gate
       .guard(() => joinGroup(decoded, own.publicPackage, own.privatePackage, emptyPskIndex, cs, undefined, undefined, clientConfig(gate)))
       .catch(rethrowAs("E_MLS_DECRYPT"));
-    return new DeviceGroup(state, gate, cs);
+    // joinGroup verified the GroupInfo's signature by its signer's leaf; it does not say which leaf that was
+    const signer = await welcomeSigner(decoded, own, cs);
+    const node = state.ratchetTree[signer * 2];
+    if (node?.nodeType !== "leaf") throw new MlsError("E_MLS_FORMAT", "The welcome's signer has no leaf");
+    const joinedBy: Member = { ...parseCredential(node.leaf.credential), leaf: signer, signatureKey: node.leaf.signaturePublicKey };
+    return new DeviceGroup(state, gate, cs, joinedBy);
   }
 
   /** A group saved by `save()` (it holds the device's secrets: store it as such). */
@@ -292,10 +305,12 @@ export class DeviceGroup {
     // the committer is checked against the roles in the group's own state, before the commit is taken in
     const view = this.roleView();
     let refused: string | undefined;
+    let committer: DeviceRef | undefined;
     const result = await this.gate
       .guard(() =>
         processPrivateMessage(this.state, decodePrivateMessage(bytes), emptyPskIndex, this.cs, (incoming) => {
           if (incoming.kind !== "commit") return "reject";
+          committer = incoming.senderLeafIndex === undefined ? undefined : view.leaf(incoming.senderLeafIndex)?.device;
           refused = refusal(view, incoming.senderLeafIndex, incoming.proposals);
           return refused === undefined ? "accept" : "reject";
         }),
@@ -306,7 +321,7 @@ export class DeviceGroup {
     const lostOwn = pending !== undefined;
     this.pending = undefined;
     this.replace(result.newState, result.consumed);
-    return { kind: "commit", epoch: this.epoch, own: false, lostOwn, removedSelf: this.removed };
+    return { kind: "commit", epoch: this.epoch, own: false, lostOwn, removedSelf: this.removed, ...(committer ? { committer } : {}) };
   }
 
   /**
@@ -342,6 +357,17 @@ async function welcomedPackage(refs: Uint8Array[], candidates: OwnKeyPackage[], 
     if (refs.some((r) => equalBytes(r, ref))) return c;
   }
   throw new MlsError("E_MLS_FORMAT", "The welcome is not for any key package this device holds");
+}
+
+/** The leaf index that signed the welcome's GroupInfo (the groups here use no pre-shared keys). */
+async function welcomeSigner(welcome: ReturnType<typeof decodeWelcome>, own: OwnKeyPackage, cs: CiphersuiteImpl): Promise<number> {
+  const ref = await makeKeyPackageRef(own.publicPackage, cs.hash);
+  const secrets = await decryptGroupSecrets(await cs.hpke.importPrivateKey(own.privatePackage.initPrivateKey), ref, welcome, cs.hpke);
+  if (!secrets || secrets.psks.length > 0) throw new MlsError("E_MLS_FORMAT", "The welcome's secrets are not for this device, or use pre-shared keys");
+  const info = await decryptGroupInfo(welcome, secrets.joinerSecret, new Uint8Array(cs.kdf.size), cs);
+  zeroOutUint8Array(secrets.joinerSecret);
+  if (!info) throw new MlsError("E_MLS_FORMAT", "The welcome's group info cannot be read");
+  return info.signer;
 }
 
 /** ts-mls throws plain errors; the ones a caller must tell apart get their own reason. */

@@ -108,3 +108,31 @@ function safeUser(read: () => string): string | undefined {
     return undefined;
   }
 }
+
+/**
+ * Why a device that joined by a welcome should not trust the membership it
+ * found, or undefined when it may. The welcome's GroupInfo is signed by the
+ * committer's leaf, whose key ts-mls and the device list already bound to its
+ * owner; what is left is whether that owner could add anyone. The joiner sees
+ * only the group after the commit, so it trusts: an admin of the group's own
+ * list; in a direct conversation, either of its two people; and anyone adding
+ * a device of the committer's own account (its user was in the group already,
+ * the one add a non-admin may make that the joiner can tell apart). A
+ * non-admin adding another user's device may be an honest device addition or
+ * a forgery: the joiner cannot tell, so it says so, until an admin's device
+ * commits in an epoch after it (confirmedBy).
+ */
+export function joinDoubt(roles: GroupRoles | undefined, signer: DeviceRef, joiner: string): string | undefined {
+  if (roles === undefined || roles.kind === "peers") return undefined;
+  if (roles.admins.includes(signer.user) || signer.user === joiner) return undefined;
+  return `added by ${signer.user}, who is not an admin of the group (the group's own admin list names ${roles.admins.join(", ") || "no one"}): a member's own commit, or one forged with the server's help`;
+}
+
+/**
+ * Whether a commit taken in after a doubted join confirms it: an admin's
+ * device made it, so that device took in the commit that added this one
+ * (and would have refused it, and stayed behind, had it been forged).
+ */
+export function confirmsJoin(roles: GroupRoles | undefined, committer: DeviceRef): boolean {
+  return roles?.kind === "admins" && roles.admins.includes(committer.user);
+}

@@ -42,11 +42,12 @@ export function encodeWelcome(welcome: Welcome): Uint8Array {
 export const encodeMessage = (m: MLSMessage): Uint8Array => encodeMlsMessage(m);
 
 /**
- * The epoch in a PrivateMessage's clear header (RFC 9420 §6.3: version, wire format, group_id<V>,
- * epoch, content_type), read without decrypting or decoding the rest: what the server checks a
- * message's epoch by. Undefined for anything else.
+ * The group id and epoch in a PrivateMessage's clear header (RFC 9420 §6.3:
+ * version, wire format, group_id<V>, epoch, content_type), read without
+ * decrypting or decoding the rest: what the server checks a message's epoch
+ * by. Undefined for anything else.
  */
-export function clearEpoch(bytes: Uint8Array): { epoch: bigint; contentType: number } | undefined {
+export function clearHeader(bytes: Uint8Array): { groupId: Uint8Array; epoch: bigint; contentType: number } | undefined {
   // version mls10 (1), wire format mls_private_message (2)
   if (bytes.length < 4 || bytes[0] !== 0 || bytes[1] !== 1 || bytes[2] !== 0 || bytes[3] !== 2) return undefined;
   let at = 4;
@@ -57,8 +58,15 @@ export function clearEpoch(bytes: Uint8Array): { epoch: bigint; contentType: num
   if (size > 4 || at + size > bytes.length) return undefined;
   let length = first & 0x3f;
   for (let i = 1; i < size; i++) length = length * 256 + bytes[at + i]!;
+  const groupId = bytes.subarray(at + size, at + size + length);
   at += size + length;
   if (at + 9 > bytes.length) return undefined;
   const view = new DataView(bytes.buffer, bytes.byteOffset + at, 9);
-  return { epoch: view.getBigUint64(0), contentType: view.getUint8(8) };
+  return { groupId, epoch: view.getBigUint64(0), contentType: view.getUint8(8) };
+}
+
+/** The epoch and content type of the clear header alone. */
+export function clearEpoch(bytes: Uint8Array): { epoch: bigint; contentType: number } | undefined {
+  const h = clearHeader(bytes);
+  return h && { epoch: h.epoch, contentType: h.contentType };
 }

@@ -1,0 +1,1 @@
+ALTER TABLE "mls_groups" ADD COLUMN "group_id" "bytea";

@@ -1,0 +1,111 @@
+/**
+ * A MessagePack writer for frames whose size is worked out first: one array
+ * of exactly the frame's size, its 4-byte length in front, each byte written
+ * once (protocol/message-frame.ts, protocol/deliveries-frame.ts). For the
+ * hottest frames only; everything else goes through msgpackr (protocol/codec.ts).
+ */
+const TWO_32 = 2 ** 32;
+
+/** UTF-8 bytes of `s`: counted by hand while it is ASCII, as names nearly always are. */
+export function utf8Size(s: string): number {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return Buffer.byteLength(s, "utf8");
+  return s.length;
+}
+
+export const sizeOf = {
+  int(v: number): number {
+    if (!Number.isSafeInteger(v)) return 9;
+    if (v >= 0) return v < 0x80 ? 1 : v < 0x100 ? 2 : v < 0x10000 ? 3 : v < TWO_32 ? 5 : 9;
+    return v >= -32 ? 1 : v >= -0x80 ? 2 : v >= -0x8000 ? 3 : v >= -0x80000000 ? 5 : 9;
+  },
+  /** A string of `n` UTF-8 bytes. */
+  str: (n: number) => (n < 32 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5) + n,
+  bin: (n: number) => (n < 0x100 ? 2 : n < 0x10000 ? 3 : 5) + n,
+  array: (n: number) => (n < 16 ? 1 : n < 0x10000 ? 3 : 5),
+  map: (n: number) => (n < 16 ? 1 : n < 0x10000 ? 3 : 5),
+};
+
+export class ExactWriter {
+  readonly out: Uint8Array;
+  private p = 0;
+
+  /** `size`: the MessagePack bytes to come, as sizeOf adds them up. */
+  constructor(size: number) {
+    this.out = new Uint8Array(4 + size);
+    this.u32(size);
+  }
+
+  /** Bytes written: equal to the array's length once the frame is complete. */
+  get written(): number {
+    return this.p;
+  }
+
+  private u16(n: number): void {
+    this.out[this.p++] = n >>> 8;
+    this.out[this.p++] = n & 0xff;
+  }
+
+  // Byte by byte, not a DataView: reading `.buffer` of a fresh small array costs more (protocol/frame.ts).
+  private u32(n: number): void {
+    const o = this.out;
+    o[this.p++] = n >>> 24;
+    o[this.p++] = (n >>> 16) & 0xff;
+    o[this.p++] = (n >>> 8) & 0xff;
+    o[this.p++] = n & 0xff;
+  }
+
+  private head(n: number, fix: number, fixLimit: number, b8: number, b16: number, b32: number): void {
+    if (n < fixLimit) this.out[this.p++] = fix | n;
+    else if (b8 !== 0 && n < 0x100) (this.out[this.p++] = b8), (this.out[this.p++] = n);
+    else if (n < 0x10000) (this.out[this.p++] = b16), this.u16(n);
+    else (this.out[this.p++] = b32), this.u32(n);
+  }
+
+  int(v: number): void {
+    const o = this.out;
+    if (!Number.isSafeInteger(v)) {
+      o[this.p++] = 0xcb;
+      new DataView(o.buffer).setFloat64(this.p, v);
+      this.p += 8;
+    } else if (v >= 0) {
+      if (v < 0x80) o[this.p++] = v;
+      else if (v < 0x100) (o[this.p++] = 0xcc), (o[this.p++] = v);
+      else if (v < 0x10000) (o[this.p++] = 0xcd), this.u16(v);
+      else if (v < TWO_32) (o[this.p++] = 0xce), this.u32(v);
+      else (o[this.p++] = 0xcf), this.u32(Math.floor(v / TWO_32)), this.u32(v >>> 0);
+    } else if (v >= -32) o[this.p++] = v & 0xff;
+    else if (v >= -0x80) (o[this.p++] = 0xd0), (o[this.p++] = v & 0xff);
+    else if (v >= -0x8000) (o[this.p++] = 0xd1), this.u16(v & 0xffff);
+    else if (v >= -0x80000000) (o[this.p++] = 0xd2), this.u32(v >>> 0);
+    else {
+      o[this.p++] = 0xd3;
+      new DataView(o.buffer).setBigInt64(this.p, BigInt(v));
+      this.p += 8;
+    }
+  }
+
+  /** `n`: its UTF-8 size (utf8Size), counted once for the sizes already. */
+  str(s: string, n = utf8Size(s)): void {
+    this.head(n, 0xa0, 32, 0xd9, 0xda, 0xdb);
+    if (n === s.length) for (let i = 0; i < s.length; i++) this.out[this.p++] = s.charCodeAt(i);
+    else this.p += new TextEncoder().encodeInto(s, this.out.subarray(this.p)).written;
+  }
+
+  bin(b: Uint8Array): void {
+    this.head(b.length, 0, 0, 0xc4, 0xc5, 0xc6);
+    this.out.set(b, this.p);
+    this.p += b.length;
+  }
+
+  nil(): void {
+    this.out[this.p++] = 0xc0;
+  }
+
+  array(n: number): void {
+    this.head(n, 0x90, 16, 0, 0xdc, 0xdd);
+  }
+
+  map(n: number): void {
+    this.head(n, 0x80, 16, 0, 0xde, 0xdf);
+  }
+}
