@@ -14,7 +14,7 @@ import { DeviceGroup } from "../crypto/mls/index.ts";
 import { clearEpoch } from "../crypto/mls/wire.ts";
 import { applicationEpoch } from "../server/mls-epochs";
 import { conversation, text, World } from "./support/mls.ts";
-import { connectPersistent, signup, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { connectPersistent, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
 
 /** Logs `user` in again (a persistent device: same home) until it is on another server than `other`. */
 async function apartFrom(_balancer: string, other: TestUser, user: TestUser, login: (name: string) => Promise<TestUser>): Promise<TestUser> {
@@ -31,34 +31,12 @@ setDefaultTimeout(90_000);
 
 let cluster: Cluster;
 let db: Database;
-const { open, home: fileHome } = mlsWorld("mls-epochs", 2, (c, d) => ((cluster = c), (db = d)));
+const { open, home: fileHome, people, groupBodies } = mlsWorld("mls-epochs", 2, (c, d) => ((cluster = c), (db = d)));
 
 async function person(name: string): Promise<TestUser> {
   const u = await connectPersistent(cluster.balancerAddr, fileHome, name);
   open.push(u);
   return u;
-}
-
-async function people(...prefixes: string[]): Promise<TestUser[]> {
-  const out: TestUser[] = [];
-  for (const p of prefixes) {
-    const name = uniqueName(p);
-    await signup(cluster.balancerAddr, name);
-    out.push(await person(name));
-  }
-  for (const u of out)
-    await until(async () => {
-      const [row] = await db.sql`select count(*)::int as n from key_packages k join devices d on d.id = k.device_id join users u on u.id = d.user_id
-                                 join device_lists l on l.user_id = u.id where u.name = ${u.name} and k.last_resort`;
-      return row!.n > 0;
-    }, `${u.name} to publish`);
-  return out;
-}
-
-async function groupBodies(group: string): Promise<Uint8Array[]> {
-  const rows = await db.sql`select m.body from messages m join conversations c on c.id = m.conversation_id
-                            where c.kind = 'group' and c.name = ${group} and m.kind = 'chat' order by m.seq`;
-  return rows.map((r) => new Uint8Array(r.body));
 }
 
 function savedState(user: string, label: string): Uint8Array {

@@ -16,37 +16,12 @@ import { defaultClientConfig } from "ts-mls/clientConfig.js";
 import { decodeKeyPackage, mlsSuite } from "../crypto/mls/index.ts";
 import { encodeMessage, encodeWelcome } from "../crypto/mls/wire.ts";
 import { attackerDecrypt } from "./support/mls.ts";
-import { connectPersistent, signup, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { uniqueName, waitFor } from "./support/cluster";
 
 setDefaultTimeout(90_000);
 
-let cluster: Cluster;
 let db: Database;
-const { open, home: fileHome } = mlsWorld("mls-groups", 2, (c, d) => ((cluster = c), (db = d)));
-
-async function people(...prefixes: string[]): Promise<TestUser[]> {
-  const out: TestUser[] = [];
-  for (const p of prefixes) {
-    const name = uniqueName(p);
-    await signup(cluster.balancerAddr, name);
-    const u = await connectPersistent(cluster.balancerAddr, fileHome, name);
-    open.push(u);
-    out.push(u);
-  }
-  for (const u of out)
-    await until(async () => {
-      const [row] = await db.sql`select count(*)::int as n from key_packages k join devices d on d.id = k.device_id join users u on u.id = d.user_id
-                                 join device_lists l on l.user_id = u.id where u.name = ${u.name} and k.last_resort`;
-      return row!.n > 0;
-    }, `${u.name} to publish`);
-  return out;
-}
-
-async function groupBodies(group: string): Promise<Uint8Array[]> {
-  const rows = await db.sql`select m.body from messages m join conversations c on c.id = m.conversation_id
-                            where c.kind = 'group' and c.name = ${group} and m.kind = 'chat' order by m.seq`;
-  return rows.map((r) => new Uint8Array(r.body));
-}
+const { home: fileHome, people, groupBodies } = mlsWorld("mls-groups", 2, (_cluster, d) => (db = d));
 
 test("a group made by its admin is one MLS group; a member the server inserts by itself is shown as not added, and reads nothing", async () => {
   const [alice, bob, carol, mallory] = await people("ga", "gb", "gc", "gm");

@@ -10,37 +10,12 @@ import type { Database } from "../db/connect";
 import { commitBody, parseMlsBody } from "../client/mls/body";
 import { clearHeader } from "../crypto/mls/wire.ts";
 import { mlsWorld } from "./support/mls-world";
-import { connectPersistent, signup, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { uniqueName, until, waitFor, type TestUser } from "./support/cluster";
 
 setDefaultTimeout(120_000);
 
-let cluster: Cluster;
 let db: Database;
-const { open, home } = mlsWorld("mls-reset", 2, (c, d) => ((cluster = c), (db = d)));
-
-async function people(...prefixes: string[]): Promise<TestUser[]> {
-  const out: TestUser[] = [];
-  for (const p of prefixes) {
-    const name = uniqueName(p);
-    await signup(cluster.balancerAddr, name);
-    const u = await connectPersistent(cluster.balancerAddr, home, name);
-    open.push(u);
-    out.push(u);
-  }
-  for (const u of out)
-    await until(async () => {
-      const [row] = await db.sql`select count(*)::int as n from key_packages k join devices d on d.id = k.device_id join users u on u.id = d.user_id
-                                 join device_lists l on l.user_id = u.id where u.name = ${u.name} and k.last_resort`;
-      return row!.n > 0;
-    }, `${u.name} to publish`);
-  return out;
-}
-
-async function bodies(group: string): Promise<Uint8Array[]> {
-  const rows = await db.sql`select m.body from messages m join conversations c on c.id = m.conversation_id
-                            where c.kind = 'group' and c.name = ${group} and m.kind = 'chat' order by m.seq`;
-  return rows.map((r) => new Uint8Array(r.body));
-}
+const { people, groupBodies: bodies } = mlsWorld("mls-reset", 2, (_cluster, d) => (db = d));
 
 type Lanes = { mls: { staleRetries: number; conversations: { slots: { serial(label: string, op: () => Promise<unknown>): Promise<unknown> } } } };
 const mlsOf = (u: TestUser) => (u.session as unknown as Lanes).mls;
