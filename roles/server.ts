@@ -152,7 +152,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const peerConns = new Set<Conn>();
   const mls = new MlsStore(database.sql, {
     announce: (conv, seq, { epoch, groupId }) => peers.broadcast("mls.epoch", { conv, seq, epoch, ...(groupId ? { groupId } : {}) }),
-    linked: () => peerConns.size >= peers.linkCount,
+    // Against every live server it knows of, not its open links: two servers that fail to link each other both have none.
+    linked: () => peerConns.size >= (peers.knownCount ?? Infinity),
   });
   const requests = routes(
     {

@@ -48,6 +48,16 @@ export class Peers {
     return { proof: proof(this.secret, "accept", h), expect: proof(this.secret, "connect", h) };
   }
 
+  /**
+   * The live servers this one knows of, linked or not (undefined before the
+   * first look at ChatDB): a peer it cannot reach, and that cannot reach it,
+   * is still one whose announcements it may miss.
+   */
+  get knownCount(): number | undefined {
+    return this.refreshed ? this.links.size : undefined;
+  }
+  private refreshed = false;
+
   /** Links open now, for the metrics. */
   get linkCount(): number {
     return [...this.links.values()].filter((peer) => peer.link && !peer.link.closed).length;
@@ -88,6 +98,7 @@ export class Peers {
         this.deps.gone(id);
       }
     }
+    this.refreshed = true;
   }
 
   /** Frames forwarded so far and the `deliveries`/`deliver` frames they went in, over every link this server made. */

@@ -222,3 +222,36 @@ test("the epoch gate is a cache the other servers' commits update: a stale send 
   expect(applicationEpoch((await groupBodies(group)).at(-1)!)).toBe(2n);
   expect(onB.mlsEpochReads()).toBe(readsBefore);
 });
+
+test("while a live server is linked neither way (it could store a commit this one never hears of), every MLS send reads the epoch from the database", async () => {
+  const [alice, bob] = await people("ga", "gb");
+  const group = uniqueName("g");
+  await alice!.session.createGroup(group, [bob!.name]);
+  await alice!.session.sendGroupText(group, "warm");
+  await waitFor(() => bob!.texts().includes("warm"), "bob to read");
+  const server = cluster.servers.find((s) => s.id === alice!.session.serverId)!;
+  await alice!.session.sendGroupText(group, "cached");
+  const cached = server.mlsEpochReads();
+  await alice!.session.sendGroupText(group, "still cached");
+  expect(server.mlsEpochReads()).toBe(cached);
+
+  // a server ChatDB calls live, at an address where nothing listens: no link either way
+  const ghost = `ghost-${uniqueName("")}`;
+  const closed = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const addr = `127.0.0.1:${closed.port}`;
+  closed.stop(true);
+  await db.sql`insert into servers (id, addr) values (${ghost}, ${addr})`;
+  const beat = setInterval(() => void db.sql`update servers set heartbeat_at = now() where id = ${ghost}`.catch(() => {}), 200);
+  try {
+    // the server's next look at ChatDB (every second) finds it
+    await Bun.sleep(2_500);
+    const before = server.mlsEpochReads();
+    await alice!.session.sendGroupText(group, "one");
+    await alice!.session.sendGroupText(group, "two");
+    expect(server.mlsEpochReads()).toBeGreaterThanOrEqual(before + 2);
+  } finally {
+    clearInterval(beat);
+    await db.sql`delete from servers where id = ${ghost}`;
+  }
+  await waitFor(() => bob!.texts().includes("two"), "bob to read what was sent meanwhile");
+});
