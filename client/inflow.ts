@@ -5,6 +5,7 @@
  * replay after a login is watched for silence: it has no deadline of its own,
  * since it takes as long as the backlog takes to cross the link.
  */
+import { ChatError } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 import type { LaneLink } from "./lanes";
 import { Sequencer } from "./sequencer";
@@ -14,6 +15,8 @@ import { joinsMe } from "./system";
 const SYNC_SILENCE_MS = 30_000;
 /** Messages asked for at a time when a gap is filled. */
 const FETCH_PAGE = 1000;
+/** Refusals with a retry-after (a busy server's read admission) that one page waits out before the gap is left to the next replay. */
+const PAGE_REFUSALS = 20;
 
 /** What the inflow needs around it. */
 export interface InflowParts {
@@ -113,7 +116,7 @@ export class Inflow {
     try {
       const all: WireMessage[] = [];
       for (let from = after; ; ) {
-        const page = (await this.parts.request("fetch", { conv, after: from, limit: FETCH_PAGE })).messages as WireMessage[];
+        const page = (await this.page(conv, from)).messages as WireMessage[];
         all.push(...page.map(bytesOf));
         // Pages are bounded in bytes too: only an empty one means the end.
         if (page.length === 0) break;
@@ -122,6 +125,18 @@ export class Inflow {
       this.sequencer.filled(conv, all);
     } catch {
       // Not connected: the replay after the reconnect fills the gap.
+    }
+  }
+
+  /** One page of a gap; a server that says "later" (E_RATE_LIMITED) is asked again when it said. */
+  private async page(conv: number, after: number): Promise<Record<string, unknown>> {
+    for (let refused = 0; ; refused++) {
+      try {
+        return await this.parts.request("fetch", { conv, after, limit: FETCH_PAGE });
+      } catch (error) {
+        if (!(error instanceof ChatError) || error.code !== "E_RATE_LIMITED" || refused >= PAGE_REFUSALS) throw error;
+        await Bun.sleep(Math.min(error.retryAfterMs ?? 1000, 30_000));
+      }
     }
   }
 }

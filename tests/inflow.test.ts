@@ -8,6 +8,7 @@
 import { expect, test } from "bun:test";
 import { pack } from "msgpackr";
 import { Inflow } from "../client/inflow";
+import { ChatError } from "../protocol/errors";
 import type { WireMessage } from "../protocol/messages";
 
 function message(conv: number, seq: number, extra: Partial<WireMessage> = {}): WireMessage {
@@ -90,5 +91,33 @@ test("a group one was just added to starts at the line that added them; its earl
     [9, 41],
   ]);
   expect(fetches).toEqual([]);
+  flow.stop();
+});
+
+test("a page of a gap refused with a retry-after (a busy server's read admission) is asked for again after the wait, and the gap fills", async () => {
+  const stored = [1, 2, 3].map((seq) => message(7, seq));
+  const delivered: number[] = [];
+  const asked: number[] = [];
+  let refusals = 2;
+  const flow = new Inflow({
+    user: "me",
+    async deliver(m) {
+      delivered.push(m.seq);
+    },
+    async request(_op, args) {
+      const { after } = args as { after: number };
+      asked.push(Date.now());
+      if (refusals-- > 0) throw new ChatError("E_RATE_LIMITED", "The server is busy", 30);
+      return { messages: stored.filter((m) => m.seq > after) };
+    },
+    positions: [[7, { received: 0 }]],
+  });
+  flow.receive(message(7, 3));
+  await flow.fillGaps();
+  await flow.idle();
+  expect(delivered).toEqual([1, 2, 3]);
+  // two refusals, the page, the empty page that ends it; each retry after the wait it was given
+  expect(asked).toHaveLength(4);
+  expect(asked[1]! - asked[0]!).toBeGreaterThanOrEqual(25);
   flow.stop();
 });
