@@ -1,7 +1,7 @@
 /**
  * Idempotent work that survives a reconnect: it waits for the link to come
  * back (up to a minute) and is tried again after each temporary refusal, with
- * backoff (or after the wait a rate limit names), a bounded number of times. A request that must not run twice uses
+ * backoff, a bounded number of times. A request that must not run twice uses
  * the link once instead.
  */
 import { ChatError, isTemporary } from "../protocol/errors";
@@ -21,10 +21,8 @@ export async function retrying<T>(run: () => Promise<T>, link: LinkState): Promi
       if (!link.connected()) await waitConnected(link, RECONNECT_WAIT_MS);
       return await run();
     } catch (error) {
-      // A rate limit is temporary too: it says when to come back.
-      const limited = error instanceof ChatError && error.code === "E_RATE_LIMITED";
-      if (!(error instanceof ChatError) || !(isTemporary(error.code) || limited) || attempt >= MAX_ATTEMPTS || link.leaving()) throw error;
-      await Bun.sleep(limited ? Math.min(error.retryAfterMs ?? 1000, 30_000) : Math.min(1000, 50 * 2 ** attempt));
+      if (!(error instanceof ChatError) || !isTemporary(error.code) || attempt >= MAX_ATTEMPTS || link.leaving()) throw error;
+      await Bun.sleep(Math.min(1000, 50 * 2 ** attempt));
     }
   }
 }
