@@ -4,10 +4,9 @@
  * (tests/support/hostile-client.ts) against a real server; each test asserts
  * the refusal code and that a neighbour pair on the same server keeps chatting.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { join } from "node:path";
-import { connectUser, PASSWORD, ROOT, signup, startCluster, waitFor, type Cluster, type TestUser } from "./support/cluster";
-import { TEST_CA } from "./support/tls";
+import { expect, test } from "bun:test";
+import { PASSWORD } from "./support/cluster";
+import { hostileWorld } from "./support/hostile-world";
 import { DEFAULT_CONFIG } from "../server/context";
 
 /**
@@ -18,46 +17,8 @@ import { DEFAULT_CONFIG } from "../server/context";
  */
 const CONFIG = { maxConcurrentReads: 1, admissionReads: true };
 
-let cluster: Cluster;
-let addr: string;
-let alice: TestUser;
-let bob: TestUser;
-let said = 0;
-
-beforeAll(async () => {
-  cluster = await startCluster({ servers: 1, config: CONFIG });
-  addr = cluster.servers[0]!.addr;
-  for (const name of ["alice", "bob", "mallory", "reader"]) await signup(cluster.balancerAddr, name);
-  alice = await connectUser(cluster.balancerAddr, "alice");
-  bob = await connectUser(cluster.balancerAddr, "bob");
-  await neighboursKeepChatting();
-}, 60_000);
-
-afterAll(async () => {
-  await alice?.session.close();
-  await bob?.session.close();
-  await cluster?.stop();
-});
-
-/** Alice's message reaches Bob: the attack did not take the server from them. */
-async function neighboursKeepChatting(): Promise<void> {
-  expect(alice.ended).toBeUndefined();
-  const text = `neighbour ${++said}`;
-  await alice.session.sendText("bob", text);
-  await waitFor(() => bob.texts().includes(text), "bob to receive alice's message", 10_000);
-}
-
-/** Runs one attacker in its own process and returns its JSON line. */
-async function attack(mode: string, args: string[], env: Record<string, string> = {}): Promise<Record<string, any>> {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "tests/support/hostile-client.ts"), mode, addr, ...args], {
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, HOSTILE_CA: TEST_CA.certPem, ...env },
-  });
-  const [out, err, code] = [await new Response(proc.stdout).text(), await new Response(proc.stderr).text(), await proc.exited];
-  if (code !== 0) throw new Error(`attacker ${mode} exited ${code}: ${err}`);
-  return JSON.parse(out.trim().split("\n").pop()!);
-}
+const world = hostileWorld(CONFIG, ["mallory", "reader"]);
+const { neighboursKeepChatting, attack } = world;
 
 test("a session new to the server sends its first burst, not the whole 500: the rest is earned at the rate, and the neighbours keep chatting", async () => {
   const pipelined = 120;

@@ -4,16 +4,16 @@
  * protocol directly; each test asserts what the server refused it with, and
  * that a well-behaved pair on the same server keeps chatting afterwards.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { join } from "node:path";
+import { expect, test } from "bun:test";
 import postgres from "postgres";
 import { listen } from "../net/listener";
 import { DEFAULT_CONFIG } from "../server/context";
 import { Limits, READS_PER_CONNECTION } from "../server/limits";
 import { Link } from "../net/link";
 import { ChatError } from "../protocol/errors";
-import { connectUser, ROOT, signup, startCluster, uniqueName, waitFor, PASSWORD, type Cluster, type TestUser } from "./support/cluster";
-import { TEST_CA, TEST_TLS } from "./support/tls";
+import { signup, uniqueName, waitFor, PASSWORD } from "./support/cluster";
+import { hostileWorld } from "./support/hostile-world";
+import { TEST_TLS } from "./support/tls";
 
 /** Small limits, so that each is reached by a short attack. */
 const CONFIG = {
@@ -25,46 +25,8 @@ const CONFIG = {
   maxGroupMembers: 50,
 };
 
-let cluster: Cluster;
-let addr: string;
-let alice: TestUser;
-let bob: TestUser;
-let said = 0;
-
-beforeAll(async () => {
-  cluster = await startCluster({ servers: 1, config: CONFIG });
-  addr = cluster.servers[0]!.addr;
-  for (const name of ["alice", "bob", "mallory"]) await signup(cluster.balancerAddr, name);
-  alice = await connectUser(cluster.balancerAddr, "alice");
-  bob = await connectUser(cluster.balancerAddr, "bob");
-  await neighboursKeepChatting();
-}, 60_000);
-
-afterAll(async () => {
-  await alice?.session.close();
-  await bob?.session.close();
-  await cluster?.stop();
-});
-
-/** Alice's message reaches Bob: the attack did not take the server from them. */
-async function neighboursKeepChatting(): Promise<void> {
-  expect(alice.ended).toBeUndefined();
-  const text = `neighbour ${++said}`;
-  await alice.session.sendText("bob", text);
-  await waitFor(() => bob.texts().includes(text), "bob to receive alice's message", 10_000);
-}
-
-/** Runs one attack in its own process and returns its JSON line. */
-async function attack(mode: string, args: string[], env: Record<string, string> = {}, target = addr): Promise<Record<string, any>> {
-  const proc = Bun.spawn([process.execPath, join(ROOT, "tests/support/hostile-client.ts"), mode, target, ...args], {
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, HOSTILE_CA: TEST_CA.certPem, ...env },
-  });
-  const [out, err, code] = [await new Response(proc.stdout).text(), await new Response(proc.stderr).text(), await proc.exited];
-  if (code !== 0) throw new Error(`attacker ${mode} exited ${code}: ${err}`);
-  return JSON.parse(out.trim().split("\n").pop()!);
-}
+const world = hostileWorld(CONFIG, ["mallory"]);
+const { neighboursKeepChatting, attack } = world;
 
 test("requests pipelined past the in-flight cap are read no faster than answered: at most 32 run at once, every one is answered", async () => {
   // A listener of our own with one slow op, so that what runs at once can be counted.
@@ -194,8 +156,8 @@ test("signups pipelined on one connection hash one at a time: the rest are E_RAT
 
 test("parallel wrong guesses as an account's lock expires get one guess between them (E_AUTH once, E_RATE_LIMITED for the rest)", async () => {
   const victim = uniqueName("victim");
-  await signup(cluster.balancerAddr, victim);
-  const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+  await signup(world.cluster.balancerAddr, victim);
+  const sql = postgres(world.cluster.url, { max: 1, onnotice: () => {} });
   try {
     // Five failures already, and the lock they earned just ended.
     await sql`update users set failed_logins = 5, locked_until = now() - interval '1 second' where name = ${victim}`;
@@ -224,7 +186,7 @@ test("connections from one address past the per-address cap are closed at once",
 });
 
 test("a user sending past their allowance gets E_RATE_LIMITED with a retry-after, and nothing past it is stored", async () => {
-  const sql = postgres(cluster.url, { max: 1, onnotice: () => {} });
+  const sql = postgres(world.cluster.url, { max: 1, onnotice: () => {} });
   try {
     const count = async () => Number((await sql`select count(*)::int as n from messages m join users u on u.id = m.sender_id where u.name = 'mallory'`)[0]!.n);
     const before = await count();
@@ -243,12 +205,12 @@ test("a user sending past their allowance gets E_RATE_LIMITED with a retry-after
 
 test("uploads past the concurrent cap are E_RATE_LIMITED, and one past the storage quota is E_QUOTA", async () => {
   const uploader = uniqueName("uploader");
-  await signup(cluster.balancerAddr, uploader);
+  await signup(world.cluster.balancerAddr, uploader);
   const result = await attack("uploads", [uploader, PASSWORD, "5"], { HOSTILE_TO: "bob", HOSTILE_BIG: String(CONFIG.storageQuotaBytes) });
   expect(result.codes).toEqual({ ok: CONFIG.maxConcurrentUploads, E_RATE_LIMITED: 5 - CONFIG.maxConcurrentUploads });
   // The cap on open uploads answers first; a fresh account shows the quota on its own.
   const fresh = uniqueName("hoarder");
-  await signup(cluster.balancerAddr, fresh);
+  await signup(world.cluster.balancerAddr, fresh);
   const quota = await attack("uploads", [fresh, PASSWORD, "1"], { HOSTILE_TO: "bob", HOSTILE_BIG: String(CONFIG.storageQuotaBytes) });
   expect(quota.codes).toEqual({ ok: 1 });
   expect(quota.big).toBe("E_QUOTA");
