@@ -102,6 +102,20 @@ function bump(r: Rate, now: number): void {
   r.at = now;
 }
 
+/** One more for this user in `rates`, from now. */
+function count(rates: Map<number, Rate>, userId: number, now: number): void {
+  const mine = rates.get(userId);
+  if (mine) return bump(mine, now);
+  const r = { value: 0, at: now };
+  bump(r, now);
+  rates.set(userId, r);
+}
+
+/** Milliseconds until a rate decays to `level` (rate · e^(-t/τ) = level), within the bounds a refusal names. */
+function waitUntil(rate: number, level: number): number {
+  return Math.ceil(Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, TAU_MS * Math.log(rate / level))));
+}
+
 /** The max-min fair level: users below it keep their rate, those above get it, and the sum is `capacity`. */
 export function waterLevel(rates: number[], capacity: number): number {
   const sorted = [...rates].sort((a, b) => a - b);
@@ -204,16 +218,10 @@ export class Admission {
       const level = this.level(now);
       if (rate > level) {
         this.refused++;
-        // Until this user's rate has decayed to the level: rate · e^(-t/τ) = level.
-        return Math.ceil(Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, TAU_MS * Math.log(rate / level))));
+        return waitUntil(rate, level);
       }
     }
-    if (mine) bump(mine, now);
-    else {
-      const r = { value: 0, at: now };
-      bump(r, now);
-      this.users.set(userId, r);
-    }
+    count(this.users, userId, now);
     bump(this.total, now);
     return 0;
   }
@@ -232,15 +240,10 @@ export class Admission {
       const busy = this.pressed(now) || (this.pressure.readsWaiting?.() ?? 0) > 0;
       if (busy) {
         this.refusedReads++;
-        return Math.ceil(Math.min(MAX_RETRY_MS, Math.max(MIN_RETRY_MS, TAU_MS * Math.log(rate / READ_LIGHT_RATE))));
+        return waitUntil(rate, READ_LIGHT_RATE);
       }
     }
-    if (mine) bump(mine, now);
-    else {
-      const r = { value: 0, at: now };
-      bump(r, now);
-      this.readers.set(userId, r);
-    }
+    count(this.readers, userId, now);
     return 0;
   }
 
