@@ -96,6 +96,11 @@ export class EpochGate {
     if (this.known.size > 100_000) this.known.delete(this.known.keys().next().value!);
   }
 
+  /** Whether every peer's announcements reach this server now: only then is the cache certain. */
+  private get linked(): boolean {
+    return this.sources.linked?.() ?? true;
+  }
+
   /** An announcement may have been missed (a peer linked or unlinked): read the database again. */
   forget(): void {
     this.generation++;
@@ -115,7 +120,7 @@ export class EpochGate {
         const read = await known;
         // what an announcement brought during the read is newer than the read
         const cached = this.known.get(convId);
-        const current = cached !== undefined && (this.sources.linked?.() ?? true) ? cached : read;
+        const current = cached !== undefined && this.linked ? cached : read;
         if (current.groupId !== null && !equalBytes(current.groupId, header.groupId)) {
           throw new ChatError("E_MLS_STALE_EPOCH", "The conversation's MLS group was made again (a reset): take in its welcome, then send again");
         }
@@ -139,7 +144,7 @@ export class EpochGate {
   /** The conversation's epoch: from the cache when it is certain, else one read of the database (shared by the sends waiting on it). */
   private current(convId: number): GroupEpoch | Promise<GroupEpoch> {
     const cached = this.known.get(convId);
-    if (cached !== undefined && (this.sources.linked?.() ?? true)) return cached;
+    if (cached !== undefined && this.linked) return cached;
     let read = this.reading.get(convId);
     if (!read) {
       const generation = this.generation;
@@ -147,7 +152,7 @@ export class EpochGate {
       read = this.sources.epochOf(convId).then((state) => {
         // a peer linked or unlinked during the read: the value is the database's, but what followed it may be lost;
         // and an announcement heard meanwhile is newer than it (seq 0: below any commit's)
-        if (generation === this.generation && (this.sources.linked?.() ?? true) && !this.known.has(convId)) this.heard(convId, 0, state);
+        if (generation === this.generation && this.linked && !this.known.has(convId)) this.heard(convId, 0, state);
         return state;
       });
       this.reading.set(convId, read);
