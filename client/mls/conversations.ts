@@ -13,6 +13,7 @@ import type { MlsAccount, Call } from "./account";
 import { applicationBody, applicationPlaintext, commitBody, parseApplicationPlaintext, parseMlsBody } from "./body";
 import type { MlsLocal } from "./local";
 import { generationOf, groupIdOf, joinFromWelcome } from "./join";
+import { equalBytes } from "../../crypto/bytes.ts";
 import { clearHeader } from "../../crypto/mls/wire.ts";
 import { planLeaves } from "./reconcile";
 import { GroupSlots, type Held } from "./slots";
@@ -167,11 +168,9 @@ export class MlsConversations {
     const packages: Uint8Array[] = [];
     const left: string[] = [];
     for (const user of users) {
-      const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[]; missing: string[] };
-      const listed = this.account.book.get(user)?.devices ?? [];
-      const usable = claim.packages.filter((p) => listed.some((d) => d.deviceId === p.device && Buffer.from(d.mlsKey).equals(Buffer.from(decodeKeyPackage(new Uint8Array(p.keyPackage)).leafNode.signaturePublicKey))));
-      if (claim.missing.length > 0 || usable.length === 0 || usable.length < claim.packages.length) left.push(user);
-      else packages.push(...usable.map((p) => new Uint8Array(p.keyPackage)));
+      const { claimed, usable, missing } = await this.claimListed(user);
+      if (missing > 0 || usable.length === 0 || usable.length < claimed) left.push(user);
+      else packages.push(...usable.map((p) => p.keyPackage));
     }
     const epoch = held.group.epoch;
     const stored = packages.length === 0 ? "stored" : await this.commitChange(place, held, packages, []);
@@ -235,7 +234,7 @@ export class MlsConversations {
     for (;;) {
       const held = await this.slots.serial(label, () => this.slots.loaded(label));
       if (!held) return true;
-      const sameGroup = want.groupId === undefined || Buffer.from(held.group.groupId).equals(Buffer.from(want.groupId));
+      const sameGroup = want.groupId === undefined || equalBytes(held.group.groupId, want.groupId);
       if (sameGroup && held.group.epoch >= BigInt(want.epoch)) return true;
       if (Date.now() >= deadline) return false;
       await Bun.sleep(20);
@@ -480,7 +479,7 @@ export class MlsConversations {
   private async takeCommit(place: Place, message: WireMessage, held: Held | undefined, commit: Uint8Array, welcome: Uint8Array | undefined): Promise<Opened> {
     // a commit of another group of this conversation, with a welcome: a reset made it again
     const header = clearHeader(commit);
-    const reset = held !== undefined && header !== undefined && !Buffer.from(header.groupId).equals(Buffer.from(held.group.groupId));
+    const reset = held !== undefined && header !== undefined && !equalBytes(header.groupId, held.group.groupId);
     if (held && !held.group.removed && !reset) {
       try {
         await this.receive(place, held, commit, message.seq).catch(async (error) => {
@@ -553,14 +552,28 @@ export class MlsConversations {
    */
   private async fromReplaced(place: Place, held: Held, message: Uint8Array): Promise<MlsReceived | undefined> {
     const header = clearHeader(message);
-    if (!header || Buffer.from(header.groupId).equals(Buffer.from(held.group.groupId))) return undefined;
+    if (!header || equalBytes(header.groupId, held.group.groupId)) return undefined;
     const saved = this.local.replaced(place.label);
     if (!saved) return undefined;
     const old = await DeviceGroup.restore(saved, this.account.book);
-    if (!Buffer.from(old.groupId).equals(Buffer.from(header.groupId))) return undefined;
+    if (!equalBytes(old.groupId, header.groupId)) return undefined;
     const got = await old.receive(message);
     this.local.setReplaced(place.label, old.save());
     return got;
+  }
+
+  /**
+   * Claims a package for each of the user's devices, and keeps those whose
+   * leaf key is the one the user's signed device list gives that device: a
+   * package the server made, or one for a device no longer listed, is dropped.
+   */
+  private async claimListed(user: string): Promise<{ claimed: number; missing: number; usable: { device: string; keyPackage: Uint8Array }[] }> {
+    const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[]; missing?: string[] };
+    const listed = this.account.book.get(user)?.devices ?? [];
+    const usable = claim.packages
+      .map((p) => ({ device: p.device, keyPackage: new Uint8Array(p.keyPackage) }))
+      .filter((p) => listed.some((d) => d.deviceId === p.device && equalBytes(d.mlsKey, decodeKeyPackage(p.keyPackage).leafNode.signaturePublicKey)));
+    return { claimed: claim.packages.length, missing: claim.missing?.length ?? 0, usable };
   }
 
   /** Who may make a stopped group again: an admin of the group's own list, or either person of a direct conversation. */
@@ -599,13 +612,7 @@ export class MlsConversations {
     const packages: Uint8Array[] = [];
     const mine = this.account.device.deviceId;
     for (const user of users) {
-      const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[] };
-      const listed = this.account.book.get(user)?.devices ?? [];
-      for (const p of claim.packages) {
-        if (user === this.me && p.device === mine) continue;
-        const key = decodeKeyPackage(new Uint8Array(p.keyPackage)).leafNode.signaturePublicKey;
-        if (listed.some((d) => d.deviceId === p.device && Buffer.from(d.mlsKey).equals(Buffer.from(key)))) packages.push(new Uint8Array(p.keyPackage));
-      }
+      for (const p of (await this.claimListed(user)).usable) if (!(user === this.me && p.device === mine)) packages.push(p.keyPackage);
     }
     const roles: GroupRoles = held.group.roles ?? ("group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" });
     const group = await DeviceGroup.create(groupIdOf(place.label, generation), this.account.device, this.account.book, roles);
