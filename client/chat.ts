@@ -11,6 +11,7 @@ import { ChatError } from "../protocol/errors";
 import { HELP, parse, type Command } from "./commands";
 import { line, shown } from "./format";
 import { saveFile } from "./save";
+import { newDeviceLine } from "./own-devices";
 import { progressBar } from "./progress";
 import { ChatSession, describeFile, type Received } from "./session";
 import { label, type ChatView, type Target, type ViewActions } from "./view";
@@ -86,6 +87,7 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
     onTyping: (t) => view.typing(t),
     onStatus: (status) => view.status(status),
     onSecrecy: (n) => view.secrecy({ target: "group" in n.target ? { kind: "group", name: n.target.group } : { kind: "dm", name: n.target.to }, forwardSecret: n.forwardSecret, ...(n.reason !== undefined ? { reason: n.reason } : {}), ...(n.doubt !== undefined ? { doubt: n.doubt } : {}) }),
+    onNewDevice: (d) => view.event("device.new", { id: d.id, name: d.name, created: d.created }, newDeviceLine(d)),
     onRetry: (at) => (retryAt = at),
     onEnd: (error) => {
       view.ended(error);

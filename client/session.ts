@@ -28,6 +28,7 @@ import { LocalStore } from "./store";
 import type { Progress } from "./progress";
 import { fromStored, toStored, type Received } from "./received";
 import { Trust } from "./trust";
+import { OwnDevices, type OwnDevice } from "./own-devices";
 import { UserEvents, type ReceiptEvent, type TypingEvent, type UserEventSink } from "./user-events";
 
 export type { GroupInfo, MemberInfo, ReceiptEvent, Received, SendResult, TypingEvent };
@@ -38,6 +39,11 @@ export interface SessionOptions extends ConnectionOptions, UserEventSink {
   onMessage?(message: Received): void;
   /** A conversation's messages go as envelopes, not forward secret (once, with why), or are on MLS again after that. */
   onSecrecy?(notice: SecrecyNotice): void;
+  /**
+   * A device this one had not seen signed in as the user (client/own-devices.ts). Without it the account's
+   * devices are not looked at, so a command that shows nothing does not use up the notice.
+   */
+  onNewDevice?(device: OwnDevice): void;
 }
 
 export class ChatSession {
@@ -58,6 +64,7 @@ export class ChatSession {
   private readonly groupsPart: Groups;
   private readonly files: FileMessages;
   private readonly events: UserEvents;
+  private readonly ownDevices?: OwnDevices;
 
   private constructor(private readonly options: SessionOptions) {
     this.persist = options.persist !== false;
@@ -65,7 +72,10 @@ export class ChatSession {
     if (options.deviceKey && !this.persist) this.store.set("device.id", options.deviceKey);
     this.acks = new AckState(this.store);
     const status = (line: string) => this.options.onStatus?.(line);
-    this.events = new UserEvents({ acks: this.acks, readReceipts: () => this.settings.readReceipts, sink: options });
+    const onNewDevice = options.onNewDevice;
+    if (onNewDevice) this.ownDevices = new OwnDevices({ list: () => this.devices(), store: this.store, onNew: onNewDevice });
+    const lookAtDevices = () => void this.ownDevices?.check().catch(() => {});
+    this.events = new UserEvents({ acks: this.acks, readReceipts: () => this.settings.readReceipts, sink: options, devicesChanged: lookAtDevices });
     this.connection = new Connection(options, {
       store: this.store,
       acks: this.acks,
@@ -191,6 +201,8 @@ export class ChatSession {
     if (reply.settings) this.settings = reply.settings as { readReceipts: boolean };
     this.trusted.loggedIn((reply.pins as { blob: Uint8Array | null } | undefined)?.blob);
     this.mls.loggedIn();
+    // Each login (a reconnect too): a device may have signed in while this one was away.
+    void this.ownDevices?.check().catch(() => {});
   }
 
   private passwordLogin(wrapKey: Uint8Array): void {

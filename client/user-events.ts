@@ -34,6 +34,8 @@ export interface UserEventParts {
   /** Whether the user shows read receipts (the setting as the server last said). */
   readReceipts(): boolean;
   sink: UserEventSink;
+  /** The account had a password login somewhere: its device list may have grown. */
+  devicesChanged?(): void;
 }
 
 export class UserEvents {
@@ -53,6 +55,8 @@ export class UserEvents {
       }
     } else if (ev === "typing" && typeof frame.conv === "number" && typeof frame.from === "string") {
       sink.onTyping?.({ conv: frame.conv, from: frame.from, ...(typeof frame.group === "string" ? { group: frame.group } : {}) });
+    } else if (ev === "devices") {
+      this.parts.devicesChanged?.();
     }
   }
 }

@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { DEFAULT_KDF, unknownUserSalt, type KdfParams } from "../crypto/kdf";
 import { ChatError } from "../protocol/errors";
 import type { Conn, ServerConfig } from "./context";
+import type { Delivery } from "./delivery";
 import type { DeviceSession, DeviceStore } from "./device-store";
 import type { Limits } from "./limits";
 import type { Identity, Store } from "./store";
@@ -27,6 +28,8 @@ export interface AuthDeps {
   limits: Pick<Limits, "hash">;
   /** Makes a connection whose login ChatDB recorded live here (or undoes the record if it closed meanwhile). */
   live(conn: Conn, session: DeviceSession): Promise<void>;
+  /** Events to all of a user's connections, on any server. */
+  delivery: Pick<Delivery, "send">;
 }
 
 /**
@@ -92,6 +95,9 @@ export async function login(ctx: AuthDeps, conn: Conn, name: string, auth: Uint8
   const token = crypto.getRandomValues(new Uint8Array(32));
   const session = await ctx.devices.login(found.id, device, { serverId: ctx.id, connId: conn.id }, { hash: sha256(token), expires: new Date(Date.now() + ctx.config.tokenTtlMs) });
   await ctx.live(conn, session);
+  // A password login may be a device the user's others have not seen (a new one, or a revoked one back): they look
+  // at the list again and say so (client/own-devices.ts). Resumes are devices that logged in before.
+  void ctx.delivery.send([found.id], { t: "ev", ev: "devices" }).catch(() => {});
   return { user: { id: found.id, name: found.name }, device: session.deviceKey, token: Buffer.from(token).toString("base64url"), backup: found.backup };
 }
 

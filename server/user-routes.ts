@@ -106,6 +106,8 @@ export function userRoutes(ctx: UserRouteDeps, directory: Directory, acks: Acks,
           if (serverId === ctx.id) setTimeout(() => ctx.sessions.close(me.id, connId, "E_DEVICE_REVOKED", "This device was revoked: log in again with the password"), 0);
           else ctx.peers.send(serverId, "kick", { user: me.id, conn: connId });
         }
+        // The user's devices look at the list again: the revoked one is out of it, so if it signs in again it is new.
+        void ctx.delivery.send([me.id], { t: "ev", ev: "devices" }).catch((e) => ctx.log(`devices: ${e}`));
         return { closed: gone.length };
       },
     },
