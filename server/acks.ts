@@ -150,17 +150,25 @@ export class Acks {
   private pump(): Promise<void> {
     clearTimeout(this.liveTimer);
     this.liveTimer = undefined;
-    return (this.pumping ??= (async () => {
+    if (this.pumping) return this.pumping;
+    if (!this.waiting) return Promise.resolve();
+    // Assigned before its first await can end it: the loop's finally always runs after this.
+    this.pumping = (async () => {
       try {
-        for (;;) {
+        await Promise.resolve();
+        while (this.waiting) {
           if (this.live.length > 0 || this.released.length > 0) await this.writeLive();
-          else if (this.draining.length > 0) await this.writeHeld(this.draining.splice(0, HELD_CHUNK));
-          else return;
+          else await this.writeHeld(this.draining.splice(0, HELD_CHUNK));
         }
       } finally {
         this.pumping = undefined;
       }
-    })());
+    })();
+    return this.pumping;
+  }
+
+  private get waiting(): boolean {
+    return this.live.length > 0 || this.released.length > 0 || this.draining.length > 0;
   }
 
   private async writeLive(): Promise<void> {
