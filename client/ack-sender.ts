@@ -67,8 +67,13 @@ export class AckSender {
     this.timer = setTimeout(() => this.now(), delay);
   }
 
-  /** Everything waiting goes out now (if connected); `settled` waits for it. */
-  now(): void {
+  /**
+   * Everything waiting goes out now (if connected); `settled` waits for it.
+   * With `durable`, the server writes what this device received before it
+   * answers, where it would otherwise hold it a few seconds (PROTOCOL.md):
+   * at login, so that the replay starts past it, and when leaving.
+   */
+  now(durable = false): void {
     this.cancel();
     const link = this.parts.link();
     if (!link) return;
@@ -78,7 +83,7 @@ export class AckSender {
     for (let i = 0; i < Math.max(batch.acks.length, batch.read.length); i += MAX_ACKS) {
       const a = batch.acks.slice(i, i + MAX_ACKS);
       const r = batch.read.slice(i, i + MAX_ACKS);
-      requests.push(link.request("ack", { ...(a.length ? { acks: a } : {}), ...(r.length ? { read: r } : {}) }));
+      requests.push(link.request("ack", { ...(a.length ? { acks: a } : {}), ...(r.length ? { read: r } : {}), ...(durable ? { flush: true } : {}) }));
     }
     this.inFlight = Promise.all([this.inFlight, ...requests]).then(
       () => this.parts.acks.confirmed(batch),
@@ -108,7 +113,7 @@ export class AckSender {
       await this.parts.idle();
       if (!this.parts.link()) return;
       this.cancel();
-      this.now();
+      this.now(true);
       const inFlight = this.inFlight;
       await inFlight;
       if (!this.parts.acks.waiting && inFlight === this.inFlight) return;

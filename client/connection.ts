@@ -236,7 +236,7 @@ export class Connection {
       // What was shown before a cut but never acknowledged goes first, so
       // that the replay starts past it instead of with it.
       this.acks.queueUnacknowledged();
-      this.ackSender.now();
+      this.ackSender.now(true);
       await this.ackSender.settled();
       try {
         // The replay takes as long as the backlog takes to cross the link: its only deadline is a pause in the messages.

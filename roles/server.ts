@@ -130,7 +130,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   delivery.connect({ sessions, peers });
   afterOutage = () => delivery.flow.afterOutage(() => sessions.all());
   const receipts = new Receipts({ cursors, send: (users, frame) => delivery.send(users, frame), log, maxEntries: config.cacheEntries });
-  const acks = new Acks(cursors, (delivered, read) => receipts.moved(delivered, read));
+  const acks = new Acks(cursors, (delivered, read) => receipts.moved(delivered, read), { log });
   const files = new FileStore(database.sql, { quotaBytes: config.storageQuotaBytes, maxUploads: config.maxConcurrentUploads });
   const committer = new Committer(new MeteredStore(commits.sql, metrics), {
     inFlight: config.commitBatches,
@@ -246,6 +246,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
       open.delete(conn);
       if (peerConns.delete(conn)) mls.epochs.forget();
       clearTimeout(conn.state.loginTimer);
+      // What the device received and this server still holds is written now: its next login, anywhere, replays past it.
+      if (conn.state.device) acks.release(conn.state.device.id);
       void sessions.end(conn);
     },
     onError(_conn, op, error, req) {
@@ -288,7 +290,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
         listener.stop(false);
         // Bounded: a database that does not answer fails what is queued instead of holding shutdown.
         await committer.stop();
-        await acks.flush().catch((e) => log(`acks at shutdown: ${e}`));
+        await acks.close().catch((e) => log(`acks at shutdown: ${e}`));
         await receipts.flush();
         // After the last commits: their deliveries to users on other servers still go over the links.
         peers.stop();

@@ -54,7 +54,9 @@ export function userRoutes(ctx: UserRouteDeps, directory: Directory, acks: Acks,
         const received = req.acks === undefined ? [] : v.cursorPairs(req, "acks", MAX_ACKS);
         const read = req.read === undefined ? [] : v.cursorPairs(req, "read", MAX_ACKS);
         if (received.length + read.length === 0) throw new ChatError("E_BAD_REQUEST", "acks or read: expected [conv, seq] pairs");
-        await acks.ack(conn.state.user!.id, conn.state.device!.id, received, read);
+        // flush: this device's received marks are written before the reply (server/acks.ts holds them otherwise).
+        const flush = req.flush === undefined ? false : v.boolean(req, "flush");
+        await acks.ack(conn.state.user!.id, conn.state.device!.id, received, read, flush);
       },
     },
     receipts: {
