@@ -23,11 +23,14 @@
  */
 import { ChatError } from "../protocol/errors";
 import { FairQueue, PER_USER_PER_BATCH } from "./fair-queue";
+import { NO_METRICS, type CommitStageRecorder } from "./metrics";
 import type { AppendItem, AppendResult } from "./store";
 
 export interface Waiting {
   item: AppendItem;
   resolve(result: AppendResult): void;
+  /** When it reached the committer (performance.now()): its wait for a batch is timed from here. */
+  at: number;
 }
 
 /**
@@ -83,6 +86,14 @@ export interface CommitterOptions {
   onError?(error: unknown): void;
   /** Called after a failed or timed-out batch: replace the connections it ran on. */
   recover?(): void;
+  /** Where each message's time in the commit path goes (queued, statement, replied), and the batches' sizes and overlap. */
+  stages?: CommitStageRecorder;
+  /**
+   * Runs a task once this turn's work is done, just before the turn's replies
+   * are written (net/outbox.ts's atTurnEnd): the "replied" stage ends there.
+   * By default a setImmediate, which is as late or later.
+   */
+  atTurnEnd?(task: () => void): void;
 }
 
 const UNAVAILABLE: AppendResult = { ok: false, code: "E_UNAVAILABLE", message: "The message could not be stored now; send it again" };
@@ -103,6 +114,8 @@ export class Committer {
   private readonly minBatch: number;
   private readonly deadlineMs: number;
   private idle: (() => void)[] = [];
+  private readonly stages: CommitStageRecorder;
+  private readonly atTurnEnd: (task: () => void) => void;
 
   constructor(
     private readonly store: BatchStore,
@@ -114,6 +127,8 @@ export class Committer {
     this.deadlineMs = options.deadlineMs ?? 10_000;
     // Fair by sender unless told otherwise: one user's backlog never sits in front of another user's message (issue 14).
     this.queue = options.queue ?? new FairQueue<Waiting, number>((w) => w.item.senderId, PER_USER_PER_BATCH);
+    this.stages = options.stages ?? NO_METRICS;
+    this.atTurnEnd = options.atTurnEnd ?? ((task) => void setImmediate(task));
   }
 
   get depth(): number {
@@ -123,7 +138,7 @@ export class Committer {
   append(item: AppendItem): Promise<AppendResult> {
     if (this.stopped) return Promise.resolve(SHUTDOWN);
     return new Promise((resolve) => {
-      this.queue.push({ item, resolve });
+      this.queue.push({ item, resolve, at: performance.now() });
       this.schedule();
     });
   }
@@ -208,6 +223,9 @@ export class Committer {
 
   private async runBatch(batch: Waiting[]): Promise<void> {
     this.running++;
+    const started = performance.now();
+    this.stages.batchStarted(this.running);
+    for (const w of batch) this.stages.stage("queued", (started - w.at) / 1000);
     let results: AppendResult[];
     try {
       results = await this.withDeadline(this.store.appendBatch(batch.map((w) => w.item)));
@@ -217,8 +235,16 @@ export class Committer {
       const refusal = error instanceof ChatError ? { ok: false as const, code: error.code, message: error.message } : UNAVAILABLE;
       results = batch.map(() => refusal);
     }
+    const answered = performance.now();
+    this.stages.stage("statement", (answered - started) / 1000, batch.length);
     // Answered before the conversations are let go: the next batch's messages in them are delivered after these.
     batch.forEach((w, i) => w.resolve(results[i]!));
+    // The senders' replies (and the deliveries their handlers start) are queued by the end of this turn.
+    this.atTurnEnd(() => {
+      const replied = performance.now();
+      this.stages.stage("replied", (replied - answered) / 1000, batch.length);
+      for (const w of batch) this.stages.stage("total", (replied - w.at) / 1000);
+    });
     for (const w of batch) this.busy.delete(w.item.convId);
     this.running--;
     this.startBatches();
