@@ -6,6 +6,7 @@
  * No label ever carries a user, conversation or message id: only codes.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { WeightedHistogram } from "./stage-histogram";
 
 export interface DeliveryRecorder {
   /** One message handed to one recipient's connection. */
@@ -85,15 +86,14 @@ export class ServerMetrics implements DeliveryRecorder, CommitRecorder, CommitSt
     buckets: LATENCY_BUCKETS,
     registers: [this.registry],
   });
-  private readonly stageHistogram = new Histogram({
+  private readonly stageHistogram = new WeightedHistogram<CommitStage>({
     name: "chatterbox_commit_stage_seconds",
     help: "Each message's time in one stage of the commit path: queued (for a batch), statement (the batch's round trip and commit), replied (to the end of that turn, when the replies are written), total",
-    labelNames: ["stage"],
+    label: "stage",
+    values: STAGES,
     buckets: STAGE_BUCKETS,
     registers: [this.registry],
   });
-  // One child a stage, looked up once: the label lookup would otherwise run for every message.
-  private readonly stageChildren = new Map(STAGES.map((s) => [s, this.stageHistogram.labels(s)]));
   private readonly inFlight = new Histogram({
     name: "chatterbox_commit_batches_in_flight",
     help: "Batches running when a group commit started, itself included",
@@ -138,8 +138,7 @@ export class ServerMetrics implements DeliveryRecorder, CommitRecorder, CommitSt
   }
 
   stage(stage: CommitStage, seconds: number, count = 1): void {
-    const child = this.stageChildren.get(stage)!;
-    for (let i = 0; i < count; i++) child.observe(seconds);
+    this.stageHistogram.observe(stage, seconds, count);
   }
 
   refused(code: string): void {
