@@ -234,15 +234,18 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
   };
 
   let queue: Promise<void> = Promise.resolve();
-  let typingSent = 0;
+  // When each conversation was last told (by name): typing in one must not hold back the next one's notice.
+  const typingSent = new Map<string, number>();
   const actions: ViewActions = {
     submit(text) {
       const command = parse(text);
       if (command) queue = queue.then(() => run(command).catch(problem));
     },
     typing() {
-      if (!current || Date.now() - typingSent < TYPING_SEND_MS) return;
-      typingSent = Date.now();
+      if (!current) return;
+      const key = `${current.kind}:${current.name}`;
+      if (Date.now() - (typingSent.get(key) ?? 0) < TYPING_SEND_MS) return;
+      typingSent.set(key, Date.now());
       session.typing(current.kind === "group" ? { group: current.name } : { to: current.name });
     },
     // Shown is what may be marked read, never more (a conversation not on screen stays unread).

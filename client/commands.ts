@@ -50,8 +50,8 @@ export const HELP = helpTable("Plain text goes to the current conversation.", [
   ["/quit", "leave (Ctrl-D too)"],
 ]);
 
-/** The commands in two columns, the second aligned after the longest first. */
-function helpTable(heading: string, rows: [command: string, what: string][]): string {
+/** The commands (or keys) in two columns, the second aligned after the longest first. */
+export function helpTable(heading: string, rows: [command: string, what: string][]): string {
   const width = Math.max(...rows.map(([c]) => c.length)) + 2;
   return [heading, ...rows.map(([c, what]) => `  ${c.padEnd(width)}${what}`)].join("\n");
 }

@@ -38,6 +38,8 @@ export interface EmbeddedPostgres {
   pid: number;
   /** Fast shutdown (SIGINT); resolves once PostgreSQL has exited. Safe to call again. */
   stop(): Promise<void>;
+  /** Resolves when the postmaster has exited, asked or not: its exit code, or the signal that killed it. */
+  exited: Promise<number | string>;
 }
 
 const USER = "chatterbox";
@@ -88,7 +90,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       await server.stop();
       throw error;
     });
-    return { url: `${admin}/${DATABASE}`, port, dataDir, pid: server.pid, stop: server.stop };
+    return { url: `${admin}/${DATABASE}`, port, dataDir, pid: server.pid, stop: server.stop, exited: server.exited };
   }
 }
 
@@ -209,7 +211,7 @@ async function launch(bins: PostgresBinaries, dataDir: string, port: number, fla
       if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill("SIGINT");
       await server.exited;
     })());
-  return { pid: server.child.pid!, stop };
+  return { pid: server.child.pid!, stop, exited: server.exited };
 }
 
 /**

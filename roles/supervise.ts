@@ -14,10 +14,32 @@ export const LONGEST_PAUSE_MS = 30_000;
 /** A run this long counts as healthy: the next exit starts again from the first pause. */
 export const HEALTHY_MS = 60_000;
 
-export class Supervised {
-  private child: Subprocess;
+/**
+ * How long to wait before starting something again that exited: 1 s, doubling
+ * on each exit that comes soon after a start, up to 30 s, back to 1 s after a
+ * healthy run. Shared by the chat servers and the embedded PostgreSQL.
+ */
+export class RestartPacer {
   private startedAt = Date.now();
   private pauseMs = FIRST_PAUSE_MS;
+
+  /** A start, now. */
+  started(): void {
+    this.startedAt = Date.now();
+  }
+
+  /** The pause before the next start, for an exit (or a failed start) now. */
+  next(): number {
+    if (Date.now() - this.startedAt >= HEALTHY_MS) this.pauseMs = FIRST_PAUSE_MS;
+    const pause = this.pauseMs;
+    this.pauseMs = Math.min(this.pauseMs * 2, LONGEST_PAUSE_MS);
+    return pause;
+  }
+}
+
+export class Supervised {
+  private child: Subprocess;
+  private readonly pacer = new RestartPacer();
   private watching = false;
   private stopping = false;
   private pending: Timer | undefined;
@@ -47,11 +69,10 @@ export class Supervised {
   private follow(child: Subprocess): void {
     void child.exited.then((code) => {
       if (this.stopping || child !== this.child) return;
-      if (Date.now() - this.startedAt >= HEALTHY_MS) this.pauseMs = FIRST_PAUSE_MS;
+      const pause = this.pacer.next();
       const how = child.signalCode ? `was killed by ${child.signalCode}` : `exited with ${code}`;
-      this.log(`${this.name} ${how}; starting it again in ${this.pauseMs / 1000} s`, { level: "warn", exit: code, signal: child.signalCode ?? undefined });
-      this.pending = setTimeout(() => this.restart(), this.pauseMs);
-      this.pauseMs = Math.min(this.pauseMs * 2, LONGEST_PAUSE_MS);
+      this.log(`${this.name} ${how}; starting it again in ${pause / 1000} s`, { level: "warn", exit: code, signal: child.signalCode ?? undefined });
+      this.pending = setTimeout(() => this.restart(), pause);
     });
   }
 
@@ -59,7 +80,7 @@ export class Supervised {
     this.pending = undefined;
     if (this.stopping) return;
     this.child = this.spawn();
-    this.startedAt = Date.now();
+    this.pacer.started();
     this.restarts++;
     this.log(`${this.name} started again (pid ${this.child.pid})`);
     this.follow(this.child);

@@ -16,6 +16,7 @@ import { startBalancer } from "./balancer";
 import { createLogger, type LogFormat } from "./logger";
 import { onSignal } from "./run";
 import { selfCommand } from "./self";
+import { KeptPostgres } from "./keep-postgres";
 import { Supervised } from "./supervise";
 
 export interface UpOptions {
@@ -67,6 +68,9 @@ export async function runUp(options: UpOptions): Promise<void> {
   let balancerMetrics: MetricsEndpoint | undefined;
   const children: Supervised[] = [];
   const log = createLogger({ role: "up", format: logFormat });
+  // Started again on its port if it dies, so the URL the servers were given stays right.
+  const dataDir = postgres?.dataDir;
+  const kept = postgres && new KeptPostgres(postgres, (port) => startEmbeddedPostgres({ dataDir: dataDir!, port }), log);
   const serverMetrics: string[] = [];
   // From before the first server starts: a signal during start-up must not leave servers running.
   onSignal(async () => {
@@ -76,7 +80,7 @@ export async function runUp(options: UpOptions): Promise<void> {
     for (const child of children) child.kill("SIGKILL");
     balancerMetrics?.stop();
     balancer.stop();
-    await postgres?.stop();
+    await kept?.stop();
     console.log("Stopped.");
   });
 
@@ -128,6 +132,7 @@ export async function runUp(options: UpOptions): Promise<void> {
   console.log("Ctrl-C stops everything.");
   // Up and registered: from now on a server that exits is started again.
   for (const child of children) child.watch();
+  kept?.watch();
 }
 
 /** What to type to run this program again: the binary's path, or bun and cli.ts from a checkout. */

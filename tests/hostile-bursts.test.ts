@@ -5,7 +5,7 @@
  * the refusal code and that a neighbour pair on the same server keeps chatting.
  */
 import { expect, test } from "bun:test";
-import { PASSWORD } from "./support/cluster";
+import { connectUser, PASSWORD } from "./support/cluster";
 import { hostileWorld } from "./support/hostile-world";
 import { DEFAULT_CONFIG } from "../server/context";
 
@@ -17,7 +17,7 @@ import { DEFAULT_CONFIG } from "../server/context";
  */
 const CONFIG = { maxConcurrentReads: 1, admissionReads: true };
 
-const world = hostileWorld(CONFIG, ["mallory", "reader"]);
+const world = hostileWorld(CONFIG, ["mallory", "reader", "carol"]);
 const { neighboursKeepChatting, attack } = world;
 
 test("a session new to the server sends its first burst, not the whole 500: the rest is earned at the rate, and the neighbours keep chatting", async () => {
@@ -41,3 +41,17 @@ test("while the server's read slots are all taken, a user pipelining history pag
   expect(light.codes).toEqual({ ok: 1 });
   await neighboursKeepChatting();
 }, 60_000);
+
+test("the real client waits out a read refusal's retry-after: every one of 60 history pages it asks for at once arrives", async () => {
+  const carol = await connectUser(world.cluster.balancerAddr, "carol");
+  try {
+    // 60 at once from one user fill the one read slot and pass the light rate: the admission refuses some with a
+    // retry-after (the test above shows it on the wire), and the client asks again after it instead of failing.
+    const pages = await Promise.allSettled(Array.from({ length: 60 }, () => carol.session.call("history", { with: "alice", limit: 1000 })));
+    const failed = pages.filter((p) => p.status === "rejected").map((p) => String((p as PromiseRejectedResult).reason));
+    expect(failed).toEqual([]);
+    await neighboursKeepChatting();
+  } finally {
+    await carol.session.close();
+  }
+}, 90_000);

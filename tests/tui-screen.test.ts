@@ -304,6 +304,19 @@ test("each conversation keeps its draft; Ctrl-N/Ctrl-P and Alt-digits switch; wh
   await term.waitForScreen((s) => right(s).at(-1) === `${carol.name}> draft for carol`, "carol's draft back");
   carol.session.typing({ to: alice });
   await term.waitForScreen((s) => right(s).some((r) => r.includes(`${carol.name} is typing…`)), "the typing line");
+  // Carol was told when alice typed her draft, though alice had typed to bob just before (one notice a conversation).
+  const fromAlice = () => carol.typings.filter((t) => t.from === alice).length;
+  await waitFor(() => fromAlice() === 1, "carol told of alice's draft");
+  // A command being typed is not typing to carol (past the 3 s between notices, so one would go); a message is.
+  term.keys("C-u");
+  await Bun.sleep(3_200);
+  term.type("/wh");
+  await term.waitForScreen((s) => right(s).at(-1) === `${carol.name}> /wh`, "the command half typed");
+  await Bun.sleep(1_000);
+  expect(fromAlice()).toBe(1);
+  term.keys("C-u");
+  term.type("hi");
+  await waitFor(() => fromAlice() === 2, "carol told that alice is typing again");
 });
 
 test("Alt-A goes to the conversation that named me first, then to one with unread, and says when there is none", async () => {

@@ -7,7 +7,7 @@ import { expect, test } from "bun:test";
 import type { Received } from "../client/session";
 import { HELP } from "../client/commands";
 import { InputEditor } from "../client/tui/editor";
-import { actionOf } from "../client/tui/keys";
+import { actionOf, KEY_HELP } from "../client/tui/keys";
 import { ChatModel } from "../client/tui/model";
 import { inputRows, listRows, paneRows, statusRow, visible, wrap } from "../client/tui/render";
 
@@ -251,6 +251,10 @@ test("a line of /help wraps under its description, so the commands stay a column
   // The help itself is one table: every description starts in one column, two spaces at least after its command.
   const starts = HELP.split("\n").slice(1).map((l) => /^ {2}\/\S.*?\s{2,}(?=\S)/.exec(l)?.[0].length);
   expect(starts.every((at) => at !== undefined && at === starts[0])).toBe(true);
+  // So are the keys: one row a key, not a paragraph that wraps back under itself.
+  const keyStarts = KEY_HELP.split("\n").slice(1).map((l) => /^ {2}\S.*?\s{2,}(?=\S)/.exec(l)?.[0].length);
+  expect(keyStarts.length).toBeGreaterThan(5);
+  expect(keyStarts.every((at) => at !== undefined && at === keyStarts[0])).toBe(true);
 });
 
 test("a membership change I made is not unread and draws no 'new messages' line; one made by another is", () => {

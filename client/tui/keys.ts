@@ -2,6 +2,8 @@
  * The full-screen client's keys, as names the view acts on: one table, so
  * that the help and the handling agree.
  */
+import { helpTable } from "../commands";
+
 export interface Key {
   name: string;
   ctrl: boolean;
@@ -25,12 +27,20 @@ export type Action =
   | { do: "escape" }
   | { do: "redraw" };
 
-export const KEY_HELP = [
-  "Keys: Alt-1…9 or Ctrl-N/Ctrl-P switch conversation, Alt-A to the next with unread (mentions first), Ctrl-K to pick one by name;",
-  "  PageUp/PageDown scroll (older history is fetched at the top);",
-  "  Left/Right, Home/End (Ctrl-A/Ctrl-E), Alt-B/Alt-F or Ctrl-Left/Right by word; Ctrl-W, Ctrl-U, Ctrl-K cut; Up/Down input history; Tab completes;",
-  "  a pasted block of several lines is one message (its lines kept); Ctrl-C leaves (asks first if a draft is unsent); Ctrl-L redraws.",
-].join("\n");
+/** The keys as a table like the commands' (client/commands.ts HELP), so that each wraps under its own description. */
+export const KEY_HELP = helpTable("Keys:", [
+  ["Alt-1…9, Ctrl-N/Ctrl-P", "switch conversation"],
+  ["Alt-A", "the next conversation with unread messages (those naming you first)"],
+  ["Ctrl-K", "pick a conversation by name (with the cursor at the end of the line; elsewhere it cuts to the end)"],
+  ["PageUp/PageDown", "scroll (older history is fetched at the top)"],
+  ["Left/Right, Home/End", "move in the line (Ctrl-A/Ctrl-E too); Alt-B/Alt-F or Ctrl-Left/Right by word"],
+  ["Ctrl-W, Ctrl-U", "cut the word before the cursor, or everything before it"],
+  ["Up/Down", "the lines you typed before"],
+  ["Tab", "complete a command or a name"],
+  ["a pasted block", "one message, its lines kept"],
+  ["Ctrl-C", "leave (asks first if a draft is unsent)"],
+  ["Ctrl-L", "redraw the screen"],
+]);
 
 export function actionOf(key: Key): Action | undefined {
   const { name, ctrl, meta } = key;

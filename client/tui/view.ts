@@ -218,7 +218,8 @@ export class TuiView implements ChatView {
         return this.submit();
       case "insert":
         this.editor.insert(action.text);
-        this.actions?.typing();
+        // A command is not a message to the conversation: its people are not told that one is typing it.
+        if (!this.editor.text.startsWith("/")) this.actions?.typing();
         return;
       case "edit":
         return this.editor[action.op]();

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { ChatSession, type Received } from "../../client/session";
+import { ChatSession, type Received, type TypingEvent } from "../../client/session";
 import { startBalancer, type Balancer } from "../../roles/balancer";
 import { startServer, type ChatServer } from "../../roles/server";
 import type { ServerConfig } from "../../server/context";
@@ -125,6 +125,8 @@ export interface TestUser {
   texts(): string[];
   ended?: Error;
   statuses: string[];
+  /** Who was typing where, as the session was told. */
+  typings: TypingEvent[];
 }
 
 /** Signs up through the balancer as the real client does; returns the account's identity keys. */
@@ -154,7 +156,7 @@ export async function connectPersistent(balancerAddr: string, home: string, name
  * user in this process, as the processes of one client home do.
  */
 async function openUser(balancerAddr: string, name: string, password: string, options: { persist?: false }): Promise<TestUser> {
-  const user = { name, received: [] as Received[], own: [] as Received[], statuses: [] as string[] } as TestUser;
+  const user = { name, received: [] as Received[], own: [] as Received[], statuses: [] as string[], typings: [] as TypingEvent[] } as TestUser;
   user.texts = () => user.received.map((m) => m.text);
   user.session = await ChatSession.open({
     balancer: balancerAddr,
@@ -169,6 +171,7 @@ async function openUser(balancerAddr: string, name: string, password: string, op
       user.session?.markRead(m.conv, m.seq);
     },
     onStatus: (s) => user.statuses.push(s),
+    onTyping: (t) => user.typings.push(t),
     onEnd: (e) => (user.ended = e),
   });
   // What the replay showed before the session was returned was shown too.
