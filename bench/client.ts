@@ -9,6 +9,7 @@ import { askBalancer } from "../balancer/ask";
 import { PLAINTEXT } from "../net/tls";
 import { loginKeys, restoreIdentity, signupAccount } from "../client/account";
 import { benchDevice } from "./provision";
+import { decodeForBench } from "./peek";
 import { RECEIVED_ACK_DELAY_MS } from "../client/connection";
 import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
@@ -27,6 +28,8 @@ export interface ClientOptions {
   token?: string;
   /** Log in with the password, to get the identity keys back (for --e2e). */
   needKeys: boolean;
+  /** Read deliveries only as far as counting them needs (bench/peek.ts): not with --e2e or --mls, which open every body. */
+  peek: boolean;
   /**
    * Runs a password login or signup: few at once, since the server hashes
    * each on a small thread pool and closes connections not logged in by 10 s.
@@ -95,6 +98,7 @@ export class SimClient {
       // The bare relay of --ceiling measures the socket path alone, without TLS.
       ...(o.relay ? { tls: PLAINTEXT } : {}),
       hello: o.relay ? { role: "client", user: o.name } : { role: "client", agent: "chatterbox-bench" },
+      ...(o.peek ? { decode: decodeForBench } : {}),
       onEvent: (ev, frame) => {
         if (ev !== "msg") return;
         const m = frame.m as WireMessage;

@@ -13,6 +13,7 @@ import { groupMembers, groupOf } from "./patterns";
 import { CpuMeter, rssBytes, tree } from "./procstat";
 import { Progress } from "./progress";
 import { buildReport, type Report } from "./report";
+import { readStages, stageSplit, type StageSplit } from "./server-stages";
 import type { ServerInfo, System } from "./system";
 import { BENCH_PASSWORD, loadTokens, saveTokens } from "./tokens";
 import { WorkerProcess } from "./workers";
@@ -110,13 +111,18 @@ export async function runLoad(options: BenchOptions, rate: number | "max", ctx: 
     const measureFrom = at + options.warmupS * 1000;
     const measureMs = options.durationS * 1000;
     let servers: ServerInfo[] = serversAtStart;
+    const metricsAddrs = serversAtStart.flatMap((s) => (s.metrics ? [s.metrics] : []));
+    let commitPath: StageSplit | undefined;
     const sampled = (async () => {
       await Bun.sleep(Math.max(0, measureFrom - nowMs()));
       for (const m of meters) m.begin();
+      const stagesBefore = metricsAddrs.length ? readStages(metricsAddrs) : undefined;
       await Bun.sleep(measureMs / 2);
       servers = await ctx.system.servers().catch(() => servers);
       await Bun.sleep(Math.max(0, measureFrom + measureMs - nowMs()));
-      return meters.map((m) => m.end());
+      const cpu = meters.map((m) => m.end());
+      if (stagesBefore) commitPath = stageSplit(await stagesBefore, await readStages(metricsAddrs));
+      return cpu;
     })();
     for (const w of workers) w.send({ type: "start", at, warmupMs: options.warmupS * 1000, durationMs: measureMs, tickMs: TICK_MS, placement });
     const cpu = await sampled;
@@ -148,6 +154,7 @@ export async function runLoad(options: BenchOptions, rate: number | "max", ctx: 
       servers: servers.map((s) => ({ ...s, cpu: cpuByServer.get(s.id), rss: s.pid ? rssBytes(s.pid) : undefined })),
       cpu: { servers: serversAtStart.some((s) => s.pid) ? cpu[0]! : null, postgres: ctx.postgresPid ? cpu[1]! : null, generator: cpu[2]! },
       offline,
+      commitPath,
     });
   } finally {
     progress.done();

@@ -8,6 +8,7 @@ import type { TimelinePoint } from "./coordinator";
 import { addEncoded, newHistogram, percentiles, type Percentiles } from "./hist";
 import type { WorkerResult } from "./messages";
 import type { BenchOptions } from "./options";
+import { formatSplit, type StageSplit } from "./server-stages";
 import type { ServerInfo } from "./system";
 
 export interface ServerFigures {
@@ -56,6 +57,10 @@ export interface Report {
   latencyMs: { ack: Percentiles | null; delivery: Percentiles | null };
   servers: ServerFigures[];
   cpuPercent: { servers: number | null; postgres: number | null; loadGenerator: number | null };
+  /** The same, in microseconds of CPU a delivered message (in the measured window). */
+  cpuUsPerDelivery: { servers: number | null; postgres: number | null; loadGenerator: number | null };
+  /** The servers' commit path over the measured window, from their metrics (servers we started only). */
+  commitPath?: StageSplit;
   timeline: { t: number; sentPerS: number; acknowledgedPerS: number; deliveredPerS: number; errors: number; ackP50: number | null; ackP99: number | null; deliveryP50: number | null; deliveryP99: number | null; deliveryP999: number | null }[];
   offline?: { replayed: number; seconds: number; messagesPerS: number };
   idle?: { connections: number; rssBeforeMiB: number | null; rssAfterMiB: number | null; bytesPerConnection: number | null; servers: ServerFigures[] };
@@ -76,8 +81,12 @@ interface Inputs {
   cpu?: { servers: number | null; postgres: number | null; generator: number };
   offline?: { replayed: number; ms: number };
   idle?: { before: { id: string; rss?: number }[]; after: (ServerInfo & { rss?: number })[] };
+  commitPath?: StageSplit;
 }
 
+/** Percent of a core over `seconds`, as µs of CPU for each of `count` deliveries. */
+const usPer = (percent: number | null | undefined, count: number, seconds: number) =>
+  percent === null || percent === undefined || count === 0 ? null : Math.round(((percent / 100) * seconds * 1e6 * 10) / count) / 10;
 const mib = (bytes: number | undefined) => (bytes === undefined ? null : Math.round((bytes / 1048576) * 10) / 10);
 
 export function buildReport(x: Inputs): Report {
@@ -128,6 +137,12 @@ export function buildReport(x: Inputs): Report {
     latencyMs: { ack: percentiles(ack), delivery: percentiles(delivery) },
     servers: (x.servers ?? []).map((s) => ({ id: s.id, addr: s.addr, connections: s.load, cpuPercent: s.cpu ?? null, rssMiB: mib(s.rss) })),
     cpuPercent: { servers: x.cpu?.servers ?? null, postgres: x.cpu?.postgres ?? null, loadGenerator: x.cpu?.generator ?? null },
+    cpuUsPerDelivery: {
+      servers: usPer(x.cpu?.servers, sum((r) => r.delivered), seconds),
+      postgres: usPer(x.cpu?.postgres, sum((r) => r.delivered), seconds),
+      loadGenerator: usPer(x.cpu?.generator, sum((r) => r.delivered), seconds),
+    },
+    ...(x.commitPath ? { commitPath: x.commitPath } : {}),
     timeline: (x.timeline ?? []).map((p) => {
       const span = 0.5;
       const at = (h: typeof p.ack, q: number) => (h.totalCount ? ms(h.getValueAtPercentile(q)) : null);
@@ -188,6 +203,9 @@ export function formatReport(r: Report): string {
   if (r.offline) lines.push(`  offline     inboxes replayed at login: ${n(r.totals.deliveries)} messages in ${r.offline.seconds} s = ${n(r.offline.messagesPerS)} msg/s`);
   const cpu = (v: number | null) => (v === null ? "n/a" : `${v}%`);
   lines.push(`  cpu         servers ${cpu(r.cpuPercent.servers)}, PostgreSQL ${cpu(r.cpuPercent.postgres)}, load generator ${cpu(r.cpuPercent.loadGenerator)} (100% = one core; ${r.machine.cores} cores in all)`);
+  const us = r.cpuUsPerDelivery;
+  if (us && us.loadGenerator !== null) lines.push(`  cpu/msg     servers ${us.servers ?? "n/a"} µs, PostgreSQL ${us.postgres ?? "n/a"} µs, load generator ${us.loadGenerator} µs a delivered message`);
+  if (r.commitPath) lines.push(...formatSplit(r.commitPath));
   for (const s of r.servers) {
     lines.push(`    ${s.addr.padEnd(22)} ${n(s.connections).padStart(6)} connections  CPU ${cpu(s.cpuPercent)}  RSS ${s.rssMiB === null ? "n/a" : `${s.rssMiB} MiB`}`);
   }

@@ -24,6 +24,8 @@ export interface ServerInfo {
   /** Logged-in connections, as the server last told the balancer. */
   load: number;
   pid?: number;
+  /** Its metrics endpoint, HOST:PORT, when we started it (the commit path's stages are read there: bench/server-stages.ts). */
+  metrics?: string;
 }
 
 export interface Database {
@@ -90,9 +92,12 @@ export async function startSystem(options: { url: string; servers: number; strat
   const member: Membership = { id: "bench", secret: identity.secret, tls: plaintext ? PLAINTEXT : { ...identity.tls } };
   const children: Subprocess<"ignore", "pipe", "pipe">[] = [];
   const pidOf = new Map<string, number>();
+  const metricsOf = new Map<string, string>();
   for (let i = 0; i < options.servers; i++) {
+    // The server logs its metrics address before the line with its id.
+    let metricsAddr: string | undefined;
     // The database URL holds a password: through the environment, never argv, which `ps` shows everyone.
-    const child = Bun.spawn([...profiled(selfCommand(), `server-${i + 1}`), "serve", "0", "--balancer", address, "--log-format", "pretty", ...(options.serverArgs ?? SERVER_ARGS), ...(plaintext ? ["--insecure-plaintext"] : [])], {
+    const child = Bun.spawn([...profiled(selfCommand(), `server-${i + 1}`), "serve", "0", "--balancer", address, "--log-format", "pretty", "--metrics", "127.0.0.1:0", ...(options.serverArgs ?? SERVER_ARGS), ...(plaintext ? ["--insecure-plaintext"] : [])], {
       stdin: "ignore",
       stdout: "pipe",
       stderr: "pipe",
@@ -102,7 +107,11 @@ export async function startSystem(options: { url: string; servers: number; strat
     // The server logs on stdout; stderr has only what escaped the logger (a crash).
     for (const stream of [child.stdout, child.stderr]) void watchLog(stream, (line) => {
       const listening = /server (\S+) listening on (\S+)/.exec(line);
-      if (listening) pidOf.set(listening[1]!, child.pid);
+      const metrics = /metrics at http:\/\/(\S+)\/metrics/.exec(line);
+      if (listening) {
+        pidOf.set(listening[1]!, child.pid);
+        if (metricsAddr) metricsOf.set(listening[1]!, metricsAddr);
+      } else if (metrics) metricsAddr = metrics[1]!;
       else if (!/registered|peer link/.test(line)) options.log(`[server ${i + 1}] ${line}`);
     });
   }
@@ -116,7 +125,7 @@ export async function startSystem(options: { url: string; servers: number; strat
   await Bun.sleep(1200);
   return {
     balancer: address,
-    servers: async () => (await listServers(address, member)).map((s) => ({ ...s, pid: pidOf.get(s.id) })),
+    servers: async () => (await listServers(address, member)).map((s) => ({ ...s, pid: pidOf.get(s.id), metrics: metricsOf.get(s.id) })),
     async stop() {
       for (const child of children) child.kill("SIGTERM");
       // A profiled server writes its profile on the way out, which takes a while.

@@ -90,6 +90,7 @@ async function connectAll(setup: WorkerSetup, load: Load, log: (line: string) =>
       relay: setup.relays?.[index % setup.relays.length],
       token: setup.tokens[name],
       needKeys: setup.e2e,
+      peek: !setup.e2e && !setup.mls,
       gate,
       onMessage: (c, m) => load.receive(c, m),
     });

@@ -31,6 +31,8 @@ export interface LinkOptions extends LinkHandlers {
   tls?: ClientTls | Plaintext;
   /** Whom to ask when tls is not given (default: defaultTrust()). */
   trust?: Trust;
+  /** How a frame's payload is read (default: protocol/codec.ts's decode); the load generator peeks at deliveries (bench/peek.ts). */
+  decode?(payload: Uint8Array): Record<string, unknown>;
 }
 
 type Pending = { resolve(value: Record<string, unknown>): void; reject(error: unknown): void; op: string; timeoutMs: number; deadline: number };
@@ -220,7 +222,7 @@ export class Link {
     for (const payload of frames) {
       let frame: Record<string, unknown>;
       try {
-        frame = decode(payload);
+        frame = (this.options.decode ?? decode)(payload);
       } catch {
         this.close();
         return;

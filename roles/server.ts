@@ -34,6 +34,7 @@ import { DeviceStore } from "../server/device-store";
 import { CursorStore } from "../server/cursor-store";
 import { Receipts } from "../server/receipts";
 import { MeteredStore } from "../server/metered-store";
+import { atTurnEnd } from "../net/outbox";
 import { ServerMetrics } from "../server/metrics";
 import { serverInfo } from "../server/info";
 import { Reads } from "../server/reads";
@@ -137,6 +138,8 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
     onError: (e) => log(`commit failed: ${e}`, { level: "error", code: (e as ChatError).code ?? "E_UNAVAILABLE" }),
     // A failed batch may have left its connection stuck (db/pool.ts): the next one gets a fresh one.
     recover: () => commits.pool.replace("a batch failed"),
+    stages: metrics,
+    atTurnEnd,
   });
   /** Makes a connection whose login ChatDB recorded live here (or undoes the record if it closed meanwhile). */
   async function live(conn: Conn, session: DeviceSession): Promise<void> {

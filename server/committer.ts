@@ -23,11 +23,14 @@
  */
 import { ChatError } from "../protocol/errors";
 import { FairQueue, PER_USER_PER_BATCH } from "./fair-queue";
+import { NO_METRICS, type CommitStageRecorder } from "./metrics";
 import type { AppendItem, AppendResult } from "./store";
 
 export interface Waiting {
   item: AppendItem;
   resolve(result: AppendResult): void;
+  /** When it reached the committer (performance.now()): its wait for a batch is timed from here. */
+  at: number;
 }
 
 /**
@@ -77,13 +80,33 @@ export interface CommitterOptions {
    * slower than one batch at a time (PERFORMANCE.md).
    */
   minBatch?: number;
+  /**
+   * Batches start at least this far apart (unless minBatch sends wait): at
+   * 2,000 msg/s the committer ran 1,196 commits a second of 1.7 messages
+   * each, and each cost PostgreSQL ~0.4 ms of CPU whatever its size (and the
+   * server a statement's write and parse), so the machine was busy with
+   * commits rather than messages. After a quiet spell a send still goes at
+   * once; only back-to-back commits wait, for at most this long. 0: no pacing.
+   */
+  gapMs?: number;
   /** A batch not committed within this long is answered E_UNAVAILABLE. */
   deadlineMs?: number;
   queue?: CommitQueue;
   onError?(error: unknown): void;
   /** Called after a failed or timed-out batch: replace the connections it ran on. */
   recover?(): void;
+  /** Where each message's time in the commit path goes (queued, statement, replied), and the batches' sizes and overlap. */
+  stages?: CommitStageRecorder;
+  /**
+   * Runs a task once this turn's work is done, just before the turn's replies
+   * are written (net/outbox.ts's atTurnEnd): the "replied" stage ends there.
+   * By default a setImmediate, which is as late or later.
+   */
+  atTurnEnd?(task: () => void): void;
 }
+
+/** See CommitterOptions.gapMs; PERFORMANCE.md "Issue 15, round 5" has the figures it was chosen by. */
+export const DEFAULT_GAP_MS = 2;
 
 const UNAVAILABLE: AppendResult = { ok: false, code: "E_UNAVAILABLE", message: "The message could not be stored now; send it again" };
 const SHUTDOWN: AppendResult = { ok: false, code: "E_SHUTDOWN", message: "The server is shutting down" };
@@ -101,8 +124,14 @@ export class Committer {
   private readonly maxBatch: number;
   private readonly inFlight: number;
   private readonly minBatch: number;
+  private readonly gapMs: number;
+  /** When the last batch started (performance.now()), and the timer that starts the next once the gap is over. */
+  private lastStart = -Infinity;
+  private gapTimer?: Timer;
   private readonly deadlineMs: number;
   private idle: (() => void)[] = [];
+  private readonly stages: CommitStageRecorder;
+  private readonly atTurnEnd: (task: () => void) => void;
 
   constructor(
     private readonly store: BatchStore,
@@ -111,9 +140,12 @@ export class Committer {
     this.maxBatch = options.maxBatch ?? 2000;
     this.inFlight = Math.max(1, options.inFlight ?? 1);
     this.minBatch = options.minBatch ?? 200;
+    this.gapMs = options.gapMs ?? DEFAULT_GAP_MS;
     this.deadlineMs = options.deadlineMs ?? 10_000;
     // Fair by sender unless told otherwise: one user's backlog never sits in front of another user's message (issue 14).
     this.queue = options.queue ?? new FairQueue<Waiting, number>((w) => w.item.senderId, PER_USER_PER_BATCH);
+    this.stages = options.stages ?? NO_METRICS;
+    this.atTurnEnd = options.atTurnEnd ?? ((task) => void setImmediate(task));
   }
 
   get depth(): number {
@@ -123,7 +155,7 @@ export class Committer {
   append(item: AppendItem): Promise<AppendResult> {
     if (this.stopped) return Promise.resolve(SHUTDOWN);
     return new Promise((resolve) => {
-      this.queue.push({ item, resolve });
+      this.queue.push({ item, resolve, at: performance.now() });
       this.schedule();
     });
   }
@@ -135,6 +167,8 @@ export class Committer {
    */
   async stop(boundMs = 15_000): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.gapTimer);
+    this.gapTimer = undefined;
     const deadline = Date.now() + boundMs;
     while ((this.running > 0 || this.depth > 0) && Date.now() < deadline) {
       this.startBatches();
@@ -161,8 +195,19 @@ export class Committer {
 
   private startBatches(): void {
     while (this.running < this.inFlight && (this.running === 0 || this.depth >= this.minBatch || this.stopped)) {
+      if (this.depth === 0) return;
+      const wait = this.lastStart + this.gapMs - performance.now();
+      if (wait > 0 && this.depth < this.minBatch && !this.stopped) {
+        // One timer at a time; what arrives meanwhile joins the batch it starts.
+        this.gapTimer ??= setTimeout(() => {
+          this.gapTimer = undefined;
+          this.startBatches();
+        }, wait);
+        return;
+      }
       const batch = this.nextBatch();
       if (batch.length === 0) return;
+      this.lastStart = performance.now();
       void this.runBatch(batch);
     }
   }
@@ -208,6 +253,9 @@ export class Committer {
 
   private async runBatch(batch: Waiting[]): Promise<void> {
     this.running++;
+    const started = performance.now();
+    this.stages.batchStarted(this.running);
+    for (const w of batch) this.stages.stage("queued", (started - w.at) / 1000);
     let results: AppendResult[];
     try {
       results = await this.withDeadline(this.store.appendBatch(batch.map((w) => w.item)));
@@ -217,8 +265,16 @@ export class Committer {
       const refusal = error instanceof ChatError ? { ok: false as const, code: error.code, message: error.message } : UNAVAILABLE;
       results = batch.map(() => refusal);
     }
+    const answered = performance.now();
+    this.stages.stage("statement", (answered - started) / 1000, batch.length);
     // Answered before the conversations are let go: the next batch's messages in them are delivered after these.
     batch.forEach((w, i) => w.resolve(results[i]!));
+    // The senders' replies (and the deliveries their handlers start) are queued by the end of this turn.
+    this.atTurnEnd(() => {
+      const replied = performance.now();
+      this.stages.stage("replied", (replied - answered) / 1000, batch.length);
+      for (const w of batch) this.stages.stage("total", (replied - w.at) / 1000);
+    });
     for (const w of batch) this.busy.delete(w.item.convId);
     this.running--;
     this.startBatches();

@@ -6,6 +6,7 @@
  * No label ever carries a user, conversation or message id: only codes.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { WeightedHistogram } from "./stage-histogram";
 
 export interface DeliveryRecorder {
   /** One message handed to one recipient's connection. */
@@ -15,6 +16,24 @@ export interface DeliveryRecorder {
 export interface CommitRecorder {
   /** One group-commit round trip: how many messages went in, how many were newly stored (not retries), how long it took. */
   committed(batch: number, stored: number, seconds: number): void;
+}
+
+/** A message's stages in the commit path (server/committer.ts), each ending where the next begins. */
+export type CommitStage =
+  /** reached the committer → its batch started (waiting for a batch, or behind a batch holding its conversation) */
+  | "queued"
+  /** batch started → the store answered: the statement and its commit (one round trip and its fsync) */
+  | "statement"
+  /** the store answered → the end of that turn, when the replies are written (the turn's other work first) */
+  | "replied"
+  /** reached the committer → replied */
+  | "total";
+
+export interface CommitStageRecorder {
+  /** A batch started, with `inFlight` batches running (itself included); its size is chatterbox_commit_batch_messages. */
+  batchStarted(inFlight: number): void;
+  /** `count` messages spent `seconds` in this stage. */
+  stage(stage: CommitStage, seconds: number, count?: number): void;
 }
 
 export interface RefusalRecorder {
@@ -32,17 +51,22 @@ export interface ServerLevels {
 }
 
 /** Records nothing: for parts built without metrics. */
-export const NO_METRICS: DeliveryRecorder & CommitRecorder & RefusalRecorder = {
+export const NO_METRICS: DeliveryRecorder & CommitRecorder & CommitStageRecorder & RefusalRecorder = {
   delivered() {},
   committed() {},
+  batchStarted() {},
+  stage() {},
   refused() {},
 };
 
 // Group commit takes up to 2,000 messages; round trips range from well under a millisecond to seconds under load.
 const BATCH_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+// Finer: the stages are read for a tail of a few milliseconds (the bench prints their percentiles from these).
+const STAGE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10];
+const STAGES: CommitStage[] = ["queued", "statement", "replied", "total"];
 
-export class ServerMetrics implements DeliveryRecorder, CommitRecorder, RefusalRecorder {
+export class ServerMetrics implements DeliveryRecorder, CommitRecorder, CommitStageRecorder, RefusalRecorder {
   readonly registry = new Registry();
   private readonly stored = new Counter({ name: "chatterbox_messages_stored_total", help: "Messages committed to the database", registers: [this.registry] });
   private readonly deliveredTotal = new Counter({
@@ -60,6 +84,20 @@ export class ServerMetrics implements DeliveryRecorder, CommitRecorder, RefusalR
     name: "chatterbox_commit_duration_seconds",
     help: "Time of one group-commit transaction, from the statement to the commit",
     buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly stageHistogram = new WeightedHistogram<CommitStage>({
+    name: "chatterbox_commit_stage_seconds",
+    help: "Each message's time in one stage of the commit path: queued (for a batch), statement (the batch's round trip and commit), replied (to the end of that turn, when the replies are written), total",
+    label: "stage",
+    values: STAGES,
+    buckets: STAGE_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly inFlight = new Histogram({
+    name: "chatterbox_commit_batches_in_flight",
+    help: "Batches running when a group commit started, itself included",
+    buckets: [1, 2, 3, 4, 6, 8, 16],
     registers: [this.registry],
   });
   private readonly reads = new Counter({
@@ -93,6 +131,14 @@ export class ServerMetrics implements DeliveryRecorder, CommitRecorder, RefusalR
     this.batchSize.observe(batch);
     this.latency.observe(seconds);
     if (stored > 0) this.stored.inc(stored);
+  }
+
+  batchStarted(inFlight: number): void {
+    this.inFlight.observe(inFlight);
+  }
+
+  stage(stage: CommitStage, seconds: number, count = 1): void {
+    this.stageHistogram.observe(stage, seconds, count);
   }
 
   refused(code: string): void {

@@ -42,6 +42,11 @@ test("a short bench run delivers every acknowledged message and reports throughp
       expect(p.p99).toBeLessThanOrEqual(p.p999);
       expect(p.p999).toBeLessThanOrEqual(p.max);
     }
+    // The servers' commit path, read from their metrics over the measured window (a batch in flight at either edge counts in some stages only).
+    expect(report.commitPath.stages.total.count).toBeGreaterThanOrEqual(report.sent * 0.9);
+    expect(Math.abs(report.commitPath.stages.queued.count - report.commitPath.stages.total.count)).toBeLessThan(report.sent * 0.1);
+    expect(report.commitPath.commitsPerS).toBeGreaterThan(0);
+    expect(report.cpuUsPerDelivery.servers).toBeGreaterThan(0);
     expect(report.servers).toHaveLength(2);
     for (const s of report.servers) {
       expect(s.connections).toBeGreaterThan(0);

@@ -113,8 +113,8 @@ test("every metric is named chatterbox_*, counters end in _total, and no label h
     expect(text).not.toContain(bob);
     for (const server of servers) expect(text).not.toContain(server.json().find((l) => l.server)!.server as string);
     const labels = [...text.matchAll(/\{([^}]*)\}/g)].flatMap((m) => m[1]!.split(",").map((kv) => kv.split("=")[0]));
-    // Only buckets, error codes, read sources, and prom-client's own process labels (Node version, GC kind).
-    const allowed = ["le", "code", "source", "version", "major", "minor", "patch", "type", "kind"];
+    // Only buckets, error codes, read sources, commit stages, and prom-client's own process labels (Node version, GC kind).
+    const allowed = ["le", "code", "source", "stage", "version", "major", "minor", "patch", "type", "kind"];
     expect(labels.filter((l) => !allowed.includes(l!))).toEqual([]);
   }
 });
