@@ -6,7 +6,7 @@
  * by its first sender, once every device of every member has published key
  * packages and a device list; until then the session uses envelopes.
  */
-import { confirmsJoin, decodeKeyPackage, DeviceGroup, MlsError, type GroupRoles, type Received as MlsReceived } from "../../crypto/mls/index.ts";
+import { decodeKeyPackage, DeviceGroup, MlsError, type GroupRoles, type Received as MlsReceived } from "../../crypto/mls/index.ts";
 import { ChatError } from "../../protocol/errors";
 import type { WireMessage } from "../../protocol/messages";
 import type { MlsAccount, Call } from "./account";
@@ -137,7 +137,7 @@ export class MlsConversations {
    */
   private async notOnMls(place: Place): Promise<undefined> {
     if (((await this.call("mls.epoch", place.target)).epoch as number) === 0) return undefined;
-    throw new ChatError("E_NOT_MEMBER", "This device is not in the group's MLS group yet: an admin adds new members' devices, and any member's next message adds a new device of a member");
+    throw new ChatError("E_NOT_MEMBER", "This device is not in the group's MLS group yet: an admin adds new members' devices, and a new device of a member is added by that member's other device or an admin's, at its next message");
   }
 
   /**
@@ -287,8 +287,12 @@ export class MlsConversations {
     const book = this.account.book;
     const stamp = `${held.group.epoch}|${place.users.map((u) => `${u}:${book.get(u)?.version ?? "-"}`).join(",")}`;
     if (held.checked === stamp && this.noPackage.size === 0) return;
+    // who this device may add devices of (crypto/mls/roles.ts): in a DM either person's; in a group chat, as an admin
+    // any member's with a leaf, else only its own account's; and nothing while it doubts its own join (a fork)
+    const admin = held.group.isAdmin(this.me);
+    const doubted = this.local.joinDoubt(place.label) !== undefined;
     const plan = planLeaves(held.group.members(), held.group.ownLeaf, place.users, (u) => book.get(u), {
-      anyUser: "to" in place.target,
+      mayAdd: (user, hasLeaf) => "to" in place.target || (!doubted && hasLeaf && (admin || user === this.me)),
       removeUsers: "group" in place.target && held.group.isAdmin(this.me),
       skip: (user, id) => (this.noPackage.get(`${user}/${id}`) ?? 0) > Date.now(),
     });
@@ -636,8 +640,6 @@ export class MlsConversations {
   private async receive(place: Place, held: Held, bytes: Uint8Array, seq: number): Promise<MlsReceived> {
     const got = await held.group.receive(bytes);
     this.slots.saveOver(place.label, held, seq);
-    // an admin's device committing after this device's doubted join took that join in: the membership is the admins' word now
-    if (got.kind === "commit" && got.committer && confirmsJoin(held.group.roles, got.committer) && this.local.joinDoubt(place.label)) this.local.setJoinDoubt(place.label, undefined);
     // a commit means someone's devices changed: this device asks for the lists again before it next reconciles
     if (got.kind === "commit") this.account.forget(place.users);
     return got;

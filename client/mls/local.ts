@@ -59,8 +59,9 @@ export class MlsLocal {
 
   /**
    * Why this device does not trust the membership of the conversation's group
-   * (it was added by a non-admin's commit, crypto/mls/roles.ts joinDoubt),
-   * until an admin's commit confirms it; shared by the device's processes.
+   * (it was added by a commit no honest member takes in, crypto/mls/roles.ts
+   * joinDoubt: it is in a fork of the group), for as long as it holds that
+   * group; shared by the device's processes.
    */
   joinDoubt(label: string): string | undefined {
     return this.kv.get(`mls.doubt.${label}`);

@@ -14,5 +14,5 @@ export {
   type MlsDevice,
   type OwnKeyPackage,
 } from "./key-packages.ts";
-export { confirmsJoin, joinDoubt, ROLES_EXTENSION, rolesOf, type GroupRoles } from "./roles.ts";
+export { joinDoubt, ROLES_EXTENSION, rolesOf, type GroupRoles } from "./roles.ts";
 export { DeviceGroup, type Member, type Outgoing, type Received } from "./group.ts";

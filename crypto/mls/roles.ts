@@ -54,10 +54,13 @@ export interface RoleView {
 /**
  * Why the commit of `committer` with these proposals is not allowed, or
  * undefined when it is. An admin may add, remove and change the roles. Anyone
- * else may only follow the signed device lists: add a device of a user who is
- * in the group already, and remove a leaf whose key its owner no longer lists
- * (a revoked device, or the old key of one that lost its state); and update
- * their own leaf. The roles extension itself cannot be dropped.
+ * else may only follow the signed device lists: add a device of their own
+ * account (in a direct conversation, of either person), and remove a leaf
+ * whose key its owner no longer lists (a revoked device, or the old key of one
+ * that lost its state); and update their own leaf. A non-admin adding another
+ * member's device is refused: it is the one add a joiner could not tell from a
+ * forgery (joinDoubt), so no honest client makes it, and no member takes it in.
+ * The roles extension itself cannot be dropped.
  */
 export function refusal(view: RoleView, committer: number | undefined, proposals: ProposalWithSender[]): string | undefined {
   if (!view.roles || view.epoch === 0n) return undefined;
@@ -76,6 +79,8 @@ export function refusal(view: RoleView, committer: number | undefined, proposals
       case "add": {
         const user = safeUser(() => parseCredential(proposal.add.keyPackage.leafNode.credential).user);
         if (user === undefined || !view.users.has(user)) return `${name} added ${user ?? "an unknown device"}, but ${not}`;
+        // a group chat's non-admin adds devices of their own account only: what the joiner can check
+        if (view.roles.kind === "admins" && user !== by.device.user) return `${name} added a device of ${user}, but only ${user}'s own devices or an admin's may, and ${not}`;
         break;
       }
       case "remove": {
@@ -114,25 +119,15 @@ function safeUser(read: () => string): string | undefined {
  * found, or undefined when it may. The welcome's GroupInfo is signed by the
  * committer's leaf, whose key ts-mls and the device list already bound to its
  * owner; what is left is whether that owner could add anyone. The joiner sees
- * only the group after the commit, so it trusts: an admin of the group's own
- * list; in a direct conversation, either of its two people; and anyone adding
- * a device of the committer's own account (its user was in the group already,
- * the one add a non-admin may make that the joiner can tell apart). A
- * non-admin adding another user's device may be an honest device addition or
- * a forgery: the joiner cannot tell, so it says so, until an admin's device
- * commits in an epoch after it (confirmedBy).
+ * only the group after the commit, so it trusts exactly the adds every member
+ * accepts (refusal): an admin's of the group's own list; in a direct
+ * conversation, either of its two people's; and a device of the joiner's own
+ * account (its user was in the group already: the committer's leaf is). Anything
+ * else no honest member takes in, so the joiner is in a fork of the group that
+ * only the committer follows, and says so.
  */
 export function joinDoubt(roles: GroupRoles | undefined, signer: DeviceRef, joiner: string): string | undefined {
   if (roles === undefined || roles.kind === "peers") return undefined;
   if (roles.admins.includes(signer.user) || signer.user === joiner) return undefined;
   return `added by ${signer.user}, who is not an admin of the group (the group's own admin list names ${roles.admins.join(", ") || "no one"}): a member's own commit, or one forged with the server's help`;
-}
-
-/**
- * Whether a commit taken in after a doubted join confirms it: an admin's
- * device made it, so that device took in the commit that added this one
- * (and would have refused it, and stayed behind, had it been forged).
- */
-export function confirmsJoin(roles: GroupRoles | undefined, committer: DeviceRef): boolean {
-  return roles?.kind === "admins" && roles.admins.includes(committer.user);
 }
