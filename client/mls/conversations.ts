@@ -34,7 +34,9 @@ export type Opened =
   /** A commit (or a welcome for other devices): nothing to show. */
   | { status: "control" }
   /** Not readable again (MLS keys are used once): this device's own copy, if it kept one. */
-  | { status: "local" };
+  | { status: "local" }
+  /** A commit to show as a line: a reset that left devices out, said by this device from the groups it holds. */
+  | { status: "notice"; text: string };
 
 /** Who a conversation is with, and how to address the server about it. */
 export interface Place {
@@ -63,6 +65,8 @@ export class MlsConversations {
   private readonly noPackage = new Map<string, number>();
 
   private readonly slots: GroupSlots;
+  /** What this device's own resets left out, by "label#seq", said when the reset comes back in the conversation's order. */
+  private readonly resetNotes = new Map<string, string>();
 
   constructor(
     private readonly me: string,
@@ -291,8 +295,13 @@ export class MlsConversations {
     // any member's with a leaf, else only its own account's; and nothing while it doubts its own join (a fork)
     const admin = held.group.isAdmin(this.me);
     const doubted = this.local.joinDoubt(place.label) !== undefined;
+    // users this device's reset left out (no package then): added again like members with a leaf, while the server lists them
+    const inGroup = new Set(held.group.members().map((m) => m.user));
+    const before = this.local.leftOut(place.label);
+    const leftOut = before.filter((u) => !inGroup.has(u) && place.users.includes(u));
+    if (leftOut.length < before.length) this.local.setLeftOut(place.label, leftOut);
     const plan = planLeaves(held.group.members(), held.group.ownLeaf, place.users, (u) => book.get(u), {
-      mayAdd: (user, hasLeaf) => "to" in place.target || (!doubted && hasLeaf && (admin || user === this.me)),
+      mayAdd: (user, hasLeaf) => "to" in place.target || (!doubted && (hasLeaf || (admin && leftOut.includes(user))) && (admin || user === this.me)),
       removeUsers: "group" in place.target && held.group.isAdmin(this.me),
       skip: (user, id) => (this.noPackage.get(`${user}/${id}`) ?? 0) > Date.now(),
     });
@@ -451,6 +460,12 @@ export class MlsConversations {
   }
 
   private async openNow(place: Place, message: WireMessage): Promise<Opened> {
+    // this device's own reset, come back in the server's order: what it left out is said there
+    const note = this.resetNotes.get(`${place.label}#${message.seq}`);
+    if (note !== undefined) {
+      this.resetNotes.delete(`${place.label}#${message.seq}`);
+      return { status: "notice", text: note };
+    }
     let body;
     try {
       body = parseMlsBody(message.body);
@@ -509,7 +524,8 @@ export class MlsConversations {
     }
     if (!welcome) return { status: "control" };
     const joined = await joinFromWelcome(welcome, place, this.account);
-    if (!joined) return { status: "control" };
+    // a reset without this device: said, and an admin's device adds it again once it has a key package
+    if (!joined) return reset ? { status: "notice", text: leftOutLine([{ user: this.me, deviceId: this.account.device.deviceId }], undefined, true) } : { status: "control" };
     const { group, used } = joined;
     let doubt = joined.doubt;
     if (reset) {
@@ -528,7 +544,8 @@ export class MlsConversations {
     if (doubt && !reset) this.onDoubt?.(place, doubt);
     const fresh: Held = { group, version: this.local.version(place.label) ?? 0, sent: 0, since: Date.now() };
     this.slots.saveOver(place.label, fresh, message.seq);
-    return { status: "control" };
+    const gone = reset ? held!.group.members().filter((m) => !group.members().some((n) => n.user === m.user && n.deviceId === m.deviceId)) : [];
+    return gone.length > 0 ? { status: "notice", text: leftOutLine(gone, group.joinedBy!.user) } : { status: "control" };
   }
 
   /**
@@ -567,12 +584,14 @@ export class MlsConversations {
   }
 
   /**
-   * Claims a package for each of the user's devices, and keeps those whose
+   * Claims a package for each of the user's devices (with `complete`, none
+   * unless every device has one; with `devices`, for those only, each that has
+   * one: a one-time package, else its last-resort one), and keeps those whose
    * leaf key is the one the user's signed device list gives that device: a
    * package the server made, or one for a device no longer listed, is dropped.
    */
-  private async claimListed(user: string): Promise<{ claimed: number; missing: number; usable: { device: string; keyPackage: Uint8Array }[] }> {
-    const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[]; missing?: string[] };
+  private async claimListed(user: string, which: { complete: true } | { devices: string[] } = { complete: true }): Promise<{ claimed: number; missing: number; usable: { device: string; keyPackage: Uint8Array }[] }> {
+    const claim = (await this.call("mls.keypackages.claim", { user, ...which })) as { packages: { device: string; keyPackage: Uint8Array }[]; missing?: string[] };
     const listed = this.account.book.get(user)?.devices ?? [];
     const usable = claim.packages
       .map((p) => ({ device: p.device, keyPackage: new Uint8Array(p.keyPackage) }))
@@ -615,8 +634,16 @@ export class MlsConversations {
     await this.account.refresh(users, true);
     const packages: Uint8Array[] = [];
     const mine = this.account.device.deviceId;
+    // every listed device that has a package (its last-resort one if no one-time package is left); the others are said
+    const left: { user: string; deviceId: string }[] = [];
+    const usersLeft: string[] = [];
     for (const user of users) {
-      for (const p of (await this.claimListed(user)).usable) if (!(user === this.me && p.device === mine)) packages.push(p.keyPackage);
+      const listed = (this.account.book.get(user)?.devices ?? []).map((d) => d.deviceId).filter((id) => !(user === this.me && id === mine));
+      if (listed.length === 0) continue;
+      const { usable } = await this.claimListed(user, { devices: listed });
+      packages.push(...usable.map((p) => p.keyPackage));
+      for (const id of listed) if (!usable.some((p) => p.device === id)) left.push({ user, deviceId: id });
+      if (usable.length === 0 && user !== this.me) usersLeft.push(user);
     }
     const roles: GroupRoles = held.group.roles ?? ("group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" });
     const group = await DeviceGroup.create(groupIdOf(place.label, generation), this.account.device, this.account.book, roles);
@@ -629,6 +656,8 @@ export class MlsConversations {
       const fresh: Held = { group, version: held.version, sent: 0, since: Date.now() };
       this.local.setStopped(place.label, undefined);
       this.local.setReplaced(place.label, held.group.save());
+      this.local.setLeftOut(place.label, [...new Set([...this.local.leftOut(place.label), ...usersLeft])]);
+      if (left.length > 0) this.resetNotes.set(`${place.label}#${r.seq as number}`, leftOutLine(left, "this device"));
       this.ownCommitStored(place.label, fresh, r.conv as number, r.seq as number);
       return fresh;
     } catch (error) {
@@ -648,4 +677,11 @@ export class MlsConversations {
 
 function failed(code: string, reason: string): Opened {
   return { status: "failed", code, reason };
+}
+
+/** The line a reset that left devices out is shown with: who made the group again (if known) without which devices, and what happens next. */
+function leftOutLine(devices: { user: string; deviceId: string }[], by: string | undefined, self = false): string {
+  const one = devices.length === 1;
+  const names = self ? "this device" : devices.map((d) => `${d.user}'s device ${d.deviceId}`).join(", ");
+  return `the conversation's MLS group was made again${by ? ` by ${by}` : ""} without ${names}: no key package could be claimed for ${one ? "it" : "them"}; ${one ? "it reads" : "they read"} nothing sent until an admin's device (or one of the same account) adds ${one ? "it" : "them"} again, once ${one ? "it has" : "they have"} a key package`;
 }

@@ -88,6 +88,20 @@ export class MlsLocal {
     this.kv.set(`mls.stopped.${label}`, at === undefined ? undefined : JSON.stringify({ seq: at.seq, group: Buffer.from(at.groupId).toString("hex") }));
   }
 
+  /**
+   * Users who had a leaf in the group this device's reset replaced and none of
+   * whose devices it could add (no key package): this admin's device adds them
+   * again, as if they had a leaf, once they have one.
+   */
+  leftOut(label: string): string[] {
+    const saved = this.kv.get(`mls.leftout.${label}`);
+    return saved === undefined ? [] : (JSON.parse(saved) as string[]);
+  }
+
+  setLeftOut(label: string, users: string[]): void {
+    this.kv.set(`mls.leftout.${label}`, users.length === 0 ? undefined : JSON.stringify(users));
+  }
+
   /** The group this device's own reset replaced (its secrets: as sensitive as the group itself), for messages stored just before it. */
   replaced(label: string): Uint8Array | undefined {
     const saved = this.kv.get(`mls.replaced.${label}`);
