@@ -2,10 +2,12 @@
 // committer's leaf, and only an admin of the group's own list (or the joiner's own account, adding a
 // device of its own) may add anyone. A welcome from a non-admin's commit, or one the server made with a
 // device of its own, is detected by the joiner; one with a leaf no identity listed is refused outright.
+// And the group's first admin list is its creator's signed word (crypto/mls/origin.ts), which no commit changes.
 import { expect, test } from "bun:test";
 import { createCommit, decodeGroupState } from "ts-mls";
 import { clientConfig } from "../crypto/mls/config.ts";
-import { decodeKeyPackage, DeviceGroup, joinDoubt, makeKeyPackage, mlsSuite, newMlsDevice, type DeviceListBook, type GroupRoles } from "../crypto/mls/index.ts";
+import { decodeKeyPackage, DeviceGroup, joinDoubt, makeKeyPackage, mlsSuite, newMlsDevice, signOrigin, verifyOrigin, type DeviceListBook, type GroupRoles } from "../crypto/mls/index.ts";
+import { rolesExtension } from "../crypto/mls/roles.ts";
 import { TrustGate } from "../crypto/mls/trust.ts";
 import { encodeMessage, encodeWelcome } from "../crypto/mls/wire.ts";
 import { text, World } from "./support/mls.ts";
@@ -100,4 +102,47 @@ test("a non-admin adding another member's device is refused by every member and 
   const carol2 = await DeviceGroup.join(own.welcome!, again, world.book());
   expect(joinDoubt(carol2.roles, carol2.joinedBy!, "carol")).toBeUndefined();
   expect(carol2.epochAuthenticator).toEqual(alice.epochAuthenticator);
+});
+
+test("a first admin list the server swapped is detected: the origin must be signed by the creator's pinned identity for this group and conversation, and no commit changes it", async () => {
+  const world = new World();
+  const aliceAccount = world.account("alice");
+  const malloryAccount = world.account("mallory");
+  world.account("bob");
+  const label = "group:g";
+  const where = (groupId: Uint8Array, conv = 7) => ({ groupId, label, conv });
+  const groupId = text(`g-${crypto.randomUUID()}`).subarray(0, 16);
+
+  // alice makes the group: her identity signs the first admin list with the group id and the conversation
+  const origin = signOrigin(where(groupId), "alice", ["alice"], aliceAccount.identity.signPrivate);
+  const alice = await DeviceGroup.create(groupId, world.device("alice"), world.book(), { kind: "admins", admins: ["alice"], origin });
+  const bobPackage = await makeKeyPackage(world.device("bob"));
+  const made = await alice.add([bobPackage.encoded]);
+  await alice.receive(made.commit);
+  const bob = await DeviceGroup.join(made.welcome!, bobPackage, world.book());
+  const seen = bob.roles;
+  expect(seen?.kind === "admins" && seen.origin?.creator).toBe("alice");
+  expect(() => verifyOrigin((seen as { origin: typeof origin }).origin, where(bob.groupId), aliceAccount.identity.signPublic)).not.toThrow();
+
+  // the server makes the group itself, with its own account as admin: it cannot sign as alice
+  const swapped = signOrigin(where(groupId), "mallory", ["mallory"], malloryAccount.identity.signPrivate);
+  const asAlice = { ...swapped, creator: "alice", firstAdmins: ["alice", "mallory"] };
+  expect(() => verifyOrigin(asAlice, where(groupId), aliceAccount.identity.signPublic)).toThrow(expect.objectContaining({ reason: "E_MLS_ORIGIN" }));
+  // nor reuse alice's genuine origin for another group, or another conversation
+  expect(() => verifyOrigin(origin, where(text("another group id..").subarray(0, 16)), aliceAccount.identity.signPublic)).toThrow(expect.objectContaining({ reason: "E_MLS_ORIGIN" }));
+  expect(() => verifyOrigin(origin, where(groupId, 8), aliceAccount.identity.signPublic)).toThrow(expect.objectContaining({ reason: "E_MLS_ORIGIN" }));
+
+  // an admin's change of the admin list keeps the origin; a commit that replaces it is refused, an admin's too
+  const promote = await alice.setAdmins(["alice", "bob"]);
+  await alice.receive(promote.commit);
+  await bob.receive(promote.commit);
+  expect(bob.roles).toEqual({ kind: "admins", admins: ["alice", "bob"], origin });
+  const cs = await mlsSuite();
+  const state = { ...decodeGroupState(alice.save(), 0)![0], clientConfig: clientConfig(new TrustGate(world.book())) };
+  const other = signOrigin(where(groupId), "alice", ["alice", "mallory"], aliceAccount.identity.signPrivate);
+  const rewrite = await createCommit(
+    { state, cipherSuite: cs },
+    { extraProposals: [{ proposalType: "group_context_extensions", groupContextExtensions: { extensions: [rolesExtension({ kind: "admins", admins: ["alice", "bob"], origin: other })] } }] },
+  );
+  await expect(bob.receive(encodeMessage(rewrite.commit))).rejects.toMatchObject({ reason: "E_MLS_NOT_ADMIN" });
 });

@@ -399,7 +399,8 @@ export class MlsConversations {
       return undefined;
     };
     // The group exists already and this device is not in it: a member's device adds it (never a second group).
-    if (((await this.call("mls.epoch", place.target)).epoch as number) > 0) return not("its MLS group exists, and this device is not in it yet (a member's next message adds it)");
+    const server = await this.call("mls.epoch", place.target);
+    if ((server.epoch as number) > 0) return not("its MLS group exists, and this device is not in it yet (a member's next message adds it)");
     if (!(await this.account.refresh(place.users, true))) {
       const unlisted = place.users.filter((u) => !this.account.book.get(u));
       return not(
@@ -422,8 +423,12 @@ export class MlsConversations {
       if (unlisted) return not(`${user}'s device ${unlisted.device} is not on their signed device list yet`);
     }
     // who may change the membership from now on is the group's own word: for a group chat, its admins as listed now
-    const roles: GroupRoles = "group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" };
-    const group = await DeviceGroup.create(groupIdOf(place.label), this.account.device, this.account.book, roles);
+    // and the creator's identity signs that first list, for this group and conversation: what a joiner checks it against
+    const groupId = groupIdOf(place.label);
+    const admins = place.admins ?? [this.me];
+    const roles: GroupRoles =
+      "group" in place.target ? { kind: "admins", admins, origin: this.account.origin({ groupId, label: place.label, conv: server.conv as number }, admins) } : { kind: "peers" };
+    const group = await DeviceGroup.create(groupId, this.account.device, this.account.book, roles);
     let out;
     try {
       out = await group.add(packages);
@@ -523,7 +528,7 @@ export class MlsConversations {
       }
     }
     if (!welcome) return { status: "control" };
-    const joined = await joinFromWelcome(welcome, place, this.account);
+    const joined = await joinFromWelcome(welcome, place, message.conv, this.account);
     // a reset without this device: said, and an admin's device adds it again once it has a key package
     if (!joined) return reset ? { status: "notice", text: leftOutLine([{ user: this.me, deviceId: this.account.device.deviceId }], undefined, true) } : { status: "control" };
     const { group, used } = joined;
@@ -627,7 +632,7 @@ export class MlsConversations {
    */
   private async resetNow(place: Place, held: Held): Promise<Held | undefined> {
     // past both this device's group and the one the server has now (a refused reset's, which must not be taken for this one)
-    const server = (await this.call("mls.epoch", place.target)) as { epoch: number; groupId?: Uint8Array };
+    const server = (await this.call("mls.epoch", place.target)) as { conv: number; epoch: number; groupId?: Uint8Array };
     const theirs = server.groupId instanceof Uint8Array ? (generationOf(place.label, new Uint8Array(server.groupId)) ?? 0) : 0;
     const generation = Math.max(generationOf(place.label, held.group.groupId) ?? 0, theirs) + 1;
     const users = [...new Set(held.group.members().map((m) => m.user))].filter((u) => place.users.includes(u) || "to" in place.target);
@@ -645,8 +650,12 @@ export class MlsConversations {
       for (const id of listed) if (!usable.some((p) => p.device === id)) left.push({ user, deviceId: id });
       if (usable.length === 0 && user !== this.me) usersLeft.push(user);
     }
-    const roles: GroupRoles = held.group.roles ?? ("group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" });
-    const group = await DeviceGroup.create(groupIdOf(place.label, generation), this.account.device, this.account.book, roles);
+    // the same admins; a new group, so a new origin, signed by this admin's identity as the one who made it again
+    const groupId = groupIdOf(place.label, generation);
+    const kept = held.group.roles ?? ("group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" });
+    const roles: GroupRoles =
+      kept.kind === "admins" ? { kind: "admins", admins: kept.admins, origin: this.account.origin({ groupId, label: place.label, conv: server.conv }, kept.admins) } : kept;
+    const group = await DeviceGroup.create(groupId, this.account.device, this.account.book, roles);
     const out = await group.add(packages);
     // the group the server moved to when this device's stopped (not whatever it has now: another reset may have come since)
     const replaces = this.local.stopped(place.label)?.groupId ?? held.group.groupId;

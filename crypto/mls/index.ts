@@ -16,3 +16,4 @@ export {
 } from "./key-packages.ts";
 export { joinDoubt, ROLES_EXTENSION, rolesOf, type GroupRoles } from "./roles.ts";
 export { DeviceGroup, type Member, type Outgoing, type Received } from "./group.ts";
+export { signOrigin, verifyOrigin, type GroupOrigin, type OriginPlace } from "./origin.ts";

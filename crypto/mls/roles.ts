@@ -5,20 +5,23 @@ import type { Extension, ProposalWithSender } from "ts-mls";
 import { Reader, Writer } from "../bytes.ts";
 import { parseCredential, type DeviceRef } from "./credential.ts";
 import { MlsError } from "./errors.ts";
+import { readOrigin, sameOrigin, writeOrigin, type GroupOrigin } from "./origin.ts";
 
 /** From RFC 9420's private-use range (0xF000-0xFFFF): ChatterBox's roles extension. */
 export const ROLES_EXTENSION = 0xf0c8;
 const MAX_ADMINS = 1024;
 
-export type GroupRoles = { kind: "admins"; admins: string[] } | { kind: "peers" };
+/** `origin`: the creator's signature over the first admin list (origin.ts); a group made before it was kept has none. */
+export type GroupRoles = { kind: "admins"; admins: string[]; origin?: GroupOrigin } | { kind: "peers" };
 
 export function rolesExtension(roles: GroupRoles): Extension {
-  const w = new Writer().u8(roles.kind === "admins" ? 1 : 0);
+  const w = new Writer().u8(roles.kind === "peers" ? 0 : roles.origin ? 2 : 1);
   if (roles.kind === "admins") {
     const names = [...new Set(roles.admins)].sort();
     if (names.length > MAX_ADMINS) throw new TypeError(`admins: at most ${MAX_ADMINS}`);
     w.u16(names.length);
     for (const n of names) w.str8(n);
+    if (roles.origin) writeOrigin(w, roles.origin);
   }
   return { extensionType: ROLES_EXTENSION, extensionData: w.finish() };
 }
@@ -31,11 +34,12 @@ export function rolesOf(extensions: Extension[]): GroupRoles | undefined {
     const r = new Reader(ext.extensionData);
     const kind = r.u8();
     if (kind === 0 && r.left === 0) return { kind: "peers" };
-    if (kind !== 1) throw new Error("unknown kind");
+    if (kind !== 1 && kind !== 2) throw new Error("unknown kind");
     const admins: string[] = [];
     for (let i = r.u16(); i > 0; i--) admins.push(r.str8());
+    const origin = kind === 2 ? readOrigin(r) : undefined;
     if (r.left !== 0) throw new Error("trailing bytes");
-    return { kind: "admins", admins };
+    return origin ? { kind: "admins", admins, origin } : { kind: "admins", admins };
   } catch {
     throw new MlsError("E_MLS_FORMAT", "The group's roles extension is malformed");
   }
@@ -67,9 +71,14 @@ export function refusal(view: RoleView, committer: number | undefined, proposals
   const by = committer === undefined ? undefined : view.leaf(committer);
   if (!by) return "the commit is not from a member of the group";
   const name = `${by.device.user}/${by.device.deviceId}`;
-  for (const { proposal } of proposals)
-    if (proposal.proposalType === "group_context_extensions" && rolesOfSafe(proposal.groupContextExtensions.extensions) === undefined)
-      return `${name}'s commit drops the group's roles`;
+  for (const { proposal } of proposals) {
+    if (proposal.proposalType !== "group_context_extensions") continue;
+    const next = rolesOfSafe(proposal.groupContextExtensions.extensions);
+    if (next === undefined) return `${name}'s commit drops the group's roles`;
+    // the creator's signed word on how the group began stays as it is, whoever commits (admins included)
+    const origin = (r: GroupRoles) => (r.kind === "admins" ? r.origin : undefined);
+    if (!sameOrigin(origin(view.roles), origin(next))) return `${name}'s commit changes who the group says made it`;
+  }
   if (view.roles.kind === "admins" && view.roles.admins.includes(by.device.user)) return undefined;
   const not = view.roles.kind === "admins" ? `${by.device.user} is not an admin of the group` : "no one in a direct conversation adds or removes people";
   for (const { proposal } of proposals) {
