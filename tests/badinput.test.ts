@@ -316,7 +316,7 @@ test("an ack with malformed pairs is refused with E_BAD_REQUEST and moves no cur
                  from members where conversation_id = ${other?.id ?? 0}`)[0]!.s;
     const othersBefore = await otherCursors();
     const pairs = [[conv, sentToFriend.seq as number], [other?.id ?? 2 ** 31 - 1, 999_999]];
-    await link.request("ack", { acks: pairs, read: pairs });
+    await link.request("ack", { acks: pairs, read: pairs, flush: true });
     expect(await cursor()).toBe(`${sentToFriend.seq}/${sentToFriend.seq}`);
     expect(await otherCursors()).toBe(othersBefore);
   } finally {
