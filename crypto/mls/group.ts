@@ -218,9 +218,7 @@ export class DeviceGroup {
 
   private adminsProposal(admins: string[]): Proposal {
     const others = this.state.groupContext.extensions.filter((e) => e.extensionType !== ROLES_EXTENSION);
-    const roles = this.roles;
-    const origin = roles?.kind === "admins" ? roles.origin : undefined;
-    return { proposalType: "group_context_extensions", groupContextExtensions: { extensions: [...others, rolesExtension({ kind: "admins", admins, ...(origin ? { origin } : {}) })] } };
+    return { proposalType: "group_context_extensions", groupContextExtensions: { extensions: [...others, rolesExtension({ kind: "admins", admins })] } };
   }
 
   /** What the roles check sees of the group as it is now (before the commit it judges). */

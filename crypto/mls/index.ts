@@ -14,6 +14,5 @@ export {
   type MlsDevice,
   type OwnKeyPackage,
 } from "./key-packages.ts";
-export { joinDoubt, ROLES_EXTENSION, rolesOf, type GroupRoles } from "./roles.ts";
+export { confirmsJoin, joinDoubt, ROLES_EXTENSION, rolesOf, type GroupRoles } from "./roles.ts";
 export { DeviceGroup, type Member, type Outgoing, type Received } from "./group.ts";
-export { signOrigin, verifyOrigin, type GroupOrigin, type OriginPlace } from "./origin.ts";
