@@ -64,6 +64,7 @@ export class Acks {
   private pumping?: Promise<void>;
   private readonly holdMs: number;
   private readonly delayMs: number;
+  private readonly log: (line: string) => void;
   /** Shut down: nothing more is held or written (no timer is left behind the database's close). */
   private closed = false;
 
@@ -76,8 +77,6 @@ export class Acks {
     this.delayMs = options.delayMs ?? 5;
     this.log = options.log ?? (() => {});
   }
-
-  private readonly log: (line: string) => void;
 
   /**
    * One device's acknowledgement. Resolves at once when it holds only received
