@@ -243,39 +243,6 @@ function packBodies(items: AppendItem[], input: number[]): { offsets: number[]; 
 }
 
 /**
- * The bodies and then the cmids (as UTF-8) in one base64 string cut by
- * offsets, for storeUnchecked: it reads the k-th message's fields by
- * subscript, and a subscript of a text[] walks the array from its start (its
- * elements have no fixed length), so a text[] of cmids cost the statement
- * time quadratic in the batch (array_seek, 5.5% of the committers' backends at
- * --rate max, batches of ~400). An int[] subscript is a direct offset.
- */
-function packWithCmids(items: AppendItem[], order: number[]): { offsets: number[]; lengths: number[]; cmidOffsets: number[]; cmidLengths: number[]; blob: string } {
-  const offsets: number[] = [];
-  const lengths: number[] = [];
-  const cmids = order.map((index) => Buffer.from(items[index]!.cmid, "utf8"));
-  let total = 0;
-  for (const index of order) {
-    offsets.push(total);
-    lengths.push(items[index]!.body.length);
-    total += items[index]!.body.length;
-  }
-  const cmidOffsets: number[] = [];
-  const cmidLengths: number[] = [];
-  for (const cmid of cmids) {
-    cmidOffsets.push(total);
-    cmidLengths.push(cmid.length);
-    total += cmid.length;
-  }
-  const blob = Buffer.allocUnsafe(total);
-  order.forEach((index, k) => {
-    blob.set(items[index]!.body, offsets[k]);
-    blob.set(cmids[k]!, cmidOffsets[k]);
-  });
-  return { offsets, lengths, cmidOffsets, cmidLengths, blob: blob.toString("base64") };
-}
-
-/**
  * A batch of direct messages: first without looking for earlier copies. A
  * retried send is rare (a reconnect after a lost reply), and looking it up
  * was an index search a message that the insert into messages_sender_cmid
@@ -328,13 +295,10 @@ async function storeUnchecked(sql: Sql, items: AppendItem[], input: number[]): P
     if (convs[convs.length - 1] === conv) counts[counts.length - 1]!++;
     else (convs.push(conv), counts.push(1), firsts.push(pos), firstOf.set(conv, pos));
   });
-  const { offsets, lengths, cmidOffsets, cmidLengths, blob } = packWithCmids(items, sorted);
+  const { offsets, lengths, blob } = packBodies(items, sorted);
   const [row] = await sql`
     /* group commit, direct messages, unchecked: insert into messages, numbered under the conversation locks */
-    with packed as materialized (
-      -- Decoded once, read by the two subqueries below.
-      select decode(${blob}::text, 'base64') as bytes
-    ), bumped as (
+    with bumped as (
       update conversations c set last_seq = c.last_seq + f.n
       from unnest(${convs}::int[], ${counts}::int[], ${firsts}::int[]) as f(conv, n, first)
       where c.id = f.conv and c.kind <> 'group'
@@ -342,8 +306,8 @@ async function storeUnchecked(sql: Sql, items: AppendItem[], input: number[]): P
     ), inserted as (
       insert into messages (id, conversation_id, seq, sender_id, cmid, body)
       select nextval('messages_id_seq'), b.conv, b.base + k, (${sorted.map((i) => items[i]!.senderId)}::int[])[b.first + k],
-             convert_from(substring((select bytes from packed) from (${cmidOffsets}::int[])[b.first + k] + 1 for (${cmidLengths}::int[])[b.first + k]), 'UTF8'),
-             substring((select bytes from packed) from (${offsets}::int[])[b.first + k] + 1 for (${lengths}::int[])[b.first + k])
+             (${sorted.map((i) => items[i]!.cmid)}::text[])[b.first + k],
+             substring((select decode(${blob}::text, 'base64')) from (${offsets}::int[])[b.first + k] + 1 for (${lengths}::int[])[b.first + k])
       from bumped b, generate_series(1, b.n) k
       returning id, conversation_id, seq
     )
