@@ -136,7 +136,7 @@ test("client message ids of any length and script are stored exactly as sent, ea
   const [ann, ben, cat] = await users(3);
   const annBen = await store.directConversation(ann!, ben!);
   const annCat = await store.directConversation(ann!, cat!);
-  // The cmids travel packed beside the bodies (server/append.ts packWithCmids): lengths in bytes, not characters, must cut them.
+  // Multibyte cmids must keep their bytes, and quotes, braces and backslashes must survive the array literal they travel in.
   const cmids = ["ü", "日本語のメッセージ", "😀-" + randomUUID(), "a", "x".repeat(64), "é😀é", "'quote\"back\\slash,{brace}"];
   const items: AppendItem[] = cmids.map((cmid, k) => ({ senderId: ann!, convId: k % 2 ? annCat : annBen, cmid, body: body(`body ${k}`) }));
   const results = await appendBatch(database.sql, items);
