@@ -59,8 +59,9 @@ export class MlsLocal {
 
   /**
    * Why this device does not trust the membership of the conversation's group
-   * (it was added by a non-admin's commit, crypto/mls/roles.ts joinDoubt),
-   * until an admin's commit confirms it; shared by the device's processes.
+   * (it was added by a commit no honest member takes in, crypto/mls/roles.ts
+   * joinDoubt: it is in a fork of the group), for as long as it holds that
+   * group; shared by the device's processes.
    */
   joinDoubt(label: string): string | undefined {
     return this.kv.get(`mls.doubt.${label}`);
@@ -85,6 +86,20 @@ export class MlsLocal {
 
   setStopped(label: string, at: { seq: number; groupId: Uint8Array } | undefined): void {
     this.kv.set(`mls.stopped.${label}`, at === undefined ? undefined : JSON.stringify({ seq: at.seq, group: Buffer.from(at.groupId).toString("hex") }));
+  }
+
+  /**
+   * Users who had a leaf in the group this device's reset replaced and none of
+   * whose devices it could add (no key package): this admin's device adds them
+   * again, as if they had a leaf, once they have one.
+   */
+  leftOut(label: string): string[] {
+    const saved = this.kv.get(`mls.leftout.${label}`);
+    return saved === undefined ? [] : (JSON.parse(saved) as string[]);
+  }
+
+  setLeftOut(label: string, users: string[]): void {
+    this.kv.set(`mls.leftout.${label}`, users.length === 0 ? undefined : JSON.stringify(users));
   }
 
   /** The group this device's own reset replaced (its secrets: as sensitive as the group itself), for messages stored just before it. */

@@ -6,6 +6,7 @@ export const MlsReasons = {
   E_MLS_REPLAY: "The message was already received, or arrived out of order",
   E_MLS_STALE_COMMIT: "The membership change was made for an epoch that has already moved on",
   E_MLS_NOT_ADMIN: "The membership change was committed by a member the group's own admin list does not name",
+  E_MLS_ORIGIN: "The group's first admin list is not signed by its creator's identity key for this group",
   E_MLS_EPOCH: "The message belongs to an epoch whose keys are gone",
   E_MLS_DECRYPT: "The MLS message could not be decrypted or verified",
   E_MLS_FORMAT: "The MLS data is malformed",
