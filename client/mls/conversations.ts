@@ -528,7 +528,14 @@ export class MlsConversations {
       }
     }
     if (!welcome) return { status: "control" };
-    const joined = await joinFromWelcome(welcome, place, message.conv, this.account);
+    let joined;
+    try {
+      joined = await joinFromWelcome(welcome, place, message.conv, this.account);
+    } catch (error) {
+      // a welcome this device refuses (a stranger's leaf, another group's, an origin its creator did not sign): shown with its code
+      if (error instanceof MlsError) return failed(error.reason, `not joined: ${error.message.toLowerCase()}`);
+      throw error;
+    }
     // a reset without this device: said, and an admin's device adds it again once it has a key package
     if (!joined) return reset ? { status: "notice", text: leftOutLine([{ user: this.me, deviceId: this.account.device.deviceId }], undefined, true) } : { status: "control" };
     const { group, used } = joined;
