@@ -12,26 +12,14 @@ import { ChatModel } from "../client/tui/model";
 import { paneRows } from "../client/tui/render";
 import { LineView } from "../client/views/line";
 import type { ViewActions } from "../client/view";
+import { msg } from "./support/received";
 
-const msg = (seq: number, from: string, text: string, extra: Partial<Received> = {}): Received => ({
-  id: 100 + seq,
-  conv: 7,
-  seq,
-  from,
-  to: from === "alice" ? "bob" : "alice",
-  kind: "chat",
-  at: Date.UTC(2026, 0, 1, 12, seq),
-  cmid: `c${seq}`,
-  body: new Uint8Array(0),
-  text,
-  verified: true,
-  ...extra,
-});
-const early = (seq: number, from = "bob") => msg(seq, from, "", { verified: false, code: "E_MLS_BEFORE_JOIN", problem: "sent before this device joined the conversation's mls group" });
-const forged = (seq: number) => msg(seq, "bob", "", { verified: false, code: "E_SIGNATURE", problem: "the signature does not verify" });
+const message = (seq: number, from: string, text: string, extra: Partial<Received> = {}) => msg(seq, from, from === "alice" ? "bob" : "alice", text, { id: 100 + seq, ...extra });
+const early = (seq: number, from = "bob") => message(seq, from, "", { verified: false, code: "E_MLS_BEFORE_JOIN", problem: "sent before this device joined the conversation's mls group" });
+const forged = (seq: number) => message(seq, "bob", "", { verified: false, code: "E_SIGNATURE", problem: "the signature does not verify" });
 
 /** Twelve from before the join (one of them the user's own, from another device), a forged one, then one that reads. */
-const conversation = (): Received[] => [...Array.from({ length: 12 }, (_, i) => early(i + 1, i === 4 ? "alice" : "bob")), forged(13), msg(14, "bob", "after the join")];
+const conversation = (): Received[] => [...Array.from({ length: 12 }, (_, i) => early(i + 1, i === 4 ? "alice" : "bob")), forged(13), message(14, "bob", "after the join")];
 
 const texts = (rows: { text: string }[][]) => rows.map((r) => r.map((s) => s.text).join(""));
 
@@ -57,7 +45,7 @@ test("the full-screen client draws a run from before the join as one dim line, a
   // a run is of messages one after another: one that reads between two runs makes two lines
   const n = new ChatModel("alice");
   const d = n.open({ kind: "dm", name: "bob" }, 7);
-  for (const r of [early(1), msg(2, "bob", "in between"), early(3), early(4)]) n.add(r);
+  for (const r of [early(1), message(2, "bob", "in between"), early(3), early(4)]) n.add(r);
   const two = texts(paneRows(n, d, 80)).join("\n");
   expect(two).toContain("1 earlier message was sent before this device joined");
   expect(two).toContain("2 earlier messages were sent before this device joined");
@@ -85,7 +73,7 @@ test("messages from before the join are not unread, and the new-messages line co
   expect(texts(paneRows(n, d, 80)).some((t) => t.includes("new messages"))).toBe(false);
   // the read marker moving elsewhere counts the same way
   n.open({ kind: "dm", name: "carol" });
-  n.add(msg(4, "bob", "now one"));
+  n.add(message(4, "bob", "now one"));
   n.readElsewhere(7, 0);
   expect(d.unread).toBe(1);
 });
