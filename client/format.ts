@@ -90,7 +90,7 @@ export function lines(messages: Received[], json: boolean, me: string): string[]
 }
 
 /** How many messages from `i` on are one run sent before this device joined, in one conversation (0: none). */
-export function runAt(messages: readonly Received[], i: number): number {
+function runAt(messages: readonly Received[], i: number): number {
   let n = 0;
   while (i + n < messages.length && beforeJoin(messages[i + n]!) && messages[i + n]!.conv === messages[i]!.conv) n++;
   return n;

@@ -68,7 +68,7 @@ const clock = (at: number) => new Date(at).toLocaleTimeString("en-GB", { hour: "
 
 /** `run`: the item starts a run of this many messages from before this device joined (drawn as one line). */
 function itemText(item: Item, run: number): { from?: string; text: string; at: number; warn?: boolean } {
-  if (run > 0) return { text: earlierLine(run), at: (item as Item & { kind: "message" }).m.at };
+  if (run > 0 && item.kind === "message") return { text: earlierLine(run), at: item.m.at };
   if (item.kind === "note") return { text: item.text, at: item.at };
   if (item.kind === "mine") return { text: item.text, at: item.result?.at ?? item.at };
   const m = item.m;
@@ -85,7 +85,7 @@ export function paneRows(model: ChatModel, c: Conv | undefined, cols: number): R
   let markerDrawn = false;
   for (let i = 0; i < items.length; i++) {
     const item = items[i]!;
-    const run = earlierRun(items, i);
+    const run = runFrom(items, i);
     i += Math.max(0, run - 1);
     const { from, text, at, warn } = itemText(item, run);
     const d = day(at);
@@ -125,7 +125,7 @@ export function paneRows(model: ChatModel, c: Conv | undefined, cols: number): R
 }
 
 /** How many items from `i` on are messages sent before this device joined, one after another (0: none). */
-function earlierRun(items: readonly Item[], i: number): number {
+function runFrom(items: readonly Item[], i: number): number {
   let n = 0;
   for (let at = items[i + n]; at?.kind === "message" && beforeJoin(at.m); at = items[i + n]) n++;
   return n;
