@@ -12,6 +12,7 @@ import { ChatModel } from "../client/tui/model";
 import { paneRows } from "../client/tui/render";
 import { LineView } from "../client/views/line";
 import type { ViewActions } from "../client/view";
+import { waitFor } from "./support/cluster";
 import { msg } from "./support/received";
 
 const message = (seq: number, from: string, text: string, extra: Partial<Received> = {}) => msg(seq, from, from === "alice" ? "bob" : "alice", text, { id: 100 + seq, ...extra });
@@ -98,7 +99,7 @@ test("line mode prints one quiet line for a run of history from before the join;
   expect(line(early(1), false)).toMatch(/^\[[\d:]+\] · bob → alice: sent before this device joined, not readable here \(message 101\)$/);
 });
 
-test("line mode at a prompt: a run that arrives (a new device's replay) is one line once it ends, and the read marker may move past it", () => {
+test("line mode at a prompt: a run that arrives (a new device's replay) is one line once it ends, and the read marker may move past it", async () => {
   const out: string[] = [];
   const shown: [number, number][] = [];
   const view = new LineView("alice", false, (t) => out.push(t));
@@ -109,12 +110,16 @@ test("line mode at a prompt: a run that arrives (a new device's replay) is one l
   expect(out[1]).toContain("NOT SHOWN");
   // the quiet line is what the person was shown of the twelve: the marker may pass them (up to bob's last), then the rest
   expect(shown).toEqual([[7, 12], [7, 13], [7, 14]]);
-  // a run still open when the view closes is printed then, not lost
+  // a run that nothing follows is printed once it has been quiet a moment
   view.message(early(15));
-  view.message(early(16, "alice"));
-  expect(out).toHaveLength(3);
-  view.close();
+  await waitFor(() => out.length === 4, "the run to end by itself");
+  expect(out[3]).toContain("1 earlier message was sent before this device joined");
+  // a run still open when the view closes is printed then, not lost
+  view.message(early(16));
+  view.message(early(17, "alice"));
   expect(out).toHaveLength(4);
-  expect(out[3]).toContain("2 earlier messages were sent before this device joined");
-  expect(shown.at(-1)).toEqual([7, 15]);
+  view.close();
+  expect(out).toHaveLength(5);
+  expect(out[4]).toContain("2 earlier messages were sent before this device joined");
+  expect(shown.at(-1)).toEqual([7, 16]);
 });
