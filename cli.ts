@@ -43,6 +43,7 @@ const serverLimits = {
   "max-connections": { type: "string", description: "Connections a server holds at once", default: "20000" },
   "max-connections-per-address": { type: "string", description: "Connections a server holds at once from one source address", default: "4096" },
   "commit-batches": { type: "string", description: "Group commits a server runs at once, each on a database connection of its own", default: "3" },
+  "commit-gap-ms": { type: "string", description: "Back-to-back group commits start at least this many ms apart, so that a busy server makes fewer, larger commits (0: each as soon as one ends)", default: "2" },
   "cache-entries": { type: "string", description: "Entries in each of a server's caches (names, conversations, where users are, members); past it, one not used lately goes for each new one", default: "200000" },
 } as const;
 
@@ -75,6 +76,7 @@ function limitsOf(args: Record<string, unknown>) {
     maxConnections: Math.floor(number("max-connections", 1)),
     maxConnectionsPerAddress: Math.floor(number("max-connections-per-address", 1)),
     commitBatches: Math.floor(number("commit-batches", 1)),
+    commitGapMs: number("commit-gap-ms", 0),
     cacheEntries: Math.floor(number("cache-entries", 1)),
     // A body large enough for the largest group's envelope (protocol/limits.ts); the server checks it fits a frame.
     maxBody: Math.max(160 * 1024, bodyFor(Math.floor(number("max-group-members", 1)))),

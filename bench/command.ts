@@ -29,6 +29,7 @@ export const bench = defineCommand({
     "compare-strategies": { type: "boolean", description: "The same load under each balancing strategy" },
     ceiling: { type: "boolean", description: "Also run the load against a bare relay (no login, database or crypto) and give the ratio" },
     "commit-batches": { type: "string", description: "Group commits each server we start runs at once (serve --commit-batches; default: serve's)" },
+    "commit-gap-ms": { type: "string", description: "The least gap between back-to-back commits on each server we start (serve --commit-gap-ms; default: serve's)" },
     "pg-statements": { type: "boolean", description: "Also list PostgreSQL's statements by time taken (pg_stat_statements; our own embedded database only)" },
     idle: { type: "boolean", description: "Only log the clients in and hold them: server memory per connection" },
     prefix: { type: "string", description: "Bench account names are PREFIX0, PREFIX1, ... (made once, reused)", default: "bench-u" },

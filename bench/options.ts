@@ -44,6 +44,8 @@ export interface BenchOptions {
   pgStatements: boolean;
   /** serve --commit-batches for the servers we start; unset: serve's default. */
   commitBatches?: number;
+  /** serve --commit-gap-ms for the servers we start; unset: serve's default. */
+  commitGapMs?: number;
 }
 
 /** The size of a real sealed and signed 100-character message to one recipient (bench/crypto.ts). */
@@ -97,6 +99,7 @@ export function parseOptions(args: Record<string, unknown>): BenchOptions {
     idle: !!args.idle,
     pgStatements: !!args["pg-statements"],
     commitBatches: args["commit-batches"] === undefined ? undefined : int("commit-batches", 1, 64),
+    commitGapMs: args["commit-gap-ms"] === undefined ? undefined : int("commit-gap-ms", 0, 1000),
   };
   if (options.mls && (options.pattern !== "group" || options.e2e || options.ceiling)) throw new Error("--mls takes --pattern group, without --e2e or --ceiling");
   if (!/^[a-z0-9_.-]{1,20}$/.test(options.prefix)) throw new Error("--prefix: up to 20 characters from a-z, 0-9, '_', '.', '-'");

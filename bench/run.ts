@@ -63,7 +63,11 @@ export async function runBench(options: BenchOptions): Promise<void> {
 
   const statements = options.pgStatements && !options.databaseUrl;
   const database: Database = owned(await openBenchDatabase({ databaseUrl: options.databaseUrl, dataDir: options.dataDir, log, settings: statements ? STATEMENT_SETTINGS : [] }));
-  const serverArgs = [...SERVER_ARGS, ...(options.commitBatches ? ["--commit-batches", String(options.commitBatches)] : [])];
+  const serverArgs = [
+    ...SERVER_ARGS,
+    ...(options.commitBatches ? ["--commit-batches", String(options.commitBatches)] : []),
+    ...(options.commitGapMs !== undefined ? ["--commit-gap-ms", String(options.commitGapMs)] : []),
+  ];
   const tokenKey = options.databaseUrl ? `database ${options.databaseUrl}` : `embedded ${home}`;
   try {
     // We own this database: make missing accounts and their resume tokens in it, skipping a quarter hour of password hashing.

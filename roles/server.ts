@@ -135,6 +135,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const files = new FileStore(database.sql, { quotaBytes: config.storageQuotaBytes, maxUploads: config.maxConcurrentUploads });
   const committer = new Committer(new MeteredStore(commits.sql, metrics), {
     inFlight: config.commitBatches,
+    gapMs: config.commitGapMs,
     onError: (e) => log(`commit failed: ${e}`, { level: "error", code: (e as ChatError).code ?? "E_UNAVAILABLE" }),
     // A failed batch may have left its connection stuck (db/pool.ts): the next one gets a fresh one.
     recover: () => commits.pool.replace("a batch failed"),

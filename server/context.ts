@@ -6,6 +6,7 @@
  */
 import type { Connection } from "../net/listener";
 import { DEFAULT_MAX_FRAME } from "../protocol/frame";
+import { DEFAULT_GAP_MS } from "./committer";
 
 export interface ServerConfig {
   /** Close connections that have not logged in by then. */
@@ -68,6 +69,8 @@ export interface ServerConfig {
   maxConcurrentUploads: number;
   /** Group-commit batches in flight at once, each on a connection of its own (server/committer.ts). */
   commitBatches: number;
+  /** Back-to-back batches start at least this far apart (server/committer.ts gapMs); 0: no pacing. */
+  commitGapMs: number;
   /** Entries in each of the server's caches (names, conversations, where users are, conversation members). */
   cacheEntries: number;
 }
@@ -115,6 +118,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   storageQuotaBytes: 1024 * 1024 * 1024,
   maxConcurrentUploads: 4,
   commitBatches: 3,
+  commitGapMs: DEFAULT_GAP_MS,
   cacheEntries: 200_000,
 };
 

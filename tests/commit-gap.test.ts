@@ -11,6 +11,8 @@ import { Committer, FifoQueue, type BatchStore } from "../server/committer";
 import { COMMITTER_SETTINGS } from "../server/append";
 import { Store, type AppendItem, type AppendResult } from "../server/store";
 import { testDatabaseUrl } from "./support/pg";
+import { ROOT } from "./support/cluster";
+import { join } from "node:path";
 
 let database: Database;
 let store: Store;
@@ -73,4 +75,13 @@ test("a batch's worth of waiting sends starts at once, gap or not", async () => 
   await Promise.all(five);
   expect(counting.sizes).toEqual([1, 5]);
   await committer.stop();
+});
+
+test("serve --commit-gap-ms takes 0 or more milliseconds, and refuses anything else before it starts", async () => {
+  for (const bad of ["-1", "soon"]) {
+    const proc = Bun.spawn([process.execPath, join(ROOT, "cli.ts"), "serve", "0", "--database-url", "postgres://nobody@127.0.0.1:1/none", "--commit-gap-ms", bad], { stdout: "pipe", stderr: "pipe" });
+    const err = await new Response(proc.stderr).text();
+    expect(await proc.exited).not.toBe(0);
+    expect(err).toContain("--commit-gap-ms takes a number of at least 0 (E_BAD_REQUEST)");
+  }
 });
