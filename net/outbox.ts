@@ -187,7 +187,8 @@ function flushDue(): void {
 }
 
 function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
+  // Not zeroed first: every byte is overwritten by the chunks just below.
+  const out = Buffer.allocUnsafe(total);
   let offset = 0;
   for (const chunk of chunks) {
     out.set(chunk, offset);
