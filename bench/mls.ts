@@ -22,6 +22,8 @@ export class BenchMls {
   private own?: OwnKeyPackage;
   /** By group name. */
   private readonly groups = new Map<string, DeviceGroup>();
+  /** Groups this client is making: the server echoes its commit back to it, and that echo is no welcome to join from. */
+  private readonly making = new Set<string>();
 
   constructor(private readonly client: SimClient) {
     this.device = newMlsDevice({ user: client.name, deviceId: client.deviceKey! });
@@ -49,6 +51,7 @@ export class BenchMls {
         await Bun.sleep(200);
       }
     }
+    this.making.add(group);
     const made = await DeviceGroup.create(groupIdOf(`group:${group}`), this.device, TRUST_ALL, { kind: "admins", admins: [this.client.name] });
     const out = await made.add(packages);
     await this.client.request("mls.commit", { group, cmid: crypto.randomUUID(), epoch: 0, body: commitBody(out.commit, out.welcome) });
@@ -76,7 +79,7 @@ export class BenchMls {
     if (!isMlsBody(body) || m.group === undefined) return "failed";
     const parsed = parseMlsBody(body);
     if (parsed.type === "commit") {
-      if (this.groups.has(m.group) || !parsed.welcome || !this.own) return "control";
+      if (this.groups.has(m.group) || this.making.has(m.group) || !parsed.welcome || !this.own) return "control";
       this.groups.set(m.group, await DeviceGroup.join(parsed.welcome, this.own, TRUST_ALL));
       return "control";
     }

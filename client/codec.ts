@@ -11,7 +11,12 @@ import type { Target } from "./files";
 import type { StoredMessage } from "./store";
 
 /** What opening a body gives: its content, or an MLS commit (nothing to show), or this device's stored copy. */
-export type Opened = Revealed | { status: "control" } | { status: "stored"; stored: StoredMessage };
+export type Opened =
+  | Revealed
+  | { status: "control" }
+  | { status: "stored"; stored: StoredMessage }
+  /** A line to show where the message came, in this device's words from what it verified (a reset that left devices out). */
+  | { status: "notice"; text: string };
 
 export interface ContentCodec {
   /** The body of a message to `target`, readable by exactly `recipients`. */

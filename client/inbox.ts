@@ -88,6 +88,7 @@ export class Inbox {
     if (message.kind === "system") return { ...message, text: describeSystem(message, this.parts.user), verified: false, problem: "recorded by the server, not signed by a member" };
     const revealed = await this.parts.codec.open(message, inOrder);
     if (revealed.status === "control") return { ...message, text: "", verified: true, control: true };
+    if (revealed.status === "notice") return { ...message, kind: "system", text: revealed.text, verified: true };
     if (revealed.status === "stored") return fromStored(revealed.stored);
     if (revealed.status === "ok") {
       const content = revealed.content;

@@ -92,7 +92,9 @@ export function mlsRoutes(deps: MlsDeps, loggedIn: Route<ClientState>["guard"]):
         if (!r.duplicate) {
           const name = "group" in to ? to.group : to.to;
           const message: WireMessage = { id: r.id, conv: convId, seq: r.seq, from: me.name, to: name, ...("group" in to ? { group: to.group } : {}), kind: "chat", at: r.at, cmid, body };
-          void deps.delivery.deliver(message, [...r.recipients, me.id], conn).catch((e) => deps.log(`deliver ${r.id}: ${e}`));
+          // to the committing connection too: the server's order is what every device follows, its author's included, so a
+          // device whose own commit it cannot take in (a patched client's) stops on it like every other member
+          void deps.delivery.deliver(message, [...r.recipients, me.id]).catch((e) => deps.log(`deliver ${r.id}: ${e}`));
         }
         return { msg: r.id, conv: convId, seq: r.seq, at: r.at, duplicate: r.duplicate, epoch: r.epoch };
       },

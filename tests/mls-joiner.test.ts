@@ -2,10 +2,12 @@
 // committer's leaf, and only an admin of the group's own list (or the joiner's own account, adding a
 // device of its own) may add anyone. A welcome from a non-admin's commit, or one the server made with a
 // device of its own, is detected by the joiner; one with a leaf no identity listed is refused outright.
+// And the group's first admin list is its creator's signed word (crypto/mls/origin.ts), which no commit changes.
 import { expect, test } from "bun:test";
 import { createCommit, decodeGroupState } from "ts-mls";
 import { clientConfig } from "../crypto/mls/config.ts";
-import { confirmsJoin, decodeKeyPackage, DeviceGroup, joinDoubt, makeKeyPackage, mlsSuite, newMlsDevice, type DeviceListBook, type GroupRoles } from "../crypto/mls/index.ts";
+import { decodeKeyPackage, DeviceGroup, joinDoubt, makeKeyPackage, mlsSuite, newMlsDevice, signOrigin, verifyOrigin, type DeviceListBook, type GroupRoles } from "../crypto/mls/index.ts";
+import { rolesExtension } from "../crypto/mls/roles.ts";
 import { TrustGate } from "../crypto/mls/trust.ts";
 import { encodeMessage, encodeWelcome } from "../crypto/mls/wire.ts";
 import { text, World } from "./support/mls.ts";
@@ -74,7 +76,7 @@ test("a welcome the server made is detected: with a leaf no identity listed it i
   expect(joinDoubt(carol.roles, carol.joinedBy!, "carol")).toContain("added by mallory, who is not an admin");
 });
 
-test("a doubted join is confirmed by the next commit an admin's device makes, and by no one else's", async () => {
+test("a non-admin adding another member's device is refused by every member and doubted by the joiner; the member's own device adding it is trusted by both", async () => {
   const world = new World();
   for (const u of ["alice", "bob"]) world.account(u);
   world.account("carol", 2);
@@ -83,20 +85,64 @@ test("a doubted join is confirmed by the next commit an admin's device makes, an
   const added = await alice.add([carolPackage.encoded]);
   await alice.receive(added.commit);
   await bob.receive(added.commit);
-  // bob's reconcile adds carol's second device (honest, allowed: carol is in the group), and carol-d2 cannot tell
-  const second = await makeKeyPackage(world.device("carol", 2));
-  const byBob = await bob.change([second.encoded], []);
-  await bob.receive(byBob.commit);
-  await alice.receive(byBob.commit);
-  const carol2 = await DeviceGroup.join(byBob.welcome!, second, world.book());
-  expect(joinDoubt(carol2.roles, carol2.joinedBy!, "carol")).toContain("added by bob");
+  const carol = await DeviceGroup.join(added.welcome!, carolPackage, world.book());
 
-  const fromBob = await bob.update();
-  await bob.receive(fromBob.commit);
-  await alice.receive(fromBob.commit);
-  const seenBob = await carol2.receive(fromBob.commit);
-  expect(seenBob.kind === "commit" && confirmsJoin(carol2.roles, seenBob.committer!)).toBe(false);
-  const fromAlice = await alice.update();
-  const seenAlice = await carol2.receive(fromAlice.commit);
-  expect(seenAlice.kind === "commit" && confirmsJoin(carol2.roles, seenAlice.committer!)).toBe(true);
+  // bob is no admin and not carol: his honest client does not add her second device, and a patched one's add of it is refused
+  const second = await makeKeyPackage(world.device("carol", 2));
+  await expect(bob.change([second.encoded], [])).rejects.toMatchObject({ reason: "E_MLS_NOT_ADMIN" });
+  const forged = await rogueAdd(bob.save(), world.book(), [second.encoded]);
+  for (const g of [alice, carol]) await expect(g.receive(forged.commit)).rejects.toMatchObject({ reason: "E_MLS_NOT_ADMIN" });
+  const inFork = await DeviceGroup.join(forged.welcome, second, world.book());
+  expect(joinDoubt(inFork.roles, inFork.joinedBy!, "carol")).toContain("added by bob, who is not an admin");
+
+  // carol's own device adds it: every member takes that in, and the joiner trusts it
+  const again = await makeKeyPackage(world.device("carol", 2));
+  const own = await carol.change([again.encoded], []);
+  for (const g of [alice, bob, carol]) expect((await g.receive(own.commit)).kind).toBe("commit");
+  const carol2 = await DeviceGroup.join(own.welcome!, again, world.book());
+  expect(joinDoubt(carol2.roles, carol2.joinedBy!, "carol")).toBeUndefined();
+  expect(carol2.epochAuthenticator).toEqual(alice.epochAuthenticator);
+});
+
+test("a first admin list the server swapped is detected: the origin must be signed by the creator's pinned identity for this group and conversation, and no commit changes it", async () => {
+  const world = new World();
+  const aliceAccount = world.account("alice");
+  const malloryAccount = world.account("mallory");
+  world.account("bob");
+  const label = "group:g";
+  const where = (groupId: Uint8Array, conv = 7) => ({ groupId, label, conv });
+  const groupId = text(`g-${crypto.randomUUID()}`).subarray(0, 16);
+
+  // alice makes the group: her identity signs the first admin list with the group id and the conversation
+  const origin = signOrigin(where(groupId), "alice", ["alice"], aliceAccount.identity.signPrivate);
+  const alice = await DeviceGroup.create(groupId, world.device("alice"), world.book(), { kind: "admins", admins: ["alice"], origin });
+  const bobPackage = await makeKeyPackage(world.device("bob"));
+  const made = await alice.add([bobPackage.encoded]);
+  await alice.receive(made.commit);
+  const bob = await DeviceGroup.join(made.welcome!, bobPackage, world.book());
+  const seen = bob.roles;
+  expect(seen?.kind === "admins" && seen.origin?.creator).toBe("alice");
+  expect(() => verifyOrigin((seen as { origin: typeof origin }).origin, where(bob.groupId), aliceAccount.identity.signPublic)).not.toThrow();
+
+  // the server makes the group itself, with its own account as admin: it cannot sign as alice
+  const swapped = signOrigin(where(groupId), "mallory", ["mallory"], malloryAccount.identity.signPrivate);
+  const asAlice = { ...swapped, creator: "alice", firstAdmins: ["alice", "mallory"] };
+  expect(() => verifyOrigin(asAlice, where(groupId), aliceAccount.identity.signPublic)).toThrow(expect.objectContaining({ reason: "E_MLS_ORIGIN" }));
+  // nor reuse alice's genuine origin for another group, or another conversation
+  expect(() => verifyOrigin(origin, where(text("another group id..").subarray(0, 16)), aliceAccount.identity.signPublic)).toThrow(expect.objectContaining({ reason: "E_MLS_ORIGIN" }));
+  expect(() => verifyOrigin(origin, where(groupId, 8), aliceAccount.identity.signPublic)).toThrow(expect.objectContaining({ reason: "E_MLS_ORIGIN" }));
+
+  // an admin's change of the admin list keeps the origin; a commit that replaces it is refused, an admin's too
+  const promote = await alice.setAdmins(["alice", "bob"]);
+  await alice.receive(promote.commit);
+  await bob.receive(promote.commit);
+  expect(bob.roles).toEqual({ kind: "admins", admins: ["alice", "bob"], origin });
+  const cs = await mlsSuite();
+  const state = { ...decodeGroupState(alice.save(), 0)![0], clientConfig: clientConfig(new TrustGate(world.book())) };
+  const other = signOrigin(where(groupId), "alice", ["alice", "mallory"], aliceAccount.identity.signPrivate);
+  const rewrite = await createCommit(
+    { state, cipherSuite: cs },
+    { extraProposals: [{ proposalType: "group_context_extensions", groupContextExtensions: { extensions: [rolesExtension({ kind: "admins", admins: ["alice", "bob"], origin: other })] } }] },
+  );
+  await expect(bob.receive(encodeMessage(rewrite.commit))).rejects.toMatchObject({ reason: "E_MLS_NOT_ADMIN" });
 });

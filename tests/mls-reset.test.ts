@@ -10,12 +10,14 @@ import type { Database } from "../db/connect";
 import { commitBody, parseMlsBody } from "../client/mls/body";
 import { clearHeader } from "../crypto/mls/wire.ts";
 import { mlsWorld } from "./support/mls-world";
-import { uniqueName, until, waitFor, type TestUser } from "./support/cluster";
+import { connectPersistent, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
 
 setDefaultTimeout(120_000);
 
 let db: Database;
-const { people, groupBodies: bodies } = mlsWorld("mls-reset", 2, (_cluster, d) => (db = d));
+let cluster: Cluster;
+const world = mlsWorld("mls-reset", 2, (c, d) => ((cluster = c), (db = d)));
+const { people, groupBodies: bodies } = world;
 
 type Lanes = { mls: { staleRetries: number; conversations: { slots: { serial(label: string, op: () => Promise<unknown>): Promise<unknown> } } } };
 const mlsOf = (u: TestUser) => (u.session as unknown as Lanes).mls;
@@ -130,4 +132,40 @@ test("a direct conversation stopped by an unreadable commit is made again by eit
   await waitFor(() => bob!.texts().includes("after, from alice") && alice!.texts().includes("after, from bob"), "both to read after the reset");
   expect(alice!.received.filter((m) => m.text === "after, from bob").every((m) => m.verified)).toBe(true);
   expect(bob!.received.filter((m) => m.text === "after, from alice").every((m) => m.verified)).toBe(true);
+});
+
+test("a reset adds a device whose one-time packages are used up by its last-resort one, says in the conversation which device it left out, and that device comes back once it has a package", async () => {
+  const [alice, bob, carol] = await people("la", "lb", "lc");
+  const group = uniqueName("l");
+  await alice!.session.createGroup(group, [bob!.name, carol!.name]);
+  await alice!.session.sendGroupText(group, "before");
+  await waitFor(() => bob!.texts().includes("before") && carol!.texts().includes("before"), "bob and carol to read");
+
+  // bob's device has only its last-resort package left on the server; carol's has none at all
+  const packagesOf = (name: string) => db.sql`select k.last_resort from key_packages k join devices d on d.id = k.device_id join users u on u.id = d.user_id where u.name = ${name}`;
+  await db.sql`delete from key_packages k using devices d, users u where k.device_id = d.id and d.user_id = u.id and u.name = ${bob!.name} and not k.last_resort`;
+  await db.sql`delete from key_packages k using devices d, users u where k.device_id = d.id and d.user_id = u.id and u.name = ${carol!.name}`;
+  expect((await packagesOf(bob!.name)).map((r) => r.last_resort)).toEqual([true]);
+
+  // a patched client stops the group; alice's device makes it again at once
+  const { epoch } = (await bob!.session.call("mls.epoch", { group })) as { epoch: number };
+  await bob!.session.call("mls.commit", { group, cmid: crypto.randomUUID(), epoch, body: commitBody(Uint8Array.of(0, 1, 0, 2, 4)) });
+  const line = (u: TestUser, text: string) => u.received.some((m) => m.group === group && m.kind === "system" && m.verified && m.text.includes(text));
+  // where the reset came: alice's device says what it left out, bob's what it sees is gone, carol's that it is out
+  await waitFor(() => line(alice!, `without ${carol!.name}'s device`) && line(bob!, `made again by ${alice!.name} without ${carol!.name}'s device`) && line(carol!, "without this device"), "everyone to be told carol's device was left out");
+  // bob's device is in the new group, by its last-resort package (still held: it is reused, not handed out once)
+  await bob!.session.sendGroupText(group, "after the reset");
+  await waitFor(() => alice!.texts().includes("after the reset"), "alice to read bob on the new group");
+  expect((await packagesOf(bob!.name)).map((r) => r.last_resort)).toEqual([true]);
+
+  // carol's device logs in again and uploads packages; alice's next message adds it back
+  await carol!.session.close();
+  const carol2 = await connectPersistent(cluster.balancerAddr, world.home, carol!.name);
+  world.open.push(carol2);
+  await until(async () => (await packagesOf(carol!.name)).length > 1, "carol's device to upload packages");
+  await alice!.session.sendGroupText(group, "welcome back");
+  await waitFor(() => carol2.texts().includes("welcome back"), "carol to read again");
+  expect(carol2.received.filter((m) => m.text === "welcome back").every((m) => m.verified)).toBe(true);
+  await bob!.session.sendGroupText(group, "from bob");
+  await waitFor(() => carol2.texts().includes("from bob"), "carol to read bob");
 });

@@ -72,16 +72,17 @@ test("a non-admin's add and a non-admin making themselves admin are refused by e
   expect(read(got)).toBe("still us");
 });
 
-test("an admin's commit makes another admin, whose add every member then accepts; a member may still follow device lists", async () => {
+test("an admin's commit makes another admin, whose add every member then accepts; a member may still follow device lists: add their own devices, remove revoked ones", async () => {
   const world = new World();
   for (const u of ["alice", "bob", "carol", "dave"]) world.account(u);
   const bobAccount = world.account("bob", 2);
   const { log, groups } = await groupChat(world, [world.device("alice"), world.device("bob"), world.device("carol")], { kind: "admins", admins: ["alice"] });
   const [alice, bob, carol] = groups as [DeviceGroup, DeviceGroup, DeviceGroup];
 
-  // a member adds another device of a member (bob's second, on his signed list): allowed
+  // a member adds another device of their own account (bob's second, on his signed list): allowed; carol adding it is not
   const second = await makeKeyPackage(bobAccount.devices[1]!);
-  const own = await carol.add([second.encoded]);
+  await expect(carol.add([second.encoded])).rejects.toMatchObject({ reason: "E_MLS_NOT_ADMIN" });
+  const own = await bob.add([second.encoded]);
   log.append(own.commit);
   await log.deliverAll([alice, bob, carol]);
   expect(alice.members().filter((m) => m.user === "bob").length).toBe(2);

@@ -7,7 +7,20 @@
  */
 import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import type { IdentityKeys, PublicIdentity } from "../../crypto/keys";
-import { DeviceListBook, makeKeyPackage, mlsSuite, ROLES_EXTENSION, signDeviceList, verifyDeviceList, type DeviceList, type MlsDevice, type OwnKeyPackage } from "../../crypto/mls/index.ts";
+import {
+  DeviceListBook,
+  makeKeyPackage,
+  mlsSuite,
+  ROLES_EXTENSION,
+  signDeviceList,
+  signOrigin,
+  verifyDeviceList,
+  type DeviceList,
+  type GroupOrigin,
+  type MlsDevice,
+  type OriginPlace,
+  type OwnKeyPackage,
+} from "../../crypto/mls/index.ts";
 import { ChatError } from "../../protocol/errors";
 import type { MlsLocal } from "./local";
 
@@ -156,6 +169,16 @@ export class MlsAccount {
   /** The next refresh asks the server for these users' lists again, however recently it did. */
   forget(users: string[]): void {
     for (const u of users) this.fetched.delete(u);
+  }
+
+  /** This account's identity signs how a group chat's MLS group begins, as its creator (crypto/mls/origin.ts). */
+  origin(place: OriginPlace, admins: string[]): GroupOrigin {
+    return signOrigin(place, this.deps.user, [...admins, this.deps.user], this.deps.keys().signPrivate);
+  }
+
+  /** The identity signing key this device pinned for `user` (on first use, as for every contact). */
+  async identityOf(user: string): Promise<Uint8Array> {
+    return (await this.deps.keyOf(user)).key.sign;
   }
 
   /** The private key packages this device can join with. */

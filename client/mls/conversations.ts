@@ -6,7 +6,7 @@
  * by its first sender, once every device of every member has published key
  * packages and a device list; until then the session uses envelopes.
  */
-import { confirmsJoin, decodeKeyPackage, DeviceGroup, MlsError, type GroupRoles, type Received as MlsReceived } from "../../crypto/mls/index.ts";
+import { decodeKeyPackage, DeviceGroup, MlsError, type GroupRoles, type Received as MlsReceived } from "../../crypto/mls/index.ts";
 import { ChatError } from "../../protocol/errors";
 import type { WireMessage } from "../../protocol/messages";
 import type { MlsAccount, Call } from "./account";
@@ -18,6 +18,7 @@ import { clearHeader } from "../../crypto/mls/wire.ts";
 import { planLeaves } from "./reconcile";
 import { GroupSlots, type Held } from "./slots";
 import type { Frontier } from "./frontier";
+import { unreadable, type Unreadable } from "./unreadable";
 
 /** A leaf update (a commit with no proposals) after this many sends from this device, or this long: post-compromise security. */
 export const UPDATE_EVERY_MESSAGES = 100;
@@ -34,7 +35,9 @@ export type Opened =
   /** A commit (or a welcome for other devices): nothing to show. */
   | { status: "control" }
   /** Not readable again (MLS keys are used once): this device's own copy, if it kept one. */
-  | { status: "local" };
+  | { status: "local" }
+  /** A commit to show as a line: a reset that left devices out, said by this device from the groups it holds. */
+  | { status: "notice"; text: string };
 
 /** Who a conversation is with, and how to address the server about it. */
 export interface Place {
@@ -63,6 +66,8 @@ export class MlsConversations {
   private readonly noPackage = new Map<string, number>();
 
   private readonly slots: GroupSlots;
+  /** What this device's own resets left out, by "label#seq", said when the reset comes back in the conversation's order. */
+  private readonly resetNotes = new Map<string, string>();
 
   constructor(
     private readonly me: string,
@@ -137,7 +142,7 @@ export class MlsConversations {
    */
   private async notOnMls(place: Place): Promise<undefined> {
     if (((await this.call("mls.epoch", place.target)).epoch as number) === 0) return undefined;
-    throw new ChatError("E_NOT_MEMBER", "This device is not in the group's MLS group yet: an admin adds new members' devices, and any member's next message adds a new device of a member");
+    throw new ChatError("E_NOT_MEMBER", "This device is not in the group's MLS group yet: an admin adds new members' devices, and a new device of a member is added by that member's other device or an admin's, at its next message");
   }
 
   /**
@@ -287,8 +292,17 @@ export class MlsConversations {
     const book = this.account.book;
     const stamp = `${held.group.epoch}|${place.users.map((u) => `${u}:${book.get(u)?.version ?? "-"}`).join(",")}`;
     if (held.checked === stamp && this.noPackage.size === 0) return;
+    // who this device may add devices of (crypto/mls/roles.ts): in a DM either person's; in a group chat, as an admin
+    // any member's with a leaf, else only its own account's; and nothing while it doubts its own join (a fork)
+    const admin = held.group.isAdmin(this.me);
+    const doubted = this.local.joinDoubt(place.label) !== undefined;
+    // users this device's reset left out (no package then): added again like members with a leaf, while the server lists them
+    const inGroup = new Set(held.group.members().map((m) => m.user));
+    const before = this.local.leftOut(place.label);
+    const leftOut = before.filter((u) => !inGroup.has(u) && place.users.includes(u));
+    if (leftOut.length < before.length) this.local.setLeftOut(place.label, leftOut);
     const plan = planLeaves(held.group.members(), held.group.ownLeaf, place.users, (u) => book.get(u), {
-      anyUser: "to" in place.target,
+      mayAdd: (user, hasLeaf) => "to" in place.target || (!doubted && (hasLeaf || (admin && leftOut.includes(user))) && (admin || user === this.me)),
       removeUsers: "group" in place.target && held.group.isAdmin(this.me),
       skip: (user, id) => (this.noPackage.get(`${user}/${id}`) ?? 0) > Date.now(),
     });
@@ -386,7 +400,8 @@ export class MlsConversations {
       return undefined;
     };
     // The group exists already and this device is not in it: a member's device adds it (never a second group).
-    if (((await this.call("mls.epoch", place.target)).epoch as number) > 0) return not("its MLS group exists, and this device is not in it yet (a member's next message adds it)");
+    const server = await this.call("mls.epoch", place.target);
+    if ((server.epoch as number) > 0) return not("its MLS group exists, and this device is not in it yet (a member's next message adds it)");
     if (!(await this.account.refresh(place.users, true))) {
       const unlisted = place.users.filter((u) => !this.account.book.get(u));
       return not(
@@ -409,8 +424,12 @@ export class MlsConversations {
       if (unlisted) return not(`${user}'s device ${unlisted.device} is not on their signed device list yet`);
     }
     // who may change the membership from now on is the group's own word: for a group chat, its admins as listed now
-    const roles: GroupRoles = "group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" };
-    const group = await DeviceGroup.create(groupIdOf(place.label), this.account.device, this.account.book, roles);
+    // and the creator's identity signs that first list, for this group and conversation: what a joiner checks it against
+    const groupId = groupIdOf(place.label);
+    const admins = place.admins ?? [this.me];
+    const roles: GroupRoles =
+      "group" in place.target ? { kind: "admins", admins, origin: this.account.origin({ groupId, label: place.label, conv: server.conv as number }, admins) } : { kind: "peers" };
+    const group = await DeviceGroup.create(groupId, this.account.device, this.account.book, roles);
     let out;
     try {
       out = await group.add(packages);
@@ -432,6 +451,11 @@ export class MlsConversations {
     }
   }
 
+  /** Why a message at `seq` that this device cannot open, and kept no copy of, is not readable (history, read out of order). */
+  unreadable(label: string, seq: number): Unreadable {
+    return unreadable(seq, this.local.joinPoint(label));
+  }
+
   /** Why the conversation's last message went as an envelope (undefined: it did not, or no reason was found). */
   whyNot(label: string): string | undefined {
     return this.why.get(label);
@@ -447,6 +471,12 @@ export class MlsConversations {
   }
 
   private async openNow(place: Place, message: WireMessage): Promise<Opened> {
+    // this device's own reset, come back in the server's order: what it left out is said there
+    const note = this.resetNotes.get(`${place.label}#${message.seq}`);
+    if (note !== undefined) {
+      this.resetNotes.delete(`${place.label}#${message.seq}`);
+      return { status: "notice", text: note };
+    }
     let body;
     try {
       body = parseMlsBody(message.body);
@@ -460,7 +490,7 @@ export class MlsConversations {
     if (held && this.slots.seq(place.label) >= message.seq) return { status: "local" };
     try {
       if (body.type === "commit") return await this.takeCommit(place, message, held, body.commit, body.welcome);
-      if (!held) return failed("E_MLS_NO_GROUP", "this device was not given the keys for this conversation (it joined later, or its welcome was lost)");
+      if (!held) return unreadable(message.seq, this.local.joinPoint(place.label));
       const got = (await this.fromReplaced(place, held, body.message)) ?? (await this.receive(place, held, body.message, message.seq));
       if (got.kind !== "application") return failed("E_MLS_FORMAT", "not an application message");
       if (got.sender.user !== message.from) return failed("E_SIGNATURE", `the server says it is from ${message.from}, but it is from ${got.sender.user}'s device`);
@@ -504,8 +534,20 @@ export class MlsConversations {
       }
     }
     if (!welcome) return { status: "control" };
-    const joined = await joinFromWelcome(welcome, place, this.account);
-    if (!joined) return { status: "control" };
+    let joined;
+    try {
+      joined = await joinFromWelcome(welcome, place, message.conv, this.account);
+    } catch (error) {
+      // a welcome this device refuses (a stranger's leaf, another group's, an origin its creator did not sign): shown with its code,
+      // and what it then cannot read is a warning too, not history from before it joined
+      if (error instanceof MlsError) {
+        if (!held) this.local.refusedAt(place.label, message.seq);
+        return failed(error.reason, `not joined: ${error.message.toLowerCase()}`);
+      }
+      throw error;
+    }
+    // a reset without this device: said, and an admin's device adds it again once it has a key package
+    if (!joined) return reset ? { status: "notice", text: leftOutLine([{ user: this.me, deviceId: this.account.device.deviceId }], undefined, true) } : { status: "control" };
     const { group, used } = joined;
     let doubt = joined.doubt;
     if (reset) {
@@ -524,7 +566,8 @@ export class MlsConversations {
     if (doubt && !reset) this.onDoubt?.(place, doubt);
     const fresh: Held = { group, version: this.local.version(place.label) ?? 0, sent: 0, since: Date.now() };
     this.slots.saveOver(place.label, fresh, message.seq);
-    return { status: "control" };
+    const gone = reset ? held!.group.members().filter((m) => !group.members().some((n) => n.user === m.user && n.deviceId === m.deviceId)) : [];
+    return gone.length > 0 ? { status: "notice", text: leftOutLine(gone, group.joinedBy!.user) } : { status: "control" };
   }
 
   /**
@@ -563,12 +606,14 @@ export class MlsConversations {
   }
 
   /**
-   * Claims a package for each of the user's devices, and keeps those whose
+   * Claims a package for each of the user's devices (with `complete`, none
+   * unless every device has one; with `devices`, for those only, each that has
+   * one: a one-time package, else its last-resort one), and keeps those whose
    * leaf key is the one the user's signed device list gives that device: a
    * package the server made, or one for a device no longer listed, is dropped.
    */
-  private async claimListed(user: string): Promise<{ claimed: number; missing: number; usable: { device: string; keyPackage: Uint8Array }[] }> {
-    const claim = (await this.call("mls.keypackages.claim", { user, complete: true })) as { packages: { device: string; keyPackage: Uint8Array }[]; missing?: string[] };
+  private async claimListed(user: string, which: { complete: true } | { devices: string[] } = { complete: true }): Promise<{ claimed: number; missing: number; usable: { device: string; keyPackage: Uint8Array }[] }> {
+    const claim = (await this.call("mls.keypackages.claim", { user, ...which })) as { packages: { device: string; keyPackage: Uint8Array }[]; missing?: string[] };
     const listed = this.account.book.get(user)?.devices ?? [];
     const usable = claim.packages
       .map((p) => ({ device: p.device, keyPackage: new Uint8Array(p.keyPackage) }))
@@ -604,18 +649,30 @@ export class MlsConversations {
    */
   private async resetNow(place: Place, held: Held): Promise<Held | undefined> {
     // past both this device's group and the one the server has now (a refused reset's, which must not be taken for this one)
-    const server = (await this.call("mls.epoch", place.target)) as { epoch: number; groupId?: Uint8Array };
+    const server = (await this.call("mls.epoch", place.target)) as { conv: number; epoch: number; groupId?: Uint8Array };
     const theirs = server.groupId instanceof Uint8Array ? (generationOf(place.label, new Uint8Array(server.groupId)) ?? 0) : 0;
     const generation = Math.max(generationOf(place.label, held.group.groupId) ?? 0, theirs) + 1;
     const users = [...new Set(held.group.members().map((m) => m.user))].filter((u) => place.users.includes(u) || "to" in place.target);
     await this.account.refresh(users, true);
     const packages: Uint8Array[] = [];
     const mine = this.account.device.deviceId;
+    // every listed device that has a package (its last-resort one if no one-time package is left); the others are said
+    const left: { user: string; deviceId: string }[] = [];
+    const usersLeft: string[] = [];
     for (const user of users) {
-      for (const p of (await this.claimListed(user)).usable) if (!(user === this.me && p.device === mine)) packages.push(p.keyPackage);
+      const listed = (this.account.book.get(user)?.devices ?? []).map((d) => d.deviceId).filter((id) => !(user === this.me && id === mine));
+      if (listed.length === 0) continue;
+      const { usable } = await this.claimListed(user, { devices: listed });
+      packages.push(...usable.map((p) => p.keyPackage));
+      for (const id of listed) if (!usable.some((p) => p.device === id)) left.push({ user, deviceId: id });
+      if (usable.length === 0 && user !== this.me) usersLeft.push(user);
     }
-    const roles: GroupRoles = held.group.roles ?? ("group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" });
-    const group = await DeviceGroup.create(groupIdOf(place.label, generation), this.account.device, this.account.book, roles);
+    // the same admins; a new group, so a new origin, signed by this admin's identity as the one who made it again
+    const groupId = groupIdOf(place.label, generation);
+    const kept = held.group.roles ?? ("group" in place.target ? { kind: "admins", admins: place.admins ?? [this.me] } : { kind: "peers" });
+    const roles: GroupRoles =
+      kept.kind === "admins" ? { kind: "admins", admins: kept.admins, origin: this.account.origin({ groupId, label: place.label, conv: server.conv }, kept.admins) } : kept;
+    const group = await DeviceGroup.create(groupId, this.account.device, this.account.book, roles);
     const out = await group.add(packages);
     // the group the server moved to when this device's stopped (not whatever it has now: another reset may have come since)
     const replaces = this.local.stopped(place.label)?.groupId ?? held.group.groupId;
@@ -625,6 +682,8 @@ export class MlsConversations {
       const fresh: Held = { group, version: held.version, sent: 0, since: Date.now() };
       this.local.setStopped(place.label, undefined);
       this.local.setReplaced(place.label, held.group.save());
+      this.local.setLeftOut(place.label, [...new Set([...this.local.leftOut(place.label), ...usersLeft])]);
+      if (left.length > 0) this.resetNotes.set(`${place.label}#${r.seq as number}`, leftOutLine(left, "this device"));
       this.ownCommitStored(place.label, fresh, r.conv as number, r.seq as number);
       return fresh;
     } catch (error) {
@@ -636,8 +695,6 @@ export class MlsConversations {
   private async receive(place: Place, held: Held, bytes: Uint8Array, seq: number): Promise<MlsReceived> {
     const got = await held.group.receive(bytes);
     this.slots.saveOver(place.label, held, seq);
-    // an admin's device committing after this device's doubted join took that join in: the membership is the admins' word now
-    if (got.kind === "commit" && got.committer && confirmsJoin(held.group.roles, got.committer) && this.local.joinDoubt(place.label)) this.local.setJoinDoubt(place.label, undefined);
     // a commit means someone's devices changed: this device asks for the lists again before it next reconciles
     if (got.kind === "commit") this.account.forget(place.users);
     return got;
@@ -646,4 +703,11 @@ export class MlsConversations {
 
 function failed(code: string, reason: string): Opened {
   return { status: "failed", code, reason };
+}
+
+/** The line a reset that left devices out is shown with: who made the group again (if known) without which devices, and what happens next. */
+function leftOutLine(devices: { user: string; deviceId: string }[], by: string | undefined, self = false): string {
+  const one = devices.length === 1;
+  const names = self ? "this device" : devices.map((d) => `${d.user}'s device ${d.deviceId}`).join(", ");
+  return `the conversation's MLS group was made again${by ? ` by ${by}` : ""} without ${names}: no key package could be claimed for ${one ? "it" : "them"}; ${one ? "it reads" : "they read"} nothing sent until an admin's device (or one of the same account) adds ${one ? "it" : "them"} again, once ${one ? "it has" : "they have"} a key package`;
 }

@@ -7,7 +7,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import { makeKeyPackageRef } from "ts-mls/keyPackage.js";
 import { utf8 } from "../../crypto/bytes.ts";
-import { DeviceGroup, joinDoubt, MlsError, mlsSuite } from "../../crypto/mls/index.ts";
+import { DeviceGroup, joinDoubt, MlsError, mlsSuite, verifyOrigin } from "../../crypto/mls/index.ts";
 import { decodeWelcome } from "../../crypto/mls/wire.ts";
 import type { MlsAccount } from "./account";
 
@@ -37,7 +37,8 @@ export function generationOf(label: string, groupId: Uint8Array): number | undef
  */
 export async function joinFromWelcome(
   welcome: Uint8Array,
-  place: { label: string; users: string[] },
+  place: { label: string; users: string[]; target: { to: string } | { group: string } },
+  conv: number,
   account: MlsAccount,
 ): Promise<{ group: DeviceGroup; used: string[]; doubt?: string } | undefined> {
   const cs = await mlsSuite();
@@ -51,6 +52,22 @@ export async function joinFromWelcome(
   if (generationOf(place.label, group.groupId) === undefined) throw new MlsError("E_MLS_FORMAT", "The welcome is for another conversation's group");
   const stranger = group.members().find((m) => !place.users.includes(m.user));
   if (stranger) throw new MlsError("E_MLS_UNTRUSTED_MEMBER", `${stranger.user}/${stranger.deviceId} is not in this conversation`);
-  const doubt = joinDoubt(group.roles, group.joinedBy!, account.device.user);
+  const doubt = joinDoubt(group.roles, group.joinedBy!, account.device.user) ?? (await originDoubt(group, place, conv, account));
   return { group, used: mine.map((p) => p.ref), ...(doubt ? { doubt } : {}) };
+}
+
+/**
+ * A group chat's MLS group says who made it, signed by that account's
+ * identity over the first admin list, the group id and the conversation
+ * (crypto/mls/origin.ts): checked against the identity key this device pinned
+ * for the creator. A forged origin is refused; a group with none (made before
+ * origins were kept, or by the server, or without any admin list) is doubted.
+ */
+async function originDoubt(group: DeviceGroup, place: { label: string; target: { to: string } | { group: string } }, conv: number, account: MlsAccount): Promise<string | undefined> {
+  if (!("group" in place.target)) return undefined;
+  const roles = group.roles;
+  if (roles?.kind !== "admins") return "added to a group chat's MLS group that carries no admin list: one the server could have made";
+  if (!roles.origin) return "added to a group whose admin list is not signed by whoever made it: a group made before this version, or one the server made";
+  verifyOrigin(roles.origin, { groupId: group.groupId, label: place.label, conv }, await account.identityOf(roles.origin.creator));
+  return undefined;
 }

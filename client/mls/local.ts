@@ -12,6 +12,7 @@
 import type { Database } from "bun:sqlite";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { decodeKeyPackage, newMlsDevice, type MlsDevice, type OwnKeyPackage } from "../../crypto/mls/index.ts";
+import type { JoinPoint } from "./unreadable";
 
 const SCHEMA = `
   create table if not exists mls_key_packages (ref text primary key, public blob not null, init blob not null, hpke blob not null,
@@ -59,8 +60,9 @@ export class MlsLocal {
 
   /**
    * Why this device does not trust the membership of the conversation's group
-   * (it was added by a non-admin's commit, crypto/mls/roles.ts joinDoubt),
-   * until an admin's commit confirms it; shared by the device's processes.
+   * (it was added by a commit no honest member takes in, crypto/mls/roles.ts
+   * joinDoubt: it is in a fork of the group), for as long as it holds that
+   * group; shared by the device's processes.
    */
   joinDoubt(label: string): string | undefined {
     return this.kv.get(`mls.doubt.${label}`);
@@ -87,6 +89,20 @@ export class MlsLocal {
     this.kv.set(`mls.stopped.${label}`, at === undefined ? undefined : JSON.stringify({ seq: at.seq, group: Buffer.from(at.groupId).toString("hex") }));
   }
 
+  /**
+   * Users who had a leaf in the group this device's reset replaced and none of
+   * whose devices it could add (no key package): this admin's device adds them
+   * again, as if they had a leaf, once they have one.
+   */
+  leftOut(label: string): string[] {
+    const saved = this.kv.get(`mls.leftout.${label}`);
+    return saved === undefined ? [] : (JSON.parse(saved) as string[]);
+  }
+
+  setLeftOut(label: string, users: string[]): void {
+    this.kv.set(`mls.leftout.${label}`, users.length === 0 ? undefined : JSON.stringify(users));
+  }
+
   /** The group this device's own reset replaced (its secrets: as sensitive as the group itself), for messages stored just before it. */
   replaced(label: string): Uint8Array | undefined {
     const saved = this.kv.get(`mls.replaced.${label}`);
@@ -95,6 +111,28 @@ export class MlsLocal {
 
   setReplaced(label: string, state: Uint8Array | undefined): void {
     this.kv.set(`mls.replaced.${label}`, state === undefined ? undefined : Buffer.from(state).toString("base64"));
+  }
+
+  /**
+   * Where this device stands in the conversation's MLS group: the position at
+   * which it joined (undefined for a group joined before this was kept, or
+   * none joined), the position of a first welcome it refused, and whether it
+   * holds a group. What tells a message from before its join apart from one
+   * it should have read (client/mls/unreadable.ts).
+   */
+  joinPoint(label: string): JoinPoint {
+    const joined = this.kv.get(`mls.joined.${label}`);
+    const refused = this.kv.get(`mls.refused.${label}`);
+    return {
+      ...(joined !== undefined ? { joined: Number(joined) } : {}),
+      ...(refused !== undefined ? { refused: Number(refused) } : {}),
+      held: this.version(label) !== undefined,
+    };
+  }
+
+  /** A welcome into a conversation whose group this device does not hold was refused, at `seq`: what it misses after that is a warning. */
+  refusedAt(label: string, seq: number): void {
+    if (this.joinPoint(label).refused === undefined) this.kv.set(`mls.refused.${label}`, String(seq));
   }
 
   keepPackages(packages: OwnKeyPackage[], ref: (p: OwnKeyPackage) => string): void {
@@ -167,6 +205,9 @@ export class MlsLocal {
       const r = this.db
         .query("insert into mls_groups (label, state, version, seq, sent, updated_at) values (?, ?, 1, ?, ?, ?) on conflict do nothing")
         .run(label, state, seq, counters.sent, counters.updatedAt);
+      // The row's first save is this device's join: the welcome it took in, or the commit that made the group.
+      // Its seq moves on with every message; the join point stays, for telling history from before it.
+      if (r.changes === 1 && this.joinPoint(label).joined === undefined) this.kv.set(`mls.joined.${label}`, String(seq));
       return r.changes === 1;
     }
     const r = this.db

@@ -1,10 +1,11 @@
 /**
  * How a conversation's MLS leaves should change to match its members' signed
  * device lists: which leaves to remove (a key its owner no longer lists, or a
- * user no longer in the conversation) and which listed devices to add. In a
- * group chat only members who already have a leaf get devices added: a new
- * member comes in by an admin's commit, never because the server lists them;
- * and only an admin's device removes a user who left (`removeUsers`).
+ * user no longer in the conversation) and which listed devices to add, of the
+ * users `mayAdd` allows (in a group chat only members who already have a leaf:
+ * a new member comes in by an admin's commit, never because the server lists
+ * them; and a non-admin adds its own account's devices only). Only an admin's
+ * device removes a user who left (`removeUsers`).
  */
 import type { DeviceList, Member } from "../../crypto/mls/index.ts";
 
@@ -25,7 +26,7 @@ export function planLeaves(
   ownLeaf: number,
   users: string[],
   lists: (user: string) => DeviceList | undefined,
-  options: { anyUser: boolean; removeUsers: boolean; skip(user: string, deviceId: string): boolean },
+  options: { mayAdd(user: string, hasLeaf: boolean): boolean; removeUsers: boolean; skip(user: string, deviceId: string): boolean },
 ): LeafPlan {
   const listedKeys = new Map<string, Set<string>>();
   const keysOf = (user: string) => {
@@ -47,7 +48,7 @@ export function planLeaves(
   const withLeaf = new Set(leaves.map((m) => m.user));
   const add = new Map<string, string[]>();
   for (const user of users) {
-    if (!options.anyUser && !withLeaf.has(user)) continue;
+    if (!options.mayAdd(user, withLeaf.has(user))) continue;
     for (const d of lists(user)?.devices ?? []) {
       if (present.has(`${user}/${d.deviceId}/${hex(d.mlsKey)}`) || options.skip(user, d.deviceId)) continue;
       add.set(user, [...(add.get(user) ?? []), d.deviceId]);

@@ -218,7 +218,9 @@ export class DeviceGroup {
 
   private adminsProposal(admins: string[]): Proposal {
     const others = this.state.groupContext.extensions.filter((e) => e.extensionType !== ROLES_EXTENSION);
-    return { proposalType: "group_context_extensions", groupContextExtensions: { extensions: [...others, rolesExtension({ kind: "admins", admins })] } };
+    const roles = this.roles;
+    const origin = roles?.kind === "admins" ? roles.origin : undefined;
+    return { proposalType: "group_context_extensions", groupContextExtensions: { extensions: [...others, rolesExtension({ kind: "admins", admins, ...(origin ? { origin } : {}) })] } };
   }
 
   /** What the roles check sees of the group as it is now (before the commit it judges). */

@@ -14,5 +14,6 @@ export {
   type MlsDevice,
   type OwnKeyPackage,
 } from "./key-packages.ts";
-export { confirmsJoin, joinDoubt, ROLES_EXTENSION, rolesOf, type GroupRoles } from "./roles.ts";
+export { joinDoubt, ROLES_EXTENSION, rolesOf, type GroupRoles } from "./roles.ts";
 export { DeviceGroup, type Member, type Outgoing, type Received } from "./group.ts";
+export { signOrigin, verifyOrigin, type GroupOrigin, type OriginPlace } from "./origin.ts";
