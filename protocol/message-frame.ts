@@ -15,9 +15,9 @@ import { ExactWriter, sizeOf, utf8Size } from "./pack-exact";
 /** The frame for a `msg` event carrying `m`. */
 export function encodeMessageEvent(m: WireMessage): Uint8Array {
   const fields = m as unknown as Record<string, unknown>;
-  // Sizes first: the outer map and "t" "ev" "ev" "msg" "m", then the message's map, keys and values.
+  // Sizes first: the event's head, then the message's map (at most 15 fields: one byte), keys and values.
   // Two walks over the fields rather than a list of keys and of string sizes: no arrays made per frame.
-  let size = 1 + 2 + 3 + 3 + 4 + 2 + 1;
+  let size = sizeOf.event("msg", "m") + 1;
   let count = 0;
   for (const key in fields) {
     const v = fields[key];
@@ -31,12 +31,7 @@ export function encodeMessageEvent(m: WireMessage): Uint8Array {
     else return encode({ t: "ev", ev: "msg", m });
   }
   const w = new ExactWriter(size);
-  w.map(3);
-  w.str("t", 1);
-  w.str("ev", 2);
-  w.str("ev", 2);
-  w.str("msg", 3);
-  w.str("m", 1);
+  w.event("msg", "m");
   w.map(count);
   for (const key in fields) {
     const v = fields[key];

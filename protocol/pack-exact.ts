@@ -35,6 +35,8 @@ export const sizeOf = {
   bin: (n: number) => (n < 0x100 ? 2 : n < 0x10000 ? 3 : 5) + n,
   array: (n: number) => (n < 16 ? 1 : n < 0x10000 ? 3 : 5),
   map: (n: number) => (n < 16 ? 1 : n < 0x10000 ? 3 : 5),
+  /** The head of an event, ExactWriter.event's bytes (ASCII names). */
+  event: (name: string, field: string) => 1 + 2 + 3 + 3 + 1 + name.length + 1 + field.length,
 };
 
 export class ExactWriter {
@@ -113,6 +115,16 @@ export class ExactWriter {
     this.head(b.length, 0, 0, 0xc4, 0xc5, 0xc6);
     this.out.set(b, this.p);
     this.p += b.length;
+  }
+
+  /** The head of an event frame, `{t:"ev", ev: name, field: ...}`: the field's value is written next. Short ASCII names only. */
+  event(name: string, field: string): void {
+    this.map(3);
+    this.str("t", 1);
+    this.str("ev", 2);
+    this.str("ev", 2);
+    this.str(name, name.length);
+    this.str(field, field.length);
   }
 
   bool(v: boolean): void {

@@ -12,20 +12,14 @@ import { ExactWriter, sizeOf, utf8Size } from "./pack-exact";
 export type WireReceipt = [number, string, number | null, number | null];
 
 export function encodeReceipts(r: WireReceipt[]): Uint8Array {
-  // The outer map and "t" "ev" "ev" "receipts" "r", then the list.
-  let size = 1 + 2 + 3 + 3 + 9 + 2 + sizeOf.array(r.length);
+  let size = sizeOf.event("receipts", "r") + sizeOf.array(r.length);
   for (const [conv, user, delivered, read] of r) {
     size += 1 + sizeOf.int(conv) + sizeOf.str(utf8Size(user));
     size += delivered === null ? 1 : sizeOf.int(delivered);
     size += read === null ? 1 : sizeOf.int(read);
   }
   const w = new ExactWriter(size);
-  w.map(3);
-  w.str("t", 1);
-  w.str("ev", 2);
-  w.str("ev", 2);
-  w.str("receipts", 8);
-  w.str("r", 1);
+  w.event("receipts", "r");
   w.array(r.length);
   for (const [conv, user, delivered, read] of r) {
     w.array(4);
