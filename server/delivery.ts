@@ -116,17 +116,30 @@ export class Delivery {
    * wherever they are, but `except` (the connection that sent it).
    */
   deliver(message: WireMessage, recipients: number[], except?: Conn): Promise<void> {
-    return this.route(recipients, encodeMessageEvent(message), except, message);
+    // A failure is the returned promise's, as when these were async: a send's reply never carries a delivery's error.
+    try {
+      return this.route(recipients, encodeMessageEvent(message), except, message);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** An event that is not stored (a receipt, typing, a read marker) to every connection of these users. */
   send(users: number[], frame: Record<string, unknown>, except?: Conn): Promise<void> {
-    return this.route(users, encode(frame), except, undefined);
+    try {
+      return this.route(users, encode(frame), except, undefined);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** An event already framed (protocol/receipts-frame.ts): one encoding for every connection it goes to. */
   sendEncoded(users: number[], bytes: Uint8Array, except?: Conn): Promise<void> {
-    return this.route(users, bytes, except, undefined);
+    try {
+      return this.route(users, bytes, except, undefined);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /**
@@ -183,16 +196,12 @@ export class Delivery {
    * this call, without a promise to wait for: a plain loop, no closure or list
    * made per message (`route` and `resolve` were 13% of a server's profile).
    * Otherwise the unknown are looked up first, and then all go together.
+   * May throw: its callers turn that into their promise's rejection.
    */
   private route(users: number[], bytes: Uint8Array, except: Conn | undefined, slot: Slot | undefined): Promise<void> {
     const unknown = this.stale(users);
     if (unknown !== undefined) return this.lookup(unknown).then(() => this.handOn(users, bytes, except, slot));
-    // A failure is the returned promise's, as when this was async: a send's reply never carries a delivery's error.
-    try {
-      return this.handOn(users, bytes, except, slot) ?? DONE;
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.handOn(users, bytes, except, slot) ?? DONE;
   }
 
   /** Hands on to every place known for these users; a promise only when a peer link must be made first. */
