@@ -8,7 +8,8 @@ import type { Socket, TCPSocketListener } from "bun";
 import { decode, encode } from "../protocol/codec";
 import { ChatError } from "../protocol/errors";
 import { DEFAULT_MAX_FRAME, FrameReader } from "../protocol/frame";
-import { fail, ok, PROTOCOL_VERSION, type Request } from "../protocol/messages";
+import { fail, PROTOCOL_VERSION, type Request } from "../protocol/messages";
+import { encodeOk } from "../protocol/reply-frame";
 import { DEFAULT_OUTBOX_LIMIT, Outbox } from "./outbox";
 import { OutboxPool } from "./outbox-pool";
 import { listenerTls, PLAINTEXT, type Plaintext, type ServerTls } from "./tls";
@@ -438,7 +439,7 @@ async function answer<S>(
 ): Promise<void> {
   try {
     const result = await run();
-    if (!conn.closed) conn.send(ok(req.id, result ?? {}));
+    if (!conn.closed) conn.sendEncoded(encodeOk(req.id, result ?? {}));
   } catch (error) {
     if (error instanceof ChatError) {
       options.recorder?.refused(error.code, req.op, req.id);

@@ -89,7 +89,13 @@ export class Outbox implements PooledOutbox {
       return;
     }
     const data = this.chunks.length === 1 ? this.chunks[0]! : concat(this.chunks, this.queuedBytes);
-    let written = Math.max(0, this.socket.write(data));
+    scratchInUse++;
+    let written: number;
+    try {
+      written = Math.max(0, this.socket.write(data));
+    } finally {
+      scratchInUse--;
+    }
     this.setQueued(this.queuedBytes - written);
     while (written > 0 && this.chunks.length > 0) {
       const first = this.chunks[0]!;
@@ -186,8 +192,26 @@ function flushDue(): void {
   for (const outbox of now) outbox.flushIfScheduled();
 }
 
+/**
+ * The turn's write, gathered in one array kept for the next: socket.write has
+ * taken or refused every byte of it when it returns (what it refused is still
+ * in `chunks`), so nothing refers to it after, and a fresh array per write was
+ * an allocation per connection per turn. Not zeroed: every byte is overwritten.
+ * A write larger than this is made in an array of its own, so that a replay's
+ * burst does not keep megabytes. A flush made from inside a write (a callback
+ * of the socket's) gets an array of its own too.
+ */
+const SCRATCH_MAX = 256 * 1024;
+let scratch = Buffer.allocUnsafeSlow(16 * 1024);
+let scratchInUse = 0;
+
 function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
+  let out: Uint8Array;
+  if (total > SCRATCH_MAX || scratchInUse > 0) out = Buffer.allocUnsafe(total);
+  else {
+    if (scratch.length < total) scratch = Buffer.allocUnsafeSlow(Math.min(SCRATCH_MAX, Math.max(total, scratch.length * 2)));
+    out = scratch.subarray(0, total);
+  }
   let offset = 0;
   for (const chunk of chunks) {
     out.set(chunk, offset);

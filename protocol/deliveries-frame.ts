@@ -11,7 +11,7 @@ import { ExactWriter, sizeOf } from "./pack-exact";
 export type WireForward = [number[], Uint8Array, number | null, number | null, number];
 
 export function encodeDeliveries(d: WireForward[]): Uint8Array {
-  let size = 1 + 2 + 3 + 3 + 11 + 2 + sizeOf.array(d.length);
+  let size = sizeOf.event("deliveries", "d") + sizeOf.array(d.length);
   for (const [to, frame, conv, seq, hops] of d) {
     size += 1 + sizeOf.array(to.length) + sizeOf.bin(frame.length) + sizeOf.int(hops);
     for (const user of to) size += sizeOf.int(user);
@@ -19,12 +19,7 @@ export function encodeDeliveries(d: WireForward[]): Uint8Array {
     size += seq === null ? 1 : sizeOf.int(seq);
   }
   const w = new ExactWriter(size);
-  w.map(3);
-  w.str("t", 1);
-  w.str("ev", 2);
-  w.str("ev", 2);
-  w.str("deliveries", 10);
-  w.str("d", 1);
+  w.event("deliveries", "d");
   w.array(d.length);
   for (const [to, frame, conv, seq, hops] of d) {
     w.array(5);

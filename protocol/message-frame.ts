@@ -15,39 +15,30 @@ import { ExactWriter, sizeOf, utf8Size } from "./pack-exact";
 /** The frame for a `msg` event carrying `m`. */
 export function encodeMessageEvent(m: WireMessage): Uint8Array {
   const fields = m as unknown as Record<string, unknown>;
-  const keys: string[] = [];
-  for (const key in fields) if (fields[key] !== undefined) keys.push(key);
-  if (keys.length > 15) return encode({ t: "ev", ev: "msg", m });
-  // Sizes first: the outer map and "t" "ev" "ev" "msg" "m", then the message's map, keys and values.
-  let size = 1 + 2 + 3 + 3 + 4 + 2 + 1;
-  const strLengths: number[] = [];
-  for (const key of keys) {
-    // Keys are the short ASCII names of WireMessage (a fixstr each).
-    if (key.length > 31) return encode({ t: "ev", ev: "msg", m });
-    size += 1 + key.length;
+  // Sizes first: the event's head, then the message's map (at most 15 fields: one byte), keys and values.
+  // Two walks over the fields rather than a list of keys and of string sizes: no arrays made per frame.
+  let size = sizeOf.event("msg", "m") + 1;
+  let count = 0;
+  for (const key in fields) {
     const v = fields[key];
+    if (v === undefined) continue;
+    // Keys are the short ASCII names of WireMessage (a fixstr each).
+    if (++count > 15 || key.length > 31) return encode({ t: "ev", ev: "msg", m });
+    size += 1 + key.length;
     if (typeof v === "number") size += sizeOf.int(v);
-    else if (typeof v === "string") {
-      const n = utf8Size(v);
-      strLengths.push(n);
-      size += sizeOf.str(n);
-    } else if (v instanceof Uint8Array) size += sizeOf.bin(v.length);
+    else if (typeof v === "string") size += sizeOf.str(utf8Size(v));
+    else if (v instanceof Uint8Array) size += sizeOf.bin(v.length);
     else return encode({ t: "ev", ev: "msg", m });
   }
   const w = new ExactWriter(size);
-  w.map(3);
-  w.str("t", 1);
-  w.str("ev", 2);
-  w.str("ev", 2);
-  w.str("msg", 3);
-  w.str("m", 1);
-  w.map(keys.length);
-  let s = 0;
-  for (const key of keys) {
-    w.str(key, key.length);
+  w.event("msg", "m");
+  w.map(count);
+  for (const key in fields) {
     const v = fields[key];
+    if (v === undefined) continue;
+    w.str(key, key.length);
     if (typeof v === "number") w.int(v);
-    else if (typeof v === "string") w.str(v, strLengths[s++]!);
+    else if (typeof v === "string") w.str(v);
     else w.bin(v as Uint8Array);
   }
   return w.out;

@@ -130,7 +130,7 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   // The one cycle, closed here: delivery sends through the sessions and the peer links, and both tell it where users are.
   delivery.connect({ sessions, peers });
   afterOutage = () => delivery.flow.afterOutage(() => sessions.all());
-  const receipts = new Receipts({ cursors, send: (users, frame) => delivery.send(users, frame), log, maxEntries: config.cacheEntries });
+  const receipts = new Receipts({ cursors, send: (users, frame) => delivery.send(users, frame), sendEncoded: (users, bytes) => delivery.sendEncoded(users, bytes), log, maxEntries: config.cacheEntries });
   const acks = new Acks(cursors, (delivered, read) => receipts.moved(delivered, read), { log });
   const files = new FileStore(database.sql, { quotaBytes: config.storageQuotaBytes, maxUploads: config.maxConcurrentUploads });
   const committer = new Committer(new MeteredStore(commits.sql, metrics), {

@@ -69,10 +69,20 @@ const STAGES: CommitStage[] = ["queued", "statement", "replied", "total"];
 export class ServerMetrics implements DeliveryRecorder, CommitRecorder, CommitStageRecorder, RefusalRecorder {
   readonly registry = new Registry();
   private readonly stored = new Counter({ name: "chatterbox_messages_stored_total", help: "Messages committed to the database", registers: [this.registry] });
+  /**
+   * Counted in a plain number and handed to the counter when it is read: an
+   * inc() on every delivery was 1.6% of a server's profile under load.
+   */
+  private deliveredCount = 0;
+  private deliveredReported = 0;
   private readonly deliveredTotal = new Counter({
     name: "chatterbox_messages_delivered_total",
     help: "Messages pushed live to a recipient's connection on this server",
     registers: [this.registry],
+    collect: () => {
+      this.deliveredTotal.inc(this.deliveredCount - this.deliveredReported);
+      this.deliveredReported = this.deliveredCount;
+    },
   });
   private readonly batchSize = new Histogram({
     name: "chatterbox_commit_batch_messages",
@@ -124,7 +134,7 @@ export class ServerMetrics implements DeliveryRecorder, CommitRecorder, CommitSt
   }
 
   delivered(): void {
-    this.deliveredTotal.inc();
+    this.deliveredCount++;
   }
 
   committed(batch: number, stored: number, seconds: number): void {

@@ -11,10 +11,13 @@
  */
 import { ClockCache } from "./clock-cache";
 import type { CursorStore, Moved } from "./cursor-store";
+import { encodeReceipts, type WireReceipt } from "../protocol/receipts-frame";
 
 export interface ReceiptDeps {
   cursors: Pick<CursorStore, "audience" | "readReceiptsOf">;
   send(users: number[], frame: Record<string, unknown>): Promise<void>;
+  /** A frame already encoded (the `receipts` event, protocol/receipts-frame.ts). */
+  sendEncoded(users: number[], bytes: Uint8Array): Promise<void>;
   log(line: string): void;
   /** How long receipts gather before they go out (default 250 ms). */
   delayMs?: number;
@@ -76,19 +79,23 @@ export class Receipts {
     try {
       const audience = await this.audience([...pending.keys()]);
       // Whether those who read send read receipts, asked now: a user who just turned them off sends none.
-      const readers = [...new Set([...pending.values()].flatMap((movers) => [...movers].filter(([, at]) => at.read > 0).map(([user]) => user)))];
-      const sends = readers.length > 0 ? await this.deps.cursors.readReceiptsOf(readers) : new Map<number, boolean>();
-      const out = new Map<number, [number, string, number | null, number | null][]>();
+      let readers: Set<number> | undefined;
+      for (const movers of pending.values()) for (const [user, at] of movers) if (at.read > 0) (readers ??= new Set()).add(user);
+      const sends = readers !== undefined ? await this.deps.cursors.readReceiptsOf([...readers]) : new Map<number, boolean>();
+      const out = new Map<number, WireReceipt[]>();
       for (const [convId, movers] of pending) {
-        const members = audience.get(convId) ?? [];
+        const members = audience.get(convId);
+        if (members === undefined) continue;
         for (const [userId, at] of movers) {
-          const mover = members.find((x) => x.userId === userId);
-          if (!mover) continue;
+          let mover: Member | undefined;
+          for (const x of members) if (x.userId === userId) { mover = x; break; }
+          if (mover === undefined) continue;
+          const shareRead = at.read > 0 && sends.get(userId) === true;
+          const delivered = at.delivered > 0 ? at.delivered : null;
           for (const member of members) {
             if (member.userId === userId) continue;
             // A read position is shared only where both sides have read receipts on.
-            const read = at.read > 0 && sends.get(userId) === true && member.receipts ? at.read : null;
-            const delivered = at.delivered > 0 ? at.delivered : null;
+            const read = shareRead && member.receipts ? at.read : null;
             if (read === null && delivered === null) continue;
             let list = out.get(member.userId);
             if (!list) out.set(member.userId, (list = []));
@@ -96,7 +103,7 @@ export class Receipts {
           }
         }
       }
-      for (const [userId, r] of out) void this.deps.send([userId], { t: "ev", ev: "receipts", r });
+      for (const [userId, r] of out) void this.deps.sendEncoded([userId], encodeReceipts(r));
     } catch (error) {
       this.deps.log(`receipts: ${error}`);
     }

@@ -75,6 +75,25 @@ export function routes(ctx: RouteDeps, directory: Directory, acks: Acks): Record
     }
   }
 
+  /**
+   * A send whose destination must be looked up (or made): it waits for the
+   * last such send of its lane (target) on this connection, and is the lane's
+   * tail until it is placed, so that later sends to the same target wait for it.
+   */
+  function lookUp<T>(conn: Conn, waitFor: Promise<void> | undefined, lane: string, work: () => Promise<T>): Promise<T> {
+    const mine = (conn.state.sendTails ??= new Map());
+    const placed = (waitFor ?? Promise.resolve()).then(work);
+    const tail: Promise<void> = placed.then(
+      () => {},
+      () => {},
+    );
+    mine.set(lane, tail);
+    void tail.then(() => {
+      if (mine.get(lane) === tail) mine.delete(lane);
+    });
+    return placed;
+  }
+
   /** A membership change is a system message: delivered like any other, to members old and new. */
   function announce(message: WireMessage, recipients: number[]) {
     ctx.receipts.forget(message.conv);
@@ -175,47 +194,26 @@ export function routes(ctx: RouteDeps, directory: Directory, acks: Acks): Record
         // head-of-line blocking, issue 15). With nothing waiting and the
         // destination cached (the common case), a send goes straight in.
         const target = group !== undefined ? { group } : { to: to! };
-        const laneKey = () => (group !== undefined ? `g${group}` : `u${to}`);
         // The key is made only when some lookup of this connection is under way (not per send).
-        const waitFor = conn.state.sendTails?.size ? conn.state.sendTails.get(laneKey()) : undefined;
+        const tails = conn.state.sendTails;
+        const waitFor = tails !== undefined && tails.size > 0 ? tails.get(group !== undefined ? `g${group}` : `u${to}`) : undefined;
         const cached = waitFor === undefined ? directory.cached(me.id, target) : undefined;
-        let placed: ReturnType<typeof place> | Promise<ReturnType<typeof place>>;
-        if (cached) {
-          placed = place(cached);
-        } else {
-          const mine = (conn.state.sendTails ??= new Map());
-          const name = laneKey();
-          placed = (waitFor ?? Promise.resolve()).then(async () => place(await directory.destination(me.id, target)));
-          const tail: Promise<void> = placed.then(
-            () => {},
-            () => {},
-          );
-          mine.set(name, tail);
-          void tail.then(() => {
-            if (mine.get(name) === tail) mine.delete(name);
-          });
-        }
-        const { convId, recipients, commit } = await placed;
+        // Cached: placed now, without a turn of the event loop for an await of what is already there.
+        const { convId, recipients, commit } = cached !== undefined ? place(cached) : await lookUp(conn, waitFor, group !== undefined ? `g${group}` : `u${to}`, () => directory.destination(me.id, target).then(place));
         const queuedAt = performance.now();
         const result = await commit;
         // What this send waited for its commit is the admission's earliest sign of a backlog (server/admission.ts).
         ctx.limits.committed(performance.now() - queuedAt);
         if (!result.ok) throw new ChatError(result.code, result.message);
         if (!result.duplicate) {
-          const message: WireMessage = {
-            id: result.id,
-            conv: convId,
-            seq: result.seq,
-            from: me.name,
-            to: group ?? to!,
-            ...(group !== undefined ? { group } : {}),
-            kind: "chat",
-            at: result.at,
-            cmid,
-            body,
-          };
+          const message: WireMessage =
+            group !== undefined
+              ? { id: result.id, conv: convId, seq: result.seq, from: me.name, to: group, group, kind: "chat", at: result.at, cmid, body }
+              : { id: result.id, conv: convId, seq: result.seq, from: me.name, to: to!, kind: "chat", at: result.at, cmid, body };
           // The sender's other connections (other devices, other processes) get it too; this one has its reply.
-          void ctx.delivery.deliver(message, [...(result.recipients ?? recipients), me.id], conn).catch((e) => ctx.log(`deliver ${result.id}: ${e}`));
+          const all = (result.recipients ?? recipients).slice();
+          all.push(me.id);
+          void ctx.delivery.deliver(message, all, conn).catch((e) => ctx.log(`deliver ${result.id}: ${e}`));
         }
         return { msg: result.id, conv: convId, seq: result.seq, at: result.at, duplicate: result.duplicate };
       },

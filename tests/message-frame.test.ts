@@ -28,7 +28,7 @@ const cases: [string, WireMessage][] = [
   ["a group message", { ...base, group: "friends", to: "friends" }],
   ["a system message", { ...base, kind: "system" }],
   ...[0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000, 2 ** 32 - 1, 2 ** 32, Number.MAX_SAFE_INTEGER].map((n): [string, WireMessage] => [`ids and numbers of ${n}`, { ...base, id: n, conv: n, seq: n, at: n }]),
-  ...[-1, -32, -33, -128, -129, -32768, -32769, -(2 ** 31), -(2 ** 31) - 1, 1.5].map((n): [string, WireMessage] => [`a number of ${n}`, { ...base, at: n }]),
+  ...[-1, -32, -33, -128, -129, -32768, -32769, -(2 ** 31), -(2 ** 31) - 1, -(2 ** 40), 1.5, 1_764_650_000_123.456, 2 ** 53 + 2, -(2 ** 53) - 2].map((n): [string, WireMessage] => [`a number of ${n}`, { ...base, at: n }]),
   ...[0, 31, 32, 255, 256, 65535, 65536].map((n): [string, WireMessage] => [`a name of ${n} bytes`, { ...base, from: "x".repeat(n), cmid: "y".repeat(n) }]),
   ["names outside ASCII", { ...base, from: "zoë", to: "Ωmega-😀", group: "ça va" }],
   ...[0, 255, 256, 65535, 65536, 300_000].map((n): [string, WireMessage] => [`a body of ${n} bytes`, { ...base, body: new Uint8Array(n).map((_, i) => i * 7) }]),

@@ -160,3 +160,42 @@ test("a write the socket takes only in part finishes in drain, with later frames
   expect(bytes.subarray(big.length + 300)).toEqual(later[1]!);
   socket.end();
 });
+
+test("sockets written one after another in one turn (the write's array is reused) each get exactly their own bytes", async () => {
+  // A listener of its own that keeps each connection's bytes apart.
+  const got = new Map<number, number[]>();
+  let next = 0;
+  const apart = Bun.listen<{ n: number }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(s) {
+        s.data = { n: next++ };
+        got.set(s.data.n, []);
+      },
+      data(s, chunk) {
+        got.get(s.data.n)!.push(...chunk);
+      },
+    },
+  });
+  const boxes: { socket: Socket<undefined>; outbox: Outbox; sent: number[] }[] = [];
+  for (let i = 0; i < 4; i++) {
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port: apart.port, socket: { data() {} } });
+    boxes.push({ socket, outbox: new Outbox(socket, () => {}), sent: [] });
+  }
+  for (let k = 0; k < 6; k++) {
+    for (const [i, box] of boxes.entries()) {
+      // Sizes that differ by socket, so that a write made from a later one's bytes shows.
+      const f = frame(i * 100 + k, 40 + i * 1000 + k);
+      box.outbox.push(f);
+      box.sent.push(...f);
+    }
+  }
+  await new Promise((resolve) => setImmediate(resolve));
+  const total = boxes.reduce((n, b) => n + b.sent.length, 0);
+  for (let i = 0; i < 2000 && [...got.values()].reduce((n, g) => n + g.length, 0) < total; i++) await Bun.sleep(5);
+  // Connections were accepted in the order they were made.
+  for (const [i, box] of boxes.entries()) expect(new Uint8Array(got.get(i)!)).toEqual(new Uint8Array(box.sent));
+  for (const box of boxes) box.socket.end();
+  apart.stop(true);
+});
