@@ -117,7 +117,22 @@ export async function startServer(options: ServerOptions): Promise<ChatServer> {
   const devices = new DeviceStore(database.sql, config.maxDevices);
   const cursors = new CursorStore(database.sql);
   const delivery = new Delivery({ serverId: id, devices, store, config, log }, metrics, config.cacheEntries);
-  const peers = new Peers({ serverId: id, store, liveWithinMs: config.liveWithinMs, log, gone: (server) => delivery.forgetServer(server) }, identity.secret, memberTls);
+  const peers = new Peers(
+    {
+      serverId: id,
+      store,
+      liveWithinMs: config.liveWithinMs,
+      log,
+      gone: (server) => delivery.forgetServer(server),
+      // Taken for gone by the others for a while: what they did not deliver live is read back from the database.
+      late: (gapMs) => {
+        log(`heartbeat ${gapMs} ms after the last: catching every connection up from the database`, { level: "warn", gapMs });
+        afterOutage();
+      },
+    },
+    identity.secret,
+    memberTls,
+  );
   const sessions = new Sessions({
     serverId: id,
     devices,

@@ -42,6 +42,8 @@ const CATCH_UP_PAGE = 500;
 
 export class Flow {
   private readonly conns = new WeakMap<Conn, ConnFlow>();
+  /** Catch-ups from the database scheduled and not yet run (afterOutage). */
+  private resyncsDue = 0;
 
   constructor(
     private readonly reader: () => BacklogReader,
@@ -135,10 +137,17 @@ export class Flow {
    * again. Nothing later in the conversation may come to reveal the gap, so
    * each connection here is caught up from the database (what it was sent
    * already is skipped), a few seconds after, when heartbeats are fresh again.
+   * The same after a stall of this server long enough for the others to take it
+   * for gone (server/peers.ts `late`).
    */
   afterOutage(connections: () => Iterable<Conn>): void {
+    // One set at a time: a server past its cores may miss heartbeats again and again, and the catch-ups
+    // already due cover what was missed until they run (each reads from the database what was not sent).
+    if (this.resyncsDue > 0) return;
     for (const delay of RESYNC_AFTER_MS) {
+      this.resyncsDue++;
       setTimeout(() => {
+        this.resyncsDue--;
         void this.resync([...connections()]).catch((error) => this.log(`resync after an outage: ${error}`));
       }, delay).unref();
     }

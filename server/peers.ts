@@ -29,6 +29,13 @@ export interface PeersDeps {
   log(line: string): void;
   /** A server left the servers table: whatever placed users there (delivery's location cache) forgets them. */
   gone(serverId: string): void;
+  /**
+   * This server's own heartbeat reached the servers table `gapMs` after the
+   * one before, long enough for the others to have taken it for gone
+   * meanwhile (a stalled process, a starved machine, a slow database): they
+   * delivered nothing live to its users, who are still connected.
+   */
+  late?(gapMs: number): void;
 }
 
 export class Peers {
@@ -64,9 +71,15 @@ export class Peers {
   }
 
   start(intervalMs = 1000): void {
+    let beat: number | undefined;
     const tick = async () => {
       try {
         await this.deps.store.heartbeatServer(this.deps.serverId);
+        // Half of liveWithinMs: the others may have looked while the heartbeat was older than that whole bound,
+        // and a catch-up that was not needed costs a read of what was sent already; one missed hides messages.
+        const now = performance.now();
+        if (beat !== undefined && now - beat > this.deps.liveWithinMs / 2) this.deps.late?.(Math.round(now - beat));
+        beat = now;
         await this.refresh();
       } catch (error) {
         this.deps.log(`peer refresh: ${error}`);
