@@ -27,7 +27,11 @@ export class Load {
   keys = new Map<string, PublicIdentity>();
   private pop: Population;
   private readonly body: Uint8Array;
-  private readonly counters = new Map<number, number>();
+  /** Messages sent so far, by client index: the next one's number. */
+  private readonly counters: number[] = [];
+  private readonly names: string[] = [];
+  private readonly groupNames: string[] = [];
+  private readonly groupSizes: number[] = [];
   private measureFrom = Infinity;
   private endAt = Infinity;
   private inflight = 0;
@@ -55,14 +59,17 @@ export class Load {
     this.body = crypto.getRandomValues(new Uint8Array(setup.size));
   }
 
+  /** Client i's name, made once: it is in every message sent to it. */
   name(i: number): string {
-    return `${this.setup.prefix}${i}`;
+    return (this.names[i] ??= `${this.setup.prefix}${i}`);
   }
 
   /** Group g's name; with --mls, one made for this run (bench clients keep no MLS state between runs). */
   groupName(g: number): string {
+    const cached = this.groupNames[g];
+    if (cached !== undefined) return cached;
     const name = groupName(this.setup.prefix, g, this.setup.groupSize);
-    return this.setup.mls ? `${name}.${this.setup.run.slice(0, 6)}` : name;
+    return (this.groupNames[g] = this.setup.mls ? `${name}.${this.setup.run.slice(0, 6)}` : name);
   }
 
   /** Runs the load from start.at for warm-up plus duration; resolves when every send has its answer. */
@@ -109,8 +116,8 @@ export class Load {
   }
 
   private fire(client: SimClient, due: number): Promise<void> {
-    const n = this.counters.get(client.index) ?? 0;
-    this.counters.set(client.index, n + 1);
+    const n = this.counters[client.index] ?? 0;
+    this.counters[client.index] = n + 1;
     const t = target(this.setup.pattern, client.index, this.pop);
     const dueUs = Math.round(due * 1000);
     const measured = due >= this.measureFrom && due < this.endAt;
@@ -118,12 +125,12 @@ export class Load {
     const cmid = `${this.setup.run}.${t.kind}${client.index}.${n}.${dueUs}.${measured ? 1 : 0}`;
     const args: Record<string, unknown> =
       t.kind === "d"
-        ? { to: this.name(t.to), cmid, body: this.bodyFor(client, [t.to], () => `dm:${[client.name, this.name(t.to)].sort().join(":")}`, cmid) }
+        ? { to: this.name(t.to), cmid, body: this.setup.e2e ? this.sealFor(client, [t.to], `dm:${[client.name, this.name(t.to)].sort().join(":")}`, cmid) : this.body }
         : {
             group: this.groupName(t.group),
             cmid,
             epoch: this.epochs.get(t.group) ?? 0,
-            body: this.setup.mls ? new Uint8Array() : this.bodyFor(client, groupMembers(t.group, this.pop), () => `group:${this.groupName(t.group)}`, cmid),
+            body: this.setup.mls ? new Uint8Array() : this.setup.e2e ? this.sealFor(client, groupMembers(t.group, this.pop), `group:${this.groupName(t.group)}`, cmid) : this.body,
           };
     // with --mls the body is encrypted first (in order: the group's encryptions run one at a time, in the order asked)
     const sealed = this.setup.mls && t.kind === "g" ? client.mls!.seal(this.groupName(t.group), cmid, TEXT).then((body) => ({ ...args, body })) : undefined;
@@ -147,7 +154,7 @@ export class Load {
           this.expected++;
         } else {
           bitmap(this.ackedGroup, client.index).set(n);
-          this.expected += groupMembers(t.group, this.pop).length - 1;
+          this.expected += this.groupSizeOf(t.group) - 1;
         }
       },
       (error) => {
@@ -159,15 +166,15 @@ export class Load {
     );
   }
 
-  /**
-   * Random bytes of --size, or with --e2e a real envelope sealed to every
-   * recipient and signed. `conv` is a function: the conversation's name is
-   * made (a sort and a join) only for a sealed body, not for every message.
-   */
-  private bodyFor(client: SimClient, members: number[], conv: () => string, cmid: string): Uint8Array {
-    if (!this.setup.e2e) return this.body;
+  /** Members of group g, counted once: a group send's expected deliveries. */
+  private groupSizeOf(g: number): number {
+    return (this.groupSizes[g] ??= groupMembers(g, this.pop).length);
+  }
+
+  /** With --e2e, the body is a real envelope sealed to every recipient and signed. */
+  private sealFor(client: SimClient, members: number[], conv: string, cmid: string): Uint8Array {
     const recipients = members.filter((i) => i !== client.index).map((i) => ({ name: this.name(i), dh: this.keys.get(this.name(i))!.dh }));
-    return seal({ header: { v: 1, from: client.name, conv: conv(), cmid, sentAt: Date.now(), kind: "text" }, plaintext: TEXT, sender: client.keys!, recipients });
+    return seal({ header: { v: 1, from: client.name, conv, cmid, sentAt: Date.now(), kind: "text" }, plaintext: TEXT, sender: client.keys!, recipients });
   }
 
   /** A message reached one of our clients. */
