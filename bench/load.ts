@@ -20,6 +20,7 @@ import type { Tick, WorkerResult, WorkerSetup, WorkerStart } from "./messages";
 import { groupMembers, groupName, groupOf, placementOf, sends, target, type Population } from "./patterns";
 
 const TEXT = pack({ kind: "text", text: "x".repeat(100) });
+const [ZERO, ONE, NINE, D] = ["0", "1", "9", "d"].map((ch) => ch.charCodeAt(0)) as [number, number, number, number];
 
 export class Load {
   readonly clients = new Map<number, SimClient>();
@@ -208,22 +209,30 @@ export class Load {
   /** A message of this run, read: counted once (a duplicate is told apart), with its delivery latency. */
   private counted(client: SimClient, m: WireMessage): void {
     const now = nowUs();
-    const [, who, num, due, measured] = m.cmid!.split(".");
-    const kind = who![0];
-    const sender = Number(who!.slice(1));
-    const fresh = kind === "d" ? bitmap(this.recvDm, sender).set(Number(num)) : bitmap(this.recvGroup, `${client.index}:${sender}`).set(Number(num));
+    // The client message id, "run.<d|g><sender>.<n>.<due µs>.<measured>" (fire()), read in place: no split, no
+    // strings. Each number ends at the first non-digit (its dot, or the end: a cut id cannot loop).
+    const c = m.cmid!;
+    let at = this.setup.run.length + 1;
+    const kind = c.charCodeAt(at++);
+    let sender = 0;
+    for (let d = c.charCodeAt(at++); d >= ZERO && d <= NINE; d = c.charCodeAt(at++)) sender = sender * 10 + d - ZERO;
+    let num = 0;
+    for (let d = c.charCodeAt(at++); d >= ZERO && d <= NINE; d = c.charCodeAt(at++)) num = num * 10 + d - ZERO;
+    let dueUs = 0;
+    for (let d = c.charCodeAt(at++); d >= ZERO && d <= NINE; d = c.charCodeAt(at++)) dueUs = dueUs * 10 + d - ZERO;
+    const measured = c.charCodeAt(at) === ONE;
+    const fresh = kind === D ? bitmap(this.recvDm, sender).set(num) : bitmap(this.recvGroup, `${client.index}:${sender}`).set(num);
     if (!fresh) {
       this.duplicates++;
       return;
     }
-    const dueUs = Number(due);
-    const latency = now - dueUs;
+    const latency = Math.max(0, now - dueUs);
     this.deliveredAll++;
     this.tick.delivered++;
-    this.tick.deliveryHist.recordValue(Math.max(0, latency));
-    if (measured === "1") {
+    this.tick.deliveryHist.recordValue(latency);
+    if (measured) {
       this.delivered++;
-      this.deliveryHist.recordValue(Math.max(0, latency));
+      this.deliveryHist.recordValue(latency);
     }
   }
 
