@@ -47,6 +47,8 @@ export class Load {
   private readonly errors: Record<string, number> = {};
   private readonly ackHist = newHistogram();
   private readonly deliveryHist = newHistogram();
+  /** Due → handed to its connection, for each measured send. */
+  private readonly lagHist = newHistogram();
   // This interval, for the time series.
   private tick = { sent: 0, acked: 0, delivered: 0, errors: 0, ackHist: newHistogram(), deliveryHist: newHistogram() };
   private readonly ackedDm = new Map<number, Bitmap>();
@@ -137,7 +139,11 @@ export class Load {
     const sealed = this.setup.mls && t.kind === "g" ? client.mls!.seal(this.groupName(t.group), cmid, TEXT).then((body) => ({ ...args, body })) : undefined;
     this.sentAll++;
     this.tick.sent++;
-    if (measured) this.sent++;
+    if (measured) {
+      this.sent++;
+      // How late this worker is in sending it: the load generator's own share of every latency it measures.
+      this.lagHist.recordValue(Math.max(0, nowUs() - dueUs));
+    }
     this.inflight++;
     return (sealed ? sealed.then((a) => client.send(a)) : client.send(args)).then(
       () => {
@@ -276,6 +282,7 @@ export class Load {
       errors: this.errors,
       ackHist: encodeHistogram(this.ackHist),
       deliveryHist: encodeHistogram(this.deliveryHist),
+      lagHist: encodeHistogram(this.lagHist),
       ackedDm: encodeMap(this.ackedDm),
       ackedGroup: encodeMap(this.ackedGroup),
       recvDm: encodeMap(this.recvDm),
