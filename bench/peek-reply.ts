@@ -8,9 +8,9 @@
  * msgpackr: about a twentieth of a worker's JavaScript time at 10,000 msg/s.
  */
 
-/** Keys the bench's hot replies use, made once: a key is compared as bytes, not decoded. */
-const KEYS = ["t", "id", "ok", "res", "msg", "conv", "seq", "at", "code", "message", "retryAfterMs"];
-const KEY_BYTES = KEYS.map((k) => new TextEncoder().encode(k));
+/** Keys and values the bench's hot replies use, made once: such a string is compared as bytes, not built. */
+const KNOWN = ["t", "res", "id", "ok", "msg", "conv", "seq", "at", "ev", "code", "message", "retryAfterMs"];
+const KNOWN_BYTES = KNOWN.map((k) => new TextEncoder().encode(k));
 const TWO_32 = 0x100000000;
 /** Big-endian float64 bytes land here, reversed, to be read as the host's (little-endian) float. */
 const scratch = new Uint8Array(8);
@@ -34,20 +34,9 @@ export function peekFlatFrame(b: Uint8Array): Record<string, unknown> | undefine
     if (kh < 0xa0 || kh > 0xbf) return undefined;
     const kn = kh & 0x1f;
     if (at + kn > end) return undefined;
-    let key: string | undefined;
-    for (let k = 0; k < KEY_BYTES.length && key === undefined; k++) {
-      const name = KEY_BYTES[k]!;
-      if (name.length !== kn) continue;
-      let same = true;
-      for (let i = 0; i < kn && same; i++) same = b[at + i] === name[i];
-      if (same) key = KEYS[k];
-    }
-    if (key === undefined) {
-      const s = ascii(b, at, kn);
-      // msgpackr renames a __proto__ key: left to it.
-      if (s === undefined || s === "__proto__") return undefined;
-      key = s;
-    }
+    const key = ascii(b, at, kn);
+    // msgpackr renames a __proto__ key: left to it.
+    if (key === undefined || key === "__proto__") return undefined;
     at += kn;
     // The value.
     if (at >= end) return undefined;
@@ -129,8 +118,15 @@ export function peekFlatFrame(b: Uint8Array): Record<string, unknown> | undefine
   return at === end ? out : undefined;
 }
 
-/** The ASCII string of b[at, at + n), or undefined when a byte is not ASCII. */
+/** The ASCII string of b[at, at + n) (one of KNOWN if it is one), or undefined when a byte is not ASCII. */
 function ascii(b: Uint8Array, at: number, n: number): string | undefined {
+  for (let k = 0; k < KNOWN_BYTES.length; k++) {
+    const name = KNOWN_BYTES[k]!;
+    if (name.length !== n) continue;
+    let same = true;
+    for (let i = 0; i < n && same; i++) same = b[at + i] === name[i];
+    if (same) return KNOWN[k];
+  }
   let s = "";
   for (let i = at; i < at + n; i++) {
     const c = b[i]!;
