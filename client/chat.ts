@@ -13,6 +13,7 @@ import { line, shown } from "./format";
 import { saveFile } from "./save";
 import { newDeviceLine } from "./own-devices";
 import { progressBar } from "./progress";
+import { beforeJoin } from "./received";
 import { ChatSession, describeFile, type Received } from "./session";
 import { label, type ChatView, type Target, type ViewActions } from "./view";
 
@@ -263,7 +264,8 @@ export async function runChat(options: Omit<ChatOptions, "json">, view: ChatView
     search: (text) => session.search(text, 50),
     async conversations() {
       const unread = new Map<number, number>();
-      for (const m of session.unread()) unread.set(m.conv, (unread.get(m.conv) ?? 0) + 1);
+      // a message from before this device joined is not unread here: nothing on this device can show it
+      for (const m of session.unread()) if (!beforeJoin(m)) unread.set(m.conv, (unread.get(m.conv) ?? 0) + 1);
       const [groups, contacts] = await Promise.all([session.groups().catch(() => []), session.who().catch(() => [])]);
       const dms = await Promise.all(
         contacts.map(async (c) => ({ target: { kind: "dm" as const, name: c.name }, conv: await session.conversationOf({ with: c.name }).catch(() => -1) })),

@@ -23,6 +23,15 @@ export interface Received extends WireMessage {
   code?: string;
 }
 
+/**
+ * A message of a conversation's MLS group sent before this device joined it:
+ * no key here opens it, by design (forward secrecy), so it is told as a quiet
+ * line, not a warning, and it is not unread on this device.
+ */
+export function beforeJoin(m: Pick<Received, "verified" | "code">): boolean {
+  return !m.verified && m.code === "E_MLS_BEFORE_JOIN";
+}
+
 /** A message from the local store, as a reader sees it. */
 export function fromStored(m: StoredMessage): Received {
   const { file, ...rest } = m;

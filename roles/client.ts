@@ -6,7 +6,7 @@ import { statSync } from "node:fs";
 import { basename } from "node:path";
 import { askBalancerPatiently } from "../balancer/ask";
 import { checkPassword, signupAccount } from "../client/account";
-import { line, sanitize } from "../client/format";
+import { line, lines, sanitize } from "../client/format";
 import { LocalStore } from "../client/store";
 import { progressBar } from "../client/progress";
 import { saveFile } from "../client/save";
@@ -176,7 +176,7 @@ export async function history(options: ClientOptions & { with?: string; group?: 
   const session = await ChatSession.open({ ...options, onStatus: warn });
   try {
     const messages = options.group !== undefined ? await session.groupHistory(options.group, options.limit) : await session.history(options.with!, options.limit);
-    for (const m of messages) console.log(line(m, options.json));
+    for (const l of lines(messages, options.json, options.user)) console.log(l);
     return messages;
   } finally {
     await session.close();

@@ -131,3 +131,19 @@ test("direct batches in flight on several connections over the same conversation
     expect(held.lastSeq).toBe(ROUNDS);
   }
 });
+
+test("client message ids of any length and script are stored exactly as sent, each with its own body, and a retry of one finds it", async () => {
+  const [ann, ben, cat] = await users(3);
+  const annBen = await store.directConversation(ann!, ben!);
+  const annCat = await store.directConversation(ann!, cat!);
+  // Multibyte cmids must keep their bytes, and quotes, braces and backslashes must survive the array literal they travel in.
+  const cmids = ["ü", "日本語のメッセージ", "😀-" + randomUUID(), "a", "x".repeat(64), "é😀é", "'quote\"back\\slash,{brace}"];
+  const items: AppendItem[] = cmids.map((cmid, k) => ({ senderId: ann!, convId: k % 2 ? annCat : annBen, cmid, body: body(`body ${k}`) }));
+  const results = await appendBatch(database.sql, items);
+  expect(results.every((r) => r.ok && !r.duplicate)).toBe(true);
+  const held = [...(await rows(annBen)).list, ...(await rows(annCat)).list];
+  expect(held.map((r) => r.cmid).sort()).toEqual([...cmids].sort());
+  for (const r of held) expect(r.body).toBe(`body ${cmids.indexOf(r.cmid)}`);
+  const [again] = await appendBatch(database.sql, [{ ...items[2]!, body: body("again") }]);
+  expect(again!.ok && stored(again!)).toEqual(results[2]!.ok && { id: results[2]!.id, seq: results[2]!.seq, duplicate: true });
+});

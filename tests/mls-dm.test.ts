@@ -203,10 +203,10 @@ test("a new device of the account is added by the next sender, and reads from th
   await waitFor(() => laptop.received.length === 1 && bob.received.length === 2, "both of bob's devices to receive");
   expect(laptop.received.map((m) => m.problem ?? m.text)).toEqual(["after the new device"]);
   expect(bob.texts()).toEqual(["before the new device", "after the new device"]);
-  // what came before it joined is not readable on the laptop
+  // what came before it joined is not readable on the laptop, and says so (sent before its welcome)
   const history = await laptop.session.history(a!);
   expect(history.map((m) => [m.text, m.code])).toEqual([
-    ["", "E_MLS_EPOCH"],
+    ["", "E_MLS_BEFORE_JOIN"],
     ["after the new device", undefined],
   ]);
 });
@@ -361,6 +361,7 @@ test("with the opt-in history backup on, a new device of the account reads the M
   const carolNew = await connectPersistent(cluster.balancerAddr, carolHome, c!);
   open.push(carolNew);
   process.env.CHATTERBOX_HOME = fileHome;
-  expect((await carolNew.session.history(b!)).map((m) => [m.text, m.code])).toEqual([["", "E_MLS_EPOCH"]]);
+  // carol's new device holds no group for the conversation and never did: from before it joined
+  expect((await carolNew.session.history(b!)).map((m) => [m.text, m.code])).toEqual([["", "E_MLS_BEFORE_JOIN"]]);
   expect((await db.sql`select count(*)::int as n from history_backups h join users u on u.id = h.user_id where u.name = ${c!}`)[0]!.n).toBe(0);
 });

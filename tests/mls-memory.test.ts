@@ -84,5 +84,5 @@ test("two in-memory sessions with CHATTERBOX_MLS=on talk over MLS; after a resta
   // what came before the restart is gone for it, as for any new device
   const history = await alice2.session.history(b);
   expect(history.filter((m) => m.text === "and back")).toEqual([]);
-  expect(history.some((m) => m.code === "E_MLS_EPOCH")).toBe(true);
+  expect(history.some((m) => m.code === "E_MLS_BEFORE_JOIN")).toBe(true);
 });

@@ -8,7 +8,8 @@ import { Database } from "bun:sqlite";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connectUser, PASSWORD, ROOT, signup, startCluster, uniqueName, waitFor, type Cluster, type TestUser } from "./support/cluster";
+import { openDatabase } from "../db/connect";
+import { connectPersistent, connectUser, PASSWORD, ROOT, signup, startCluster, uniqueName, until, waitFor, type Cluster, type TestUser } from "./support/cluster";
 import { caFile, Tmux } from "./support/tmux";
 
 setDefaultTimeout(60_000);
@@ -71,6 +72,24 @@ function heldCount(user: string): number {
   } finally {
     db.close();
   }
+}
+
+/** Whether `text` is drawn dim (SGR 2) on a screen captured with its escapes: each SGR sets or clears it, and it lasts across rows. */
+function dimAt(styled: string, text: string): boolean {
+  const at = styled.indexOf(text);
+  expect(at).toBeGreaterThanOrEqual(0);
+  let dim = false;
+  for (const m of styled.slice(0, at).matchAll(/\x1b\[([0-9;]*)m/g)) {
+    const codes = m[1]!.split(";");
+    // (a 38;5;N or 38;2;R;G;B colour holds numbers that are not attributes)
+    for (let i = 0; i < codes.length; i++) {
+      const c = Number(codes[i] || 0);
+      if (c === 38 || c === 48) i += codes[i + 1] === "5" ? 2 : 4;
+      else if (c === 0 || c === 22) dim = false;
+      else if (c === 2) dim = true;
+    }
+  }
+  return dim;
 }
 
 async function other(name: string): Promise<TestUser> {
@@ -549,5 +568,56 @@ test("a message that arrives while the terminal is not focused stays unread unti
   for (let i = 0; (await readByAlice()) < 2; i++) {
     expect(i).toBeLessThan(150);
     await Bun.sleep(100);
+  }
+});
+
+test("a new device opening a conversation held over MLS before it existed draws that history as one dim line, then reads what comes after it joined", async () => {
+  const alice = uniqueName("alice");
+  const bobName = uniqueName("bob");
+  await signup(cluster.balancerAddr, alice);
+  await signup(cluster.balancerAddr, bobName);
+  // alice's phone and bob keep their stores (so speak MLS); the terminal is alice's new laptop
+  const devices = mkdtempSync(join(tmpdir(), "chatterbox-tui-mls-"));
+  homes.push(devices);
+  const db = openDatabase(cluster.url, { max: 1 });
+  const published = (name: string, n: number) =>
+    until(async () => {
+      const [row] = await db.sql`select count(*)::int as n from devices d join users u on u.id = d.user_id join key_packages k on k.device_id = d.id
+                                 where u.name = ${name} and k.last_resort`;
+      return row!.n === n;
+    }, `${name}'s ${n} device(s) to publish`);
+  try {
+    const phone = await connectPersistent(cluster.balancerAddr, devices, alice);
+    let bob = await connectPersistent(cluster.balancerAddr, devices, bobName);
+    users.push(phone, bob);
+    await published(alice, 1);
+    await published(bobName, 1);
+    for (let i = 1; i <= 5; i++) await bob.session.sendText(alice, `before the laptop ${i}`);
+    await waitFor(() => phone.texts().length === 5, "alice's phone to read them");
+
+    const term = await openTui(alice, 80, 24, false);
+    term.type(`/dm ${bobName}`);
+    term.keys("Enter");
+    // (a line of 80 columns wraps: read as one)
+    const flat = (s: string) => right(s).map((r) => r.trim()).join(" ");
+    const screen = await term.waitForScreen((s) => flat(s).includes("5 earlier messages were sent before this device joined"), "the quiet line for the history");
+    expect(flat(screen)).toContain("CHATTERBOX_HISTORY_BACKUP=on");
+    expect(screen).not.toContain("NOT SHOWN");
+    expect(screen).not.toContain("⚠");
+    // dim: the rows of the line carry SGR 2
+    expect(dimAt(term.styledScreen(), "5 earlier messages")).toBe(true);
+
+    // bob's restarted client asks for alice's device list at once, adds the laptop, then sends
+    await published(alice, 2);
+    await bob.session.close();
+    bob = await connectPersistent(cluster.balancerAddr, devices, bobName);
+    users.push(bob);
+    await bob.session.sendText(alice, "after the laptop joined");
+    const after = await term.waitForScreen((s) => s.includes("after the laptop joined"), "the message after the join");
+    expect(flat(after)).toContain("5 earlier messages were sent before this device joined");
+    expect(after).not.toContain("⚠");
+    expect(dimAt(term.styledScreen(), "after the laptop joined")).toBe(false);
+  } finally {
+    await db.close();
   }
 });

@@ -4,27 +4,13 @@
  * messages), wrapping and the keys table.
  */
 import { expect, test } from "bun:test";
-import type { Received } from "../client/session";
+import { msg } from "./support/received";
 import { HELP } from "../client/commands";
 import { InputEditor } from "../client/tui/editor";
 import { actionOf, KEY_HELP } from "../client/tui/keys";
 import { ChatModel } from "../client/tui/model";
 import { inputRows, listRows, paneRows, statusRow, visible, wrap } from "../client/tui/render";
 
-const msg = (seq: number, from: string, to: string, text: string, extra: Partial<Received> = {}): Received => ({
-  id: seq,
-  conv: 7,
-  seq,
-  from,
-  to,
-  kind: "chat",
-  at: Date.UTC(2026, 0, 1, 12, seq),
-  cmid: `c${seq}`,
-  body: new Uint8Array(0),
-  text,
-  verified: true,
-  ...extra,
-});
 
 test("the editor moves by character and word, cuts with Ctrl-W/U/K, and keeps a history", () => {
   const e = new InputEditor();

@@ -12,7 +12,7 @@ import type { IdentityKeys, PublicIdentity } from "../../crypto/keys";
 import type { WireMessage } from "../../protocol/messages";
 import { decodeContent } from "../content";
 import type { Opened } from "../codec";
-import { dmLabel } from "../e2e";
+import { dmLabel, labelOf } from "../e2e";
 import type { StoredMessage } from "../store";
 import { MlsAccount, type Call } from "./account";
 import { MlsConversations, type Place } from "./conversations";
@@ -216,7 +216,7 @@ export class MlsClient {
   private stored(message: WireMessage): MlsRead {
     const [kept] = this.deps.store.history(message.conv, message.seq + 1, 1);
     if (kept && kept.seq === message.seq) return { status: "stored", stored: kept };
-    return { status: "failed", code: "E_MLS_EPOCH", reason: "not readable on this device: mls keys are used once, and this device kept no copy (forward secrecy)" };
+    return this.conversations.unreadable(labelOf(message), message.seq);
   }
 
   private async group(name: string): Promise<Place> {

@@ -18,6 +18,7 @@ import { clearHeader } from "../../crypto/mls/wire.ts";
 import { planLeaves } from "./reconcile";
 import { GroupSlots, type Held } from "./slots";
 import type { Frontier } from "./frontier";
+import { unreadable, type Unreadable } from "./unreadable";
 
 /** A leaf update (a commit with no proposals) after this many sends from this device, or this long: post-compromise security. */
 export const UPDATE_EVERY_MESSAGES = 100;
@@ -450,6 +451,11 @@ export class MlsConversations {
     }
   }
 
+  /** Why a message at `seq` that this device cannot open, and kept no copy of, is not readable (history, read out of order). */
+  unreadable(label: string, seq: number): Unreadable {
+    return unreadable(seq, this.local.joinPoint(label));
+  }
+
   /** Why the conversation's last message went as an envelope (undefined: it did not, or no reason was found). */
   whyNot(label: string): string | undefined {
     return this.why.get(label);
@@ -484,7 +490,7 @@ export class MlsConversations {
     if (held && this.slots.seq(place.label) >= message.seq) return { status: "local" };
     try {
       if (body.type === "commit") return await this.takeCommit(place, message, held, body.commit, body.welcome);
-      if (!held) return failed("E_MLS_NO_GROUP", "this device was not given the keys for this conversation (it joined later, or its welcome was lost)");
+      if (!held) return unreadable(message.seq, this.local.joinPoint(place.label));
       const got = (await this.fromReplaced(place, held, body.message)) ?? (await this.receive(place, held, body.message, message.seq));
       if (got.kind !== "application") return failed("E_MLS_FORMAT", "not an application message");
       if (got.sender.user !== message.from) return failed("E_SIGNATURE", `the server says it is from ${message.from}, but it is from ${got.sender.user}'s device`);
@@ -532,8 +538,12 @@ export class MlsConversations {
     try {
       joined = await joinFromWelcome(welcome, place, message.conv, this.account);
     } catch (error) {
-      // a welcome this device refuses (a stranger's leaf, another group's, an origin its creator did not sign): shown with its code
-      if (error instanceof MlsError) return failed(error.reason, `not joined: ${error.message.toLowerCase()}`);
+      // a welcome this device refuses (a stranger's leaf, another group's, an origin its creator did not sign): shown with its code,
+      // and what it then cannot read is a warning too, not history from before it joined
+      if (error instanceof MlsError) {
+        if (!held) this.local.refusedAt(place.label, message.seq);
+        return failed(error.reason, `not joined: ${error.message.toLowerCase()}`);
+      }
       throw error;
     }
     // a reset without this device: said, and an admin's device adds it again once it has a key package

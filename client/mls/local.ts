@@ -12,6 +12,7 @@
 import type { Database } from "bun:sqlite";
 import { ed25519 } from "@noble/curves/ed25519.js";
 import { decodeKeyPackage, newMlsDevice, type MlsDevice, type OwnKeyPackage } from "../../crypto/mls/index.ts";
+import type { JoinPoint } from "./unreadable";
 
 const SCHEMA = `
   create table if not exists mls_key_packages (ref text primary key, public blob not null, init blob not null, hpke blob not null,
@@ -112,6 +113,28 @@ export class MlsLocal {
     this.kv.set(`mls.replaced.${label}`, state === undefined ? undefined : Buffer.from(state).toString("base64"));
   }
 
+  /**
+   * Where this device stands in the conversation's MLS group: the position at
+   * which it joined (undefined for a group joined before this was kept, or
+   * none joined), the position of a first welcome it refused, and whether it
+   * holds a group. What tells a message from before its join apart from one
+   * it should have read (client/mls/unreadable.ts).
+   */
+  joinPoint(label: string): JoinPoint {
+    const joined = this.kv.get(`mls.joined.${label}`);
+    const refused = this.kv.get(`mls.refused.${label}`);
+    return {
+      ...(joined !== undefined ? { joined: Number(joined) } : {}),
+      ...(refused !== undefined ? { refused: Number(refused) } : {}),
+      held: this.version(label) !== undefined,
+    };
+  }
+
+  /** A welcome into a conversation whose group this device does not hold was refused, at `seq`: what it misses after that is a warning. */
+  refusedAt(label: string, seq: number): void {
+    if (this.joinPoint(label).refused === undefined) this.kv.set(`mls.refused.${label}`, String(seq));
+  }
+
   keepPackages(packages: OwnKeyPackage[], ref: (p: OwnKeyPackage) => string): void {
     const insert = this.db.query("insert or replace into mls_key_packages (ref, public, init, hpke, last_resort, created_at) values (?, ?, ?, ?, ?, ?)");
     this.db.transaction(() => {
@@ -182,6 +205,9 @@ export class MlsLocal {
       const r = this.db
         .query("insert into mls_groups (label, state, version, seq, sent, updated_at) values (?, ?, 1, ?, ?, ?) on conflict do nothing")
         .run(label, state, seq, counters.sent, counters.updatedAt);
+      // The row's first save is this device's join: the welcome it took in, or the commit that made the group.
+      // Its seq moves on with every message; the join point stays, for telling history from before it.
+      if (r.changes === 1 && this.joinPoint(label).joined === undefined) this.kv.set(`mls.joined.${label}`, String(seq));
       return r.changes === 1;
     }
     const r = this.db

@@ -5,6 +5,7 @@
  * marks on the user's own messages. Pure state: the view feeds it the
  * session's events and draws it.
  */
+import { beforeJoin } from "../received";
 import type { ReceiptEvent, Received, SendResult } from "../session";
 import { label, type Target } from "../view";
 
@@ -112,7 +113,8 @@ export class ChatModel {
     else c.items.splice(at, 0, item);
     c.lastActivity = Math.max(c.lastActivity, m.at);
     // A membership change I made is mine too: not unread, though it is the server's line and has no mark.
-    if (m.from !== this.me && !current) {
+    // Nor is a message from before this device joined: nothing here can show it (the quiet line says so).
+    if (m.from !== this.me && !current && !beforeJoin(m)) {
       c.unread++;
       if (this.mentions(m.text)) c.mentions++;
     }
@@ -140,12 +142,17 @@ export class ChatModel {
     if (previous && previous !== c) previous.markerSeq = undefined;
     this.current = c.key;
     if (c.unread > 0) {
-      const theirs = c.items.filter((i): i is Item & { kind: "message" } => i.kind === "message" && i.m.from !== this.me);
+      const theirs = c.items.filter((i): i is Item & { kind: "message" } => this.countsUnread(i));
       c.markerSeq = theirs[theirs.length - c.unread - 1]?.m.seq ?? 0;
     }
     c.unread = 0;
     c.mentions = 0;
     return c;
+  }
+
+  /** A message that can be unread here: someone else's, and one this device can show (not from before it joined). */
+  countsUnread(i: Item): i is Item & { kind: "message" } {
+    return i.kind === "message" && i.m.from !== this.me && !beforeJoin(i.m);
   }
 
   /** Where Alt-A goes: a conversation that names me first, then any with unread, the most recently active of each. */
@@ -158,7 +165,7 @@ export class ChatModel {
   readElsewhere(conv: number, seq: number): void {
     const c = this.byId(conv);
     if (!c || c.key === this.current) return;
-    const unread = c.items.filter((i): i is Item & { kind: "message" } => i.kind === "message" && i.m.from !== this.me && i.m.seq > seq);
+    const unread = c.items.filter((i): i is Item & { kind: "message" } => this.countsUnread(i) && i.m.seq > seq);
     c.unread = unread.length;
     c.mentions = unread.filter((i) => this.mentions(i.m.text)).length;
   }

@@ -4,9 +4,11 @@
  * lines indented under the sender, marks on one's own messages), the
  * conversation list and the status bar. Pure functions of the model and the
  * size, so that they can be tested without a terminal. Text from others goes
- * through sanitize first.
+ * through sanitize first. A run of messages sent before this device joined
+ * the conversation's MLS group is one dim line, not a warning each.
  */
-import { sanitize } from "../format";
+import { earlierLine, sanitize } from "../format";
+import { beforeJoin } from "../received";
 import { describeFile } from "../session";
 import { label } from "../view";
 import { charsOf } from "./editor";
@@ -64,7 +66,9 @@ export function wrap(text: string, cols: number): string[] {
 const day = (at: number) => new Date(at).toLocaleDateString("en-GB", { weekday: "short", day: "numeric", month: "short", year: "numeric" });
 const clock = (at: number) => new Date(at).toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", hour12: false });
 
-function itemText(item: Item): { from?: string; text: string; at: number; warn?: boolean } {
+/** `run`: the item starts a run of this many messages from before this device joined (drawn as one line). */
+function itemText(item: Item, run: number): { from?: string; text: string; at: number; warn?: boolean } {
+  if (run > 0 && item.kind === "message") return { text: earlierLine(run), at: item.m.at };
   if (item.kind === "note") return { text: item.text, at: item.at };
   if (item.kind === "mine") return { text: item.text, at: item.result?.at ?? item.at };
   const m = item.m;
@@ -79,14 +83,17 @@ export function paneRows(model: ChatModel, c: Conv | undefined, cols: number): R
   const items = c ? c.items : model.notes;
   let lastDay = "";
   let markerDrawn = false;
-  for (const item of items) {
-    const { from, text, at, warn } = itemText(item);
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i]!;
+    const run = runFrom(items, i);
+    i += Math.max(0, run - 1);
+    const { from, text, at, warn } = itemText(item, run);
     const d = day(at);
     if (d !== lastDay && item.kind !== "note") {
       lastDay = d;
       rows.push([{ text: center(` ${d} `, cols, "─"), dim: true }]);
     }
-    if (c && c.markerSeq !== undefined && !markerDrawn && item.kind === "message" && item.m.from !== model.me && item.m.seq > c.markerSeq) {
+    if (c && c.markerSeq !== undefined && !markerDrawn && model.countsUnread(item) && item.m.seq > c.markerSeq) {
       markerDrawn = true;
       rows.push([{ text: center(" new messages ", cols, "─"), color: "#ff5f5f" }]);
     }
@@ -115,6 +122,13 @@ export function paneRows(model: ChatModel, c: Conv | undefined, cols: number): R
     if (mark && ownRow) rows.push([{ text: indent }, markSpan(mark)]);
   }
   return rows;
+}
+
+/** How many items from `i` on are messages sent before this device joined, one after another (0: none). */
+function runFrom(items: readonly Item[], i: number): number {
+  let n = 0;
+  for (let at = items[i + n]; at?.kind === "message" && beforeJoin(at.m); at = items[i + n]) n++;
+  return n;
 }
 
 /**

@@ -7,6 +7,7 @@
  * draw and ./screen.ts draws it with @opentui/core.
  */
 import { HELP } from "../commands";
+import { beforeJoin } from "../received";
 import type { ReceiptEvent, Received, TypingEvent } from "../session";
 import { label, secrecyLine, type ChatView, type Secrecy, type Sending, type Target, type ViewActions } from "../view";
 import { InputEditor } from "./editor";
@@ -97,7 +98,7 @@ export class TuiView implements ChatView {
     }
     // On screen and looked at is read; anything else the person hears about.
     if (current && conv.scroll === 0 && this.focused) this.actions?.shown(m.conv, m.seq);
-    else if (m.from !== this.model.me && this.notify) this.ring(m);
+    else if (m.from !== this.model.me && this.notify && !beforeJoin(m)) this.ring(m);
     this.typists.stopped(m.conv, m.from);
     this.draw();
   }

@@ -8,6 +8,8 @@ export const MlsReasons = {
   E_MLS_NOT_ADMIN: "The membership change was committed by a member the group's own admin list does not name",
   E_MLS_ORIGIN: "The group's first admin list is not signed by its creator's identity key for this group",
   E_MLS_EPOCH: "The message belongs to an epoch whose keys are gone",
+  E_MLS_BEFORE_JOIN: "The message was sent before this device joined the conversation's MLS group: MLS keys are not shared back in time",
+  E_MLS_NO_GROUP: "This device holds no MLS group for the conversation: its welcome was refused or lost",
   E_MLS_DECRYPT: "The MLS message could not be decrypted or verified",
   E_MLS_FORMAT: "The MLS data is malformed",
   E_MLS_REMOVED: "This device is no longer a member of the conversation",
