@@ -10,6 +10,7 @@ import { PLAINTEXT } from "../net/tls";
 import { loginKeys, restoreIdentity, signupAccount } from "../client/account";
 import { benchDevice } from "./provision";
 import { decodeForBench } from "./peek";
+import { encodeForBench } from "./request-frame";
 import { RECEIVED_ACK_DELAY_MS } from "../client/connection";
 import type { IdentityKeys } from "../crypto/keys";
 import { Link } from "../net/link";
@@ -99,6 +100,7 @@ export class SimClient {
       ...(o.relay ? { tls: PLAINTEXT } : {}),
       hello: o.relay ? { role: "client", user: o.name } : { role: "client", agent: "chatterbox-bench" },
       ...(o.peek ? { decode: decodeForBench } : {}),
+      encode: encodeForBench,
       onEvent: (ev, frame) => {
         if (ev !== "msg") return;
         const m = frame.m as WireMessage;

@@ -99,6 +99,8 @@ export interface WorkerResult {
   errors: Record<string, number>;
   ackHist: string;
   deliveryHist: string;
+  /** How late each measured send was handed to its connection, after it was due. */
+  lagHist: string;
   ackedDm: Record<string, string>;
   ackedGroup: Record<string, string>;
   recvDm: Record<string, string>;

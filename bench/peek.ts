@@ -3,13 +3,15 @@
  * read only as far as the bench needs it (the conversation, the sequence
  * number and the client message id, which carries the sender, the number and
  * the time it was due), and its body, sender and recipient names are stepped
- * over, not decoded, copied or allocated. Everything else (replies, other
- * events, a frame this does not expect) goes through the protocol's own
- * decode. A real client decodes every field to show the message; the bench
- * shows nothing, and decoding the whole frame was about a tenth of a worker's
+ * over, not decoded, copied or allocated. A flat reply is read by hand too
+ * (bench/peek-reply.ts); everything else (other replies, other events, a
+ * frame this does not expect) goes through the protocol's own decode. A
+ * real client decodes every field to show the message; the bench shows
+ * nothing, and decoding the whole frame was about a tenth of a worker's
  * CPU at 5,000 msg/s, CPU the servers and PostgreSQL then lacked.
  */
 import { decode } from "../protocol/codec";
+import { peekFlatFrame } from "./peek-reply";
 
 /** What a peeked `msg` event holds: only the fields the bench reads. */
 export interface PeekedMessage {
@@ -24,10 +26,14 @@ const NAMES = ["t", "ev", "msg", "m", "conv", "seq", "cmid"].map((s) => new Text
 const [T, EV, MSG, M, CONV, SEQ, CMID] = [0, 1, 2, 3, 4, 5, 6];
 const OTHER = -1;
 
-/** The frame as the bench needs it: a peeked `{t: "ev", ev: "msg", m}` when it is one, otherwise decoded whole. */
+/**
+ * The frame as the bench needs it: a peeked `{t: "ev", ev: "msg", m}` when it
+ * is one, a flat frame (a send's reply) read by hand (bench/peek-reply.ts),
+ * otherwise decoded whole.
+ */
 export function decodeForBench(payload: Uint8Array): Record<string, unknown> {
   const m = peekMessageEvent(payload);
-  return m ? { t: "ev", ev: "msg", m } : decode(payload);
+  return m ? { t: "ev", ev: "msg", m } : (peekFlatFrame(payload) ?? decode(payload));
 }
 
 /** The `m` of a `msg` event, or undefined when the frame is anything else or holds what this does not read. */

@@ -54,7 +54,8 @@ export interface Report {
   duplicates: number;
   errors: Record<string, number>;
   throughput: { sentPerS: number; acknowledgedPerS: number; deliveredPerS: number };
-  latencyMs: { ack: Percentiles | null; delivery: Percentiles | null };
+  /** sendLag: due → handed to its connection by the load generator (open loop: its own share of ack and delivery). */
+  latencyMs: { ack: Percentiles | null; delivery: Percentiles | null; sendLag?: Percentiles | null };
   servers: ServerFigures[];
   cpuPercent: { servers: number | null; postgres: number | null; loadGenerator: number | null };
   /** The same, in microseconds of CPU a delivered message (in the measured window). */
@@ -95,9 +96,11 @@ export function buildReport(x: Inputs): Report {
   const sum = (f: (r: WorkerResult) => number) => results.reduce((n, r) => n + f(r), 0);
   const ack = newHistogram();
   const delivery = newHistogram();
+  const lag = newHistogram();
   for (const r of results) {
     addEncoded(ack, r.ackHist);
     addEncoded(delivery, r.deliveryHist);
+    addEncoded(lag, r.lagHist);
   }
   const errors: Record<string, number> = {};
   for (const r of results) for (const [code, n] of Object.entries(r.errors)) errors[code] = (errors[code] ?? 0) + n;
@@ -134,7 +137,7 @@ export function buildReport(x: Inputs): Report {
     duplicates: sum((r) => r.duplicates),
     errors,
     throughput: { sentPerS: perS(sum((r) => r.sent)), acknowledgedPerS: perS(sum((r) => r.acked)), deliveredPerS: perS(sum((r) => r.delivered)) },
-    latencyMs: { ack: percentiles(ack), delivery: percentiles(delivery) },
+    latencyMs: { ack: percentiles(ack), delivery: percentiles(delivery), ...(x.rate === "max" ? {} : { sendLag: percentiles(lag) }) },
     servers: (x.servers ?? []).map((s) => ({ id: s.id, addr: s.addr, connections: s.load, cpuPercent: s.cpu ?? null, rssMiB: mib(s.rss) })),
     cpuPercent: { servers: x.cpu?.servers ?? null, postgres: x.cpu?.postgres ?? null, loadGenerator: x.cpu?.generator ?? null },
     cpuUsPerDelivery: {
@@ -200,6 +203,7 @@ export function formatReport(r: Report): string {
     p ? `  ${name.padEnd(11)} p50 ${p.p50} ms  p90 ${p.p90} ms  p99 ${p.p99} ms  p99.9 ${p.p999} ms  max ${p.max} ms` : `  ${name.padEnd(11)} -`;
   lines.push(row("ack", r.latencyMs.ack));
   lines.push(row("delivery", r.latencyMs.delivery));
+  if (r.latencyMs.sendLag) lines.push(row("send lag", r.latencyMs.sendLag) + " (due → handed to its connection)");
   if (r.offline) lines.push(`  offline     inboxes replayed at login: ${n(r.totals.deliveries)} messages in ${r.offline.seconds} s = ${n(r.offline.messagesPerS)} msg/s`);
   const cpu = (v: number | null) => (v === null ? "n/a" : `${v}%`);
   lines.push(`  cpu         servers ${cpu(r.cpuPercent.servers)}, PostgreSQL ${cpu(r.cpuPercent.postgres)}, load generator ${cpu(r.cpuPercent.loadGenerator)} (100% = one core; ${r.machine.cores} cores in all)`);

@@ -33,6 +33,8 @@ export interface LinkOptions extends LinkHandlers {
   trust?: Trust;
   /** How a frame's payload is read (default: protocol/codec.ts's decode); the load generator peeks at deliveries (bench/peek.ts). */
   decode?(payload: Uint8Array): Record<string, unknown>;
+  /** How a request is framed (default: protocol/codec.ts's encode); the load generator writes its sends by hand (bench/request-frame.ts). */
+  encode?(value: Record<string, unknown>): Uint8Array;
 }
 
 type Pending = { resolve(value: Record<string, unknown>): void; reject(error: unknown): void; op: string; timeoutMs: number; deadline: number };
@@ -43,7 +45,10 @@ export class Link {
   /**
    * One timer for every request's deadline, set for the earliest: a timer made
    * and cleared for each request was 4% of a load generator's samples, and a
-   * reply nearly always comes long before its deadline.
+   * reply nearly always comes long before its deadline. It stays set when the
+   * last reply comes: a client with one request at a time would otherwise make
+   * and clear it for each; when it fires it fails what is due and sets itself
+   * for the next deadline, if any.
    */
   private deadlineTimer?: Timer;
   private timerAt = Infinity;
@@ -164,7 +169,7 @@ export class Link {
       const deadline = performance.now() + timeoutMs;
       this.pending.set(id, { resolve, reject, op, timeoutMs, deadline });
       if (deadline < this.timerAt) this.armDeadline(deadline);
-      this.outbox.push(encode({ ...args, t: "req", id, op }));
+      this.outbox.push((this.options.encode ?? encode)({ ...args, t: "req", id, op }));
     });
   }
 
@@ -237,11 +242,6 @@ export class Link {
       const waiter = this.pending.get(id);
       if (!waiter) return;
       this.pending.delete(id);
-      if (this.pending.size === 0) {
-        clearTimeout(this.deadlineTimer);
-        this.deadlineTimer = undefined;
-        this.timerAt = Infinity;
-      }
       if (frame.ok === true) waiter.resolve(frame);
       else waiter.reject(toError(frame));
     } else if (frame.t === "ev") {

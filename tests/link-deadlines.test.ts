@@ -2,7 +2,8 @@
  * net/link.ts keeps one timer for all of a link's request deadlines: a request
  * that gets no reply still fails with E_TIMEOUT, one with a shorter timeout made
  * after a longer one still fails first, the ones answered meanwhile are not
- * touched, and a close fails what is left with E_CLOSED. A real listener
+ * touched, the timer left set after the last answer still ends a later request,
+ * and a close fails what is left with E_CLOSED. A real listener
  * (net/listener.ts, plaintext) over a real socket.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -57,6 +58,17 @@ test("a timeout still fires after every other request was answered and a new one
   const lost = codeOf(link.request("never", {}, 300));
   for (let i = 0; i < 5; i++) expect((await link.request("echo", { said: i })).said).toBe(i);
   expect(await lost).toBe("E_TIMEOUT");
+  link.close();
+});
+
+test("the timer left set for an answered request's deadline still ends a later one that gets no answer", async () => {
+  const link = await Link.connect(address, { tls: PLAINTEXT });
+  // Answered at once: the timer stays set for its deadline, which comes before the next request's.
+  expect((await link.request("echo", { said: "first" }, 200)).said).toBe("first");
+  const lost = codeOf(link.request("never", {}, 600));
+  const shorter = codeOf(link.request("never", {}, 300));
+  expect(await Promise.all([lost, shorter])).toEqual(["E_TIMEOUT", "E_TIMEOUT"]);
+  expect((await link.request("echo", { said: "after" })).said).toBe("after");
   link.close();
 });
 
