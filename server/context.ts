@@ -7,6 +7,7 @@
 import type { Connection } from "../net/listener";
 import { DEFAULT_MAX_FRAME } from "../protocol/frame";
 import { DEFAULT_GAP_MS } from "./committer";
+import type { ConnFlow } from "./flow";
 
 export interface ServerConfig {
   /** Close connections that have not logged in by then. */
@@ -142,6 +143,8 @@ export interface ClientState {
   held?: { conv: number; seq: number; bytes: Uint8Array }[];
   /** Bytes in `held`: bounded like the outbox. */
   heldBytes?: number;
+  /** What server/flow.ts keeps for this connection: what was sent, what fell behind. On the state itself, read per delivery. */
+  flow?: ConnFlow;
   peerId?: string;
   /** The proof a connecting peer must bring in peer.auth (server/peer-proof.ts), until it does. */
   peerChallenge?: Uint8Array;

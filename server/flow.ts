@@ -30,7 +30,8 @@ interface Behind {
   drops: number;
 }
 
-interface ConnFlow {
+/** Kept on the connection's own state (ClientState.flow): read for every live message, so no map is looked up. */
+export interface ConnFlow {
   sent: Map<number, number>;
   behind: Map<number, Behind>;
   /** From login until the replay is done: live messages are left to the replay's catch-up. */
@@ -41,7 +42,6 @@ interface ConnFlow {
 const CATCH_UP_PAGE = 500;
 
 export class Flow {
-  private readonly conns = new WeakMap<Conn, ConnFlow>();
   /** Catch-ups from the database scheduled and not yet run (afterOutage). */
   private resyncsDue = 0;
 
@@ -52,9 +52,7 @@ export class Flow {
   ) {}
 
   private of(conn: Conn): ConnFlow {
-    let flow = this.conns.get(conn);
-    if (!flow) this.conns.set(conn, (flow = { sent: new Map(), behind: new Map(), replaying: false }));
-    return flow;
+    return (conn.state.flow ??= { sent: new Map(), behind: new Map(), replaying: false });
   }
 
   /** A login is under way: live messages wait (in the database) for the replay. */
