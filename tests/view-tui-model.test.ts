@@ -200,6 +200,19 @@ test("the status bar: a question or a changed key first, then typing, the connec
   expect(narrow).toBe("[bob is typing… · connected · encrypted]");
   expect(Bun.stringWidth(narrow)).toBeLessThanOrEqual(58);
   expect(text({ ...steady, cols: 200 })).toBe(text(steady));
+  // A conversation the session said is not forward secret, or whose membership this device doubts, says so while it holds.
+  expect(text({ ...steady, secrecy: "not forward secret" })).toBe("[connected to 127.0.0.1:7001 · encrypted, key pinned (/verify) · NOT forward secret (not on MLS)]");
+  expect(text({ ...steady, secrecy: "not forward secret", cols: 58 })).toBe("[connected · encrypted · NOT forward secret]");
+  expect(text({ ...steady, secrecy: "doubt" })).toStartWith("[MEMBERSHIP NOT CONFIRMED by an admin · connected");
+});
+
+test("a note about one conversation goes there, not into the one on screen", () => {
+  const m = new ChatModel("alice");
+  m.open({ kind: "dm", name: "bob" }, 7);
+  m.noteIn({ kind: "group", name: "team" }, "* WARNING: messages in #team are not forward secret");
+  const notes = (name: string, kind: "dm" | "group") => m.conv({ kind, name }).items.filter((i) => i.kind === "note").map((i) => (i as { text: string }).text);
+  expect(notes("team", "group")).toEqual(["* WARNING: messages in #team are not forward secret"]);
+  expect(notes("bob", "dm")).toEqual([]);
 });
 
 test("the mark on my own message is never cut at the pane's edge, and the rows stay put as it goes from sent to read", () => {

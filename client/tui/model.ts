@@ -34,6 +34,8 @@ export interface Conv {
   complete: boolean;
   /** Each other member's positions. */
   positions: Map<string, { delivered: number; read: number }>;
+  /** What the session last said of its messages' secrecy (server/mls secrecy notices): shown in the status bar while it holds. */
+  secrecy?: { forwardSecret: boolean; doubt: boolean };
 }
 
 export const keyOf = (t: Target): string => `${t.kind}:${t.name}`;
@@ -216,6 +218,11 @@ export class ChatModel {
   note(text: string): void {
     const c = this.currentConv;
     (c ? c.items : this.notes).push({ kind: "note", text, at: Date.now() });
+  }
+
+  /** A note about one conversation: in that conversation, wherever the person is now. */
+  noteIn(target: Target, text: string): void {
+    this.conv(target).items.push({ kind: "note", text, at: Date.now() });
   }
 
   /** Whether a conversation other than the current one keeps an unsent draft. */

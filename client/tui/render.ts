@@ -219,6 +219,8 @@ export interface StatusState {
   connection?: { connected: boolean; server: string; retryAt?: number; pending: number };
   /** The current conversation's keys: a group's, a DM contact's as pinned, or changed and waiting for /trust. */
   encryption?: "group" | "pinned" | "changed";
+  /** What the conversation's last secrecy notice said, while it holds (undefined: nothing to warn of). */
+  secrecy?: "not forward secret" | "doubt";
   typing: string[];
   confirming: boolean;
   /** The quick switcher's matches, while it is open. */
@@ -246,9 +248,11 @@ export function statusRow(s: StatusState): Row {
       s.confirming ? "a draft is unsent: Ctrl-C again to leave" : "",
       s.switcher ? s.switcher.join("  ") || "no match" : "",
       s.encryption === "changed" ? "KEY CHANGED: /verify, then /trust" : "",
+      s.secrecy === "doubt" ? "MEMBERSHIP NOT CONFIRMED by an admin" : "",
       s.typing.length ? `${s.typing.join(", ")} ${s.typing.length === 1 ? "is" : "are"} typing…` : "",
       `${connection(short)}${pending}`,
       keys(short),
+      s.secrecy === "not forward secret" ? (short ? "NOT forward secret" : "NOT forward secret (not on MLS)") : "",
     ]
       .filter(Boolean)
       .join(" · ")}]`;

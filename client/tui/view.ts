@@ -133,7 +133,9 @@ export class TuiView implements ChatView {
   }
 
   secrecy(notice: Secrecy): void {
-    this.model.note(`* ${secrecyLine(notice)}`);
+    // Said where it belongs (a /to to another conversation is told there, not here), and kept in the status bar.
+    this.model.conv(notice.target).secrecy = { forwardSecret: notice.forwardSecret, doubt: notice.doubt !== undefined };
+    this.model.noteIn(notice.target, `* ${secrecyLine(notice)}`);
     this.draw();
   }
 
@@ -311,6 +313,7 @@ export class TuiView implements ChatView {
     return statusRow({
       connection: this.actions?.connection(),
       encryption: c === undefined ? undefined : c.target.kind === "group" ? "group" : this.actions?.keyChanged(c.target.name) ? "changed" : "pinned",
+      secrecy: c?.secrecy?.doubt ? "doubt" : c?.secrecy?.forwardSecret === false ? "not forward secret" : undefined,
       typing: this.typists.in(c?.conv, now),
       confirming: this.confirming,
       switcher: this.switcher.open ? this.switcher.matches(this.model.ordered()).map((m) => label(m.target)) : undefined,
