@@ -15,6 +15,7 @@ import m0007 from "./migrations/0007_key_packages.sql" with { type: "text" };
 import m0008 from "./migrations/0008_perf.sql" with { type: "text" };
 import m0009 from "./migrations/0009_mls.sql" with { type: "text" };
 import m0010 from "./migrations/0010_mls_group_id.sql" with { type: "text" };
+import m0011 from "./migrations/0011_members_without_fk_checks.sql" with { type: "text" };
 
 export const migrationFiles: Record<string, string> = {
   "0000_init": m0000,
@@ -28,6 +29,7 @@ export const migrationFiles: Record<string, string> = {
   "0008_perf": m0008,
   "0009_mls": m0009,
   "0010_mls_group_id": m0010,
+  "0011_members_without_fk_checks": m0011,
 };
 
 export const migrationJournal: { entries: { tag: string; when: number; breakpoints: boolean }[] } = journal;

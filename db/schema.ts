@@ -156,12 +156,9 @@ export const conversations = pgTable(
 export const members = pgTable(
   "members",
   {
-    conversationId: integer("conversation_id")
-      .notNull()
-      .references(() => conversations.id, { onDelete: "cascade" }),
-    userId: integer("user_id")
-      .notNull()
-      .references(() => users.id, { onDelete: "cascade" }),
+    /** No foreign keys here, on purpose: see migration 0011 (their per-row checks were a third of a new pair's cost). */
+    conversationId: integer("conversation_id").notNull(),
+    userId: integer("user_id").notNull(),
     readSeq: bigint("read_seq", { mode: "number" }).notNull().default(0),
     /** The member sees messages after this sequence number only. */
     joinedSeq: bigint("joined_seq", { mode: "number" }).notNull().default(0),
@@ -185,9 +182,8 @@ export const members = pgTable(
 export const deviceCursors = pgTable(
   "device_cursors",
   {
-    deviceId: integer("device_id")
-      .notNull()
-      .references(() => devices.id, { onDelete: "cascade" }),
+    /** No foreign key, on purpose: see migration 0011 (a per-row check for every first cursor of a new pair). */
+    deviceId: integer("device_id").notNull(),
     /** No foreign key, on purpose: see migration 0006 (its lock deadlocked acks with the group commit). */
     conversationId: integer("conversation_id").notNull(),
     seq: bigint("seq", { mode: "number" }).notNull().default(0),

@@ -319,7 +319,7 @@ test("a send refused as a duplicate leaves no hole in its conversation's numberi
   expect(await storedSeqs(withCarol)).toEqual([1]);
 });
 
-test("messages keep no foreign-key checks, yet deleting a conversation or a user deletes their messages, and nothing else", async () => {
+test("messages, members and device cursors keep no foreign-key checks, yet deleting a conversation, a user or a device deletes their rows, and nothing else", async () => {
   const [a, b, c] = await freshUsers("alice", "bob", "carol");
   const store = new Store(databases[0].sql);
   const ids = await store.usersByName([a!, b!, c!]);
@@ -339,8 +339,19 @@ test("messages keep no foreign-key checks, yet deleting a conversation or a user
   expect(fks!.n).toBe(0);
   const count = async (where: postgres.PendingQuery<postgres.Row[]>) => (await where)[0]!.n as number;
 
+  // Members and device cursors have no per-row key checks either (migration 0011): the same cascades, by trigger.
+  const [memberFks] = await sql`select count(*)::int as n from pg_constraint where conrelid in ('members'::regclass, 'device_cursors'::regclass) and contype = 'f'`;
+  expect(memberFks!.n).toBe(0);
+  const [device] = await sql`insert into devices (user_id, key, name) values (${carol}, ${randomUUID()}, 'phone') returning id`;
+  await sql`insert into device_cursors (device_id, conversation_id, seq) values (${device!.id}, ${withCarol}, 1), (${device!.id}, ${bobCarol}, 1)`;
+  expect(await count(sql`select count(*)::int as n from members where conversation_id = ${withCarol}`)).toBe(2);
+
   await sql`delete from conversations where id = ${withCarol}`;
   expect(await count(sql`select count(*)::int as n from messages where conversation_id = ${withCarol}`)).toBe(0);
+  expect(await count(sql`select count(*)::int as n from members where conversation_id = ${withCarol}`)).toBe(0);
+  expect(await count(sql`select count(*)::int as n from device_cursors where conversation_id = ${withCarol}`)).toBe(0);
+  await sql`delete from devices where id = ${device!.id}`;
+  expect(await count(sql`select count(*)::int as n from device_cursors where device_id = ${device!.id}`)).toBe(0);
   // A send to the removed conversation (a server may still have its id) is refused, and stores nothing.
   const [gone] = await store.appendBatch([{ senderId: alice, convId: withCarol, cmid: randomUUID(), body: body("6") }]);
   expect(gone).toMatchObject({ ok: false, code: "E_NO_SUCH_USER" });
@@ -349,6 +360,8 @@ test("messages keep no foreign-key checks, yet deleting a conversation or a user
 
   await sql`delete from users where id = ${bob}`;
   expect(await count(sql`select count(*)::int as n from messages where sender_id = ${bob}`)).toBe(0);
+  expect(await count(sql`select count(*)::int as n from members where user_id = ${bob}`)).toBe(0);
+  expect(await count(sql`select count(*)::int as n from members where user_id = ${alice}`)).toBe(1);
   // Alice's message to bob stays until their conversation goes, as with the old keys.
   expect(await storedSeqs(withBob)).toEqual([1]);
   expect(await storedSeqs(bobCarol)).toEqual([]);
